@@ -1,0 +1,42 @@
+# Two commands on a fresh machine: `make run` (dashboard on the built-in sample), `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PORT   ?= 8501
+
+.PHONY: run test install install-dev browser bench clean
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+## run: install, make the built-in sample if it is missing, serve the dashboard on 127.0.0.1:$(PORT)
+run: $(VENV)/.installed
+	$(PY) -m core sample --out data/sample --if-missing
+	$(VENV)/bin/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) \
+		--server.headless true --browser.gatherUsageStats false
+
+## test: install with the test extras (and Debian's Chromium for the browser test, when root), run every test
+test: $(VENV)/.installed-dev browser
+	$(PY) -m pytest
+
+## browser: Debian's Chromium for the real-browser test; skipped quietly where apt-get is not ours to use
+browser:
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+
+## bench: every benchmark, each printing its ratio against a baseline measured in the same run
+bench: $(VENV)/.installed-dev
+	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,72 @@
+"""``python -m core <command>``: the command line over the package.
+
+Each command lives in ``core/commands/<name>.py`` and exposes ``register(subparsers)``, which
+adds its parser and sets ``func`` (called with the parsed arguments, returning an exit code).
+User errors (:class:`core.errors.GalaxyMorphError`) are printed as one line and exit with 2;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from core import __version__
+from core.errors import GalaxyMorphError
+
+COMMAND_MODULES = (
+    "sample",
+    "scrape",
+    "fetch",
+    "import_",
+    "build",
+    "train",
+    "evaluate",
+    "compare",
+)
+
+EXIT_USER_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every command that is installed."""
+    parser = argparse.ArgumentParser(
+        prog="python -m core",
+        description="Build a galaxy-morphology dataset from NED and compare LeNet-5, AlexNet and ResNet on it.",
+    )
+    parser.add_argument("--version", action="version", version=f"galaxy-morph {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    subparsers = parser.add_subparsers(dest="command", metavar="<command>")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"core.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"core.commands.{name}":
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv``, run the command, turn user errors into one line and exit code 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USER_ERROR
+    try:
+        return int(args.func(args) or 0)
+    except GalaxyMorphError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted: what was finished is saved; run the same command again to resume.", file=sys.stderr)
+        return 130

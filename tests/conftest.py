@@ -1,0 +1,40 @@
+"""Shared fixtures. Tests never reach the internet: `remote` tests run only with --remote."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Quiet TensorFlow's import banner and keep Keras on the backend the suite was written for.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--remote", action="store_true", help="also run tests that talk to the real NED")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--remote"):
+        return
+    skip = pytest.mark.skip(reason="talks to the real NED; run with --remote")
+    for item in items:
+        if "remote" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test reads the developer's own galaxy-morph.toml or GALAXY_MORPH_* variables."""
+    for key in list(os.environ):
+        if key.startswith("GALAXY_MORPH_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("GALAXY_MORPH_CONFIG", str(_empty_config(tmp_path_factory)))
+
+
+def _empty_config(factory: pytest.TempPathFactory) -> str:
+    path = factory.getbasetemp() / "galaxy-morph.toml"
+    if not path.exists():
+        path.write_text("# empty: defaults only\n")
+    return str(path)
