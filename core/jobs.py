@@ -1,0 +1,364 @@
+"""Background jobs for the dashboard: ``python -m core <command>`` in a detached process.
+
+Scraping, fetching, building and training take minutes to hours, longer than a browser tab lives.
+A job runs in its own session (``start_new_session=True``), so it survives page reloads, browser
+closes and even a restart of the dashboard; everything about it lives on disk under
+``data_dir/jobs/``:
+
+- ``JOB_ID.json``: the record (command, pid, start time, progress file, log file);
+- ``JOB_ID.log``: the command's stdout and stderr;
+- ``JOB_ID.exit.json``: written by the wrapper process when the command ends (exit code).
+
+The status is derived from those files and the pid, never kept in memory, so any process (a new
+dashboard session, the CLI, a test) sees the same answer.
+
+Examples
+--------
+>>> job = start_job(["sample", "--out", "data/sample", "--n", "200"], label="sample")  # doctest: +SKIP
+>>> job_status(job)  # doctest: +SKIP
+'running'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import core
+from core.config import get_settings
+from core.errors import GalaxyMorphError
+from core.io import atomic_write_json
+from core.progress import read_progress
+
+RUNNING = "running"
+FINISHED = "finished"
+FAILED = "failed"
+STOPPED = "stopped"
+STATUSES = (RUNNING, FINISHED, FAILED, STOPPED)
+
+
+class JobError(GalaxyMorphError):
+    """A job does not exist or cannot be started or stopped."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """What is known about a background job when it was started.
+
+    Attributes
+    ----------
+    id : str
+        ``YYYYmmdd-HHMMSS-xxxx``: sorts by start time.
+    label : str
+        Short human name shown in the dashboard ("fetch E, S0", "train lenet5").
+    command : list of str
+        The full argv that was run.
+    pid : int
+        Process id of the wrapper; it leads its own process group.
+    started : float
+        Unix time of the start.
+    log_file, exit_file, record_file : Path
+        Files under ``data_dir/jobs/``.
+    progress_file : Path or None
+        JSON-lines progress log (``core.progress``) the command writes, if any.
+    proc_start : int or None
+        The kernel's start time of ``pid`` (Linux), so a recycled pid is not taken for the job.
+    """
+
+    id: str
+    label: str
+    command: list[str]
+    pid: int
+    started: float
+    log_file: Path
+    exit_file: Path
+    record_file: Path
+    progress_file: Path | None = None
+    proc_start: int | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON-ready record stored in ``JOB_ID.json``."""
+        return {
+            "id": self.id,
+            "label": self.label,
+            "command": self.command,
+            "pid": self.pid,
+            "started": self.started,
+            "log_file": str(self.log_file),
+            "exit_file": str(self.exit_file),
+            "progress_file": None if self.progress_file is None else str(self.progress_file),
+            "proc_start": self.proc_start,
+        }
+
+
+def jobs_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """``data_dir/jobs``, with ``data_dir`` from the settings when not given."""
+    return Path(data_dir if data_dir is not None else get_settings().data_dir) / "jobs"
+
+
+def start_job(
+    args: Sequence[str],
+    *,
+    label: str | None = None,
+    progress_file: str | os.PathLike[str] | None = None,
+    add_progress_flag: bool = True,
+    data_dir: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+) -> Job:
+    """Start ``python -m core <args>`` in the background and return its record.
+
+    Parameters
+    ----------
+    args : sequence of str
+        The command and its options, e.g. ``["fetch", "--classes", "E"]``.
+    label : str, optional
+        Name shown in the dashboard; defaults to the command name.
+    progress_file : path, optional
+        Where the command writes progress events. Defaults to ``jobs/JOB_ID.progress.jsonl``
+        when ``add_progress_flag`` is true (e.g. training writes into its run folder instead).
+    add_progress_flag : bool
+        Append ``--progress-file PATH`` to ``args``.
+    data_dir : path, optional
+        Root of the jobs folder; the settings' ``data_dir`` by default.
+    env : mapping, optional
+        Extra environment variables for the command.
+    cwd : path, optional
+        Working directory of the command; the current one by default, so relative settings
+        (``data/``) mean the same thing for the dashboard and the job.
+
+    Raises
+    ------
+    JobError
+        If ``args`` is empty or the process cannot be started.
+    """
+    args = [str(a) for a in args]
+    if not args or args[0].startswith("-"):
+        raise JobError(f"args must start with a command name; got {args!r}. Use e.g. ['sample', '--n', '100'].")
+    folder = jobs_dir(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    job_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+    log_file = folder / f"{job_id}.log"
+    exit_file = folder / f"{job_id}.exit.json"
+    record_file = folder / f"{job_id}.json"
+    if progress_file is None and add_progress_flag:
+        progress_file = folder / f"{job_id}.progress.jsonl"
+    if add_progress_flag:
+        args += ["--progress-file", str(progress_file)]
+    command = [sys.executable, "-m", "core", *args]
+    wrapper = [sys.executable, "-m", "core.jobs", str(exit_file), "--", *command]
+
+    child_env = dict(os.environ)
+    # The package must be importable from whatever folder the job runs in.
+    root = str(Path(core.__file__).resolve().parent.parent)
+    child_env["PYTHONPATH"] = os.pathsep.join(p for p in (root, child_env.get("PYTHONPATH")) if p)
+    child_env.setdefault("PYTHONUNBUFFERED", "1")
+    child_env.update(env or {})
+    try:
+        with open(log_file, "ab") as log:
+            proc = subprocess.Popen(
+                wrapper,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                env=child_env,
+                start_new_session=True,
+            )
+    except OSError as exc:
+        raise JobError(f"could not start {' '.join(command)!r}: {exc}. Check the Python environment.") from exc
+    job = Job(
+        id=job_id,
+        label=label or args[0],
+        command=command,
+        pid=proc.pid,
+        started=time.time(),
+        log_file=log_file,
+        exit_file=exit_file,
+        record_file=record_file,
+        progress_file=None if progress_file is None else Path(progress_file),
+        proc_start=_proc_start_time(proc.pid),
+    )
+    atomic_write_json(record_file, job.to_record())
+    return job
+
+
+def load_job(job_id: str, *, data_dir: str | os.PathLike[str] | None = None) -> Job:
+    """Read the record of ``job_id``.
+
+    Raises
+    ------
+    JobError
+        If there is no such job or its record is unreadable.
+    """
+    record_file = jobs_dir(data_dir) / f"{job_id}.json"
+    if not record_file.exists():
+        raise JobError(f"no job {job_id!r} in {record_file.parent}. Pick one from list_jobs().")
+    try:
+        record = json.loads(record_file.read_text(encoding="utf-8"))
+        return Job(
+            id=record["id"],
+            label=record["label"],
+            command=list(record["command"]),
+            pid=int(record["pid"]),
+            started=float(record["started"]),
+            log_file=Path(record["log_file"]),
+            exit_file=Path(record["exit_file"]),
+            record_file=record_file,
+            progress_file=Path(record["progress_file"]) if record.get("progress_file") else None,
+            proc_start=record.get("proc_start"),
+        )
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise JobError(f"job record {record_file} is unreadable ({exc}). Delete it.") from exc
+
+
+def list_jobs(*, data_dir: str | os.PathLike[str] | None = None) -> list[Job]:
+    """Every job with a readable record, newest first."""
+    folder = jobs_dir(data_dir)
+    if not folder.is_dir():
+        return []
+    jobs = []
+    for path in sorted(folder.glob("*.json"), reverse=True):
+        if path.name.endswith(".exit.json"):
+            continue
+        try:
+            jobs.append(load_job(path.stem, data_dir=data_dir))
+        except JobError:
+            continue  # a record being written or damaged must not hide the other jobs
+    return jobs
+
+
+def job_exit(job: Job) -> dict[str, Any] | None:
+    """The wrapper's exit record (``returncode``, ``stopped``, ``ended``), or None while running."""
+    try:
+        return json.loads(job.exit_file.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def job_status(job: Job) -> str:
+    """``running``, ``finished`` (exit 0), ``stopped`` (by :func:`stop_job`) or ``failed``.
+
+    A process that vanished without its exit record (killed with SIGKILL, machine reboot) is
+    ``failed``.
+    """
+    exit_record = job_exit(job)
+    if exit_record is not None:
+        if exit_record.get("stopped"):
+            return STOPPED
+        return FINISHED if exit_record.get("returncode") == 0 else FAILED
+    if _is_alive(job):
+        return RUNNING
+    # The wrapper may have written its exit record between the two checks.
+    exit_record = job_exit(job)
+    if exit_record is not None:
+        return job_status(job)
+    return FAILED
+
+
+def job_progress(job: Job) -> dict[str, Any] | None:
+    """The latest progress event of the job (see :func:`core.progress.read_progress`)."""
+    if job.progress_file is None:
+        return None
+    return read_progress(job.progress_file)
+
+
+def stop_job(job: Job | str, *, data_dir: str | os.PathLike[str] | None = None) -> bool:
+    """Send SIGTERM to the job's process group; return False if it was not running.
+
+    Commands save what they finished, so a stopped job resumes when started again.
+    """
+    if isinstance(job, str):
+        job = load_job(job, data_dir=data_dir)
+    if job_status(job) != RUNNING:
+        return False
+    try:
+        os.killpg(job.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    except PermissionError as exc:
+        raise JobError(f"cannot stop job {job.id} (pid {job.pid}): {exc}.") from exc
+    return True
+
+
+def tail_log(job: Job, *, lines: int = 20, max_bytes: int = 64_000) -> str:
+    """The last ``lines`` lines of the job's log (progress bars' carriage returns folded)."""
+    if lines < 1:
+        raise JobError(f"lines must be >= 1; got {lines}. Ask for at least one line.")
+    try:
+        with open(job.log_file, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - max_bytes))
+            data = handle.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+    # A terminal bar redraws with "\r"; only its last state is worth showing.
+    text = [line.rstrip("\r").rsplit("\r", 1)[-1] for line in data.rstrip("\n").split("\n")]
+    return "\n".join(text[-lines:])
+
+
+def _proc_start_time(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 22 (starttime); the command name in field 2 may contain spaces, so split after ")".
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def _is_alive(job: Job) -> bool:
+    try:
+        # Reap the wrapper if this process started it; otherwise it lingers as a zombie.
+        os.waitpid(job.pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(job.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{job.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True  # not Linux: trust the signal check
+    if state == "Z":
+        return False
+    return job.proc_start is None or _proc_start_time(job.pid) == job.proc_start
+
+
+def _wrap(argv: Sequence[str]) -> int:
+    """Run ``argv`` after ``--``, then write the exit record; forward SIGTERM/SIGINT as 'stopped'."""
+    exit_file, sep, *command = argv
+    if sep != "--" or not command:
+        raise SystemExit("usage: python -m core.jobs EXIT_FILE -- COMMAND...")
+    stopped = False
+    proc: subprocess.Popen[bytes] | None = None
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        nonlocal stopped
+        stopped = True
+        # stop_job signals the whole group; this covers a signal sent to the wrapper alone.
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    proc = subprocess.Popen(command)
+    returncode = proc.wait()
+    atomic_write_json(exit_file, {"returncode": returncode, "stopped": stopped, "ended": time.time()})
+    return returncode
+
+
+if __name__ == "__main__":
+    sys.exit(_wrap(sys.argv[1:]))
