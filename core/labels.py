@@ -1,0 +1,435 @@
+"""Galaxy morphology labels: parse NED's type strings, map them to classes, settle conflicts.
+
+NED writes morphologies in the revised Hubble notation of de Vaucouleurs (RC3): a family (E,
+S0, S, I), a bar family (SA, SAB, SB), an inner-ring variety ((r), (s), (rs)), a stage (a ... m)
+and qualifiers (``pec``, ``sp`` for edge-on, ``:`` or ``?`` for uncertain). :func:`parse_morphology`
+turns one string into a :class:`Morphology`; a :class:`Scheme` turns a morphology into a class
+of a classification task (``hubble3``, ``hubble4``, ``seed6``, ``gz1`` or the user's own mapping);
+:func:`resolve_conflicts` reduces a table with several rows per object to one label per object.
+
+Transitional types written with two families (``E/S0``, ``E-S0``, ``S/Irr``) are parsed as
+``family="unknown"`` unless both sides are the same family (``D/cD``): they sit on a class
+boundary of every scheme, so guessing a side would put label noise into the dataset. They are
+counted as ``unclassified``, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+
+from core.errors import ConfigError, ParseError
+
+logger = logging.getLogger(__name__)
+
+UNCLASSIFIED = "unclassified"
+FAMILIES = ("E", "S0", "S0/a", "S", "Irr", "unknown")
+BARS = ("A", "AB", "B")
+STAGES = ("a", "ab", "b", "bc", "c", "cd", "d", "dm", "m")
+RINGS = ("r", "s", "rs")
+CONFLICT_POLICIES = ("drop", "majority", "first")
+LABEL_SOURCES = ("classification", "requested")
+
+# Tokens after the main type that say something about the galaxy but not about its Hubble type
+# (nuclear activity, notes): they neither help nor spoil a parse.
+_IGNORED_TOKENS = {"hii", "liner", "agn", "sy", "sy1", "sy2", "sbrst", "n", "nucleus", "i", "ii", "sf"}
+_BAR = r"(?P<bar>AB|A|B|X)?"
+_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("cd", re.compile(r"c?D")),
+    ("E", re.compile(r"(?P<dwarf>d)?E(?P<num>[0-7])?(?:\^?[+-])?")),
+    ("S0/a", re.compile(rf"(?P<dwarf>d)?S{_BAR}0(?:\^?[+\-0])?(?:/a|-a|a)")),
+    ("S0", re.compile(rf"(?P<dwarf>d)?S{_BAR}0(?:\^?[+\-0])?")),
+    ("S", re.compile(rf"(?P<dwarf>d)?S{_BAR}(?P<stage>ab|a|bc|b|cd|c|dm|d|m)?")),
+    ("Irr", re.compile(rf"(?P<dwarf>d)?(?:Irr|I){_BAR}(?P<stage>m|0)?")),
+)
+
+
+@dataclass(frozen=True)
+class Morphology:
+    """One morphology string, parsed.
+
+    Attributes
+    ----------
+    raw : str
+        The string as given.
+    family : str
+        ``E``, ``S0``, ``S0/a``, ``S``, ``Irr`` or ``unknown``.
+    e_number : int or None
+        Ellipticity class n of ``En`` (0-7).
+    bar : str or None
+        Bar family ``A`` (unbarred), ``AB`` (weak bar; RC3's ``SX``), ``B`` (barred).
+    stage : str or None
+        Spiral (or Magellanic irregular) stage, ``a`` ... ``m``.
+    ring : str or None
+        Inner variety: ``r`` (ring), ``s`` (S-shaped), ``rs`` (mixed).
+    peculiar, uncertain, cd, edge_on, dwarf : bool
+        ``pec``; ``:`` or ``?``; a cD (or D) giant elliptical; ``sp`` or ``edge-on``; ``d`` prefix.
+    """
+
+    raw: str
+    family: str = "unknown"
+    e_number: int | None = None
+    bar: str | None = None
+    stage: str | None = None
+    ring: str | None = None
+    peculiar: bool = False
+    uncertain: bool = False
+    cd: bool = False
+    edge_on: bool = False
+    dwarf: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        """The fields as a plain dict (for tables and JSON)."""
+        return asdict(self)
+
+
+@lru_cache(maxsize=65536)
+def parse_morphology(text: str | None) -> Morphology:
+    """Parse a NED morphology string such as ``SAB(rs)bc: sp`` or ``E+ pec``.
+
+    Never raises: a string that is not a Hubble type (empty, ``HII``, garbage) gives
+    ``family="unknown"`` so that batch code can count it.
+
+    Examples
+    --------
+    >>> m = parse_morphology("(R')SB(r)b")
+    >>> (m.family, m.bar, m.ring, m.stage)
+    ('S', 'B', 'r', 'b')
+    """
+    raw = "" if text is None or (isinstance(text, float) and text != text) else str(text)
+    s = raw.strip()
+    flags = {
+        "uncertain": ":" in s or "?" in s,
+        "peculiar": re.search(r"pec", s, re.IGNORECASE) is not None,
+        "edge_on": re.search(r"(?<![A-Za-z])sp(?![A-Za-z])|edge-?on", s, re.IGNORECASE) is not None,
+    }
+    s = re.sub(r"edge-?on|pec(uliar)?", " ", s, flags=re.IGNORECASE)
+    s = s.replace(":", " ").replace("?", " ").replace("^", "")
+    s = re.sub(r"^\s*\(?R'?_?\d?'?\)?\s*(?=[SIE])", "", s)  # outer ring (R), (R'), R_1': not inner variety
+    ring = None
+    for inner in re.findall(r"\(([^()]*)\)", s):
+        variety = inner.replace("'", "").strip()
+        if variety in RINGS and ring is None:
+            ring = variety
+    s = re.sub(r"\([^()]*\)", "", s)
+    tokens = [t for t in re.split(r"[\s,;]+", s) if t]
+    rest = [t for t in tokens[1:] if t.lower() not in _IGNORED_TOKENS and t.lower() != "sp"]
+    if not tokens or rest:
+        return Morphology(raw=raw, ring=ring, **flags)
+    parsed = _parse_body(tokens[0])
+    if parsed is None:
+        return Morphology(raw=raw, ring=ring, **flags)
+    return Morphology(raw=raw, ring=ring, **flags, **parsed)
+
+
+def _parse_body(body: str) -> dict[str, object] | None:
+    """The family fields of one type token, ``None`` when it is not a Hubble type."""
+    for family, pattern in _PATTERNS:
+        match = pattern.fullmatch(body)
+        if match is None:
+            continue
+        groups = match.groupdict()
+        if family == "cd":
+            return {"family": "E", "cd": True}
+        bar = groups.get("bar")
+        stage = groups.get("stage")
+        return {
+            "family": family,
+            "e_number": int(groups["num"]) if groups.get("num") else None,
+            "bar": "AB" if bar == "X" else bar,
+            "stage": None if stage == "0" else stage,
+            "dwarf": bool(groups.get("dwarf")),
+        }
+    halves = [h for h in re.split(r"/|-(?=[A-Za-z])", body) if h]
+    if len(halves) < 2:
+        return None
+    parts = [_parse_body(h) for h in halves]
+    families = {p["family"] if p else None for p in parts}
+    if len(families) == 1 and None not in families:
+        return parts[0]
+    return {"family": "unknown"}
+
+
+# --------------------------------------------------------------------------- schemes
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """A classification task: an ordered list of classes and a rule from raw strings to them.
+
+    Attributes
+    ----------
+    name : str
+        ``hubble3``, ``hubble4``, ``seed6``, ``gz1``, or the mapping file's stem.
+    classes : tuple of str
+        The classes in their fixed order (the index is the integer label ``y``).
+    description : str
+        One line for the dashboard.
+    """
+
+    name: str
+    classes: tuple[str, ...]
+    rule: Callable[[str], str | None] = field(repr=False, compare=False)
+    description: str = ""
+
+    def classify(self, raw: str | None) -> str:
+        """The class of one raw string, or ``"unclassified"``."""
+        label = self.rule("" if raw is None else str(raw))
+        return label if label in self.classes else UNCLASSIFIED
+
+    def classify_many(self, raws: Iterable[str | None]) -> list[str]:
+        """:meth:`classify` for many strings, each distinct string parsed once."""
+        values = ["" if r is None or (isinstance(r, float) and r != r) else str(r) for r in raws]
+        cache = {v: self.classify(v) for v in set(values)}
+        return [cache[v] for v in values]
+
+
+def _hubble3(raw: str) -> str | None:
+    m = parse_morphology(raw)
+    if m.family == "E":
+        return "E"
+    if m.family in ("S0", "S0/a"):
+        return "S0"
+    if m.family == "S" and m.stage is not None:
+        return "Spiral"
+    return None
+
+
+def _hubble4(raw: str) -> str | None:
+    return "Irr" if parse_morphology(raw).family == "Irr" else _hubble3(raw)
+
+
+def _seed6(raw: str) -> str | None:
+    m = parse_morphology(raw)
+    if m.family in ("E", "S0", "S0/a"):
+        return m.family
+    if m.family == "S" and m.bar is not None:
+        return "S" + m.bar
+    return None
+
+
+def _gz1(raw: str) -> str | None:
+    return raw.strip()
+
+
+BUILTIN_SCHEMES: dict[str, tuple[tuple[str, ...], Callable[[str], str | None], str]] = {
+    "hubble3": (("E", "S0", "Spiral"), _hubble3, "E (incl. cD) / S0 (incl. S0/a) / Spiral (S with a stage, Sa-Sm)"),
+    "hubble4": (("E", "S0", "Spiral", "Irr"), _hubble4, "hubble3 plus irregulars (I, Im, IBm)"),
+    "seed6": (
+        ("E", "S0", "S0/a", "SA", "SAB", "SB"),
+        _seed6,
+        "the original study's search classes: spirals by bar family, lenticulars whatever their bar",
+    ),
+    "gz1": (("E", "EdgeOn", "Spiral"), _gz1, "Galaxy Zoo 1 labels as shipped in data/gz1 (identity)"),
+}
+
+
+def get_scheme(name_or_path: str | Path) -> Scheme:
+    """A built-in scheme by name, or a user mapping file (``.json`` or ``.csv``).
+
+    A mapping maps a raw string, or a regular expression matched against the whole stripped
+    string, to a class; exact strings win over expressions, expressions are tried in file order.
+    JSON: ``{"SA(s)b": "Spiral", "E[0-7]": "E"}`` or ``{"classes": [...], "map": {...}}``.
+    CSV: two columns ``pattern,class``. A class written ``unclassified`` (or empty) excludes.
+
+    Raises
+    ------
+    ConfigError
+        If the name is unknown and is not an existing mapping file, or the file is malformed.
+    """
+    key = str(name_or_path)
+    if key in BUILTIN_SCHEMES:
+        classes, rule, description = BUILTIN_SCHEMES[key]
+        return Scheme(name=key, classes=classes, rule=rule, description=description)
+    path = Path(key)
+    if not path.is_file():
+        raise ConfigError(
+            f"scheme must be one of {', '.join(BUILTIN_SCHEMES)} or a .json/.csv mapping file; got {key!r}. "
+            "Pick a built-in scheme or give the path of your mapping file."
+        )
+    mapping, classes = _read_mapping(path)
+    exact = {pattern.strip(): label for pattern, label in mapping}
+    regexes = []
+    for pattern, label in mapping:
+        try:
+            regexes.append((re.compile(pattern.strip()), label))
+        except re.error:
+            continue  # a literal like "SA(s" is only meant as an exact string
+
+    def rule(raw: str) -> str | None:
+        text = raw.strip()
+        if text in exact:
+            return exact[text]
+        for regex, label in regexes:
+            if regex.fullmatch(text):
+                return label
+        return None
+
+    return Scheme(name=path.stem, classes=classes, rule=rule, description=f"user mapping {path}")
+
+
+def _read_mapping(path: Path) -> tuple[list[tuple[str, str]], tuple[str, ...]]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise ConfigError(f"scheme file {path} cannot be read ({exc}).") from exc
+    declared: list[str] | None = None
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"scheme file {path} is not valid JSON ({exc}). Fix the file.") from exc
+        if isinstance(data, dict) and "map" in data:
+            declared = [str(c) for c in data.get("classes", [])] or None
+            data = data["map"]
+        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+            raise ConfigError(
+                f"scheme file {path} must map strings to class names, e.g. {{\"E[0-7]\": \"E\"}}; "
+                f"got {type(data).__name__}."
+            )
+        pairs = [(str(k), v.strip()) for k, v in data.items()]
+    elif path.suffix.lower() == ".csv":
+        rows = [r for r in csv.reader(text.splitlines()) if r and any(c.strip() for c in r)]
+        if rows and [c.strip().lower() for c in rows[0][:2]] in (["pattern", "class"], ["raw", "class"]):
+            rows = rows[1:]
+        bad = [i + 1 for i, r in enumerate(rows) if len(r) < 2]
+        if bad:
+            raise ConfigError(f"scheme file {path}: rows {bad[:5]} do not have two columns pattern,class.")
+        pairs = [(r[0], r[1].strip()) for r in rows]
+    else:
+        raise ConfigError(f"scheme file must end in .json or .csv; got {path.name!r}.")
+    pairs = [(p, "" if c == UNCLASSIFIED else c) for p, c in pairs]
+    seen = list(dict.fromkeys(c for _, c in pairs if c))
+    classes = tuple(declared) if declared else tuple(seen)
+    unknown = sorted(set(seen) - set(classes))
+    if unknown:
+        raise ConfigError(f"scheme file {path}: classes {unknown} are mapped to but not listed in 'classes'.")
+    if len(classes) < 2:
+        raise ConfigError(f"scheme file {path} defines {len(classes)} class(es); a classifier needs at least 2.")
+    return pairs, classes
+
+
+# --------------------------------------------------------------------------- labels and conflicts
+
+
+def label_table(df: pd.DataFrame, scheme: Scheme, *, label_from: str = "classification") -> pd.Series:
+    """The class of every row of a catalogue table, from ``classification`` or ``requested``.
+
+    ``label_from="requested"`` labels each row by the term it was found under in NED (the
+    original study's way); an object found under several terms then gets several labels,
+    which :func:`resolve_conflicts` settles.
+
+    Raises
+    ------
+    ConfigError
+        If ``label_from`` is not a column choice or the column is missing.
+    """
+    if label_from not in LABEL_SOURCES:
+        raise ConfigError(f"label_from must be one of {LABEL_SOURCES}; got {label_from!r}.")
+    if label_from not in df.columns or (label_from == "requested" and df[label_from].isna().all()):
+        raise ConfigError(
+            f"label_from={label_from!r} needs a {label_from!r} column, which this catalogue lacks. "
+            "Use label_from='classification'."
+        )
+    return pd.Series(scheme.classify_many(df[label_from].tolist()), index=df.index, name="label")
+
+
+@dataclass(frozen=True)
+class ConflictReport:
+    """What :func:`resolve_conflicts` did: object counts, and the names it dropped."""
+
+    policy: str
+    objects: int
+    rows: int
+    collapsed: int
+    conflicts: int
+    resolved: int
+    dropped: int
+    dropped_names: tuple[str, ...] = field(repr=False, default=())
+
+    def to_dict(self) -> dict[str, object]:
+        """Counts only (the names can be long)."""
+        out = asdict(self)
+        out.pop("dropped_names")
+        return out
+
+
+def resolve_conflicts(df: pd.DataFrame, *, policy: str = "drop") -> tuple[pd.DataFrame, ConflictReport]:
+    """One row per object from a table that may list an object several times.
+
+    Rows of one ``name`` whose labels agree are collapsed to the first row. Rows labelled
+    ``unclassified`` carry no opinion and are ignored while other rows have a class. When
+    classes disagree the object is in conflict, and ``policy`` decides:
+
+    - ``"drop"``: the object is left out (its name is in ``report.dropped_names``);
+    - ``"majority"``: the most frequent class wins; a tie drops the object;
+    - ``"first"``: the class of the first classified row wins (the table's order).
+
+    Returns
+    -------
+    table : DataFrame
+        One row per kept object, first-row columns, the settled ``label``, and ``n_rows``,
+        ``labels_seen`` (``"E|S0"``) and ``conflict`` (bool).
+    report : ConflictReport
+    """
+    if policy not in CONFLICT_POLICIES:
+        raise ConfigError(f"conflicts must be one of {CONFLICT_POLICIES}; got {policy!r}.")
+    missing = [c for c in ("name", "label") if c not in df.columns]
+    if missing:
+        raise ParseError(f"resolve_conflicts needs columns name and label; missing {missing}.")
+    df = df.reset_index(drop=True)
+    labelled = df.loc[df["label"] != UNCLASSIFIED, ["name", "label"]]
+    pairs = labelled.drop_duplicates()
+    seen = pairs.groupby("name", sort=False)["label"].agg("|".join)
+    n_labels = pairs.groupby("name", sort=False).size()
+
+    table = df.drop_duplicates("name").set_index("name", drop=False)
+    table["n_rows"] = df.groupby("name", sort=False).size()
+    table["labels_seen"] = seen.reindex(table.index).fillna("")
+    table["conflict"] = n_labels.reindex(table.index).fillna(0).to_numpy() > 1
+    table["label"] = labelled.drop_duplicates("name").set_index("name")["label"].reindex(table.index)
+    table["label"] = table["label"].fillna(UNCLASSIFIED)
+
+    in_conflict = table.index[table["conflict"]]
+    winners = _settle(labelled[labelled["name"].isin(in_conflict)], policy)
+    dropped = [str(n) for n in in_conflict if n not in winners.index]
+    table.loc[winners.index, "label"] = winners
+    table = table.drop(index=dropped).reset_index(drop=True)
+
+    report = ConflictReport(
+        policy=policy,
+        objects=int(df["name"].nunique()),
+        rows=len(df),
+        collapsed=int(((table["n_rows"] > 1) & ~table["conflict"]).sum()),
+        conflicts=len(in_conflict),
+        resolved=len(winners),
+        dropped=len(dropped),
+        dropped_names=tuple(dropped),
+    )
+    if len(in_conflict):
+        logger.info(
+            "label conflicts: %d objects, %d resolved (%s), %d dropped", len(in_conflict), len(winners), policy, len(dropped)
+        )
+    return table, report
+
+
+def _settle(rows: pd.DataFrame, policy: str) -> pd.Series:
+    """The winning label per conflicting name (names without a winner are absent)."""
+    if policy == "first":
+        return rows.drop_duplicates("name").set_index("name")["label"]
+    if policy == "majority":
+        counts = rows.groupby(["name", "label"], sort=False).size().rename("n").reset_index()
+        counts = counts.sort_values(["name", "n"], ascending=[True, False], kind="stable")
+        top_two = counts.groupby("name", sort=False).head(2)
+        tied = top_two.groupby("name")["n"].agg(lambda n: len(n) > 1 and n.iloc[0] == n.iloc[1])
+        best = counts.drop_duplicates("name").set_index("name")["label"]
+        return best[~tied.reindex(best.index).astype(bool)]
+    return pd.Series(dtype=object)
