@@ -114,6 +114,7 @@ def start_job(
     data_dir: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
+    stop_grace: float = 30.0,
 ) -> Job:
     """Start ``python -m core <args>`` in the background and return its record.
 
@@ -135,6 +136,8 @@ def start_job(
     cwd : path, optional
         Working directory of the command; the current one by default, so relative settings
         (``data/``) mean the same thing for the dashboard and the job.
+    stop_grace : float
+        Seconds a stopped command has to save its work before it is killed.
 
     Raises
     ------
@@ -155,7 +158,7 @@ def start_job(
     if add_progress_flag:
         args += ["--progress-file", str(progress_file)]
     command = [sys.executable, "-m", "core", *args]
-    wrapper = [sys.executable, "-m", "core.jobs", str(exit_file), "--", *command]
+    wrapper = [sys.executable, "-m", "core.jobs", str(exit_file), str(stop_grace), "--", *command]
 
     child_env = dict(os.environ)
     # The package must be importable from whatever folder the job runs in.
@@ -251,6 +254,7 @@ def job_status(job: Job) -> str:
     A process that vanished without its exit record (killed with SIGKILL, machine reboot) is
     ``failed``.
     """
+    _reap(job.pid)
     exit_record = job_exit(job)
     if exit_record is not None:
         if exit_record.get("stopped"):
@@ -273,16 +277,17 @@ def job_progress(job: Job) -> dict[str, Any] | None:
 
 
 def stop_job(job: Job | str, *, data_dir: str | os.PathLike[str] | None = None) -> bool:
-    """Send SIGTERM to the job's process group; return False if it was not running.
+    """Ask the job to stop; return False if it was not running.
 
-    Commands save what they finished, so a stopped job resumes when started again.
+    The wrapper passes the request on as SIGINT, so the command saves what it finished and a
+    stopped job resumes when started again; it is killed after the job's grace period.
     """
     if isinstance(job, str):
         job = load_job(job, data_dir=data_dir)
     if job_status(job) != RUNNING:
         return False
     try:
-        os.killpg(job.pid, signal.SIGTERM)
+        os.kill(job.pid, signal.SIGTERM)
     except ProcessLookupError:
         return False
     except PermissionError as exc:
@@ -316,12 +321,15 @@ def _proc_start_time(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
-def _is_alive(job: Job) -> bool:
+def _reap(pid: int) -> None:
+    """Collect the wrapper's exit status if this process started it, so no zombie lingers."""
     try:
-        # Reap the wrapper if this process started it; otherwise it lingers as a zombie.
-        os.waitpid(job.pid, os.WNOHANG)
+        os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+def _is_alive(job: Job) -> bool:
     try:
         os.kill(job.pid, 0)
     except ProcessLookupError:
@@ -338,25 +346,41 @@ def _is_alive(job: Job) -> bool:
 
 
 def _wrap(argv: Sequence[str]) -> int:
-    """Run ``argv`` after ``--``, then write the exit record; forward SIGTERM/SIGINT as 'stopped'."""
-    exit_file, sep, *command = argv
+    """Run the command after ``--``, then write the exit record.
+
+    On SIGTERM (from :func:`stop_job`) the command gets SIGINT, which the CLI turns into a clean
+    stop that keeps finished work (a run is marked ``stopped``); if it is still running after
+    the grace period it is killed. Whatever the command left in the process group (worker
+    processes) is terminated at the end.
+    """
+    exit_file, grace, sep, *command = argv
     if sep != "--" or not command:
-        raise SystemExit("usage: python -m core.jobs EXIT_FILE -- COMMAND...")
+        raise SystemExit("usage: python -m core.jobs EXIT_FILE GRACE_SECONDS -- COMMAND...")
     stopped = False
     proc: subprocess.Popen[bytes] | None = None
 
     def _on_signal(signum: int, _frame: Any) -> None:
         nonlocal stopped
         stopped = True
-        # stop_job signals the whole group; this covers a signal sent to the wrapper alone.
         if proc is not None and proc.poll() is None:
-            proc.send_signal(signum)
+            proc.send_signal(signal.SIGINT)
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     proc = subprocess.Popen(command)
-    returncode = proc.wait()
+    kill_at: float | None = None
+    while True:
+        try:
+            returncode = proc.wait(timeout=0.5)
+            break
+        except subprocess.TimeoutExpired:
+            if stopped:
+                kill_at = kill_at or time.monotonic() + float(grace)
+                if time.monotonic() > kill_at:
+                    proc.kill()
     atomic_write_json(exit_file, {"returncode": returncode, "stopped": stopped, "ended": time.time()})
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    os.killpg(os.getpgid(0), signal.SIGTERM)
     return returncode
 
 
