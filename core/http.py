@@ -1,0 +1,307 @@
+"""A polite HTTP client for NED: one limiter per process, retries with backoff, a disk cache.
+
+NED asks automated clients for at most one request per second and no concurrent queries. Every
+request this package makes (the scraper's, the image fetcher's and astroquery's, which is routed
+here) goes through :func:`shared_limiter`, which lets one request run at a time and keeps at least
+``request_interval`` seconds of quiet between the end of one request and the start of the next.
+Measuring from the end is stricter than NED's rule and makes the guarantee hold as seen by the
+server, whatever the network latency.
+
+Pages (scraper result pages, image listings) are cached on disk keyed by their full URL, so a
+rerun or a resumed run never asks the server twice. Image files are not cached here: they are the
+fetcher's output and are written atomically with :meth:`PoliteClient.download`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from core.config import Settings, get_settings
+from core.errors import ConfigError, FetchError, GalaxyMorphError
+from core.io import atomic_path, atomic_write_bytes, atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+Params = Mapping[str, Any] | Sequence[tuple[str, Any]] | None
+
+
+class RateLimiter:
+    """One request at a time, with at least ``interval`` seconds between one's end and the next's start.
+
+    Thread-safe. The interval is passed on each acquisition because settings are read at call time.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last_end: float | None = None
+
+    @contextlib.contextmanager
+    def slot(self, interval: float) -> Iterator[None]:
+        """Hold the only request slot of the process for the duration of the ``with`` block."""
+        with self._lock:
+            if self._last_end is not None:
+                wait = self._last_end + interval - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+            try:
+                yield
+            finally:
+                self._last_end = time.monotonic()
+
+
+_LIMITER_GUARD = threading.Lock()
+_LIMITER: list[RateLimiter] = []
+
+
+def shared_limiter() -> RateLimiter:
+    """The process-wide limiter every request goes through (created on first use)."""
+    with _LIMITER_GUARD:
+        if not _LIMITER:
+            _LIMITER.append(RateLimiter())
+        return _LIMITER[0]
+
+
+@dataclass(frozen=True)
+class Page:
+    """A fetched (or cached) text page.
+
+    Attributes
+    ----------
+    url : str
+        The full URL, query included; the cache key.
+    text : str
+        The decoded body.
+    fetched_at : str
+        ISO 8601 UTC time the server answered (the original fetch, for a cached page).
+    from_cache : bool
+        True when no request was made.
+    """
+
+    url: str
+    text: str
+    fetched_at: str
+    from_cache: bool
+
+
+def full_url(url: str, params: Params = None) -> str:
+    """``url`` with ``params`` encoded the way requests sends them (the cache key)."""
+    return requests.Request("GET", url, params=params).prepare().url or url
+
+
+class PoliteClient:
+    """HTTP GETs through the shared limiter, with retries, a User-Agent and an optional disk cache.
+
+    Parameters
+    ----------
+    settings : Settings or None
+        ``request_interval``, ``request_timeout``, ``max_retries`` and ``user_agent`` come from
+        here; ``None`` reads :func:`core.config.get_settings` now.
+    cache_dir : path or None
+        Folder for cached pages; ``None`` disables the page cache.
+    backoff_cap : float
+        Longest wait, in seconds, between two attempts. The first wait is ``request_interval``
+        (at least 0.05 s) and doubles after each failure.
+    limiter : RateLimiter or None
+        Defaults to :func:`shared_limiter`; pass another only to isolate a test of the limiter.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings | None = None,
+        cache_dir: str | Path | None = None,
+        backoff_cap: float = 60.0,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self.settings = settings if settings is not None else get_settings()
+        if self.settings.request_timeout <= 0:
+            raise ConfigError(
+                f"request_timeout must be > 0; got {self.settings.request_timeout}. Use seconds, e.g. 30."
+            )
+        if backoff_cap <= 0:
+            raise ConfigError(f"backoff_cap must be > 0; got {backoff_cap}. Use seconds, e.g. 60.")
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.backoff_cap = backoff_cap
+        self.limiter = limiter if limiter is not None else shared_limiter()
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = self.settings.user_agent
+        self.requests_made = 0
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.session.close()
+
+    def __enter__(self) -> PoliteClient:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- pages -------------------------------------------------------------------------------
+
+    def get_page(
+        self,
+        url: str,
+        *,
+        params: Params = None,
+        use_cache: bool = True,
+        check: Callable[[str, str], object] | None = None,
+    ) -> Page:
+        """GET a text page, from the disk cache when it is there.
+
+        ``check(text, url)`` runs before a fresh page is cached; if it raises, the page is not
+        cached (a page that failed to parse is asked for again next time) and the error propagates.
+
+        Raises
+        ------
+        FetchError
+            After the retries, or at once for a 4xx other than 429.
+        """
+        key_url = full_url(url, params)
+        if use_cache and self.cache_dir is not None:
+            cached = self._read_cache(key_url)
+            if cached is not None:
+                logger.debug("cache hit %s", key_url)
+                return cached
+
+        def read(response: requests.Response) -> bytes:
+            return response.content
+
+        body, response = self._with_retries(key_url, read, stream=False)
+        fetched_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        encoding = response.encoding or response.apparent_encoding or "utf-8"
+        text = body.decode(encoding, errors="replace")
+        if check is not None:
+            check(text, key_url)
+        if use_cache and self.cache_dir is not None:
+            self._write_cache(key_url, body, encoding=encoding, fetched_at=fetched_at)
+        return Page(url=key_url, text=text, fetched_at=fetched_at, from_cache=False)
+
+    def is_cached(self, url: str, *, params: Params = None) -> bool:
+        """True when :meth:`get_page` would answer from the disk cache."""
+        if self.cache_dir is None:
+            return False
+        return self._cache_paths(full_url(url, params))[1].exists()
+
+    # -- files -------------------------------------------------------------------------------
+
+    def download(
+        self,
+        url: str,
+        dest: str | Path,
+        *,
+        validate: Callable[[Path], None] | None = None,
+        chunk_size: int = 1 << 16,
+    ) -> int:
+        """Stream ``url`` into ``dest`` atomically; return the number of bytes written.
+
+        The body goes to a temporary file beside ``dest``; ``validate(tmp_path)`` may raise
+        :class:`FetchError` (or any :class:`core.errors.GalaxyMorphError`) to reject it, in which
+        case ``dest`` is left untouched. Validation failures are not retried: the server sent a
+        complete answer and would send it again.
+        """
+        target = Path(dest)
+
+        def save(response: requests.Response) -> int:
+            size = 0
+            with atomic_path(target) as tmp:
+                with open(tmp, "wb") as handle:
+                    for chunk in response.iter_content(chunk_size=chunk_size):
+                        handle.write(chunk)
+                        size += len(chunk)
+                if validate is not None:
+                    try:
+                        validate(tmp)
+                    except GalaxyMorphError as exc:
+                        raise FetchError(f"{key_url}: {exc}") from exc
+            return size
+
+        key_url = full_url(url)
+        size, _ = self._with_retries(key_url, save, stream=True)
+        return size
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _with_retries(
+        self, url: str, consume: Callable[[requests.Response], Any], *, stream: bool
+    ) -> tuple[Any, requests.Response]:
+        settings = self.settings
+        attempts = settings.max_retries + 1
+        last_problem = ""
+        for attempt in range(attempts):
+            if attempt:
+                wait = min(self.backoff_cap, max(settings.request_interval, 0.05) * 2 ** (attempt - 1))
+                logger.info("retrying %s in %.2f s after %s", url, wait, last_problem)
+                time.sleep(wait)
+            with self.limiter.slot(settings.request_interval):
+                self.requests_made += 1
+                try:
+                    response = self.session.get(url, timeout=settings.request_timeout, stream=stream)
+                except requests.Timeout:
+                    last_problem = f"no answer within {settings.request_timeout} s"
+                    continue
+                except requests.ConnectionError as exc:
+                    last_problem = f"connection failed ({_short(exc)})"
+                    continue
+                with response:
+                    status = response.status_code
+                    if status >= 500 or status == 429:
+                        last_problem = f"HTTP {status}"
+                        continue
+                    if status >= 400:
+                        raise FetchError(
+                            f"{url}: HTTP {status} {response.reason}. Check the object name or the "
+                            f"server (ned_base_url={settings.ned_base_url})."
+                        )
+                    try:
+                        return consume(response), response
+                    except (requests.Timeout, requests.ConnectionError) as exc:
+                        # The body stalled or was cut off mid-transfer: worth another try.
+                        last_problem = f"transfer interrupted ({_short(exc)})"
+                        continue
+        raise FetchError(
+            f"{url}: gave up after {attempts} attempts; last problem: {last_problem}. Try again later "
+            f"or raise max_retries / request_timeout."
+        )
+
+    def _cache_paths(self, key_url: str) -> tuple[Path, Path]:
+        folder = Path(self.cache_dir or ".")
+        digest = hashlib.sha256(key_url.encode("utf-8")).hexdigest()
+        folder = folder / digest[:2]
+        return folder / f"{digest}.body", folder / f"{digest}.json"
+
+    def _read_cache(self, key_url: str) -> Page | None:
+        body_path, meta_path = self._cache_paths(key_url)
+        if not (body_path.exists() and meta_path.exists()):
+            return None
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return None
+        if meta.get("url") != key_url:
+            return None
+        text = body_path.read_bytes().decode(meta.get("encoding") or "utf-8", errors="replace")
+        return Page(url=key_url, text=text, fetched_at=meta.get("fetched_at", ""), from_cache=True)
+
+    def _write_cache(self, key_url: str, body: bytes, *, encoding: str, fetched_at: str) -> None:
+        body_path, meta_path = self._cache_paths(key_url)
+        # Body first, metadata last: a page counts as cached only once both are complete.
+        atomic_write_bytes(body_path, body)
+        atomic_write_json(meta_path, {"url": key_url, "encoding": encoding, "fetched_at": fetched_at})
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) <= 160 else text[:157] + "..."
