@@ -289,6 +289,7 @@ def fetch_images(
     settings: Settings | None = None,
     cache_dir: str | Path | None = None,
     progress_stream: TextIO | None = None,
+    events_path: str | Path | None = None,
 ) -> FetchSummary:
     """List, choose and download one image per catalogue object into ``out``.
 
@@ -311,7 +312,9 @@ def fetch_images(
     cache_dir : path or None
         Page cache for the listings; default ``<data_dir>/cache/http``.
     progress_stream : file or None
-        Where the progress bar goes (``None``: no bar; events still go to ``progress.jsonl``).
+        Where the progress bar goes (``None``: no bar).
+    events_path : path or None
+        Progress events (JSON lines); default ``<out>/progress.jsonl``.
 
     Returns
     -------
@@ -345,26 +348,46 @@ def fetch_images(
             todo = todo[:limit]
         summary = FetchSummary(skipped=skipped, manifest=out / "manifest.csv")
         with PoliteClient(settings=settings, cache_dir=cache) as client, Progress(
-            len(todo), desc="fetch", stream=progress_stream, events_path=out / "progress.jsonl"
+            len(todo), desc="fetch", stream=progress_stream, events_path=events_path or out / "progress.jsonl"
         ) as progress:
             ned = RoutedNed(client, settings=settings)
-            for name in todo:
-                record, inventory = _fetch_one(name, ned=ned, client=client, out=out, prefer=prefer, settings=settings)
-                for link in inventory:
-                    append_jsonl(out / "inventory.jsonl", asdict(link))
-                # The journal line is written last: an object counts as done only once its file
-                # (if any) is in place.
-                append_jsonl(journal, record)
-                records[name] = record
-                failed = record["status"] == "failed"
-                if failed:
-                    summary.failures.append((name, record["reason"]))
-                summary.processed += 1
-                progress.update(1, failed=int(failed), name=name, outcome=record["status"])
-            summary.requests = client.requests_made
-        _write_tables(out, names, records)
+            try:
+                _fetch_all(todo, records, summary, progress=progress, ned=ned, client=client, out=out,
+                           prefer=prefer, settings=settings)
+            finally:
+                summary.requests = client.requests_made
+                # Also after an interruption, so the tables match the journal.
+                _write_tables(out, names, records)
     summary.counts = {status: sum(r["status"] == status for r in records.values()) for status in STATUSES}
     return summary
+
+
+def _fetch_all(
+    todo: list[str],
+    records: dict[str, dict[str, Any]],
+    summary: FetchSummary,
+    *,
+    progress: Progress,
+    ned: RoutedNed,
+    client: PoliteClient,
+    out: Path,
+    prefer: list[str],
+    settings: Settings,
+) -> None:
+    journal = out / "manifest.jsonl"
+    for name in todo:
+        record, inventory = _fetch_one(name, ned=ned, client=client, out=out, prefer=prefer, settings=settings)
+        for link in inventory:
+            append_jsonl(out / "inventory.jsonl", asdict(link))
+        # The journal line is written last: an object counts as done only once its file (if any)
+        # is in place.
+        append_jsonl(journal, record)
+        records[name] = record
+        failed = record["status"] == "failed"
+        if failed:
+            summary.failures.append((name, record["reason"]))
+        summary.processed += 1
+        progress.update(1, failed=int(failed), name=name, outcome=record["status"])
 
 
 def _fetch_one(

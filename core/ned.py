@@ -16,6 +16,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 from urllib.parse import urljoin
 
 import lxml.html
@@ -227,7 +228,8 @@ def scrape(
     settings: Settings | None = None,
     cache_dir: str | Path | None = None,
     max_pages: int | None = None,
-    progress_stream: object | None = None,
+    progress_stream: TextIO | None = None,
+    events_path: str | Path | None = None,
 ) -> ScrapeResult:
     """Scrape NED's classification search for each class term and write the catalogue.
 
@@ -250,6 +252,8 @@ def scrape(
         Stop each term after this many pages (a quick look at a big class).
     progress_stream : file or None
         Where the progress bar goes (``None``: no bar).
+    events_path : path or None
+        Progress events (JSON lines); default ``<out>/progress.jsonl``.
 
     Returns
     -------
@@ -268,7 +272,7 @@ def scrape(
     frames: list[pd.DataFrame] = []
     failures: dict[str, str] = {}
     with PoliteClient(settings=settings, cache_dir=cache) as client, Progress(
-        len(terms), desc="scrape", stream=progress_stream, events_path=out / "progress.jsonl"
+        len(terms), desc="scrape", stream=progress_stream, events_path=events_path or out / "progress.jsonl"
     ) as progress:
         for term in terms:
             try:

@@ -1,0 +1,46 @@
+"""``python -m core import``: a user's catalogue CSV plus image folder as a source (see :mod:`core.importer`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``import`` command."""
+    parser = subparsers.add_parser(
+        "import",
+        help="import a catalogue CSV and a folder of FITS / JPEG / PNG images as a source",
+        description=(
+            "Match catalogue rows (name and classification columns, any case; e.g. NED_list.csv with Name, "
+            "Redshift, Classification, Requested) to image files by a file column or by file name, and write "
+            "a source folder (catalog.csv + import_report.json) that build and the dashboard use."
+        ),
+    )
+    parser.add_argument("--catalog", required=True, help="catalogue CSV")
+    parser.add_argument("--images", required=True, help="folder of images (searched recursively)")
+    parser.add_argument("--name", default=None, help="source name (default: the CSV's file name)")
+    parser.add_argument("--out", default=None, help="source folder (default: <data_dir>/imported/NAME)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Import and print what matched and what did not."""
+    from core.config import get_settings
+    from core.importer import EXAMPLES, import_source
+
+    result = import_source(args.catalog, args.images, name=args.name, out=args.out, settings=get_settings())
+    print(f"imported {len(result.catalog)} rows with images into {result.out}/catalog.csv")
+    if result.unmatched_rows:
+        examples = "; ".join(f"{n} ({r})" for n, r in result.unmatched_rows[:EXAMPLES])
+        print(f"{len(result.unmatched_rows)} rows without an image, e.g. {examples}", file=sys.stderr)
+    if result.unmatched_files:
+        print(
+            f"{len(result.unmatched_files)} image files match no row, e.g. {result.unmatched_files[:EXAMPLES]}",
+            file=sys.stderr,
+        )
+    if result.ambiguous:
+        print(f"{len(result.ambiguous)} names matched several files; the first was used", file=sys.stderr)
+    if result.unmatched_rows or result.unmatched_files:
+        print(f"details: {result.out}/import_report.json", file=sys.stderr)
+    return 0

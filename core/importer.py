@@ -1,0 +1,203 @@
+"""Import a user's catalogue CSV and image folder as a source (``python -m core import``).
+
+The catalogue is normalised by :func:`core.catalogue.read_catalogue` (column names matched
+case-insensitively and by alias, e.g. the original study's ``NED_list.csv`` with Name, Redshift,
+Classification, Requested). Each row is matched to an image by its ``file`` column (relative to
+the CSV's folder or to the image folder, or absolute) or, without one, by file name: the object
+name and the file stem compared with everything but letters and digits removed, case ignored
+(``NGC 4486`` ~ ``ngc_4486.fits.gz``). Images are referenced in place by absolute path, not copied.
+Unmatched rows and unmatched files are counted, logged with examples and written to
+``import_report.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from core.catalogue import read_catalogue
+from core.config import Settings, get_settings
+from core.errors import ConfigError
+from core.io import atomic_path, atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+#: Image file endings the importer looks for, in order of preference when a name has several.
+IMAGE_ENDINGS = (".fits.gz", ".fit.gz", ".fts.gz", ".fits", ".fit", ".fts", ".png", ".jpeg", ".jpg")
+EXAMPLES = 5
+
+
+@dataclass
+class ImportResult:
+    """What :func:`import_source` wrote.
+
+    Attributes
+    ----------
+    out : Path
+        The source folder (holds ``catalog.csv`` and ``import_report.json``).
+    catalog : pandas.DataFrame
+        The written catalogue: matched rows, ``file`` absolute.
+    unmatched_rows : list of (name, reason)
+    unmatched_files : list of str
+        Image files (relative to the image folder) that no row uses.
+    ambiguous : list of (name, [files])
+        Rows whose name matched several files; the first by :data:`IMAGE_ENDINGS` order was used.
+    """
+
+    out: Path
+    catalog: pd.DataFrame
+    unmatched_rows: list[tuple[str, str]] = field(default_factory=list)
+    unmatched_files: list[str] = field(default_factory=list)
+    ambiguous: list[tuple[str, list[str]]] = field(default_factory=list)
+
+
+def name_key(text: str) -> str:
+    """Letters and digits of ``text``, lower case: the key names and file stems are compared on."""
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def image_stem(path: Path) -> str | None:
+    """``path``'s name without its image ending, or ``None`` when it is not an image file."""
+    lower = path.name.lower()
+    for ending in IMAGE_ENDINGS:
+        if lower.endswith(ending):
+            return path.name[: -len(ending)]
+    return None
+
+
+def import_source(
+    catalog: str | Path,
+    images: str | Path,
+    *,
+    name: str | None = None,
+    out: str | Path | None = None,
+    settings: Settings | None = None,
+) -> ImportResult:
+    """Match a catalogue's rows to image files and write a source folder.
+
+    Parameters
+    ----------
+    catalog : path
+        CSV with at least a name and a classification column (any case, common aliases).
+    images : path
+        Folder searched recursively for FITS (``.fits``, ``.fits.gz``...), PNG and JPEG files.
+    name : str or None
+        Source name; default the CSV's file stem.
+    out : path or None
+        Source folder; default ``<data_dir>/imported/<name>``.
+    settings : Settings or None
+        For ``data_dir``; ``None`` reads them now.
+
+    Returns
+    -------
+    ImportResult
+
+    Raises
+    ------
+    ConfigError
+        If the image folder does not exist, the name is not usable, or no row matches an image.
+    ParseError
+        If the catalogue lacks a name or classification column (from ``read_catalogue``).
+    """
+    settings = settings if settings is not None else get_settings()
+    catalog = Path(catalog)
+    images = Path(images)
+    if not images.is_dir():
+        raise ConfigError(f"images must be a folder; got {str(images)!r}, which is not one. Give the image folder.")
+    table = read_catalogue(catalog)
+    source_name = name if name is not None else catalog.stem
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", source_name) or ".." in source_name:
+        raise ConfigError(
+            f"name must be letters, digits, '_', '-' or '.'; got {source_name!r}. Use e.g. --name my_galaxies."
+        )
+    out_dir = Path(out) if out is not None else settings.data_dir / "imported" / source_name
+
+    images_root = images.resolve()
+    files = sorted(p for p in images_root.rglob("*") if p.is_file() and image_stem(p) is not None)
+    by_key: dict[str, list[Path]] = {}
+    for path in files:
+        by_key.setdefault(name_key(image_stem(path) or ""), []).append(path)
+    rank = {ending: i for i, ending in enumerate(IMAGE_ENDINGS)}
+    for candidates in by_key.values():
+        candidates.sort(key=lambda p: (rank[_ending(p)], str(p)))
+
+    csv_dir = catalog.resolve().parent
+    result = ImportResult(out=out_dir, catalog=table.iloc[0:0])
+    paths: list[str | None] = []
+    for row in table.itertuples(index=False):
+        object_name = str(row.name)
+        if not str(row.classification):
+            paths.append(None)
+            result.unmatched_rows.append((object_name, "empty classification"))
+            continue
+        if row.file:
+            found = _resolve_file(str(row.file), csv_dir, images_root)
+            if found is None:
+                result.unmatched_rows.append((object_name, f"file {row.file!r} not found next to the CSV or in {images}"))
+            paths.append(str(found) if found else None)
+            continue
+        candidates = by_key.get(name_key(object_name), [])
+        if not candidates:
+            result.unmatched_rows.append((object_name, "no image file named like it"))
+            paths.append(None)
+            continue
+        if len(candidates) > 1:
+            result.ambiguous.append((object_name, [str(p.relative_to(images_root)) for p in candidates]))
+        paths.append(str(candidates[0]))
+
+    table = table.assign(file=paths)
+    matched = table[table["file"].notna()].reset_index(drop=True)
+    used = set(matched["file"])
+    result.unmatched_files = [str(p.relative_to(images_root)) for p in files if str(p) not in used]
+    if matched.empty:
+        raise ConfigError(
+            f"no row of {catalog} matched an image in {images} ({len(table)} rows, {len(files)} image files; "
+            f"e.g. {result.unmatched_rows[:3]}). Add a 'file' column or name the files after the objects."
+        )
+    result.catalog = matched
+    with atomic_path(out_dir / "catalog.csv") as tmp:
+        matched.to_csv(tmp, index=False)
+    atomic_write_json(
+        out_dir / "import_report.json",
+        {
+            "catalog": str(catalog.resolve()),
+            "images": str(images_root),
+            "rows": len(table),
+            "matched_rows": len(matched),
+            "image_files": len(files),
+            "unmatched_rows": [{"name": n, "reason": r} for n, r in result.unmatched_rows],
+            "unmatched_files": result.unmatched_files,
+            "ambiguous": [{"name": n, "files": f} for n, f in result.ambiguous],
+        },
+    )
+    if result.unmatched_rows:
+        logger.warning(
+            "%d of %d rows have no image, e.g. %s (all in %s)",
+            len(result.unmatched_rows),
+            len(table),
+            result.unmatched_rows[:EXAMPLES],
+            out_dir / "import_report.json",
+        )
+    if result.unmatched_files:
+        logger.warning(
+            "%d image files match no row, e.g. %s", len(result.unmatched_files), result.unmatched_files[:EXAMPLES]
+        )
+    return result
+
+
+def _ending(path: Path) -> str:
+    lower = path.name.lower()
+    return next(e for e in IMAGE_ENDINGS if lower.endswith(e))
+
+
+def _resolve_file(file: str, csv_dir: Path, images_root: Path) -> Path | None:
+    candidate = Path(file)
+    options = [candidate] if candidate.is_absolute() else [csv_dir / candidate, images_root / candidate]
+    for option in options:
+        if option.is_file():
+            return option.resolve()
+    return None
