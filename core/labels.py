@@ -365,13 +365,14 @@ class ConflictReport:
 def resolve_conflicts(df: pd.DataFrame, *, policy: str = "drop") -> tuple[pd.DataFrame, ConflictReport]:
     """One row per object from a table that may list an object several times.
 
-    Rows of one ``name`` whose labels agree are collapsed to the first row. Rows labelled
-    ``unclassified`` carry no opinion and are ignored while other rows have a class. When
-    classes disagree the object is in conflict, and ``policy`` decides:
+    Rows of one ``name`` whose labels agree are collapsed to the first row. When labels
+    disagree the object is in conflict, and ``policy`` decides. ``unclassified`` counts as a
+    label: a row typed ``Im`` says the galaxy is outside a ``hubble3`` class, which contradicts a
+    row typed ``Sm`` rather than abstaining.
 
     - ``"drop"``: the object is left out (its name is in ``report.dropped_names``);
     - ``"majority"``: the most frequent class wins; a tie drops the object;
-    - ``"first"``: the class of the first classified row wins (the table's order).
+    - ``"first"``: the label of the object's first row wins (the table's order).
 
     Returns
     -------
@@ -386,20 +387,14 @@ def resolve_conflicts(df: pd.DataFrame, *, policy: str = "drop") -> tuple[pd.Dat
     if missing:
         raise ParseError(f"resolve_conflicts needs columns name and label; missing {missing}.")
     df = df.reset_index(drop=True)
-    labelled = df.loc[df["label"] != UNCLASSIFIED, ["name", "label"]]
-    pairs = labelled.drop_duplicates()
-    seen = pairs.groupby("name", sort=False)["label"].agg("|".join)
-    n_labels = pairs.groupby("name", sort=False).size()
-
+    by_name = df[["name", "label"]].drop_duplicates().groupby("name", sort=False)["label"]
     table = df.drop_duplicates("name").set_index("name", drop=False)
     table["n_rows"] = df.groupby("name", sort=False).size()
-    table["labels_seen"] = seen.reindex(table.index).fillna("")
-    table["conflict"] = n_labels.reindex(table.index).fillna(0).to_numpy() > 1
-    table["label"] = labelled.drop_duplicates("name").set_index("name")["label"].reindex(table.index)
-    table["label"] = table["label"].fillna(UNCLASSIFIED)
+    table["labels_seen"] = by_name.agg("|".join)
+    table["conflict"] = by_name.size() > 1
 
     in_conflict = table.index[table["conflict"]]
-    winners = _settle(labelled[labelled["name"].isin(in_conflict)], policy)
+    winners = _settle(df.loc[df["name"].isin(in_conflict), ["name", "label"]], policy)
     dropped = [str(n) for n in in_conflict if n not in winners.index]
     table.loc[winners.index, "label"] = winners
     table = table.drop(index=dropped).reset_index(drop=True)
