@@ -1,0 +1,95 @@
+"""``python -m core train``: train models on a dataset, one run folder per (model, seed)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+DEFAULT_MODELS = ("lenet5", "alexnet", "resnet18")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``train`` command."""
+    parser = subparsers.add_parser(
+        "train",
+        help="train LeNet-5 / AlexNet / ResNet on a dataset under one protocol",
+        description=(
+            "Train every MODEL for every SEED on the dataset's own split, with the same augmentation, class "
+            "weights and early stopping, writing runs/RUN_ID/ (config, history, events, checkpoint, model, "
+            "test predictions and metrics). A failing model does not stop the others. Options left out use "
+            "each model's defaults (see docs/models-and-training.md)."
+        ),
+    )
+    parser.add_argument("--dataset", required=True, help="dataset folder written by `python -m core build`")
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS),
+                        help="lenet5, alexnet, resnet18, resnet34, resnet50 (default: lenet5 alexnet resnet18)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="random seeds, one run each (default: 0)")
+    parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: per model)")
+    parser.add_argument("--batch-size", type=int, default=None, help="batch size per device (default: 32)")
+    parser.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default=None, help="default: per model")
+    parser.add_argument("--learning-rate", type=float, default=None, help="default: per model")
+    parser.add_argument("--weight-decay", type=float, default=None, help="decoupled weight decay (default: per model)")
+    parser.add_argument("--no-augment", action="store_true", help="no rotations/flips/shift/zoom during training")
+    parser.add_argument("--shift", type=float, default=None, help="largest random shift, fraction of the side (0.05)")
+    parser.add_argument("--zoom", type=float, default=None, help="largest random zoom, fraction (0.1)")
+    parser.add_argument("--class-weight", choices=("balanced", "none"), default="balanced",
+                        help="weight classes against imbalance (default: balanced)")
+    parser.add_argument("--patience", type=int, default=None, help="early-stopping patience in epochs; 0 = off (5)")
+    parser.add_argument("--mixed-precision", action="store_true", help="mixed_float16 (GPU)")
+    parser.add_argument("--xla", action="store_true", help="compile the train step with XLA (jit_compile)")
+    parser.add_argument("--distribute", choices=("auto", "none", "mirrored", "multiworker"), default="auto",
+                        help="auto: MirroredStrategy when >1 GPU; multiworker needs TF_CONFIG")
+    parser.add_argument("--runs-dir", default=None, help="run registry folder (default: the runs_dir setting)")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip experiments that finished; continue killed/stopped/failed ones from their checkpoint")
+    parser.add_argument("--progress-file", default=None, help="also append every progress event to this file")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, print one line per run, return 1 if any run failed."""
+    from core.io import append_jsonl
+    from core.progress import format_duration
+    from core.training import train_many
+
+    overrides: dict[str, Any] = {
+        "epochs": args.epochs, "batch_size": args.batch_size, "optimizer": args.optimizer,
+        "learning_rate": args.learning_rate, "weight_decay": args.weight_decay, "shift": args.shift,
+        "zoom": args.zoom, "patience": args.patience, "distribute": args.distribute,
+        "mixed_precision": args.mixed_precision or None, "xla": args.xla or None,
+        "augment": False if args.no_augment else None,
+    }
+    # "none" (not None, which means "the default") turns class weighting off.
+    overrides["class_weight"] = args.class_weight
+
+    def show(event: dict[str, Any]) -> None:
+        if args.progress_file:
+            append_jsonl(args.progress_file, event)
+        status = event.get("status")
+        tty = sys.stderr.isatty()
+        if status == "running" and event.get("val_loss") is None:
+            if tty:
+                sys.stderr.write(f"\r{event['model']} s{event['seed']} epoch {event['epoch']}/{event['epochs']} "
+                                 f"batch {event['batch']}/{event['batches']} loss {event['loss']:.4f}   ")
+                sys.stderr.flush()
+            return
+        if status == "running":
+            sys.stderr.write(("\r" if tty else "") +
+                             f"{event['model']} s{event['seed']} epoch {event['epoch']}/{event['epochs']}: "
+                             f"loss {event['loss']:.4f} acc {event['accuracy']:.3f} val_loss {event['val_loss']:.4f} "
+                             f"val_acc {event['val_accuracy']:.3f} ({format_duration(event.get('seconds'))})\n")
+        elif status == "finished":
+            sys.stderr.write(f"{event['model']} s{event['seed']}: finished, test accuracy "
+                             f"{event.get('test_accuracy', float('nan')):.3f}\n")
+        sys.stderr.flush()
+
+    outcomes = train_many(
+        args.dataset, models=args.models, seeds=args.seeds, runs_dir=args.runs_dir, resume=args.resume,
+        overrides=overrides, progress_callback=show,
+    )
+    for o in outcomes:
+        acc = "" if o["accuracy"] is None else f" test accuracy {o['accuracy']:.3f}"
+        err = f" ({o['error']})" if o["error"] else ""
+        print(f"{o['model']} seed {o['seed']}: {o['status']}{acc}{err} -> {o['run_dir']}")
+    return 1 if any(o["status"] == "failed" for o in outcomes) else 0

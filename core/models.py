@@ -1,0 +1,309 @@
+"""The three architectures compared by the tool, as uncompiled Keras 3 models.
+
+Every builder takes the input side, the number of channels (1 or 3) and the class count, and
+returns a Functional ``keras.Model`` built only from ``keras.layers`` and ``keras.ops``, so the
+same code runs under the TensorFlow, JAX and PyTorch backends. The output layer is a float32
+softmax so that mixed-precision training keeps a stable loss.
+
+Inputs are float32 images in [0, 1] (the dataset contract); any resizing the architecture needs
+lives inside the model, so prediction repeats it automatically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import keras
+from keras import layers
+
+from core.errors import ConfigError
+
+MODEL_NAMES = ("lenet5", "alexnet", "resnet18", "resnet34", "resnet50")
+
+
+def _check_common(input_size: int, channels: int, num_classes: int, *, min_size: int) -> None:
+    if not isinstance(input_size, int) or input_size < min_size:
+        raise ConfigError(
+            f"input_size must be an integer >= {min_size}; got {input_size!r}. Build the dataset at a larger size."
+        )
+    if channels not in (1, 3):
+        raise ConfigError(f"channels must be 1 or 3; got {channels!r}. Use grey (1) or RGB (3) images.")
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ConfigError(f"num_classes must be an integer >= 2; got {num_classes!r}. A scheme needs two classes.")
+
+
+def _classifier(x: Any, num_classes: int) -> Any:
+    # float32 output keeps softmax and the loss stable under a mixed_float16 policy.
+    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+
+
+# --------------------------------------------------------------------------------------------- LeNet-5
+
+
+def lenet5(
+    *,
+    input_size: int = 32,
+    channels: int = 1,
+    num_classes: int = 10,
+    activation: str = "tanh",
+    pooling: str = "average",
+) -> keras.Model:
+    """LeNet-5 after LeCun, Bottou, Bengio & Haffner (1998), "Gradient-based learning applied to document recognition".
+
+    C1 6@5×5, S2 2×2 pool, C3 16@5×5, S4 2×2 pool, C5 120@5×5, F6 84, softmax output.
+
+    Deviations from the paper: S2/S4 are plain pooling layers without trainable coefficients;
+    C3 is fully connected to S2 (the paper's sparse connection table was an artefact of 1998
+    compute); the RBF output is a softmax; inputs of any side are resized to 32×32 by a
+    bilinear, antialiased ``Resizing`` layer inside the model (so a 64-px dataset is seen at
+    32 px, the size the architecture was designed for). With 10 classes this is the classic
+    61,706-parameter Keras form.
+
+    Parameters
+    ----------
+    input_size, channels, num_classes : int
+        Side of the square input images, 1 or 3 channels, number of classes.
+    activation : {"tanh", "relu"}
+        "tanh" is the original; "relu" the modern option.
+    pooling : {"average", "max"}
+        "average" is the original subsampling; "max" the modern option.
+    """
+    _check_common(input_size, channels, num_classes, min_size=8)
+    if activation not in ("tanh", "relu"):
+        raise ConfigError(f"activation must be 'tanh' or 'relu'; got {activation!r}. Use 'tanh' for the original.")
+    if pooling not in ("average", "max"):
+        raise ConfigError(f"pooling must be 'average' or 'max'; got {pooling!r}. Use 'average' for the original.")
+    pool = layers.AveragePooling2D if pooling == "average" else layers.MaxPooling2D
+    inputs = keras.Input((input_size, input_size, channels), name="image")
+    x = inputs
+    if input_size != 32:
+        x = layers.Resizing(32, 32, interpolation="bilinear", antialias=True, name="resize_32")(x)
+    x = layers.Conv2D(6, 5, activation=activation, name="c1")(x)
+    x = pool(2, name="s2")(x)
+    x = layers.Conv2D(16, 5, activation=activation, name="c3")(x)
+    x = pool(2, name="s4")(x)
+    x = layers.Conv2D(120, 5, activation=activation, name="c5")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(84, activation=activation, name="f6")(x)
+    return keras.Model(inputs, _classifier(x, num_classes), name="lenet5")
+
+
+# --------------------------------------------------------------------------------------------- AlexNet
+
+
+@keras.saving.register_keras_serializable(package="galaxy_morph")
+class LocalResponseNormalization(layers.Layer):
+    """Krizhevsky et al.'s local response normalisation across channels, in ``keras.ops`` only.
+
+    ``b_i = a_i / (k + alpha * sum_{j in window(i)} a_j**2) ** beta`` with a window of ``depth``
+    neighbouring channels (the paper: depth 5, k 2, alpha 1e-4, beta 0.75).
+    """
+
+    def __init__(self, depth: int = 5, k: float = 2.0, alpha: float = 1e-4, beta: float = 0.75, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.depth, self.k, self.alpha, self.beta = depth, k, alpha, beta
+
+    def call(self, inputs: Any) -> Any:
+        ops = keras.ops
+        half = self.depth // 2
+        squared = ops.square(inputs)
+        padded = ops.pad(squared, [[0, 0], [0, 0], [0, 0], [half, half]])
+        channels = ops.shape(inputs)[-1]
+        window = sum(padded[..., i : i + channels] for i in range(self.depth))
+        return inputs / ops.power(self.k + self.alpha * window, self.beta)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "depth": self.depth, "k": self.k, "alpha": self.alpha, "beta": self.beta}
+
+
+def alexnet(
+    *,
+    input_size: int = 227,
+    channels: int = 3,
+    num_classes: int = 1000,
+    form: str = "auto",
+    normalization: str = "lrn",
+    dense_units: int | None = None,
+    dropout: float = 0.5,
+    bn_momentum: float = 0.9,
+) -> keras.Model:
+    """AlexNet after Krizhevsky, Sutskever & Hinton (2012), "ImageNet classification with deep CNNs".
+
+    Five convolutions (96@11×11 stride 4, 256@5×5, 384@3×3, 384@3×3, 256@3×3), 3×3/2 max-pools
+    after the first, second and fifth, two dense layers with dropout, softmax output.
+
+    ``form="faithful"`` (227-px input) keeps the paper's two-GPU grouping (C2, C4, C5 in two
+    groups): 60,965,224 parameters at 1000 classes, the paper's "60 million".
+    ``form="scaled"`` is for 32–128-px inputs: C1 is 96@5×5 stride 2 (an 11×11/4 filter would
+    leave a 64-px galaxy 14 px wide after one layer), every convolution is "same"-padded and
+    ungrouped, and the dense layers default to 1024 units, not 4096, because the flattened map is
+    ~9× smaller. ``form="auto"`` picks faithful at 227 px and scaled otherwise.
+
+    Parameters
+    ----------
+    normalization : {"lrn", "batchnorm", "none"}
+        After C1 and C2: the paper's local response normalisation, batch normalisation (trains
+        faster and more reliably on small datasets), or nothing.
+    dense_units : int or None
+        Width of the two dense layers; ``None`` means 4096 (faithful) or 1024 (scaled).
+    dropout : float
+        Dropout rate before each dense layer (the paper: 0.5).
+    bn_momentum : float
+        Momentum of the batch-norm moving statistics; 0.9 suits the few steps per epoch of a
+        small dataset (Keras' 0.99 leaves validation at chance for many epochs).
+    """
+    if form == "auto":
+        form = "faithful" if input_size == 227 else "scaled"
+    if form not in ("faithful", "scaled"):
+        raise ConfigError(f"form must be 'auto', 'faithful' or 'scaled'; got {form!r}. Use 'auto'.")
+    _check_common(input_size, channels, num_classes, min_size=195 if form == "faithful" else 32)
+    if normalization not in ("lrn", "batchnorm", "none"):
+        raise ConfigError(
+            f"normalization must be 'lrn', 'batchnorm' or 'none'; got {normalization!r}. Use 'batchnorm' to train fast."
+        )
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"dropout must be in [0, 1); got {dropout!r}. The paper uses 0.5.")
+    faithful = form == "faithful"
+    units = dense_units or (4096 if faithful else 1024)
+    groups = 2 if faithful else 1
+    padding = "valid" if faithful else "same"
+
+    def norm(x: Any, name: str) -> Any:
+        if normalization == "lrn":
+            return LocalResponseNormalization(name=f"{name}_lrn")(x)
+        if normalization == "batchnorm":
+            return layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn")(x)
+        return x
+
+    inputs = keras.Input((input_size, input_size, channels), name="image")
+    if faithful:
+        x = layers.Conv2D(96, 11, strides=4, padding="valid", activation="relu", name="conv1")(inputs)
+    else:
+        x = layers.Conv2D(96, 5, strides=2, padding="same", activation="relu", name="conv1")(inputs)
+    x = norm(x, "conv1")
+    x = layers.MaxPooling2D(3, strides=2, name="pool1")(x)
+    x = layers.Conv2D(256, 5, padding="same", groups=groups, activation="relu", name="conv2")(x)
+    x = norm(x, "conv2")
+    x = layers.MaxPooling2D(3, strides=2, name="pool2")(x)
+    x = layers.Conv2D(384, 3, padding="same", activation="relu", name="conv3")(x)
+    x = layers.Conv2D(384, 3, padding="same", groups=groups, activation="relu", name="conv4")(x)
+    x = layers.Conv2D(256, 3, padding="same", groups=groups, activation="relu", name="conv5")(x)
+    x = layers.MaxPooling2D(3, strides=2, padding=padding, name="pool5")(x)
+    x = layers.Flatten(name="flatten")(x)
+    for i in (6, 7):
+        x = layers.Dropout(dropout, name=f"drop{i}")(x)
+        x = layers.Dense(units, activation="relu", name=f"fc{i}")(x)
+    return keras.Model(inputs, _classifier(x, num_classes), name=f"alexnet_{form}")
+
+
+# --------------------------------------------------------------------------------------------- ResNet
+
+_RESNET_LAYOUTS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3))}
+
+
+def _conv_bn(x: Any, filters: int, kernel: int, *, strides: int, momentum: float, name: str, relu: bool) -> Any:
+    x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(momentum=momentum, epsilon=1e-5, name=f"{name}_bn")(x)
+    return layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
+
+
+def _shortcut(x: Any, filters: int, *, strides: int, momentum: float, name: str) -> Any:
+    if strides == 1 and x.shape[-1] == filters:
+        return x
+    # Projection shortcut ("option B" of the paper) wherever the shape changes.
+    return _conv_bn(x, filters, 1, strides=strides, momentum=momentum, name=f"{name}_proj", relu=False)
+
+
+def _basic_block(x: Any, filters: int, *, strides: int, momentum: float, name: str) -> Any:
+    shortcut = _shortcut(x, filters, strides=strides, momentum=momentum, name=name)
+    y = _conv_bn(x, filters, 3, strides=strides, momentum=momentum, name=f"{name}_a", relu=True)
+    y = _conv_bn(y, filters, 3, strides=1, momentum=momentum, name=f"{name}_b", relu=False)
+    return layers.Activation("relu", name=f"{name}_out")(layers.Add(name=f"{name}_add")([shortcut, y]))
+
+
+def _bottleneck_block(x: Any, filters: int, *, strides: int, momentum: float, name: str) -> Any:
+    shortcut = _shortcut(x, 4 * filters, strides=strides, momentum=momentum, name=name)
+    y = _conv_bn(x, filters, 1, strides=1, momentum=momentum, name=f"{name}_a", relu=True)
+    # Stride on the 3×3 convolution ("ResNet v1.5"): same parameters, slightly better accuracy.
+    y = _conv_bn(y, filters, 3, strides=strides, momentum=momentum, name=f"{name}_b", relu=True)
+    y = _conv_bn(y, 4 * filters, 1, strides=1, momentum=momentum, name=f"{name}_c", relu=False)
+    return layers.Activation("relu", name=f"{name}_out")(layers.Add(name=f"{name}_add")([shortcut, y]))
+
+
+def resnet(
+    *,
+    depth: int = 18,
+    input_size: int = 224,
+    channels: int = 3,
+    num_classes: int = 1000,
+    bn_momentum: float = 0.9,
+) -> keras.Model:
+    """ResNet-18/34/50 after He, Zhang, Ren & Sun (2016), "Deep residual learning for image recognition".
+
+    7×7/2 stem with 3×3/2 max-pool, four stages of basic (18, 34) or bottleneck (50) blocks at
+    64/128/256/512 filters, projection shortcuts where the shape changes, global average
+    pooling, softmax. Convolutions have no bias (batch norm follows each), so the trainable
+    parameters equal the reference counts: 11,689,512 (ResNet-18) and 25,557,032 (ResNet-50)
+    at 1000 classes. Works from 32 px (the last stage is then 1×1).
+
+    Deviations: batch-norm momentum 0.9 by default (see ``bn_momentum``); ResNet-50 strides in
+    its 3×3 convolution (v1.5), which changes no parameter count.
+
+    Parameters
+    ----------
+    depth : {18, 34, 50}
+    bn_momentum : float
+        Momentum of the batch-norm moving statistics; 0.9 suits small datasets with few steps
+        per epoch (Keras' default 0.99 needs hundreds of steps before validation is usable).
+    """
+    if depth not in _RESNET_LAYOUTS:
+        raise ConfigError(f"depth must be 18, 34 or 50; got {depth!r}. Use 18 for small datasets.")
+    _check_common(input_size, channels, num_classes, min_size=32)
+    if not 0.0 < bn_momentum < 1.0:
+        raise ConfigError(f"bn_momentum must be in (0, 1); got {bn_momentum!r}. Use 0.9 for small datasets.")
+    kind, repeats = _RESNET_LAYOUTS[depth]
+    block = _basic_block if kind == "basic" else _bottleneck_block
+    inputs = keras.Input((input_size, input_size, channels), name="image")
+    x = _conv_bn(inputs, 64, 7, strides=2, momentum=bn_momentum, name="stem", relu=True)
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+    for stage, (filters, count) in enumerate(zip((64, 128, 256, 512), repeats), start=1):
+        for i in range(count):
+            strides = 2 if (i == 0 and stage > 1) else 1
+            x = block(x, filters, strides=strides, momentum=bn_momentum, name=f"stage{stage}_block{i + 1}")
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    return keras.Model(inputs, _classifier(x, num_classes), name=f"resnet{depth}")
+
+
+# --------------------------------------------------------------------------------------------- registry
+
+
+def build_model(
+    name: str, *, input_size: int, channels: int, num_classes: int, **options: Any
+) -> keras.Model:
+    """Build the model called ``name`` (one of :data:`MODEL_NAMES`); ``options`` go to its builder.
+
+    Raises
+    ------
+    ConfigError
+        If the name is unknown or an option is not accepted by that builder.
+    """
+    builders: dict[str, Callable[..., keras.Model]] = {
+        "lenet5": lenet5,
+        "alexnet": alexnet,
+        "resnet18": lambda **kw: resnet(depth=18, **kw),
+        "resnet34": lambda **kw: resnet(depth=34, **kw),
+        "resnet50": lambda **kw: resnet(depth=50, **kw),
+    }
+    if name not in builders:
+        raise ConfigError(f"model must be one of {', '.join(MODEL_NAMES)}; got {name!r}.")
+    try:
+        return builders[name](input_size=input_size, channels=channels, num_classes=num_classes, **options)
+    except TypeError as exc:
+        raise ConfigError(f"model {name}: unknown option in {sorted(options)} ({exc}).") from exc
+
+
+def count_params(model: keras.Model, *, trainable_only: bool = False) -> int:
+    """Number of parameters (all, or only the trainable ones, as papers usually count them)."""
+    weights = model.trainable_weights if trainable_only else model.weights
+    return int(sum(int(keras.ops.size(w)) for w in weights))

@@ -1,0 +1,653 @@
+"""Training under one protocol for every model: config, input pipeline, augmentation, checkpoints.
+
+:func:`train` takes a dataset and a :class:`TrainConfig` and does everything a run needs: the
+dataset's own split, augmentation as layers in front of the model (random 90° rotations and
+flips, because a galaxy has no preferred orientation; small shifts and zoom), balanced class
+weights, early stopping on validation loss with the best weights restored, a checkpoint every
+epoch (so ``resume=True`` continues a killed run at the right epoch), progress events in
+``events.jsonl``, then one evaluation on the test split written to the run folder.
+
+Models and augmentation use only ``keras.layers``/``keras.ops``; TensorFlow appears only in the
+input pipeline, determinism and distribution code, behind ``keras.backend.backend()`` checks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+
+from core import runs
+from core.dataset import Dataset
+from core.errors import ConfigError, GalaxyMorphError
+from core.io import append_jsonl, atomic_path, atomic_write_json, atomic_write_text
+from core.metrics import evaluate_predictions
+from core.models import MODEL_NAMES, build_model, count_params
+
+logger = logging.getLogger(__name__)
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+DISTRIBUTE = ("auto", "none", "mirrored", "multiworker")
+EVENT_FIELDS = ("time", "run_id", "model", "seed", "epoch", "epochs", "batch", "batches", "loss", "accuracy",
+                "val_loss", "val_accuracy", "status")
+
+
+class TrainingError(GalaxyMorphError):
+    """Training could not go on (diverged to NaN, unusable dataset, bad checkpoint)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every parameter of one training run; validated on construction.
+
+    Use :func:`default_config` for the per-model defaults chosen for this project.
+
+    Attributes
+    ----------
+    model : str
+        One of :data:`core.models.MODEL_NAMES`.
+    epochs, batch_size : int
+    optimizer : {"adam", "adamw", "sgd"}
+        SGD uses Nesterov momentum 0.9.
+    learning_rate, weight_decay : float
+        Weight decay is decoupled (AdamW, SGD's ``weight_decay``); ignored by plain Adam.
+    augment : bool
+        Random 90° rotations, flips, shifts and zoom during training only.
+    shift, zoom : float
+        Largest shift (fraction of the side) and zoom (fraction) when augmenting; 0 disables.
+    class_weight : {"balanced", "none", None}
+        "balanced" weights each class by ``n / (k * n_class)`` against imbalance.
+    patience : int
+        Epochs without a better validation loss before stopping; 0 disables early stopping.
+    seed : int
+        Seeds Python, NumPy and the backend; same seed, same metrics on CPU.
+    mixed_precision, xla : bool
+        GPU options: ``mixed_float16`` policy, and ``jit_compile``.
+    distribute : {"auto", "none", "mirrored", "multiworker"}
+        "auto" uses ``MirroredStrategy`` when more than one GPU is visible.
+    model_options : dict
+        Passed to the model builder (e.g. ``{"normalization": "batchnorm"}``).
+    events_every : int
+        Batches between two progress events.
+    deterministic : bool
+        Enable TensorFlow's op determinism (reproducible on CPU, a little slower).
+    """
+
+    model: str = "resnet18"
+    epochs: int = 20
+    batch_size: int = 32
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    augment: bool = True
+    shift: float = 0.05
+    zoom: float = 0.1
+    class_weight: str | None = "balanced"
+    patience: int = 5
+    seed: int = 0
+    mixed_precision: bool = False
+    xla: bool = False
+    distribute: str = "auto"
+    model_options: dict[str, Any] = field(default_factory=dict)
+    events_every: int = 5
+    deterministic: bool = True
+
+    def __post_init__(self) -> None:
+        if self.model not in MODEL_NAMES:
+            raise ConfigError(f"model must be one of {', '.join(MODEL_NAMES)}; got {self.model!r}.")
+        for name in ("epochs", "batch_size", "events_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer; got {value!r}.")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}.")
+        if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < 10):
+            raise ConfigError(f"learning_rate must be in (0, 10); got {self.learning_rate!r}. Try 1e-3 with Adam.")
+        if not 0 <= self.weight_decay < 1:
+            raise ConfigError(f"weight_decay must be in [0, 1); got {self.weight_decay!r}. Try 1e-4.")
+        if not 0 <= self.shift < 0.5:
+            raise ConfigError(f"shift must be in [0, 0.5); got {self.shift!r}. Use a small fraction of the side.")
+        if not 0 <= self.zoom < 1:
+            raise ConfigError(f"zoom must be in [0, 1); got {self.zoom!r}. Use a small fraction such as 0.1.")
+        if self.class_weight == "none":
+            object.__setattr__(self, "class_weight", None)
+        if self.class_weight not in ("balanced", None):
+            raise ConfigError(f"class_weight must be 'balanced', 'none' or None; got {self.class_weight!r}.")
+        if not isinstance(self.patience, int) or self.patience < 0:
+            raise ConfigError(f"patience must be an integer >= 0; got {self.patience!r}. Use 0 to disable.")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed must be an integer >= 0; got {self.seed!r}.")
+        if self.distribute not in DISTRIBUTE:
+            raise ConfigError(f"distribute must be one of {', '.join(DISTRIBUTE)}; got {self.distribute!r}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready parameters (what ``config.json`` stores under ``params``)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, params: dict[str, Any]) -> TrainConfig:
+        """Rebuild a config from :meth:`to_dict` output; unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ConfigError(f"unknown training parameters {unknown}; known: {sorted(known)}.")
+        return cls(**params)
+
+
+def model_defaults(model: str) -> dict[str, Any]:
+    """The per-model defaults, and why.
+
+    All: batch 32 (≈45 steps per epoch on the 2,000-galaxy sample: enough updates per epoch for
+    batch-norm statistics with momentum 0.9), Adam, early stopping with patience 5.
+
+    - LeNet-5: lr 1e-3, 40 epochs (a 61 k-parameter net is ~1 s per epoch on CPU), ReLU/max-pool
+      because tanh/average pooling converges several times slower in few epochs.
+    - AlexNet (scaled form): lr 3e-4 and batch norm in place of LRN: with the paper's LRN and
+      lr 1e-3 the 9 M-parameter net often stays at chance for many epochs on ~1,400 images.
+    - ResNet: lr 1e-3, BN momentum 0.9 (built into :func:`core.models.resnet`), weight decay 1e-4.
+    """
+    if model not in MODEL_NAMES:
+        raise ConfigError(f"model must be one of {', '.join(MODEL_NAMES)}; got {model!r}.")
+    if model == "lenet5":
+        return {"epochs": 40, "learning_rate": 1e-3, "model_options": {"activation": "relu", "pooling": "max"}}
+    if model == "alexnet":
+        return {"epochs": 20, "learning_rate": 3e-4, "model_options": {"normalization": "batchnorm"}}
+    return {"epochs": 20, "learning_rate": 1e-3, "weight_decay": 1e-4, "optimizer": "adamw"}
+
+
+def default_config(model: str, **overrides: Any) -> TrainConfig:
+    """A :class:`TrainConfig` with :func:`model_defaults` for ``model``, then ``overrides`` (``None`` = default)."""
+    params = {"model": model, **model_defaults(model)}
+    params.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(**params)
+
+
+# --------------------------------------------------------------------------------------------- augmentation
+
+
+@keras.saving.register_keras_serializable(package="galaxy_morph")
+class RandomDihedral(keras.layers.Layer):
+    """A random element of the square's symmetry group (8 rotations/reflections) per image.
+
+    A random transpose followed by random horizontal and vertical flips covers all four 90°
+    rotations and their mirror images. Active only in training; identity at inference.
+    Requires square images.
+    """
+
+    def __init__(self, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        if not training:
+            return inputs
+        ops = keras.ops
+        batch = ops.shape(inputs)[0]
+
+        def coin() -> Any:
+            draw = keras.random.uniform((batch, 1, 1, 1), seed=self.seed_generator)
+            return ops.cast(draw < 0.5, inputs.dtype)
+
+        transposed = ops.transpose(inputs, (0, 2, 1, 3))
+        x = inputs + coin() * (transposed - inputs)
+        x = x + coin() * (ops.flip(x, axis=1) - x)
+        return x + coin() * (ops.flip(x, axis=2) - x)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "seed": self.seed}
+
+
+def augmentation(config: TrainConfig) -> list[keras.layers.Layer]:
+    """The augmentation layers of ``config`` (empty when ``augment`` is off), seeded from its seed."""
+    if not config.augment:
+        return []
+    seed = config.seed
+    layers: list[keras.layers.Layer] = [RandomDihedral(seed=seed, name="aug_dihedral")]
+    if config.shift > 0:
+        layers.append(keras.layers.RandomTranslation(config.shift, config.shift, fill_mode="reflect", seed=seed + 1,
+                                                     name="aug_shift"))
+    if config.zoom > 0:
+        layers.append(keras.layers.RandomZoom(config.zoom, fill_mode="reflect", seed=seed + 2, name="aug_zoom"))
+    return layers
+
+
+def training_model(base: keras.Model, config: TrainConfig) -> keras.Model:
+    """``base`` with the augmentation layers in front: the graph that is fitted (augmentation on device)."""
+    inputs = keras.Input(base.input_shape[1:], name="image")
+    x = inputs
+    for layer in augmentation(config):
+        x = layer(x)
+    return keras.Model(inputs, base(x), name=f"train_{base.name}")
+
+
+# --------------------------------------------------------------------------------------------- pipeline
+
+
+def input_pipeline(x: np.ndarray, y: np.ndarray, *, batch_size: int, shuffle: bool, seed: int) -> Any:
+    """Batches of ``(x, y)`` for ``fit``: a prefetching ``tf.data.Dataset`` on TensorFlow.
+
+    The arrays are already in memory and augmentation runs in the model, so the pipeline only
+    shuffles (seeded, reshuffled every epoch), batches and prefetches. On other backends the
+    arrays are returned as ``(x, y)`` and Keras batches them.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return x, y
+    import tensorflow as tf  # noqa: PLC0415 - only the TF backend needs it
+
+    data = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle:
+        data = data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def balanced_class_weight(y: np.ndarray, n_classes: int) -> dict[int, float]:
+    """``n / (k * n_class)`` per class present (scikit-learn's "balanced")."""
+    counts = np.bincount(y, minlength=n_classes)
+    present = counts > 0
+    return {k: float(len(y) / (present.sum() * counts[k])) for k in range(n_classes) if counts[k] > 0}
+
+
+# --------------------------------------------------------------------------------------------- device
+
+
+def device_name() -> str:
+    """The accelerator training runs on: GPU names, or ``"CPU (<processor>)"``."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf  # noqa: PLC0415
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            names = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus]
+            return ", ".join(names)
+    processor = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            processor = next((ln.split(":", 1)[1].strip() for ln in handle if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    return f"CPU ({processor}, {os.cpu_count()} cores)" if processor else "CPU"
+
+
+def _strategy(config: TrainConfig) -> Any:
+    """The ``tf.distribute`` strategy for ``config.distribute``, or ``None`` for the default device."""
+    if config.distribute == "none":
+        return None
+    if keras.backend.backend() != "tensorflow":
+        if config.distribute == "auto":
+            return None
+        raise ConfigError(f"distribute={config.distribute!r} needs the TensorFlow backend; use 'auto' or 'none'.")
+    import tensorflow as tf  # noqa: PLC0415
+
+    if config.distribute == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise ConfigError("distribute='multiworker' needs TF_CONFIG describing the cluster. See docs/models-and-training.md.")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_physical_devices("GPU")
+    if config.distribute == "mirrored" or len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    return None
+
+
+def _seed_everything(config: TrainConfig) -> None:
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf  # noqa: PLC0415
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def _optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(config.learning_rate, momentum=0.9, nesterov=True,
+                                    weight_decay=config.weight_decay or None)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay)
+    return keras.optimizers.Adam(config.learning_rate)
+
+
+# --------------------------------------------------------------------------------------------- callback
+
+
+class _RunCallback(keras.callbacks.Callback):
+    """Progress events, history, early stopping with best weights, and the per-epoch checkpoint.
+
+    One callback holds all of it because resuming needs their state together (best loss, wait
+    counter, history, epoch) and Keras' own EarlyStopping resets its state on every ``fit``.
+    """
+
+    def __init__(self, *, run_dir: Path, run_id: str, config: TrainConfig, batches: int, state: dict[str, Any],
+                 progress_callback: Callable[[dict[str, Any]], None] | None) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+        self.run_id = run_id
+        self.config = config
+        self.batches = batches
+        self.state = state
+        self.progress_callback = progress_callback
+        self.epoch_started = time.monotonic()
+
+    def emit(self, **fields: Any) -> dict[str, Any]:
+        event = {"time": time.time(), "run_id": self.run_id, "model": self.config.model, "seed": self.config.seed,
+                 "epochs": self.config.epochs, "batches": self.batches}
+        event.update({k: (None if isinstance(v, float) and v != v else v) for k, v in fields.items()})
+        event = {k: event.get(k) for k in EVENT_FIELDS} | {k: v for k, v in event.items() if k not in EVENT_FIELDS}
+        append_jsonl(self.run_dir / "events.jsonl", event)
+        if self.progress_callback is not None:
+            self.progress_callback(event)
+        return event
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.epoch_started = time.monotonic()
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        logs = logs or {}
+        loss = float(logs.get("loss", np.nan))
+        if not np.isfinite(loss):
+            self.model.stop_training = True
+            self.state["diverged"] = True
+            return
+        if (batch + 1) % self.config.events_every == 0 or batch + 1 == self.batches:
+            self.emit(epoch=self.state["epoch"] + 1, batch=batch + 1, loss=loss,
+                      accuracy=float(logs.get("accuracy", np.nan)), status="running")
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.state.get("diverged"):
+            return
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        seconds = time.monotonic() - self.epoch_started
+        row = {"epoch": epoch + 1, "loss": logs.get("loss"), "accuracy": logs.get("accuracy"),
+               "val_loss": logs.get("val_loss"), "val_accuracy": logs.get("val_accuracy"),
+               "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+               "seconds": round(seconds, 3)}
+        state = self.state
+        state["history"].append(row)
+        state["epoch"] = epoch + 1
+        state["train_seconds"] += seconds
+        val_loss = logs.get("val_loss", np.inf)
+        ckpt = self.run_dir / "checkpoint"
+        if val_loss < state["best_val_loss"]:
+            state.update(best_val_loss=val_loss, best_epoch=epoch + 1, wait=0)
+            with atomic_path(ckpt / "best.weights.h5") as tmp:
+                self.model.save_weights(tmp)
+        else:
+            state["wait"] += 1
+        if self.config.patience and state["wait"] >= self.config.patience:
+            self.model.stop_training = True
+            state["stopped_early"] = True
+        atomic_write_text(self.run_dir / "history.csv", pd.DataFrame(state["history"]).to_csv(index=False))
+        _save_checkpoint(self.model, ckpt, state)
+        self.emit(epoch=epoch + 1, batch=self.batches, loss=row["loss"], accuracy=row["accuracy"],
+                  val_loss=row["val_loss"], val_accuracy=row["val_accuracy"], status="running", seconds=row["seconds"])
+
+
+def _save_checkpoint(model: keras.Model, ckpt: Path, state: dict[str, Any]) -> None:
+    """Model + optimiser to ``epoch-N.keras``, then ``state.json`` naming it, then drop older files.
+
+    The state is written last, so after a crash it always names a complete model file.
+    """
+    name = f"epoch-{state['epoch']:04d}.keras"
+    with atomic_path(ckpt / name) as tmp:
+        model.save(tmp)
+    atomic_write_json(ckpt / "state.json", {**state, "model_file": name})
+    for old in ckpt.glob("epoch-*.keras"):
+        if old.name != name:
+            old.unlink(missing_ok=True)
+
+
+def _load_state(ckpt: Path) -> dict[str, Any] | None:
+    path = ckpt / "state.json"
+    if not path.exists():
+        return None
+    state = json.loads(path.read_text(encoding="utf-8"))
+    if not (ckpt / state.get("model_file", "")).exists():
+        raise TrainingError(f"checkpoint {ckpt} names {state.get('model_file')!r}, which is missing. Start a new run.")
+    return state
+
+
+def _fresh_state() -> dict[str, Any]:
+    return {"epoch": 0, "best_val_loss": float("inf"), "best_epoch": 0, "wait": 0, "history": [],
+            "train_seconds": 0.0, "stopped_early": False}
+
+
+# --------------------------------------------------------------------------------------------- train
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` produced: the inference model (best weights) and the run's records."""
+
+    run_dir: Path
+    model: keras.Model
+    history: pd.DataFrame
+    metrics: dict[str, Any]
+    status: str
+
+
+def _check_dataset(dataset: Dataset) -> None:
+    for split in ("train", "val", "test"):
+        n = int(np.sum(dataset.split == split))
+        if n == 0:
+            raise TrainingError(f"dataset {dataset.path}: the {split} split is empty. Rebuild it with more images.")
+    x = dataset.x
+    if x.shape[1] != x.shape[2]:
+        raise TrainingError(f"dataset {dataset.path}: images must be square; got {x.shape[1]}×{x.shape[2]}.")
+
+
+def train(
+    dataset: Dataset,
+    config: TrainConfig,
+    *,
+    run_dir: str | Path,
+    progress_callback: Callable[[dict[str, Any]], None] | None = None,
+    resume: bool = False,
+) -> TrainResult:
+    """Train ``config.model`` on ``dataset`` into the run folder ``run_dir`` and evaluate it on test.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        From :func:`core.dataset.load_dataset`; its split is used as is.
+    config : TrainConfig
+    run_dir : Path
+        A folder made by :func:`core.runs.create_run`; every file of the run is written there.
+    progress_callback : callable or None
+        Called with each progress event (the dict also appended to ``events.jsonl``).
+    resume : bool
+        Continue from ``run_dir/checkpoint`` if it exists (at the epoch after the last saved).
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    TrainingError
+        If the dataset cannot be trained on or the loss diverges; the run is marked ``failed``.
+    """
+    run_dir = Path(run_dir)
+    run_id = runs.read_config(run_dir).get("id", run_dir.name)
+    try:
+        return _train(dataset, config, run_dir=run_dir, run_id=run_id, progress_callback=progress_callback,
+                      resume=resume)
+    except KeyboardInterrupt:
+        runs.set_status(run_dir, "stopped")
+        raise
+    except Exception as exc:
+        runs.set_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}")
+        append_jsonl(run_dir / "events.jsonl", {"time": time.time(), "run_id": run_id, "model": config.model,
+                                                "seed": config.seed, "status": "failed", "error": str(exc)})
+        raise
+    finally:
+        if config.mixed_precision:
+            keras.mixed_precision.set_global_policy("float32")
+
+
+def _train(dataset: Dataset, config: TrainConfig, *, run_dir: Path, run_id: str,
+           progress_callback: Callable[[dict[str, Any]], None] | None, resume: bool) -> TrainResult:
+    _check_dataset(dataset)
+    _seed_everything(config)
+    x_train, y_train, _ = dataset.subset("train")
+    x_val, y_val, _ = dataset.subset("val")
+    x_test, y_test, names_test = dataset.subset("test")
+    n_classes = len(dataset.classes)
+    size, channels = int(dataset.x.shape[1]), int(dataset.x.shape[3])
+    device = device_name()
+    runs.set_status(run_dir, "running", device=device, classes=list(dataset.classes),
+                    n_train=int(len(y_train)), n_val=int(len(y_val)), n_test=int(len(y_test)))
+    if config.mixed_precision:
+        if "GPU" not in device and "NVIDIA" not in device:
+            logger.warning("mixed precision on a CPU is slower than float32; use it on a GPU.")
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    strategy = _strategy(config)
+    ckpt = run_dir / "checkpoint"
+    state = _load_state(ckpt) if resume else None
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        if state is not None:
+            fit_model = keras.saving.load_model(ckpt / state["model_file"], safe_mode=True)
+            logger.info("run %s: resuming after epoch %d", run_id, state["epoch"])
+        else:
+            if ckpt.exists():
+                shutil.rmtree(ckpt)
+            state = _fresh_state()
+            base = build_model(config.model, input_size=size, channels=channels, num_classes=n_classes,
+                               **config.model_options)
+            fit_model = training_model(base, config)
+            fit_model.compile(optimizer=_optimizer(config), loss="sparse_categorical_crossentropy",
+                              metrics=["accuracy"], jit_compile=config.xla)
+    base = fit_model.layers[-1]
+    batch_size = config.batch_size * (strategy.num_replicas_in_sync if strategy is not None else 1)
+    batches = int(np.ceil(len(y_train) / batch_size))
+    callback = _RunCallback(run_dir=run_dir, run_id=run_id, config=config, batches=batches, state=state,
+                            progress_callback=progress_callback)
+    done = state["epoch"] >= config.epochs or state.get("stopped_early", False)
+    if not done:
+        on_tf = keras.backend.backend() == "tensorflow"
+        train_data = input_pipeline(x_train, y_train, batch_size=batch_size, shuffle=True, seed=config.seed)
+        val_data = input_pipeline(x_val, y_val, batch_size=256, shuffle=False, seed=config.seed)
+        fit_model.fit(
+            train_data if on_tf else train_data[0],
+            None if on_tf else train_data[1],
+            batch_size=None if on_tf else batch_size,
+            shuffle=not on_tf,
+            validation_data=val_data,
+            epochs=config.epochs,
+            initial_epoch=state["epoch"],
+            class_weight=balanced_class_weight(y_train, n_classes) if config.class_weight == "balanced" else None,
+            callbacks=[callback],
+            verbose=0,
+        )
+    if state.get("diverged"):
+        raise TrainingError(f"run {run_id}: the training loss became NaN/inf in epoch {state['epoch'] + 1}. "
+                            f"Lower learning_rate (now {config.learning_rate}).")
+    if (ckpt / "best.weights.h5").exists():
+        fit_model.load_weights(ckpt / "best.weights.h5")
+    return _finish(base, dataset, config, state, run_dir=run_dir, run_id=run_id, callback=callback,
+                   test=(x_test, y_test, names_test))
+
+
+def _finish(base: keras.Model, dataset: Dataset, config: TrainConfig, state: dict[str, Any], *, run_dir: Path,
+            run_id: str, callback: _RunCallback, test: tuple[np.ndarray, np.ndarray, np.ndarray]) -> TrainResult:
+    """Evaluate the best weights on test, write model, predictions and metrics, mark the run finished."""
+    x_test, y_test, names_test = test
+    base.predict(x_test, batch_size=256, verbose=0)  # warm-up (tracing), so the timing below is inference only
+    started = time.perf_counter()
+    proba = base.predict(x_test, batch_size=256, verbose=0).astype(np.float64)
+    infer_seconds = time.perf_counter() - started
+    metrics = evaluate_predictions(y_test, proba, classes=list(dataset.classes))
+    metrics.update(
+        params=count_params(base),
+        trainable_params=count_params(base, trainable_only=True),
+        train_seconds=round(state["train_seconds"], 3),
+        epochs_done=state["epoch"],
+        best_epoch=state["best_epoch"],
+        best_val_loss=state["best_val_loss"],
+        stopped_early=bool(state.get("stopped_early")),
+        inference_img_per_s=round(len(x_test) / infer_seconds, 1) if infer_seconds > 0 else None,
+    )
+    predictions = pd.DataFrame({"name": names_test, "true": np.asarray(dataset.classes, dtype=object)[y_test],
+                                "pred": np.asarray(dataset.classes, dtype=object)[proba.argmax(axis=1)]})
+    for k, cls in enumerate(dataset.classes):
+        predictions[f"prob_{cls}"] = proba[:, k].round(6)
+    with atomic_path(run_dir / "model.keras") as tmp:
+        base.save(tmp)
+    atomic_write_text(run_dir / "predictions.csv", predictions.to_csv(index=False))
+    atomic_write_json(run_dir / "metrics.json", metrics)
+    history = pd.DataFrame(state["history"])
+    atomic_write_text(run_dir / "history.csv", history.to_csv(index=False))
+    runs.set_status(run_dir, "finished", epochs_done=state["epoch"],
+                    timings={"train_seconds": metrics["train_seconds"], "inference_seconds": round(infer_seconds, 4)})
+    callback.emit(epoch=state["epoch"], batch=callback.batches, status="finished", test_accuracy=metrics["accuracy"])
+    return TrainResult(run_dir=run_dir, model=base, history=history, metrics=metrics, status="finished")
+
+
+def train_many(
+    dataset_path: str | Path,
+    *,
+    models: list[str],
+    seeds: list[int],
+    runs_dir: str | Path | None = None,
+    resume: bool = False,
+    overrides: dict[str, Any] | None = None,
+    progress_callback: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Train every model for every seed on one dataset; a failing run does not stop the others.
+
+    With ``resume``, an experiment (same parameters, same dataset) that already finished is
+    skipped, and an unfinished one (stale, failed, stopped) continues from its checkpoint.
+
+    Returns
+    -------
+    list of dict
+        One ``{"model", "seed", "run_dir", "status", "accuracy", "error"}`` per run.
+    """
+    from core.dataset import load_dataset  # noqa: PLC0415 - keeps import order simple for the CLI
+
+    dataset = load_dataset(dataset_path)
+    root = Path(runs_dir) if runs_dir is not None else runs.default_runs_dir()
+    configs = [default_config(m, seed=s, **(overrides or {})) for m in models for s in seeds]
+    outcomes = []
+    for config in configs:
+        params = config.to_dict()
+        chash = runs.config_hash(params, dataset.content_hash)
+        run = None
+        if resume:
+            finished, unfinished = runs.find_resumable(root, config_hash_=chash)
+            if finished is not None:
+                outcomes.append({"model": config.model, "seed": config.seed, "run_dir": str(finished.path),
+                                 "status": "skipped (finished)", "accuracy": finished.metrics.get("accuracy"),
+                                 "error": None})
+                continue
+            run = unfinished
+        run_dir = run.path if run is not None else runs.create_run(
+            root, model=config.model, seed=config.seed, params=params, dataset_path=dataset.path,
+            dataset_hash=dataset.content_hash)
+        try:
+            result = train(dataset, config, run_dir=run_dir, progress_callback=progress_callback,
+                           resume=run is not None)
+            outcomes.append({"model": config.model, "seed": config.seed, "run_dir": str(run_dir),
+                             "status": result.status, "accuracy": result.metrics["accuracy"], "error": None})
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # one failing model must not stop the others; the run records why
+            logger.error("run %s failed: %s", run_dir.name, exc)
+            outcomes.append({"model": config.model, "seed": config.seed, "run_dir": str(run_dir),
+                             "status": "failed", "accuracy": None, "error": f"{type(exc).__name__}: {exc}"})
+        finally:
+            keras.backend.clear_session()
+    return outcomes
