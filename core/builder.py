@@ -1,0 +1,573 @@
+"""The dataset builder: from a source folder to a dataset folder every model trains on.
+
+:func:`build_dataset` runs the whole chain, recording why each candidate was left out:
+
+labels (a class scheme) -> label conflicts -> one catalogue -> positional duplicates ->
+quality metrics -> quality filter -> preprocessing -> stratified split by object -> save.
+
+Quality metrics are the slow part (every image is read); :func:`compute_metrics` caches them
+per source in ``<source>/.cache/metrics.parquet``, keyed by file, size, modification time and
+:data:`METRICS_VERSION`, so moving a quality slider or rebuilding with another crop never reads
+an unchanged image twice. A build with the same parameters over an unchanged source returns the
+existing dataset folder without reading any image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.catalogue import Source, catalogue_prefix, find_duplicates, load_source
+from core.config import get_settings
+from core.dataset import is_dataset, save_dataset
+from core.errors import ConfigError, GalaxyMorphError, ImageReadError
+from core.io import atomic_path
+from core.labels import UNCLASSIFIED, ConflictReport, Scheme, get_scheme, label_table, resolve_conflicts
+from core.preprocessing import PreprocessConfig, apply_quality_filter, measure_quality, preprocess
+from core.progress import Progress
+
+logger = logging.getLogger(__name__)
+
+METRICS_VERSION = 1
+"""Bump when :func:`core.preprocessing.measure_quality` changes, to invalidate every cache."""
+BUILDER_VERSION = 1
+CACHE_FILE = Path(".cache") / "metrics.parquet"
+_KEY_COLUMNS = ("path", "size", "mtime_ns", "ra", "dec", "metrics_version")
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _file_key(path: str) -> tuple[int, int]:
+    """(size, mtime_ns) of a file, (-1, -1) when it is missing (then the read error is cached too)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return -1, -1
+    return int(stat.st_size), int(stat.st_mtime_ns)
+
+
+def _measure_chunk(items: Sequence[tuple[str, float, float]]) -> list[dict[str, Any]]:
+    """Quality metrics of a few images; a file that cannot be read gets its reason instead."""
+    from core.images import read_image
+
+    rows = []
+    for path, ra, dec in items:
+        row: dict[str, Any] = {"path": path, "read_error": ""}
+        try:
+            image = read_image(path)
+            row.update(measure_quality(image, ra=_finite(ra), dec=_finite(dec)))
+        except ImageReadError as exc:
+            row["read_error"] = exc.reason
+        except (ValueError, MemoryError) as exc:  # a readable file with pathological pixels
+            row["read_error"] = f"metrics failed: {exc}"
+        rows.append(row)
+    return rows
+
+
+def _finite(value: float) -> float | None:
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+def _parallel(n_jobs: int | None, backend: str | None) -> tuple[int, str]:
+    settings = get_settings()
+    n_jobs = settings.n_workers if n_jobs is None else n_jobs
+    if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs < 1:
+        raise ConfigError(f"n_jobs must be a positive integer or None; got {n_jobs!r}. Use e.g. 2.")
+    return n_jobs, backend or settings.joblib_backend
+
+
+def _run_parallel(function: Any, tasks: list[Any], *, n_jobs: int, backend: str) -> Iterator[Any]:
+    """Results of ``function(task)`` in order, as they finish; serial when one worker suffices."""
+    if n_jobs == 1 or len(tasks) <= 1:
+        yield from (function(task) for task in tasks)
+        return
+    from joblib import Parallel, delayed, parallel_config
+
+    with parallel_config(backend=backend, n_jobs=n_jobs):
+        yield from Parallel(return_as="generator")(delayed(function)(task) for task in tasks)
+
+
+def compute_metrics(
+    source: Source | str | Path,
+    *,
+    paths: Sequence[str] | None = None,
+    n_jobs: int | None = None,
+    backend: str | None = None,
+    progress: Progress | None = None,
+    chunk_size: int = 16,
+) -> pd.DataFrame:
+    """Quality metrics of every image of a source (or of ``paths``), cached on disk.
+
+    Parameters
+    ----------
+    source : Source or path
+        The source; its cache lives in ``<root>/.cache/metrics.parquet``.
+    paths : sequence of str, optional
+        Only these images (absolute paths from ``source.table["path"]``); default all.
+    n_jobs : int, optional
+        Worker processes; default ``settings.n_workers``.
+    backend : str, optional
+        joblib backend; default ``settings.joblib_backend`` (``"dask"`` with a running
+        ``dask.distributed`` client spreads the work over a cluster).
+    progress : Progress, optional
+        Advanced once per image measured (cached images are not counted).
+    chunk_size : int
+        Images per task; the cache is saved after every round of tasks, so a killed run
+        resumes with what was done.
+
+    Returns
+    -------
+    DataFrame
+        One row per path: :func:`~core.preprocessing.measure_quality` columns and
+        ``read_error`` (``""`` when the file was read). A bad file never stops the batch.
+    """
+    source = source if isinstance(source, Source) else load_source(source)
+    n_jobs, backend = _parallel(n_jobs, backend)
+    table = source.table[source.table["path"].notna()].drop_duplicates("path")
+    if paths is not None:
+        table = table[table["path"].isin(set(paths))]
+    wanted = pd.DataFrame(
+        {
+            "path": table["path"].astype(str).to_numpy(),
+            "ra": table["ra"].to_numpy(dtype=float),
+            "dec": table["dec"].to_numpy(dtype=float),
+        }
+    )
+    keys = [_file_key(p) for p in wanted["path"]]
+    wanted["size"] = [k[0] for k in keys]
+    wanted["mtime_ns"] = [k[1] for k in keys]
+    wanted["metrics_version"] = METRICS_VERSION
+
+    cache_path = source.root / CACHE_FILE
+    cache = _read_cache(cache_path)
+    merged = wanted.merge(cache, on=list(_KEY_COLUMNS), how="left", indicator=True)
+    todo = wanted[(merged["_merge"] == "left_only").to_numpy()]
+    logger.info("metrics: %d images, %d cached, %d to measure", len(wanted), len(wanted) - len(todo), len(todo))
+    if len(todo):
+        if progress is not None:
+            progress.total = (progress.total or 0) + len(todo)
+        items = list(zip(todo["path"], todo["ra"], todo["dec"]))
+        tasks = list(_chunks(items, chunk_size))
+        fresh: list[dict[str, Any]] = []
+        saved_at = time.monotonic()
+        for rows in _run_parallel(_measure_chunk, tasks, n_jobs=n_jobs, backend=backend):
+            fresh.extend(rows)
+            if progress is not None:
+                failed = sum(bool(r["read_error"]) for r in rows)
+                progress.update(len(rows), failed=failed, step="metrics")
+            if time.monotonic() - saved_at > 10:
+                cache = _save_cache(cache_path, cache, todo, fresh)
+                saved_at = time.monotonic()
+        cache = _save_cache(cache_path, cache, todo, fresh)
+        merged = wanted.merge(cache, on=list(_KEY_COLUMNS), how="left")
+    else:
+        merged = merged.drop(columns="_merge")
+    merged["read_error"] = merged["read_error"].fillna("").astype(str)
+    return merged.drop(columns=["size", "mtime_ns", "metrics_version", "ra", "dec"]).reset_index(drop=True)
+
+
+def _read_cache(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        return pd.DataFrame(columns=list(_KEY_COLUMNS))
+    try:
+        cache = pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - any unreadable cache is rebuilt, never fatal
+        logger.warning("metrics cache %s unreadable (%s); measuring again", path, exc)
+        return pd.DataFrame(columns=list(_KEY_COLUMNS))
+    if not set(_KEY_COLUMNS) <= set(cache.columns):
+        return pd.DataFrame(columns=list(_KEY_COLUMNS))
+    return cache
+
+
+def _save_cache(path: Path, cache: pd.DataFrame, todo: pd.DataFrame, fresh: list[dict[str, Any]]) -> pd.DataFrame:
+    """Add the measured rows to the cache (replacing older entries of those paths) and write it."""
+    measured = pd.DataFrame(fresh)
+    keys = todo[list(_KEY_COLUMNS)].drop_duplicates("path")
+    measured = keys.merge(measured, on="path", how="inner")
+    stale = cache["path"].isin(measured["path"]) if len(cache) else np.zeros(0, dtype=bool)
+    parts = [frame for frame in (cache[~stale], measured) if len(frame)]
+    updated = pd.concat(parts, ignore_index=True) if parts else measured
+    updated["read_error"] = updated["read_error"].fillna("").astype(str) if "read_error" in updated else ""
+    with atomic_path(path) as tmp:
+        updated.to_parquet(tmp, index=False)
+    return updated
+
+
+# --------------------------------------------------------------------------- building
+
+
+def source_hash(source: Source) -> str:
+    """SHA-256 of the catalogue (and NED image manifest) bytes and each image's (path, size, mtime)."""
+    digest = hashlib.sha256(source.catalogue_path.read_bytes())
+    manifest = source.root / "images" / "manifest.csv"
+    if source.kind == "ned" and manifest.exists():
+        digest.update(manifest.read_bytes())
+    for path in sorted(set(source.table["path"].dropna().astype(str))):
+        digest.update(f"{path}\x1f{_file_key(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def resolve_catalog(source: Source, catalog: str) -> str:
+    """``"auto"`` -> the most common name prefix of the source; ``"all"`` and prefixes pass through.
+
+    Raises
+    ------
+    ConfigError
+        If a prefix is given that no name of the source has.
+    """
+    prefixes = source.table["name"].drop_duplicates().map(catalogue_prefix)
+    counts = prefixes.value_counts()
+    if catalog == "all":
+        return "all"
+    if catalog == "auto":
+        return str(counts.index[0]) if len(counts) else "all"
+    wanted = catalogue_prefix(catalog) if not catalog.startswith("[") else catalog
+    if wanted not in counts.index:
+        top = ", ".join(f"{p} ({n})" for p, n in counts.head(8).items())
+        raise ConfigError(
+            f"catalog {catalog!r} matches no name in {source.root}; its catalogues are {top}. "
+            "Use one of them, 'auto' or 'all'."
+        )
+    return wanted
+
+
+def _auto_name(source: Source, params: dict[str, Any]) -> str:
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
+    catalog = params["catalog"].strip("[]").replace("/", "_")
+    return f"{source.root.name}-{params['scheme']}-{catalog}-{params['preprocess']['size']}px-{digest}"
+
+
+def build_dataset(
+    source: Source | str | Path,
+    *,
+    scheme: str = "hubble3",
+    preprocess_config: PreprocessConfig | None = None,
+    min_quality: float = 0.3,
+    min_size: int = 32,
+    catalog: str = "auto",
+    label_from: str = "classification",
+    conflicts: str = "drop",
+    duplicate_arcsec: float = 3.0,
+    seed: int = 0,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    out: str | Path | None = None,
+    n_jobs: int | None = None,
+    backend: str | None = None,
+    progress: Progress | None = None,
+    force: bool = False,
+) -> Path:
+    """Build (or find) the dataset for a source and a set of parameters; return its folder.
+
+    Parameters
+    ----------
+    source : Source or path
+        A source folder (``data/sample``, ``data/ned``, ...).
+    scheme : str
+        A class scheme name or mapping file (:func:`core.labels.get_scheme`).
+    preprocess_config : PreprocessConfig, optional
+        Crop, size, stretch, ...; default ``PreprocessConfig()``.
+    min_quality, min_size : float, int
+        Quality filter thresholds (:func:`core.preprocessing.apply_quality_filter`).
+    catalog : str
+        Keep names of one catalogue (``"NGC"``), the most common one (``"auto"``) or ``"all"``.
+    label_from : {"classification", "requested"}
+        Where labels come from (see :func:`core.labels.label_table`).
+    conflicts : {"drop", "majority", "first"}
+        Policy for objects with several labels (:func:`core.labels.resolve_conflicts`).
+    duplicate_arcsec : float
+        Names closer than this on the sky are one galaxy; one of them is kept.
+    seed : int
+        Seed of the split.
+    val_fraction, test_fraction : float
+        Fractions of each class's objects in the validation and test splits.
+    out : path, optional
+        Dataset folder; default ``<data_dir>/datasets/<name from the parameters>``.
+    n_jobs, backend : optional
+        Parallelism of metrics and preprocessing (default from the settings).
+    progress : Progress, optional
+        Advanced per image measured and per image preprocessed.
+    force : bool
+        Rebuild even when an identical dataset exists.
+
+    Returns
+    -------
+    Path
+        The dataset folder (:func:`core.dataset.load_dataset` reads it).
+
+    Raises
+    ------
+    GalaxyMorphError
+        For bad parameters, and when a class has too few images left to split (the message
+        names the class and what to change).
+    """
+    config = preprocess_config or PreprocessConfig()
+    if not isinstance(config, PreprocessConfig):
+        raise ConfigError(f"preprocess_config must be a PreprocessConfig; got {type(config).__name__}.")
+    _check_fractions(val_fraction, test_fraction)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ConfigError(f"seed must be an integer; got {seed!r}.")
+    source = source if isinstance(source, Source) else load_source(source)
+    the_scheme = get_scheme(scheme)
+    resolved_catalog = resolve_catalog(source, catalog)
+    params: dict[str, Any] = {
+        "source": str(source.root),
+        "scheme": the_scheme.name,
+        "scheme_file_sha256": _file_sha(scheme),
+        "label_from": label_from,
+        "conflicts": conflicts,
+        "catalog": resolved_catalog,
+        "catalog_requested": catalog,
+        "duplicate_arcsec": float(duplicate_arcsec),
+        "min_quality": float(min_quality),
+        "min_size": int(min_size),
+        "preprocess": config.to_dict(),
+        "seed": int(seed),
+        "val_fraction": float(val_fraction),
+        "test_fraction": float(test_fraction),
+        "builder_version": BUILDER_VERSION,
+        "metrics_version": METRICS_VERSION,
+    }
+    out = Path(out) if out is not None else get_settings().data_dir / "datasets" / _auto_name(source, params)
+    current_hash = source_hash(source)
+    if not force and is_dataset(out):
+        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+        if manifest.get("params") == params and manifest.get("source_hash") == current_hash:
+            logger.info("cache hit: %s already holds this dataset (same parameters, unchanged source)", out)
+            return out
+
+    candidates, conflict_report = select_candidates(
+        source,
+        scheme=the_scheme,
+        label_from=label_from,
+        conflicts=conflicts,
+        catalog=resolved_catalog,
+        duplicate_arcsec=duplicate_arcsec,
+    )
+    eligible = candidates["reason"] == ""
+    n_jobs, backend = _parallel(n_jobs, backend)
+    metrics = compute_metrics(
+        source, paths=candidates.loc[eligible, "path"].tolist(), n_jobs=n_jobs, backend=backend, progress=progress
+    )
+    candidates = _apply_quality(candidates, metrics, min_quality=min_quality, min_size=min_size, crop=config.crop)
+
+    kept = candidates[candidates["kept"]].reset_index(drop=True)
+    _check_classes(kept, the_scheme.classes, val_fraction=val_fraction, test_fraction=test_fraction)
+    x, failures = _preprocess_all(kept, config, n_jobs=n_jobs, backend=backend, progress=progress)
+    if failures:
+        failed_names = set(failures)
+        candidates.loc[candidates["name"].isin(failed_names), "kept"] = False
+        candidates.loc[candidates["name"].isin(failed_names), "reason"] = "preprocess_error"
+        candidates.loc[candidates["name"].isin(failed_names), "read_error"] = candidates["name"].map(failures)
+        keep_rows = ~kept["name"].isin(failed_names).to_numpy()
+        x, kept = x[keep_rows], kept[keep_rows].reset_index(drop=True)
+        _check_classes(kept, the_scheme.classes, val_fraction=val_fraction, test_fraction=test_fraction)
+
+    kept["split"] = split_by_object(kept["label"], seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
+    classes = list(the_scheme.classes)
+    kept["y"] = kept["label"].map({c: i for i, c in enumerate(classes)}).astype(np.int64)
+    candidates["split"] = candidates["name"].map(dict(zip(kept["name"], kept["split"]))).fillna("")
+    reasons = candidates.loc[~candidates["kept"], "reason"].map(lambda r: r.split(":")[0]).value_counts()
+    manifest = {
+        "params": params,
+        "source": str(source.root),
+        "source_kind": source.kind,
+        "source_hash": current_hash,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "n_candidates": int(len(candidates)),
+        "reasons": {str(k): int(v) for k, v in reasons.items()},
+        "conflicts": conflict_report.to_dict(),
+        "scheme_description": the_scheme.description,
+    }
+    meta = kept[["name", "label", "y", "split", "path"]]
+    saved = save_dataset(out, x=x, meta=meta, classes=classes, manifest=manifest, images=_images_table(candidates))
+    logger.info("dataset %s: %d images kept of %d candidates", saved, len(kept), len(candidates))
+    return saved
+
+
+def _file_sha(scheme: str | Path) -> str | None:
+    path = Path(str(scheme))
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def _check_fractions(val_fraction: float, test_fraction: float) -> None:
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise ConfigError(f"{name} must be in [0, 1); got {value!r}. Use e.g. 0.15.")
+    if val_fraction + test_fraction >= 1:
+        raise ConfigError(
+            f"val_fraction + test_fraction must be < 1; got {val_fraction} + {test_fraction}. Leave images to train on."
+        )
+
+
+def select_candidates(
+    source: Source,
+    *,
+    scheme: Scheme,
+    label_from: str = "classification",
+    conflicts: str = "drop",
+    catalog: str = "all",
+    duplicate_arcsec: float = 3.0,
+) -> tuple[pd.DataFrame, ConflictReport]:
+    """One row per object of the source with its ``label`` and the first label-side ``reason`` it fails.
+
+    Reasons, in order: ``conflict``, ``unclassified``, ``other_catalogue``, ``no_image``,
+    ``duplicate_of:<name>`` (the other name of the same galaxy that is kept). ``""`` means the
+    object goes on to the quality filter. ``catalog`` is a prefix or ``"all"`` (already resolved).
+
+    Returns
+    -------
+    candidates : DataFrame
+    report : ConflictReport
+    """
+    table = source.table.copy()
+    table["label"] = label_table(table, scheme, label_from=label_from)
+    resolved, report = resolve_conflicts(table, policy=conflicts)
+    candidates = table.drop_duplicates("name").reset_index(drop=True)
+    candidates = candidates.drop(columns="label").merge(
+        resolved[["name", "label", "labels_seen", "conflict", "n_rows"]], on="name", how="left"
+    )
+    candidates["prefix"] = candidates["name"].map(catalogue_prefix)
+    reason = np.full(len(candidates), "", dtype=object)
+
+    def mark(mask: np.ndarray, why: str) -> None:
+        reason[(reason == "") & mask] = why
+
+    mark(candidates["label"].isna().to_numpy(), "conflict")
+    candidates["label"] = candidates["label"].fillna(UNCLASSIFIED)
+    mark((candidates["label"] == UNCLASSIFIED).to_numpy(), "unclassified")
+    if catalog != "all":
+        mark((candidates["prefix"] != catalog).to_numpy(), "other_catalogue")
+    mark(candidates["path"].isna().to_numpy(), "no_image")
+    alive = candidates[reason == ""]
+    if len(alive):
+        top_prefix = catalog if catalog != "all" else alive["prefix"].value_counts().index[0]
+        position = {name: i for i, name in enumerate(candidates["name"])}
+        for group in find_duplicates(alive, tolerance_arcsec=duplicate_arcsec):
+            # Prefer the catalogue the dataset is about, then the table's order.
+            keep = min(group, key=lambda n: (catalogue_prefix(n) != top_prefix, position[n]))
+            for name in group:
+                if name != keep:
+                    reason[position[name]] = f"duplicate_of:{keep}"
+    candidates["reason"] = reason
+    candidates["conflict"] = candidates["conflict"].fillna(True).astype(bool)
+    return candidates, report
+
+
+def _apply_quality(
+    candidates: pd.DataFrame, metrics: pd.DataFrame, *, min_quality: float, min_size: int, crop: float
+) -> pd.DataFrame:
+    """Join metrics to candidates and apply the quality filter to those still eligible."""
+    candidates = candidates.merge(metrics, on="path", how="left") if len(metrics) else candidates.assign(read_error="")
+    candidates["read_error"] = candidates["read_error"].fillna("").astype(str)
+    eligible = (candidates["reason"] == "").to_numpy()
+    candidates["kept"] = False
+    candidates["quality"] = np.nan
+    if eligible.any():
+        judged = apply_quality_filter(
+            candidates[eligible], min_quality=min_quality, min_size=min_size, crop=crop
+        )
+        candidates.loc[eligible, "quality"] = judged["quality"].to_numpy()
+        candidates.loc[eligible, "reason"] = judged["reason"].to_numpy()
+        candidates.loc[eligible, "kept"] = judged["kept"].to_numpy()
+    candidates["kept"] = candidates["kept"].astype(bool)
+    return candidates
+
+
+def _check_classes(kept: pd.DataFrame, classes: Sequence[str], *, val_fraction: float, test_fraction: float) -> None:
+    """A class with too few images for the split is the user's problem to fix: say how."""
+    need = 1 + (val_fraction > 0) + (test_fraction > 0)
+    counts = kept["label"].value_counts()
+    short = {c: int(counts.get(c, 0)) for c in classes if counts.get(c, 0) < need}
+    if short:
+        listed = ", ".join(f"{c!r} has {n}" for c, n in short.items())
+        raise GalaxyMorphError(
+            f"after filtering, class {listed} kept image(s); a train/val/test split needs at least {need} per "
+            f"class. Lower --min-quality or --min-size, use --catalog all, or pick a scheme without that class."
+        )
+
+
+def split_by_object(labels: pd.Series, *, seed: int, val_fraction: float, test_fraction: float) -> np.ndarray:
+    """``train``/``val``/``test`` per row, stratified by label, reproducible for a seed.
+
+    Rows must be distinct objects (the builder removes duplicate names and positions first), so
+    no galaxy is in two splits.
+    """
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(labels))
+    y = labels.to_numpy()
+    split = np.full(len(labels), "train", dtype=object)
+    rest = index
+    try:
+        if test_fraction > 0:
+            rest, test = train_test_split(index, test_size=test_fraction, stratify=y, random_state=seed)
+            split[test] = "test"
+        if val_fraction > 0:
+            share = val_fraction / (1 - test_fraction)
+            _, val = train_test_split(rest, test_size=share, stratify=y[rest], random_state=seed)
+            split[val] = "val"
+    except ValueError as exc:
+        counts = labels.value_counts().to_dict()
+        raise GalaxyMorphError(
+            f"cannot split {len(labels)} images stratified by class ({counts}) with val_fraction={val_fraction}, "
+            f"test_fraction={test_fraction}: {exc}. Use more images or larger fractions."
+        ) from exc
+    return split
+
+
+def _preprocess_chunk(task: tuple[list[tuple[str, float, float]], dict[str, Any]]) -> tuple[np.ndarray, list[str]]:
+    """Preprocessed images of one chunk, and an error text per image (``""`` when it worked)."""
+    from core.images import read_image
+
+    items, config_dict = task
+    config = PreprocessConfig.from_dict(config_dict)
+    out = np.zeros((len(items), config.size, config.size, config.channels), dtype=np.float32)
+    errors = []
+    for i, (path, ra, dec) in enumerate(items):
+        try:
+            out[i] = preprocess(read_image(path, rgb=config.channels == 3), config, ra=_finite(ra), dec=_finite(dec))
+            errors.append("")
+        except (ImageReadError, ValueError) as exc:
+            errors.append(str(exc))
+    return out, errors
+
+
+def _preprocess_all(
+    kept: pd.DataFrame, config: PreprocessConfig, *, n_jobs: int, backend: str, progress: Progress | None, chunk_size: int = 32
+) -> tuple[np.ndarray, dict[str, str]]:
+    """All kept images as one float32 array, filled chunk by chunk so memory stays flat."""
+    x = np.empty((len(kept), config.size, config.size, config.channels), dtype=np.float32)
+    items = list(zip(kept["path"], kept["ra"], kept["dec"]))
+    tasks = [(list(chunk), config.to_dict()) for chunk in _chunks(items, chunk_size)]
+    if progress is not None:
+        progress.total = (progress.total or 0) + len(items)
+    failures: dict[str, str] = {}
+    start = 0
+    for chunk, errors in _run_parallel(_preprocess_chunk, tasks, n_jobs=n_jobs, backend=backend):
+        x[start : start + len(chunk)] = chunk
+        for offset, error in enumerate(errors):
+            if error:
+                failures[str(kept["name"].iloc[start + offset])] = error
+        start += len(chunk)
+        if progress is not None:
+            progress.update(len(chunk), failed=sum(bool(e) for e in errors), step="preprocess")
+    return x, failures
+
+
+def _images_table(candidates: pd.DataFrame) -> pd.DataFrame:
+    """``images.parquet``: every candidate, identifying columns first, metrics after."""
+    first = ["name", "label", "kept", "reason", "split", "quality", "path", "prefix", "classification", "requested"]
+    return candidates[[c for c in first if c in candidates] + [c for c in candidates if c not in first]]

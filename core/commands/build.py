@@ -1,0 +1,105 @@
+"""``python -m core build``: a dataset folder from a source folder (see :mod:`core.builder`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``build`` command."""
+    parser = subparsers.add_parser(
+        "build",
+        help="label, filter, preprocess and split a source into a dataset folder",
+        description=(
+            "Label every object with a class scheme, settle label conflicts, keep one catalogue, drop "
+            "positional duplicates, measure image quality (cached per source), filter, preprocess and split "
+            "train/val/test by object. The same parameters over an unchanged source reuse the existing "
+            "dataset without reading an image."
+        ),
+    )
+    parser.add_argument("--source", default=None, help="source folder (default: <data_dir>/sample)")
+    parser.add_argument(
+        "--scheme", default="hubble3", help="hubble3, hubble4, seed6, gz1, or a .json/.csv mapping file (default: hubble3)"
+    )
+    parser.add_argument("--crop", type=float, default=0.5, help="crop side as a fraction of the image side (default: 0.5)")
+    parser.add_argument("--crop-arcsec", type=float, default=None, help="crop side in arcsec where the WCS allows")
+    parser.add_argument("--size", type=int, default=None, help="output side in pixels (default: settings image_size, 64)")
+    parser.add_argument("--stretch", default="asinh", help="asinh, log, sqrt or linear (default: asinh)")
+    parser.add_argument("--channels", type=int, default=1, choices=(1, 3), help="1 grey, 3 colour (default: 1)")
+    parser.add_argument("--min-quality", type=float, default=0.3, help="quality score threshold in [0, 1] (default: 0.3)")
+    parser.add_argument("--min-size", type=int, default=32, help="smallest image side in pixels (default: 32)")
+    parser.add_argument(
+        "--catalog", default="auto", help="name prefix to keep (NGC, UGC, ...), 'auto' (the most common) or 'all'"
+    )
+    parser.add_argument(
+        "--label-from",
+        default="classification",
+        choices=("classification", "requested"),
+        help="label from NED's type string or from the searched term (default: classification)",
+    )
+    parser.add_argument(
+        "--conflicts", default="drop", choices=("drop", "majority", "first"), help="objects with several labels"
+    )
+    parser.add_argument("--duplicate-arcsec", type=float, default=3.0, help="positional duplicate radius (default: 3)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split (default: 0)")
+    parser.add_argument("--val", type=float, default=0.15, help="validation fraction per class (default: 0.15)")
+    parser.add_argument("--test", type=float, default=0.15, help="test fraction per class (default: 0.15)")
+    parser.add_argument("--out", default=None, help="dataset folder (default: <data_dir>/datasets/<name from parameters>)")
+    parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: settings workers)")
+    parser.add_argument("--force", action="store_true", help="rebuild even if the same dataset exists")
+    parser.add_argument("--progress-file", default=None, help="also append progress events (JSON lines) here")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build, then print the folder, the counts per split and the reasons images were left out."""
+    import json
+
+    from core.builder import build_dataset
+    from core.config import get_settings
+    from core.preprocessing import PreprocessConfig
+    from core.progress import Progress
+
+    from core.catalogue import load_source
+    from core.labels import get_scheme
+
+    settings = get_settings()
+    # Bad input fails here, before a progress bar starts, so the user sees one error line.
+    get_scheme(args.scheme)
+    source = load_source(args.source if args.source is not None else settings.data_dir / "sample")
+    config = PreprocessConfig(
+        crop=args.crop,
+        crop_arcsec=args.crop_arcsec,
+        size=args.size if args.size is not None else settings.image_size,
+        stretch=args.stretch,
+        channels=args.channels,
+    )
+    with Progress(None, desc="build", stream=sys.stderr, events_path=args.progress_file) as progress:
+        out = build_dataset(
+            source,
+            scheme=args.scheme,
+            preprocess_config=config,
+            min_quality=args.min_quality,
+            min_size=args.min_size,
+            catalog=args.catalog,
+            label_from=args.label_from,
+            conflicts=args.conflicts,
+            duplicate_arcsec=args.duplicate_arcsec,
+            seed=args.seed,
+            val_fraction=args.val,
+            test_fraction=args.test,
+            out=args.out,
+            n_jobs=args.jobs,
+            progress=progress,
+            force=args.force,
+        )
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    print(f"dataset: {out}")
+    print(f"classes: {', '.join(manifest['classes'])}; catalogue: {manifest['params']['catalog']}")
+    for split, counts in manifest["counts"].items():
+        print(f"  {split:5s} {sum(counts.values()):6d}  " + "  ".join(f"{c}={n}" for c, n in counts.items()))
+    reasons = manifest.get("reasons", {})
+    if reasons:
+        print("left out: " + ", ".join(f"{r}={n}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])))
+    return 0
