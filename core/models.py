@@ -307,3 +307,50 @@ def count_params(model: keras.Model, *, trainable_only: bool = False) -> int:
     """Number of parameters (all, or only the trainable ones, as papers usually count them)."""
     weights = model.trainable_weights if trainable_only else model.weights
     return int(sum(int(keras.ops.size(w)) for w in weights))
+
+
+def saliency(model: keras.Model, x: Any, class_index: int) -> Any:
+    """Gradient saliency (Simonyan et al. 2014): ``|d p_class / d image|``, max over channels, scaled to [0, 1].
+
+    Parameters
+    ----------
+    model : keras.Model
+        A classifier taking ``(N, S, S, C)`` images.
+    x : array, shape (S, S, C) or (N, S, S, C)
+        Image(s) as the model sees them (float32 in [0, 1]).
+    class_index : int
+        The class whose probability is explained.
+
+    Returns
+    -------
+    numpy.ndarray, shape (S, S) or (N, S, S)
+        Where the class probability is most sensitive to the pixels.
+
+    Raises
+    ------
+    ConfigError
+        If ``class_index`` is out of range, or the backend is not TensorFlow (gradients need
+        the backend's autodiff; only TensorFlow's is wired here).
+    """
+    import numpy as np  # noqa: PLC0415
+
+    images = np.asarray(x, dtype=np.float32)
+    single = images.ndim == 3
+    if single:
+        images = images[None]
+    n_classes = int(model.output_shape[-1])
+    if not 0 <= class_index < n_classes:
+        raise ConfigError(f"class_index must be in [0, {n_classes}); got {class_index!r}.")
+    if keras.backend.backend() != "tensorflow":
+        raise ConfigError(f"saliency needs the TensorFlow backend; got {keras.backend.backend()!r}. "
+                          "Set KERAS_BACKEND=tensorflow.")
+    import tensorflow as tf  # noqa: PLC0415 - gradients need the backend's autodiff
+
+    tensor = tf.convert_to_tensor(images)
+    with tf.GradientTape() as tape:
+        tape.watch(tensor)
+        score = model(tensor, training=False)[:, class_index]
+    grads = np.abs(tape.gradient(score, tensor).numpy()).max(axis=-1)
+    peak = grads.reshape(len(grads), -1).max(axis=1).reshape(-1, 1, 1)
+    maps = np.divide(grads, peak, out=np.zeros_like(grads), where=peak > 0)
+    return maps[0] if single else maps
