@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from core.config import get_settings
-from core.errors import ConfigError, ParseError
+from core.errors import ConfigError, FetchError, ParseError
 from core.fetch import (
     fetch_images,
     image_path,
@@ -23,7 +23,6 @@ from core.fetch import (
     select_image,
     validate_fits_gz,
 )
-from core.errors import FetchError
 from core.io import read_jsonl
 from tests.fixture_server import DATA, FixtureServer, assert_polite, ned_server  # noqa: F401 - fixture
 
