@@ -110,7 +110,7 @@ def start_job(
     *,
     label: str | None = None,
     progress_file: str | os.PathLike[str] | None = None,
-    add_progress_flag: bool = True,
+    progress_flag: str | None = "--progress-file",
     data_dir: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
@@ -125,10 +125,11 @@ def start_job(
     label : str, optional
         Name shown in the dashboard; defaults to the command name.
     progress_file : path, optional
-        Where the command writes progress events. Defaults to ``jobs/JOB_ID.progress.jsonl``
-        when ``add_progress_flag`` is true (e.g. training writes into its run folder instead).
-    add_progress_flag : bool
-        Append ``--progress-file PATH`` to ``args``.
+        Where the command writes progress events (``core.progress`` JSON lines). Defaults to
+        ``jobs/JOB_ID.progress.jsonl`` when ``progress_flag`` is set.
+    progress_flag : str or None
+        The command's option naming that file, appended to ``args`` with the path; None when
+        the command takes no such option (its progress file, if any, is then just recorded).
     data_dir : path, optional
         Root of the jobs folder; the settings' ``data_dir`` by default.
     env : mapping, optional
@@ -153,10 +154,10 @@ def start_job(
     log_file = folder / f"{job_id}.log"
     exit_file = folder / f"{job_id}.exit.json"
     record_file = folder / f"{job_id}.json"
-    if progress_file is None and add_progress_flag:
+    if progress_file is None and progress_flag:
         progress_file = folder / f"{job_id}.progress.jsonl"
-    if add_progress_flag:
-        args += ["--progress-file", str(progress_file)]
+    if progress_flag:
+        args += [progress_flag, str(progress_file)]
     command = [sys.executable, "-m", "core", *args]
     wrapper = [sys.executable, "-m", "core.jobs", str(exit_file), str(stop_grace), "--", *command]
 
