@@ -1,0 +1,246 @@
+"""The dataset builder end to end on the synthetic sample, against the sample's truth table."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import core.builder
+import core.images
+from core.builder import build_dataset, compute_metrics, select_candidates, split_by_object
+from core.catalogue import load_source
+from core.cli import main
+from core.dataset import load_dataset
+from core.errors import GalaxyMorphError
+from core.labels import get_scheme
+from core.preprocessing import PreprocessConfig
+from core.sample import generate_sample
+
+SMALL = PreprocessConfig(size=16)
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_sample(tmp_path_factory.mktemp("sample") / "sample", n=260, seed=3, n_jobs=2)
+
+
+@pytest.fixture(scope="module")
+def truth(sample: Path) -> pd.DataFrame:
+    return pd.read_csv(sample / "truth.csv", keep_default_na=False)
+
+
+@pytest.fixture(scope="module")
+def built(sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("datasets") / "all"
+    return build_dataset(sample, preprocess_config=SMALL, catalog="all", out=out, n_jobs=2)
+
+
+def _expected_label(truth: pd.DataFrame) -> pd.Series:
+    # The sample draws "Sc pec" as a peculiar irregular (truth: unclassified); NED's string has a
+    # spiral stage, and hubble3 counts every S with a stage as Spiral, as the parser documents.
+    peculiar_spiral = truth["true_type"].str.fullmatch(r"S[a-m]+ pec")
+    return pd.Series(np.where(peculiar_spiral, "Spiral", truth["hubble3"]), index=truth["name"])
+
+
+def test_manifest_agrees_with_the_truth_table(built, truth):
+    ds = load_dataset(built)
+    meta, images = ds.meta, ds.images_table()
+    expected = _expected_label(truth)
+    assert ds.classes == ["E", "S0", "Spiral"]
+    assert ds.x.shape == (len(meta), 16, 16, 1) and ds.x.dtype == np.float32
+    assert np.isfinite(ds.x).all() and ds.x.min() >= 0 and ds.x.max() <= 1
+    # Every kept image has its true class (conflicting objects were dropped, not guessed).
+    assert (meta["label"].to_numpy() == expected.loc[meta["name"]].to_numpy()).all()
+    # Counts per split and class are those truth predicts for the kept names.
+    predicted = pd.crosstab(meta["split"], expected.loc[meta["name"]].to_numpy())
+    for split, counts in ds.manifest["counts"].items():
+        assert counts == {c: int(predicted.loc[split].get(c, 0)) for c in ds.classes}
+    assert meta["name"].is_unique
+    # Every object of the catalogue is a candidate, kept or with its reason.
+    assert set(images["name"]) == set(truth["name"])
+    assert (images.loc[images["kept"], "reason"] == "").all() and (images.loc[~images["kept"], "reason"] != "").all()
+    assert sum(ds.manifest["reasons"].values()) == int((~images["kept"]).sum())
+    unclassified = set(truth.loc[expected.to_numpy() == "unclassified", "name"])
+    assert set(images.loc[images["reason"] == "unclassified", "name"]) == unclassified - set(
+        images.loc[images["reason"] == "conflict", "name"]
+    )
+
+
+def test_no_galaxy_in_two_splits(built, truth):
+    meta = load_dataset(built).meta
+    split_of = dict(zip(meta["name"], meta["split"]))
+    pairs = truth.loc[truth["duplicate_of"] != "", ["name", "duplicate_of"]]
+    assert len(pairs) > 0
+    for name, original in pairs.itertuples(index=False):
+        assert not (name in split_of and original in split_of), (name, original)
+    images = pd.read_parquet(built / "images.parquet")
+    duplicates = images[images["reason"].str.startswith("duplicate_of:")]
+    assert set(duplicates["name"]) | set(duplicates["reason"].str.removeprefix("duplicate_of:")) <= set(
+        pairs["name"]
+    ) | set(pairs["duplicate_of"])
+
+
+def test_conflicting_types_are_dropped_and_counted(built, sample):
+    manifest = load_dataset(built).manifest
+    catalogue = pd.read_csv(sample / "catalog.csv", keep_default_na=False)
+    scheme = get_scheme("hubble3")
+    labels = catalogue.assign(label=scheme.classify_many(catalogue["classification"]))
+    disagreeing = labels.groupby("name")["label"].nunique()
+    assert manifest["conflicts"]["conflicts"] == int((disagreeing > 1).sum())
+    assert manifest["reasons"].get("conflict", 0) == manifest["conflicts"]["dropped"]
+    assert manifest["conflicts"]["rows"] == len(catalogue)
+
+
+def test_sample_warts_rejected_at_their_known_rates(built, truth):
+    images = pd.read_parquet(built / "images.parquet").merge(truth[["name", "wart"]], on="name")
+    judged = images[~images["reason"].isin(["unclassified", "conflict", "other_catalogue", "no_image"])]
+    judged = judged[~judged["reason"].str.startswith("duplicate_of:")]
+    rejected = judged.groupby("wart")["kept"].apply(lambda kept: 1 - kept.mean())
+    reasons = judged.groupby("wart")["reason"].agg(lambda r: r.value_counts().index[0])
+    assert rejected["none"] <= 0.1, rejected
+    for wart, reason in (("blank", "blank"), ("saturated", "saturated"), ("thumbnail", "too_small")):
+        if wart in rejected:
+            assert rejected[wart] >= 0.8 and reasons[wart] == reason, (wart, rejected[wart], reasons[wart])
+    assert rejected["low_snr"] >= 0.6
+    assert rejected.get("nan_region", 1.0) >= 0.6
+
+
+def test_second_build_is_a_cache_hit_without_reading_images(built, sample, monkeypatch, caplog):
+    before = {p.name: p.stat().st_mtime_ns for p in built.iterdir()}
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("a cache hit must not read images")
+
+    monkeypatch.setattr(core.images, "read_image", no_reading)
+    with caplog.at_level(logging.INFO, logger="core.builder"):
+        again = build_dataset(sample, preprocess_config=SMALL, catalog="all", out=built, n_jobs=1)
+    assert again == built
+    assert "cache hit" in caplog.text
+    assert {p.name: p.stat().st_mtime_ns for p in built.iterdir()} == before
+
+
+def test_metrics_cache_measures_only_new_or_changed_files(sample, tmp_path, monkeypatch):
+    source = tmp_path / "src"
+    shutil.copytree(sample, source, ignore=shutil.ignore_patterns(".cache"))
+    measured: list[str] = []
+    real = core.builder._measure_chunk
+
+    def counting(items):
+        measured.extend(path for path, _, _ in items)
+        return real(items)
+
+    monkeypatch.setattr(core.builder, "_measure_chunk", counting)
+    first = compute_metrics(source, n_jobs=1)
+    n_images = len(load_source(source).table["path"].dropna().unique())
+    assert len(first) == len(measured) == n_images
+    assert (source / ".cache" / "metrics.parquet").exists()
+    measured.clear()
+    changed = first["path"].iloc[5]
+    os.utime(changed, ns=(1_000_000_000, 1_000_000_000))
+    second = compute_metrics(source, n_jobs=1)
+    assert measured == [changed]
+    pd.testing.assert_frame_equal(
+        first.drop(columns="path").reset_index(drop=True), second.drop(columns="path").reset_index(drop=True)
+    )
+
+
+def test_corrupt_and_missing_files_are_recorded_and_the_rest_builds(sample, tmp_path):
+    source = tmp_path / "src"
+    shutil.copytree(sample, source, ignore=shutil.ignore_patterns(".cache"))
+    table = load_source(source).table
+    ngc = table[table["name"].str.startswith("NGC ") & (table["classification"] == "E0")]
+    broken, gone = ngc["name"].iloc[0], ngc["name"].iloc[1]
+    Path(ngc["path"].iloc[0]).write_bytes(b"SIMPLE  = this is not a FITS file")
+    Path(ngc["path"].iloc[1]).unlink()
+    out = build_dataset(source, preprocess_config=SMALL, catalog="NGC", out=tmp_path / "ds", n_jobs=1)
+    images = pd.read_parquet(out / "images.parquet").set_index("name")
+    for name in (broken, gone):
+        assert images.loc[name, "reason"] == "unreadable" and not images.loc[name, "kept"]
+        assert images.loc[name, "read_error"] != ""
+    assert "not found" in images.loc[gone, "read_error"] or "No such file" in images.loc[gone, "read_error"]
+    ds = load_dataset(out)
+    assert len(ds.meta) > 50 and broken not in set(ds.meta["name"])
+    other = set(images.index[images["reason"] == "other_catalogue"])
+    assert other and not any(name.startswith("NGC") for name in other)
+    assert all(name.startswith("NGC") for name in ds.meta["name"])
+
+
+def test_a_class_with_no_images_is_a_clear_error(sample, tmp_path):
+    mapping = tmp_path / "three.json"
+    mapping.write_text(json.dumps({"classes": ["Ell", "Disc", "Ring"], "map": {"E.*": "Ell", "S.*": "Disc", "ZZZ": "Ring"}}))
+    with pytest.raises(GalaxyMorphError, match=r"class 'Ring' has 0 kept image\(s\).*Lower --min-quality"):
+        build_dataset(sample, scheme=str(mapping), preprocess_config=SMALL, catalog="all", out=tmp_path / "x", n_jobs=1)
+    assert not (tmp_path / "x").exists()
+
+
+def test_duplicates_keep_the_selected_catalogues_name(tmp_path):
+    root = tmp_path / "dup"
+    root.mkdir()
+    arcsec = 1 / 3600
+    (root / "catalog.csv").write_text(
+        "name,classification,file,ra,dec\n"
+        f"2MASX J00000000+0000000,E1,a.fits,10.0,5.0\n"
+        f"NGC 1,E1,b.fits,{10 + arcsec},5.0\n"
+        "NGC 2,Sb,c.fits,20.0,5.0\n"
+        "NGC 3,Sb,,30.0,5.0\n"
+        "NGC 4,Pec,d.fits,40.0,5.0\n"
+    )
+    source = load_source(root)
+    for catalog in ("NGC", "all"):
+        candidates, _ = select_candidates(source, scheme=get_scheme("hubble3"), catalog=catalog)
+        reasons = dict(zip(candidates["name"], candidates["reason"]))
+        assert reasons["NGC 1"] == "" and reasons["NGC 2"] == ""
+        assert reasons["NGC 3"] == "no_image" and reasons["NGC 4"] == "unclassified"
+        assert reasons["2MASX J00000000+0000000"] == ("other_catalogue" if catalog == "NGC" else "duplicate_of:NGC 1")
+
+
+def test_split_is_stratified_by_object_and_seeded():
+    labels = pd.Series(["E"] * 100 + ["S0"] * 40 + ["Spiral"] * 20)
+    split = split_by_object(labels, seed=0, val_fraction=0.15, test_fraction=0.15)
+    table = pd.crosstab(labels, split)
+    assert table.loc["E", "test"] == 15 and table.loc["S0", "test"] == 6 and table.loc["Spiral", "test"] == 3
+    assert table.loc["E", "val"] == 15 and table.loc["Spiral", "train"] == 14
+    assert (split_by_object(labels, seed=0, val_fraction=0.15, test_fraction=0.15) == split).all()
+    assert not (split_by_object(labels, seed=1, val_fraction=0.15, test_fraction=0.15) == split).all()
+    no_val = split_by_object(labels, seed=0, val_fraction=0.0, test_fraction=0.2)
+    assert set(no_val) == {"train", "test"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"val_fraction": 0.6, "test_fraction": 0.5}, "val_fraction \\+ test_fraction must be < 1"),
+        ({"test_fraction": 1.5}, "test_fraction must be in \\[0, 1\\)"),
+        ({"catalog": "XYZ"}, "catalog 'XYZ' matches no name"),
+        ({"conflicts": "vote"}, "conflicts must be one of"),
+        ({"label_from": "guess"}, "label_from must be one of"),
+    ],
+)
+def test_bad_parameters_are_user_errors(sample, tmp_path, kwargs, message):
+    with pytest.raises(GalaxyMorphError, match=message):
+        build_dataset(sample, preprocess_config=SMALL, out=tmp_path / "x", n_jobs=1, **kwargs)
+
+
+def test_cli_builds_and_reports(sample, tmp_path, capsys):
+    out = tmp_path / "cli-ds"
+    argv = ["build", "--source", str(sample), "--size", "16", "--catalog", "NGC", "--scheme", "seed6",
+            "--label-from", "requested", "--conflicts", "first", "--jobs", "1", "--out", str(out)]
+    assert main(argv) == 0
+    stdout = capsys.readouterr().out
+    assert f"dataset: {out}" in stdout and "catalogue: NGC" in stdout and "left out:" in stdout
+    manifest = load_dataset(out).manifest
+    assert manifest["params"]["label_from"] == "requested" and manifest["classes"][-1] == "SB"
+    assert manifest["conflicts"]["policy"] == "first" and manifest["conflicts"]["dropped"] == 0
+
+
+def test_cli_bad_scheme_exits_2_with_one_line(sample, capsys):
+    assert main(["build", "--source", str(sample), "--scheme", "hubble9"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: scheme must be one of")
