@@ -711,6 +711,8 @@ def _working_data(image: ImageData, *, colour: bool) -> np.ndarray:
     data = np.asarray(image.data, dtype=np.float32)
     if data.ndim == 3 and not colour:
         data = data @ _LUMA
+    if np.isinf(data).any():  # read_image never leaves inf, but an ImageData built by hand may
+        data = np.where(np.isinf(data), np.float32(np.nan), data)
     header = image.header
     # Exact zeros are almost impossible in a float sky, so many of them mark a mosaic gap or a
     # zero-filled edge; in integer data (JPEG, int16 FITS) zero is an ordinary value.
