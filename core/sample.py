@@ -80,6 +80,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import datetime
 import gzip
 import io
 import json
@@ -393,11 +394,12 @@ _STREAM_NAMES, _STREAM_SHOWCASE, _STREAM_GALAXY = 1, 2, 3
 def _plan(*, n: int, seed: int, rates: SampleRates) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Catalogue rows and image specs (plain dicts, cheap to send to workers)."""
     dist_grid = _distance_grid()
-    showcase = _showcase_positions(n, seed)
+    forced_types, forced_warts = _showcase_positions(n, seed, rates)
     galaxies = []
     for i in range(n):
         rng = _rng(seed, _STREAM_GALAXY, i)
-        galaxies.append(_plan_galaxy(i, rng, rates, dist_grid, forced_type=showcase.get(i)))
+        galaxies.append(_plan_galaxy(i, rng, rates, dist_grid, forced_type=forced_types.get(i),
+                                     forced_wart=forced_warts.get(i)))
     names = _assign_names(galaxies, seed)
     rows: list[dict[str, Any]] = []
     specs: list[dict[str, Any]] = []
@@ -439,13 +441,20 @@ def _distance_grid() -> tuple[np.ndarray, np.ndarray]:
     return z, np.asarray(Planck18.angular_diameter_distance(z).value)
 
 
-def _showcase_positions(n: int, seed: int) -> dict[int, str]:
-    """Galaxy indices that carry the :data:`REQUIRED_TYPES`, so small samples cover them."""
+def _showcase_positions(n: int, seed: int, rates: SampleRates) -> tuple[dict[int, str], dict[int, str]]:
+    """Galaxy indices that carry each of :data:`REQUIRED_TYPES` and each image wart.
+
+    So every sample of at least ``4 * len(REQUIRED_TYPES)`` galaxies shows NED's variety and
+    every wart whose rate is not 0, whatever the draw; it adds at most one of each.
+    """
     if n < 4 * len(REQUIRED_TYPES):
-        return {}
+        return {}, {}
     rng = _rng(seed, _STREAM_SHOWCASE)
-    positions = rng.choice(n, size=len(REQUIRED_TYPES), replace=False)
-    return {int(p): t for p, t in zip(positions, REQUIRED_TYPES, strict=True)}
+    types = rng.choice(n, size=len(REQUIRED_TYPES), replace=False)
+    warts = [w for w in IMAGE_WARTS if getattr(rates, w) > 0]
+    wart_positions = rng.choice(n, size=len(warts), replace=False)
+    return ({int(p): t for p, t in zip(types, REQUIRED_TYPES, strict=True)},
+            {int(p): w for p, w in zip(wart_positions, warts, strict=True)})
 
 
 def _choice(rng: np.random.Generator, options: dict[str, float]) -> str:
@@ -542,7 +551,8 @@ def _conflict(rng: np.random.Generator, t: dict[str, Any]) -> dict[str, str]:
 
 
 def _plan_galaxy(i: int, rng: np.random.Generator, rates: SampleRates,
-                 dist_grid: tuple[np.ndarray, np.ndarray], *, forced_type: str | None) -> dict[str, Any]:
+                 dist_grid: tuple[np.ndarray, np.ndarray], *, forced_type: str | None,
+                 forced_wart: str | None) -> dict[str, Any]:
     t = _draw_type(rng, rates)
     if forced_type is not None:
         t = {**_parse_forced(forced_type), "type": forced_type}
@@ -552,6 +562,8 @@ def _plan_galaxy(i: int, rng: np.random.Generator, rates: SampleRates,
     wart_p = {w: getattr(rates, w) for w in IMAGE_WARTS}
     wart_p["none"] = 1.0 - sum(wart_p.values())
     g["wart"] = _choice(rng, wart_p)
+    if forced_wart is not None:
+        g["wart"] = forced_wart
     g["ra"] = float(rng.uniform(0.0, 360.0))
     g["dec"] = float(np.degrees(np.arcsin(rng.uniform(-0.95, 0.95))))
     g["missing_z"] = bool(rng.random() < rates.missing_redshift)
@@ -888,13 +900,11 @@ def _psf_kernel(fwhm: float, beta: float | None) -> np.ndarray:
 
 
 def _half_light_radius(model: np.ndarray, cx: float, cy: float) -> float:
-    """Circular half-light radius (pixels) of a unit-sum model about (cx, cy)."""
+    """Circular half-light radius (pixels, to 0.1 px) of a unit-sum model about (cx, cy)."""
     y, x = np.indices(model.shape)
-    r = np.hypot(x - cx, y - cy).ravel()
-    order = np.argsort(r)
-    cum = np.cumsum(model.ravel()[order])
-    k = int(np.searchsorted(cum, 0.5 * cum[-1]))
-    return float(r[order][min(k, r.size - 1)])
+    bins = (np.hypot(x - cx, y - cy) * 10.0).astype(np.int64).ravel()
+    cum = np.cumsum(np.bincount(bins, weights=model.ravel()))
+    return float(np.searchsorted(cum, 0.5 * cum[-1]) + 1) / 10.0
 
 
 def _render(spec: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
@@ -1016,8 +1026,9 @@ def _header_cards(spec: dict[str, Any], survey: _Survey, rng: np.random.Generato
     if survey.epoch_only:
         cards["EPOCH"] = (round(year + day / 365.25, 3), "plate epoch [yr]")
     else:
-        month, mday = 1 + (day - 1) // 31 % 12, 1 + (day - 1) % 28
-        cards["DATE-OBS"] = f"{year:04d}-{month:02d}-{mday:02d}"
+        date = datetime.date(year, 1, 1) + datetime.timedelta(days=day - 1)
+        cards["DATE-OBS"] = date.isoformat()
+        cards["MJD-OBS"] = float((date - datetime.date(1858, 11, 17)).days)
     return cards
 
 
@@ -1051,7 +1062,7 @@ def _render_and_write(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     survey = {s.name: s for s in _surveys()}[spec["image"]["survey"]]
     raw = _fits_bytes(data, cards, integer=survey.integer)
     if spec["file"].endswith(".gz"):
-        raw = gzip.compress(raw, compresslevel=6, mtime=0)  # mtime 0: same bytes on every run
+        raw = gzip.compress(raw, compresslevel=3, mtime=0)  # mtime 0: same bytes on every run
     atomic_write_bytes(out / spec["file"], raw)
     return {"file": spec["file"], **truth}
 
