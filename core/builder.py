@@ -174,7 +174,7 @@ def compute_metrics(
         merged = wanted.merge(cache, on=list(_KEY_COLUMNS), how="left")
     else:
         merged = merged.drop(columns="_merge")
-    merged["read_error"] = merged["read_error"].fillna("").astype(str)
+    merged["read_error"] = merged["read_error"].fillna("").astype(str) if "read_error" in merged else ""
     return merged.drop(columns=["size", "mtime_ns", "metrics_version", "ra", "dec"]).reset_index(drop=True)
 
 
@@ -252,7 +252,7 @@ def _auto_name(source: Source, params: dict[str, Any]) -> str:
 def build_dataset(
     source: Source | str | Path,
     *,
-    scheme: str = "hubble3",
+    scheme: str | Path | None = None,
     preprocess_config: PreprocessConfig | None = None,
     min_quality: float = 0.3,
     min_size: int = 32,
@@ -275,8 +275,9 @@ def build_dataset(
     ----------
     source : Source or path
         A source folder (``data/sample``, ``data/ned``, ...).
-    scheme : str
-        A class scheme name or mapping file (:func:`core.labels.get_scheme`).
+    scheme : str or Path, optional
+        A class scheme name or mapping file (:func:`core.labels.get_scheme`); default ``gz1``
+        for a Galaxy Zoo source, else ``hubble3``.
     preprocess_config : PreprocessConfig, optional
         Crop, size, stretch, ...; default ``PreprocessConfig()``.
     min_quality, min_size : float, int
@@ -320,6 +321,7 @@ def build_dataset(
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ConfigError(f"seed must be an integer; got {seed!r}.")
     source = source if isinstance(source, Source) else load_source(source)
+    scheme = scheme if scheme is not None else ("gz1" if source.kind == "gz1" else "hubble3")
     the_scheme = get_scheme(scheme)
     resolved_catalog = resolve_catalog(source, catalog)
     params: dict[str, Any] = {
@@ -473,8 +475,12 @@ def _apply_quality(
     candidates = candidates.merge(metrics, on="path", how="left") if len(metrics) else candidates.assign(read_error="")
     candidates["read_error"] = candidates["read_error"].fillna("").astype(str)
     eligible = (candidates["reason"] == "").to_numpy()
+    unreadable = eligible & (candidates["read_error"] != "").to_numpy()
+    candidates.loc[unreadable, "reason"] = "unreadable"
+    # Unreadable files have no metric columns at all when no file of the batch was readable.
+    eligible = eligible & ~unreadable
     candidates["kept"] = False
-    candidates["quality"] = np.nan
+    candidates["quality"] = np.where(unreadable, 0.0, np.nan)
     if eligible.any():
         judged = apply_quality_filter(
             candidates[eligible], min_quality=min_quality, min_size=min_size, crop=crop

@@ -20,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--source", default=None, help="source folder (default: <data_dir>/sample)")
     parser.add_argument(
-        "--scheme", default="hubble3", help="hubble3, hubble4, seed6, gz1, or a .json/.csv mapping file (default: hubble3)"
+        "--scheme",
+        default=None,
+        help="hubble3, hubble4, seed6, gz1, or a .json/.csv mapping file (default: gz1 for a Galaxy Zoo source, else hubble3)",
     )
     parser.add_argument("--crop", type=float, default=0.5, help="crop side as a fraction of the image side (default: 0.5)")
     parser.add_argument("--crop-arcsec", type=float, default=None, help="crop side in arcsec where the WCS allows")
@@ -66,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     # Bad input fails here, before a progress bar starts, so the user sees one error line.
-    get_scheme(args.scheme)
+    if args.scheme is not None:
+        get_scheme(args.scheme)
     source = load_source(args.source if args.source is not None else settings.data_dir / "sample")
     config = PreprocessConfig(
         crop=args.crop,
