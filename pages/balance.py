@@ -1,0 +1,66 @@
+"""Class balance: raw NED types flowing into classes, counts before and after filters, conflicts."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from ui import charts, common, data
+
+common.page_header(
+    "Class balance",
+    "How the raw morphological types of the catalogue become the classes of the chosen scheme, "
+    "and how balanced those classes are before and after the quality filters.",
+)
+source = st.session_state["source"]
+scheme = st.session_state["scheme"]
+classes = data.scheme_classes(scheme)
+colors = common.class_colors(classes)
+table = data.labelled(source, scheme)
+if table.empty:
+    common.stop_with("This source has no catalogue rows yet — fetch or import galaxies on the **Data** page.")
+
+st.markdown(f"**Scheme `{scheme}`** — {data.scheme_description(scheme)} Classes: " + ", ".join(f"`{c}`" for c in classes))
+policy = st.segmented_control(
+    "Label conflicts (an object listed under different classes)",
+    ["drop", "majority", "first"], default="drop", key="balance_policy", required=True,
+    help="drop: leave the object out; majority: most frequent class wins; first: first listed class wins.",
+)
+resolved, report = data.resolved(source, scheme, policy)
+before = resolved[resolved["label"] != data.UNCLASSIFIED].groupby("label").size().reindex(classes, fill_value=0)
+filters = data.current_filters()
+after_table = data.filtered(source, scheme, **filters)
+after = after_table[after_table["kept"]].groupby("label").size().reindex(classes, fill_value=0)
+
+cols = st.columns(4)
+cols[0].metric("Labelled objects", f"{int(before.sum()):,}")
+cols[1].metric("Imbalance ratio (before)", data.imbalance_text(before), help="Largest class ÷ smallest class.")
+cols[2].metric("Kept after filters", f"{int(after.sum()):,}")
+cols[3].metric("Imbalance ratio (after)", data.imbalance_text(after))
+
+st.plotly_chart(charts.sankey(data.type_flows(table, top=25), classes=[*classes, data.UNCLASSIFIED],
+                              title="Raw NED type strings → scheme classes (25 most common types)"), key="balance_sankey")
+
+left, right = st.columns(2)
+with left:
+    counts = pd.DataFrame({"before filters": before, "after filters": after})
+    fig = charts.grouped_bars(counts, title="Objects per class before and after the quality filters", y_title="objects")
+    st.plotly_chart(fig, key="balance_counts")
+    st.caption(
+        "Filters from the Preprocessing preview page: quality ≥ {min_quality:g}, image side ≥ {min_size} px, "
+        "crop {crop:g}, catalogue {catalog}.".format(**filters)
+    )
+with right:
+    st.markdown("#### Label conflicts")
+    st.caption(
+        f"{report.conflicts} objects have conflicting classes: {report.resolved} resolved by '{policy}', "
+        f"{report.dropped} dropped; {report.collapsed} duplicates agreed and were merged."
+    )
+    conflicts = resolved[resolved["conflict"]] if "conflict" in resolved else resolved.iloc[:0]
+    dropped = data.dropped_conflicts(source, scheme, report)
+    shown = pd.concat([conflicts.assign(outcome="kept as " + conflicts["label"].astype(str)), dropped])
+    if shown.empty:
+        st.success("No label conflicts in this source.")
+    else:
+        st.dataframe(shown[["name", "labels_seen", "outcome"]], hide_index=True, height=300, key="balance_conflicts")
+common.acknowledge(source)

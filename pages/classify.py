@@ -1,0 +1,58 @@
+"""Classify: upload an image or name a galaxy, see the preprocessing step by step and each model's answer."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.errors import GalaxyMorphError
+from ui import charts, common, data
+
+common.page_header(
+    "Classify a galaxy",
+    "Upload a FITS, JPEG or PNG image (or pick a galaxy of the current source): it goes through exactly the "
+    "preprocessing of the chosen dataset, then every trained model gives its class probabilities.",
+)
+table = data.runs_table()
+finished = table[table["status"] == "finished"] if not table.empty else table
+if finished.empty:
+    common.stop_with("No trained models yet — train on the **Training** page, then come back to classify.")
+
+dataset = st.selectbox("Models trained on", list(dict.fromkeys(finished["dataset"])), key="cls_dataset",
+                       format_func=lambda p: str(p).split("/")[-1])
+candidates = data.first_seed_runs(data.load_runs(tuple(finished[finished["dataset"] == dataset]["path"])))
+left, right = st.columns(2)
+upload = left.file_uploader("Image file", type=["fits", "fit", "fts", "gz", "jpg", "jpeg", "png"], key="cls_upload",
+                            help="Up to 50 MB. FITS may be gzipped.")
+source_table = data.labelled(st.session_state["source"], st.session_state["scheme"])
+names = list(source_table.loc[source_table["has_image"], "name"].drop_duplicates().head(500))
+picked = right.selectbox("…or a galaxy of the current source", ["—", *names], key="cls_name")
+ned_name = right.text_input("…or a NED name to fetch (needs the internet)", key="cls_ned", placeholder="e.g. NGC 4486")
+
+try:
+    if upload is not None:
+        image, label = data.read_upload(upload.name, upload.getvalue()), upload.name
+    elif picked != "—":
+        path = source_table.loc[source_table["name"] == picked, "path"].iloc[0]
+        image, label = data.read_path(path), picked
+    elif ned_name.strip():
+        image, label = data.fetch_ned_image(ned_name.strip()), ned_name.strip()
+    else:
+        common.stop_with("Upload an image, pick a galaxy or type a NED name to classify it.")
+except GalaxyMorphError as exc:
+    common.stop_with(str(exc), kind="error")
+
+config = data.dataset_preprocess_config(dataset)
+steps = data.steps_for(image, config)
+st.subheader(f"Preprocessing of {label}")
+for col, (step, array) in zip(st.columns(len(steps)), steps.items()):
+    col.image(data.for_display(array), caption=step.replace("_", " "), width="stretch")
+st.caption(f"Crop {config.crop:g} of the side, {config.stretch} stretch, resized to {config.size} × {config.size} px.")
+
+st.subheader("Class probabilities")
+columns = st.columns(len(candidates))
+for column, run in zip(columns, candidates):
+    with column:
+        probs = data.predict(run.path, steps["final"])
+        best = max(probs, key=probs.get)
+        st.markdown(f"**{common.model_label(run.model_name)}** → **{best}** ({probs[best]:.0%})")
+        st.plotly_chart(charts.probability_bar(probs, color=common.model_color(run.model_name)), key=f"cls_probs_{run.id}")

@@ -1,0 +1,155 @@
+"""Model comparison: the chosen runs side by side, with exports and a presentation layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import report
+from ui import charts, common, data
+
+table = data.runs_table()
+finished = table[table["status"] == "finished"] if not table.empty else table
+present = st.session_state.get("cmp_present", False)
+if not present:
+    common.page_header("Model comparison", "Finished runs side by side on their test set: every number is "
+                       "mean ± std over seeds, every colour is one model.")
+if finished.empty:
+    common.stop_with("No finished runs yet — train models on the **Training** page (or `python -m core train`).")
+
+datasets = list(dict.fromkeys(finished["dataset"]))
+with st.sidebar:
+    st.toggle("Presentation layout", key="cmp_present", help="Hide the controls and show results only.")
+controls = st.container(border=True) if not present else st.sidebar
+dataset = controls.selectbox("Dataset", datasets, index=len(datasets) - 1, format_func=lambda p: str(p).split("/")[-1],
+                             key="cmp_dataset")
+candidates = finished[finished["dataset"] == dataset]
+chosen = controls.multiselect("Runs", list(candidates["id"]), default=list(candidates["id"]), key="cmp_runs",
+                              format_func=lambda i: f"{common.model_label(candidates.set_index('id').loc[i, 'model'])} · "
+                                                    f"seed {candidates.set_index('id').loc[i, 'seed']} · {i[:15]}")
+if not chosen:
+    common.stop_with("Choose at least one run above.")
+runs_list = data.load_runs(tuple(candidates.set_index("id").loc[chosen, "path"]))
+models = list(dict.fromkeys(r.model_name for r in runs_list))
+colors = {m: common.model_color(m, i) for i, m in enumerate(models)}
+classes = runs_list[0].classes
+if present:
+    st.title(f"{' vs '.join(common.model_label(m) for m in models)}")
+
+summary = report.summary_table(runs_list)
+st.subheader("Test-set metrics")
+st.dataframe(data.styled_summary(summary), key="cmp_summary")
+st.caption("Mean ± std over seeds; best per row in bold green (lowest for ECE and training time). "
+           "Accuracy and F1 on the held-out test split; ECE = expected calibration error; time in seconds on "
+           f"{runs_list[0].config.get('device', 'this machine')}.")
+
+st.subheader("Confusion matrices (first seed; rows = true class, colour = row fraction)")
+first = data.first_seed_runs(runs_list)
+for column, run in zip(st.columns(len(first)), first):
+    with column:
+        st.markdown(f"**{common.model_label(run.model_name)}** · seed {run.seed}")
+        cls, counts, norm = report.confusion_matrices(run)
+        fig = charts.heatmap(pd.DataFrame(norm, index=cls, columns=cls), title=None, text_format=".2f", zmin=0, zmax=1,
+                             x_title="predicted", y_title="true", height=300)
+        st.plotly_chart(fig, key=f"cmp_confusion_{run.id}")
+
+left, right = st.columns(2)
+with left:
+    per_class = report.per_class_table(runs_list)
+    f1 = per_class.groupby(["model", "class"], sort=False)["f1"].agg(["mean", "std"]).reset_index()
+    fig = go.Figure([go.Bar(name=common.model_label(m), x=part["class"], y=part["mean"], marker_color=colors[m],
+                            error_y=dict(type="data", array=part["std"].fillna(0)))
+                     for m, part in f1.groupby("model", sort=False)])
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(title="F1", range=[0, 1])
+    st.plotly_chart(charts.style(fig, title="Per-class F1 (mean ± std over seeds)"), key="cmp_f1")
+with right:
+    curves = report.learning_curves(runs_list)
+    fig = go.Figure()
+    for run_id, part in curves.groupby("id", sort=False):
+        m = part["model"].iloc[0]
+        name = f"{common.model_label(m)} s{part['seed'].iloc[0]}"
+        fig.add_trace(go.Scatter(x=part["epoch"], y=part["accuracy"], name=name + " train", line=dict(color=colors[m])))
+        fig.add_trace(go.Scatter(x=part["epoch"], y=part["val_accuracy"], name=name + " val",
+                                 line=dict(color=colors[m], dash="dash")))
+    fig.update_xaxes(title="epoch")
+    fig.update_yaxes(title="accuracy")
+    st.plotly_chart(charts.style(fig, title="Learning curves (solid: train, dashed: validation)"), key="cmp_curves")
+
+left, right = st.columns(2)
+with left:
+    roc_class = st.selectbox("ROC class (one vs rest)", classes, key="cmp_roc_class") if not present else classes[0]
+    fig = go.Figure()
+    for run in first:
+        roc = report.roc_curves(run)
+        part = roc[roc["class"] == roc_class]
+        fig.add_trace(go.Scatter(x=part["fpr"], y=part["tpr"], line=dict(color=colors[run.model_name]),
+                                 name=f"{common.model_label(run.model_name)} (AUC {part['auc'].iloc[0]:.3f})"))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], line=dict(color="#aaaaaa", dash="dot"), name="chance"))
+    fig.update_xaxes(title="false positive rate")
+    fig.update_yaxes(title="true positive rate")
+    st.plotly_chart(charts.style(fig, title=f"ROC curves — {roc_class} vs rest"), key="cmp_roc")
+with right:
+    runs_rows = report.runs_table(runs_list)
+    fig = go.Figure()
+    for m, part in runs_rows.groupby("model", sort=False):
+        fig.add_trace(go.Scatter(
+            x=part["params"], y=part["accuracy"], mode="markers", name=common.model_label(m),
+            marker=dict(color=colors[m], size=10 + 30 * part["train_seconds"] / max(1.0, runs_rows["train_seconds"].max()),
+                        line=dict(color="white", width=1)),
+            hovertemplate="%{x:,} parameters<br>accuracy %{y:.3f}<br>%{customdata:.0f} s training",
+            customdata=part["train_seconds"]))
+    fig.update_xaxes(title="parameters (log scale)", type="log")
+    fig.update_yaxes(title="test accuracy")
+    st.plotly_chart(charts.style(fig, title="Size vs accuracy (marker area: training time)"), key="cmp_params")
+
+st.subheader("McNemar's test between models")
+matrix = report.mcnemar_matrix(runs_list)
+if matrix.notna().any().any():
+    matrix.index = matrix.columns = [common.model_label(m) for m in matrix.columns]
+    left, right = st.columns([2, 3])
+    left.plotly_chart(charts.heatmap(matrix, title=None, colorscale="RdBu", text_format=".3g", zmin=0, zmax=1, height=300),
+                      key="cmp_mcnemar")
+    right.caption("p-value of McNemar's test on the test galaxies both models saw (same seed). Below 0.05: the two "
+                  "models err on different galaxies more often than chance, i.e. their accuracies differ significantly.")
+else:
+    st.caption("McNemar's test needs two different models trained with the same seed.")
+
+st.subheader("Misclassified galaxies")
+gallery = data.misclassified_gallery(runs_list, limit=8)
+if gallery.empty:
+    st.success("Every test galaxy is classified correctly by every chosen model.")
+else:
+    source_path = data.dataset_source(runs_list[0])
+    for chunk in range(0, len(gallery), 4):
+        for col, (_, row) in zip(st.columns(4), gallery.iloc[chunk:chunk + 4].iterrows()):
+            with col:
+                image = data.dataset_image(runs_list[0].config["dataset"]["path"], row["name"])
+                if image is not None:
+                    st.image(image, width="stretch")
+                lines = [f"**{row['name']}** — true **{row['true']}**"]
+                lines += [f"{common.model_label(m)}: {row[f'pred_{m}']} ({row[f'conf_{m}']:.0%})" for m in models]
+                st.markdown("  \n".join(lines))
+    common.acknowledge(source_path)
+
+if not present:
+    st.subheader("Saliency")
+    names = list(gallery["name"]) if not gallery.empty else list(runs_list[0].predictions["name"].head(20))
+    galaxy = st.selectbox("Galaxy", names, key="cmp_saliency_name")
+    if st.button("Compute saliency maps", key="cmp_saliency", icon=":material/visibility:"):
+        image = data.dataset_image(runs_list[0].config["dataset"]["path"], galaxy, raw=True)
+        for col, run in zip(st.columns(len(first) + 1), [None, *first]):
+            if run is None:
+                col.image(data.dataset_image(runs_list[0].config["dataset"]["path"], galaxy), caption="input", width="stretch")
+                continue
+            col.image(data.saliency(run.path, image), caption=f"{common.model_label(run.model_name)}: |∂score/∂pixel|",
+                      width="stretch")
+
+    st.subheader("Export")
+    exports = data.exports(tuple(r.path for r in runs_list))
+    c1, c2, c3 = st.columns(3)
+    c1.download_button("Summary CSV", exports["summary.csv"], "summary.csv", "text/csv", key="cmp_csv")
+    c2.download_button("LaTeX table", exports["summary.tex"], "summary.tex", "text/x-tex", key="cmp_tex")
+    c3.download_button("HTML report", exports["report.html"], "report.html", "text/html", key="cmp_html")

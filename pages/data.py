@@ -1,0 +1,86 @@
+"""Data: scrape NED and fetch images for chosen classes (live progress), or import your own folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core import jobs
+from core.errors import GalaxyMorphError
+from ui import common
+
+common.page_header(
+    "Data",
+    "Get galaxies: search NED by morphological class and download one image per object, or import a "
+    "catalogue CSV with a folder of images. Both run in the background and resume where they stopped.",
+)
+settings = common.settings()
+ned_dir = Path(settings.data_dir) / "ned"
+CLASS_TERMS = ["E", "S0", "S0/a", "SA", "SAB", "SB", "S", "Irr"]
+
+scrape_tab, import_tab, jobs_tab = st.tabs(["NED scrape and fetch", "Import a folder", "All jobs"])
+
+with scrape_tab:
+    st.caption(f"NED asks for at most one request per second; the scraper keeps to it. Server: {settings.ned_base_url}")
+    c1, c2 = st.columns([3, 1])
+    terms = c1.multiselect("Classes to search", CLASS_TERMS, default=["E", "S0", "SA", "SB"], key="data_classes")
+    max_pages = c2.number_input("Max pages per class (0 = all)", 0, 10_000, 2, key="data_max_pages")
+    b1, b2, b3, _ = st.columns([1, 1, 1, 2])
+    if b1.button("1. Scrape NED", key="data_scrape", type="primary", disabled=not terms, icon=":material/travel_explore:"):
+        args = ["scrape", "--classes", *terms, "--out", str(ned_dir)] + (["--max-pages", str(max_pages)] if max_pages else [])
+        st.session_state["data_job"] = jobs.start_job(args, label=f"scrape {', '.join(terms)}").id
+    has_catalog = (ned_dir / "catalog.csv").exists()
+    if b2.button("2. Fetch images", key="data_fetch", disabled=not has_catalog, icon=":material/download:",
+                 help=None if has_catalog else "Scrape first: there is no NED catalogue yet."):
+        st.session_state["data_job"] = jobs.start_job(["fetch", "--catalog", str(ned_dir / "catalog.csv"),
+                                                       "--out", str(ned_dir / "images")], label="fetch images").id
+    manifest_path = ned_dir / "images" / "manifest.csv"
+    manifest = pd.read_csv(manifest_path, dtype=str, keep_default_na=False) if manifest_path.exists() else pd.DataFrame()
+    n_failed = int((manifest.get("status", pd.Series(dtype=str)).str.lower() == "failed").sum()) if not manifest.empty else 0
+    if b3.button(f"Retry {n_failed} failed", key="data_retry", disabled=n_failed == 0, icon=":material/replay:"):
+        st.session_state["data_job"] = jobs.start_job(["fetch", "--catalog", str(ned_dir / "catalog.csv"),
+                                                       "--out", str(ned_dir / "images"), "--retry-failed"],
+                                                      label="retry failed fetches").id
+    if "data_job" in st.session_state:
+        common.job_panel(st.session_state["data_job"], key="data_panel")
+    if not manifest.empty:
+        st.markdown("#### Fetch results")
+        counts = manifest["status"].value_counts()
+        cols = st.columns(len(counts))
+        for col, (status, n) in zip(cols, counts.items()):
+            col.metric(status, f"{n:,}")
+        failed = manifest[manifest["status"].str.lower() != "ok"]
+        if not failed.empty:
+            st.dataframe(failed[[c for c in ("name", "status", "reason") if c in failed]], hide_index=True, height=220,
+                         key="data_failed")
+    elif not has_catalog:
+        st.info("No NED data yet — choose classes and press **1. Scrape NED** (needs the internet), or work with "
+                "the built-in samples.")
+
+with import_tab:
+    st.caption("A CSV with at least `name` and `classification` (or `label`) columns, and a `file` column naming each "
+               "image inside the folder (FITS, JPEG or PNG). Bad rows are reported, the rest is imported.")
+    csv_path = st.text_input("Catalogue CSV (path on this machine)", key="data_import_csv", placeholder="/path/to/catalog.csv")
+    images_dir = st.text_input("Image folder", key="data_import_images", placeholder="/path/to/images")
+    name = st.text_input("Source name", key="data_import_name", placeholder="my-galaxies")
+    if st.button("Import", key="data_import", disabled=not (csv_path and images_dir), icon=":material/upload_file:"):
+        try:
+            for label, value in (("catalogue CSV", csv_path), ("image folder", images_dir)):
+                if not Path(value).exists():
+                    raise GalaxyMorphError(f"{label} {value!r} does not exist. Give a path on the machine running the dashboard.")
+            args = ["import", "--catalog", csv_path, "--images", images_dir] + (["--name", name] if name else [])
+            st.session_state["data_import_job"] = jobs.start_job(args, label=f"import {name or Path(csv_path).stem}",
+                                                                 progress_flag=None).id
+        except GalaxyMorphError as exc:
+            st.error(str(exc))
+    if "data_import_job" in st.session_state:
+        common.job_panel(st.session_state["data_import_job"], key="data_import_panel")
+
+with jobs_tab:
+    rows = common.job_table(jobs.list_jobs())
+    if rows:
+        st.dataframe(pd.DataFrame(rows), hide_index=True, key="data_jobs")
+    else:
+        st.info("No background jobs yet — start one above, or build / train from the other pages.")

@@ -1,0 +1,105 @@
+"""Preprocessing preview: crop, size, stretch and quality sliders with instant kept / rejected counts.
+
+The sliders only filter the per-image metrics table (computed once per source and cached), so
+moving them never re-reads an image; the before / after grid re-processes only the few images shown.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core import jobs
+from ui import charts, common, data
+
+common.page_header(
+    "Preprocessing preview",
+    "Choose how images are cropped, stretched and resized, and which are too poor to keep. "
+    "Counts update as you move the sliders; the dataset is built with exactly these settings.",
+)
+source = st.session_state["source"]
+scheme = st.session_state["scheme"]
+classes = data.scheme_classes(scheme)
+metrics = data.metrics(source, scheme)
+if metrics.empty:
+    common.stop_with("No readable images in this source yet — fetch or import galaxies on the **Data** page.")
+
+defaults = data.default_preprocess(source)
+for name, value in defaults.items():
+    st.session_state.setdefault(f"pp_{name}", value)
+
+with st.container(border=True):
+    c1, c2, c3, c4, c5 = st.columns(5)
+    c1.slider("Crop (fraction of the image side)", 0.1, 1.0, step=0.05, key="pp_crop",
+              help="The centred square kept around the galaxy, as a fraction of the shorter side.")
+    c2.select_slider("Output size (pixels)", options=[32, 48, 64, 96, 128], key="pp_size")
+    c3.selectbox("Stretch", data.STRETCHES, key="pp_stretch", help="How pixel values are mapped to [0, 1].")
+    c4.slider("Minimum quality score", 0.0, 1.0, step=0.01, key="pp_min_quality",
+              help="Quality score in [0, 1] (signal-to-noise, blank and saturated pixels, centring).")
+    c5.slider("Minimum image side (pixels)", 0, 256, step=4, key="pp_min_size",
+              help="Images whose shorter side is below this are rejected (too little detail to crop from).")
+    prefixes = sorted(metrics["prefix"].dropna().unique())
+    st.selectbox("Catalogue (name prefix)", ["all", *prefixes], key="pp_catalog",
+                 help="Keep only galaxies whose names come from one catalogue (NGC, UGC, …), or all of them.")
+
+filters = data.current_filters()
+table = data.filtered(source, scheme, **filters)
+kept = table[table["kept"]]
+by_class = pd.DataFrame({
+    "kept": kept.groupby("label").size(),
+    "rejected": table[~table["kept"]].groupby("label").size(),
+}).reindex(classes, fill_value=0).fillna(0).astype(int)
+
+cols = st.columns(4)
+cols[0].metric("Kept images", f"{len(kept):,}")
+cols[1].metric("Rejected images", f"{len(table) - len(kept):,}")
+cols[2].metric("Kept fraction", f"{len(kept) / max(1, len(table)):.0%}")
+cols[3].metric("Imbalance ratio (kept)", data.imbalance_text(by_class["kept"]), help="Largest class ÷ smallest class.")
+
+left, right = st.columns([3, 2])
+with left:
+    st.plotly_chart(charts.kept_rejected_bar(by_class["kept"], by_class["rejected"], title="Kept and rejected per class"),
+                    key="pp_by_class")
+with right:
+    reasons = table.loc[~table["kept"], "reason"].fillna("other").value_counts().rename_axis("reason").rename("images")
+    st.markdown("**Rejected, by reason**")
+    if reasons.empty:
+        st.caption("Nothing is rejected with these settings.")
+    else:
+        per_reason = table[~table["kept"]].pivot_table(index="reason", columns="label", values="name", aggfunc="count", fill_value=0)
+        st.dataframe(per_reason.assign(total=per_reason.sum(axis=1)).sort_values("total", ascending=False), key="pp_reasons")
+
+st.subheader("Quality metrics")
+h1, h2 = st.columns(2)
+h1.plotly_chart(charts.histogram_with_threshold(table["quality"], threshold=filters["min_quality"],
+                title="Quality score", x_title="quality score (0 = unusable, 1 = clean)"), key="pp_hist_quality")
+h2.plotly_chart(charts.histogram_with_threshold(table["min_side"], threshold=filters["min_size"],
+                title="Image side", x_title="shorter image side (pixels)"), key="pp_hist_size")
+
+st.subheader("Before and after, per class")
+top = st.columns([1, 4])
+if top[0].button("Reshuffle", key="pp_reshuffle", icon=":material/shuffle:"):
+    st.session_state["pp_seed"] = st.session_state.get("pp_seed", 0) + 1
+top[1].caption("Random kept images of each class (seeded, so the same until you reshuffle): the raw image, "
+               "then the preprocessed one the model sees.")
+examples = data.examples(kept, classes, per_class=4, seed=st.session_state.get("pp_seed", 0))
+for cls in classes:
+    rows = examples[examples["label"] == cls]
+    st.markdown(f"**{cls}** — {int(by_class.loc[cls, 'kept'])} kept")
+    if rows.empty:
+        st.caption("No kept images of this class with these settings.")
+        continue
+    grid = st.columns(8)
+    for i, (_, row) in enumerate(rows.iterrows()):
+        raw, processed = data.before_after(str(row["path"]), **data.preprocess_params())
+        grid[2 * i].image(raw, caption=f"{row['name']}", width="stretch")
+        grid[2 * i + 1].image(processed, caption=f"after ({st.session_state['pp_size']} px)", width="stretch")
+common.acknowledge(source)
+
+st.subheader("Build the dataset")
+name = st.text_input("Dataset name", value=data.suggest_dataset_name(source, scheme), key="pp_dataset_name")
+if st.button("Build and save dataset", key="pp_build", type="primary", icon=":material/save:"):
+    job = jobs.start_job(data.build_args(source, scheme, name), label=f"build {name}")
+    st.session_state["pp_build_job"] = job.id
+if "pp_build_job" in st.session_state:
+    common.job_panel(st.session_state["pp_build_job"], key="pp_build_panel")

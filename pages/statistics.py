@@ -1,0 +1,114 @@
+"""Dataset statistics: counts, catalogues, redshifts, image sizes, coverage, failures, object browser."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from ui import charts, common, data
+
+common.page_header(
+    "Dataset statistics",
+    "What the current source contains: objects per class and catalogue, redshifts, image sizes, "
+    "survey / band coverage, and which images are missing and why.",
+)
+source = st.session_state["source"]
+scheme = st.session_state["scheme"]
+table = data.labelled(source, scheme)
+classes = data.scheme_classes(scheme)
+colors = common.class_colors(classes)
+if table.empty:
+    common.stop_with("This source has no catalogue rows yet — fetch or import galaxies on the **Data** page.")
+
+images = data.image_table(source)
+n_missing = int((~table["has_image"]).sum())
+cols = st.columns(5)
+cols[0].metric("Objects", f"{table['name'].nunique():,}")
+cols[1].metric("Catalogue rows", f"{len(table):,}")
+cols[2].metric("With image", f"{int(table['has_image'].sum()):,}")
+cols[3].metric("Missing / failed images", f"{n_missing:,}")
+cols[4].metric("Unclassified", f"{int((table['label'] == data.UNCLASSIFIED).sum()):,}", help=f"Types that the {scheme} scheme does not map to a class.")
+
+left, right = st.columns(2)
+with left:
+    counts = table[table["label"] != data.UNCLASSIFIED].groupby("label")["name"].nunique()
+    st.plotly_chart(charts.class_bar(counts.reindex(classes, fill_value=0), title="Objects per class", colors=colors), key="stats_classes")
+with right:
+    prefixes = table.groupby("prefix")["name"].nunique().sort_values(ascending=False)
+    top = prefixes.head(12)
+    if len(prefixes) > 12:
+        top = pd.concat([top, pd.Series({"other": prefixes.iloc[12:].sum()})])
+    fig = go.Figure(go.Bar(x=top.to_numpy(), y=list(top.index), orientation="h", marker_color=common.KEPT_COLOR))
+    fig.update_yaxes(autorange="reversed", title="catalogue (name prefix)")
+    fig.update_xaxes(title="objects")
+    st.plotly_chart(charts.style(fig, title="Catalogues the names come from"), key="stats_prefixes")
+
+left, right = st.columns(2)
+with left:
+    if table["redshift"].notna().any():
+        st.plotly_chart(
+            charts.per_class_histogram(
+                table[table["label"] != data.UNCLASSIFIED], column="redshift", classes=classes,
+                title="Redshift distribution per class", x_title="redshift z",
+            ),
+            key="stats_redshift",
+        )
+    else:
+        st.info("No redshifts in this source's catalogue.")
+with right:
+    sized = images.dropna(subset=["width", "height"]) if {"width", "height"} <= set(images.columns) else pd.DataFrame()
+    if sized.empty:
+        st.info("No readable images yet, so no image sizes.")
+    else:
+        fig = go.Figure()
+        for cls in classes:
+            part = sized[sized["label"] == cls]
+            if len(part):
+                fig.add_trace(go.Scatter(x=part["width"], y=part["height"], mode="markers", name=cls,
+                                         marker=dict(color=colors[cls], size=6, opacity=0.6)))
+        fig.update_xaxes(title="width (pixels)")
+        fig.update_yaxes(title="height (pixels)")
+        st.plotly_chart(charts.style(fig, title="Image sizes"), key="stats_sizes")
+
+st.subheader("Survey and band coverage")
+coverage = data.coverage(table)
+if coverage is None:
+    st.caption("This source does not record surveys or bands (one image per object).")
+else:
+    matrix, per_object = coverage
+    left, right = st.columns([3, 2])
+    left.plotly_chart(charts.heatmap(matrix, title="Objects with an image, per survey and band", x_title="band", y_title="survey"), key="stats_coverage")
+    right.plotly_chart(charts.class_bar(per_object, title="Images per object", colors={k: common.KEPT_COLOR for k in per_object.index}), key="stats_per_object")
+
+st.subheader("Missing or failed images")
+failures = data.failures(table)
+if failures.empty:
+    st.success("Every catalogue row has a readable image.")
+else:
+    by_reason = failures.groupby("reason").size().sort_values(ascending=False).rename("objects")
+    left, right = st.columns([2, 3])
+    left.dataframe(by_reason.reset_index(), hide_index=True, key="stats_reasons")
+    right.dataframe(failures, hide_index=True, height=240, key="stats_failures")
+
+st.subheader("Objects")
+query = st.text_input("Search names, types or classes", key="stats_search", placeholder="e.g. NGC 4, SB, Spiral")
+shown = data.search(table, query)
+st.caption(f"{len(shown):,} of {len(table):,} rows. Select a row to see its image.")
+columns = [c for c in ("name", "classification", "label", "redshift", "prefix", "survey", "band", "file") if c in shown.columns]
+selection = st.dataframe(
+    shown[columns], hide_index=True, height=300, key="stats_objects",
+    on_select="rerun", selection_mode="single-row",
+    column_config={"redshift": st.column_config.NumberColumn("redshift z", format="%.4f")},
+)
+rows = selection.selection.rows if selection else []
+if rows:
+    row = shown.iloc[rows[0]]
+    left, right = st.columns([1, 2])
+    if row["path"]:
+        left.image(data.display_image(str(row["path"])), caption=f"{row['name']} (asinh stretch)", width=280)
+    else:
+        left.warning(f"{row['name']}: no image ({row.get('reason') or 'not fetched'}).")
+    right.markdown(f"**{row['name']}** — NED type `{row['classification']}` → **{row['label']}** ({scheme})")
+    right.dataframe(row.drop(labels=["path"]).astype(str).rename("value").to_frame(), key="stats_row")
+common.acknowledge(source)

@@ -1,0 +1,119 @@
+"""Training: pick a dataset, models, epochs and seeds; train in the background; follow and stop it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import jobs, runs
+from core.errors import GalaxyMorphError
+from core.models import MODEL_NAMES
+from ui import charts, common, data
+
+common.page_header(
+    "Training",
+    "Train LeNet-5, AlexNet and ResNet on one dataset under one protocol (same split, same "
+    "augmentation, early stopping on validation loss). Training runs in the background: you can "
+    "close the browser and come back.",
+)
+datasets = data.list_dataset_paths()
+if not datasets:
+    common.stop_with("No dataset yet — tune the settings on **Preprocessing preview** and press *Build and save dataset* "
+                     "(or run `python -m core build`).")
+
+with st.container(border=True):
+    c1, c2 = st.columns([2, 3])
+    dataset = c1.selectbox("Dataset", [str(p) for p in datasets], format_func=lambda p: Path(p).name, key="train_dataset")
+    models = c2.multiselect("Models", list(MODEL_NAMES), default=["lenet5", "alexnet", "resnet18"],
+                            format_func=common.model_label, key="train_models")
+    c1, c2, c3, c4, c5 = st.columns(5)
+    epochs = c1.number_input("Epochs (max, early stopping on)", 1, 500, 20, key="train_epochs")
+    seeds_text = c2.text_input("Seeds (comma-separated)", "0", key="train_seeds",
+                               help="One run per model and seed; the comparison averages over seeds.")
+    batch = c3.select_slider("Batch size", [16, 32, 64, 128], value=32, key="train_batch")
+    mixed = c4.toggle("Mixed precision (GPU)", key="train_mixed", help="float16 compute on a GPU; slower on a CPU.")
+    xla = c5.toggle("XLA compile (GPU)", key="train_xla")
+    manifest = data.dataset_manifest(dataset)
+    st.caption(
+        f"{manifest.get('n_images', '?')} images of {manifest.get('image_shape', ['?'])[0]} px, classes "
+        + ", ".join(manifest.get("classes", [])) + f" · device: {data.device_label()}"
+    )
+
+try:
+    seeds = [int(s) for s in seeds_text.replace(" ", "").split(",") if s]
+except ValueError:
+    seeds = []
+    st.error(f"seeds must be whole numbers separated by commas; got {seeds_text!r}. Use e.g. 0, 1, 2.")
+
+b1, b2, _ = st.columns([1, 1, 4])
+start = b1.button("Start training", key="train_start", type="primary", icon=":material/play_arrow:", disabled=not (models and seeds))
+resume = b2.button("Resume unfinished", key="train_resume", icon=":material/replay:", disabled=not (models and seeds),
+                   help="Skip finished runs of these settings and continue stopped or crashed ones from their checkpoint.")
+if start or resume:
+    args = ["train", "--dataset", dataset, "--models", *models, "--seeds", *map(str, seeds), "--epochs", str(int(epochs)),
+            "--batch-size", str(batch)]
+    args += ["--mixed-precision"] if mixed else []
+    args += ["--xla"] if xla else []
+    args += ["--resume"] if resume else []
+    try:
+        job = jobs.start_job(args, label=f"train {', '.join(models)} × {len(seeds)} seed(s)")
+    except GalaxyMorphError as exc:
+        st.error(str(exc))
+    else:
+        st.session_state["train_job"] = job.id
+
+train_jobs = [j for j in jobs.list_jobs() if j.command[3:4] == ["train"]]
+if "train_job" not in st.session_state and train_jobs:
+    st.session_state["train_job"] = train_jobs[0].id  # follow the latest after a reload
+if "train_job" in st.session_state:
+    st.subheader("Current job")
+    common.job_panel(st.session_state["train_job"], key="train_panel")
+
+
+@st.fragment(run_every=3.0)
+def live_runs() -> None:
+    """One progress bar and loss / accuracy curves per run of the current dataset."""
+    table = data.runs_table()
+    table = table[table["dataset"] == str(Path(dataset).resolve())] if not table.empty else table
+    if table.empty:
+        st.info("No runs on this dataset yet — press **Start training**.")
+        return
+    active = table[table["status"].isin(["running", "stale", "stopped", "failed"])]
+    recent = pd.concat([active, table[table["status"] == "finished"].tail(6)]).drop_duplicates("id").tail(6)
+    for _, row in recent.iterrows():
+        run = runs.load_run(row["path"])
+        events = run.events()
+        last = events[-1] if events else {}
+        epochs_total = int(last.get("epochs") or run.config.get("params", {}).get("epochs", 1))
+        epoch, batch_i, batches = int(last.get("epoch") or 0), int(last.get("batch") or 0), int(last.get("batches") or 1)
+        fraction = 1.0 if row["status"] == "finished" else min(1.0, ((max(epoch, 1) - 1) + batch_i / batches) / epochs_total)
+        status_text = {"stale": "interrupted — resume it", "finished": f"finished, test accuracy {row['accuracy']:.3f}"}.get(
+            row["status"], row["status"])
+        with st.container(border=True):
+            st.progress(fraction, text=f"**{common.model_label(row['model'])}** seed {row['seed']} — epoch "
+                                       f"{epoch}/{epochs_total} — {status_text}")
+            history = run.history
+            if history.empty:
+                st.caption("Waiting for the first epoch …")
+                continue
+            color = common.model_color(row["model"])
+            left, right = st.columns(2)
+            left.plotly_chart(_curve(history, "loss", color, "Loss (cross-entropy)"), key=f"train_loss_{row['id']}")
+            right.plotly_chart(_curve(history, "accuracy", color, "Accuracy"), key=f"train_acc_{row['id']}")
+
+
+def _curve(history: pd.DataFrame, metric: str, color: str, title: str) -> go.Figure:
+    fig = go.Figure([
+        go.Scatter(x=history["epoch"], y=history[metric], name="train", line=dict(color=color)),
+        go.Scatter(x=history["epoch"], y=history[f"val_{metric}"], name="validation", line=dict(color=color, dash="dash")),
+    ])
+    fig.update_xaxes(title="epoch")
+    fig.update_yaxes(title=metric)
+    return charts.style(fig, title=title, height=240)
+
+
+st.subheader("Runs on this dataset")
+live_runs()

@@ -1,0 +1,1 @@
+"""The dashboard's UI helpers: widgets, colours and cached loaders over ``core``."""

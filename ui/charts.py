@@ -1,0 +1,161 @@
+"""Plotly figures for the dashboard, styled alike (one template, fixed colours per class and model)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from ui.common import KEPT_COLOR, REJECTED_COLOR, class_colors
+
+TEMPLATE = "plotly_white"
+
+
+def style(fig: go.Figure, *, title: str | None = None, height: int = 360) -> go.Figure:
+    fig.update_layout(
+        template=TEMPLATE,
+        title=title,
+        height=height,
+        margin=dict(l=10, r=10, t=50 if title else 20, b=10),
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1),
+    )
+    return fig
+
+
+def class_bar(counts: pd.Series, *, title: str, colors: Mapping[str, str] | None = None) -> go.Figure:
+    """Bar per class, coloured by class."""
+    colors = colors or class_colors(list(counts.index))
+    fig = go.Figure(
+        go.Bar(
+            x=list(counts.index),
+            y=counts.to_numpy(),
+            marker_color=[colors.get(c, "#999999") for c in counts.index],
+            text=counts.to_numpy(),
+            textposition="outside",
+        )
+    )
+    fig.update_yaxes(title="objects")
+    return style(fig, title=title)
+
+
+def kept_rejected_bar(kept: pd.Series, rejected: pd.Series, *, title: str) -> go.Figure:
+    """Stacked bars per class: kept and rejected images."""
+    fig = go.Figure(
+        [
+            go.Bar(name="kept", x=list(kept.index), y=kept.to_numpy(), marker_color=KEPT_COLOR),
+            go.Bar(name="rejected", x=list(rejected.index), y=rejected.to_numpy(), marker_color=REJECTED_COLOR),
+        ]
+    )
+    fig.update_layout(barmode="stack")
+    fig.update_yaxes(title="images")
+    return style(fig, title=title)
+
+
+def histogram_with_threshold(
+    values: pd.Series, *, threshold: float | None, title: str, x_title: str, kept_above: bool = True
+) -> go.Figure:
+    """Histogram of one quality metric with the slider's threshold drawn as a line."""
+    values = values.dropna()
+    fig = go.Figure(go.Histogram(x=values, nbinsx=40, marker_color=KEPT_COLOR, opacity=0.85))
+    if threshold is not None:
+        fig.add_vline(
+            x=threshold,
+            line=dict(color="#d62728", width=2, dash="dash"),
+            annotation_text=f"{'≥' if kept_above else '≤'} {threshold:g} kept",
+            annotation_position="top right",
+        )
+    fig.update_xaxes(title=x_title)
+    fig.update_yaxes(title="images")
+    return style(fig, title=title, height=280)
+
+
+def per_class_histogram(
+    frame: pd.DataFrame, *, column: str, classes: Sequence[str], title: str, x_title: str
+) -> go.Figure:
+    """Overlaid histograms of ``column`` per class."""
+    colors = class_colors(classes)
+    fig = go.Figure()
+    for cls in classes:
+        values = frame.loc[frame["label"] == cls, column].dropna()
+        if len(values):
+            fig.add_trace(go.Histogram(x=values, name=cls, marker_color=colors[cls], opacity=0.6, nbinsx=40))
+    fig.update_layout(barmode="overlay")
+    fig.update_xaxes(title=x_title)
+    fig.update_yaxes(title="objects")
+    return style(fig, title=title)
+
+
+def sankey(flows: pd.DataFrame, *, classes: Sequence[str], title: str) -> go.Figure:
+    """Raw type strings (left) flowing into scheme classes (right); ``flows``: source, target, n."""
+    colors = class_colors(classes)
+    left = list(dict.fromkeys(flows["source"]))
+    right = list(dict.fromkeys(flows["target"]))
+    nodes = left + right
+    index = {(0, n): i for i, n in enumerate(left)} | {(1, n): len(left) + i for i, n in enumerate(right)}
+    node_colors = ["#b8c2d6"] * len(left) + [colors.get(n, "#999999") for n in right]
+    link_colors = [_rgba(colors.get(t, "#999999"), 0.35) for t in flows["target"]]
+    fig = go.Figure(
+        go.Sankey(
+            arrangement="snap",
+            node=dict(label=nodes, color=node_colors, pad=8, thickness=14),
+            link=dict(
+                source=[index[(0, s)] for s in flows["source"]],
+                target=[index[(1, t)] for t in flows["target"]],
+                value=flows["n"].to_numpy(),
+                color=link_colors,
+            ),
+        )
+    )
+    return style(fig, title=title, height=max(420, 16 * len(left)))
+
+
+def heatmap(
+    matrix: pd.DataFrame, *, title: str, colorscale: str = "Blues", text_format: str = "d", height: int = 340,
+    zmin: float | None = None, zmax: float | None = None, x_title: str = "", y_title: str = "",
+) -> go.Figure:
+    """Annotated heatmap (confusion matrices, survey × band coverage, p-values)."""
+    z = matrix.to_numpy(dtype=float)
+    text = [[("" if np.isnan(v) else format(int(v) if text_format == "d" else v, text_format)) for v in row] for row in z]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z, x=[str(c) for c in matrix.columns], y=[str(i) for i in matrix.index], colorscale=colorscale,
+            text=text, texttemplate="%{text}", showscale=False, zmin=zmin, zmax=zmax,
+        )
+    )
+    fig.update_yaxes(autorange="reversed", title=y_title)
+    fig.update_xaxes(title=x_title, side="bottom")
+    return style(fig, title=title, height=height)
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+
+def grouped_bars(frame: pd.DataFrame, *, title: str, y_title: str) -> go.Figure:
+    """One bar group per index value, one bar per column (e.g. before / after filters)."""
+    shades = (REJECTED_COLOR, KEPT_COLOR, "#7a9a01", "#d62728")
+    fig = go.Figure(
+        [
+            go.Bar(name=str(col), x=[str(i) for i in frame.index], y=frame[col].to_numpy(),
+                   marker_color=shades[i % len(shades)], text=frame[col].to_numpy(), textposition="outside")
+            for i, col in enumerate(frame.columns)
+        ]
+    )
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(title=y_title)
+    return style(fig, title=title)
+
+
+def probability_bar(probs: dict[str, float], *, color: str) -> go.Figure:
+    """Horizontal bars of one model's class probabilities."""
+    classes = list(probs)
+    fig = go.Figure(go.Bar(x=[probs[c] for c in classes], y=classes, orientation="h", marker_color=color,
+                           text=[f"{probs[c]:.0%}" for c in classes], textposition="auto"))
+    fig.update_xaxes(range=[0, 1], title="probability")
+    fig.update_yaxes(autorange="reversed")
+    return style(fig, height=60 + 40 * len(classes))

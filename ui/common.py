@@ -1,0 +1,139 @@
+"""Widgets and styling shared by the dashboard's pages (the UI layer; ``core`` never imports this).
+
+Colours are fixed per class and per model so that a class or a model has the same colour on
+every chart of every page.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import streamlit as st
+
+from core import jobs
+from core.catalogue import source_kind as catalogue_kind
+from core.config import Settings, get_settings
+from core.progress import format_duration
+
+# Okabe-Ito: distinguishable with the common colour-vision deficiencies.
+CLASS_PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#999999")
+MODEL_COLORS = {"lenet5": "#4C72B0", "alexnet": "#DD8452", "resnet18": "#55A868", "resnet34": "#2E8B57", "resnet50": "#1B5E20"}
+MODEL_FALLBACK = ("#8172B3", "#937860", "#DA8BC3", "#8C8C8C")
+MODEL_NAMES = {"lenet5": "LeNet-5", "alexnet": "AlexNet", "resnet18": "ResNet-18", "resnet34": "ResNet-34", "resnet50": "ResNet-50"}
+KEPT_COLOR, REJECTED_COLOR = "#3558a8", "#c8cdd8"
+
+KIND_NAMES = {
+    "sample": "built-in synthetic sample",
+    "gz1": "built-in SDSS / Galaxy Zoo 1 sample",
+    "ned": "NED cache",
+    "imported": "imported folder",
+    "folder": "catalogue folder",
+}
+GZ1_ACKNOWLEDGEMENT = (
+    "Images: Sloan Digital Sky Survey (SDSS DR7); labels: Galaxy Zoo 1 (Lintott et al. 2008, "
+    "MNRAS 389, 1179; Lintott et al. 2011, MNRAS 410, 166). Funding for the SDSS and SDSS-II has "
+    "been provided by the Alfred P. Sloan Foundation, the Participating Institutions, the NSF, "
+    "the U.S. DOE, NASA, the Japanese Monbukagakusho, the Max Planck Society and HEFCE."
+)
+
+
+def settings() -> Settings:
+    """The settings, read now (tests point ``GALAXY_MORPH_DATA_DIR`` at a tmp folder)."""
+    return get_settings()
+
+
+def class_colors(classes: Sequence[str]) -> dict[str, str]:
+    """One colour per class, in the scheme's class order."""
+    return {cls: CLASS_PALETTE[i % len(CLASS_PALETTE)] for i, cls in enumerate(classes)}
+
+
+def model_color(model: str, index: int = 0) -> str:
+    """The colour of a model family (``lenet5``...); others get a fallback by position."""
+    return MODEL_COLORS.get(model, MODEL_FALLBACK[index % len(MODEL_FALLBACK)])
+
+
+def model_label(model: str) -> str:
+    """``lenet5`` -> ``LeNet-5``."""
+    return MODEL_NAMES.get(model, model)
+
+
+def source_kind(path: Path | str) -> str:
+    """A human name for the kind of source a folder is (built-in sample, NED cache, import)."""
+    return KIND_NAMES.get(catalogue_kind(Path(path)), "catalogue folder")
+
+
+def acknowledge(source_path: Path | str | None) -> None:
+    """Show the SDSS / Galaxy Zoo credit under images of the shipped GZ1 sample."""
+    if source_path is not None and Path(source_path).name == "gz1":
+        st.caption(GZ1_ACKNOWLEDGEMENT)
+
+
+def stop_with(message: str, *, kind: str = "info") -> None:
+    """Show what to do next and end the page here (an empty state)."""
+    getattr(st, kind)(message)
+    st.stop()
+
+
+def page_header(title: str, caption: str) -> None:
+    """The page title with a one-line explanation of what the page is for."""
+    st.title(title)
+    st.caption(caption)
+
+
+def job_table(job_list: Iterable[jobs.Job]) -> list[dict[str, object]]:
+    """Rows for a compact table of jobs (label, status, started, progress)."""
+    rows = []
+    for job in job_list:
+        event = jobs.job_progress(job) or {}
+        done, total = event.get("done"), event.get("total")
+        rows.append(
+            {
+                "job": job.label,
+                "status": jobs.job_status(job),
+                "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(job.started)),
+                "progress": f"{done}/{total if total is not None else '?'}" if done is not None else "",
+                "failed": event.get("failed", 0),
+                "id": job.id,
+            }
+        )
+    return rows
+
+
+@st.fragment(run_every=2.0)
+def job_panel(job_id: str, *, key: str) -> None:
+    """Live progress of one background job: bar, counts, rate, ETA, failures, log tail, stop.
+
+    A fragment that re-renders itself every 2 s (the rest of the page does not rerun); it reads
+    only the job's files, so it works after a reload, from another tab or a new session.
+    """
+    try:
+        job = jobs.load_job(job_id)
+    except jobs.JobError as exc:
+        st.warning(str(exc))
+        return
+    status = jobs.job_status(job)
+    event = jobs.job_progress(job) or {}
+    done, total = int(event.get("done") or 0), event.get("total")
+    icon = {"running": "⏳", "finished": "✅", "failed": "❌", "stopped": "⏹️"}[status]
+    fraction = min(1.0, done / total) if total else (1.0 if status == "finished" else 0.0)
+    st.progress(fraction, text=f"{icon} **{job.label}** — {status}")
+    cols = st.columns(5)
+    cols[0].metric("Done", f"{done}" + (f" / {total}" if total else ""))
+    cols[1].metric("Rate", f"{float(event.get('rate') or 0):.1f} /s")
+    cols[2].metric("ETA", format_duration(event.get("eta")) if status == "running" else "—")
+    cols[3].metric("Failed", int(event.get("failed") or 0))
+    cols[4].metric("Elapsed", format_duration(time.time() - job.started) if status == "running" else "—")
+    if status == "running":
+        if st.button("Stop", key=f"{key}_stop", icon=":material/stop_circle:"):
+            jobs.stop_job(job)
+            st.toast(f"Stopping {job.label}; finished work is kept.")
+    elif status == "failed":
+        exit_record = jobs.job_exit(job)
+        code = exit_record["returncode"] if exit_record else "killed"
+        st.error(f"{job.label} failed (exit {code}). The last lines of its log are below.")
+    log = jobs.tail_log(job, lines=12)
+    if log:
+        with st.expander("Log", expanded=status == "failed"):
+            st.code(log, language=None)

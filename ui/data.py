@@ -1,0 +1,525 @@
+"""Cached loaders between the pages and ``core``: every table a page shows comes through here.
+
+Tables are cached with ``st.cache_data`` keyed by the source folder and a fingerprint of its
+catalogue (so a fetch or import that changes the files shows up without a restart); Keras models
+with ``st.cache_resource``. Filtering by the sliders works on the cached metrics table only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core import catalogue, labels, preprocessing, report, runs
+from core.builder import compute_metrics
+from core.config import get_settings
+from core.errors import GalaxyMorphError
+from core.images import read_image
+from core.sample import ensure_sample
+from core.training import device_name
+from ui.common import KIND_NAMES, model_label
+
+UNCLASSIFIED = labels.UNCLASSIFIED
+STRETCHES = ("asinh", "log", "sqrt", "linear")
+SAMPLE_SIZE = 2000
+
+
+# --------------------------------------------------------------------------- sources and schemes
+
+
+def ensure_builtin_sample() -> None:
+    """Generate the built-in synthetic sample on first run (a spinner while it is made)."""
+    out = Path(get_settings().data_dir) / "sample"
+    if (out / "catalog.csv").exists():
+        return
+    with st.spinner(f"First run: generating the built-in sample of {SAMPLE_SIZE} galaxies in {out} …"):
+        ensure_sample(out, n=SAMPLE_SIZE, seed=0)
+
+
+def source_options() -> dict[str, str]:
+    """``{folder: label}`` of every source under the data folder, built-in ones first."""
+    return {
+        str(s.root): f"{s.root.name} — {KIND_NAMES.get(s.kind, s.kind)} ({s.n_rows:,} rows)"
+        for s in catalogue.list_sources(get_settings().data_dir)
+    }
+
+
+def default_source(options: dict[str, str]) -> str:
+    """The synthetic sample if present, else the first source."""
+    for path in options:
+        if Path(path).name == "sample":
+            return path
+    return next(iter(options))
+
+
+def scheme_names() -> list[str]:
+    """The built-in class schemes."""
+    return list(labels.BUILTIN_SCHEMES)
+
+
+def default_scheme(source: str) -> str:
+    """``gz1`` for the Galaxy Zoo source (its labels are not Hubble types), else ``hubble4``."""
+    return "gz1" if Path(source).name == "gz1" else "hubble4"
+
+
+def scheme_classes(scheme: str) -> list[str]:
+    """The classes of ``scheme`` in their fixed order."""
+    return list(labels.get_scheme(scheme).classes)
+
+
+def scheme_description(scheme: str) -> str:
+    """One line about ``scheme``."""
+    return labels.get_scheme(scheme).description
+
+
+def _fingerprint(source: str) -> tuple[float, ...]:
+    """Modification times of the files that define a source, so caches follow its changes."""
+    folder = Path(source)
+    return tuple(
+        (folder / name).stat().st_mtime if (folder / name).exists() else 0.0
+        for name in ("catalog.csv", "images/manifest.csv")
+    )
+
+
+# --------------------------------------------------------------------------- catalogue tables
+
+
+@st.cache_data(show_spinner="Reading the catalogue …", max_entries=16)
+def _labelled(source: str, scheme: str, _fp: tuple[float, ...]) -> pd.DataFrame:
+    table = catalogue.load_source(source).table.copy()
+    table["label"] = labels.label_table(table, labels.get_scheme(scheme)).to_numpy()
+    table["has_image"] = table["path"].notna() & (table["path"].astype(str) != "")
+    if "image_reason" in table:  # NED sources: why the fetch gave no image
+        table["reason"] = table["image_reason"].replace("", np.nan)
+    table["prefix"] = [catalogue.catalogue_prefix(n) for n in table["name"]]
+    for column in ("redshift", "survey", "band", "reason", "file"):
+        if column not in table:
+            table[column] = np.nan
+    return table
+
+
+def labelled(source: str, scheme: str) -> pd.DataFrame:
+    """The source's catalogue, one row per catalogue row, with ``label``, ``has_image``, ``prefix``."""
+    return _labelled(source, scheme, _fingerprint(source))
+
+
+@st.cache_data(max_entries=16)
+def _resolved(source: str, scheme: str, policy: str, _fp: tuple[float, ...]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    table, report = labels.resolve_conflicts(_labelled(source, scheme, _fp), policy=policy)
+    return table, {**report.to_dict(), "dropped_names": list(report.dropped_names)}
+
+
+class _Report:
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.__dict__.update(fields)
+
+
+def resolved(source: str, scheme: str, policy: str) -> tuple[pd.DataFrame, Any]:
+    """One row per object with conflicts settled by ``policy``, and the conflict report."""
+    table, report = _resolved(source, scheme, policy, _fingerprint(source))
+    return table, _Report(report)
+
+
+def dropped_conflicts(source: str, scheme: str, report: Any) -> pd.DataFrame:
+    """The objects a ``drop`` policy left out, with the classes they were listed under."""
+    names = list(getattr(report, "dropped_names", []))
+    if not names:
+        return pd.DataFrame(columns=["name", "labels_seen", "outcome"])
+    table = labelled(source, scheme)
+    rows = table[table["name"].isin(names) & (table["label"] != UNCLASSIFIED)]
+    seen = rows.groupby("name")["label"].agg(lambda s: "|".join(dict.fromkeys(s)))
+    return pd.DataFrame({"name": seen.index, "labels_seen": seen.to_numpy(), "outcome": "dropped"})
+
+
+def type_flows(table: pd.DataFrame, *, top: int) -> pd.DataFrame:
+    """``source, target, n``: objects per (raw type string, class), the ``top`` raw strings kept apart."""
+    raw = table["classification"].fillna("(none)").astype(str).str.strip().replace("", "(none)")
+    frequent = raw.value_counts().head(top).index
+    grouped = raw.where(raw.isin(frequent), other=f"other types ({raw.nunique() - len(frequent)})")
+    flows = pd.DataFrame({"source": grouped, "target": table["label"]}).value_counts().rename("n").reset_index()
+    return flows.sort_values(["target", "n"], ascending=[True, False])
+
+
+def imbalance_text(counts: pd.Series) -> str:
+    """``'3.2 : 1'`` (largest / smallest class), ``'∞'`` when a class is empty."""
+    counts = counts.astype(float)
+    if counts.empty or counts.max() == 0:
+        return "—"
+    if counts.min() == 0:
+        return "∞ (empty class)"
+    return f"{counts.max() / counts.min():.1f} : 1"
+
+
+def image_table(source: str) -> pd.DataFrame:
+    """Per-image metrics (sizes included) joined to the catalogue labels; empty if no images."""
+    return metrics(source, st.session_state.get("scheme", default_scheme(source)))
+
+
+def coverage(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series] | None:
+    """(objects per survey × band, objects per number of images), or None if not recorded."""
+    if table["survey"].isna().all() and table["band"].isna().all():
+        return None
+    with_image = table[table["has_image"]]
+    matrix = with_image.pivot_table(index=with_image["survey"].fillna("?"), columns=with_image["band"].fillna("?"),
+                                    values="name", aggfunc=pd.Series.nunique, fill_value=0)
+    per_object = with_image.groupby("name").size().value_counts().sort_index()
+    per_object.index = [f"{n} image{'s' if n > 1 else ''}" for n in per_object.index]
+    return matrix, per_object
+
+
+def failures(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows without a readable image, with the reason the fetch or read gave."""
+    missing = table[~table["has_image"]]
+    reason = missing["reason"].fillna("no image file listed")
+    return pd.DataFrame({"name": missing["name"], "classification": missing["classification"], "reason": reason})
+
+
+def search(table: pd.DataFrame, query: str) -> pd.DataFrame:
+    """Rows whose name, type or class contains ``query`` (case-insensitive, plain text)."""
+    if not query.strip():
+        return table
+    pattern = re.escape(query.strip())
+    hay = table["name"].astype(str) + " " + table["classification"].astype(str) + " " + table["label"].astype(str)
+    return table[hay.str.contains(pattern, case=False, regex=True)]
+
+
+# --------------------------------------------------------------------------- images and metrics
+
+
+@st.cache_data(show_spinner="Measuring image quality (once per source) …", max_entries=8)
+def _metrics(source: str, scheme: str, _fp: tuple[float, ...]) -> pd.DataFrame:
+    table = compute_metrics(source)
+    catalogue_rows = _labelled(source, scheme, _fp)
+    # Several catalogue rows can share an image (aliases); the first classified one names it.
+    catalogue_rows = catalogue_rows.sort_values("label", key=lambda s: s == UNCLASSIFIED, kind="stable")
+    labelled_rows = catalogue_rows.drop_duplicates("path")[["path", "name", "label", "prefix"]]
+    table = table.merge(labelled_rows, on="path", how="left")
+    table["label"] = table["label"].fillna(UNCLASSIFIED)
+    table["quality"] = preprocessing.quality_score(table).to_numpy()
+    return table
+
+
+def metrics(source: str, scheme: str) -> pd.DataFrame:
+    """One row per image of the source: quality metrics, ``quality``, ``label``, ``prefix``."""
+    return _metrics(source, scheme, _fingerprint(source))
+
+
+def default_preprocess(source: str) -> dict[str, Any]:
+    """Slider defaults: the library's, with the crop the GZ1 cutouts need."""
+    config = preprocessing.PreprocessConfig()
+    return {
+        "crop": 0.35 if Path(source).name == "gz1" else float(config.crop),
+        "size": int(config.size),
+        "stretch": str(config.stretch),
+        "min_quality": 0.2,
+        "min_size": 16,
+        "catalog": "all",
+    }
+
+
+def current_filters() -> dict[str, Any]:
+    """The Preprocessing page's filter settings (its defaults when the page was not opened yet)."""
+    defaults = default_preprocess(st.session_state["source"])
+    return {name: st.session_state.get(f"pp_{name}", defaults[name]) for name in ("min_quality", "min_size", "crop", "catalog")}
+
+
+def preprocess_params() -> dict[str, Any]:
+    """The Preprocessing page's image settings (crop, size, stretch)."""
+    defaults = default_preprocess(st.session_state["source"])
+    return {name: st.session_state.get(f"pp_{name}", defaults[name]) for name in ("crop", "size", "stretch")}
+
+
+def filtered(
+    source: str, scheme: str, *, min_quality: float, min_size: int, crop: float, catalog: str = "all"
+) -> pd.DataFrame:
+    """The metrics table with ``kept`` and ``reason`` for these slider values (no image is read)."""
+    table = metrics(source, scheme)
+    table = table[table["label"] != UNCLASSIFIED]
+    out = preprocessing.apply_quality_filter(table, min_quality=min_quality, min_size=min_size, crop=crop)
+    if catalog != "all":
+        outside = out["prefix"] != catalog
+        out.loc[outside & out["kept"], "reason"] = "catalogue not selected"
+        out.loc[outside, "kept"] = False
+    return out
+
+
+def examples(kept: pd.DataFrame, classes: list[str], *, per_class: int, seed: int) -> pd.DataFrame:
+    """A seeded random choice of ``per_class`` kept images per class."""
+    parts = []
+    for i, cls in enumerate(classes):
+        rows = kept[kept["label"] == cls]
+        if len(rows):
+            parts.append(rows.sample(n=min(per_class, len(rows)), random_state=seed * 1009 + i))
+    return pd.concat(parts) if parts else kept.iloc[:0]
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def display_image(path: str) -> np.ndarray:
+    """An image scaled to [0, 1] for display (asinh stretch, north up)."""
+    image = read_image(path)
+    return for_display(preprocessing.stretch_image(image.data, "asinh"))
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def before_after(path: str, *, crop: float, size: int, stretch: str) -> tuple[np.ndarray, np.ndarray]:
+    """The raw image (display stretch) and the preprocessed one, both in [0, 1] for ``st.image``."""
+    image = read_image(path)
+    config = preprocessing.PreprocessConfig(crop=crop, size=size, stretch=stretch)
+    processed = preprocessing.preprocess(image, config)
+    return for_display(preprocessing.stretch_image(image.data, "asinh")), for_display(processed)
+
+
+def for_display(array: np.ndarray) -> np.ndarray:
+    """An array in [0, 1] for ``st.image``: FITS rows run bottom-up, so flip; drop a single channel axis."""
+    array = np.nan_to_num(np.asarray(array, dtype=np.float32), nan=0.0)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    return np.clip(array[::-1], 0.0, 1.0)
+
+
+# --------------------------------------------------------------------------- datasets and runs
+
+
+def list_dataset_paths() -> list[Path]:
+    """Dataset folders under ``data_dir/datasets`` (those with a manifest), newest first."""
+    root = Path(get_settings().data_dir) / "datasets"
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if (p / "manifest.json").exists()]
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def suggest_dataset_name(source: str, scheme: str) -> str:
+    """``sample-hubble4`` and the like."""
+    return f"{Path(source).name}-{scheme}"
+
+
+def build_args(source: str, scheme: str, name: str) -> list[str]:
+    """``python -m core build`` arguments for the Preprocessing page's current settings."""
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+        raise GalaxyMorphError(f"dataset name must use letters, digits, '.', '_' or '-'; got {name!r}. Pick a simpler name.")
+    params = preprocess_params()
+    filters = current_filters()
+    args = [
+        "build", "--source", source, "--scheme", scheme,
+        "--out", str(Path(get_settings().data_dir) / "datasets" / name),
+        "--crop", str(params["crop"]), "--size", str(params["size"]), "--stretch", params["stretch"],
+        "--min-quality", str(filters["min_quality"]), "--min-size", str(filters["min_size"]),
+    ]
+    args += ["--catalog", filters["catalog"]]
+    return args
+
+
+def runs_table() -> pd.DataFrame:
+    """Every run under the runs folder (see :func:`core.runs.list_runs`), newest last."""
+    return runs.list_runs(get_settings().runs_dir)
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the model …")
+def load_model(run_path: str, _mtime: float) -> Any:
+    """The trained Keras model of a run, loaded once per server."""
+    return runs.load_run(run_path).model()
+
+
+
+
+@st.cache_data(max_entries=32)
+def _manifest(path: str, _mtime: float) -> dict[str, Any]:
+    return json.loads((Path(path) / "manifest.json").read_text(encoding="utf-8"))
+
+
+def dataset_manifest(path: str) -> dict[str, Any]:
+    """A dataset's ``manifest.json`` (classes, counts, parameters)."""
+    manifest = Path(path) / "manifest.json"
+    return _manifest(str(path), manifest.stat().st_mtime) if manifest.exists() else {}
+
+
+@st.cache_resource(show_spinner=False)
+def device_label() -> str:
+    """Where training would run (``CPU``, or the GPU's name)."""
+    return device_name()
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+def load_runs(paths: tuple[str, ...]) -> list[runs.Run]:
+    """The runs at ``paths`` (read fresh: a few small JSON files)."""
+    return [runs.load_run(p) for p in paths]
+
+
+def first_seed_runs(run_list: list[runs.Run]) -> list[runs.Run]:
+    """One run per model, the one with the smallest seed, in first-seen model order."""
+    chosen: dict[str, runs.Run] = {}
+    for run in sorted(run_list, key=lambda r: r.seed):
+        chosen.setdefault(run.model_name, run)
+    order = list(dict.fromkeys(r.model_name for r in run_list))
+    return [chosen[m] for m in order]
+
+
+LOWER_IS_BETTER = ("ece", "train_seconds", "params")
+SUMMARY_ROWS = {
+    "accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy", "macro_f1": "Macro F1",
+    "roc_auc_macro": "ROC AUC (one vs rest)", "ece": "ECE (calibration error)", "params": "Parameters",
+    "train_seconds": "Training time (s)", "inference_img_per_s": "Inference (images/s)",
+}
+
+
+def styled_summary(summary: pd.DataFrame) -> Any:
+    """Metrics by row, models by column, ``mean ± std`` text, best per row in bold green."""
+    cells, best = {}, {}
+    for metric, title in SUMMARY_ROWS.items():
+        means = summary[f"{metric}_mean"].astype(float)
+        stds = summary[f"{metric}_std"].astype(float)
+        cells[title] = [report_cell(metric, m, s) for m, s in zip(means, stds)]
+        if means.notna().any() and len(means) > 1:
+            best[title] = means.idxmin() if metric in LOWER_IS_BETTER else means.idxmax()
+    table = pd.DataFrame(cells, index=summary.index).T
+    seeds = pd.DataFrame([summary["n_seeds"].astype(int).astype(str).to_numpy()], index=["Seeds"], columns=summary.index)
+    table = pd.concat([table, seeds])
+
+    def highlight(column: pd.Series) -> list[str]:
+        return ["font-weight: bold; color: #1a7f37" if best.get(row) == column.name else "" for row in column.index]
+
+    styled = table.style.apply(highlight, axis=0)
+    return styled.format_index(model_label, axis=1)
+
+
+def report_cell(metric: str, mean: float, std: float) -> str:
+    """``0.912 ± 0.004``; parameters as ``61.5 k`` / ``11.2 M``; seconds without decimals."""
+    if mean != mean:
+        return "–"
+    if metric == "params":
+        return f"{mean / 1e6:.2f} M" if mean >= 1e5 else f"{mean / 1e3:.1f} k"
+    digits = 0 if metric in ("train_seconds", "inference_img_per_s") else 3
+    return f"{mean:.{digits}f}" if std != std else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def misclassified_gallery(run_list: list[runs.Run], *, limit: int) -> pd.DataFrame:
+    """Test galaxies at least one model got wrong: truth, and each model's prediction and confidence."""
+    first = first_seed_runs(run_list)
+    merged = None
+    for run in first:
+        pred = run.predictions
+        if pred.empty:
+            continue
+        probs = [c for c in pred.columns if c.startswith("prob_")]
+        part = pd.DataFrame({"name": pred["name"], "true": pred["true"], f"pred_{run.model_name}": pred["pred"],
+                             f"conf_{run.model_name}": pred[probs].max(axis=1)})
+        merged = part if merged is None else merged.merge(part, on=["name", "true"], how="inner")
+    if merged is None:
+        return pd.DataFrame()
+    wrong = np.zeros(len(merged), dtype=int)
+    for run in first:
+        wrong += (merged[f"pred_{run.model_name}"] != merged["true"]).to_numpy()
+    merged["n_wrong"] = wrong
+    merged = merged[merged["n_wrong"] > 0].sort_values(["n_wrong", "name"], ascending=[False, True])
+    return merged.head(limit).reset_index(drop=True)
+
+
+def dataset_source(run: runs.Run) -> str | None:
+    """The source folder a run's dataset was built from (for acknowledgements)."""
+    manifest = dataset_manifest(run.config["dataset"]["path"])
+    return manifest.get("source")
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _dataset_index(path: str) -> tuple[np.ndarray, dict[str, int]]:
+    from core.dataset import load_dataset  # noqa: PLC0415
+
+    dataset = load_dataset(path, mmap=True)
+    return np.asarray(dataset.x), {str(n): i for i, n in enumerate(dataset.names)}
+
+
+def dataset_image(path: str, name: str, *, raw: bool = False) -> np.ndarray | None:
+    """The preprocessed image of ``name`` in a dataset (as the models saw it), or None."""
+    x, index = _dataset_index(str(path))
+    if name not in index:
+        return None
+    image = x[index[name]]
+    return image if raw else for_display(image)
+
+
+def saliency(run_path: str, image: np.ndarray) -> np.ndarray:
+    """Vanilla-gradient saliency of the predicted class, normalised to [0, 1] for display."""
+    import tensorflow as tf  # noqa: PLC0415 - only this view needs gradients
+
+    model = load_model(str(run_path), (Path(run_path) / "model.keras").stat().st_mtime)
+    x = tf.convert_to_tensor(image[None].astype(np.float32))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        scores = model(x, training=False)
+        top = tf.reduce_max(scores, axis=1)
+    grad = np.abs(tape.gradient(top, x).numpy()[0]).max(axis=-1)
+    grad = grad / grad.max() if grad.max() > 0 else grad
+    return np.clip(grad[::-1], 0.0, 1.0)
+
+
+@st.cache_data(max_entries=8, show_spinner="Writing the report …")
+def exports(paths: tuple[str, ...]) -> dict[str, bytes]:
+    """``summary.csv``, ``summary.tex`` and ``report.html`` of these runs, as bytes for download."""
+    with tempfile.TemporaryDirectory() as tmp:
+        written = report.write_report(load_runs(paths), tmp)
+        return {name: Path(p).read_bytes() for name, p in written.items()}
+
+
+# --------------------------------------------------------------------------- classify
+
+
+def read_upload(name: str, payload: bytes, *, max_bytes: int = 50 * 2**20) -> Any:
+    """Read an uploaded file as an image; bad, corrupt or too large uploads raise a clear error."""
+    if len(payload) > max_bytes:
+        raise GalaxyMorphError(
+            f"{name}: file is {len(payload) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB. Upload a cutout."
+        )
+    if not payload:
+        raise GalaxyMorphError(f"{name}: the file is empty. Upload a FITS, JPEG or PNG image.")
+    suffix = "".join(Path(name).suffixes[-2:]) or ".bin"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"upload{suffix}"
+        path.write_bytes(payload)
+        return read_image(path)
+
+
+def read_path(path: str) -> Any:
+    """Read an image of the current source."""
+    return read_image(path)
+
+
+def fetch_ned_image(name: str) -> Any:
+    """Fetch one image of ``name`` from NED (through ``core.fetch``) into a temporary folder and read it."""
+    from core.fetch import fetch_images  # noqa: PLC0415 - the network path is only needed here
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fetch_images(pd.DataFrame({"name": [name]}), out=tmp)
+        files = [p for p in Path(tmp).rglob("*") if p.is_file() and p.name.endswith((".fits", ".fits.gz", ".fit"))]
+        if not files:
+            raise GalaxyMorphError(f"NED has no downloadable FITS image of {name!r} (or NED is unreachable). "
+                                   "Upload an image instead.")
+        return read_image(files[0])
+
+
+def dataset_preprocess_config(dataset_path: str) -> preprocessing.PreprocessConfig:
+    """The preprocessing a dataset was built with, so classification repeats it exactly."""
+    params = dataset_manifest(dataset_path).get("params", {})
+    return preprocessing.PreprocessConfig.from_dict(params.get("preprocess", {}))
+
+
+def steps_for(image: Any, config: preprocessing.PreprocessConfig) -> dict[str, np.ndarray]:
+    """The preprocessing steps of one image (raw, background-subtracted, cropped, stretched, final)."""
+    return preprocessing.preprocess_steps(image, config)
+
+
+def predict(run_path: str, x: np.ndarray) -> dict[str, float]:
+    """``{class: probability}`` of one preprocessed image by the run's model."""
+    run = runs.load_run(run_path)
+    model = load_model(str(run_path), (Path(run_path) / "model.keras").stat().st_mtime)
+    proba = np.asarray(model.predict(x[None].astype(np.float32), verbose=0))[0]
+    return {cls: float(p) for cls, p in zip(run.classes, proba)}
