@@ -32,7 +32,8 @@ from core.dataset import is_dataset, save_dataset
 from core.errors import ConfigError, GalaxyMorphError, ImageReadError
 from core.io import atomic_path
 from core.labels import UNCLASSIFIED, ConflictReport, Scheme, get_scheme, label_table, resolve_conflicts
-from core.preprocessing import PreprocessConfig, apply_quality_filter, measure_quality, preprocess
+from core import preprocessing
+from core.preprocessing import PreprocessConfig, apply_quality_filter, measure_quality
 from core.progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -253,7 +254,7 @@ def build_dataset(
     source: Source | str | Path,
     *,
     scheme: str | Path | None = None,
-    preprocess_config: PreprocessConfig | None = None,
+    preprocess: PreprocessConfig | None = None,
     min_quality: float = 0.3,
     min_size: int = 32,
     catalog: str = "auto",
@@ -278,7 +279,7 @@ def build_dataset(
     scheme : str or Path, optional
         A class scheme name or mapping file (:func:`core.labels.get_scheme`); default ``gz1``
         for a Galaxy Zoo source, else ``hubble3``.
-    preprocess_config : PreprocessConfig, optional
+    preprocess : PreprocessConfig, optional
         Crop, size, stretch, ...; default ``PreprocessConfig()``.
     min_quality, min_size : float, int
         Quality filter thresholds (:func:`core.preprocessing.apply_quality_filter`).
@@ -314,9 +315,9 @@ def build_dataset(
         For bad parameters, and when a class has too few images left to split (the message
         names the class and what to change).
     """
-    config = preprocess_config or PreprocessConfig()
+    config = preprocess or PreprocessConfig()
     if not isinstance(config, PreprocessConfig):
-        raise ConfigError(f"preprocess_config must be a PreprocessConfig; got {type(config).__name__}.")
+        raise ConfigError(f"preprocess must be a PreprocessConfig; got {type(config).__name__}.")
     _check_fractions(val_fraction, test_fraction)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ConfigError(f"seed must be an integer; got {seed!r}.")
@@ -544,7 +545,7 @@ def _preprocess_chunk(task: tuple[list[tuple[str, float, float]], dict[str, Any]
     errors = []
     for i, (path, ra, dec) in enumerate(items):
         try:
-            out[i] = preprocess(read_image(path, rgb=config.channels == 3), config, ra=_finite(ra), dec=_finite(dec))
+            out[i] = preprocessing.preprocess(read_image(path, rgb=config.channels == 3), config, ra=_finite(ra), dec=_finite(dec))
             errors.append("")
         except (ImageReadError, ValueError) as exc:
             errors.append(str(exc))

@@ -39,7 +39,7 @@ def truth(sample: Path) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def built(sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("datasets") / "all"
-    return build_dataset(sample, preprocess_config=SMALL, catalog="all", out=out, n_jobs=2)
+    return build_dataset(sample, preprocess=SMALL, catalog="all", out=out, n_jobs=2)
 
 
 def _expected_label(truth: pd.DataFrame) -> pd.Series:
@@ -120,7 +120,7 @@ def test_second_build_is_a_cache_hit_without_reading_images(built, sample, monke
 
     monkeypatch.setattr(core.images, "read_image", no_reading)
     with caplog.at_level(logging.INFO, logger="core.builder"):
-        again = build_dataset(sample, preprocess_config=SMALL, catalog="all", out=built, n_jobs=1)
+        again = build_dataset(sample, preprocess=SMALL, catalog="all", out=built, n_jobs=1)
     assert again == built
     assert "cache hit" in caplog.text
     assert {p.name: p.stat().st_mtime_ns for p in built.iterdir()} == before
@@ -159,7 +159,7 @@ def test_corrupt_and_missing_files_are_recorded_and_the_rest_builds(sample, tmp_
     broken, gone = ngc["name"].iloc[0], ngc["name"].iloc[1]
     Path(ngc["path"].iloc[0]).write_bytes(b"SIMPLE  = this is not a FITS file")
     Path(ngc["path"].iloc[1]).unlink()
-    out = build_dataset(source, preprocess_config=SMALL, catalog="NGC", out=tmp_path / "ds", n_jobs=1)
+    out = build_dataset(source, preprocess=SMALL, catalog="NGC", out=tmp_path / "ds", n_jobs=1)
     images = pd.read_parquet(out / "images.parquet").set_index("name")
     for name in (broken, gone):
         assert images.loc[name, "reason"] == "unreadable" and not images.loc[name, "kept"]
@@ -176,7 +176,7 @@ def test_a_class_with_no_images_is_a_clear_error(sample, tmp_path):
     mapping = tmp_path / "three.json"
     mapping.write_text(json.dumps({"classes": ["Ell", "Disc", "Ring"], "map": {"E.*": "Ell", "S.*": "Disc", "ZZZ": "Ring"}}))
     with pytest.raises(GalaxyMorphError, match=r"class 'Ring' has 0 kept image\(s\).*Lower --min-quality"):
-        build_dataset(sample, scheme=str(mapping), preprocess_config=SMALL, catalog="all", out=tmp_path / "x", n_jobs=1)
+        build_dataset(sample, scheme=str(mapping), preprocess=SMALL, catalog="all", out=tmp_path / "x", n_jobs=1)
     assert not (tmp_path / "x").exists()
 
 
@@ -225,7 +225,7 @@ def test_split_is_stratified_by_object_and_seeded():
 )
 def test_bad_parameters_are_user_errors(sample, tmp_path, kwargs, message):
     with pytest.raises(GalaxyMorphError, match=message):
-        build_dataset(sample, preprocess_config=SMALL, out=tmp_path / "x", n_jobs=1, **kwargs)
+        build_dataset(sample, preprocess=SMALL, out=tmp_path / "x", n_jobs=1, **kwargs)
 
 
 def test_cli_builds_and_reports(sample, tmp_path, capsys):

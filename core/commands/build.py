@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         out = build_dataset(
             source,
             scheme=args.scheme,
-            preprocess_config=config,
+            preprocess=config,
             min_quality=args.min_quality,
             min_size=args.min_size,
             catalog=args.catalog,
