@@ -370,11 +370,11 @@ def build_dataset(
     _check_classes(kept, the_scheme.classes, val_fraction=val_fraction, test_fraction=test_fraction)
     x, failures = _preprocess_all(kept, config, n_jobs=n_jobs, backend=backend, progress=progress)
     if failures:
-        failed_names = set(failures)
-        candidates.loc[candidates["name"].isin(failed_names), "kept"] = False
-        candidates.loc[candidates["name"].isin(failed_names), "reason"] = "preprocess_error"
-        candidates.loc[candidates["name"].isin(failed_names), "read_error"] = candidates["name"].map(failures)
-        keep_rows = ~kept["name"].isin(failed_names).to_numpy()
+        failed = candidates["name"].isin(list(failures)).to_numpy()
+        candidates.loc[failed, "kept"] = False
+        candidates.loc[failed, "reason"] = "preprocess_error"
+        candidates.loc[failed, "read_error"] = candidates.loc[failed, "name"].map(failures)
+        keep_rows = ~kept["name"].isin(list(failures)).to_numpy()
         x, kept = x[keep_rows], kept[keep_rows].reset_index(drop=True)
         _check_classes(kept, the_scheme.classes, val_fraction=val_fraction, test_fraction=test_fraction)
 

@@ -24,7 +24,6 @@ from core.errors import ConfigError, ParseError
 logger = logging.getLogger(__name__)
 
 CATALOGUE_FILES = ("catalog.csv", "labels.csv")
-SOURCE_KINDS = ("sample", "gz1", "ned", "imported", "folder")
 GZ1_LABELS = frozenset({"E", "EdgeOn", "Spiral"})
 
 # Canonical column -> accepted spellings, after lower-casing and turning spaces/dashes into "_".

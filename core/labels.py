@@ -41,13 +41,14 @@ LABEL_SOURCES = ("classification", "requested")
 # Tokens after the main type that say something about the galaxy but not about its Hubble type
 # (nuclear activity, notes): they neither help nor spoil a parse.
 _IGNORED_TOKENS = {"hii", "liner", "agn", "sy", "sy1", "sy2", "sbrst", "n", "nucleus", "i", "ii", "sf"}
-_BAR = r"(?P<bar>AB|A|B|X)?"
+_BAR = rf"(?P<bar>{'|'.join(sorted(BARS, key=len, reverse=True))}|X)?"  # X: RC3's name for AB
+_STAGE = f"(?P<stage>{'|'.join(sorted(STAGES, key=len, reverse=True))})?"
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("cd", re.compile(r"c?D")),
     ("E", re.compile(r"(?P<dwarf>d)?E(?P<num>[0-7])?(?:\^?[+-])?")),
     ("S0/a", re.compile(rf"(?P<dwarf>d)?S{_BAR}0(?:\^?[+\-0])?(?:/a|-a|a)")),
     ("S0", re.compile(rf"(?P<dwarf>d)?S{_BAR}0(?:\^?[+\-0])?")),
-    ("S", re.compile(rf"(?P<dwarf>d)?S{_BAR}(?P<stage>ab|a|bc|b|cd|c|dm|d|m)?")),
+    ("S", re.compile(rf"(?P<dwarf>d)?S{_BAR}{_STAGE}")),
     ("Irr", re.compile(rf"(?P<dwarf>d)?(?:Irr|I){_BAR}(?P<stage>m|0)?")),
 )
 

@@ -14,6 +14,7 @@ import pytest
 
 import core.builder
 import core.images
+import core.preprocessing
 from core.builder import build_dataset, compute_metrics, select_candidates, split_by_object
 from core.catalogue import load_source
 from core.cli import main
@@ -170,6 +171,27 @@ def test_corrupt_and_missing_files_are_recorded_and_the_rest_builds(sample, tmp_
     other = set(images.index[images["reason"] == "other_catalogue"])
     assert other and not any(name.startswith("NGC") for name in other)
     assert all(name.startswith("NGC") for name in ds.meta["name"])
+
+
+def test_an_image_that_fails_preprocessing_is_left_out_with_its_reason(sample, tmp_path, monkeypatch):
+    real = core.preprocessing.preprocess
+    victim = load_source(sample).table.query("name.str.startswith('NGC ') and classification == 'E1'")
+    victim_path = Path(victim["path"].iloc[0])
+
+    def failing(image, config, **kwargs):
+        if Path(image.path) == victim_path:
+            raise ValueError("crop leaves the image")
+        return real(image, config, **kwargs)
+
+    monkeypatch.setattr(core.preprocessing, "preprocess", failing)
+    out = build_dataset(sample, preprocess=SMALL, out=tmp_path / "ds", n_jobs=1)
+    images = pd.read_parquet(out / "images.parquet").set_index("name")
+    name = victim["name"].iloc[0]
+    assert images.loc[name, "reason"] == "preprocess_error" and not images.loc[name, "kept"]
+    assert images.loc[name, "read_error"] == "crop leaves the image"
+    ds = load_dataset(out)
+    assert name not in set(ds.meta["name"]) and len(ds.meta) == int(images["kept"].sum())
+    assert ds.manifest["reasons"]["preprocess_error"] == 1
 
 
 def test_a_class_with_no_images_is_a_clear_error(sample, tmp_path):

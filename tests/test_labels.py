@@ -9,6 +9,7 @@ import pytest
 
 from core.errors import ConfigError
 from core.labels import (
+    FAMILIES,
     UNCLASSIFIED,
     get_scheme,
     label_table,
@@ -103,7 +104,7 @@ def test_parser_reads_real_ned_strings(raw):
     m = parse_morphology(raw)
     got = (m.family, m.e_number, m.bar, m.stage, m.ring, m.peculiar, m.uncertain, m.cd, m.edge_on)
     assert got == PARSER_TABLE[raw]
-    assert m.raw == raw
+    assert m.raw == raw and m.family in FAMILIES
 
 
 def test_parser_never_raises_on_missing_values():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from core.labels import CONFLICT_POLICIES, LABEL_SOURCES
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``build`` command."""
@@ -37,11 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--label-from",
         default="classification",
-        choices=("classification", "requested"),
+        choices=LABEL_SOURCES,
         help="label from NED's type string or from the searched term (default: classification)",
     )
     parser.add_argument(
-        "--conflicts", default="drop", choices=("drop", "majority", "first"), help="objects with several labels"
+        "--conflicts", default="drop", choices=CONFLICT_POLICIES, help="objects with several labels"
     )
     parser.add_argument("--duplicate-arcsec", type=float, default=3.0, help="positional duplicate radius (default: 3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split (default: 0)")
