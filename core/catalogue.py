@@ -202,11 +202,6 @@ class Source:
     catalogue_path: Path
     table: pd.DataFrame
 
-    @property
-    def title(self) -> str:
-        """A short label for selectors: ``"sample (data/sample)"``."""
-        return f"{self.kind} ({self.root})"
-
 
 @dataclass(frozen=True)
 class SourceSummary:
@@ -215,11 +210,6 @@ class SourceSummary:
     root: Path
     kind: str
     n_rows: int
-
-    @property
-    def title(self) -> str:
-        """``"ned: data/ned (12,345 rows)"``."""
-        return f"{self.kind}: {self.root} ({self.n_rows:,} rows)"
 
 
 def find_catalogue(root: str | Path) -> Path:
