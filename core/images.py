@@ -309,6 +309,14 @@ def _read_pillow(path: Path, raw: bytes, fmt: ImageFormat, *, rgb: bool) -> Imag
     )
 
 
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """float32 luma (ITU-R BT.601 weights, as Pillow's "L") of an ``(H, W, 3)`` array."""
+    rgb = np.asarray(rgb, dtype=np.float32)
+    # A weighted sum rather than ``rgb @ weights``: that goes to a multithreaded BLAS call that is
+    # slow on a busy machine for no gain.
+    return _LUMA[0] * rgb[..., 0] + _LUMA[1] * rgb[..., 1] + _LUMA[2] * rgb[..., 2]
+
+
 def _pillow_to_array(img: Image.Image, *, rgb: bool) -> np.ndarray:
     mode = img.mode
     if mode in ("I", "I;16", "I;16B", "I;16L", "F", "L", "1"):
@@ -318,4 +326,4 @@ def _pillow_to_array(img: Image.Image, *, rgb: bool) -> np.ndarray:
     colour = np.asarray(img.convert("RGB"), dtype=np.float32)
     if rgb:
         return colour
-    return colour @ _LUMA
+    return luminance(colour)

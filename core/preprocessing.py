@@ -27,10 +27,10 @@ from astropy.nddata import Cutout2D
 from astropy.nddata.utils import NoOverlapError
 from astropy.stats import sigma_clip
 from astropy.visualization import AsinhStretch, LinearStretch, LogStretch, ManualInterval, SqrtStretch
-from scipy import ndimage
+from scipy import ndimage, sparse
 
 from core.errors import ConfigError
-from core.images import ImageData
+from core.images import ImageData, luminance
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +52,6 @@ REJECTION_REASONS: tuple[str, ...] = (
     "low_quality",
     "galaxy_exceeds_crop",
 )
-
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-
 
 @dataclass(frozen=True)
 class PreprocessConfig:
@@ -505,7 +502,7 @@ def stretch_image(
 
 
 @functools.lru_cache(maxsize=128)
-def _resample_matrix(n_in: int, n_out: int) -> np.ndarray:
+def _resample_matrix(n_in: int, n_out: int) -> sparse.csr_array:
     """Rows of weights mapping ``n_in`` samples to ``n_out`` (separable resampling).
 
     Downsampling by ``f = n_in / n_out`` uses Gaussian weights of sigma ``f / 2`` input pixels,
@@ -525,9 +522,10 @@ def _resample_matrix(n_in: int, n_out: int) -> np.ndarray:
         centres = np.clip(centres, 0, n_in - 1)
         weights = np.clip(1.0 - np.abs(positions[None, :] - centres[:, None]), 0.0, None)
     weights /= weights.sum(axis=1, keepdims=True)
-    weights = weights.astype(np.float32)
-    weights.setflags(write=False)
-    return weights
+    # Sparse, because each output pixel reads only a few inputs, and because a dense float32
+    # matmul goes to a multithreaded BLAS that, for matrices this small, spends milliseconds
+    # waking threads on a busy machine (measured: 4 ms instead of 0.04 ms for 128 -> 64).
+    return sparse.csr_array(weights.astype(np.float32))
 
 
 def resize(data: np.ndarray, size: int) -> np.ndarray:
@@ -548,7 +546,7 @@ def resize(data: np.ndarray, size: int) -> np.ndarray:
     cols = _resample_matrix(width, size)
 
     def apply(plane: np.ndarray) -> np.ndarray:
-        return rows @ plane @ cols.T
+        return rows @ (cols @ plane.T).T
 
     missing = ~np.isfinite(data)
     channels = [data] if data.ndim == 2 else [data[..., k] for k in range(data.shape[2])]
@@ -640,7 +638,7 @@ def _run(
         raise ConfigError(f"config must be a PreprocessConfig; got {type(config).__name__}. Build one with PreprocessConfig(...).")
     image = _as_image(image)
     data = _working_data(image, colour=config.channels == 3)
-    lum = data if data.ndim == 2 else data @ _LUMA
+    lum = data if data.ndim == 2 else luminance(data)
     known = _known_background(metrics)
     background = known if known is not None else _background(lum)
     steps: dict[str, np.ndarray] = {}
@@ -710,7 +708,7 @@ def _working_data(image: ImageData, *, colour: bool) -> np.ndarray:
     """float32 pixels with zero-filled mosaic gaps as NaN; colour reduced to luminance unless kept."""
     data = np.asarray(image.data, dtype=np.float32)
     if data.ndim == 3 and not colour:
-        data = data @ _LUMA
+        data = luminance(data)
     if np.isinf(data).any():  # read_image never leaves inf, but an ImageData built by hand may
         data = np.where(np.isinf(data), np.float32(np.nan), data)
     header = image.header
@@ -733,7 +731,7 @@ def _luminance_and_wcs(image: ImageData | np.ndarray) -> tuple[np.ndarray, Any]:
 def _as_2d(data: np.ndarray) -> np.ndarray:
     data = np.asarray(data, dtype=np.float32)
     if data.ndim == 3 and data.shape[2] == 3:
-        return data @ _LUMA
+        return luminance(data)
     if data.ndim != 2:
         raise ConfigError(f"data must be a 2-D image or (H, W, 3) colour image; got shape {data.shape}.")
     return data
