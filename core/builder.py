@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 METRICS_VERSION = 1
 """Bump when :func:`core.preprocessing.measure_quality` changes, to invalidate every cache."""
 BUILDER_VERSION = 1
+"""Bump when the selection or split logic changes, so identical parameters no longer hit old datasets."""
 CACHE_FILE = Path(".cache") / "metrics.parquet"
 _KEY_COLUMNS = ("path", "size", "mtime_ns", "ra", "dec", "metrics_version")
 
@@ -61,7 +62,7 @@ def _file_key(path: str) -> tuple[int, int]:
 
 def _measure_chunk(items: Sequence[tuple[str, float, float]]) -> list[dict[str, Any]]:
     """Quality metrics of a few images; a file that cannot be read gets its reason instead."""
-    from core.images import read_image
+    from core.images import read_image  # looked up per call, so a test can prove no image is read
 
     rows = []
     for path, ra, dec in items:
