@@ -705,20 +705,38 @@ def _as_image(image: ImageData | np.ndarray) -> ImageData:
 
 
 def _working_data(image: ImageData, *, colour: bool) -> np.ndarray:
-    """float32 pixels with zero-filled mosaic gaps as NaN; colour reduced to luminance unless kept."""
+    """float32 pixels with zero-filled gaps and inf as NaN; colour reduced to luminance unless kept."""
     data = np.asarray(image.data, dtype=np.float32)
     if data.ndim == 3 and not colour:
         data = luminance(data)
     if np.isinf(data).any():  # read_image never leaves inf, but an ImageData built by hand may
         data = np.where(np.isinf(data), np.float32(np.nan), data)
-    header = image.header
-    # Exact zeros are almost impossible in a float sky, so many of them mark a mosaic gap or a
-    # zero-filled edge; in integer data (JPEG, int16 FITS) zero is an ordinary value.
-    if header is not None and int(header.get("BITPIX", 16)) < 0:
-        zeros = data == 0
-        if zeros.sum() >= max(4, 0.005 * zeros.size) and zeros.sum() < zeros.size:
-            data = np.where(zeros, np.float32(np.nan), data)
+    zeros = data == 0 if data.ndim == 2 else (data == 0).all(axis=-1)
+    n_zeros = int(zeros.sum())
+    if n_zeros >= max(4, 0.005 * zeros.size) and n_zeros < zeros.size and _zeros_are_a_gap(image, data, zeros):
+        data = np.where(zeros if data.ndim == 2 else zeros[..., None], np.float32(np.nan), data)
     return data
+
+
+def _zeros_are_a_gap(image: ImageData, data: np.ndarray, zeros: np.ndarray) -> bool:
+    """Whether the image's many exact zeros are a zero-filled gap rather than real values.
+
+    In a float image exact zeros are practically impossible as data, so they are a gap (a chip
+    gap, an edge outside the survey). In integer data (int16 FITS, JPEG) zero is an ordinary
+    value, and counts as a gap only when it lies far below the other pixels: more than five
+    robust deviations under their median.
+    """
+    header = image.header
+    if header is not None and int(header.get("BITPIX", 16)) < 0:
+        return True
+    others = data[~zeros] if data.ndim == 2 else data[~zeros].ravel()
+    others = others[:: max(1, others.size // 4096)]
+    others = others[np.isfinite(others)]
+    if others.size < 16:
+        return False
+    median = float(np.median(others))
+    spread = 1.4826 * float(np.median(np.abs(others - median)))
+    return spread > 0 and median > 5 * spread
 
 
 def _luminance_and_wcs(image: ImageData | np.ndarray) -> tuple[np.ndarray, Any]:

@@ -353,8 +353,13 @@ def test_missing_pixels_nan_and_zero_filled_gap() -> None:
     gap = _galaxy(100)
     gap[:, 10:15] = 0.0
     assert measure_quality(_image(gap, bitpix=-32))["finite_fraction"] == pytest.approx(0.95)
-    # In integer data zero is an ordinary value.
-    assert measure_quality(_image(gap, bitpix=16))["finite_fraction"] == 1.0
+    # In integer data, zeros far below the sky are a gap too ...
+    assert measure_quality(_image(np.round(gap), bitpix=16))["finite_fraction"] == pytest.approx(0.95)
+    # ... but a dark sky quantised and clipped at zero is data (as in many JPEGs).
+    dark = np.clip(np.round(_galaxy(100, sky=1.0, noise=3.0)), 0, 255)
+    assert (dark == 0).mean() > 0.2
+    jpeg = ImageData(dark, None, None, Path("dark.jpg"), "jpeg")
+    assert measure_quality(jpeg)["finite_fraction"] == 1.0
 
 
 def _table(**columns: list) -> pd.DataFrame:
