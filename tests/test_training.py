@@ -1,0 +1,205 @@
+"""Training: every model learns a separable set, seeds reproduce, a killed run resumes, failures are contained."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.dataset import load_dataset, save_dataset
+from core.errors import ConfigError
+from core.io import read_jsonl
+from core.runs import create_run, list_runs, load_run
+from core.training import (
+    EVENT_FIELDS,
+    RandomDihedral,
+    TrainConfig,
+    balanced_class_weight,
+    default_config,
+    train,
+    train_many,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_separable_dataset(out: Path, *, n: int = 300, size: int = 32, seed: int = 0) -> Path:
+    """Noisy blobs, rings and randomly oriented bars: easy for any CNN, hard for chance (1/3)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+    r = np.hypot(xx, yy)
+    y = np.arange(n) % 3
+    x = np.empty((n, size, size, 1), np.float32)
+    for i in range(n):
+        if y[i] == 0:
+            img = np.exp(-(r**2) / (2 * (size / 8) ** 2))
+        elif y[i] == 1:
+            img = np.exp(-((r - size / 4) ** 2) / (2 * 1.5**2))
+        else:
+            a = rng.uniform(0, np.pi)
+            img = np.exp(-((xx * np.sin(a) - yy * np.cos(a)) ** 2) / (2 * 1.5**2)) * (r < size / 2.5)
+        x[i, ..., 0] = np.clip(img + rng.normal(0, 0.1, img.shape), 0, 1)
+    split = np.full(n, "train", dtype=object)
+    order = rng.permutation(n)
+    split[order[: n // 5]] = "val"
+    split[order[n // 5: 2 * n // 5]] = "test"
+    classes = ["blob", "ring", "bar"]
+    meta = pd.DataFrame({"name": [f"G{i:04d}" for i in range(n)], "label": np.array(classes)[y], "y": y,
+                         "split": split})
+    return save_dataset(out, x=x, meta=meta, classes=classes, manifest={"params": {"size": size}})
+
+
+@pytest.fixture(scope="module")
+def dataset_path(tmp_path_factory):
+    return make_separable_dataset(tmp_path_factory.mktemp("data") / "shapes")
+
+
+def _train(dataset_path, tmp_path, config, **kwargs):
+    dataset = load_dataset(dataset_path)
+    run_dir = create_run(tmp_path / "runs", model=config.model, seed=config.seed, params=config.to_dict(),
+                         dataset_path=dataset_path, dataset_hash=dataset.content_hash)
+    return train(dataset, config, run_dir=run_dir, **kwargs)
+
+
+@pytest.mark.parametrize("model", ["lenet5", "alexnet", "resnet18"])
+def test_each_model_learns_a_separable_set_well_above_chance(dataset_path, tmp_path, model):
+    events = []
+    # Batch 8 gives ~23 steps per epoch: enough for batch-norm statistics (momentum 0.9) to settle.
+    config = default_config(model, epochs=3, batch_size=8, patience=0)
+    result = _train(dataset_path, tmp_path, config, progress_callback=events.append)
+    assert result.metrics["accuracy"] >= 0.8, result.history  # chance is 1/3
+    run = load_run(result.run_dir)
+    assert run.status == "finished" and len(run.history) == 3
+    assert run.predictions.shape == (60, 3 + 3) and run.metrics["n_test"] == 60
+    assert run.metrics["params"] == result.model.count_params()
+    assert run.config["device"].startswith("CPU") and run.config["n_train"] == 180
+    # The saved inference model has no augmentation and reproduces the stored predictions.
+    loaded = run.model()
+    assert not any(isinstance(layer, RandomDihedral) for layer in loaded.layers)
+    x_test = load_dataset(dataset_path).subset("test")[0]
+    np.testing.assert_allclose(loaded.predict(x_test, verbose=0)[:, 0], run.predictions["prob_blob"], atol=1e-5)
+    # Events: every field, per-epoch events with validation numbers, batch events in between.
+    written = read_jsonl(result.run_dir / "events.jsonl")
+    assert written == events and all(set(EVENT_FIELDS) <= set(e) for e in written)
+    epoch_events = [e for e in written if e["val_loss"] is not None and e["status"] == "running"]
+    assert [e["epoch"] for e in epoch_events] == [1, 2, 3]
+    assert any(e["val_loss"] is None and e["batch"] < e["batches"] for e in written)
+    assert written[-1]["status"] == "finished"
+
+
+def test_same_seed_gives_the_same_metrics(dataset_path, tmp_path):
+    config = default_config("lenet5", epochs=2, batch_size=16, seed=3)
+    first = _train(dataset_path, tmp_path / "a", config)
+    keras.backend.clear_session()
+    second = _train(dataset_path, tmp_path / "b", config)
+    pd.testing.assert_frame_equal(first.history.drop(columns="seconds"), second.history.drop(columns="seconds"))
+    pd.testing.assert_frame_equal(load_run(first.run_dir).predictions, load_run(second.run_dir).predictions)
+    keras.backend.clear_session()
+    other = _train(dataset_path, tmp_path / "c", default_config("lenet5", epochs=2, batch_size=16, seed=4))
+    assert not np.allclose(other.history["loss"], first.history["loss"])
+
+
+def test_a_killed_run_resumes_at_the_right_epoch(dataset_path, tmp_path):
+    runs_dir = tmp_path / "runs"
+    # Batch 4 makes a LeNet epoch ~45 steps: the process is killed well before its 6 epochs end.
+    argv = [sys.executable, "-m", "core", "train", "--dataset", str(dataset_path), "--models", "lenet5",
+            "--epochs", "6", "--batch-size", "4", "--patience", "0", "--runs-dir", str(runs_dir)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 240
+    state_files: list[Path] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        state_files = list(runs_dir.glob("*/checkpoint/state.json"))
+        if state_files:
+            break
+        time.sleep(0.05)
+    assert state_files, f"no checkpoint appeared; output: {proc.communicate()[0].decode()[-2000:]}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    run_dir = state_files[0].parents[1]
+    saved_epoch = json.loads(state_files[0].read_text())["epoch"]
+    assert 1 <= saved_epoch < 6
+    assert load_run(run_dir).status == "stale"
+
+    n_events_before = len(read_jsonl(run_dir / "events.jsonl"))
+
+    done = subprocess.run([*argv, "--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [p.name for p in runs_dir.iterdir()] == [run_dir.name]  # continued, not restarted elsewhere
+    run = load_run(run_dir)
+    assert run.status == "finished"
+    assert run.history["epoch"].tolist() == [1, 2, 3, 4, 5, 6]
+    resumed = run.events()[n_events_before:]
+    assert resumed[0]["epoch"] == saved_epoch + 1
+    epoch_ends = [e["epoch"] for e in resumed if e["status"] == "running" and e["val_loss"] is not None]
+    assert epoch_ends == list(range(saved_epoch + 1, 7))
+
+    again = train_many(dataset_path, models=["lenet5"], seeds=[0], runs_dir=runs_dir, resume=True,
+                       overrides={"epochs": 6, "batch_size": 4, "patience": 0})
+    assert again[0]["status"] == "skipped (finished)" and again[0]["run_dir"] == str(run_dir)
+
+
+def test_one_failing_model_does_not_stop_the_others(tmp_path):
+    # ResNet needs >= 32 px: on a 16-px dataset it fails, LeNet (resized inside) still trains.
+    path = make_separable_dataset(tmp_path / "tiny", n=90, size=16)
+    outcomes = train_many(path, models=["resnet18", "lenet5"], seeds=[0], runs_dir=tmp_path / "runs",
+                          overrides={"epochs": 1})
+    assert [o["status"] for o in outcomes] == ["failed", "finished"]
+    assert "input_size must be an integer >= 32" in outcomes[0]["error"]
+    table = list_runs(tmp_path / "runs").set_index("model")
+    assert table.loc["resnet18", "status"] == "failed" and table.loc["lenet5", "status"] == "finished"
+    assert "input_size" in load_run(outcomes[0]["run_dir"]).config["error"]
+
+
+def test_random_dihedral_gives_the_eight_symmetries_and_is_inactive_at_inference():
+    image = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
+    batch = np.repeat(image, 256, axis=0)
+    layer = RandomDihedral(seed=0)
+    out = keras.ops.convert_to_numpy(layer(batch, training=True))
+    symmetries = {np.rot90(m, k).tobytes() for m in (image[0, ..., 0], image[0, ..., 0].T) for k in range(4)}
+    seen = {o[..., 0].tobytes() for o in out}
+    assert seen == symmetries
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(batch, training=False)), batch)
+
+
+def test_balanced_class_weight_matches_scikit_learn():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    y = np.array([0, 0, 0, 0, 1, 1, 2])
+    expected = compute_class_weight("balanced", classes=np.arange(3), y=y)
+    assert balanced_class_weight(y, 3) == pytest.approx(dict(enumerate(expected)))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"model": "vgg"}, "model must be one of"),
+        ({"epochs": 0}, "epochs must be a positive integer"),
+        ({"learning_rate": -1.0}, r"learning_rate must be in \(0, 10\)"),
+        ({"optimizer": "rmsprop"}, "optimizer must be one of"),
+        ({"class_weight": "inverse"}, "class_weight must be"),
+        ({"distribute": "tpu"}, "distribute must be one of"),
+        ({"shift": 0.7}, r"shift must be in \[0, 0.5\)"),
+    ],
+)
+def test_config_validation(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**kwargs)
+
+
+def test_config_round_trip_and_per_model_defaults():
+    config = default_config("alexnet", seed=2, class_weight="none")
+    assert config.model_options == {"normalization": "batchnorm"} and config.class_weight is None
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    assert default_config("resnet18", learning_rate=0.01).learning_rate == 0.01
+    with pytest.raises(ConfigError, match="unknown training parameters"):
+        TrainConfig.from_dict({"model": "lenet5", "lr": 0.1})
