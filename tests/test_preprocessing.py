@@ -388,7 +388,7 @@ def test_filter_reports_the_first_failing_rule_in_order() -> None:
 
 
 def test_filter_crop_rule_follows_the_crop() -> None:
-    table = _table(source_radius_frac=[0.2, 0.2])  # 1.5 half-light radii = 0.3 of the side
+    table = _table(source_radius_frac=[0.3, 0.3])
     assert list(apply_quality_filter(table, min_quality=0, min_size=0, crop=0.5)["kept"]) == [False, False]
     assert list(apply_quality_filter(table, min_quality=0, min_size=0, crop=0.8)["kept"]) == [True, True]
 
