@@ -330,8 +330,7 @@ def find_centre(
         )
     data, wcs = _luminance_and_wcs(image)
     background = _background(data)
-    sub = data - _plane_values(background.plane, 0.0, 0.0, data.shape)
-    return _find_centre(sub, wcs, ra, dec, mode, background.noise)
+    return _find_centre(_sky_subtracted(data, background), wcs, ra, dec, mode, background.noise)
 
 
 def _find_centre(
@@ -366,13 +365,21 @@ def _wcs_position(wcs: Any, ra: float | None, dec: float | None, shape: tuple[in
     return x, y
 
 
-def _reduced(sub: np.ndarray, max_side: int) -> tuple[np.ndarray, int]:
-    """Block-mean the image (NaN as sky, i.e. 0) to at most ``max_side`` pixels a side."""
-    block = max(1, int(math.ceil(max(sub.shape) / max_side)))
-    filled = np.nan_to_num(sub, nan=0.0, posinf=0.0, neginf=0.0)
+def _sky_subtracted(data: np.ndarray, background: _Background) -> np.ndarray:
+    """``data`` minus the sky plane, with missing pixels set to the sky (0) for the detectors."""
+    sub = data - _plane_values(background.plane, 0.0, 0.0, data.shape)
+    missing = np.isnan(sub)
+    if missing.any():
+        sub[missing] = 0.0
+    return sub
+
+
+def _reduced(filled: np.ndarray, max_side: int) -> tuple[np.ndarray, int]:
+    """Block-mean a NaN-free image to at most ``max_side`` pixels a side."""
+    block = max(1, int(math.ceil(max(filled.shape) / max_side)))
     if block == 1:
         return filled, 1
-    height, width = (sub.shape[0] // block) * block, (sub.shape[1] // block) * block
+    height, width = (filled.shape[0] // block) * block, (filled.shape[1] // block) * block
     trimmed = filled[:height, :width]
     return trimmed.reshape(height // block, block, width // block, block).mean(axis=(1, 3)), block
 
@@ -397,7 +404,7 @@ def _peak_centre(sub: np.ndarray, noise: float) -> tuple[float, float]:
     radius = int(2 * block + 2)
     y_lo, y_hi = max(0, int(y0) - radius), min(height, int(y0) + radius + 1)
     x_lo, x_hi = max(0, int(x0) - radius), min(width, int(x0) + radius + 1)
-    window = np.nan_to_num(sub[y_lo:y_hi, x_lo:x_hi], nan=0.0)
+    window = sub[y_lo:y_hi, x_lo:x_hi]
     if window.size == 0:
         return float(x0), float(y0)
     weights = window - 0.5 * float(window.max())
@@ -649,7 +656,7 @@ def _run(
     elif known is not None and config.centre == "auto":
         centre = (float(metrics["centre_x"]), float(metrics["centre_y"]))  # type: ignore[index]
     else:
-        sub = lum - _plane_values(background.plane, 0.0, 0.0, lum.shape)
+        sub = _sky_subtracted(lum, background)
         centre = _find_centre(sub, image.wcs, ra, dec, config.centre, background.noise)
     plane = background.plane if config.subtract_background else (0.0, 0.0, 0.0)
     if keep_steps:
@@ -810,7 +817,7 @@ def measure_quality(
     background = _background(data)
     # The fitted plane, not just the level: a sky gradient above the detection threshold would
     # otherwise join half the image to the galaxy's footprint.
-    sub = data - _plane_values(background.plane, 0.0, 0.0, data.shape)
+    sub = _sky_subtracted(data, background)
     x, y = _find_centre(sub, image.wcs, ra, dec, "auto", background.noise)
     snr, radius = _source_snr_radius(sub, (x, y), background.noise)
     metrics.update(
