@@ -1,4 +1,4 @@
-"""A polite HTTP client for NED: one limiter per process, retries with backoff, a disk cache.
+"""A polite HTTP client for NED: one limiter per machine, retries with backoff, a disk cache.
 
 NED asks automated clients for at most one request per second and no concurrent queries. Every
 request this package makes (the scraper's, the image fetcher's and astroquery's, which is routed
@@ -6,6 +6,11 @@ here) goes through :func:`shared_limiter`, which lets one request run at a time 
 ``request_interval`` seconds of quiet between the end of one request and the start of the next.
 Measuring from the end is stricter than NED's rule and makes the guarantee hold as seen by the
 server, whatever the network latency.
+
+The limiter is exclusive across processes too: a ``scrape`` and a ``fetch`` started side by side
+(two terminals, two dashboard jobs) take turns through an ``fcntl.flock``-ed lock file,
+``<data_dir>/.cache/ned-requests.lock``, which is held for the whole request and records when
+the last request ended.
 
 Pages (scraper result pages, image listings) are cached on disk keyed by their full URL, so a
 rerun or a resumed run never asks the server twice. Image files are not cached here: they are the
@@ -18,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -32,33 +38,112 @@ from core.config import Settings, get_settings
 from core.errors import ConfigError, FetchError, GalaxyMorphError
 from core.io import atomic_path, atomic_write_bytes, atomic_write_json
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: the limiter falls back to its in-process lock
+    fcntl = None  # type: ignore[assignment]
+
 logger = logging.getLogger(__name__)
 
 Params = Mapping[str, Any] | Sequence[tuple[str, Any]] | None
 
 
+def request_lock_path(settings: Settings) -> Path:
+    """The lock file shared by every process that uses ``settings.data_dir``."""
+    return settings.data_dir / ".cache" / "ned-requests.lock"
+
+
 class RateLimiter:
     """One request at a time, with at least ``interval`` seconds between one's end and the next's start.
 
-    Thread-safe. The interval is passed on each acquisition because settings are read at call time.
+    Exclusive among the threads of a process (a thread lock) and among the processes that share a
+    lock file (``fcntl.flock``, held for the whole request). The file holds the wall-clock end of
+    the last request, so a process waits for another's request too. Without ``fcntl`` (not POSIX)
+    only the thread lock remains, with a logged warning. The interval and the lock file are passed
+    on each acquisition because settings are read at call time.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._last_end: float | None = None
+        self._warned = False
 
     @contextlib.contextmanager
-    def slot(self, interval: float) -> Iterator[None]:
-        """Hold the only request slot of the process for the duration of the ``with`` block."""
-        with self._lock:
+    def slot(self, interval: float, *, lock_path: str | Path | None = None) -> Iterator[None]:
+        """Hold the only request slot of the machine for the duration of the ``with`` block.
+
+        ``lock_path`` defaults to :func:`request_lock_path` of :func:`core.config.get_settings`.
+
+        Raises
+        ------
+        ConfigError
+            If the lock file cannot be created or opened.
+        """
+        path = Path(lock_path) if lock_path is not None else request_lock_path(get_settings())
+        with self._lock, self._file_lock(path) as fd:
+            waits = [0.0]
             if self._last_end is not None:
-                wait = self._last_end + interval - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
+                waits.append(self._last_end + interval - time.monotonic())
+            if fd is not None:
+                waits.append(_wait_after_recorded_end(fd, path, interval))
+            # A wall clock set back must not stall the client: no wait is longer than the interval.
+            wait = min(max(waits), interval)
+            if wait > 0:
+                time.sleep(wait)
             try:
                 yield
             finally:
                 self._last_end = time.monotonic()
+                if fd is not None:
+                    _record_end(fd, time.time())
+
+    @contextlib.contextmanager
+    def _file_lock(self, path: Path) -> Iterator[int | None]:
+        if fcntl is None:
+            if not self._warned:
+                logger.warning(
+                    "fcntl is not available here, so the request limiter is exclusive within this process "
+                    "only: do not run two NED commands (scrape, fetch) at the same time."
+                )
+                self._warned = True
+            yield None
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot open the request lock file {path} ({exc.strerror or exc}). Set data_dir to a "
+                f"writable folder."
+            ) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield fd
+        finally:
+            # Closing the descriptor releases the lock, also when the request raised.
+            os.close(fd)
+
+
+# Fixed width, written in one pwrite: a killed process cannot leave half a record behind.
+_RECORD_WIDTH = 32
+
+
+def _wait_after_recorded_end(fd: int, path: Path, interval: float) -> float:
+    raw = os.pread(fd, 2 * _RECORD_WIDTH, 0).strip()
+    if not raw:  # a new file: no request yet
+        return 0.0
+    try:
+        last_end = float(raw)
+    except ValueError:
+        logger.warning("request lock file %s holds %r, not a time; waiting the full interval", path, raw[:40])
+        return interval
+    return last_end + interval - time.time()
+
+
+def _record_end(fd: int, end: float) -> None:
+    record = f"{end:.6f}".ljust(_RECORD_WIDTH - 1).encode("ascii") + b"\n"
+    os.pwrite(fd, record, 0)
+    os.ftruncate(fd, len(record))
 
 
 _LIMITER_GUARD = threading.Lock()
@@ -66,7 +151,10 @@ _LIMITER: list[RateLimiter] = []
 
 
 def shared_limiter() -> RateLimiter:
-    """The process-wide limiter every request goes through (created on first use)."""
+    """The process-wide limiter every request goes through (created on first use).
+
+    Its lock file makes it exclusive across the processes of the machine as well.
+    """
     with _LIMITER_GUARD:
         if not _LIMITER:
             _LIMITER.append(RateLimiter())
@@ -115,6 +203,7 @@ class PoliteClient:
         (at least 0.05 s) and doubles after each failure.
     limiter : RateLimiter or None
         Defaults to :func:`shared_limiter`; pass another only to isolate a test of the limiter.
+        Either way requests take turns through :func:`request_lock_path` of ``settings``.
     """
 
     def __init__(
@@ -245,7 +334,7 @@ class PoliteClient:
                 wait = min(self.backoff_cap, max(settings.request_interval, 0.05) * 2 ** (attempt - 1))
                 logger.info("retrying %s in %.2f s after %s", url, wait, last_problem)
                 time.sleep(wait)
-            with self.limiter.slot(settings.request_interval):
+            with self.limiter.slot(settings.request_interval, lock_path=request_lock_path(settings)):
                 self.requests_made += 1
                 try:
                     response = self.session.get(url, timeout=settings.request_timeout, stream=stream)
