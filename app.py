@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from ui import common
 from ui import data as ui_data
 
 st.set_page_config(page_title="galaxy-morph", page_icon=":material/auto_awesome:", layout="wide")
@@ -19,33 +20,13 @@ if not sources:
     st.error("No data source found under the data folder — run `python -m core sample` or import a folder.")
     st.stop()
 options = list(sources)
-# The canonical choices live under plain keys ("source", "scheme") that pages read; the widgets
-# have their own keys, so a choice survives page switches even when a widget's state is reset.
+# Pages read the canonical choices "source" and "scheme"; widgets (here and on pages) copy their
+# value there in a callback, and take it back before they are drawn, so every selector agrees.
 if st.session_state.get("source") not in sources:
     st.session_state["source"] = ui_data.default_source(sources)
-schemes = ui_data.scheme_names()
-with st.sidebar:
-    source = st.selectbox(
-        "Data source",
-        options,
-        index=options.index(st.session_state["source"]),
-        format_func=lambda p: sources[p],
-        key="sidebar_source",
-        help="Every page reads this source. Add sources on the Data page.",
-    )
-    if st.session_state.get("scheme_source") != source:
-        st.session_state["scheme_source"] = source
-        st.session_state["sidebar_scheme"] = ui_data.default_scheme(source)
-    elif st.session_state.get("sidebar_scheme") not in schemes:
-        st.session_state["sidebar_scheme"] = st.session_state.get("scheme", ui_data.default_scheme(source))
-    scheme = st.selectbox(
-        "Class scheme",
-        schemes,
-        key="sidebar_scheme",
-        help="How raw morphological types are grouped into the classes the models learn.",
-    )
-st.session_state["source"], st.session_state["scheme"] = source, scheme
-
+    st.session_state["scheme"] = ui_data.default_scheme(st.session_state["source"])
+if st.session_state.get("scheme") not in ui_data.scheme_names():
+    st.session_state["scheme"] = ui_data.default_scheme(st.session_state["source"])
 pages = {
     "Explore": [
         st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
@@ -60,4 +41,27 @@ pages = {
         st.Page("pages/classify.py", title="Classify", icon=":material/image_search:"),
     ],
 }
-st.navigation(pages).run()
+page = st.navigation(pages)
+
+with st.sidebar:
+    common.bind("sidebar_source", "source")
+    st.selectbox(
+        "Data source",
+        options,
+        format_func=lambda p: sources[p],
+        key="sidebar_source",
+        on_change=common.adopt,
+        args=("sidebar_source", "source"),
+        kwargs={"then": lambda: st.session_state.update(scheme=ui_data.default_scheme(st.session_state["source"]))},
+        help="Every page reads this source. Add sources on the Data page.",
+    )
+    common.bind("sidebar_scheme", "scheme")
+    st.selectbox(
+        "Class scheme",
+        ui_data.scheme_names(),
+        key="sidebar_scheme",
+        on_change=common.adopt,
+        args=("sidebar_scheme", "scheme"),
+        help="How raw morphological types are grouped into the classes the models learn.",
+    )
+page.run()

@@ -13,7 +13,9 @@ common.page_header(
     "and how balanced those classes are before and after the quality filters.",
 )
 source = st.session_state["source"]
-scheme = st.session_state["scheme"]
+common.bind("balance_scheme", "scheme")
+scheme = st.selectbox("Class scheme", data.scheme_names(), key="balance_scheme", on_change=common.adopt,
+                      args=("balance_scheme", "scheme"), help="Also in the sidebar; every page uses the same scheme.")
 classes = data.scheme_classes(scheme)
 colors = common.class_colors(classes)
 table = data.labelled(source, scheme)

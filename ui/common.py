@@ -7,7 +7,7 @@ every chart of every page.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import streamlit as st
@@ -68,6 +68,19 @@ def acknowledge(source_path: Path | str | None) -> None:
     """Show the SDSS / Galaxy Zoo credit under images of the shipped GZ1 sample."""
     if source_path is not None and Path(source_path).name == "gz1":
         st.caption(GZ1_ACKNOWLEDGEMENT)
+
+
+def bind(widget_key: str, state_key: str) -> None:
+    """Before drawing a widget, give it the canonical value ``state_key`` (set by any selector)."""
+    if state_key in st.session_state and st.session_state.get(widget_key) != st.session_state[state_key]:
+        st.session_state[widget_key] = st.session_state[state_key]
+
+
+def adopt(widget_key: str, state_key: str, then: Callable[[], None] | None = None) -> None:
+    """Widget callback: make the widget's new value the canonical ``state_key``."""
+    st.session_state[state_key] = st.session_state[widget_key]
+    if then is not None:
+        then()
 
 
 def stop_with(message: str, *, kind: str = "info") -> None:

@@ -20,7 +20,7 @@ import streamlit as st
 from core import catalogue, labels, preprocessing, report, runs
 from core.builder import compute_metrics
 from core.config import get_settings
-from core.errors import GalaxyMorphError
+from core.errors import GalaxyMorphError, ImageReadError
 from core.images import read_image
 from core.sample import ensure_sample
 from core.training import device_name
@@ -485,7 +485,10 @@ def read_upload(name: str, payload: bytes, *, max_bytes: int = 50 * 2**20) -> An
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"upload{suffix}"
         path.write_bytes(payload)
-        return read_image(path)
+        try:
+            return read_image(path)
+        except ImageReadError as exc:
+            raise GalaxyMorphError(f"{name}: {exc.reason}. Upload a FITS, JPEG or PNG image of a galaxy.") from exc
 
 
 def read_path(path: str) -> Any:

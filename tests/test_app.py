@@ -1,0 +1,172 @@
+"""AppTest of every dashboard page on a small real sample, a real dataset and tiny real runs.
+
+The session fixture generates a 120-galaxy sample, builds a 32-px dataset from it and trains
+LeNet-5, AlexNet and ResNet-18 for one epoch each through ``core`` (no page input is faked).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+PAGES = ("home", "data", "statistics", "balance", "preprocessing", "training", "comparison", "classify")
+MODELS = ("lenet5", "alexnet", "resnet18")
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A data folder with a sample and a dataset, and a runs folder with three finished runs."""
+    from core.builder import build_dataset
+    from core.preprocessing import PreprocessConfig
+    from core.sample import ensure_sample
+    from core.training import train_many
+
+    root = tmp_path_factory.mktemp("dashboard")
+    data_dir, runs_dir = root / "data", root / "runs"
+    sample = ensure_sample(data_dir / "sample", n=120, seed=0)
+    dataset = build_dataset(
+        sample, scheme="hubble3", preprocess=PreprocessConfig(size=32), min_quality=0.0, min_size=0,
+        catalog="all", out=data_dir / "datasets" / "tiny", n_jobs=1,
+    )
+    outcomes = train_many(dataset, models=list(MODELS), seeds=[0], runs_dir=runs_dir,
+                          overrides={"epochs": 1, "batch_size": 16, "patience": 0})
+    assert [o["status"] for o in outcomes] == ["finished"] * len(MODELS), outcomes
+    return {"data": data_dir, "runs": runs_dir, "sample": sample, "dataset": dataset}
+
+
+@pytest.fixture
+def app(world: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> Iterator[AppTest]:
+    monkeypatch.setenv("GALAXY_MORPH_DATA_DIR", str(world["data"]))
+    monkeypatch.setenv("GALAXY_MORPH_RUNS_DIR", str(world["runs"]))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    yield at
+
+
+def _open(at: AppTest, page: str) -> AppTest:
+    at.switch_page(f"pages/{page}.py")
+    at.run()
+    assert not at.exception, f"{page}: {[e.value for e in at.exception]}"
+    return at
+
+
+def _metric(at: AppTest, label: str) -> str:
+    values = [m.value for m in at.metric if m.label == label]
+    assert values, f"no metric {label!r}; have {[m.label for m in at.metric]}"
+    return values[0]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_without_exception(app: AppTest, page: str) -> None:
+    _open(app, page)
+    assert app.title, f"{page} has no title"
+    assert not app.error, f"{page} shows an error: {[e.value for e in app.error]}"
+
+
+def test_home_summarises_the_sample_source(app: AppTest, world: dict[str, Path]) -> None:
+    assert Path(app.selectbox(key="sidebar_source").value).name == "sample"
+    rows = int(_metric(app, "Catalogue rows").replace(",", ""))
+    assert rows >= 120
+    assert _metric(app, "Saved datasets") == "1"
+    assert _metric(app, "Training runs") == str(len(MODELS))
+
+
+def test_quality_slider_changes_the_kept_count(app: AppTest) -> None:
+    _open(app, "preprocessing")
+    for key in ("pp_crop", "pp_min_quality", "pp_min_size"):
+        assert app.slider(key=key) is not None
+    assert app.selectbox(key="pp_stretch").value == "asinh"
+    assert app.button(key="pp_build") is not None
+
+    totals = {}
+    for threshold in (0.0, 0.9):
+        app.slider(key="pp_min_quality").set_value(threshold)
+        app.run()
+        assert not app.exception, [e.value for e in app.exception]
+        kept = int(_metric(app, "Kept images").replace(",", ""))
+        rejected = int(_metric(app, "Rejected images").replace(",", ""))
+        totals[threshold] = (kept, kept + rejected)
+    assert totals[0.9][0] < totals[0.0][0]
+    assert totals[0.9][1] == totals[0.0][1]  # the same images, only the decision moved
+
+
+def test_switching_scheme_changes_the_class_list(app: AppTest) -> None:
+    # On the first run AppTest also shows app.py's sidebar: switch the scheme there.
+    app.selectbox(key="sidebar_scheme").set_value("hubble3")
+    app.run()
+    assert _class_axis(app) == ["E", "S0", "Spiral"]
+
+    # And with the Class balance page's own selector.
+    _open(app, "balance")
+    assert app.selectbox(key="balance_scheme").value == "hubble3"
+    app.selectbox(key="balance_scheme").set_value("seed6")
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    six = list(data_classes("seed6"))
+    line = [m.value for m in app.markdown if m.value.startswith("**Scheme")]
+    assert line and line[0].startswith("**Scheme `seed6`**")
+    assert all(f"`{c}`" in line[0] for c in six) and len(six) == 6
+    counts = json.loads(app.get("plotly_chart")[1].proto.spec)
+    assert [trace["x"] for trace in counts["data"]][0] == six
+
+
+def data_classes(scheme: str) -> tuple[str, ...]:
+    from core.labels import get_scheme
+
+    return get_scheme(scheme).classes
+
+
+def _class_axis(app: AppTest) -> list[str]:
+    spec = json.loads(app.get("plotly_chart")[0].proto.spec)
+    return list(spec["data"][0]["x"])
+
+
+def test_comparison_shows_one_column_per_model(app: AppTest) -> None:
+    _open(app, "comparison")
+    assert set(app.multiselect(key="cmp_runs").value) and len(app.multiselect(key="cmp_runs").value) == len(MODELS)
+    headers = [m.value for m in app.markdown if m.body.endswith("· seed 0")]
+    assert headers == ["**LeNet-5** · seed 0", "**AlexNet** · seed 0", "**ResNet-18** · seed 0"]
+    summary = app.dataframe[0].value
+    assert len(summary.columns) == len(MODELS)
+    assert "Accuracy" in summary.index
+    charts = [c.key if hasattr(c, "key") else None for c in app.get("plotly_chart")]
+    assert len(app.get("plotly_chart")) >= len(MODELS) + 4, charts
+
+
+def test_training_page_lists_the_finished_runs(app: AppTest) -> None:
+    _open(app, "training")
+    assert app.multiselect(key="train_models").value == list(MODELS)
+    assert app.button(key="train_start") is not None and app.button(key="train_resume") is not None
+    progress_texts = [p.proto.text for p in app.get("progress")]
+    for label in ("LeNet-5", "AlexNet", "ResNet-18"):
+        assert any(label in t and "finished" in t for t in progress_texts), progress_texts
+
+
+def test_classify_rejects_a_bad_upload_and_classifies_a_galaxy(app: AppTest) -> None:
+    _open(app, "classify")
+    names = app.selectbox(key="cls_name").options
+    assert len(names) > 10
+    app.selectbox(key="cls_name").set_value(names[1])
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    verdicts = [m.value for m in app.markdown if " → **" in m.body]
+    assert len(verdicts) == len(MODELS)
+
+
+def test_bad_upload_gets_a_clear_message(world: dict[str, Path]) -> None:
+    from core.errors import GalaxyMorphError
+    from ui import data
+
+    with pytest.raises(GalaxyMorphError, match="^notes.png: .*Upload a FITS, JPEG or PNG"):
+        data.read_upload("notes.png", b"this is not an image")
+    with pytest.raises(GalaxyMorphError, match="the file is empty"):
+        data.read_upload("empty.fits", b"")
+    with pytest.raises(GalaxyMorphError, match="limit is 1 MB"):
+        data.read_upload("big.fits", b"0" * (2 * 2**20), max_bytes=2**20)
+
