@@ -21,7 +21,7 @@ table = data.labelled(source, scheme)
 st.subheader(f"Source: {Path(source).name}")
 st.caption(f"{common.source_kind(Path(source))} — `{source}`")
 n_images = int(table["has_image"].sum())
-labelled = table[table["label"].notna()]
+labelled = table[table["label"] != data.UNCLASSIFIED]
 cols = st.columns(4)
 cols[0].metric("Catalogue rows", f"{len(table):,}")
 cols[1].metric("Objects with an image", f"{n_images:,}")

@@ -389,7 +389,7 @@ def styled_summary(summary: pd.DataFrame) -> Any:
         return ["font-weight: bold; color: #1a7f37" if best.get(row) == column.name else "" for row in column.index]
 
     styled = table.style.apply(highlight, axis=0)
-    return styled.format_index(model_label, axis=1)
+    return styled.relabel_index([model_label(m) for m in table.columns], axis=1)
 
 
 def report_cell(metric: str, mean: float, std: float) -> str:
