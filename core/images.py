@@ -182,7 +182,9 @@ def _gunzip(path: Path, raw: bytes) -> bytes:
             path, "truncated gzip file (the download was cut off). Delete it and fetch the image again."
         ) from None
     except (gzip.BadGzipFile, zlib.error, OSError) as exc:
-        raise ImageReadError(path, f"corrupt gzip data ({exc}). Delete it and fetch the image again.") from None
+        raise ImageReadError(
+            path, f"corrupt gzip data ({exc}). Delete it and fetch the image again."
+        ) from None
 
 
 def _read_fits(path: Path, raw: bytes) -> ImageData:

@@ -100,9 +100,10 @@ class PreprocessConfig:
                 f"crop_arcsec must be None or a positive number; got {self.crop_arcsec!r}. "
                 "Use the crop side in arcseconds, e.g. 120."
             )
-        if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or not 8 <= self.size <= 512:
+        if not _is_integer(self.size) or not 8 <= self.size <= 512:
             raise ConfigError(
-                f"size must be an integer in [8, 512]; got {self.size!r}. Use the output side in pixels, e.g. 64."
+                f"size must be an integer in [8, 512]; got {self.size!r}. "
+                "Use the output side in pixels, e.g. 64."
             )
         if self.stretch not in STRETCHES:
             raise ConfigError(
@@ -148,7 +149,8 @@ class PreprocessConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(
-                f"unknown preprocessing option(s) {', '.join(unknown)}; known options: {', '.join(sorted(known))}."
+                f"unknown preprocessing option(s) {', '.join(unknown)}; "
+                f"known options: {', '.join(sorted(known))}."
             )
         kwargs = dict(values)
         if "percentiles" in kwargs and isinstance(kwargs["percentiles"], list):
@@ -157,7 +159,12 @@ class PreprocessConfig:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and math.isfinite(value)
+    real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    return real and math.isfinite(value)  # type: ignore[arg-type]
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _as_percentiles(value: object) -> tuple[float, float] | None:
@@ -225,25 +232,31 @@ def _background(data: np.ndarray) -> _Background:
 
 
 def _border_tiles(data: np.ndarray, *, grid: int = 4, per_tile: int = 256) -> tuple[np.ndarray, ...]:
-    """Centres, clipped medians and clipped noise of the border tiles of a ``grid x grid`` split."""
+    """Centres, clipped medians and clipped noise of the border tiles of a ``grid x grid`` split.
+
+    The image is first sampled on a regular lattice of about ``grid * sqrt(per_tile)`` points a
+    side, so the cost does not grow with the image.
+    """
     height, width = data.shape
     if min(height, width) < 2 * grid:
-        tiles = [((width - 1) / 2, (height - 1) / 2, data.ravel())]
+        xs, ys = np.array([(width - 1) / 2]), np.array([(height - 1) / 2])
+        stack = data.reshape(1, -1)
     else:
-        rows = np.linspace(0, height, grid + 1).astype(int)
-        cols = np.linspace(0, width, grid + 1).astype(int)
-        tiles = []
-        for i in range(grid):
-            for j in range(grid):
-                if 0 < i < grid - 1 and 0 < j < grid - 1:
-                    continue
-                tile = data[rows[i] : rows[i + 1], cols[j] : cols[j + 1]]
-                step = max(1, int(math.ceil(math.sqrt(tile.size / per_tile))))
-                tiles.append(((cols[j] + cols[j + 1] - 1) / 2, (rows[i] + rows[i + 1] - 1) / 2, tile[::step, ::step].ravel()))
-    n = max(t[2].size for t in tiles)
-    stack = np.full((len(tiles), n), np.nan, dtype=np.float32)
-    for k, (_, _, values) in enumerate(tiles):
-        stack[k, : values.size] = values
+        side = grid * int(math.sqrt(per_tile))
+        step_y, step_x = math.ceil(height / side), math.ceil(width / side)
+        lattice = data[::step_y, ::step_x]
+        tile_h, tile_w = lattice.shape[0] // grid, lattice.shape[1] // grid
+        blocks = (
+            lattice[: tile_h * grid, : tile_w * grid]
+            .reshape(grid, tile_h, grid, tile_w)
+            .transpose(0, 2, 1, 3)
+            .reshape(grid * grid, tile_h * tile_w)
+        )
+        edge = (0, grid - 1)
+        ring = np.array([k for k in range(grid * grid) if k // grid in edge or k % grid in edge])
+        stack = blocks[ring]
+        ys = ((ring // grid) * tile_h + (tile_h - 1) / 2) * step_y
+        xs = ((ring % grid) * tile_w + (tile_w - 1) / 2) * step_x
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         clipped = sigma_clip(
@@ -251,9 +264,7 @@ def _border_tiles(data: np.ndarray, *, grid: int = 4, per_tile: int = 256) -> tu
         )
         medians = _row_nanmedian(clipped)
         noises = 1.4826 * _row_nanmedian(np.abs(clipped - medians[:, None]))
-    xs = np.array([t[0] for t in tiles], dtype=float)
-    ys = np.array([t[1] for t in tiles], dtype=float)
-    return xs, ys, medians.astype(float), noises.astype(float)
+    return xs.astype(float), ys.astype(float), medians.astype(float), noises.astype(float)
 
 
 def _row_nanmedian(values: np.ndarray) -> np.ndarray:
@@ -291,7 +302,9 @@ def _fit_plane(
     return float(coef[0]), float(coef[1]), float(coef[2])
 
 
-def _plane_values(plane: tuple[float, float, float], x0: float, y0: float, shape: tuple[int, int]) -> np.ndarray:
+def _plane_values(
+    plane: tuple[float, float, float], x0: float, y0: float, shape: tuple[int, ...]
+) -> np.ndarray:
     a, b, c = plane
     ys = (y0 + np.arange(shape[0], dtype=np.float32)) * np.float32(c)
     xs = (x0 + np.arange(shape[1], dtype=np.float32)) * np.float32(b)
@@ -345,12 +358,17 @@ def _find_centre(
         if position is not None:
             return position
         if mode == "wcs":
-            logger.warning("centre='wcs' needs a valid WCS and a catalogue position inside the image; using the image centre")
+            logger.warning(
+                "centre='wcs' needs a valid WCS and a catalogue position inside the image; "
+                "using the image centre"
+            )
             return middle
     return _peak_centre(sub, noise)
 
 
-def _wcs_position(wcs: Any, ra: float | None, dec: float | None, shape: tuple[int, int]) -> tuple[float, float] | None:
+def _wcs_position(
+    wcs: Any, ra: float | None, dec: float | None, shape: tuple[int, ...]
+) -> tuple[float, float] | None:
     if wcs is None or ra is None or dec is None or not (math.isfinite(ra) and math.isfinite(dec)):
         return None
     try:
@@ -360,7 +378,8 @@ def _wcs_position(wcs: Any, ra: float | None, dec: float | None, shape: tuple[in
     except Exception:  # noqa: BLE001 - an odd WCS that cannot invert simply means "no position"
         return None
     x, y = float(x), float(y)
-    if not (math.isfinite(x) and math.isfinite(y)) or not (-0.5 <= x <= shape[1] - 0.5 and -0.5 <= y <= shape[0] - 0.5):
+    inside = -0.5 <= x <= shape[1] - 0.5 and -0.5 <= y <= shape[0] - 0.5
+    if not (math.isfinite(x) and math.isfinite(y) and inside):
         return None
     return x, y
 
@@ -381,7 +400,16 @@ def _reduced(filled: np.ndarray, max_side: int) -> tuple[np.ndarray, int]:
         return filled, 1
     height, width = (filled.shape[0] // block) * block, (filled.shape[1] // block) * block
     trimmed = filled[:height, :width]
-    return trimmed.reshape(height // block, block, width // block, block).mean(axis=(1, 3)), block
+    # Strided sums: ten times faster than reshape(...).mean(axis=(1, 3)), which numpy reduces
+    # over non-contiguous axes.
+    rows = trimmed[0::block].copy()
+    for i in range(1, block):
+        rows += trimmed[i::block]
+    out = rows[:, 0::block].copy()
+    for j in range(1, block):
+        out += rows[:, j::block]
+    out *= np.float32(1.0 / (block * block))
+    return out, block
 
 
 def _peak_centre(sub: np.ndarray, noise: float) -> tuple[float, float]:
@@ -425,14 +453,18 @@ def crop_image(data: np.ndarray, centre: tuple[float, float], side_px: float) ->
     return _cutout(data, centre, side_px)[0]
 
 
-def _cutout(data: np.ndarray, centre: tuple[float, float], side_px: float) -> tuple[np.ndarray, tuple[int, int]]:
+def _cutout(
+    data: np.ndarray, centre: tuple[float, float], side_px: float
+) -> tuple[np.ndarray, tuple[int, int]]:
     """The crop and the original-image position (x, y) of its pixel (0, 0)."""
     side = max(1, int(round(side_px)))
     data = np.asarray(data, dtype=np.float32)
     plane = data if data.ndim == 2 else data[..., 0]
     out_shape = (side, side) + data.shape[2:]
     try:
-        cutout = Cutout2D(plane, position=centre, size=(side, side), mode="partial", fill_value=np.nan, copy=False)
+        cutout = Cutout2D(
+            plane, position=centre, size=(side, side), mode="partial", fill_value=np.nan, copy=False
+        )
     except NoOverlapError:
         return np.full(out_shape, np.nan, dtype=np.float32), (0, 0)
     origin = (
@@ -485,11 +517,14 @@ def stretch_image(
         float32, same shape, in [0, 1]; all zeros when the image is constant or empty.
     """
     if kind not in STRETCHES:
-        raise ConfigError(f"kind must be one of {', '.join(map(repr, STRETCHES))}; got {kind!r}. Use 'asinh'.")
+        raise ConfigError(
+            f"kind must be one of {', '.join(map(repr, STRETCHES))}; got {kind!r}. Use 'asinh'."
+        )
     low_high = _as_percentiles(percentiles)
     if low_high is None:
         raise ConfigError(
-            f"percentiles must be two numbers with 0 <= low < high <= 100; got {percentiles!r}. Use e.g. (0.5, 99.5)."
+            f"percentiles must be two numbers with 0 <= low < high <= 100; got {percentiles!r}. "
+            "Use e.g. (0.5, 99.5)."
         )
     data = np.asarray(data, dtype=np.float32)
     flat = data.ravel()
@@ -541,8 +576,10 @@ def resize(data: np.ndarray, size: int) -> np.ndarray:
     NaN pixels are left out of the weighted means (an output pixel with no finite input is NaN).
     See :func:`_resample_matrix` for the kernel.
     """
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-        raise ConfigError(f"size must be a positive integer; got {size!r}. Use the output side in pixels, e.g. 64.")
+    if not _is_integer(size) or size < 1:
+        raise ConfigError(
+            f"size must be a positive integer; got {size!r}. Use the output side in pixels, e.g. 64."
+        )
     data = np.asarray(data, dtype=np.float32)
     if data.ndim not in (2, 3) or min(data.shape[:2]) < 1:
         raise ConfigError(f"data must be a non-empty (H, W) or (H, W, C) array; got shape {data.shape}.")
@@ -642,7 +679,10 @@ def _run(
     keep_steps: bool,
 ) -> dict[str, np.ndarray]:
     if not isinstance(config, PreprocessConfig):
-        raise ConfigError(f"config must be a PreprocessConfig; got {type(config).__name__}. Build one with PreprocessConfig(...).")
+        raise ConfigError(
+            f"config must be a PreprocessConfig; got {type(config).__name__}. "
+            "Build one with PreprocessConfig(...)."
+        )
     image = _as_image(image)
     data = _working_data(image, colour=config.channels == 3)
     lum = data if data.ndim == 2 else luminance(data)
@@ -720,7 +760,8 @@ def _working_data(image: ImageData, *, colour: bool) -> np.ndarray:
         data = np.where(np.isinf(data), np.float32(np.nan), data)
     zeros = data == 0 if data.ndim == 2 else (data == 0).all(axis=-1)
     n_zeros = int(zeros.sum())
-    if n_zeros >= max(4, 0.005 * zeros.size) and n_zeros < zeros.size and _zeros_are_a_gap(image, data, zeros):
+    many = max(4, 0.005 * zeros.size) <= n_zeros < zeros.size
+    if many and _zeros_are_a_gap(image, data, zeros):
         data = np.where(zeros if data.ndim == 2 else zeros[..., None], np.float32(np.nan), data)
     return data
 
@@ -962,8 +1003,9 @@ def apply_quality_filter(
     min_snr, min_finite, max_saturated, extent : float
         Thresholds of rules 6, 4, 5 and 8. The defaults were set on the built-in sample
         (2,057 images): they keep all its clean and off-centre images and reject all blank and
-        tiny ones, 99 % of the saturated, 98 % of the NaN-striped and 92 % of the low-S/N ones. ``max_saturated=1e-4`` rejects any image
-        with a saturated patch bigger than a few pixels, a saturated star included.
+        tiny ones, 99 % of the saturated, 98 % of the NaN-striped and 92 % of the low-S/N ones.
+        ``max_saturated=1e-4`` rejects any image with a saturated patch bigger than a few
+        pixels, a saturated star included.
 
     Returns
     -------
@@ -972,11 +1014,16 @@ def apply_quality_filter(
     """
     if not _is_number(min_quality) or not 0 <= min_quality <= 1:
         raise ConfigError(f"min_quality must be in [0, 1]; got {min_quality!r}. Use e.g. 0.3.")
-    if isinstance(min_size, bool) or not isinstance(min_size, (int, np.integer)) or min_size < 0:
-        raise ConfigError(f"min_size must be a non-negative integer; got {min_size!r}. Use a side in pixels, e.g. 32.")
+    if not _is_integer(min_size) or min_size < 0:
+        raise ConfigError(
+            f"min_size must be a non-negative integer; got {min_size!r}. Use a side in pixels, e.g. 32."
+        )
     if not _is_number(crop) or not 0 < crop <= 1:
         raise ConfigError(f"crop must be in (0, 1]; got {crop!r}. Use a fraction of the image side.")
-    for name, value in (("min_snr", min_snr), ("min_finite", min_finite), ("max_saturated", max_saturated), ("extent", extent)):
+    thresholds = {
+        "min_snr": min_snr, "min_finite": min_finite, "max_saturated": max_saturated, "extent": extent
+    }
+    for name, value in thresholds.items():
         if not _is_number(value) or value < 0:
             raise ConfigError(f"{name} must be a non-negative number; got {value!r}.")
     _require_columns(metrics, ("min_side", "source_radius_frac"))
@@ -993,7 +1040,10 @@ def apply_quality_filter(
         unreadable = (errors.notna() & (errors.astype(str).str.len() > 0)).to_numpy(dtype=bool)
     else:
         unreadable = np.zeros(len(metrics), dtype=bool)
-    blank = metrics["blank"].fillna(True).to_numpy(dtype=bool) if "blank" in metrics else np.zeros(len(metrics), dtype=bool)
+    if "blank" in metrics:
+        blank = metrics["blank"].fillna(True).to_numpy(dtype=bool)
+    else:
+        blank = np.zeros(len(metrics), dtype=bool)
     with np.errstate(invalid="ignore"):
         conditions = [
             unreadable,

@@ -32,6 +32,10 @@ def _fits_bytes(hdus: list[fits.hdu.base.ExtensionHDU] | fits.PrimaryHDU) -> byt
     return buffer.getvalue()
 
 
+def _table_hdu() -> fits.BinTableHDU:
+    return fits.BinTableHDU.from_columns([fits.Column("a", "E", array=[1.0])])
+
+
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
@@ -83,8 +87,7 @@ def test_real_cube_gives_first_plane_and_says_so(tmp_path: Path, caplog: pytest.
 
 def test_image_in_extension_when_primary_is_empty(tmp_path: Path) -> None:
     values = np.full((8, 9), 3.0, dtype=np.float32)
-    data = _fits_bytes([fits.PrimaryHDU(), fits.BinTableHDU.from_columns([fits.Column("a", "E", array=[1.0])]),
-                        fits.ImageHDU(values, name="SCI")])
+    data = _fits_bytes([fits.PrimaryHDU(), _table_hdu(), fits.ImageHDU(values, name="SCI")])
     image = read_image(_write(tmp_path / "ext.fits", data))
     np.testing.assert_array_equal(image.data, values)
     assert image.header["EXTNAME"] == "SCI"
@@ -116,7 +119,8 @@ def test_gzip_detected_by_magic_whatever_the_name(tmp_path: Path) -> None:
 def test_degenerate_wcs_is_dropped(tmp_path: Path) -> None:
     header = _wcs_header((10, 10))
     header["CDELT1"] = 0.0
-    image = read_image(_write(tmp_path / "w.fits", _fits_bytes(fits.PrimaryHDU(np.ones((10, 10)), header=header))))
+    payload = _fits_bytes(fits.PrimaryHDU(np.ones((10, 10)), header=header))
+    image = read_image(_write(tmp_path / "w.fits", payload))
     assert image.wcs is None
     assert image.pixel_scale_arcsec is None
 
@@ -160,7 +164,7 @@ def test_truncated_fits_data(tmp_path: Path) -> None:
 
 
 def test_no_image_hdu_and_one_d(tmp_path: Path) -> None:
-    table = _fits_bytes([fits.PrimaryHDU(), fits.BinTableHDU.from_columns([fits.Column("a", "E", array=[1.0])])])
+    table = _fits_bytes([fits.PrimaryHDU(), _table_hdu()])
     with pytest.raises(ImageReadError, match="no image HDU.*BinTableHDU"):
         read_image(_write(tmp_path / "table.fits", table))
     with pytest.raises(ImageReadError, match="1-D data"):
