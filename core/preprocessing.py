@@ -636,8 +636,9 @@ def preprocess(
     ra, dec : float, optional
         Catalogue position in degrees, for ``centre="auto"``/``"wcs"``.
     metrics : mapping, optional
-        :func:`measure_quality`'s result for this image (a dict or a table row): its sky and
-        its ``"auto"`` centre are reused instead of measured again, which halves the cost.
+        :func:`measure_quality`'s result for this image and position (a dict or a table row):
+        its sky and its ``"auto"`` centre are reused instead of measured again, which halves the
+        cost. (Colour images still measure the sky of each channel.)
 
     Returns
     -------
@@ -703,14 +704,16 @@ def _run(
     else:
         sub = _sky_subtracted(lum, background)
         centre = _find_centre(sub, image.wcs, ra, dec, config.centre, background.noise)
-    plane = background.plane if config.subtract_background else (0.0, 0.0, 0.0)
+    if not config.subtract_background:
+        planes = []
+    elif data.ndim == 2:
+        planes = [background.plane]
+    else:  # each colour has its own sky; one plane for all would tint the stretched image
+        planes = [_background(data[..., k]).plane for k in range(data.shape[2])]
     if keep_steps:
-        sky = _plane_values(plane, 0.0, 0.0, lum.shape)
-        steps["background_subtracted"] = data - (sky if data.ndim == 2 else sky[..., None])
-    cropped, (x0, y0) = _cutout(data, centre, _crop_side(image, config))
-    if plane != (0.0, 0.0, 0.0):
-        sky = _plane_values(plane, float(x0), float(y0), cropped.shape[:2])
-        cropped = cropped - (sky if cropped.ndim == 2 else sky[..., None])
+        steps["background_subtracted"] = _minus_sky(data, planes, (0, 0))
+    cropped, origin = _cutout(data, centre, _crop_side(image, config))
+    cropped = _minus_sky(cropped, planes, origin)
     stretched = stretch_image(cropped, config.stretch, config.percentiles)
     final = np.clip(resize(stretched, config.size), 0.0, 1.0)
     if final.ndim == 2:
@@ -723,6 +726,18 @@ def _run(
         steps["stretched"] = stretched
     steps["final"] = final
     return steps
+
+
+def _minus_sky(
+    data: np.ndarray, planes: list[tuple[float, float, float]], origin: tuple[int, int]
+) -> np.ndarray:
+    """``data`` (whose pixel (0, 0) is ``origin`` in the image) minus one sky plane per channel."""
+    if not planes:
+        return data
+    if data.ndim == 2:
+        return data - _plane_values(planes[0], float(origin[0]), float(origin[1]), data.shape)
+    skies = [_plane_values(plane, float(origin[0]), float(origin[1]), data.shape[:2]) for plane in planes]
+    return data - np.stack(skies, axis=-1)
 
 
 def _known_background(metrics: Mapping[str, Any] | None) -> _Background | None:

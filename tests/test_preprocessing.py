@@ -254,6 +254,14 @@ def test_colour_and_grey_channels() -> None:
     assert out.shape == (16, 16, 3) and not np.array_equal(out[..., 0], out[..., 1])
 
 
+def test_each_colour_loses_its_own_sky() -> None:
+    planes = [_galaxy(80, sky=sky, seed=k) for k, sky in enumerate((10.0, 200.0, 50.0))]
+    colour = ImageData(np.stack(planes, axis=-1), None, None, Path("c.png"), "png")
+    sub = preprocess_steps(colour, PreprocessConfig(channels=3))["background_subtracted"]
+    corner = np.median(sub[:15, :15].reshape(-1, 3), axis=0)
+    np.testing.assert_allclose(corner, 0.0, atol=1.0)
+
+
 def test_reusing_metrics_gives_the_same_output() -> None:
     image = _image(_galaxy(128, x=70, y=50), wcs=_wcs(128))
     metrics = measure_quality(image)
@@ -390,6 +398,22 @@ def test_filter_reports_the_first_failing_rule_in_order() -> None:
     assert list(out["reason"]) == list(REJECTION_REASONS) + [""]
     assert list(out["kept"]) == [False] * 8 + [True]
     assert "quality" not in table  # the input is not modified
+
+
+def test_filter_on_rows_without_metrics() -> None:
+    # As a builder joins them: unreadable files have NaN metrics and an object "blank" column.
+    table = _table(snr=[100.0, np.nan], blank=[False, None], min_side=[128.0, np.nan],
+                   read_error=["", "not a FITS file"])
+    out = apply_quality_filter(table)
+    assert list(out["reason"]) == ["", "unreadable"]
+    assert list(out["quality"] > 0) == [True, False]
+
+
+def test_measure_quality_of_a_colour_image_uses_luminance() -> None:
+    grey = _galaxy(96)
+    colour = ImageData(np.stack([grey, grey, grey], axis=-1), None, None, Path("c.png"), "png")
+    metrics = measure_quality(colour)
+    assert metrics["snr"] == pytest.approx(measure_quality(_image(grey, bitpix=16))["snr"], rel=1e-3)
 
 
 def test_filter_crop_rule_follows_the_crop() -> None:
