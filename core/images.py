@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 ImageFormat = Literal["fits", "jpeg", "png"]
 
-FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
+FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fits.fz", ".fz")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -91,11 +91,11 @@ class ImageData:
 def read_image(path: str | os.PathLike[str], *, rgb: bool = False) -> ImageData:
     """Read a FITS (optionally gzipped), JPEG or PNG file as a float32 image.
 
-    FITS: the first HDU with at least 2-D data is used (primary or extension); singleton axes are
-    squeezed, and a real cube gives its first plane (logged). ``BSCALE``/``BZERO`` are applied,
-    ``BLANK`` and non-finite pixels become NaN. Gzip is detected by its magic bytes, whatever the
-    file is called. All-zero or tiny images are returned: judging them is
-    :func:`core.preprocessing.measure_quality`'s job.
+    FITS: the first HDU with at least 2-D data is used (primary, extension or tile-compressed
+    ``.fits.fz``); singleton axes are squeezed, and a real cube gives its first plane (logged).
+    ``BSCALE``/``BZERO`` are applied, ``BLANK`` and non-finite pixels become NaN. Gzip is
+    detected by its magic bytes, whatever the file is called. All-zero or tiny images are
+    returned: judging them is :func:`core.preprocessing.measure_quality`'s job.
 
     Parameters
     ----------

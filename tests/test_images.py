@@ -93,6 +93,15 @@ def test_image_in_extension_when_primary_is_empty(tmp_path: Path) -> None:
     assert image.header["EXTNAME"] == "SCI"
 
 
+def test_tile_compressed_fits(tmp_path: Path) -> None:
+    raw = (np.arange(1200).reshape(40, 30) % 300).astype(np.int16)
+    hdu = fits.CompImageHDU(raw, compression_type="RICE_1")
+    hdu.header["BSCALE"] = 2.0
+    hdu.header["BZERO"] = 5.0
+    image = read_image(_write(tmp_path / "c.fits.fz", _fits_bytes([fits.PrimaryHDU(), hdu])))
+    np.testing.assert_array_equal(image.data, raw * 2.0 + 5.0)
+
+
 def test_nan_and_inf_become_nan(tmp_path: Path) -> None:
     values = np.array([[1.0, np.nan], [np.inf, -np.inf]], dtype=np.float32)
     image = read_image(_write(tmp_path / "n.fits", _fits_bytes(fits.PrimaryHDU(values))))
