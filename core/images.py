@@ -316,7 +316,8 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
     rgb = np.asarray(rgb, dtype=np.float32)
     # A weighted sum rather than ``rgb @ weights``: that goes to a multithreaded BLAS call that is
     # slow on a busy machine for no gain.
-    return _LUMA[0] * rgb[..., 0] + _LUMA[1] * rgb[..., 1] + _LUMA[2] * rgb[..., 2]
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is a missing pixel: NaN
+        return _LUMA[0] * rgb[..., 0] + _LUMA[1] * rgb[..., 1] + _LUMA[2] * rgb[..., 2]
 
 
 def _pillow_to_array(img: Image.Image, *, rgb: bool) -> np.ndarray:
