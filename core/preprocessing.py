@@ -1023,7 +1023,7 @@ def apply_quality_filter(
     min_snr, min_finite, max_saturated, extent : float
         Thresholds of rules 6, 4, 5 and 8. The defaults were set on the built-in sample
         (2,057 images): they keep all its clean and off-centre images and reject all blank and
-        tiny ones, 99 % of the saturated, 98 % of the NaN-striped and 92 % of the low-S/N ones.
+        tiny ones, 99 % of the saturated, 98 % of the NaN-striped and 91 % of the low-S/N ones.
         ``max_saturated=1e-4`` rejects any image with a saturated patch bigger than a few
         pixels, a saturated star included.
 
