@@ -30,15 +30,17 @@ The physics, per image
 * **Ellipticals** (E0-E7, E, E+, cD, D/cD): a Sérsic bulge, index n ~ 3.5-5 (4-6 for E+ and
   cD), projected axis ratio q = 1 - k/10 for type Ek (+-0.04, the width of NED's rounding
   bin); cD and D/cD add an extended exponential envelope.
-* **S0** (S0, S0^-, SA0, SB0, SAB0^+, ...): Sérsic bulge (n ~ 2-4, B/T 0.3-0.6) plus a smooth
-  exponential disc about three times larger, inclined 45-88 deg so the disc shows. SB0 / SAB0
-  get a bar. **S0/a** is the same with faint (amplitude 0.25-0.4), tight (pitch 8-12 deg) arms.
+* **S0** (S0, S0^-, SA0, SB0, SAB0^+, ...): a nearly round Sérsic bulge (n ~ 2.5-4, B/T
+  0.3-0.5) plus a smooth exponential disc four to seven times larger, inclined 55-88 deg so
+  the flat disc shows. SB0 / SAB0
+  get a bar. **S0/a** is the same (B/T 0.3-0.45) with faint (amplitude 0.25-0.4), tight (pitch 8-12 deg)
+  arms.
 * **Spirals** (SA/SAB/SB or plain S, stages a ... m, rings (r), (s), (rs)): bulge + exponential
   disc modulated by m = 2 (sometimes 3) logarithmic arms. With the stage, from a to d the
   pitch angle opens (8 -> 30 deg) and the bulge fraction falls (B/T 0.35 -> 0.02); Sm has no
   bulge and one-armed, lopsided arms. SB bars are strong (8-15 % of the light), SAB bars weak
   (3-6 %) and shorter. Inner rings (r) add a ring at the bar's end. Nearly edge-on spirals
-  (i > 78 deg) get a dust lane and sometimes NED's ``sp`` suffix.
+  (8 %, i > 78 deg) get a dust lane; the others are inclined at most 65 deg so the arms show.
 * **Irregular / peculiar** (Im, IBm, I, Irr, Pec, S?, Sc pec): a faint, lopsided disc plus
   4-12 star-forming clumps placed asymmetrically; Pec and Sc pec add a companion and a tidal
   arc.
@@ -46,7 +48,7 @@ The physics, per image
   sqrt(cos^2 i + q0^2 sin^2 i) (Hubble 1926); inclination is drawn isotropically (uniform in
   cos i) within the ranges above, position angle uniformly.
 * **Size and redshift**: the image is a survey cut-out about the galaxy, so the half-light
-  radius is drawn as 5-15 % of the side; its angular size then fixes the redshift through the
+  radius is drawn as 5-9 % of the side for ellipticals and 8-14 % for the others; its angular size then fixes the redshift through the
   angular-diameter distance of astropy's Planck18 cosmology and a physical half-light radius
   drawn per family (E 2-10 kpc, discs 3-10 kpc, Irr 1-4 kpc): smaller on the sky means farther.
 * **Instrument**: a survey per image (DSS2 red, SDSS r, 2MASS K, GALEX NUV) with its pixel
@@ -58,7 +60,8 @@ The physics, per image
 
 Warts (per galaxy, at the rates of :class:`SampleRates`; ``wart`` in ``truth.csv``)
 ------------------------------------------------------------------------------------
-``none`` (clean), ``low_snr`` (surface brightness at r_e of 0.3-1 sky sigma), ``saturated``
+``none`` (clean: mean surface brightness inside r_e of 8-30 sky sigma per pixel), ``low_snr``
+(0.3-1 sky sigma), ``saturated``
 (core clipped at the header's ``SATURATE``), ``nan_region`` (a NaN stripe or block, or a
 zero-filled chip gap), ``blank`` (all zeros), ``off_centre`` (galaxy 15-30 % of the side away
 from the image centre; the WCS still puts the catalogue ra/dec on the galaxy), ``thumbnail``
@@ -103,7 +106,7 @@ from core.progress import Progress
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_VERSION = "1"
+SAMPLE_VERSION = "2"
 """Bumped whenever the rendering or the population changes, so :func:`ensure_sample` rebuilds."""
 
 CATALOG_COLUMNS = ("name", "redshift", "classification", "requested", "file", "ra", "dec")
@@ -356,7 +359,7 @@ def _prepare_folder(out: Path, params: dict[str, Any]) -> None:
         raise ConfigError(f"out must be a folder; got the file {out}. Choose another path.")
     ours = {"catalog.csv", "truth.csv", "SAMPLE.json", "images", _PROGRESS_FILE, _PARAMS_FILE}
     if out.exists():
-        present = {p.name for p in out.iterdir() if not p.name.startswith(".sample") or p.name in ours}
+        present = {p.name for p in out.iterdir() if not p.name.startswith(".")}
         foreign = sorted(present - ours)
         if foreign and not (out / "SAMPLE.json").exists() and not (out / _PARAMS_FILE).exists():
             raise ConfigError(
@@ -594,7 +597,7 @@ def _image_geometry(rng: np.random.Generator, wart: str, family: str, *, avoid: 
     weights = np.array([s.weight for s in surveys])
     survey = surveys[int(rng.choice(len(surveys), p=weights / weights.sum()))]
     scale = float(rng.uniform(*survey.scale))
-    frac_range = (0.05, 0.10) if family == "E" else (0.07, 0.14)
+    frac_range = (0.05, 0.09) if family == "E" else (0.08, 0.14)
     if theta_e is None:
         frac = float(rng.uniform(*frac_range))
         size = int(np.round(np.exp(rng.uniform(np.log(96), np.log(256)))))
@@ -665,13 +668,13 @@ def _morphology(rng: np.random.Generator, t: dict[str, Any]) -> dict[str, Any]:
     # Disc galaxies: S0, S0/a, S. Disc half-light radius is the reference radius (1.0).
     h = 1.0 / 1.678
     if family in ("S0", "S0/a"):
-        cos_i = u(np.cos(np.radians(88)), np.cos(np.radians(45)))
-        bt = u(0.3, 0.6) if family == "S0" else u(0.3, 0.5)
-        m["bulge"] = {"frac": bt, "n": u(2.0, 4.0), "r_e": u(0.2, 0.35), "q": u(0.7, 0.95)}
+        cos_i = u(np.cos(np.radians(88)), np.cos(np.radians(55)))
+        bt = u(0.3, 0.5) if family == "S0" else u(0.3, 0.45)
+        m["bulge"] = {"frac": bt, "n": u(2.5, 4.0), "r_e": u(0.15, 0.25), "q": u(0.8, 0.95)}
     else:
         s = _STAGE_INDEX[stage]  # 0 (a) ... 7 (m)
-        edge_on = rng.random() < 0.12
-        cos_i = u(0.0, np.cos(np.radians(78))) if edge_on else u(np.cos(np.radians(70)), 1.0)
+        edge_on = rng.random() < 0.08
+        cos_i = u(0.0, np.cos(np.radians(78))) if edge_on else u(np.cos(np.radians(65)), 1.0)
         bt_hi = (0.35, 0.30, 0.22, 0.16, 0.11, 0.07, 0.04, 0.0)[s]
         bt = u(0.6 * bt_hi, bt_hi)
         if bt > 0:
@@ -681,7 +684,7 @@ def _morphology(rng: np.random.Generator, t: dict[str, Any]) -> dict[str, Any]:
         m["arms"] = {
             "m": 1 if stage == "m" else (3 if rng.random() < 0.15 and s >= 3 else 2),
             "pitch": u(pitch_lo, pitch_lo + 6.0),
-            "amp": u(0.5, 0.7) if stage == "m" else u(0.7, 0.95),
+            "amp": u(0.5, 0.7) if stage == "m" else u(0.75, 0.95),
             "phase": u(0, 2 * np.pi),
             "r_in": 0.25,
             "sharp": 3 if s < 5 else 2,
@@ -930,7 +933,7 @@ def _render(spec: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any], dict[str,
     read_noise = float(rng.uniform(*survey.read_noise))
     sigma_sky = math.sqrt(sky + read_noise**2)
     snr_e = float(np.exp(rng.uniform(np.log(0.3), np.log(1.0)))) if wart == "low_snr" else float(
-        np.exp(rng.uniform(np.log(6.0), np.log(25.0))))
+        np.exp(rng.uniform(np.log(8.0), np.log(30.0))))
     # Mean surface brightness inside r_e is (F/2) / (pi r_e^2); set it to snr_e sky sigmas.
     flux = snr_e * sigma_sky * 2.0 * math.pi * max(half_light, 1.0) ** 2
 
