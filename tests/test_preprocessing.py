@@ -335,6 +335,14 @@ def test_quality_metrics_of_a_gaussian_galaxy() -> None:
     assert 200 < metrics["snr"] < 2000
 
 
+def test_a_touching_star_does_not_inflate_the_radius() -> None:
+    data = _galaxy(128, sigma=6.0, amplitude=300)
+    yy, xx = np.mgrid[:128, :128]
+    data += (3000 * np.exp(-0.5 * ((xx - 87) ** 2 + (yy - 63.5) ** 2) / 1.5**2)).astype(np.float32)
+    radius = measure_quality(_image(data))["source_radius_px"]
+    assert radius == pytest.approx(1.1774 * 6.0, rel=0.15)  # joined to the star: 10.8
+
+
 def test_snr_grows_with_flux() -> None:
     snrs = [measure_quality(_image(_galaxy(96, amplitude=a, seed=1)))["snr"] for a in (5, 40, 400)]
     assert snrs[0] < 25 < snrs[1] < snrs[2]
