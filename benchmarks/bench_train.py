@@ -95,9 +95,10 @@ def main() -> int:
     reference = keras.applications.ResNet50(weights=None, input_shape=(args.size, args.size, 1), classes=3)
     reference = _compiled(reference, "resnet50")
     ours_t, ref_t = [], []
-    for _ in range(2):  # interleaved, so background load hits both alike
-        ours_t += train_step_seconds(ours, x, y, batch=args.batch, steps=max(2, args.steps // 2))
-        ref_t += train_step_seconds(reference, x, y, batch=args.batch, steps=max(2, args.steps // 2))
+    for round_ in range(4):  # interleaved, alternating who goes first, so background load hits both alike
+        pair = [(ours, ours_t), (reference, ref_t)]
+        for model, times in pair if round_ % 2 == 0 else pair[::-1]:
+            times += train_step_seconds(model, x, y, batch=args.batch, steps=max(2, args.steps // 2))
     ratio = statistics.median(ours_t) / statistics.median(ref_t)
     failures += ratio > 1.15
     print(f"ResNet-50 step: ours {statistics.median(ours_t) * 1000:.0f} ms, keras.applications "

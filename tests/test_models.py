@@ -58,6 +58,14 @@ def test_lenet5_resizes_other_sizes_inside_the_model():
     assert count_params(model) == count_params(lenet5(input_size=32, channels=1, num_classes=3))
 
 
+def test_resnet_without_stem_pool_keeps_twice_the_resolution():
+    pooled = resnet(depth=18, input_size=64, channels=1, num_classes=3)
+    unpooled = resnet(depth=18, input_size=64, channels=1, num_classes=3, stem_pool=False)
+    assert pooled.get_layer("stage4_block2_out").output.shape[1:3] == (2, 2)
+    assert unpooled.get_layer("stage4_block2_out").output.shape[1:3] == (4, 4)
+    assert count_params(pooled) == count_params(unpooled)
+
+
 def test_lenet5_original_and_modern_options():
     original = lenet5(num_classes=3)
     modern = lenet5(num_classes=3, activation="relu", pooling="max")
