@@ -827,6 +827,9 @@ def _as_2d(data: np.ndarray) -> np.ndarray:
 # quality
 
 
+QUALITY_VERSION = 1  # bump when measure_quality's output changes
+
+
 def measure_quality(
     image: ImageData, *, ra: float | None = None, dec: float | None = None
 ) -> dict[str, float | bool]:
