@@ -31,8 +31,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--size", type=int, default=None, help="output side in pixels (default: settings image_size, 64)")
     parser.add_argument("--stretch", default="asinh", help="asinh, log, sqrt or linear (default: asinh)")
     parser.add_argument("--channels", type=int, default=1, choices=(1, 3), help="1 grey, 3 colour (default: 1)")
-    parser.add_argument("--min-quality", type=float, default=0.3, help="quality score threshold in [0, 1] (default: 0.3)")
-    parser.add_argument("--min-size", type=int, default=32, help="smallest image side in pixels (default: 32)")
+    parser.add_argument(
+        "--centre",
+        default="auto",
+        help="crop centre: wcs (catalogue position), peak (brightest source), none (image centre); "
+        "auto = none for Galaxy Zoo cutouts, else wcs where the WCS allows, else peak (default: auto)",
+    )
+    # Threshold defaults are left to the library (core.builder.QUALITY_DEFAULTS), so the CLI cannot
+    # drift from it, and importing it here would slow every command's start.
+    library = " (default: the quality filter's, printed after the build)"
+    parser.add_argument("--min-quality", type=float, default=None, help="quality score threshold in [0, 1]" + library)
+    parser.add_argument("--min-size", type=int, default=None, help="smallest image side in pixels" + library)
+    parser.add_argument("--min-snr", type=float, default=None, help="smallest galaxy S/N" + library)
+    parser.add_argument("--min-finite", type=float, default=None, help="smallest fraction of valid pixels" + library)
+    parser.add_argument(
+        "--max-saturated", type=float, default=None, help="largest fraction of saturated pixels" + library
+    )
+    parser.add_argument(
+        "--extent",
+        type=float,
+        default=None,
+        help="drop a galaxy whose EXTENT half-light radii do not fit in the crop; larger is stricter, 0 turns "
+        "the rule off" + library,
+    )
     parser.add_argument(
         "--catalog", default="auto", help="name prefix to keep (NGC, UGC, ...), 'auto' (the most common) or 'all'"
     )
@@ -60,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     """Build, then print the folder, the counts per split and the reasons images were left out."""
     import json
 
-    from core.builder import build_dataset
+    from core.builder import QUALITY_DEFAULTS, build_dataset
     from core.config import get_settings
     from core.preprocessing import PreprocessConfig
     from core.progress import Progress
@@ -79,14 +100,15 @@ def run(args: argparse.Namespace) -> int:
         size=args.size if args.size is not None else settings.image_size,
         stretch=args.stretch,
         channels=args.channels,
+        centre=args.centre,
     )
+    thresholds = {name: getattr(args, name) for name in QUALITY_DEFAULTS if getattr(args, name) is not None}
     with Progress(None, desc="build", stream=sys.stderr, events_path=args.progress_file) as progress:
         out = build_dataset(
             source,
             scheme=args.scheme,
             preprocess=config,
-            min_quality=args.min_quality,
-            min_size=args.min_size,
+            **thresholds,
             catalog=args.catalog,
             label_from=args.label_from,
             conflicts=args.conflicts,
@@ -104,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"classes: {', '.join(manifest['classes'])}; catalogue: {manifest['params']['catalog']}")
     for split, counts in manifest["counts"].items():
         print(f"  {split:5s} {sum(counts.values()):6d}  " + "  ".join(f"{c}={n}" for c, n in counts.items()))
+    params = manifest["params"]
+    print("quality filter: " + ", ".join(f"{name}={params[name]:g}" for name in QUALITY_DEFAULTS if name in params))
     reasons = manifest.get("reasons", {})
     if reasons:
         print("left out: " + ", ".join(f"{r}={n}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])))
