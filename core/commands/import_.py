@@ -21,6 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--images", required=True, help="folder of images (searched recursively)")
     parser.add_argument("--name", default=None, help="source name (default: the CSV's file name)")
     parser.add_argument("--out", default=None, help="source folder (default: <data_dir>/imported/NAME)")
+    parser.add_argument("--progress-file", default=None, help="also append progress events (JSON lines) here")
     parser.set_defaults(func=run)
 
 
@@ -28,8 +29,14 @@ def run(args: argparse.Namespace) -> int:
     """Import and print what matched and what did not."""
     from core.config import get_settings
     from core.importer import EXAMPLES, import_source
+    from core.progress import Progress
 
-    result = import_source(args.catalog, args.images, name=args.name, out=args.out, settings=get_settings())
+    # import_source reports nothing while it works: the events say when it started, when it
+    # ended (done or failed, with the error) and how many rows matched an image.
+    with Progress(None, desc="import", stream=sys.stderr, events_path=args.progress_file) as progress:
+        result = import_source(args.catalog, args.images, name=args.name, out=args.out, settings=get_settings())
+        progress.total = len(result.catalog) + len(result.unmatched_rows)
+        progress.update(progress.total, failed=len(result.unmatched_rows), step="match")
     print(f"imported {len(result.catalog)} rows with images into {result.out}/catalog.csv")
     if result.unmatched_rows:
         examples = "; ".join(f"{n} ({r})" for n, r in result.unmatched_rows[:EXAMPLES])
