@@ -29,11 +29,12 @@ The physics, per image
 ----------------------
 * **Ellipticals** (E0-E7, E, E+, cD, D/cD): a Sérsic bulge, index n ~ 3.5-5 (4-6 for E+ and
   cD), projected axis ratio q = 1 - k/10 for type Ek (+-0.04, the width of NED's rounding
-  bin); cD and D/cD add an extended exponential envelope.
+  bin); cD and D/cD add an extended exponential envelope. E-numbers are drawn as observed,
+  mostly E0-E3, rarely E6-E7.
 * **S0** (S0, S0^-, SA0, SB0, SAB0^+, ...): a nearly round Sérsic bulge (n ~ 2.5-4, B/T
-  0.3-0.5) plus a smooth exponential disc four to seven times larger, inclined 55-88 deg so
+  0.3-0.5) plus a smooth exponential disc three to five times larger, inclined 55-88 deg so
   the flat disc shows. SB0 / SAB0
-  get a bar. **S0/a** is the same (B/T 0.3-0.45) with faint (amplitude 0.25-0.4), tight (pitch 8-12 deg)
+  get a bar. **S0/a** is the same (B/T 0.3-0.45) with faint (amplitude 0.15-0.3), tight (pitch 8-12 deg)
   arms.
 * **Spirals** (SA/SAB/SB or plain S, stages a ... m, rings (r), (s), (rs)): bulge + exponential
   disc modulated by m = 2 (sometimes 3) logarithmic arms. With the stage, from a to d the
@@ -41,9 +42,10 @@ The physics, per image
   bulge and one-armed, lopsided arms. SB bars are strong (8-15 % of the light), SAB bars weak
   (3-6 %) and shorter. Inner rings (r) add a ring at the bar's end. Nearly edge-on spirals
   (8 %, i > 78 deg) get a dust lane; the others are inclined at most 65 deg so the arms show.
-* **Irregular / peculiar** (Im, IBm, I, Irr, Pec, S?, Sc pec): a faint, lopsided disc plus
-  4-12 star-forming clumps placed asymmetrically; Pec and Sc pec add a companion and a tidal
-  arc.
+* **Irregular / peculiar** (Im, IBm, I, Irr, Pec, S?): a faint, lopsided disc plus 4-12
+  star-forming clumps placed asymmetrically; Pec adds a companion and a tidal arc, S? weak
+  arms. Sc pec is an Sc with a companion and a tidal arc. All count as ``unclassified`` in
+  ``hubble3`` (truth), though a parser may well call Sc pec a spiral.
 * Discs have an intrinsic thickness q0 = 0.1-0.2, so their projected axis ratio is
   sqrt(cos^2 i + q0^2 sin^2 i) (Hubble 1926); inclination is drawn isotropically (uniform in
   cos i) within the ranges above, position angle uniformly.
@@ -53,14 +55,14 @@ The physics, per image
   drawn per family (E 2-10 kpc, discs 3-10 kpc, Irr 1-4 kpc): smaller on the sky means farther.
 * **Instrument**: a survey per image (DSS2 red, SDSS r, 2MASS K, GALEX NUV) with its pixel
   scale (0.4-1.7 arcsec/px), seeing (Moffat, beta 2.5-4.5, or Gaussian; FWHM per survey),
-  sky level, read noise and units. The model is rendered 2x oversampled, binned, convolved
-  with the PSF, then gets foreground stars (PSF-shaped points), sky (a mild gradient in 30 %
-  of images), Poisson and read noise. SDSS frames are sky-subtracted, as SDSS serves them.
+  sky level, read noise and units. The model is rendered at the final resolution (2x
+  oversampled and binned when r_e < 20 px), convolved with the PSF, then gets foreground stars
+  (PSF-shaped points), sky (a mild gradient in 30 % of images), Poisson and read noise. SDSS frames are sky-subtracted, as SDSS serves them.
   DSS images are stored as scaled 16-bit integers (BSCALE/BZERO/BLANK), the rest as float32.
 
 Warts (per galaxy, at the rates of :class:`SampleRates`; ``wart`` in ``truth.csv``)
 ------------------------------------------------------------------------------------
-``none`` (clean: mean surface brightness inside r_e of 8-30 sky sigma per pixel), ``low_snr``
+``none`` (clean: mean surface brightness inside r_e of 15-50 sky sigma per pixel), ``low_snr``
 (0.3-1 sky sigma), ``saturated``
 (core clipped at the header's ``SATURATE``), ``nan_region`` (a NaN stripe or block, or a
 zero-filled chip gap), ``blank`` (all zeros), ``off_centre`` (galaxy 15-30 % of the side away
@@ -92,7 +94,7 @@ import math
 import re
 import shutil
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,7 +108,7 @@ from core.progress import Progress
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_VERSION = "2"
+SAMPLE_VERSION = "4"
 """Bumped whenever the rendering or the population changes, so :func:`ensure_sample` rebuilds."""
 
 CATALOG_COLUMNS = ("name", "redshift", "classification", "requested", "file", "ra", "dec")
@@ -243,6 +245,11 @@ def generate_sample(
     ------
     ConfigError
         If ``n``, ``seed`` or ``n_jobs`` is out of range, or ``out`` holds something else.
+
+    Examples
+    --------
+    >>> generate_sample("data/sample", n=200, seed=1)  # doctest: +SKIP
+    PosixPath('data/sample')
     """
     from joblib import Parallel, delayed
 
@@ -304,6 +311,11 @@ def ensure_sample(
     -------
     Path
         ``out``.
+
+    Examples
+    --------
+    >>> ensure_sample("data/sample")  # first call renders, later calls return at once  # doctest: +SKIP
+    PosixPath('data/sample')
     """
     n, seed = _validate(n=n, seed=seed)
     out = Path(out)
@@ -466,8 +478,9 @@ def _choice(rng: np.random.Generator, options: dict[str, float]) -> str:
     return keys[int(rng.choice(len(keys), p=p / p.sum()))]
 
 
-_E_TYPES = {**{f"E{k}": w for k, w in enumerate((0.10, 0.12, 0.12, 0.12, 0.10, 0.08, 0.06, 0.04))},
-            "E": 0.08, "E+": 0.08, "cD": 0.05, "D/cD": 0.05}
+# Observed E-numbers peak at E1-E3 and E7 is the flattest there is (Sandage, Freeman & Stokes 1970).
+_E_TYPES = {**{f"E{k}": w for k, w in enumerate((0.14, 0.16, 0.16, 0.14, 0.10, 0.06, 0.03, 0.01))},
+            "E": 0.07, "E+": 0.07, "cD": 0.03, "D/cD": 0.03}
 _BAR_PREFIX = {"": "S", "A": "SA", "AB": "SAB", "B": "SB"}
 _STAGES = {"a": 0.12, "ab": 0.10, "b": 0.18, "bc": 0.14, "c": 0.18, "cd": 0.10, "d": 0.10, "m": 0.08}
 _STAGE_INDEX = {s: k for k, s in enumerate(_STAGES)}
@@ -644,6 +657,10 @@ def _morphology(rng: np.random.Generator, t: dict[str, Any]) -> dict[str, Any]:
             m["bulge"]["frac"] = u(0.65, 0.8)
             m["halo"] = {"frac": 1.0 - m["bulge"]["frac"], "h": u(2.0, 3.0), "q": m["bulge"]["q"]}
         return m
+    if type_ == "Sc pec":  # a disturbed spiral: an Sc with a companion and a tidal tail
+        m = _morphology(rng, {"family": "S", "stage": "c", "bar": "", "ring": "", "type": "Sc"})
+        m.update(_interaction(rng))
+        return m
     if family == "Irr":
         cos_i = u(0.3, 1.0)
         m["disc"] = {"frac": u(0.3, 0.6), "h": 1.0 / 1.678, "cos_i": cos_i, "q0": u(0.2, 0.35)}
@@ -654,14 +671,9 @@ def _morphology(rng: np.random.Generator, t: dict[str, Any]) -> dict[str, Any]:
             "sigma": u(0.08, 0.25, size=k).tolist(),
             "flux": rng.dirichlet(np.ones(k)).tolist(),
         }
-        if type_ in ("Pec", "Sc pec"):
-            ang = u(0, 2 * np.pi)
-            dist = u(0.8, 1.5)
-            m["companion"] = {"dx": dist * np.cos(ang), "dy": dist * np.sin(ang), "r_e": u(0.3, 0.6),
-                              "frac": u(0.15, 0.35), "n": u(1.0, 3.0)}
-            m["tail"] = {"radius": u(1.2, 2.0), "start": u(0, 2 * np.pi), "length": u(1.0, 2.5),
-                         "width": u(0.1, 0.2), "frac": u(0.05, 0.12)}
-        if type_ in ("S?", "Sc pec"):
+        if type_ == "Pec":
+            m.update(_interaction(rng))
+        if type_ == "S?":
             m["arms"] = {"m": 2, "pitch": u(18, 28), "amp": u(0.3, 0.5), "phase": u(0, 2 * np.pi),
                          "r_in": 0.3, "sharp": 2}
         return m
@@ -670,7 +682,7 @@ def _morphology(rng: np.random.Generator, t: dict[str, Any]) -> dict[str, Any]:
     if family in ("S0", "S0/a"):
         cos_i = u(np.cos(np.radians(88)), np.cos(np.radians(55)))
         bt = u(0.3, 0.5) if family == "S0" else u(0.3, 0.45)
-        m["bulge"] = {"frac": bt, "n": u(2.5, 4.0), "r_e": u(0.15, 0.25), "q": u(0.8, 0.95)}
+        m["bulge"] = {"frac": bt, "n": u(2.5, 4.0), "r_e": u(0.2, 0.3), "q": u(0.8, 0.95)}
     else:
         s = _STAGE_INDEX[stage]  # 0 (a) ... 7 (m)
         edge_on = rng.random() < 0.08
@@ -694,7 +706,7 @@ def _morphology(rng: np.random.Generator, t: dict[str, Any]) -> dict[str, Any]:
     m["disc"] = {"frac": 1.0 - m.get("bulge", {}).get("frac", 0.0), "h": h, "cos_i": float(cos_i),
                  "q0": u(0.1, 0.2)}
     if family == "S0/a":
-        m["arms"] = {"m": 2, "pitch": u(8, 12), "amp": u(0.25, 0.4), "phase": u(0, 2 * np.pi),
+        m["arms"] = {"m": 2, "pitch": u(8, 12), "amp": u(0.15, 0.3), "phase": u(0, 2 * np.pi),
                      "r_in": 0.4, "sharp": 2}
     if bar in ("AB", "B"):
         strong = bar == "B"
@@ -709,6 +721,19 @@ def _morphology(rng: np.random.Generator, t: dict[str, Any]) -> dict[str, Any]:
     m["disc"]["frac"] = max(0.0, m["disc"]["frac"] - m.get("bar", {}).get("frac", 0.0)
                             - m.get("ring", {}).get("frac", 0.0))
     return m
+
+
+def _interaction(rng: np.random.Generator) -> dict[str, Any]:
+    """A companion galaxy and a tidal arc, for peculiar types."""
+    u = rng.uniform
+    ang = u(0, 2 * np.pi)
+    dist = u(0.8, 1.5)
+    return {
+        "companion": {"dx": dist * np.cos(ang), "dy": dist * np.sin(ang), "r_e": u(0.3, 0.6),
+                      "frac": u(0.15, 0.35), "n": u(1.0, 3.0)},
+        "tail": {"radius": u(1.2, 2.0), "start": u(0, 2 * np.pi), "length": u(1.0, 2.5),
+                 "width": u(0.1, 0.2), "frac": u(0.05, 0.12)},
+    }
 
 
 def _assign_names(galaxies: list[dict[str, Any]], seed: int) -> list[tuple[str, str]]:
@@ -736,7 +761,7 @@ def _assign_names(galaxies: list[dict[str, Any]], seed: int) -> list[tuple[str, 
     return names
 
 
-def _unique(used: set[str], make: Any) -> str:
+def _unique(used: set[str], make: Callable[[], str]) -> str:
     for _ in range(1000):
         name = make()
         if name not in used:
@@ -933,7 +958,7 @@ def _render(spec: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any], dict[str,
     read_noise = float(rng.uniform(*survey.read_noise))
     sigma_sky = math.sqrt(sky + read_noise**2)
     snr_e = float(np.exp(rng.uniform(np.log(0.3), np.log(1.0)))) if wart == "low_snr" else float(
-        np.exp(rng.uniform(np.log(8.0), np.log(30.0))))
+        np.exp(rng.uniform(np.log(15.0), np.log(50.0))))
     # Mean surface brightness inside r_e is (F/2) / (pi r_e^2); set it to snr_e sky sigmas.
     flux = snr_e * sigma_sky * 2.0 * math.pi * max(half_light, 1.0) ** 2
 

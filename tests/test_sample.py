@@ -62,6 +62,17 @@ def catalog(big: Path) -> list[dict[str, str]]:
     return _rows(big / "catalog.csv")
 
 
+@pytest.fixture(scope="module")
+def images(big: Path, truth: list[dict[str, str]]) -> dict[str, tuple[fits.Header, np.ndarray]]:
+    """Header (as stored: read before astropy scales the data) and pixels of every image, read once."""
+    loaded = {}
+    for t in truth:
+        with fits.open(big / t["file"]) as hdul:
+            header = hdul[0].header.copy()
+            loaded[t["file"]] = (header, np.asarray(hdul[0].data, dtype=np.float32))
+    return loaded
+
+
 # --- determinism ---------------------------------------------------------------------------------
 
 
@@ -164,14 +175,12 @@ def test_safe_file_stem() -> None:
 
 
 def test_headers_are_real_and_wcs_puts_catalogue_position_on_the_galaxy(
-    big: Path, truth: list[dict[str, str]]
+    images: dict[str, tuple[fits.Header, np.ndarray]], truth: list[dict[str, str]]
 ) -> None:
     bitpix = []
     surveys = set()
     for t in truth:
-        with fits.open(big / t["file"]) as hdul:
-            header = hdul[0].header.copy()  # before .data: astropy rewrites BITPIX when it scales
-            data = hdul[0].data
+        header, data = images[t["file"]]
         for key in ("OBJECT", "SURVEY", "TELESCOP", "FILTER", "BUNIT", "SATURATE", "CTYPE1", "CRVAL1"):
             assert key in header, (t["file"], key)
         assert "DATE-OBS" in header or "EPOCH" in header
@@ -221,11 +230,11 @@ def test_each_wart_occurs_near_its_rate(truth: list[dict[str, str]], wart: str) 
     assert abs(k - N_BIG * p) <= 4 * math.sqrt(N_BIG * p * (1 - p)) + 1, (wart, k)
 
 
-def test_image_warts_are_in_the_pixels(big: Path, truth: list[dict[str, str]]) -> None:
+def test_image_warts_are_in_the_pixels(images: dict[str, tuple[fits.Header, np.ndarray]],
+                                      truth: list[dict[str, str]]) -> None:
     for t in truth:
-        with fits.open(big / t["file"]) as hdul:
-            header = hdul[0].header.copy()
-            data = np.asarray(hdul[0].data, dtype=np.float64)
+        header, data = images[t["file"]]
+        data = data.astype(np.float64)
         size = int(t["size_px"])
         wart = t["wart"]
         if wart == "blank":
@@ -252,9 +261,10 @@ def test_image_warts_are_in_the_pixels(big: Path, truth: list[dict[str, str]]) -
             assert offset < 0.5
 
 
-def test_low_snr_images_are_noisier_than_clean_ones(big: Path, truth: list[dict[str, str]]) -> None:
+def test_low_snr_images_are_noisier_than_clean_ones(images: dict[str, tuple[fits.Header, np.ndarray]],
+                                                    truth: list[dict[str, str]]) -> None:
     def central_snr(t: dict[str, str]) -> float:
-        data = _pixels(big / t["file"]).astype(np.float64)
+        data = images[t["file"]][1].astype(np.float64)
         size = data.shape[0]
         y, x = np.indices(data.shape)
         r = np.hypot(x - float(t["centre_x"]), y - float(t["centre_y"]))
