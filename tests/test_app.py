@@ -1,6 +1,6 @@
 """AppTest of every dashboard page on a small real sample, a real dataset and tiny real runs.
 
-The session fixture generates a 120-galaxy sample, builds a 32-px dataset from it and trains
+The session fixture ``world`` (tests/conftest.py) generates a 120-galaxy sample, builds a 32-px dataset from it and trains
 LeNet-5, AlexNet and ResNet-18 for one epoch each through ``core`` (no page input is faked).
 """
 
@@ -15,28 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGES = ("home", "data", "statistics", "balance", "preprocessing", "training", "comparison", "classify")
-MODELS = ("lenet5", "alexnet", "resnet18")
-
-
-@pytest.fixture(scope="session")
-def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A data folder with a sample and a dataset, and a runs folder with three finished runs."""
-    from core.builder import build_dataset
-    from core.preprocessing import PreprocessConfig
-    from core.sample import ensure_sample
-    from core.training import train_many
-
-    root = tmp_path_factory.mktemp("dashboard")
-    data_dir, runs_dir = root / "data", root / "runs"
-    sample = ensure_sample(data_dir / "sample", n=120, seed=0)
-    dataset = build_dataset(
-        sample, scheme="hubble3", preprocess=PreprocessConfig(size=32), min_quality=0.0, min_size=0,
-        catalog="all", out=data_dir / "datasets" / "tiny", n_jobs=1,
-    )
-    outcomes = train_many(dataset, models=list(MODELS), seeds=[0], runs_dir=runs_dir,
-                          overrides={"epochs": 1, "batch_size": 16, "patience": 0})
-    assert [o["status"] for o in outcomes] == ["finished"] * len(MODELS), outcomes
-    return {"data": data_dir, "runs": runs_dir, "sample": sample, "dataset": dataset}
+from tests.conftest import MODELS
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_app import world  # noqa: F401 - the same sample, dataset and runs as the AppTest suite
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -44,7 +43,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(world: dict[str, Path]) -> Iterator[str]:  # noqa: F811 - the imported fixture
+def server(world: dict[str, Path]) -> Iterator[str]:
     if not CHROMIUM.exists():
         if os.environ.get("REQUIRE_BROWSER") == "1":
             pytest.fail(f"REQUIRE_BROWSER=1 but {CHROMIUM} is missing: apt-get install -y chromium")
