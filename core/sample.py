@@ -44,8 +44,8 @@ The physics, per image
   (8 %, i > 78 deg) get a dust lane; the others are inclined at most 65 deg so the arms show.
 * **Irregular / peculiar** (Im, IBm, I, Irr, Pec, S?): a faint, lopsided disc plus 4-12
   star-forming clumps placed asymmetrically; Pec adds a companion and a tidal arc, S? weak
-  arms. Sc pec is an Sc with a companion and a tidal arc. All count as ``unclassified`` in
-  ``hubble3`` (truth), though a parser may well call Sc pec a spiral.
+  arms; all of these are ``unclassified`` in ``hubble3`` (truth). Sc pec is an Sc with a
+  companion and a tidal arc: a disturbed spiral, so its truth is ``Spiral``, as NED's string says.
 * Discs have an intrinsic thickness q0 = 0.1-0.2, so their projected axis ratio is
   sqrt(cos^2 i + q0^2 sin^2 i) (Hubble 1926); inclination is drawn isotropically (uniform in
   cos i) within the ranges above, position angle uniformly.
@@ -108,7 +108,7 @@ from core.progress import Progress
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_VERSION = "4"
+SAMPLE_VERSION = "5"
 """Bumped whenever the rendering or the population changes, so :func:`ensure_sample` rebuilds."""
 
 CATALOG_COLUMNS = ("name", "redshift", "classification", "requested", "file", "ra", "dec")
@@ -542,7 +542,9 @@ def _requested(t: dict[str, Any]) -> str:
     return "S" if type_.startswith("S") else "Irr"
 
 
-def _hubble3(family: str) -> str:
+def _hubble3(family: str, type_: str) -> str:
+    if type_ == "Sc pec":  # drawn with the irregulars, but it is a spiral with a stage
+        return "Spiral"
     return {"E": "E", "S0": "S0", "S0/a": "S0", "S": "Spiral"}.get(family, "unclassified")
 
 
@@ -1107,7 +1109,7 @@ def _write_tables(out: Path, rows: list[dict[str, Any]], specs: list[dict[str, A
         image = s["image"]
         truth_rows.append({
             "name": s["name"], "file": s["file"], "true_type": s["type"], "family": s["family"],
-            "bar": s["bar"], "stage": s["stage"], "hubble3": _hubble3(s["family"]), "wart": s["wart"],
+            "bar": s["bar"], "stage": s["stage"], "hubble3": _hubble3(s["family"], s["type"]), "wart": s["wart"],
             "duplicate_of": s["duplicate_of"], "conflict": str(s["conflict"]),
             "ra": f"{s['ra']:.6f}", "dec": f"{s['dec']:.6f}", "redshift": f"{s['redshift']:.6f}",
             "pixel_scale": f"{image['scale']:.4f}", "size_px": str(image["size"]),

@@ -15,8 +15,6 @@ import pytest
 from core import jobs
 from core.jobs import JobError
 
-# `python -m core sample` names its progress file --events (the other commands: --progress-file).
-SAMPLE_PROGRESS = "--events"
 
 
 def _wait_for(predicate: Callable[[], bool], *, timeout: float = 90.0, what: str) -> None:
@@ -41,12 +39,12 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def test_job_runs_to_completion_and_leaves_its_record(data_dir: Path) -> None:
     out = data_dir / "sample"
     job = jobs.start_job(
-        ["sample", "--out", str(out), "--n", "30", "--seed", "1"], label="tiny sample", progress_flag=SAMPLE_PROGRESS
+        ["sample", "--out", str(out), "--n", "30", "--seed", "1"], label="tiny sample"
     )
 
     assert job.record_file == data_dir / "jobs" / f"{job.id}.json"
     record = json.loads(job.record_file.read_text())
-    assert record["command"][-2:] == ["--events", str(job.progress_file)]
+    assert record["command"][-2:] == ["--progress-file", str(job.progress_file)]
     assert record["label"] == "tiny sample"
 
     _wait_for(lambda: jobs.job_status(job) != jobs.RUNNING, what="the sample job to end")
@@ -78,7 +76,7 @@ def test_failing_command_is_failed_with_its_error_in_the_log(data_dir: Path) -> 
 
 def test_stop_job_terminates_the_process_group(data_dir: Path) -> None:
     job = jobs.start_job(
-        ["sample", "--out", str(data_dir / "big"), "--n", "20000"], label="big sample", progress_flag=SAMPLE_PROGRESS
+        ["sample", "--out", str(data_dir / "big"), "--n", "20000"], label="big sample"
     )
     _wait_for(lambda: jobs.job_progress(job) is not None, what="the first progress event")
     assert jobs.job_status(job) == jobs.RUNNING
@@ -102,7 +100,7 @@ def _group_alive(job: jobs.Job) -> bool:
 
 
 def test_job_killed_without_exit_record_is_failed(data_dir: Path) -> None:
-    job = jobs.start_job(["sample", "--out", str(data_dir / "big"), "--n", "20000"], progress_flag=SAMPLE_PROGRESS)
+    job = jobs.start_job(["sample", "--out", str(data_dir / "big"), "--n", "20000"])
     _wait_for(lambda: jobs.job_progress(job) is not None, what="the first progress event")
 
     os.killpg(job.pid, signal.SIGKILL)

@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--workers", type=int, default=None, help="worker processes (default: the 'workers' setting, 0 = all cores)"
     )
-    parser.add_argument("--events", default=None, help="also append progress events (JSON lines) to this file")
+    parser.add_argument("--progress-file", default=None, help="also append progress events (JSON lines) to this file")
     parser.set_defaults(func=run)
 
 
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"sample already present in {out} (n={args.n}, seed={args.seed}); nothing to do")
         return 0
     started = time.monotonic()
-    with Progress(None, desc="sample", stream=sys.stderr, events_path=args.events) as progress:
+    with Progress(None, desc="sample", stream=sys.stderr, events_path=args.progress_file) as progress:
         if args.if_missing:
             ensure_sample(out, n=args.n, seed=args.seed, n_jobs=n_jobs, progress=progress)
         else:
