@@ -41,3 +41,15 @@ def test_jsonl_round_trip_ignores_a_torn_last_line(tmp_path):
 def test_atomic_json_is_sorted_and_readable(tmp_path):
     path = atomic_write_json(tmp_path / "m.json", {"b": 1, "a": [1, 2]})
     assert json.loads(path.read_text()) == {"a": [1, 2], "b": 1}
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "report.html", "<html></html>")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
