@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from ui import charts, common, data
+from ui import charts, common, data, palette
 
 common.page_header(
     "Class balance",
@@ -17,7 +17,7 @@ common.bind("balance_scheme", "scheme")
 scheme = st.selectbox("Class scheme", data.scheme_names(), key="balance_scheme", on_change=common.adopt,
                       args=("balance_scheme", "scheme"), help="Also in the sidebar; every page uses the same scheme.")
 classes = data.scheme_classes(scheme)
-colors = common.class_colors(classes)
+colors = palette.class_colors(classes)
 table = data.labelled(source, scheme)
 if table.empty:
     common.stop_with("This source has no catalogue rows yet — fetch or import galaxies on the **Data** page.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import GalaxyMorphError
-from ui import charts, common, data
+from ui import charts, common, data, palette
 
 common.page_header(
     "Classify a galaxy",
@@ -47,6 +47,8 @@ st.subheader(f"Preprocessing of {label}")
 for col, (step, array) in zip(st.columns(len(steps)), steps.items()):
     col.image(data.for_display(array), caption=step.replace("_", " "), width="stretch")
 st.caption(f"Crop {config.crop:g} of the side, {config.stretch} stretch, resized to {config.size} × {config.size} px.")
+if upload is None and picked != "—":
+    common.acknowledge(st.session_state["source"])
 
 st.subheader("Class probabilities")
 columns = st.columns(len(candidates))
@@ -55,4 +57,4 @@ for column, run in zip(columns, candidates):
         probs = data.predict(run.path, steps["final"])
         best = max(probs, key=probs.get)
         st.markdown(f"**{common.model_label(run.model_name)}** → **{best}** ({probs[best]:.0%})")
-        st.plotly_chart(charts.probability_bar(probs, color=common.model_color(run.model_name)), key=f"cls_probs_{run.id}")
+        st.plotly_chart(charts.probability_bar(probs, color=palette.model_color(run.model_name)), key=f"cls_probs_{run.id}")

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import report
-from ui import charts, common, data
+from ui import charts, common, data, palette
 
 table = data.runs_table()
 finished = table[table["status"] == "finished"] if not table.empty else table
@@ -33,7 +33,7 @@ if not chosen:
     common.stop_with("Choose at least one run above.")
 runs_list = data.load_runs(tuple(candidates.set_index("id").loc[chosen, "path"]))
 models = list(dict.fromkeys(r.model_name for r in runs_list))
-colors = {m: common.model_color(m, i) for i, m in enumerate(models)}
+colors = {m: palette.model_color(m, i) for i, m in enumerate(models)}
 classes = runs_list[0].classes
 if present:
     st.title(f"{' vs '.join(common.model_label(m) for m in models)}")
@@ -74,7 +74,7 @@ with right:
         fig.add_trace(go.Scatter(x=part["epoch"], y=part["accuracy"], name=name + " train", line=dict(color=colors[m])))
         fig.add_trace(go.Scatter(x=part["epoch"], y=part["val_accuracy"], name=name + " val",
                                  line=dict(color=colors[m], dash="dash")))
-    fig.update_xaxes(title="epoch")
+    charts.epoch_axis(fig, curves["epoch"])
     fig.update_yaxes(title="accuracy")
     st.plotly_chart(charts.style(fig, title="Learning curves (solid: train, dashed: validation)"), key="cmp_curves")
 
@@ -87,7 +87,7 @@ with left:
         part = roc[roc["class"] == roc_class]
         fig.add_trace(go.Scatter(x=part["fpr"], y=part["tpr"], line=dict(color=colors[run.model_name]),
                                  name=f"{common.model_label(run.model_name)} (AUC {part['auc'].iloc[0]:.3f})"))
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], line=dict(color="#aaaaaa", dash="dot"), name="chance"))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], line=dict(color=palette.MISSING_COLOR, dash="dot"), name="chance"))
     fig.update_xaxes(title="false positive rate")
     fig.update_yaxes(title="true positive rate")
     st.plotly_chart(charts.style(fig, title=f"ROC curves — {roc_class} vs rest"), key="cmp_roc")
@@ -98,10 +98,10 @@ with right:
         fig.add_trace(go.Scatter(
             x=part["params"], y=part["accuracy"], mode="markers", name=common.model_label(m),
             marker=dict(color=colors[m], size=10 + 30 * part["train_seconds"] / max(1.0, runs_rows["train_seconds"].max()),
-                        line=dict(color="white", width=1)),
+                        opacity=0.9, line=dict(color="white", width=1)),
             hovertemplate="%{x:,} parameters<br>accuracy %{y:.3f}<br>%{customdata:.0f} s training",
             customdata=part["train_seconds"]))
-    fig.update_xaxes(title="parameters (log scale)", type="log")
+    fig.update_xaxes(title="parameters (log scale)", type="log", dtick=1)
     fig.update_yaxes(title="test accuracy")
     st.plotly_chart(charts.style(fig, title="Size vs accuracy (marker area: training time)"), key="cmp_params")
 
@@ -144,8 +144,9 @@ if not present:
             if run is None:
                 col.image(data.dataset_image(runs_list[0].config["dataset"]["path"], galaxy), caption="input", width="stretch")
                 continue
-            col.image(data.saliency(run.path, image), caption=f"{common.model_label(run.model_name)}: |∂score/∂pixel|",
-                      width="stretch")
+            heat, predicted = data.saliency(run.path, image)
+            label = run.classes[predicted] if predicted < len(run.classes) else predicted
+            col.image(heat, caption=f"{common.model_label(run.model_name)} → {label}: |∂p/∂pixel|", width="stretch")
 
     st.subheader("Export")
     exports = data.exports(tuple(r.path for r in runs_list))

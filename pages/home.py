@@ -36,16 +36,32 @@ with right:
     st.markdown("#### Datasets and runs")
     datasets = data.list_dataset_paths()
     runs = data.runs_table()
-    st.metric("Saved datasets", len(datasets))
-    st.metric("Training runs", len(runs))
+    finished = runs[runs["status"] == "finished"] if not runs.empty else runs
+    m1, m2 = st.columns(2)
+    m1.metric("Saved datasets", len(datasets))
+    m2.metric("Finished runs", f"{len(finished)} of {len(runs)}")
+    if datasets:
+        rows = []
+        for path in datasets:
+            manifest = data.dataset_manifest(str(path))
+            counts = manifest.get("counts", {})
+            rows.append({
+                "dataset": path.name,
+                "images": sum(sum(per_class.values()) for per_class in counts.values()),
+                "classes": ", ".join(manifest.get("classes", [])),
+                "runs": sum(1 for p in runs["dataset"] if p and Path(p).resolve() == path.resolve()) if not runs.empty else 0,
+            })
+        st.dataframe(rows, hide_index=True, width="stretch")
+    else:
+        st.caption("No dataset yet: build one on **Preprocessing preview**.")
     st.markdown("#### Next steps")
     steps = []
     if not datasets:
         steps.append("Tune crop and quality on **Preprocessing preview**, then *Build dataset*.")
-    if runs.empty:
+    if finished.empty:
         steps.append("Train LeNet-5, AlexNet and ResNet on the **Training** page.")
     else:
-        steps.append("Compare the trained models on **Model comparison**.")
+        steps.append("Compare the trained models on **Model comparison**; try one on **Classify**.")
     steps.append("Explore the classes on **Dataset statistics** and **Class balance**.")
     steps.append("Fetch real galaxies from NED or import your own folder on the **Data** page.")
     st.markdown("\n".join(f"{i}. {s}" for i, s in enumerate(steps, 1)))

@@ -67,6 +67,7 @@ with right:
         st.caption("Nothing is rejected with these settings.")
     else:
         per_reason = table[~table["kept"]].pivot_table(index="reason", columns="label", values="name", aggfunc="count", fill_value=0)
+        per_reason = per_reason.reindex(columns=[c for c in classes if c in per_reason.columns])
         st.dataframe(per_reason.assign(total=per_reason.sum(axis=1)).sort_values("total", ascending=False), key="pp_reasons")
 
 st.subheader("Quality metrics")

@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ui import charts, common, data
+from ui import charts, common, data, palette
 
 common.page_header(
     "Dataset statistics",
@@ -17,7 +17,7 @@ source = st.session_state["source"]
 scheme = st.session_state["scheme"]
 table = data.labelled(source, scheme)
 classes = data.scheme_classes(scheme)
-colors = common.class_colors(classes)
+colors = palette.class_colors(classes)
 if table.empty:
     common.stop_with("This source has no catalogue rows yet — fetch or import galaxies on the **Data** page.")
 
@@ -39,7 +39,7 @@ with right:
     top = prefixes.head(12)
     if len(prefixes) > 12:
         top = pd.concat([top, pd.Series({"other": prefixes.iloc[12:].sum()})])
-    fig = go.Figure(go.Bar(x=top.to_numpy(), y=list(top.index), orientation="h", marker_color=common.KEPT_COLOR))
+    fig = go.Figure(go.Bar(x=top.to_numpy(), y=list(top.index), orientation="h", marker_color=palette.KEPT_COLOR))
     fig.update_yaxes(autorange="reversed", title="catalogue (name prefix)")
     fig.update_xaxes(title="objects")
     st.plotly_chart(charts.style(fig, title="Catalogues the names come from"), key="stats_prefixes")
@@ -79,7 +79,7 @@ else:
     matrix, per_object = coverage
     left, right = st.columns([3, 2])
     left.plotly_chart(charts.heatmap(matrix, title="Objects with an image, per survey and band", x_title="band", y_title="survey"), key="stats_coverage")
-    right.plotly_chart(charts.class_bar(per_object, title="Images per object", colors={k: common.KEPT_COLOR for k in per_object.index}), key="stats_per_object")
+    right.plotly_chart(charts.class_bar(per_object, title="Images per object", colors={k: palette.KEPT_COLOR for k in per_object.index}), key="stats_per_object")
 
 st.subheader("Missing or failed images")
 failures = data.failures(table)
@@ -95,7 +95,9 @@ st.subheader("Objects")
 query = st.text_input("Search names, types or classes", key="stats_search", placeholder="e.g. NGC 4, SB, Spiral")
 shown = data.search(table, query)
 st.caption(f"{len(shown):,} of {len(table):,} rows. Select a row to see its image.")
-columns = [c for c in ("name", "classification", "label", "redshift", "prefix", "survey", "band", "file") if c in shown.columns]
+# Survey and band only where the source records them (the samples have one image per object).
+columns = [c for c in ("name", "classification", "label", "redshift", "prefix", "survey", "band", "file")
+           if c in shown.columns and (c not in ("survey", "band") or shown[c].notna().any())]
 selection = st.dataframe(
     shown[columns], hide_index=True, height=300, key="stats_objects",
     on_select="rerun", selection_mode="single-row",
@@ -110,5 +112,7 @@ if rows:
     else:
         left.warning(f"{row['name']}: no image ({row.get('reason') or 'not fetched'}).")
     right.markdown(f"**{row['name']}** — NED type `{row['classification']}` → **{row['label']}** ({scheme})")
-    right.dataframe(row.drop(labels=["path"]).astype(str).rename("value").to_frame(), key="stats_row")
+    details = row.drop(labels=["path"])
+    details = details[details.map(lambda v: v is not None and v == v and str(v) != "")]
+    right.dataframe(details.astype(str).rename("value").to_frame(), key="stats_row", width="stretch")
 common.acknowledge(source)

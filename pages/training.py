@@ -11,7 +11,7 @@ import streamlit as st
 from core import jobs, runs
 from core.errors import GalaxyMorphError
 from core.models import MODEL_NAMES
-from ui import charts, common, data
+from ui import charts, common, data, palette
 
 common.page_header(
     "Training",
@@ -29,13 +29,13 @@ with st.container(border=True):
     dataset = c1.selectbox("Dataset", [str(p) for p in datasets], format_func=lambda p: Path(p).name, key="train_dataset")
     models = c2.multiselect("Models", list(MODEL_NAMES), default=["lenet5", "alexnet", "resnet18"],
                             format_func=common.model_label, key="train_models")
-    c1, c2, c3, c4, c5 = st.columns(5)
+    c1, c2, c3, c4 = st.columns([1, 1, 1, 1.2])
     epochs = c1.number_input("Epochs (max, early stopping on)", 1, 500, 20, key="train_epochs")
     seeds_text = c2.text_input("Seeds (comma-separated)", "0", key="train_seeds",
                                help="One run per model and seed; the comparison averages over seeds.")
     batch = c3.select_slider("Batch size", [16, 32, 64, 128], value=32, key="train_batch")
     mixed = c4.toggle("Mixed precision (GPU)", key="train_mixed", help="float16 compute on a GPU; slower on a CPU.")
-    xla = c5.toggle("XLA compile (GPU)", key="train_xla")
+    xla = c4.toggle("XLA compile (GPU)", key="train_xla")
     manifest = data.dataset_manifest(dataset)
     st.caption(
         f"{manifest.get('n_images', '?')} images of {manifest.get('image_shape', ['?'])[0]} px, classes "
@@ -48,9 +48,9 @@ except ValueError:
     seeds = []
     st.error(f"seeds must be whole numbers separated by commas; got {seeds_text!r}. Use e.g. 0, 1, 2.")
 
-b1, b2, _ = st.columns([1, 1, 4])
-start = b1.button("Start training", key="train_start", type="primary", icon=":material/play_arrow:", disabled=not (models and seeds))
-resume = b2.button("Resume unfinished", key="train_resume", icon=":material/replay:", disabled=not (models and seeds),
+buttons = st.container(horizontal=True)
+start = buttons.button("Start training", key="train_start", type="primary", icon=":material/play_arrow:", disabled=not (models and seeds))
+resume = buttons.button("Resume unfinished", key="train_resume", icon=":material/replay:", disabled=not (models and seeds),
                    help="Skip finished runs of these settings and continue stopped or crashed ones from their checkpoint.")
 if start or resume:
     args = ["train", "--dataset", dataset, "--models", *models, "--seeds", *map(str, seeds), "--epochs", str(int(epochs)),
@@ -99,7 +99,7 @@ def live_runs() -> None:
             if history.empty:
                 st.caption("Waiting for the first epoch …")
                 continue
-            color = common.model_color(row["model"])
+            color = palette.model_color(row["model"])
             left, right = st.columns(2)
             left.plotly_chart(_curve(history, "loss", color, "Loss (cross-entropy)"), key=f"train_loss_{row['id']}")
             right.plotly_chart(_curve(history, "accuracy", color, "Accuracy"), key=f"train_acc_{row['id']}")
@@ -110,7 +110,7 @@ def _curve(history: pd.DataFrame, metric: str, color: str, title: str) -> go.Fig
         go.Scatter(x=history["epoch"], y=history[metric], name="train", line=dict(color=color)),
         go.Scatter(x=history["epoch"], y=history[f"val_{metric}"], name="validation", line=dict(color=color, dash="dash")),
     ])
-    fig.update_xaxes(title="epoch")
+    charts.epoch_axis(fig, history["epoch"])
     fig.update_yaxes(title=metric)
     return charts.style(fig, title=title, height=240)
 

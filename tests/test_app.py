@@ -53,7 +53,18 @@ def test_home_summarises_the_sample_source(app: AppTest, world: dict[str, Path])
     rows = int(_metric(app, "Catalogue rows").replace(",", ""))
     assert rows >= 120
     assert _metric(app, "Saved datasets") == "1"
-    assert _metric(app, "Training runs") == str(len(MODELS))
+    assert _metric(app, "Finished runs") == f"{len(MODELS)} of {len(MODELS)}"
+    datasets = app.dataframe[0].value
+    assert list(datasets["dataset"]) == [Path(world["dataset"]).name]
+    assert list(datasets["runs"]) == [len(MODELS)]
+
+
+def test_preview_defaults_are_the_builders(app: AppTest) -> None:
+    from core.builder import DEFAULT_MIN_QUALITY, QUALITY_DEFAULTS
+
+    _open(app, "preprocessing")
+    assert app.slider(key="pp_min_quality").value == DEFAULT_MIN_QUALITY
+    assert app.slider(key="pp_min_size").value == QUALITY_DEFAULTS["min_size"]
 
 
 def test_quality_slider_changes_the_kept_count(app: AppTest) -> None:

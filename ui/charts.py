@@ -8,19 +8,34 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ui.common import KEPT_COLOR, REJECTED_COLOR, class_colors
+from ui.palette import KEPT_COLOR, MISSING_COLOR, REJECTED_COLOR, SOURCE_NODE_COLOR, THRESHOLD_COLOR, class_colors
 
 TEMPLATE = "plotly_white"
 
 
 def style(fig: go.Figure, *, title: str | None = None, height: int = 360) -> go.Figure:
+    """The shared look: white template, title top left, legend in its own strip under the plot.
+
+    A legend above the plot collides with the title once it wraps (six learning-curve traces),
+    so it sits at the bottom of the figure, and the bottom margin grows with it.
+    """
+    # Sankey and heatmap traces have no legend entry (no ``showlegend``).
+    named = [trace for trace in fig.data if getattr(trace, "showlegend", False) is not False and trace.name]
+    has_legend = len(named) > 1
     fig.update_layout(
         template=TEMPLATE,
-        title=title,
-        height=height,
+        title=dict(text=title, x=0, xanchor="left", y=0.98, yanchor="top") if title else None,
+        height=height + (50 if has_legend else 0),
         margin=dict(l=10, r=10, t=50 if title else 20, b=10),
-        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1),
+        legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", xanchor="left", x=0),
     )
+    return fig
+
+
+def epoch_axis(fig: go.Figure, epochs: pd.Series) -> go.Figure:
+    """Whole-number epoch ticks (about ten of them), never 1.2, 1.4 …"""
+    last = int(epochs.max()) if len(epochs) else 1
+    fig.update_xaxes(title="epoch", tick0=1, dtick=max(1, -(-last // 10)))
     return fig
 
 
@@ -31,7 +46,7 @@ def class_bar(counts: pd.Series, *, title: str, colors: Mapping[str, str] | None
         go.Bar(
             x=list(counts.index),
             y=counts.to_numpy(),
-            marker_color=[colors.get(c, "#999999") for c in counts.index],
+            marker_color=[colors.get(c, MISSING_COLOR) for c in counts.index],
             text=counts.to_numpy(),
             textposition="outside",
         )
@@ -62,7 +77,7 @@ def histogram_with_threshold(
     if threshold is not None:
         fig.add_vline(
             x=threshold,
-            line=dict(color="#d62728", width=2, dash="dash"),
+            line=dict(color=THRESHOLD_COLOR, width=2, dash="dash"),
             annotation_text=f"{'≥' if kept_above else '≤'} {threshold:g} kept",
             annotation_position="top right",
         )
@@ -94,8 +109,8 @@ def sankey(flows: pd.DataFrame, *, classes: Sequence[str], title: str) -> go.Fig
     right = list(dict.fromkeys(flows["target"]))
     nodes = left + right
     index = {(0, n): i for i, n in enumerate(left)} | {(1, n): len(left) + i for i, n in enumerate(right)}
-    node_colors = ["#b8c2d6"] * len(left) + [colors.get(n, "#999999") for n in right]
-    link_colors = [_rgba(colors.get(t, "#999999"), 0.35) for t in flows["target"]]
+    node_colors = [SOURCE_NODE_COLOR] * len(left) + [colors.get(n, MISSING_COLOR) for n in right]
+    link_colors = [_rgba(colors.get(t, MISSING_COLOR), 0.35) for t in flows["target"]]
     fig = go.Figure(
         go.Sankey(
             arrangement="snap",
@@ -138,7 +153,7 @@ def _rgba(hex_color: str, alpha: float) -> str:
 
 def grouped_bars(frame: pd.DataFrame, *, title: str, y_title: str) -> go.Figure:
     """One bar group per index value, one bar per column (e.g. before / after filters)."""
-    shades = (REJECTED_COLOR, KEPT_COLOR, "#7a9a01", "#d62728")
+    shades = (REJECTED_COLOR, KEPT_COLOR, MISSING_COLOR, THRESHOLD_COLOR)
     fig = go.Figure(
         [
             go.Bar(name=str(col), x=[str(i) for i in frame.index], y=frame[col].to_numpy(),

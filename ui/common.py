@@ -1,13 +1,12 @@
 """Widgets and styling shared by the dashboard's pages (the UI layer; ``core`` never imports this).
 
-Colours are fixed per class and per model so that a class or a model has the same colour on
-every chart of every page.
+Colours live in :mod:`ui.palette`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import streamlit as st
@@ -17,12 +16,7 @@ from core.catalogue import source_kind as catalogue_kind
 from core.config import Settings, get_settings
 from core.progress import format_duration
 
-# Okabe-Ito: distinguishable with the common colour-vision deficiencies.
-CLASS_PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#999999")
-MODEL_COLORS = {"lenet5": "#4C72B0", "alexnet": "#DD8452", "resnet18": "#55A868", "resnet34": "#2E8B57", "resnet50": "#1B5E20"}
-MODEL_FALLBACK = ("#8172B3", "#937860", "#DA8BC3", "#8C8C8C")
 MODEL_NAMES = {"lenet5": "LeNet-5", "alexnet": "AlexNet", "resnet18": "ResNet-18", "resnet34": "ResNet-34", "resnet50": "ResNet-50"}
-KEPT_COLOR, REJECTED_COLOR = "#3558a8", "#c8cdd8"
 
 KIND_NAMES = {
     "sample": "built-in synthetic sample",
@@ -42,16 +36,6 @@ GZ1_ACKNOWLEDGEMENT = (
 def settings() -> Settings:
     """The settings, read now (tests point ``GALAXY_MORPH_DATA_DIR`` at a tmp folder)."""
     return get_settings()
-
-
-def class_colors(classes: Sequence[str]) -> dict[str, str]:
-    """One colour per class, in the scheme's class order."""
-    return {cls: CLASS_PALETTE[i % len(CLASS_PALETTE)] for i, cls in enumerate(classes)}
-
-
-def model_color(model: str, index: int = 0) -> str:
-    """The colour of a model family (``lenet5``...); others get a fallback by position."""
-    return MODEL_COLORS.get(model, MODEL_FALLBACK[index % len(MODEL_FALLBACK)])
 
 
 def model_label(model: str) -> str:

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import catalogue, labels, preprocessing, report, runs
-from core.builder import compute_metrics
+from core import catalogue, labels, models, preprocessing, report, runs
+from core.builder import DEFAULT_MIN_QUALITY, QUALITY_DEFAULTS, compute_metrics
 from core.config import get_settings
 from core.errors import GalaxyMorphError, ImageReadError
 from core.images import read_image
@@ -131,11 +131,11 @@ def dropped_conflicts(source: str, scheme: str, report: Any) -> pd.DataFrame:
     """The objects a ``drop`` policy left out, with the classes they were listed under."""
     names = list(getattr(report, "dropped_names", []))
     if not names:
-        return pd.DataFrame(columns=["name", "labels_seen", "outcome"])
+        return pd.DataFrame(columns=["name", "namesseen", "outcome"])
     table = labelled(source, scheme)
     rows = table[table["name"].isin(names) & (table["label"] != UNCLASSIFIED)]
     seen = rows.groupby("name")["label"].agg(lambda s: "|".join(dict.fromkeys(s)))
-    return pd.DataFrame({"name": seen.index, "labels_seen": seen.to_numpy(), "outcome": "dropped"})
+    return pd.DataFrame({"name": seen.index, "namesseen": seen.to_numpy(), "outcome": "dropped"})
 
 
 def type_flows(table: pd.DataFrame, *, top: int) -> pd.DataFrame:
@@ -212,14 +212,14 @@ def metrics(source: str, scheme: str) -> pd.DataFrame:
 
 
 def default_preprocess(source: str) -> dict[str, Any]:
-    """Slider defaults: the library's, with the crop the GZ1 cutouts need."""
+    """Slider defaults: the library's and ``python -m core build``'s, with the crop the GZ1 cutouts need."""
     config = preprocessing.PreprocessConfig()
     return {
         "crop": 0.35 if Path(source).name == "gz1" else float(config.crop),
         "size": int(config.size),
         "stretch": str(config.stretch),
-        "min_quality": 0.2,
-        "min_size": 16,
+        "min_quality": float(DEFAULT_MIN_QUALITY),
+        "min_size": int(QUALITY_DEFAULTS["min_size"]),
         "catalog": "all",
     }
 
@@ -380,16 +380,17 @@ def styled_summary(summary: pd.DataFrame) -> Any:
         stds = summary[f"{metric}_std"].astype(float)
         cells[title] = [report_cell(metric, m, s) for m, s in zip(means, stds)]
         if means.notna().any() and len(means) > 1:
-            best[title] = means.idxmin() if metric in LOWER_IS_BETTER else means.idxmax()
-    table = pd.DataFrame(cells, index=summary.index).T
-    seeds = pd.DataFrame([summary["n_seeds"].astype(int).astype(str).to_numpy()], index=["Seeds"], columns=summary.index)
+            best[title] = model_label(means.idxmin() if metric in LOWER_IS_BETTER else means.idxmax())
+    # st.dataframe shows the frame's own labels (it ignores a Styler's relabel_index).
+    names = [model_label(m) for m in summary.index]
+    table = pd.DataFrame(cells, index=names).T
+    seeds = pd.DataFrame([summary["n_seeds"].astype(int).astype(str).to_numpy()], index=["Seeds"], columns=names)
     table = pd.concat([table, seeds])
 
     def highlight(column: pd.Series) -> list[str]:
         return ["font-weight: bold; color: #1a7f37" if best.get(row) == column.name else "" for row in column.index]
 
-    styled = table.style.apply(highlight, axis=0)
-    return styled.relabel_index([model_label(m) for m in table.columns], axis=1)
+    return table.style.apply(highlight, axis=0)
 
 
 def report_cell(metric: str, mean: float, std: float) -> str:
@@ -447,19 +448,12 @@ def dataset_image(path: str, name: str, *, raw: bool = False) -> np.ndarray | No
     return image if raw else for_display(image)
 
 
-def saliency(run_path: str, image: np.ndarray) -> np.ndarray:
-    """Vanilla-gradient saliency of the predicted class, normalised to [0, 1] for display."""
-    import tensorflow as tf  # noqa: PLC0415 - only this view needs gradients
-
+def saliency(run_path: str, image: np.ndarray) -> tuple[np.ndarray, int]:
+    """Gradient saliency of the predicted class (via :func:`core.models.saliency`), ready for display."""
     model = load_model(str(run_path), (Path(run_path) / "model.keras").stat().st_mtime)
-    x = tf.convert_to_tensor(image[None].astype(np.float32))
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        scores = model(x, training=False)
-        top = tf.reduce_max(scores, axis=1)
-    grad = np.abs(tape.gradient(top, x).numpy()[0]).max(axis=-1)
-    grad = grad / grad.max() if grad.max() > 0 else grad
-    return np.clip(grad[::-1], 0.0, 1.0)
+    x = image.astype(np.float32)
+    predicted = int(np.argmax(model.predict(x[None], verbose=0)[0]))
+    return for_display(models.saliency(model, x, predicted)), predicted
 
 
 @st.cache_data(max_entries=8, show_spinner="Writing the report …")
