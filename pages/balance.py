@@ -64,5 +64,9 @@ with right:
     if shown.empty:
         st.success("No label conflicts in this source.")
     else:
-        st.dataframe(shown[["name", "labels_seen", "outcome"]], hide_index=True, height=300, key="balance_conflicts")
+        st.dataframe(shown[["name", "labels_seen", "outcome"]], hide_index=True, height=300, key="balance_conflicts",
+                     width="stretch", column_config={
+                         "name": st.column_config.TextColumn("object", width="medium"),
+                         "labels_seen": st.column_config.TextColumn("classes seen", width="small"),
+                         "outcome": st.column_config.TextColumn("outcome", width="small")})
 common.acknowledge(source)

@@ -1,11 +1,15 @@
 """Real browser: `streamlit run` on a free port, every page in headless Chromium, one screenshot each.
 
 Skipped when /usr/bin/chromium is missing, unless REQUIRE_BROWSER=1 (CI), where that is a failure.
-Screenshots go to docs/screenshots/ (the README shows them).
+Screenshots go to docs/screenshots/ (the README shows them). By default the app runs on the test
+world (a 120-galaxy sample, 1-epoch runs); for the README pictures point it at real data and runs:
+
+    SCREENSHOT_DATA_DIR=data SCREENSHOT_RUNS_DIR=runs python -m pytest tests/test_browser.py -q
 """
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import subprocess
@@ -14,8 +18,12 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,14 +32,34 @@ SHOTS = ROOT / "docs" / "screenshots"
 # url path, screenshot name, a selector that only appears once the page's content has arrived
 PAGES = (
     ("", "home", '[data-testid="stMetricValue"]'),
-    ("data", "data", '[data-testid="stTabs"]'),
-    ("statistics", "statistics", ".js-plotly-plot .main-svg"),
+    ("data", "data", '[data-testid="stTabs"] [data-testid="stButton"]'),
+    ("statistics", "statistics", '[data-testid="stDataFrame"] canvas'),
     ("balance", "balance", ".js-plotly-plot .main-svg"),
     ("preprocessing", "preprocessing", '[data-testid="stImage"] img'),
     ("training", "training", '[data-testid="stProgress"]'),
     ("comparison", "comparison", ".js-plotly-plot .main-svg"),
     ("classify", "classify", '[data-testid="stFileUploader"]'),
 )
+WIDTH = 1280
+MAX_SHOT_BYTES = 400_000  # the README shows eight of them
+# True once the script run has finished and everything the page drew has its content: no skeleton
+# placeholders, every plotly
+# chart has its SVG, every table its canvas, every image has loaded.
+PAGE_READY = """() => {
+  const all = (sel) => Array.from(document.querySelectorAll(sel));
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+  if (document.querySelector('[data-testid="stSkeleton"]')) return false;
+  if (all('[data-testid="stPlotlyChart"]').some(el => !el.querySelector('.main-svg'))) return false;
+  if (all('[data-testid="stDataFrame"]').some(el => !el.querySelector('canvas'))) return false;
+  return all('img').every(img => img.complete && img.naturalWidth > 0);
+}"""
+# Streamlit scrolls inside its main section, not the window: its height is the page's height.
+CONTENT_HEIGHT = """() => {
+  const main = document.querySelector('[data-testid="stMain"]') || document.querySelector('section.main');
+  const block = document.querySelector('[data-testid="stMainBlockContainer"]');
+  return Math.ceil(Math.max(main ? main.scrollHeight : 0, block ? block.scrollHeight + 120 : 0));
+}"""
 
 pytestmark = pytest.mark.browser
 
@@ -43,13 +71,18 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(world: dict[str, Path]) -> Iterator[str]:
+def server(request: pytest.FixtureRequest) -> Iterator[str]:
     if not CHROMIUM.exists():
         if os.environ.get("REQUIRE_BROWSER") == "1":
             pytest.fail(f"REQUIRE_BROWSER=1 but {CHROMIUM} is missing: apt-get install -y chromium")
         pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
+    data_dir, runs_dir = os.environ.get("SCREENSHOT_DATA_DIR"), os.environ.get("SCREENSHOT_RUNS_DIR")
+    if not (data_dir and runs_dir):
+        world = request.getfixturevalue("world")
+        data_dir, runs_dir = data_dir or str(world["data"]), runs_dir or str(world["runs"])
     port = _free_port()
-    env = dict(os.environ, GALAXY_MORPH_DATA_DIR=str(world["data"]), GALAXY_MORPH_RUNS_DIR=str(world["runs"]))
+    env = dict(os.environ, GALAXY_MORPH_DATA_DIR=str(Path(data_dir).resolve()),
+               GALAXY_MORPH_RUNS_DIR=str(Path(runs_dir).resolve()))
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
@@ -72,6 +105,43 @@ def server(world: dict[str, Path]) -> Iterator[str]:
     proc.wait(timeout=20)
 
 
+def _wait_ready(page: Page) -> None:
+    page.wait_for_function(PAGE_READY, timeout=180_000, polling=250)
+
+
+def _interact(page: Page, name: str) -> None:
+    """Show the pages as a user sees them after one click: a galaxy classified, saliency computed."""
+    if name == "classify":
+        galaxies = page.locator('[data-testid="stSelectbox"]').filter(has_text="galaxy of the current source")
+        if galaxies.count():
+            galaxies.first.click()
+            page.locator('[role="option"]').nth(1).click()
+            page.wait_for_selector(".js-plotly-plot .main-svg", timeout=180_000)
+    elif name == "statistics":
+        # The object table's first row: its tick box sits in the canvas, left of the first column.
+        page.locator('[data-testid="stDataFrame"]').last.click(position={"x": 16, "y": 54})
+        page.wait_for_selector('[data-testid="stImage"] img', timeout=180_000)
+    elif name == "comparison":
+        button = page.get_by_role("button", name="Compute saliency maps")
+        if button.count():
+            button.click()
+            page.get_by_text("∂p/∂pixel").first.wait_for(timeout=180_000)
+
+
+def _save_small(png: bytes, path: Path) -> None:
+    """Write a screenshot in full colour, or as a 256-colour PNG where that is over MAX_SHOT_BYTES."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as shot:
+        rgb = shot.convert("RGB")
+    buffer = io.BytesIO()
+    rgb.save(buffer, format="PNG", optimize=True)
+    if buffer.tell() > MAX_SHOT_BYTES:
+        buffer = io.BytesIO()
+        rgb.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(buffer, format="PNG", optimize=True)
+    path.write_bytes(buffer.getvalue())
+
+
 def test_every_page_renders_in_chromium(server: str) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -81,17 +151,21 @@ def test_every_page_renders_in_chromium(server: str) -> None:
     problems = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
-        page = browser.new_page(viewport={"width": 1600, "height": 2000}, device_scale_factor=1)
+        page = browser.new_page(viewport={"width": WIDTH, "height": 1000}, device_scale_factor=1)
         for path, name, selector in PAGES:
+            page.set_viewport_size({"width": WIDTH, "height": 1000})
             page.goto(f"{server}/{path}", wait_until="domcontentloaded")
-            page.wait_for_selector(selector, timeout=120_000)
-            # Let the script run finish: Streamlit shows a running indicator until it has.
-            page.wait_for_function(
-                "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000
-            )
+            page.wait_for_selector(selector, timeout=180_000)
+            _wait_ready(page)
+            _interact(page, name)
+            _wait_ready(page)
+            # A viewport as tall as the content, so nothing below the fold is cut off; then the
+            # charts re-lay out to the new size, so wait for them again.
+            page.set_viewport_size({"width": WIDTH, "height": max(900, page.evaluate(CONTENT_HEIGHT))})
+            _wait_ready(page)
             if page.locator('[data-testid="stException"]').count():
                 problems.append(f"{name}: {page.locator('[data-testid=stException]').first.inner_text()[:500]}")
-            page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+            _save_small(page.screenshot(), SHOTS / f"{name}.png")
         browser.close()
     assert not problems, problems
     assert {name for _, name, _ in PAGES} <= {p.stem for p in SHOTS.glob("*.png")}

@@ -123,7 +123,7 @@ def sankey(flows: pd.DataFrame, *, classes: Sequence[str], title: str) -> go.Fig
             ),
         )
     )
-    return style(fig, title=title, height=max(420, 16 * len(left)))
+    return style(fig, title=title, height=max(420, 22 * len(left)))
 
 
 def heatmap(

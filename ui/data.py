@@ -131,11 +131,11 @@ def dropped_conflicts(source: str, scheme: str, report: Any) -> pd.DataFrame:
     """The objects a ``drop`` policy left out, with the classes they were listed under."""
     names = list(getattr(report, "dropped_names", []))
     if not names:
-        return pd.DataFrame(columns=["name", "namesseen", "outcome"])
+        return pd.DataFrame(columns=["name", "labels_seen", "outcome"])
     table = labelled(source, scheme)
     rows = table[table["name"].isin(names) & (table["label"] != UNCLASSIFIED)]
     seen = rows.groupby("name")["label"].agg(lambda s: "|".join(dict.fromkeys(s)))
-    return pd.DataFrame({"name": seen.index, "namesseen": seen.to_numpy(), "outcome": "dropped"})
+    return pd.DataFrame({"name": seen.index, "labels_seen": seen.to_numpy(), "outcome": "dropped"})
 
 
 def type_flows(table: pd.DataFrame, *, top: int) -> pd.DataFrame:
