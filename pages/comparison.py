@@ -45,7 +45,9 @@ st.caption("Mean ± std over seeds; best per row in bold green (lowest for ECE a
            "Accuracy and F1 on the held-out test split; ECE = expected calibration error; time in seconds on "
            f"{runs_list[0].config.get('device', 'this machine')}.")
 
-st.subheader("Confusion matrices (first seed; rows = true class, colour = row fraction)")
+st.subheader("Confusion matrices")
+st.caption("First seed of each model, on the test split: rows are the true class, columns the predicted one; "
+           "numbers and colour are the fraction of each true class.")
 first = data.first_seed_runs(runs_list)
 for column, run in zip(st.columns(len(first)), first):
     with column:

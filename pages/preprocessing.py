@@ -56,7 +56,7 @@ cols[1].metric("Rejected images", f"{len(table) - len(kept):,}")
 cols[2].metric("Kept fraction", f"{len(kept) / max(1, len(table)):.0%}")
 cols[3].metric("Imbalance ratio (kept)", data.imbalance_text(by_class["kept"]), help="Largest class ÷ smallest class.")
 
-left, right = st.columns([3, 2])
+left, right = st.columns([1, 1])
 with left:
     st.plotly_chart(charts.kept_rejected_bar(by_class["kept"], by_class["rejected"], title="Kept and rejected per class"),
                     key="pp_by_class")
@@ -68,7 +68,8 @@ with right:
     else:
         per_reason = table[~table["kept"]].pivot_table(index="reason", columns="label", values="name", aggfunc="count", fill_value=0)
         per_reason = per_reason.reindex(columns=[c for c in classes if c in per_reason.columns])
-        st.dataframe(per_reason.assign(total=per_reason.sum(axis=1)).sort_values("total", ascending=False), key="pp_reasons")
+        per_reason = per_reason.assign(total=per_reason.sum(axis=1)).sort_values("total", ascending=False)
+        st.dataframe(per_reason.reset_index(), hide_index=True, width="stretch", key="pp_reasons")
 
 st.subheader("Quality metrics")
 h1, h2 = st.columns(2)

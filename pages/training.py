@@ -30,7 +30,9 @@ with st.container(border=True):
     models = c2.multiselect("Models", list(MODEL_NAMES), default=["lenet5", "alexnet", "resnet18"],
                             format_func=common.model_label, key="train_models")
     c1, c2, c3, c4 = st.columns([1, 1, 1, 1.2])
-    epochs = c1.number_input("Epochs (max, early stopping on)", 1, 500, 20, key="train_epochs")
+    epochs = c1.number_input("Epochs (max, early stopping on)", 1, 500, None, key="train_epochs",
+                             placeholder="each model's default",
+                             help="Leave empty for each model's own default (see docs/models-and-training.md).")
     seeds_text = c2.text_input("Seeds (comma-separated)", "0", key="train_seeds",
                                help="One run per model and seed; the comparison averages over seeds.")
     batch = c3.select_slider("Batch size", [16, 32, 64, 128], value=32, key="train_batch")
@@ -53,8 +55,8 @@ start = buttons.button("Start training", key="train_start", type="primary", icon
 resume = buttons.button("Resume unfinished", key="train_resume", icon=":material/replay:", disabled=not (models and seeds),
                    help="Skip finished runs of these settings and continue stopped or crashed ones from their checkpoint.")
 if start or resume:
-    args = ["train", "--dataset", dataset, "--models", *models, "--seeds", *map(str, seeds), "--epochs", str(int(epochs)),
-            "--batch-size", str(batch)]
+    args = ["train", "--dataset", dataset, "--models", *models, "--seeds", *map(str, seeds), "--batch-size", str(batch)]
+    args += ["--epochs", str(int(epochs))] if epochs else []
     args += ["--mixed-precision"] if mixed else []
     args += ["--xla"] if xla else []
     args += ["--resume"] if resume else []

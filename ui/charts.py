@@ -33,9 +33,10 @@ def style(fig: go.Figure, *, title: str | None = None, height: int = 360) -> go.
 
 
 def epoch_axis(fig: go.Figure, epochs: pd.Series) -> go.Figure:
-    """Whole-number epoch ticks (about ten of them), never 1.2, 1.4 …"""
+    """Whole-number epoch ticks at 1, 2, 5, 10 … steps (at most about ten), never 1.2, 1.4 …"""
     last = int(epochs.max()) if len(epochs) else 1
-    fig.update_xaxes(title="epoch", tick0=1, dtick=max(1, -(-last // 10)))
+    step = next(s for s in (1, 2, 5, 10, 20, 50, 100, 200, 500, 10**9) if last / s <= 10)
+    fig.update_xaxes(title="epoch", tick0=0 if step > 1 else 1, dtick=step)
     return fig
 
 
