@@ -46,7 +46,8 @@ MODELS = ("lenet5", "alexnet", "resnet18")
 
 @pytest.fixture(scope="session")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A data folder with a sample and a dataset, and a runs folder with three finished runs."""
+    """A data folder with a sample, 30 galaxies of the shipped gz1 source and a dataset, and a runs
+    folder with three finished runs."""
     from core.builder import build_dataset
     from core.preprocessing import PreprocessConfig
     from core.sample import ensure_sample
@@ -55,6 +56,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("dashboard")
     data_dir, runs_dir = root / "data", root / "runs"
     sample = ensure_sample(data_dir / "sample", n=120, seed=0)
+    _copy_gz1(data_dir / "gz1", n=30)
     dataset = build_dataset(
         sample, scheme="hubble3", preprocess=PreprocessConfig(size=32), min_quality=0.0, min_size=0,
         catalog="all", out=data_dir / "datasets" / "tiny", n_jobs=1,
@@ -63,3 +65,18 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                           overrides={"epochs": 1, "batch_size": 16, "patience": 0})
     assert [o["status"] for o in outcomes] == ["finished"] * len(MODELS), outcomes
     return {"data": data_dir, "runs": runs_dir, "sample": sample, "dataset": dataset}
+
+
+def _copy_gz1(out: Path, *, n: int) -> None:
+    """The first ``n`` galaxies of the shipped SDSS / Galaxy Zoo source, with its SOURCE.md."""
+    import shutil
+
+    import pandas as pd
+
+    shipped = Path(__file__).resolve().parent.parent / "data" / "gz1"
+    rows = pd.read_csv(shipped / "catalog.csv").head(n)
+    (out / "images").mkdir(parents=True)
+    for file in rows["file"]:
+        shutil.copy2(shipped / file, out / file)
+    shutil.copy2(shipped / "SOURCE.md", out / "SOURCE.md")
+    rows.to_csv(out / "catalog.csv", index=False)

@@ -160,3 +160,24 @@ def test_bad_upload_gets_a_clear_message(world: dict[str, Path]) -> None:
     with pytest.raises(GalaxyMorphError, match="limit is 1 MB"):
         data.read_upload("big.fits", b"0" * (2 * 2**20), max_bytes=2**20)
 
+
+
+def test_gz1_images_show_upright_with_the_acknowledgement(app: AppTest, world: dict[str, Path]) -> None:
+    """JPEG rows are stored bottom-up like FITS; the dashboard flips them back, so it shows the JPEG as it is."""
+    import numpy as np
+    from PIL import Image
+
+    from ui.data import display_image
+
+    gz1 = world["data"] / "gz1"
+    app.selectbox(key="sidebar_source").set_value(str(gz1))
+    app.run()
+    _open(app, "preprocessing")
+    assert any("Galaxy Zoo" in c.value for c in app.caption), "the SDSS / Galaxy Zoo credit shows under the images"
+    file = next((gz1 / "images").iterdir())
+    shown = display_image(str(file))
+    jpeg = np.asarray(Image.open(file).convert("L"), dtype=float)
+    upright = np.corrcoef(shown.ravel(), jpeg.ravel())[0, 1]
+    assert upright > 0.8  # not 1: the display uses an asinh stretch, the JPEG is linear
+    assert upright > np.corrcoef(shown[::-1].ravel(), jpeg.ravel())[0, 1]
+    assert upright > np.corrcoef(shown[:, ::-1].ravel(), jpeg.ravel())[0, 1]
