@@ -87,14 +87,16 @@ def test_quality_slider_changes_the_kept_count(app: AppTest) -> None:
 
 
 def test_switching_scheme_changes_the_class_list(app: AppTest) -> None:
-    # On the first run AppTest also shows app.py's sidebar: switch the scheme there.
-    app.selectbox(key="sidebar_scheme").set_value("hubble3")
-    app.run()
+    # The default is the CLI's (hubble3); on the first run AppTest also shows app.py's sidebar:
+    # switch the scheme there.
     assert _class_axis(app) == ["E", "S0", "Spiral"]
+    app.selectbox(key="sidebar_scheme").set_value("hubble4")
+    app.run()
+    assert _class_axis(app) == ["E", "S0", "Spiral", "Irr"]
 
     # And with the Class balance page's own selector.
     _open(app, "balance")
-    assert app.selectbox(key="balance_scheme").value == "hubble3"
+    assert app.selectbox(key="balance_scheme").value == "hubble4"
     app.selectbox(key="balance_scheme").set_value("seed6")
     app.run()
     assert not app.exception, [e.value for e in app.exception]

@@ -1,8 +1,9 @@
 """Real browser: `streamlit run` on a free port, every page in headless Chromium, one screenshot each.
 
 Skipped when /usr/bin/chromium is missing, unless REQUIRE_BROWSER=1 (CI), where that is a failure.
-Screenshots go to docs/screenshots/ (the README shows them). By default the app runs on the test
-world (a 120-galaxy sample, 1-epoch runs); for the README pictures point it at real data and runs:
+By default the app runs on the test world (a 120-galaxy sample, 1-epoch runs) and the screenshots
+go to screenshots-tmp/ (ignored by git). For the README pictures in docs/screenshots/, point it at
+real data and runs:
 
     SCREENSHOT_DATA_DIR=data SCREENSHOT_RUNS_DIR=runs python -m pytest tests/test_browser.py -q
 """
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = ROOT / "docs" / "screenshots"
+README_SHOTS = ROOT / "docs" / "screenshots"
+TEST_SHOTS = ROOT / "screenshots-tmp"
 # url path, screenshot name, a selector that only appears once the page's content has arrived
 PAGES = (
     ("", "home", '[data-testid="stMetricValue"]'),
@@ -145,7 +147,8 @@ def _save_small(png: bytes, path: Path) -> None:
 def test_every_page_renders_in_chromium(server: str) -> None:
     from playwright.sync_api import sync_playwright
 
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    shots = README_SHOTS if os.environ.get("SCREENSHOT_DATA_DIR") else TEST_SHOTS
+    shots.mkdir(parents=True, exist_ok=True)
     args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
             "--disable-component-update", "--disable-sync"]
     problems = []
@@ -165,7 +168,7 @@ def test_every_page_renders_in_chromium(server: str) -> None:
             _wait_ready(page)
             if page.locator('[data-testid="stException"]').count():
                 problems.append(f"{name}: {page.locator('[data-testid=stException]').first.inner_text()[:500]}")
-            _save_small(page.screenshot(), SHOTS / f"{name}.png")
+            _save_small(page.screenshot(), shots / f"{name}.png")
         browser.close()
     assert not problems, problems
-    assert {name for _, name, _ in PAGES} <= {p.stem for p in SHOTS.glob("*.png")}
+    assert {name for _, name, _ in PAGES} <= {p.stem for p in shots.glob("*.png")}

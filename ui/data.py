@@ -65,8 +65,9 @@ def scheme_names() -> list[str]:
 
 
 def default_scheme(source: str) -> str:
-    """``gz1`` for the Galaxy Zoo source (its labels are not Hubble types), else ``hubble4``."""
-    return "gz1" if Path(source).name == "gz1" else "hubble4"
+    """``gz1`` for the Galaxy Zoo source (its labels are not Hubble types), else ``hubble3``,
+    the same default as ``python -m core build``."""
+    return "gz1" if Path(source).name == "gz1" else "hubble3"
 
 
 def scheme_classes(scheme: str) -> list[str]:
