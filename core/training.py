@@ -299,7 +299,7 @@ def _strategy(config: TrainConfig) -> Any:
 
     if config.distribute == "multiworker":
         if "TF_CONFIG" not in os.environ:
-            raise ConfigError("distribute='multiworker' needs TF_CONFIG describing the cluster. See docs/models-and-training.md.")
+            raise ConfigError("distribute='multiworker' needs TF_CONFIG describing the cluster. See the README, section 'GPUs and clusters'.")
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_physical_devices("GPU")
     if config.distribute == "mirrored" or len(gpus) > 1:
