@@ -108,18 +108,7 @@ def test_download_is_atomic_and_rejected_payload_leaves_nothing(ned_server, tmp_
 
 def test_requests_from_threads_never_overlap_and_keep_the_interval(ned_server, tmp_path):
     settings = _settings(ned_server, tmp_path)
-    clients = [PoliteClient(settings=settings) for _ in range(3)]
-    names = ["NGC 0001", "NGC 0002", "NGC 0003", "NGC 0004"]
-
-    def work(client):
-        for name in names:
-            client.get_page(ned_server.url + "cgi-bin/imgdata", params={"objname": name})
-
-    threads = [threading.Thread(target=work, args=(c,)) for c in clients]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _four_listings_per_thread(ned_server, [PoliteClient(settings=settings) for _ in range(3)])
     assert len(ned_server.hits) == 12
     assert_polite(ned_server.hits, INTERVAL)
 
@@ -132,17 +121,7 @@ def test_bad_timeout_is_a_clear_error():
 def test_limiters_sharing_a_lock_file_never_overlap(ned_server, tmp_path):
     # Separate limiters have separate thread locks, as two processes would: only the file orders them.
     settings = _settings(ned_server, tmp_path)
-    clients = [PoliteClient(settings=settings, limiter=RateLimiter()) for _ in range(3)]
-
-    def work(client):
-        for name in ["NGC 0001", "NGC 0002", "NGC 0003", "NGC 0004"]:
-            client.get_page(ned_server.url + "cgi-bin/imgdata", params={"objname": name})
-
-    threads = [threading.Thread(target=work, args=(c,)) for c in clients]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _four_listings_per_thread(ned_server, [PoliteClient(settings=settings, limiter=RateLimiter()) for _ in range(3)])
     assert len(ned_server.hits) == 12
     assert_polite(ned_server.hits, INTERVAL)
     recorded = float(request_lock_path(settings).read_text())
@@ -245,3 +224,17 @@ def test_a_scrape_and_a_fetch_run_together_take_turns(ned_server, tmp_path):
     assert paths.count("/cgi-bin/imgdata") == len(names)
     assert sum(p.startswith("/img/") for p in paths) == len(names)
     assert_polite(ned_server.hits, interval)
+
+
+def _four_listings_per_thread(ned_server, clients):
+    """Each client asks for four image listings from its own thread, all at once."""
+
+    def work(client):
+        for name in ["NGC 0001", "NGC 0002", "NGC 0003", "NGC 0004"]:
+            client.get_page(ned_server.url + "cgi-bin/imgdata", params={"objname": name})
+
+    threads = [threading.Thread(target=work, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
