@@ -15,7 +15,8 @@ def test_defaults_follow_ned_policy():
     assert settings == Settings()
     assert settings.request_interval == 1.0
     assert settings.data_dir == Path("data")
-    assert settings.image_origin == "https://ned.ipac.caltech.edu"
+    assert settings.ned_base_url.startswith("https://") and settings.ned_base_url.endswith("/")
+    assert settings.image_origin == settings.ned_base_url.rstrip("/")
 
 
 def test_toml_then_environment_then_overrides(tmp_path, monkeypatch):
