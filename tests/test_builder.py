@@ -128,14 +128,7 @@ def test_second_build_is_a_cache_hit_without_reading_images(built, sample, monke
 def test_metrics_cache_measures_only_new_or_changed_files(sample, tmp_path, monkeypatch):
     source = tmp_path / "src"
     shutil.copytree(sample, source, ignore=shutil.ignore_patterns(".cache"))
-    measured: list[str] = []
-    real = core.builder._measure_chunk
-
-    def counting(items):
-        measured.extend(path for path, _, _ in items)
-        return real(items)
-
-    monkeypatch.setattr(core.builder, "_measure_chunk", counting)
+    measured = _record_measured_paths(monkeypatch)
     first = compute_metrics(source, n_jobs=1)
     n_images = len(load_source(source).table["path"].dropna().unique())
     assert len(first) == len(measured) == n_images
@@ -287,14 +280,7 @@ def test_a_new_quality_version_measures_every_image_again(sample, tmp_path, monk
     source = tmp_path / "src"
     shutil.copytree(sample, source, ignore=shutil.ignore_patterns(".cache"))
     first = compute_metrics(source, n_jobs=1)
-    measured: list[str] = []
-    real = core.builder._measure_chunk
-
-    def counting(items):
-        measured.extend(path for path, _, _ in items)
-        return real(items)
-
-    monkeypatch.setattr(core.builder, "_measure_chunk", counting)
+    measured = _record_measured_paths(monkeypatch)
     compute_metrics(source, n_jobs=1)
     assert measured == []
     monkeypatch.setattr(core.builder, "QUALITY_VERSION", core.builder.QUALITY_VERSION + 1)
@@ -433,3 +419,16 @@ def test_cli_passes_thresholds_and_centre(sample, tmp_path, capsys):
     params = load_dataset(out).manifest["params"]
     assert params["min_snr"] == 40.0 and params["extent"] == 1.5 and params["preprocess"]["centre"] == "peak"
     assert params["min_quality"] == core.builder.DEFAULT_MIN_QUALITY
+
+
+def _record_measured_paths(monkeypatch) -> list[str]:
+    """Let the builder measure as usual, and list every image path it measures."""
+    measured: list[str] = []
+    real = core.builder._measure_chunk
+
+    def counting(items):
+        measured.extend(path for path, _, _ in items)
+        return real(items)
+
+    monkeypatch.setattr(core.builder, "_measure_chunk", counting)
+    return measured
