@@ -19,7 +19,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default="reports/compare", help="output folder (default: reports/compare)")
     parser.add_argument("--dataset", default=None,
                         help="with no RUN: only runs trained on this dataset folder")
-    parser.add_argument("--progress-file", default=None, help="accepted for background jobs; unused")
     parser.set_defaults(func=run)
 
 
