@@ -559,16 +559,8 @@ def _apply_quality(
     candidates["crop_fraction"] = _crop_fractions(candidates, config)
     if eligible.any():
         rows = candidates[eligible]
-        extent = thresholds["extent"]
-        others = {name: value for name, value in thresholds.items() if name != "extent"}
-        # apply_quality_filter takes one crop for all rows, but a crop in arcsec is a different
-        # fraction of each image: its last rule (galaxy_exceeds_crop) is applied here per row.
-        judged = apply_quality_filter(rows, crop=1.0, extent=0.0, **others)
+        judged = apply_quality_filter(rows, crop=rows["crop_fraction"].to_numpy(dtype=float), **thresholds)
         reason = judged["reason"].to_numpy(dtype=object)
-        radius = pd.to_numeric(rows["source_radius_frac"], errors="coerce").to_numpy(dtype=float)
-        with np.errstate(invalid="ignore"):
-            exceeds = extent * radius > rows["crop_fraction"].to_numpy(dtype=float) / 2
-        reason[(reason == "") & exceeds] = "galaxy_exceeds_crop"
         candidates.loc[eligible, "quality"] = judged["quality"].to_numpy()
         candidates.loc[eligible, "reason"] = reason
         candidates.loc[eligible, "kept"] = reason == ""

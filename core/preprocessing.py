@@ -1013,7 +1013,7 @@ def apply_quality_filter(
     *,
     min_quality: float = 0.5,
     min_size: int = 32,
-    crop: float = 0.5,
+    crop: float | np.ndarray | pd.Series = 0.5,
     min_snr: float = 25.0,
     min_finite: float = 0.99,
     max_saturated: float = 1e-4,
@@ -1044,8 +1044,9 @@ def apply_quality_filter(
         In [0, 1].
     min_size : int, default 32
         Smallest acceptable image side in pixels.
-    crop : float, default 0.5
-        The crop fraction the dataset will use, in (0, 1].
+    crop : float or array-like, default 0.5
+        The crop fraction the dataset will use, in (0, 1]; or one fraction per row (> 0), for a
+        crop of fixed angular size, which is a different fraction of each image.
     min_snr, min_finite, max_saturated, extent : float
         Thresholds of rules 6, 4, 5 and 8. The defaults were set on the built-in sample
         (2,057 images): they keep all its clean and off-centre images and reject all blank and
@@ -1064,8 +1065,16 @@ def apply_quality_filter(
         raise ConfigError(
             f"min_size must be a non-negative integer; got {min_size!r}. Use a side in pixels, e.g. 32."
         )
-    if not _is_number(crop) or not 0 < crop <= 1:
-        raise ConfigError(f"crop must be in (0, 1]; got {crop!r}. Use a fraction of the image side.")
+    if np.ndim(crop) == 0:
+        if not _is_number(crop) or not 0 < crop <= 1:
+            raise ConfigError(f"crop must be in (0, 1]; got {crop!r}. Use a fraction of the image side.")
+    else:
+        crop = np.asarray(crop, dtype=float)
+        if crop.shape != (len(metrics),) or not (np.isfinite(crop) & (crop > 0)).all():
+            raise ConfigError(
+                f"crop per row must be {len(metrics)} positive fractions, one per row of metrics; got shape "
+                f"{crop.shape}. Pass one float, or the crop fraction of each image."
+            )
     thresholds = {
         "min_snr": min_snr, "min_finite": min_finite, "max_saturated": max_saturated, "extent": extent
     }

@@ -514,3 +514,17 @@ def test_default_filter_on_a_generated_sample(tmp_path: Path) -> None:
     # Centring without the WCS still finds the shifted galaxies (within a half-light radius).
     shifted = out[out["wart"] == "off_centre"]
     assert len(shifted) > 0 and (shifted["peak_error"] < 1.0).all()
+
+
+def test_quality_filter_takes_one_crop_per_row():
+    """A crop of fixed angular size is a different fraction of each image."""
+    table = pd.DataFrame({
+        "min_side": [100, 100], "source_radius_frac": [0.1, 0.1], "snr": [100.0, 100.0],
+        "finite_fraction": [1.0, 1.0], "saturated_fraction": [0.0, 0.0], "background_flatness": [1.0, 1.0],
+    })
+    judged = apply_quality_filter(table, crop=np.array([0.5, 0.15]), min_quality=0.0)
+    assert judged["reason"].tolist() == ["", "galaxy_exceeds_crop"]
+    with pytest.raises(ConfigError, match="one per row"):
+        apply_quality_filter(table, crop=np.array([0.5]))
+    with pytest.raises(ConfigError, match="one per row"):
+        apply_quality_filter(table, crop=np.array([0.5, 0.0]))
