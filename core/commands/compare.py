@@ -27,9 +27,11 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from core.errors import GalaxyMorphError
+    from core.io import REPORT, check_replaceable
     from core.report import format_summary, mcnemar_table, summary_table, write_report
     from core.runs import iter_runs, resolve_run
 
+    check_replaceable(args.out, kind=REPORT)  # before any table is printed: the report could not be written
     if args.runs:
         runs = []
         for ref in args.runs:
