@@ -202,7 +202,7 @@ def remove_stale_staging(parent: str | Path) -> list[Path]:
             names = {p.name for p in entry.iterdir()}
         except OSError:
             continue
-        if not names <= DATASET.entries:
+        if not names <= DATASET.whole:
             logger.warning("left %s alone: it holds files a dataset save does not write", entry)
             continue
         with _locked(entry) as locked:

@@ -105,38 +105,24 @@ class FolderKind:
         File names, any of which marks the folder as this kind (a finished and an unfinished one).
     keys : tuple of str
         Keys a marker's JSON object must have; a file of that name without them is not ours.
-    entries : frozenset of str
-        Every name the tool writes directly in the folder.
-    whole : bool
-        Whether the folder is replaced whole (then an entry not in ``entries`` would be lost,
-        so it is refused) or only the tool's own files in it are rewritten.
+    whole : frozenset of str or None
+        For a folder replaced whole, every name the tool writes in it: any other entry would be
+        lost, so it is refused. ``None`` for a folder where only the tool's own files are rewritten.
     """
 
     name: str
     markers: tuple[str, ...]
     keys: tuple[str, ...]
-    entries: frozenset[str]
-    whole: bool
+    whole: frozenset[str] | None = None
 
 
 DATASET = FolderKind(
     "dataset", ("manifest.json",), ("version", "classes", "content_hash"),
-    frozenset({"x.npy", "meta.parquet", "images.parquet", "manifest.json"}), whole=True,
+    whole=frozenset({"x.npy", "meta.parquet", "images.parquet", "manifest.json"}),
 )
-SAMPLE = FolderKind(
-    "sample", ("SAMPLE.json", ".sample-params.json"), ("version", "n", "seed", "rates"),
-    frozenset({"catalog.csv", "truth.csv", "SAMPLE.json", "images", ".sample-params.json",
-               ".sample-progress.jsonl", ".cache"}), whole=False,
-)
-IMPORTED = FolderKind(
-    "imported source", ("import_report.json",), ("catalog", "images", "matched_rows"),
-    frozenset({"catalog.csv", "import_report.json", ".cache"}), whole=False,
-)
-REPORT = FolderKind(
-    "comparison report", ("report.json",), ("written_by", "runs"),
-    frozenset({"report.json", "runs.csv", "summary.csv", "per_class.csv", "mcnemar.csv", "summary.tex",
-               "report.html"}), whole=False,
-)
+SAMPLE = FolderKind("sample", ("SAMPLE.json", ".sample-params.json"), ("version", "n", "seed", "rates"))
+IMPORTED = FolderKind("imported source", ("import_report.json",), ("catalog", "images", "matched_rows"))
+REPORT = FolderKind("comparison report", ("report.json",), ("written_by", "runs"))
 FOLDER_KINDS = (DATASET, SAMPLE, IMPORTED, REPORT)
 
 #: Folder names a user may choose (dataset names, import names): one path component that no
@@ -229,8 +215,8 @@ def check_replaceable(
     marker = read_marker(folder, kind)
     if marker is None:
         raise ConfigError(_not_ours(folder, kind, entries, option))
-    if kind.whole:
-        foreign = [e for e in entries if e not in kind.entries]
+    if kind.whole is not None:
+        foreign = [e for e in entries if e not in kind.whole]
         if foreign:
             raise ConfigError(
                 f"{option} {folder} is {_a(kind.name)} but also holds files this tool did not write "
