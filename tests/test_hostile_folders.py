@@ -192,6 +192,8 @@ CASES = [
          r"out .*mine is not empty and is not a sample this tool wrote \(it holds thesis.tex\)"),
     Case("sample-over-a-fetched-source", ["sample", "--out", "{w}/data/ned", "--n", "5"], 2,
          r"is not a sample this tool wrote \(it holds catalog.csv, images\)"),
+    Case("sample-if-missing-into-users-folder", ["sample", "--out", "{w}/mine", "--n", "5", "--if-missing"], 2,
+         r"is not a sample this tool wrote \(it holds thesis.tex\)"),
     Case("sample-over-a-dataset", ["sample", "--out", "{w}/data/datasets/ds", "--n", "5"], 2,
          r"holds a dataset, not a sample"),
     Case("sample-other-n-needs-force", ["sample", "--out", "{w}/data/sample", "--n", "5"], 2,
@@ -401,6 +403,28 @@ def test_preprocessing_page_refuses_a_bad_dataset_name(world_app: Path, name: st
     assert at.button(key="pp_build").disabled
     assert "pp_build_job" not in at.session_state
     assert {p for p in changed(before, snapshot(data_dir)) if ".cache" not in p.split("/")} == set()
+
+
+def test_preprocessing_page_offers_to_replace_a_taken_name(world_app: Path, base: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("GALAXY_MORPH_DATA_DIR", str(world_app / "data"))
+    monkeypatch.setenv("GALAXY_MORPH_RUNS_DIR", str(world_app / "runs"))
+    taken = world_app / "data" / "datasets" / "taken"
+    shutil.copytree(base / "data" / "datasets" / "ds", taken)
+    try:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+        at.run()
+        at.switch_page("pages/preprocessing.py")
+        at.run()
+        assert not [c for c in at.checkbox if c.key == "pp_replace"]
+        at.text_input(key="pp_dataset_name").set_value("taken")
+        at.run()
+        assert not at.exception and not at.error, [e.value for e in (*at.exception, *at.error)]
+        assert at.checkbox(key="pp_replace").value is False and not at.button(key="pp_build").disabled
+    finally:
+        shutil.rmtree(taken)
 
 
 @pytest.fixture(scope="module")
