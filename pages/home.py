@@ -18,8 +18,8 @@ source = st.session_state["source"]
 scheme = st.session_state["scheme"]
 table = data.labelled(source, scheme)
 
-st.subheader(f"Source: {Path(source).name}")
-st.caption(f"{common.source_kind(Path(source))} — `{source}`")
+st.subheader(f"Source: {common.md(Path(source).name)}")
+st.caption(f"{common.source_kind(Path(source))} — {common.md_code(source)}")
 n_images = int(table["has_image"].sum())
 labelled = table[table["label"] != data.UNCLASSIFIED]
 cols = st.columns(4)
