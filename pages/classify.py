@@ -5,7 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import GalaxyMorphError
-from ui import charts, common, data, palette
+from ui import charts, common, data, palette, session
+
+session.require_router()
 
 common.page_header(
     "Classify a galaxy",

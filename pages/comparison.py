@@ -8,7 +8,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import report
-from ui import charts, common, data, palette
+from ui import charts, common, data, palette, session
+
+session.require_router()
 
 table = data.runs_table()
 finished = table[table["status"] == "finished"] if not table.empty else table

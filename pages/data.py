@@ -9,7 +9,9 @@ import streamlit as st
 
 from core import jobs
 from core.errors import GalaxyMorphError
-from ui import common
+from ui import common, session
+
+session.require_router()
 
 common.page_header(
     "Data",

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui import charts, common, data
+from ui import charts, common, data, session
+
+session.require_router()
 
 common.page_header(
     "galaxy-morph",

@@ -10,7 +10,9 @@ import pandas as pd
 import streamlit as st
 
 from core import jobs
-from ui import charts, common, data
+from ui import charts, common, data, session
+
+session.require_router()
 
 common.page_header(
     "Preprocessing preview",

@@ -6,7 +6,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ui import charts, common, data, palette
+from ui import charts, common, data, palette, session
+
+session.require_router()
 
 common.page_header(
     "Dataset statistics",

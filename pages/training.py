@@ -11,7 +11,9 @@ import streamlit as st
 from core import jobs, runs
 from core.errors import GalaxyMorphError
 from core.models import MODEL_NAMES
-from ui import charts, common, data, palette
+from ui import charts, common, data, palette, session
+
+session.require_router()
 
 common.page_header(
     "Training",
