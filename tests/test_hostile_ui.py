@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings, strategies
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
@@ -197,6 +198,15 @@ def _rendered_text(markdown: str) -> str:
 def test_markdown_shows_the_string_itself(value: str) -> None:
     shown = " ".join(value.split("\n")).strip()
     assert _rendered_text(f"**{md(value)}** — {md_code(value)}") == f"{shown} — {shown}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(strategies.text(alphabet=strategies.characters(min_codepoint=32, max_codepoint=126) | strategies.sampled_from(
+    "\n\r\té∂→"), max_size=40))
+def test_markdown_shows_any_string_itself(value: str) -> None:
+    shown = re.sub(r"[\r\n]+", " ", value).strip()
+    assert _rendered_text(md(value)) == shown
+    assert _rendered_text(md_code(value)) == shown
 
 
 @pytest.mark.parametrize("value", TEXT_CASES[:4])
