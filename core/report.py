@@ -172,13 +172,34 @@ def _format_cell(metric: str, mean: float, std: float) -> str:
     return format_mean_std(mean, std, digits=3)
 
 
+# All ten characters that LaTeX gives a meaning to, in one pass (so the backslashes added for
+# one are never escaped again); a line break would end the table row's paragraph.
+_LATEX_SPECIALS = str.maketrans({
+    "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+    "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}", "\n": " ", "\r": " ",
+})
+
+
+def latex_escape(text: str) -> str:
+    r"""``text`` as literal LaTeX text: a model label ``$\input{/etc/passwd}$`` is printed, not run.
+
+    Examples
+    --------
+    >>> print(latex_escape(r"$\input{x}$ 50% a_b ~^"))
+    \$\textbackslash{}input\{x\}\$ 50\% a\_b \textasciitilde{}\textasciicircum{}
+    """
+    return str(text).translate(_LATEX_SPECIALS)
+
+
 def latex_table(summary: pd.DataFrame, *, caption: str = r"Test-set comparison (mean $\pm$ std over seeds).") -> str:
-    """A ``booktabs`` LaTeX table of the summary: metrics by row, models by column."""
+    """A ``booktabs`` LaTeX table of the summary: metrics by row, models by column.
+
+    Model labels are escaped with :func:`latex_escape`; ``caption`` is LaTeX as given.
+    """
     models = list(summary.index)
-    escape = str.maketrans({"_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#"})
     out = [r"\begin{table}[ht]", r"\centering", rf"\caption{{{caption}}}",
            r"\begin{tabular}{l" + "r" * len(models) + "}", r"\toprule",
-           "Metric & " + " & ".join(m.translate(escape) for m in models) + r" \\", r"\midrule"]
+           "Metric & " + " & ".join(latex_escape(m) for m in models) + r" \\", r"\midrule"]
     for metric in SUMMARY_METRICS:
         cells = [_format_cell(metric, summary.loc[m, f"{metric}_mean"], summary.loc[m, f"{metric}_std"])
                  for m in models]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import GalaxyMorphError
-from ui import charts, common, data, palette
+from ui import charts, common, data, palette, session
+
+session.require_router()
 
 common.page_header(
     "Classify a galaxy",
@@ -39,14 +41,15 @@ try:
     else:
         common.stop_with("Upload an image, pick a galaxy or type a NED name to classify it.")
 except GalaxyMorphError as exc:
-    common.stop_with(str(exc), kind="error")
+    common.stop_with(common.md(exc), kind="error")
 
 config = data.dataset_preprocess_config(dataset)
 steps = data.steps_for(image, config)
-st.subheader(f"Preprocessing of {label}")
+st.subheader(f"Preprocessing of {common.md(label)}")
 for col, (step, array) in zip(st.columns(len(steps)), steps.items()):
     col.image(data.for_display(array), caption=step.replace("_", " "), width="stretch")
-st.caption(f"Crop {config.crop:g} of the side, {config.stretch} stretch, resized to {config.size} × {config.size} px.")
+st.caption(f"Crop {config.crop:g} of the side, {common.md(config.stretch)} stretch, "
+           f"resized to {config.size} × {config.size} px.")
 if upload is None and picked != "—":
     common.acknowledge(st.session_state["source"])
 
@@ -56,5 +59,6 @@ for column, run in zip(columns, candidates):
     with column:
         probs = data.predict(run.path, steps["final"])
         best = max(probs, key=probs.get)
-        st.markdown(f"**{common.model_label(run.model_name)}** → **{best}** ({probs[best]:.0%})")
+        model = common.md(common.model_label(run.model_name))
+        st.markdown(f"**{model}** → **{common.md(best)}** ({probs[best]:.0%})")
         st.plotly_chart(charts.probability_bar(probs, color=palette.model_color(run.model_name)), key=f"cls_probs_{run.id}")

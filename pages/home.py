@@ -6,7 +6,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui import charts, common, data
+from ui import charts, common, data, session
+
+session.require_router()
 
 common.page_header(
     "galaxy-morph",
@@ -18,8 +20,8 @@ source = st.session_state["source"]
 scheme = st.session_state["scheme"]
 table = data.labelled(source, scheme)
 
-st.subheader(f"Source: {Path(source).name}")
-st.caption(f"{common.source_kind(Path(source))} — `{source}`")
+st.subheader(f"Source: {common.md(Path(source).name)}")
+st.caption(f"{common.source_kind(Path(source))} — {common.md_code(source)}")
 n_images = int(table["has_image"].sum())
 labelled = table[table["label"] != data.UNCLASSIFIED]
 cols = st.columns(4)

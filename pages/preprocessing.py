@@ -15,7 +15,9 @@ from core import jobs
 from core.config import get_settings
 from core.errors import GalaxyMorphError
 from core.io import check_folder_name
-from ui import charts, common, data
+from ui import charts, common, data, session
+
+session.require_router()
 
 common.page_header(
     "Preprocessing preview",
@@ -92,14 +94,14 @@ top[1].caption("Random kept images of each class (seeded, so the same until you 
 examples = data.examples(kept, classes, per_class=4, seed=st.session_state.get("pp_seed", 0))
 for cls in classes:
     rows = examples[examples["label"] == cls]
-    st.markdown(f"**{cls}** — {int(by_class.loc[cls, 'kept'])} kept")
+    st.markdown(f"**{common.md(cls)}** — {int(by_class.loc[cls, 'kept'])} kept")
     if rows.empty:
         st.caption("No kept images of this class with these settings.")
         continue
     grid = st.columns(8)
     for i, (_, row) in enumerate(rows.iterrows()):
         raw, processed = data.before_after(str(row["path"]), **data.preprocess_params())
-        grid[2 * i].image(raw, caption=f"{row['name']}", width="stretch")
+        grid[2 * i].image(raw, caption=common.md(row["name"]), width="stretch")
         grid[2 * i + 1].image(processed, caption=f"after ({st.session_state['pp_size']} px)", width="stretch")
 common.acknowledge(source)
 
@@ -111,7 +113,7 @@ try:
     name_error = None
 except GalaxyMorphError as exc:
     name_error = str(exc)
-    st.error(name_error)
+    st.error(common.md(name_error))
 replace = False
 if name_error is None and (Path(get_settings().data_dir) / "datasets" / name).exists():
     replace = st.checkbox(f"Replace the saved dataset {name!r}", key="pp_replace",

@@ -5,6 +5,7 @@ Colours live in :mod:`ui.palette`.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -31,6 +32,34 @@ GZ1_ACKNOWLEDGEMENT = (
     "been provided by the Alfred P. Sloan Foundation, the Participating Institutions, the NSF, "
     "the U.S. DOE, NASA, the Japanese Monbukagakusho, the Max Planck Society and HEFCE."
 )
+
+
+# Every ASCII punctuation character may be backslash-escaped in CommonMark, and escaping all of
+# them also disarms what Streamlit adds on top (``$`` maths, ``:red[...]`` directives, raw HTML).
+_MARKDOWN_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def md(value: object) -> str:
+    """``value`` as literal text inside Markdown (any ``st.markdown``, caption, label or message).
+
+    A galaxy name such as ``![b](http://host/x.png)`` would otherwise make every browser that
+    shows it fetch that address; names, classes, model labels and paths come from files and
+    users, so none of them is trusted as Markdown.
+    """
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", _one_line(value))
+
+
+def md_code(value: object) -> str:
+    """``value`` as an inline code span (monospace, nothing inside it interpreted)."""
+    text = _one_line(value)
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    return f"{fence} {text} {fence}"
+
+
+def _one_line(value: object) -> str:
+    # A line break would end the paragraph the value sits in, and a space next to the ``**``
+    # around it would keep the bold from closing.
+    return re.sub(r"[\r\n]+", " ", str(value)).strip()
 
 
 def settings() -> Settings:
@@ -108,14 +137,14 @@ def job_panel(job_id: str, *, key: str) -> None:
     try:
         job = jobs.load_job(job_id)
     except jobs.JobError as exc:
-        st.warning(str(exc))
+        st.warning(md(exc))
         return
     status = jobs.job_status(job)
     event = jobs.job_progress(job) or {}
     done, total = int(event.get("done") or 0), event.get("total")
     icon = {"running": "⏳", "finished": "✅", "failed": "❌", "stopped": "⏹️"}[status]
     fraction = min(1.0, done / total) if total else (1.0 if status == "finished" else 0.0)
-    st.progress(fraction, text=f"{icon} **{job.label}** — {status}")
+    st.progress(fraction, text=f"{icon} **{md(job.label)}** — {status}")
     cols = st.columns(5)
     cols[0].metric("Done", f"{done}" + (f" / {total}" if total else ""))
     cols[1].metric("Rate", f"{float(event.get('rate') or 0):.1f} /s")
@@ -125,11 +154,11 @@ def job_panel(job_id: str, *, key: str) -> None:
     if status == "running":
         if st.button("Stop", key=f"{key}_stop", icon=":material/stop_circle:"):
             jobs.stop_job(job)
-            st.toast(f"Stopping {job.label}; finished work is kept.")
+            st.toast(f"Stopping {md(job.label)}; finished work is kept.")
     elif status == "failed":
         exit_record = jobs.job_exit(job)
         code = exit_record["returncode"] if exit_record else "killed"
-        st.error(f"{job.label} failed (exit {code}). The last lines of its log are below.")
+        st.error(f"{md(job.label)} failed (exit {md(code)}). The last lines of its log are below.")
     log = jobs.tail_log(job, lines=12)
     if log:
         with st.expander("Log", expanded=status == "failed"):
