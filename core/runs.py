@@ -183,10 +183,11 @@ def _is_count(value: Any) -> bool:
 
 def _check_config(path: Path, config: dict[str, Any]) -> None:
     required = {"id": str, "model": str, "seed": int, "params": dict, "dataset": dict, "status": str}
+    names = {str: "text", int: "whole number", dict: "JSON object"}
     for key, kind in required.items():
         value = config.get(key)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise _damaged(path, f"{key!r} must be a {kind.__name__}; got {_short(value)}")
+            raise _damaged(path, f"{key!r} must be a {names[kind]}; got {_short(value)}")
     if config["status"] not in STATUSES[:-1]:
         raise _damaged(path, f"'status' must be one of {STATUSES[:-1]}; got {_short(config['status'])}")
     if not isinstance(config["dataset"].get("path"), str):
@@ -393,7 +394,7 @@ def list_runs(runs_dir: str | Path | None = None) -> pd.DataFrame:
     rows = []
     good, damaged = scan_runs(runs_dir)
     for path, message in damaged:
-        rows.append({"id": path.name, "model": "?", "seed": -1, "dataset": None, "status": DAMAGED,
+        rows.append({"id": path.name, "model": "?", "seed": -1, "dataset": "", "status": DAMAGED,
                      "accuracy": np.nan, "balanced_accuracy": np.nan, "macro_f1": np.nan, "epochs_done": 0,
                      "created": None, "finished": None, "config_hash": None, "path": str(path), "problem": message})
     for run in good:
