@@ -102,7 +102,9 @@ def _set(**fields: Any) -> Change:
     return change
 
 
-OUT = lambda name: lambda folder, record: str(folder.parent.parent / "outside" / name)  # noqa: E731
+def _outside(name: str) -> Callable[[Path, dict[str, Any]], str]:
+    """A file in the test's ``outside`` folder (beside ``data/``), as a record field value."""
+    return lambda folder, record: str(folder.parent.parent / "outside" / name)
 
 # (case, change to the record, expected status or "unreadable", problem or load error matched)
 JOB_CASES: list[tuple[str, Change, str, str]] = [
@@ -110,8 +112,8 @@ JOB_CASES: list[tuple[str, Change, str, str]] = [
     ("log climbs out with ..", _set(log_file=lambda f, r: str(f / ".." / ".." / "outside" / "secret.log")),
      "unknown", "log file lies outside"),
     ("log is a symlink to /etc/hostname", _symlinked_log, "unknown", "log file lies outside"),
-    ("progress file outside", _set(progress_file=OUT("progress.jsonl")), "unknown", "progress file lies outside"),
-    ("exit file outside says finished", _set(exit_file=OUT("exit.json")), "unknown", "exit file lies outside"),
+    ("progress file outside", _set(progress_file=_outside("progress.jsonl")), "unknown", "progress file lies outside"),
+    ("exit file outside says finished", _set(exit_file=_outside("exit.json")), "unknown", "exit file lies outside"),
     ("proc_start null, live pid", _set(proc_start=None), "unknown", "no process start time"),
     ("shell command", _set(command=["/bin/sh", "-c", "kill -9 -1"]), "unknown", "command is not `python -m core"),
     ("unknown core command", _set(command=[sys.executable, "-m", "core", "evil"]), "unknown", "command is not"),
