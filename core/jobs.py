@@ -447,6 +447,11 @@ def _wrap(argv: Sequence[str]) -> int:
                 kill_at = kill_at or time.monotonic() + float(grace)
                 if time.monotonic() > kill_at:
                     proc.kill()
+    if returncode < 0:
+        # Killed by signal N: record 128 + N as a shell does. CPython can end by re-raising SIGINT
+        # even after the CLI handled the interrupt (a KeyboardInterrupt that arrived inside an
+        # import leaves that mark), so a clean stop is 130 either way.
+        returncode = 128 - returncode
     atomic_write_json(exit_file, {"returncode": returncode, "stopped": stopped, "ended": time.time()})
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     os.killpg(os.getpgid(0), signal.SIGTERM)
