@@ -11,14 +11,24 @@ Training, evaluation and the dashboard all read datasets through :func:`load_dat
 split and the preprocessing are the same for every model. Reading checks every file first
 (:func:`check_dataset`): a truncated, mistyped or misaligned file raises
 :class:`DatasetDamagedError` naming it, and ``x.npy`` is never unpickled.
+
+A save is staged in ``.<name>.XXXXXXXX.tmp/`` beside the folder, locked (``flock``) while it is
+written, and renamed into place; a save killed with ``kill -9`` leaves that folder behind, and the
+next save into the same parent removes it (:func:`remove_stale_staging`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
+import os
+import re
 import shutil
 import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,13 +37,26 @@ import numpy as np
 import pandas as pd
 import pyarrow
 
-from core.errors import GalaxyMorphError
+from core.errors import ConfigError, GalaxyMorphError
+from core.io import DATASET, check_replaceable, process_umask
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so only the age tells a dead save from a live one
+    fcntl = None  # type: ignore[assignment]
+
+logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
 REQUIRED_META = ("name", "label", "y", "split")
 #: A manifest is a few kilobytes; a larger file is not one and is not read whole.
 MAX_MANIFEST_BYTES = 8 * 2**20
+#: Staging and moved-aside folders of :func:`save_dataset` (``tempfile.mkdtemp``'s 8 characters).
+STAGING_PATTERN = re.compile(r"\.(?P<name>.+)\.(?P<old>old-)?[a-z0-9_]{8}\.tmp")
+#: A staging folder younger than this is left alone even when unlocked: it may be one whose
+#: save has created it and not yet taken the lock.
+STALE_AFTER_S = 60.0 if fcntl is not None else 86400.0
 
 
 class DatasetDamagedError(GalaxyMorphError):
@@ -113,15 +136,19 @@ def save_dataset(
 
     The folder is written beside ``out`` under a temporary name and renamed into place, so a
     crash never leaves half a dataset, and an existing dataset at ``out`` is replaced whole.
+    ``out`` must be absent, empty or a dataset holding only dataset files
+    (:func:`core.io.check_replaceable`). The folder gets the mode the umask allows.
     ``manifest`` is completed with ``version``, ``classes``, ``counts``, ``n_images`` and
     ``content_hash``.
 
     Raises
     ------
     GalaxyMorphError
-        If the arrays and the table disagree (shapes, labels out of range, unknown splits).
+        If the arrays and the table disagree (shapes, labels out of range, unknown splits), or
+        ``out`` holds anything but a dataset.
     """
     out = Path(out)
+    check_replaceable(out, kind=DATASET, option="out")
     _validate(x, meta, classes)
     meta = meta.reset_index(drop=True)
     manifest = dict(manifest)
@@ -134,20 +161,71 @@ def save_dataset(
         content_hash=content_hash(x, meta),
     )
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(out.parent)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        np.save(staging / "x.npy", np.ascontiguousarray(x, dtype=np.float32))
-        meta.to_parquet(staging / "meta.parquet", index=False)
-        if images is not None:
-            images.reset_index(drop=True).to_parquet(staging / "images.parquet", index=False)
-        (staging / "manifest.json").write_text(
-            json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
-        )
-        _replace_dir(staging, out)
+        # Locked so that a cleanup by another save never takes this one for a killed one.
+        with _locked(staging):
+            # mkdtemp makes 0700; a dataset folder gets what a plain mkdir would.
+            os.chmod(staging, 0o777 & ~process_umask())
+            _write(staging, x=x, meta=meta, images=images, manifest=manifest)
+            # Checked again: a build takes minutes, in which someone may have put files there.
+            check_replaceable(out, kind=DATASET, option="out")
+            _replace_dir(staging, out)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def _write(staging: Path, *, x: np.ndarray, meta: pd.DataFrame, images: pd.DataFrame | None,
+           manifest: dict[str, Any]) -> None:
+    np.save(staging / "x.npy", np.ascontiguousarray(x, dtype=np.float32))
+    meta.to_parquet(staging / "meta.parquet", index=False)
+    if images is not None:
+        images.reset_index(drop=True).to_parquet(staging / "images.parquet", index=False)
+    (staging / "manifest.json").write_text(
+        json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
+    )
+
+
+def remove_stale_staging(parent: str | Path) -> list[Path]:
+    """Remove the staging folders that killed saves left in ``parent``; return them.
+
+    Only folders named like :data:`STAGING_PATTERN`, holding nothing but dataset files, older
+    than :data:`STALE_AFTER_S` and not locked by a live save are touched. A moved-aside old
+    dataset (``.<name>.old-XXXXXXXX.tmp``) whose save died before the new one was renamed into
+    place is renamed back to ``<name>`` instead of deleted.
+    """
+    parent = Path(parent)
+    handled: list[Path] = []
+    if not parent.is_dir():
+        return handled
+    for entry in parent.iterdir():
+        match = STAGING_PATTERN.fullmatch(entry.name)
+        if match is None or entry.is_symlink() or not entry.is_dir():
+            continue
+        try:
+            if time.time() - entry.stat().st_mtime < STALE_AFTER_S:
+                continue
+            names = {p.name for p in entry.iterdir()}
+        except OSError:
+            continue
+        if not names <= DATASET.whole:
+            logger.warning("left %s alone: it holds files a dataset save does not write", entry)
+            continue
+        with _locked(entry) as locked:
+            if not locked:
+                continue
+            target = parent / match["name"]
+            if match["old"] and not target.exists() and is_dataset(entry):
+                entry.rename(target)
+                logger.warning("restored %s from %s (a save was killed while replacing it)", target, entry.name)
+            else:
+                shutil.rmtree(entry)
+                logger.info("removed %s, left by a killed dataset save", entry)
+        handled.append(entry)
+    return handled
 
 
 def load_dataset(path: str | Path, *, mmap: bool = False) -> Dataset:
@@ -328,10 +406,41 @@ def _validate(x: np.ndarray, meta: pd.DataFrame, classes: list[str]) -> None:
 
 def _replace_dir(staging: Path, out: Path) -> None:
     """Rename ``staging`` onto ``out``, moving an older ``out`` aside first and deleting it after."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{staging.name[-12:]}")
+    if not out.exists():
+        staging.rename(out)
+        return
+    old = out.with_name(f".{out.name}.old-{staging.name[-12:]}")
+    # Locked before it is moved, so the lock travels with it and no cleanup of another save
+    # takes the moved-aside dataset for a dead one.
+    with _locked(out) as locked:
+        if not locked:
+            raise ConfigError(f"another process is replacing {out}. Wait for it to finish, then run again.")
         out.rename(old)
-    staging.rename(out)
-    if old is not None:
+        try:
+            staging.rename(out)
+        except OSError:
+            old.rename(out)
+            raise
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[bool]:
+    """Hold an exclusive ``flock`` on ``folder`` for the block; yield whether it was free."""
+    if fcntl is None:
+        yield True
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)

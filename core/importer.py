@@ -26,7 +26,7 @@ import pandas as pd
 from core.catalogue import read_catalogue
 from core.config import Settings, get_settings
 from core.errors import ConfigError
-from core.io import atomic_path, atomic_write_json
+from core.io import IMPORTED, atomic_path, atomic_write_json, check_folder_name, check_replaceable
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ def import_source(
     name: str | None = None,
     out: str | Path | None = None,
     settings: Settings | None = None,
+    force: bool = False,
 ) -> ImportResult:
     """Match a catalogue's rows to image files and write a source folder.
 
@@ -92,9 +93,12 @@ def import_source(
     name : str or None
         Source name; default the CSV's file stem.
     out : path or None
-        Source folder; default ``<data_dir>/imported/<name>``.
+        Source folder; default ``<data_dir>/imported/<name>``. It must be absent, empty, or a
+        source imported earlier from the same catalogue and image folder (or ``force``).
     settings : Settings or None
         For ``data_dir``; ``None`` reads them now.
+    force : bool
+        Replace a source imported from another catalogue or image folder.
 
     Returns
     -------
@@ -103,7 +107,8 @@ def import_source(
     Raises
     ------
     ConfigError
-        If the image folder does not exist, the name is not usable, or no row matches an image.
+        If the image folder does not exist, the name is not usable, ``out`` may not be replaced,
+        or no row matches an image.
     ParseError
         If the catalogue lacks a name or classification column (from ``read_catalogue``).
     """
@@ -113,14 +118,14 @@ def import_source(
     if not images.is_dir():
         raise ConfigError(f"images must be a folder; got {str(images)!r}, which is not one. Give the image folder.")
     table = read_catalogue(catalog)
-    source_name = name if name is not None else catalog.stem
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", source_name) or ".." in source_name:
-        raise ConfigError(
-            f"name must be letters, digits, '_', '-' or '.'; got {source_name!r}. Use e.g. --name my_galaxies."
-        )
+    source_name = check_folder_name(name if name is not None else catalog.stem, example="--name my_galaxies")
     out_dir = Path(out) if out is not None else settings.data_dir / "imported" / source_name
-
     images_root = images.resolve()
+    check_replaceable(
+        out_dir, kind=IMPORTED, force=force,
+        same=lambda old: (old["catalog"], old["images"]) == (str(catalog.resolve()), str(images_root)),
+    )
+
     found_files = sorted(p for p in images_root.rglob("*") if p.is_file() and image_stem(p) is not None)
     files = [p for p in found_files if p.resolve().is_relative_to(images_root)]
     # Symlinks in the folder that lead out of it: a name matching one is refused, not followed.

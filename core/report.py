@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import GalaxyMorphError
-from core.io import atomic_write_text
+from core.io import REPORT, atomic_write_json, atomic_write_text, check_replaceable
 from core.metrics import aggregate_seeds, format_mean_std, mcnemar, normalize_confusion, roc_curve
 from core.runs import Run
 
@@ -249,19 +249,23 @@ def write_report(runs: list[Run], out_dir: str | Path, *, title: str = "galaxy-m
 
     Files: ``runs.csv`` (one row per run), ``summary.csv`` (mean/std per model), ``per_class.csv``,
     ``mcnemar.csv``, ``summary.tex`` and ``report.html`` (plotly.js inlined once, so the file
-    opens offline).
+    opens offline), and ``report.json``, which marks the folder as a report this tool may rewrite.
+    ``out_dir`` must be absent, empty or such a report: nothing else is overwritten.
 
     Raises
     ------
     GalaxyMorphError
-        If none of the runs has finished.
+        If none of the runs has finished, or ``out_dir`` holds anything but a report.
     """
     out = Path(out_dir)
+    check_replaceable(out, kind=REPORT)
     done = finished(runs)
     summary = summary_table(done)
     tables = {"runs.csv": runs_table(done), "summary.csv": summary.reset_index(),
               "per_class.csv": per_class_table(done), "mcnemar.csv": mcnemar_table(done)}
-    paths = {}
+    # The marker goes first, so a report cut off half-way is still known as ours next time.
+    paths = {"report.json": atomic_write_json(out / "report.json", {
+        "written_by": "galaxy-morph compare", "runs": [r.id for r in done]})}
     for name, table in tables.items():
         paths[name] = atomic_write_text(out / name, table.to_csv(index=False))
     paths["summary.tex"] = atomic_write_text(out / "summary.tex", latex_table(summary))

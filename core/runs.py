@@ -107,8 +107,16 @@ def create_run(
 ) -> Path:
     """Create ``runs_dir/RUN_ID/`` with a ``config.json`` in status ``running``; return the folder.
 
-    The id is ``YYYYmmdd-HHMMSS-<model>-s<seed>-<4 hex>``: sortable by time and readable.
+    The id is ``YYYYmmdd-HHMMSS-<model>-s<seed>-<4 hex>``: sortable by time and readable. A new
+    folder is made, never an existing one reused; ``runs_dir`` must be absent or hold only run
+    folders, so runs never land inside a dataset, a source or the user's own folder.
+
+    Raises
+    ------
+    GalaxyMorphError
+        If ``runs_dir`` is a file or holds anything but runs.
     """
+    _check_runs_dir(Path(runs_dir))
     now = dt.datetime.now(dt.timezone.utc)
     run_id = f"{now:%Y%m%d-%H%M%S}-{model}-s{seed}-{secrets.token_hex(2)}"
     path = Path(runs_dir) / run_id
@@ -126,6 +134,22 @@ def create_run(
     }
     _write_config(path, config, status="running")
     return path
+
+
+def _check_runs_dir(root: Path) -> None:
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise GalaxyMorphError(f"runs_dir must be a folder; got the file {root}. Choose a folder, e.g. runs.")
+    # A run folder that has no config.json yet is one whose creation was cut off.
+    foreign = sorted(p.name for p in root.iterdir() if not p.name.startswith(".") and not (
+        p.is_dir() and not p.is_symlink() and ((p / "config.json").is_file() or not any(p.iterdir()))))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise GalaxyMorphError(
+            f"runs_dir {root} holds things that are not runs ({shown}); runs go in a folder of their own. "
+            "Choose another --runs-dir, e.g. runs."
+        )
 
 
 def set_status(run_dir: str | Path, status: str, **fields: Any) -> dict[str, Any]:

@@ -6,10 +6,15 @@ moving them never re-reads an image; the before / after grid re-processes only t
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
 from core import jobs
+from core.config import get_settings
+from core.errors import GalaxyMorphError
+from core.io import check_folder_name
 from ui import charts, common, data
 
 common.page_header(
@@ -99,9 +104,23 @@ for cls in classes:
 common.acknowledge(source)
 
 st.subheader("Build the dataset")
-name = st.text_input("Dataset name", value=data.suggest_dataset_name(source, scheme), key="pp_dataset_name")
-if st.button("Build and save dataset", key="pp_build", type="primary", icon=":material/save:"):
-    job = jobs.start_job(data.build_args(source, scheme, name), label=f"build {name}")
+name = st.text_input("Dataset name", value=data.suggest_dataset_name(source, scheme), key="pp_dataset_name",
+                     help="Letters, digits, '_', '-' and '.'; it becomes the folder name under datasets/.")
+try:
+    check_folder_name(name, what="dataset name", example="sample-hubble3")
+    name_error = None
+except GalaxyMorphError as exc:
+    name_error = str(exc)
+    st.error(name_error)
+replace = False
+if name_error is None and (Path(get_settings().data_dir) / "datasets" / name).exists():
+    replace = st.checkbox(f"Replace the saved dataset {name!r}", key="pp_replace",
+                          help="Without this, a dataset of that name built with other settings is kept and the "
+                               "build stops with a message. A folder that is not a dataset is never replaced.")
+if st.button("Build and save dataset", key="pp_build", type="primary", icon=":material/save:",
+             disabled=name_error is not None):
+    args = data.build_args(source, scheme, name) + (["--force"] if replace else [])
+    job = jobs.start_job(args, label=f"build {name}")
     st.session_state["pp_build_job"] = job.id
 if "pp_build_job" in st.session_state:
     common.job_panel(st.session_state["pp_build_job"], key="pp_build_panel")

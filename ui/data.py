@@ -21,6 +21,7 @@ from core.builder import DEFAULT_MIN_QUALITY, QUALITY_DEFAULTS, compute_metrics
 from core.config import get_settings
 from core.errors import GalaxyMorphError, ImageReadError
 from core.images import read_image
+from core.io import check_folder_name
 from core.sample import ensure_sample
 from core.training import device_name
 from ui.common import KIND_NAMES, model_label
@@ -303,8 +304,7 @@ def suggest_dataset_name(source: str, scheme: str) -> str:
 
 def build_args(source: str, scheme: str, name: str) -> list[str]:
     """``python -m core build`` arguments for the Preprocessing page's current settings."""
-    if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
-        raise GalaxyMorphError(f"dataset name must use letters, digits, '.', '_' or '-'; got {name!r}. Pick a simpler name.")
+    check_folder_name(name, what="dataset name", example="sample-hubble3")
     params = preprocess_params()
     filters = current_filters()
     args = [

@@ -27,9 +27,11 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from core.errors import GalaxyMorphError
+    from core.io import REPORT, check_replaceable
     from core.report import format_summary, mcnemar_table, summary_table, write_report
     from core.runs import resolve_run, scan_runs
 
+    check_replaceable(args.out, kind=REPORT)  # before any table is printed: the report could not be written
     # A run that cannot be read stops the comparison: leaving it out would change the result
     # without anyone noticing.
     problems: list[str] = []
