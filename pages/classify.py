@@ -16,6 +16,7 @@ common.page_header(
 )
 table = data.runs_table()
 finished = table[table["status"] == "finished"] if not table.empty else table
+common.damaged_notice(common.damaged_runs(table), what="run", key="cls_damaged_runs")
 if finished.empty:
     common.stop_with("No trained models yet — train on the **Training** page, then come back to classify.")
 
@@ -43,7 +44,10 @@ try:
 except GalaxyMorphError as exc:
     common.stop_with(common.md(exc), kind="error")
 
-config = data.dataset_preprocess_config(dataset)
+try:
+    config = data.dataset_preprocess_config(dataset)
+except GalaxyMorphError as exc:
+    common.stop_with(str(exc), kind="error")
 steps = data.steps_for(image, config)
 st.subheader(f"Preprocessing of {common.md(label)}")
 for col, (step, array) in zip(st.columns(len(steps)), steps.items()):

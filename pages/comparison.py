@@ -18,6 +18,7 @@ present = st.session_state.get("cmp_present", False)
 if not present:
     common.page_header("Model comparison", "Finished runs side by side on their test set: every number is "
                        "mean ± std over seeds, every colour is one model.")
+common.damaged_notice(common.damaged_runs(table), what="run", key="cmp_damaged_runs")
 if finished.empty:
     common.stop_with("No finished runs yet — train models on the **Training** page (or `python -m core train`).")
 
@@ -27,6 +28,8 @@ with st.sidebar:
 controls = st.container(border=True) if not present else st.sidebar
 dataset = controls.selectbox("Dataset", datasets, index=len(datasets) - 1, format_func=lambda p: str(p).split("/")[-1],
                              key="cmp_dataset")
+problem = data.dataset_problem(dataset)
+common.damaged_notice([(dataset, problem)] if problem else [], what="dataset", key="cmp_damaged_dataset")
 candidates = finished[finished["dataset"] == dataset]
 chosen = controls.multiselect("Runs", list(candidates["id"]), default=list(candidates["id"]), key="cmp_runs",
                               format_func=lambda i: f"{common.model_label(candidates.set_index('id').loc[i, 'model'])} · "
@@ -145,7 +148,7 @@ if not present:
     st.subheader("Saliency")
     names = list(gallery["name"]) if not gallery.empty else list(runs_list[0].predictions["name"].head(20))
     galaxy = st.selectbox("Galaxy", names, key="cmp_saliency_name")
-    if st.button("Compute saliency maps", key="cmp_saliency", icon=":material/visibility:"):
+    if st.button("Compute saliency maps", key="cmp_saliency", icon=":material/visibility:", disabled=problem is not None):
         image = data.dataset_image(runs_list[0].config["dataset"]["path"], galaxy, raw=True)
         for col, run in zip(st.columns(len(first) + 1), [None, *first]):
             if run is None:

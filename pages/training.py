@@ -21,9 +21,10 @@ common.page_header(
     "augmentation, early stopping on validation loss). Training runs in the background: you can "
     "close the browser and come back.",
 )
-datasets = data.list_dataset_paths()
+datasets, damaged_datasets = data.checked_datasets()
+common.damaged_notice(damaged_datasets, what="dataset", key="train_damaged_datasets")
 if not datasets:
-    common.stop_with("No dataset yet — tune the settings on **Preprocessing preview** and press *Build and save dataset* "
+    common.stop_with("No usable dataset yet — tune the settings on **Preprocessing preview** and press *Build and save dataset* "
                      "(or run `python -m core build`).")
 
 with st.container(border=True):
@@ -122,4 +123,5 @@ def _curve(history: pd.DataFrame, metric: str, color: str, title: str) -> go.Fig
 
 
 st.subheader("Runs on this dataset")
+common.damaged_notice(common.damaged_runs(data.runs_table()), what="run", key="train_damaged_runs")
 live_runs()

@@ -10,12 +10,14 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from core import jobs
 from core.catalogue import source_kind as catalogue_kind
 from core.config import Settings, get_settings
 from core.progress import format_duration
+from core.runs import DAMAGED
 
 MODEL_NAMES = {"lenet5": "LeNet-5", "alexnet": "AlexNet", "resnet18": "ResNet-18", "resnet34": "ResNet-34", "resnet50": "ResNet-50"}
 
@@ -108,8 +110,34 @@ def page_header(title: str, caption: str) -> None:
     st.caption(caption)
 
 
+def _count(value: object) -> int:
+    """A progress count from a progress file: a whole number >= 0, anything else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def damaged_notice(items: Iterable[tuple[object, str]], *, what: str, key: str) -> None:
+    """List run folders or datasets that cannot be read, with what to do, as plain text.
+
+    ``items`` are ``(folder, message)``; nothing is shown when there are none.
+    """
+    rows = [{what: Path(str(folder)).name, "problem": message} for folder, message in items]
+    if not rows:
+        return
+    st.warning(f"{len(rows)} {what} folder{'s' if len(rows) > 1 else ''} cannot be read; the table says which "
+               "file is damaged and what to do.")
+    st.dataframe(rows, hide_index=True, width="stretch", key=key)
+
+
+def damaged_runs(table: pd.DataFrame) -> list[tuple[str, str]]:
+    """``(folder, message)`` of the damaged rows of :func:`core.runs.list_runs`'s table."""
+    if table.empty:
+        return []
+    bad = table[table["status"] == DAMAGED]
+    return list(zip(bad["path"], bad["problem"]))
+
+
 def job_table(job_list: Iterable[jobs.Job]) -> list[dict[str, object]]:
-    """Rows for a compact table of jobs (label, status, started, progress)."""
+    """Rows for a compact table of jobs (label, status, started, progress, and why a record is not trusted)."""
     rows = []
     for job in job_list:
         event = jobs.job_progress(job) or {}
@@ -122,6 +150,7 @@ def job_table(job_list: Iterable[jobs.Job]) -> list[dict[str, object]]:
                 "progress": f"{done}/{total if total is not None else '?'}" if done is not None else "",
                 "failed": event.get("failed", 0),
                 "id": job.id,
+                "problem": jobs.job_problem(job) or "",
             }
         )
     return rows
@@ -139,9 +168,16 @@ def job_panel(job_id: str, *, key: str) -> None:
     except jobs.JobError as exc:
         st.warning(md(exc))
         return
+    problem = jobs.job_problem(job)
+    if problem is not None:
+        # The record may be crafted: its label and paths are shown as plain text, nothing else.
+        st.warning(f"Job {job.id} is not trusted, so it is not shown or stopped from here. Delete its record "
+                   "in the jobs folder if you did not start it.")
+        st.text(f"{job.label}: {problem}")
+        return
     status = jobs.job_status(job)
     event = jobs.job_progress(job) or {}
-    done, total = int(event.get("done") or 0), event.get("total")
+    done, total = _count(event.get("done")), _count(event.get("total")) or None
     icon = {"running": "⏳", "finished": "✅", "failed": "❌", "stopped": "⏹️"}[status]
     fraction = min(1.0, done / total) if total else (1.0 if status == "finished" else 0.0)
     st.progress(fraction, text=f"{icon} **{md(job.label)}** — {status}")

@@ -7,7 +7,6 @@ with ``st.cache_resource``. Filtering by the sliders works on the cached metrics
 
 from __future__ import annotations
 
-import json
 import re
 import tempfile
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import catalogue, labels, models, preprocessing, report, runs
+from core import catalogue, dataset, labels, models, preprocessing, report, runs
 from core.builder import DEFAULT_MIN_QUALITY, QUALITY_DEFAULTS, compute_metrics
 from core.config import get_settings
 from core.errors import GalaxyMorphError, ImageReadError
@@ -332,14 +331,58 @@ def load_model(run_path: str, _mtime: float) -> Any:
 
 
 @st.cache_data(max_entries=32)
-def _manifest(path: str, _mtime: float) -> dict[str, Any]:
-    return json.loads((Path(path) / "manifest.json").read_text(encoding="utf-8"))
+def _manifest(path: str, mtime: float) -> dict[str, Any]:
+    return dataset.read_manifest(path)
 
 
 def dataset_manifest(path: str) -> dict[str, Any]:
-    """A dataset's ``manifest.json`` (classes, counts, parameters)."""
+    """A dataset's checked ``manifest.json`` (classes, counts, parameters); ``{}`` when there is none.
+
+    Raises
+    ------
+    core.dataset.DatasetDamagedError
+        If the manifest is damaged.
+    """
     manifest = Path(path) / "manifest.json"
     return _manifest(str(path), manifest.stat().st_mtime) if manifest.exists() else {}
+
+
+def _dataset_mtimes(path: str) -> tuple[float, ...]:
+    folder = Path(path)
+    return tuple(
+        (folder / name).stat().st_mtime if (folder / name).exists() else 0.0
+        for name in ("manifest.json", "x.npy", "meta.parquet")
+    )
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _dataset_problem(path: str, mtimes: tuple[float, ...]) -> str | None:
+    try:
+        dataset.check_dataset(path)
+    except GalaxyMorphError as exc:
+        return str(exc)
+    return None
+
+
+def dataset_problem(path: str | Path) -> str | None:
+    """Why the dataset at ``path`` cannot be used (the file and what to do), or None when it can.
+
+    Checks headers and the table only (:func:`core.dataset.check_dataset`), cached until one
+    of its files changes.
+    """
+    return _dataset_problem(str(path), _dataset_mtimes(str(path)))
+
+
+def checked_datasets() -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The usable dataset folders, newest first, and ``(folder, message)`` for each damaged one."""
+    good, damaged = [], []
+    for path in list_dataset_paths():
+        problem = dataset_problem(path)
+        if problem is None:
+            good.append(path)
+        else:
+            damaged.append((path, problem))
+    return good, damaged
 
 
 @st.cache_resource(show_spinner=False)
@@ -427,21 +470,25 @@ def misclassified_gallery(run_list: list[runs.Run], *, limit: int) -> pd.DataFra
 
 
 def dataset_source(run: runs.Run) -> str | None:
-    """The source folder a run's dataset was built from (for acknowledgements)."""
-    manifest = dataset_manifest(run.config["dataset"]["path"])
-    return manifest.get("source")
+    """The source folder a run's dataset was built from (for acknowledgements); None if unknown."""
+    path = run.config["dataset"]["path"]
+    if dataset_problem(path) is not None:
+        return None
+    source = dataset_manifest(path).get("source")
+    return source if isinstance(source, str) else None
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def _dataset_index(path: str) -> tuple[np.ndarray, dict[str, int]]:
-    from core.dataset import load_dataset  # noqa: PLC0415
-
-    dataset = load_dataset(path, mmap=True)
-    return np.asarray(dataset.x), {str(n): i for i, n in enumerate(dataset.names)}
+    loaded = dataset.load_dataset(path, mmap=True)
+    return np.asarray(loaded.x), {str(n): i for i, n in enumerate(loaded.names)}
 
 
 def dataset_image(path: str, name: str, *, raw: bool = False) -> np.ndarray | None:
-    """The preprocessed image of ``name`` in a dataset (as the models saw it), or None."""
+    """The preprocessed image of ``name`` in a dataset (as the models saw it), or None (also when
+    the dataset is gone or damaged)."""
+    if not Path(path).is_dir() or dataset_problem(path) is not None:
+        return None
     x, index = _dataset_index(str(path))
     if name not in index:
         return None
