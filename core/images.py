@@ -53,6 +53,9 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # and bytes copied at a time out of a gzip stream.
 _BAND = 1 << 20
 _COPY_CHUNK = 1 << 20
+# Gunzipped FITS up to this size is parsed in memory: a temporary file costs ~10 ms to create and
+# remove, and astropy's three in-memory copies are still small here.
+_IN_MEMORY = 64 * 2**20
 
 # ITU-R BT.601 luma, the weights Pillow's "L" mode uses, applied in float to keep 16-bit depth.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -162,7 +165,7 @@ def read_image(
         with _gzip_errors(path):
             stream: io.RawIOBase | gzip.GzipFile | io.BufferedReader = handle
             if compressed:
-                stream = _Capped(path, gzip.GzipFile(fileobj=handle, mode="rb"), inflate_limit(limit))
+                stream = _Capped(path, gzip.GzipFile(fileobj=handle, mode="rb"), max_pixels=limit)
             head = stream.read(len(_FITS_MAGIC))
             stream.seek(0)
             if head.startswith(_FITS_MAGIC):
@@ -275,14 +278,17 @@ def _gzip_errors(path: Path) -> Iterator[None]:
         raise ImageReadError(
             path, f"corrupt gzip data ({exc}). Delete it and fetch the image again."
         ) from None
+    except OSError as exc:  # the disk, not the data: EIO, a file removed under a network mount
+        raise ImageReadError(path, f"cannot be read ({exc.strerror or exc}).") from exc
 
 
 class _Capped(io.RawIOBase):
-    """A read-only view of a stream that refuses to go past ``cap`` bytes (the gunzip byte cap)."""
+    """A read-only gunzip stream that refuses to go past :func:`inflate_limit` of ``max_pixels``."""
 
-    def __init__(self, path: Path, raw: gzip.GzipFile, cap: int) -> None:
+    def __init__(self, path: Path, raw: gzip.GzipFile, *, max_pixels: int) -> None:
         super().__init__()
-        self._path, self._raw, self._cap = path, raw, cap
+        self._path, self._raw, self._max_pixels = path, raw, max_pixels
+        self._cap = inflate_limit(max_pixels)
 
     def readable(self) -> bool:
         return True
@@ -301,21 +307,21 @@ class _Capped(io.RawIOBase):
         return self._raw.seek(target + offset)
 
     def readinto(self, buffer: Any) -> int:
-        size = len(buffer)
         position = self._raw.tell()
-        if size and position >= self._cap:
-            self._check(position + 1)
-        data = self._raw.read(min(size, self._cap - position))
+        data = self._raw.read(min(len(buffer), max(0, self._cap - position)))
+        # Stopped by the cap rather than by the end of the data: refuse instead of a short read,
+        # which a reader would take for a truncated file.
+        if len(data) < len(buffer) and position + len(data) >= self._cap and self._raw.read(1):
+            self._check(self._cap + 1)
         buffer[: len(data)] = data
         return len(data)
 
     def _check(self, end: int) -> None:
         if end > self._cap:
-            self._raw.close()
             raise ImageReadError(
                 self._path, f"gzip data inflates to more than {self._cap / 2**20:,.0f} MB, more than an image of "
-                f"max_image_pixels = {(self._cap - _HEADER_SLACK) // _MAX_BYTES_PER_PIXEL:,} pixels can need. "
-                "It may be a decompression bomb; if it is a real image, raise max_image_pixels."
+                f"max_image_pixels = {self._max_pixels:,} can need. It may be a decompression bomb; if it is "
+                "a real image, raise max_image_pixels."
             )
 
 
@@ -421,14 +427,16 @@ def _scan_fits(path: Path, stream: Any, *, max_pixels: int) -> int | None:
 def _read_fits(path: Path, stream: Any, *, compressed: bool, max_pixels: int) -> ImageData:
     end = _scan_fits(path, stream, max_pixels=max_pixels)
     stream.seek(0)
-    with contextlib.ExitStack() as stack:
-        source: Any = path
-        if compressed:
-            # Only the bytes up to the chosen image go to a temporary file, so astropy reads them
-            # with one copy (np.fromfile) instead of three from an in-memory buffer.
-            source = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="galaxy-morph-"))) / "image.fits"
-            with open(source, "wb") as target:
-                _copy(stream, target, end)
+    if not compressed:
+        return _parse_fits(path, path, max_pixels=max_pixels)
+    if end is not None and end <= _IN_MEMORY:
+        return _parse_fits(path, io.BytesIO(stream.read(end)), max_pixels=max_pixels)
+    # A large image goes to a temporary file, only up to the chosen HDU's end, so astropy reads it
+    # with one copy (np.fromfile) instead of the three it makes from an in-memory buffer.
+    with tempfile.TemporaryDirectory(prefix="galaxy-morph-") as tmp:
+        source = Path(tmp) / "image.fits"
+        with open(source, "wb") as target:
+            _copy(stream, target, end)
         return _parse_fits(path, source, max_pixels=max_pixels)
 
 
