@@ -33,11 +33,10 @@ from PIL import Image
 from core.config import get_settings
 from core.errors import ImageReadError
 from core.fetch import fetch_images
-from core.images import UPLOAD_LIMIT_BYTES, display_name, read_upload
+from core.images import UPLOAD_LIMIT_BYTES, display_name, inflate_limit, read_upload
 from tests.fixture_server import DATA, FixtureServer
 
 ROOT = Path(__file__).resolve().parent.parent
-LIMIT = get_settings().max_image_pixels
 GB = 1024.0  # MB
 REFUSAL_MB = 250.0  # the interpreter with numpy, astropy and Pillow imported is ~70 MB
 
@@ -336,7 +335,7 @@ def test_fetch_refuses_bombs_and_oversized_downloads_and_goes_on(tmp_path: Path)
     try:
         settings = get_settings(ned_base_url=server.url, request_interval=0.01, request_timeout=5, max_retries=0,
                                 data_dir=tmp_path, max_image_pixels=10_000)
-        cap = 10_000 * 8 + 4 * 2**20  # core.images.inflate_limit(10_000)
+        cap = inflate_limit(10_000)
         server.serve("/img/dss2/HUGE_1:I:IIIaF:dss2.fits.gz", bytes(cap + 1))
         server.serve("/img/dss2/HUGE_2:I:IIIaF:dss2.fits.gz", bytes(cap + 1), send_length=False)
         out = tmp_path / "images"
