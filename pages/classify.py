@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import GalaxyMorphError
+from core.images import display_name
 from ui import charts, common, data, palette, session
 
 session.require_router()
@@ -24,8 +25,10 @@ dataset = st.selectbox("Models trained on", list(dict.fromkeys(finished["dataset
                        format_func=lambda p: str(p).split("/")[-1])
 candidates = data.first_seed_runs(data.load_runs(tuple(finished[finished["dataset"] == dataset]["path"])))
 left, right = st.columns(2)
-upload = left.file_uploader("Image file", type=["fits", "fit", "fts", "gz", "jpg", "jpeg", "png"], key="cls_upload",
-                            help="Up to 50 MB. FITS may be gzipped.")
+# No type= filter: Streamlit enforces it (and refuses a name with a NUL) before this script runs,
+# as an exception the page cannot catch; read_upload judges the file by its content instead.
+upload = left.file_uploader("Image file", key="cls_upload",
+                            help="FITS (.fits, .fits.gz), JPEG or PNG, up to 50 MB.")
 source_table = data.labelled(st.session_state["source"], st.session_state["scheme"])
 names = list(source_table.loc[source_table["has_image"], "name"].drop_duplicates().head(500))
 picked = right.selectbox("…or a galaxy of the current source", ["—", *names], key="cls_name")
@@ -33,7 +36,7 @@ ned_name = right.text_input("…or a NED name to fetch (needs the internet)", ke
 
 try:
     if upload is not None:
-        image, label = data.read_upload(upload.name, upload.getvalue()), upload.name
+        image, label = data.read_upload(upload.name, upload.getvalue()), display_name(upload.name)
     elif picked != "—":
         path = source_table.loc[source_table["name"] == picked, "path"].iloc[0]
         image, label = data.read_path(path), picked

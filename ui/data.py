@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import catalogue, dataset, labels, models, preprocessing, report, runs
+from core import catalogue, dataset, images, labels, models, preprocessing, report, runs
 from core.builder import DEFAULT_MIN_QUALITY, QUALITY_DEFAULTS, compute_metrics
 from core.config import get_settings
-from core.errors import GalaxyMorphError, ImageReadError
-from core.images import read_image
+from core.errors import GalaxyMorphError
+from core.images import UPLOAD_LIMIT_BYTES, read_image
 from core.io import check_folder_name
 from core.sample import ensure_sample
 from core.training import device_name
@@ -515,22 +515,9 @@ def exports(paths: tuple[str, ...]) -> dict[str, bytes]:
 # --------------------------------------------------------------------------- classify
 
 
-def read_upload(name: str, payload: bytes, *, max_bytes: int = 50 * 2**20) -> Any:
-    """Read an uploaded file as an image; bad, corrupt or too large uploads raise a clear error."""
-    if len(payload) > max_bytes:
-        raise GalaxyMorphError(
-            f"{name}: file is {len(payload) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB. Upload a cutout."
-        )
-    if not payload:
-        raise GalaxyMorphError(f"{name}: the file is empty. Upload a FITS, JPEG or PNG image.")
-    suffix = "".join(Path(name).suffixes[-2:]) or ".bin"
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"upload{suffix}"
-        path.write_bytes(payload)
-        try:
-            return read_image(path)
-        except ImageReadError as exc:
-            raise GalaxyMorphError(f"{name}: {exc.reason}. Upload a FITS, JPEG or PNG image of a galaxy.") from exc
+def read_upload(name: str, payload: bytes, *, max_bytes: int = UPLOAD_LIMIT_BYTES) -> Any:
+    """Read an uploaded file as an image (:func:`core.images.read_upload`); any name is safe."""
+    return images.read_upload(name, payload, max_bytes=max_bytes)
 
 
 def read_path(path: str) -> Any:
