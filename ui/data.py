@@ -81,19 +81,24 @@ def scheme_description(scheme: str) -> str:
 
 
 def _fingerprint(source: str) -> tuple[float, ...]:
-    """Modification times of the files that define a source, so caches follow its changes."""
+    """Modification time and size of the files that define a source, so caches follow its changes.
+
+    Cached loaders take it as an argument without a leading underscore: Streamlit does not hash
+    underscore arguments, and a fingerprint that is not hashed invalidates nothing.
+    """
     folder = Path(source)
-    return tuple(
-        (folder / name).stat().st_mtime if (folder / name).exists() else 0.0
-        for name in ("catalog.csv", "images/manifest.csv")
-    )
+    stamps: list[float] = []
+    for name in ("catalog.csv", "images/manifest.csv"):
+        stat = (folder / name).stat() if (folder / name).exists() else None
+        stamps += [stat.st_mtime_ns, stat.st_size] if stat else [0, 0]
+    return tuple(stamps)
 
 
 # --------------------------------------------------------------------------- catalogue tables
 
 
 @st.cache_data(show_spinner="Reading the catalogue …", max_entries=16)
-def _labelled(source: str, scheme: str, _fp: tuple[float, ...]) -> pd.DataFrame:
+def _labelled(source: str, scheme: str, fingerprint: tuple[float, ...]) -> pd.DataFrame:
     table = catalogue.load_source(source).table.copy()
     table["label"] = labels.label_table(table, labels.get_scheme(scheme)).to_numpy()
     table["has_image"] = table["path"].notna() & (table["path"].astype(str) != "")
@@ -112,8 +117,8 @@ def labelled(source: str, scheme: str) -> pd.DataFrame:
 
 
 @st.cache_data(max_entries=16)
-def _resolved(source: str, scheme: str, policy: str, _fp: tuple[float, ...]) -> tuple[pd.DataFrame, dict[str, Any]]:
-    table, report = labels.resolve_conflicts(_labelled(source, scheme, _fp), policy=policy)
+def _resolved(source: str, scheme: str, policy: str, fingerprint: tuple[float, ...]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    table, report = labels.resolve_conflicts(_labelled(source, scheme, fingerprint), policy=policy)
     return table, {**report.to_dict(), "dropped_names": list(report.dropped_names)}
 
 
@@ -195,9 +200,9 @@ def search(table: pd.DataFrame, query: str) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner="Measuring image quality (once per source) …", max_entries=8)
-def _metrics(source: str, scheme: str, _fp: tuple[float, ...]) -> pd.DataFrame:
+def _metrics(source: str, scheme: str, fingerprint: tuple[float, ...]) -> pd.DataFrame:
     table = compute_metrics(source)
-    catalogue_rows = _labelled(source, scheme, _fp)
+    catalogue_rows = _labelled(source, scheme, fingerprint)
     # Several catalogue rows can share an image (aliases); the first classified one names it.
     catalogue_rows = catalogue_rows.sort_values("label", key=lambda s: s == UNCLASSIFIED, kind="stable")
     labelled_rows = catalogue_rows.drop_duplicates("path")[["path", "name", "label", "prefix"]]
@@ -323,7 +328,7 @@ def runs_table() -> pd.DataFrame:
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model …")
-def load_model(run_path: str, _mtime: float) -> Any:
+def load_model(run_path: str, mtime: float) -> Any:
     """The trained Keras model of a run, loaded once per server."""
     return runs.load_run(run_path).model()
 
