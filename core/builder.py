@@ -35,7 +35,16 @@ from core.config import get_settings
 from core.dataset import is_dataset, save_dataset
 from core.errors import ConfigError, GalaxyMorphError, ImageReadError
 from core.io import atomic_path
-from core.labels import UNCLASSIFIED, ConflictReport, Scheme, get_scheme, label_table, resolve_conflicts
+from core.labels import (
+    UNCLASSIFIED,
+    ConflictReport,
+    Scheme,
+    exclusion_reasons,
+    get_scheme,
+    label_table,
+    resolve_conflicts,
+    unclassified_types,
+)
 from core import preprocessing
 from core.preprocessing import QUALITY_VERSION, PreprocessConfig, apply_quality_filter, measure_quality
 from core.progress import Progress
@@ -45,8 +54,11 @@ logger = logging.getLogger(__name__)
 METRICS_VERSION = 2
 """Bump when the builder's own cached columns change (2: ``pixel_scale_arcsec``); changes to
 :func:`~core.preprocessing.measure_quality` bump :data:`core.preprocessing.QUALITY_VERSION`."""
-BUILDER_VERSION = 2
-"""Bump when the selection or split logic changes, so identical parameters no longer hit old datasets."""
+BUILDER_VERSION = 3
+"""Bump when the selection or split logic changes, so identical parameters no longer hit old datasets
+(3: NED notes after ';', ranges and luminosity classes are read)."""
+UNCLASSIFIED_TYPES_SHOWN = 50
+"""How many of the type strings a scheme leaves unclassified the manifest lists (most frequent first)."""
 CACHE_FILE = Path(".cache") / "metrics.parquet"
 _KEY_COLUMNS = ("path", "size", "mtime_ns", "ra", "dec", "metrics_version", "quality_version")
 
@@ -290,6 +302,8 @@ def build_dataset(
     catalog: str = "auto",
     label_from: str = "classification",
     conflicts: str = "drop",
+    exclude_dwarfs: bool = False,
+    exclude_uncertain: bool = False,
     duplicate_arcsec: float = 3.0,
     seed: int = 0,
     val_fraction: float = 0.15,
@@ -322,6 +336,9 @@ def build_dataset(
         Where labels come from (see :func:`core.labels.label_table`).
     conflicts : {"drop", "majority", "first"}
         Policy for objects with several labels (:func:`core.labels.resolve_conflicts`).
+    exclude_dwarfs, exclude_uncertain : bool
+        Leave out dwarfs (``dE``, ``dS0``, ``dSph``, ...) or uncertain types (``E?``, ``Sb:``) that
+        the scheme would otherwise classify (reasons ``dwarf``, ``uncertain``).
     duplicate_arcsec : float
         Names closer than this on the sky are one galaxy; one of them is kept: a name of the
         selected catalogue, and among those the image that passes the filter with the best quality.
@@ -376,6 +393,8 @@ def build_dataset(
         "scheme_file_sha256": _file_sha(scheme),
         "label_from": label_from,
         "conflicts": conflicts,
+        "exclude_dwarfs": bool(exclude_dwarfs),
+        "exclude_uncertain": bool(exclude_uncertain),
         "catalog": resolved_catalog,
         "catalog_requested": catalog,
         "duplicate_arcsec": float(duplicate_arcsec),
@@ -402,6 +421,8 @@ def build_dataset(
         scheme=the_scheme,
         label_from=label_from,
         conflicts=conflicts,
+        exclude_dwarfs=exclude_dwarfs,
+        exclude_uncertain=exclude_uncertain,
         catalog=resolved_catalog,
         duplicate_arcsec=duplicate_arcsec,
     )
@@ -442,6 +463,13 @@ def build_dataset(
         "n_candidates": int(len(candidates)),
         "reasons": {str(k): int(v) for k, v in reasons.items()},
         "conflicts": conflict_report.to_dict(),
+        # A list, not a mapping: the manifest is written with sorted keys, and the order is the point.
+        "unclassified_types": [
+            {"type": str(k), "objects": int(v)}
+            for k, v in unclassified_types(
+                candidates[candidates["reason"] == "unclassified"], top=UNCLASSIFIED_TYPES_SHOWN
+            ).items()
+        ],
         "scheme_description": the_scheme.description,
     }
     meta = kept[["name", "label", "y", "split", "path"]]
@@ -483,12 +511,15 @@ def select_candidates(
     scheme: Scheme,
     label_from: str = "classification",
     conflicts: str = "drop",
+    exclude_dwarfs: bool = False,
+    exclude_uncertain: bool = False,
     catalog: str = "all",
     duplicate_arcsec: float = 3.0,
 ) -> tuple[pd.DataFrame, ConflictReport]:
     """One row per object of the source with its ``label`` and the first label-side ``reason`` it fails.
 
-    Reasons, in order: ``conflict``, ``unclassified``, ``other_catalogue``, ``no_image``,
+    Reasons, in order: ``conflict``, ``dwarf`` / ``uncertain`` (a type the scheme would classify,
+    left out by ``exclude_dwarfs`` / ``exclude_uncertain``), ``unclassified``, ``other_catalogue``, ``no_image``,
     ``duplicate_of:<name>`` (the other name of the same galaxy that is kept). ``""`` means the
     object goes on to the quality filter. ``catalog`` is a prefix or ``"all"`` (already resolved).
 
@@ -504,6 +535,10 @@ def select_candidates(
     """
     table = source.table.copy()
     table["label"] = label_table(table, scheme, label_from=label_from)
+    excluded = exclusion_reasons(table["classification"].tolist(), dwarfs=exclude_dwarfs, uncertain=exclude_uncertain)
+    # Only a type the scheme would classify is "excluded"; the rest stays plainly unclassified.
+    table["excluded"] = np.where(table["label"] != UNCLASSIFIED, excluded, "")
+    table.loc[table["excluded"] != "", "label"] = UNCLASSIFIED
     resolved, report = resolve_conflicts(table, policy=conflicts)
     candidates = table.drop_duplicates("name").reset_index(drop=True)
     candidates = candidates.drop(columns="label").merge(
@@ -517,7 +552,10 @@ def select_candidates(
 
     mark(candidates["label"].isna().to_numpy(), "conflict")
     candidates["label"] = candidates["label"].fillna(UNCLASSIFIED)
-    mark((candidates["label"] == UNCLASSIFIED).to_numpy(), "unclassified")
+    unclassified = (candidates["label"] == UNCLASSIFIED).to_numpy()
+    for why in ("dwarf", "uncertain"):
+        mark(unclassified & (candidates["excluded"] == why).to_numpy(), why)
+    mark(unclassified, "unclassified")
     if catalog != "all":
         mark((candidates["prefix"] != catalog).to_numpy(), "other_catalogue")
     mark(candidates["path"].isna().to_numpy(), "no_image")

@@ -183,3 +183,21 @@ def test_gz1_images_show_upright_with_the_acknowledgement(app: AppTest, world: d
     assert upright > 0.8  # not 1: the display uses an asinh stretch, the JPEG is linear
     assert upright > np.corrcoef(shown[::-1].ravel(), jpeg.ravel())[0, 1]
     assert upright > np.corrcoef(shown[:, ::-1].ravel(), jpeg.ravel())[0, 1]
+
+
+def test_class_balance_lists_unclassified_types_and_exclusions_reach_the_build(app: AppTest, world) -> None:
+    from core.catalogue import load_source
+    from core.labels import get_scheme, label_table, unclassified_types
+
+    _open(app, "balance")
+    shown = app.dataframe[0].value  # AppTest does not expose a dataframe's key
+    table = load_source(world["sample"]).table
+    expected = unclassified_types(table.assign(label=label_table(table, get_scheme("hubble3"))))
+    assert list(shown["type"]) == list(expected.index) and list(shown["objects"]) == list(expected)
+    assert "Pec" in set(shown["type"])
+    app.toggle(key="balance_exclude_uncertain").set_value(True)
+    app.run()
+    assert app.session_state["exclude_uncertain"] is True
+    # The switch outlives the page, so the Preprocessing page's build passes --exclude-uncertain.
+    _open(app, "preprocessing")
+    assert app.session_state["exclude_uncertain"] is True

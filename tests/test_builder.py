@@ -432,3 +432,47 @@ def _record_measured_paths(monkeypatch) -> list[str]:
 
     monkeypatch.setattr(core.builder, "_measure_chunk", counting)
     return measured
+
+
+def test_dwarfs_and_uncertain_types_are_left_out_on_request(tmp_path):
+    root = tmp_path / "types"
+    root.mkdir()
+    (root / "catalog.csv").write_text(
+        "name,classification,file\n"
+        "NGC 1,dE2,a.fits\n"
+        "NGC 2,E?,b.fits\n"
+        "NGC 3,Sb:,c.fits\n"
+        "NGC 4,S?,d.fits\n"
+        'NGC 5,"SA(s)ab;LINER Sy1.8",e.fits\n'
+        'NGC 6,"E+0-1 pec;NLRG Sy",f.fits\n'
+        "NGC 7,dSph,g.fits\n"
+    )
+    source = load_source(root)
+
+    def reasons(**options: bool) -> dict[str, str]:
+        candidates, _ = select_candidates(source, scheme=get_scheme("hubble3"), **options)
+        return dict(zip(candidates["name"], candidates["reason"]))
+
+    assert reasons() == {f"NGC {i}": "" for i in (1, 2, 3, 5, 6, 7)} | {"NGC 4": "unclassified"}
+    assert reasons(exclude_dwarfs=True, exclude_uncertain=True) == {
+        "NGC 1": "dwarf", "NGC 2": "uncertain", "NGC 3": "uncertain", "NGC 4": "unclassified",
+        "NGC 5": "", "NGC 6": "", "NGC 7": "dwarf",
+    }
+
+
+def test_build_lists_the_type_strings_its_scheme_drops(sample, tmp_path, capsys):
+    out = tmp_path / "cli-unclassified"
+    argv = ["build", "--source", str(sample), "--size", "16", "--catalog", "all", "--jobs", "1", "--out", str(out),
+            "--exclude-dwarfs", "--exclude-uncertain"]
+    assert main(argv) == 0
+    stdout = capsys.readouterr().out
+    manifest = load_dataset(out).manifest
+    assert manifest["params"]["exclude_dwarfs"] is True and manifest["params"]["exclude_uncertain"] is True
+    listed = {row["type"]: row["objects"] for row in manifest["unclassified_types"]}
+    images = pd.read_parquet(out / "images.parquet")
+    dropped = images.loc[images["reason"] == "unclassified", "classification"].str.strip().value_counts()
+    assert listed == {str(k): int(v) for k, v in dropped.items()} and len(listed) >= 3
+    counts = list(listed.values())
+    assert counts == sorted(counts, reverse=True)
+    top, n = next(iter(listed.items()))
+    assert f"unclassified by hubble3 (objects per type string): {top!r} {n}" in stdout

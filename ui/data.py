@@ -148,6 +148,24 @@ def type_flows(table: pd.DataFrame, *, top: int) -> pd.DataFrame:
     return flows.sort_values(["target", "n"], ascending=[True, False])
 
 
+def exclusions() -> dict[str, bool]:
+    """The Class balance page's exclusion switches (``python -m core build --exclude-...``)."""
+    return {name: bool(st.session_state.get(f"exclude_{name}", False)) for name in ("dwarfs", "uncertain")}
+
+
+def with_exclusions(table: pd.DataFrame, *, dwarfs: bool, uncertain: bool) -> pd.DataFrame:
+    """``table`` with ``excluded`` (``dwarf``/``uncertain``/``""``), the excluded rows relabelled unclassified."""
+    why = labels.exclusion_reasons(table["classification"].tolist(), dwarfs=dwarfs, uncertain=uncertain)
+    out = table.assign(excluded=np.where(table["label"] != UNCLASSIFIED, why, ""))
+    out.loc[out["excluded"] != "", "label"] = UNCLASSIFIED
+    return out
+
+
+def unclassified_types(table: pd.DataFrame) -> pd.DataFrame:
+    """``type, objects``: the raw strings the scheme leaves unclassified, most frequent first."""
+    return labels.unclassified_types(table[table.get("excluded", "") == ""]).reset_index()
+
+
 def imbalance_text(counts: pd.Series) -> str:
     """``'3.2 : 1'`` (largest / smallest class), ``'∞'`` when a class is empty."""
     counts = counts.astype(float)
@@ -315,6 +333,7 @@ def build_args(source: str, scheme: str, name: str) -> list[str]:
         "--min-quality", str(filters["min_quality"]), "--min-size", str(filters["min_size"]),
     ]
     args += ["--catalog", filters["catalog"]]
+    args += [f"--exclude-{name}" for name, on in exclusions().items() if on]
     return args
 
 

@@ -7,6 +7,8 @@ import sys
 
 from core.labels import CONFLICT_POLICIES, LABEL_SOURCES
 
+UNCLASSIFIED_PRINTED = 12
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``build`` command."""
@@ -66,6 +68,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--conflicts", default="drop", choices=CONFLICT_POLICIES, help="objects with several labels"
     )
+    parser.add_argument(
+        "--exclude-dwarfs", action="store_true", help="leave out dwarfs (dE, dS0, dSph, dIrr) the scheme would classify"
+    )
+    parser.add_argument(
+        "--exclude-uncertain", action="store_true", help="leave out uncertain types (E?, Sb:) the scheme would classify"
+    )
     parser.add_argument("--duplicate-arcsec", type=float, default=3.0, help="positional duplicate radius (default: 3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split (default: 0)")
     parser.add_argument("--val", type=float, default=0.15, help="validation fraction per class (default: 0.15)")
@@ -112,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
             catalog=args.catalog,
             label_from=args.label_from,
             conflicts=args.conflicts,
+            exclude_dwarfs=args.exclude_dwarfs,
+            exclude_uncertain=args.exclude_uncertain,
             duplicate_arcsec=args.duplicate_arcsec,
             seed=args.seed,
             val_fraction=args.val,
@@ -131,4 +141,13 @@ def run(args: argparse.Namespace) -> int:
     reasons = manifest.get("reasons", {})
     if reasons:
         print("left out: " + ", ".join(f"{r}={n}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])))
+    unclassified = manifest.get("unclassified_types", [])
+    if unclassified:
+        shown = unclassified[:UNCLASSIFIED_PRINTED]
+        more = f", ... ({len(unclassified)} kinds in manifest.json)" if len(unclassified) > len(shown) else ""
+        print(
+            f"unclassified by {manifest['params']['scheme']} (objects per type string): "
+            + ", ".join(f"{row['type']!r} {row['objects']}" for row in shown)
+            + more
+        )
     return 0
