@@ -305,6 +305,7 @@ def build_dataset(
     exclude_dwarfs: bool = False,
     exclude_uncertain: bool = False,
     duplicate_arcsec: float = 3.0,
+    allow_duplicates: bool = False,
     seed: int = 0,
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
@@ -342,6 +343,9 @@ def build_dataset(
     duplicate_arcsec : float
         Names closer than this on the sky are one galaxy; one of them is kept: a name of the
         selected catalogue, and among those the image that passes the filter with the best quality.
+    allow_duplicates : bool
+        With ``catalog="all"``, build even when objects have no position (so duplicates among them
+        cannot be found); by default that is an error.
     seed : int
         Seed of the split.
     val_fraction, test_fraction : float
@@ -398,6 +402,7 @@ def build_dataset(
         "catalog": resolved_catalog,
         "catalog_requested": catalog,
         "duplicate_arcsec": float(duplicate_arcsec),
+        "allow_duplicates": bool(allow_duplicates),
         **{name: float(value) for name, value in thresholds.items() if name != "min_size"},
         "min_size": int(min_size),
         "preprocess": config.to_dict(),
@@ -426,6 +431,7 @@ def build_dataset(
         catalog=resolved_catalog,
         duplicate_arcsec=duplicate_arcsec,
     )
+    unplaced = _check_positions(candidates, catalog=resolved_catalog, allow_duplicates=allow_duplicates)
     eligible = candidates["reason"] == ""
     n_jobs, backend = _parallel(n_jobs, backend)
     metrics = compute_metrics(
@@ -463,6 +469,7 @@ def build_dataset(
         "n_candidates": int(len(candidates)),
         "reasons": {str(k): int(v) for k, v in reasons.items()},
         "conflicts": conflict_report.to_dict(),
+        "objects_without_position": unplaced,
         # A list, not a mapping: the manifest is written with sorted keys, and the order is the point.
         "unclassified_types": [
             {"type": str(k), "objects": int(v)}
@@ -574,6 +581,30 @@ def select_candidates(
     candidates["duplicate_group"] = group_of
     candidates["conflict"] = candidates["conflict"].fillna(True).astype(bool)
     return candidates, report
+
+
+def _check_positions(candidates: pd.DataFrame, *, catalog: str, allow_duplicates: bool) -> int:
+    """How many candidates with an image lack RA/Dec; with ``catalog="all"`` that is an error unless allowed.
+
+    One catalogue's names rarely name one galaxy twice, but across catalogues (``NGC 4486`` and
+    ``2MASX J12304942+1223279``) they often do, and only positions can tell.
+    """
+    alive = candidates[(candidates["reason"] == "") | candidates["reason"].str.startswith("duplicate_of:")]
+    unplaced = alive[alive["ra"].isna() | alive["dec"].isna()]
+    if catalog != "all" or not len(unplaced):
+        return len(unplaced)
+    examples = ", ".join(repr(n) for n in unplaced["name"].head(3))
+    if allow_duplicates:
+        logger.warning("%d of %d objects have no position: duplicates among them are not found (allowed)",
+                       len(unplaced), len(alive))
+        return len(unplaced)
+    raise GalaxyMorphError(
+        f"--catalog all needs a position (ra, dec) for every object, to find one galaxy listed under two names; "
+        f"{len(unplaced)} of {len(alive)} objects with an image have none (e.g. {examples}), so such a galaxy "
+        "could land in two splits and inflate the test accuracy. Fetch the images again (the fetch records "
+        "positions from NED's listing and the FITS headers), add ra, dec columns to the catalogue, keep one "
+        "catalogue (--catalog auto), or pass --allow-duplicates to build anyway."
+    )
 
 
 def _apply_quality(

@@ -47,7 +47,7 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "dec": ("dec", "dec_deg", "dej2000", "decj2000", "dec_j2000", "dec_(deg)", "decdeg"),
 }
 REQUIRED_COLUMNS = ("name", "classification")
-MANIFEST_COLUMNS = ("status", "survey", "band", "reason")
+MANIFEST_COLUMNS = ("status", "survey", "band", "reason", "ra", "dec", "position_from")
 
 
 def _normalise_header(column: object) -> str:
@@ -310,6 +310,16 @@ def _join_manifest(table: pd.DataFrame, root: Path) -> pd.DataFrame:
     joined["image_reason"] = found["reason"].fillna("").to_numpy(dtype=object)
     joined["survey"] = found["survey"].fillna("").to_numpy(dtype=object)
     joined["band"] = found["band"].fillna("").to_numpy(dtype=object)
+    # The scraper's catalogue has no positions; the fetch found them in NED's listing or the FITS
+    # header. A position the catalogue gives itself wins.
+    fetched_ra = pd.to_numeric(found["ra"].replace("", np.nan), errors="coerce").to_numpy(dtype=float)
+    fetched_dec = pd.to_numeric(found["dec"].replace("", np.nan), errors="coerce").to_numpy(dtype=float)
+    missing = (joined["ra"].isna() | joined["dec"].isna()).to_numpy() & np.isfinite(fetched_ra) & np.isfinite(fetched_dec)
+    joined.loc[missing, "ra"] = fetched_ra[missing]
+    joined.loc[missing, "dec"] = fetched_dec[missing]
+    joined["position_from"] = np.where(
+        missing, found["position_from"].fillna("").to_numpy(dtype=object), np.where(joined["ra"].notna(), "catalogue", "")
+    )
     return joined
 
 

@@ -476,3 +476,31 @@ def test_build_lists_the_type_strings_its_scheme_drops(sample, tmp_path, capsys)
     assert counts == sorted(counts, reverse=True)
     top, n = next(iter(listed.items()))
     assert f"unclassified by hubble3 (objects per type string): {top!r} {n}" in stdout
+
+
+def _without_positions(sample: Path, root: Path) -> Path:
+    """The sample's catalogue with its ra/dec columns removed, as a scraped NED catalogue has none."""
+    root.mkdir()
+    catalogue = pd.read_csv(sample / "catalog.csv", keep_default_na=False).drop(columns=["ra", "dec"])
+    catalogue["file"] = [str(sample / f) if f else "" for f in catalogue["file"]]
+    catalogue.to_csv(root / "catalog.csv", index=False)
+    return root
+
+
+def test_catalog_all_without_positions_is_refused_unless_allowed(sample, tmp_path, capsys):
+    root = _without_positions(sample, tmp_path / "nopos")
+    with pytest.raises(GalaxyMorphError, match=r"--catalog all needs a position \(ra, dec\).*--allow-duplicates"):
+        build_dataset(root, preprocess=SMALL, catalog="all", out=tmp_path / "refused", n_jobs=1)
+    assert not (tmp_path / "refused").exists()
+    assert main(["build", "--source", str(root), "--catalog", "all", "--size", "16", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: --catalog all needs a position") and "could land in two splits" in err[-1]
+    # One catalogue needs no positions; allowing duplicates builds, and says so in the manifest.
+    assert build_dataset(root, preprocess=SMALL, catalog="auto", out=tmp_path / "ngc", n_jobs=1).is_dir()
+    out = build_dataset(root, preprocess=SMALL, catalog="all", allow_duplicates=True, out=tmp_path / "all", n_jobs=1)
+    manifest = load_dataset(out).manifest
+    images = pd.read_parquet(out / "images.parquet")
+    assert manifest["params"]["allow_duplicates"] is True
+    label_side = ["conflict", "unclassified", "other_catalogue", "no_image"]
+    assert manifest["objects_without_position"] == int((~images["reason"].isin(label_side)).sum()) > 0
+    assert not images["reason"].str.startswith("duplicate_of:").any()  # nothing to find them with

@@ -75,6 +75,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--exclude-uncertain", action="store_true", help="leave out uncertain types (E?, Sb:) the scheme would classify"
     )
     parser.add_argument("--duplicate-arcsec", type=float, default=3.0, help="positional duplicate radius (default: 3)")
+    parser.add_argument(
+        "--allow-duplicates",
+        action="store_true",
+        help="with --catalog all, build even if objects have no ra/dec (a galaxy under two names may land in two splits)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the split (default: 0)")
     parser.add_argument("--val", type=float, default=0.15, help="validation fraction per class (default: 0.15)")
     parser.add_argument("--test", type=float, default=0.15, help="test fraction per class (default: 0.15)")
@@ -123,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
             exclude_dwarfs=args.exclude_dwarfs,
             exclude_uncertain=args.exclude_uncertain,
             duplicate_arcsec=args.duplicate_arcsec,
+            allow_duplicates=args.allow_duplicates,
             seed=args.seed,
             val_fraction=args.val,
             test_fraction=args.test,
