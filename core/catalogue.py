@@ -45,6 +45,8 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "file": ("file", "filename", "file_name", "path", "image", "image_file", "image_path"),
     "ra": ("ra", "ra_deg", "raj2000", "ra_j2000", "ra_(deg)", "radeg"),
     "dec": ("dec", "dec_deg", "dej2000", "decj2000", "dec_j2000", "dec_(deg)", "decdeg"),
+    "survey": ("survey", "image_survey"),
+    "band": ("band", "filter", "passband", "waveband"),
 }
 REQUIRED_COLUMNS = ("name", "classification")
 MANIFEST_COLUMNS = ("status", "survey", "band", "reason", "ra", "dec", "position_from")
@@ -113,6 +115,9 @@ def read_catalogue(path: str | Path) -> pd.DataFrame:
     df["file"] = df["file"].fillna("").astype(str).str.strip()
     df["redshift"] = pd.to_numeric(df["redshift"].replace("", np.nan), errors="coerce")
     df["ra"], df["dec"] = _coordinates(df["ra"], df["dec"], path)
+    for column in ("survey", "band"):  # which survey an image is from, where the catalogue says so
+        if column in df.columns:
+            df[column] = df[column].fillna("").astype(str).str.strip()
     first = ["name", "redshift", "classification", "requested", "file", "ra", "dec"]
     return df[first + [c for c in df.columns if c not in first]].reset_index(drop=True)
 

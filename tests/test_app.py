@@ -201,3 +201,25 @@ def test_class_balance_lists_unclassified_types_and_exclusions_reach_the_build(a
     # The switch outlives the page, so the Preprocessing page's build passes --exclude-uncertain.
     _open(app, "preprocessing")
     assert app.session_state["exclude_uncertain"] is True
+
+
+def test_statistics_shows_the_survey_mix_and_the_preview_keeps_one_survey(app: AppTest, world) -> None:
+    import pandas as pd
+
+    truth = pd.read_csv(world["sample"] / "truth.csv")
+    per_survey = truth.drop_duplicates("name")["survey"].value_counts()
+    _open(app, "statistics")
+    caption = [c.value for c in app.caption if "keeps one survey and band" in c.value]
+    assert caption and f"by default the most common: **{per_survey.index[0]} / " in caption[0]
+    assert f"{len(per_survey)} survey(s) in this source" in caption[0]
+
+    _open(app, "preprocessing")
+    assert app.selectbox(key="pp_survey").value == "auto"
+    app.slider(key="pp_min_quality").set_value(0.0)
+    app.run()
+    one = int(_metric(app, "Kept images").replace(",", ""))
+    app.selectbox(key="pp_survey").set_value("all")
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    every = int(_metric(app, "Kept images").replace(",", ""))
+    assert 0 < one < every

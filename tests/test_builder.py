@@ -99,7 +99,9 @@ def test_conflicting_types_are_dropped_and_counted(built, sample):
 
 def test_sample_warts_rejected_at_their_known_rates(built, truth):
     images = pd.read_parquet(built / "images.parquet").merge(truth[["name", "wart"]], on="name")
-    judged = images[~images["reason"].isin(["unclassified", "conflict", "other_catalogue", "no_image"])]
+    judged = images[
+        ~images["reason"].isin(["unclassified", "conflict", "other_catalogue", "no_image", "other_survey", "other_band"])
+    ]
     judged = judged[~judged["reason"].str.startswith("duplicate_of:")]
     rejected = judged.groupby("wart")["kept"].apply(lambda kept: 1 - kept.mean())
     reasons = judged.groupby("wart")["reason"].agg(lambda r: r.value_counts().index[0])
@@ -151,7 +153,7 @@ def test_corrupt_and_missing_files_are_recorded_and_the_rest_builds(sample, tmp_
     broken, gone = ngc["name"].iloc[0], ngc["name"].iloc[1]
     Path(ngc["path"].iloc[0]).write_bytes(b"SIMPLE  = this is not a FITS file")
     Path(ngc["path"].iloc[1]).unlink()
-    out = build_dataset(source, preprocess=SMALL, catalog="NGC", out=tmp_path / "ds", n_jobs=1)
+    out = build_dataset(source, preprocess=SMALL, catalog="NGC", survey="all", out=tmp_path / "ds", n_jobs=1)
     images = pd.read_parquet(out / "images.parquet").set_index("name")
     for name in (broken, gone):
         assert images.loc[name, "reason"] == "unreadable" and not images.loc[name, "kept"]
@@ -244,7 +246,7 @@ def test_bad_parameters_are_user_errors(sample, tmp_path, kwargs, message):
 def test_cli_builds_and_reports(sample, tmp_path, capsys):
     out = tmp_path / "cli-ds"
     argv = ["build", "--source", str(sample), "--size", "16", "--catalog", "NGC", "--scheme", "seed6",
-            "--label-from", "requested", "--conflicts", "first", "--jobs", "1", "--out", str(out)]
+            "--label-from", "requested", "--conflicts", "first", "--jobs", "1", "--out", str(out), "--survey", "all"]
     assert main(argv) == 0
     stdout = capsys.readouterr().out
     assert f"dataset: {out}" in stdout and "catalogue: NGC" in stdout and "left out:" in stdout
@@ -504,3 +506,64 @@ def test_catalog_all_without_positions_is_refused_unless_allowed(sample, tmp_pat
     label_side = ["conflict", "unclassified", "other_catalogue", "no_image"]
     assert manifest["objects_without_position"] == int((~images["reason"].isin(label_side)).sum()) > 0
     assert not images["reason"].str.startswith("duplicate_of:").any()  # nothing to find them with
+
+
+def test_survey_and_band_come_from_the_source_else_the_header():
+    table = pd.DataFrame(
+        {
+            "name": ["NGC 1", "NGC 2", "NGC 3", "NGC 4", "NGC 5"],
+            "path": ["a", "b", "c", "d", "e"],
+            "survey": ["DSS2", "", None, "SDSS", ""],
+            "band": ["IIIaF", "", None, "r", ""],
+        }
+    )
+    metrics = pd.DataFrame(
+        {"path": ["a", "b", "c", "d"], "header_survey": ["X", "DSS2 red", "DSS2 red", "Y"], "header_band": ["", "RG610", "RG610", ""]}
+    )
+    got = core.builder.image_surveys(table, metrics)
+    assert got["survey"].tolist() == ["DSS2", "DSS2 red", "DSS2 red", "SDSS", ""]
+    assert got["band"].tolist() == ["IIIaF", "RG610", "RG610", "r", ""]
+    mix = core.builder.survey_mix(got)
+    assert mix.values.tolist() == [["DSS2 red", "RG610", 2], ["DSS2", "IIIaF", 1], ["SDSS", "r", 1], ["", "", 1]]
+    resolve = core.builder.resolve_survey
+    assert resolve(got) == ("DSS2 red", "RG610")
+    assert resolve(got, survey="sdss") == ("SDSS", "r")
+    assert resolve(got, survey="all") == ("all", "all")
+    assert resolve(got, survey="DSS2", band="all") == ("DSS2", "all")
+    assert resolve(got.assign(survey="", band="")) == ("all", "all")  # nothing recorded: nothing to choose
+    with pytest.raises(GalaxyMorphError, match=r"survey '2MASS' matches no image.*DSS2 red / RG610 \(2\)"):
+        resolve(got, survey="2MASS")
+    with pytest.raises(GalaxyMorphError, match="band 'K' matches no image"):
+        resolve(got, survey="SDSS", band="K")
+
+
+def test_one_survey_per_dataset_by_default(built, truth):
+    images = pd.read_parquet(built / "images.parquet").merge(truth[["name", "survey"]].rename(columns={"survey": "true"}), on="name")
+    manifest = load_dataset(built).manifest
+    assert manifest["params"]["survey"] == "auto" and manifest["params"]["band"] == "auto"
+    # The sample records its survey in the FITS headers only (SURVEY / FILTER); DSS2 red is its most common.
+    assert (manifest["survey"], manifest["band"]) == ("DSS2 red", "RG610")
+    measured = ~images["reason"].isin(["conflict", "unclassified", "other_catalogue", "no_image"])
+    measured &= ~images["reason"].str.startswith("duplicate_of:") & images["read_error"].eq("")
+    assert measured.sum() > 100 and (images.loc[measured, "survey"] == images.loc[measured, "true"]).all()
+    kept = images[images["kept"]]
+    assert len(kept) > 0 and (kept["true"] == "DSS2 red").all()
+    others = images[images["reason"] == "other_survey"]
+    assert len(others) > 0 and (others["true"] != "DSS2 red").all()
+    mix = {(row["survey"], row["band"]): row["objects"] for row in manifest["survey_mix"]}
+    assert set(mix) == {("DSS2 red", "RG610"), ("SDSS r", "r"), ("2MASS K", "Ks"), ("GALEX NUV", "NUV")}
+    assert mix[("DSS2 red", "RG610")] == max(mix.values())
+
+
+def test_cli_survey_filter(sample, tmp_path, capsys):
+    out = tmp_path / "sdss"
+    argv = ["build", "--source", str(sample), "--size", "16", "--catalog", "all", "--jobs", "1", "--out", str(out),
+            "--survey", "sdss r", "--min-quality", "0"]
+    assert main(argv) == 0
+    assert "survey: SDSS r, band: r (images by survey / band: DSS2 red / RG610 " in capsys.readouterr().out
+    ds = load_dataset(out)
+    assert ds.manifest["params"]["survey"] == "sdss r" and ds.manifest["survey"] == "SDSS r"
+    images = pd.read_parquet(out / "images.parquet")
+    assert set(images.loc[images["kept"], "survey"]) == {"SDSS r"}
+    assert main(argv[:-4] + ["--survey", "POSS", "--out", str(tmp_path / "none")]) == 2
+    assert "error: survey 'POSS' matches no image" in capsys.readouterr().err

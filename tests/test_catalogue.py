@@ -256,3 +256,17 @@ def test_ned_source_takes_positions_from_the_fetch_where_the_catalogue_has_none(
     assert table.loc["NGC 1", ["ra", "dec"]].tolist() == [10.0, 5.0]  # the catalogue's own position wins
     assert np.isnan(table.loc["NGC 2", "ra"])
     assert table["position_from"].tolist() == ["listing", "catalogue", ""]
+
+
+def test_survey_and_band_columns_of_an_import(tmp_path):
+    path = tmp_path / "mine.csv"
+    path.write_text("Name,Type,Survey,Filter\nNGC 1,E3,SDSS, r \nNGC 2,Sb,DSS2 red,\n")
+    table = read_catalogue(path)
+    assert table["survey"].tolist() == ["SDSS", "DSS2 red"] and table["band"].tolist() == ["r", ""]
+    assert "survey" not in read_catalogue(_write_minimal(tmp_path)).columns
+
+
+def _write_minimal(tmp_path: Path) -> Path:
+    path = tmp_path / "minimal.csv"
+    path.write_text("name,classification\nNGC 1,E3\n")
+    return path

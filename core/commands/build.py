@@ -80,6 +80,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="with --catalog all, build even if objects have no ra/dec (a galaxy under two names may land in two splits)",
     )
+    parser.add_argument(
+        "--survey",
+        default="auto",
+        help="keep images of one survey ('DSS2', 'SDSS r', ...), 'auto' (the most common) or 'all' (default: auto)",
+    )
+    parser.add_argument(
+        "--band", default="auto", help="keep one band of that survey, 'auto' (its most common) or 'all' (default: auto)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the split (default: 0)")
     parser.add_argument("--val", type=float, default=0.15, help="validation fraction per class (default: 0.15)")
     parser.add_argument("--test", type=float, default=0.15, help="test fraction per class (default: 0.15)")
@@ -129,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
             exclude_uncertain=args.exclude_uncertain,
             duplicate_arcsec=args.duplicate_arcsec,
             allow_duplicates=args.allow_duplicates,
+            survey=args.survey,
+            band=args.band,
             seed=args.seed,
             val_fraction=args.val,
             test_fraction=args.test,
@@ -140,6 +150,13 @@ def run(args: argparse.Namespace) -> int:
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     print(f"dataset: {out}")
     print(f"classes: {', '.join(manifest['classes'])}; catalogue: {manifest['params']['catalog']}")
+    mix = manifest.get("survey_mix", [])
+    print(
+        f"survey: {manifest.get('survey', 'all')}, band: {manifest.get('band', 'all')} (images by survey / band: "
+        + ", ".join(f"{row['survey'] or '?'} / {row['band'] or '?'} {row['objects']}" for row in mix[:8])
+        + (", ..." if len(mix) > 8 else "")
+        + ")"
+    )
     for split, counts in manifest["counts"].items():
         print(f"  {split:5s} {sum(counts.values()):6d}  " + "  ".join(f"{c}={n}" for c, n in counts.items()))
     params = manifest["params"]
