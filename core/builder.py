@@ -721,9 +721,9 @@ def _check_positions(candidates: pd.DataFrame, *, catalog: str, allow_duplicates
     raise GalaxyMorphError(
         f"--catalog all needs a position (ra, dec) for every object, to find one galaxy listed under two names; "
         f"{len(unplaced)} of {len(alive)} objects with an image have none (e.g. {examples}), so such a galaxy "
-        "could land in two splits and inflate the test accuracy. Fetch the images again (the fetch records "
-        "positions from NED's listing and the FITS headers), add ra, dec columns to the catalogue, keep one "
-        "catalogue (--catalog auto), or pass --allow-duplicates to build anyway."
+        "could land in two splits and inflate the test accuracy. Run `python -m core fetch` again (it records "
+        "positions from NED's listing and the FITS headers, also for earlier downloads, without a request), add "
+        "ra, dec columns to the catalogue, keep one catalogue (--catalog auto), or pass --allow-duplicates."
     )
 
 

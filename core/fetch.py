@@ -410,6 +410,7 @@ def fetch_images(
     with _FolderLock(out / ".fetch.lock"):
         _remove_partial_files(out)
         records = _latest_records(journal)
+        _add_positions(records, out)
         todo = _plan(names, records, out, retry_failed=retry_failed)
         skipped = len(names) - len(todo) if not retry_failed else 0
         if limit is not None:
@@ -543,6 +544,22 @@ def _latest_records(journal: Path) -> dict[str, dict[str, Any]]:
         if record.get("status") in STATUSES and record.get("name"):
             records[record["name"]] = record
     return records
+
+
+def _add_positions(records: dict[str, dict[str, Any]], out: Path) -> None:
+    """Give images fetched before positions were recorded the one their FITS file holds (no request).
+
+    The updated record is journalled, so the next run does not read the file again.
+    """
+    journal = out / "manifest.jsonl"
+    for name, record in records.items():
+        if record["status"] != "ok" or "position_from" in record or not (out / record["file"]).is_file():
+            continue
+        found = fits_position(out / record["file"])
+        ra, dec, where = found if found is not None else ("", "", "")
+        record.update(ra=ra, dec=dec, position_from=where)
+        append_jsonl(journal, record)
+        logger.info("object %s: position %s", name, where or "not in its FITS file")
 
 
 def _remove_partial_files(out: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -270,3 +271,18 @@ def test_fetch_records_positions_without_extra_requests_and_duplicates_are_found
     table = load_source(root).table
     assert table["ra"].notna().tolist() == [True, True, False]
     assert find_duplicates(table, tolerance_arcsec=3.0) == [["MESSIER 001", "Crab Nebula"]]
+
+
+def test_images_fetched_before_positions_get_them_from_their_file_without_a_request(ned_server, tmp_path):
+    out = tmp_path / "images"
+    settings = _settings(ned_server, tmp_path)
+    fetch_images(pd.DataFrame({"name": ["MESSIER 001"]}), out=out, prefer=["DSS1"], settings=settings)
+    # The journal line an earlier version wrote: no position columns.
+    old = {k: v for k, v in list(read_jsonl(out / "manifest.jsonl"))[-1].items() if k not in ("ra", "dec", "position_from")}
+    (out / "manifest.jsonl").write_text(json.dumps(old) + "\n")
+    before = len(ned_server.hits)
+    summary = fetch_images(pd.DataFrame({"name": ["MESSIER 001"]}), out=out, prefer=["DSS1"], settings=settings)
+    assert summary.requests == 0 and len(ned_server.hits) == before
+    row = pd.read_csv(out / "manifest.csv", keep_default_na=False).iloc[0]
+    assert row["position_from"] == "fits_header" and (row["ra"], row["dec"]) == pytest.approx(M1_HEADER, abs=1e-9)
+    assert list(read_jsonl(out / "manifest.jsonl"))[-1]["position_from"] == "fits_header"  # not read again
