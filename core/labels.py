@@ -44,8 +44,6 @@ RINGS = ("r", "s", "rs")
 CONFLICT_POLICIES = ("drop", "majority", "first")
 LABEL_SOURCES = ("classification", "requested")
 
-EXCLUSIONS = ("dwarf", "uncertain")
-
 # Words after the type that say something about the galaxy but not about its Hubble type: nuclear
 # activity (NED's Sy1.8, LINER2, NLRG, BLLAC ...), luminosity classes (Sc I-II), nucleus notes.
 _ACTIVITY = re.compile(

@@ -73,7 +73,7 @@ with left:
     st.plotly_chart(fig, key="balance_counts")
     st.caption(
         "Filters from the Preprocessing preview page: quality ≥ {min_quality:g}, image side ≥ {min_size} px, "
-        "crop {crop:g}, catalogue {catalog}.".format(**filters)
+        "crop {crop:g}, catalogue {catalog}, survey {survey}.".format(**filters)
     )
 with right:
     st.markdown("#### Label conflicts")
