@@ -33,9 +33,9 @@ import pandas as pd
 
 from core.catalogue import Source, catalogue_prefix, find_duplicates, load_source
 from core.config import get_settings
-from core.dataset import is_dataset, save_dataset
+from core.dataset import is_dataset, remove_stale_staging, save_dataset
 from core.errors import ConfigError, GalaxyMorphError, ImageReadError
-from core.io import atomic_path
+from core.io import DATASET, atomic_path, check_replaceable
 from core.labels import (
     UNCLASSIFIED,
     ConflictReport,
@@ -446,13 +446,15 @@ def build_dataset(
     val_fraction, test_fraction : float
         Fractions of each class's objects in the validation and test splits.
     out : path, optional
-        Dataset folder; default ``<data_dir>/datasets/<name from the parameters>``.
+        Dataset folder; default ``<data_dir>/datasets/<name from the parameters>``. It must be
+        absent, empty, or a dataset this tool wrote with the same parameters (or ``force``);
+        anything else is refused before an image is read (:func:`core.io.check_replaceable`).
     n_jobs, backend : optional
         Parallelism of metrics and preprocessing (default from the settings).
     progress : Progress, optional
         Advanced per image measured and per image preprocessed.
     force : bool
-        Rebuild even when an identical dataset exists.
+        Rebuild even when an identical dataset exists; replace a dataset built with other parameters.
 
     Returns
     -------
@@ -462,8 +464,8 @@ def build_dataset(
     Raises
     ------
     GalaxyMorphError
-        For bad parameters, and when a class has too few images left to split (the message
-        names the class and what to change).
+        For bad parameters, an ``out`` that may not be replaced, and when a class has too few
+        images left to split (the message names the class and what to change).
     """
     config = preprocess or PreprocessConfig()
     if not isinstance(config, PreprocessConfig):
@@ -512,9 +514,14 @@ def build_dataset(
         "quality_version": QUALITY_VERSION,
     }
     out = Path(out) if out is not None else get_settings().data_dir / "datasets" / _auto_name(source, params)
+    # Before any image is read: a folder that is not a dataset of ours is refused at once.
+    remove_stale_staging(out.parent)
+    manifest = check_replaceable(
+        out, kind=DATASET, force=force, protect=[source.root],
+        same=lambda old: _choices(old.get("params")) == _choices(params),
+    )
     current_hash = source_hash(source)
-    if not force and is_dataset(out):
-        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    if not force and manifest is not None and is_dataset(out):
         if manifest.get("params") == params and manifest.get("source_hash") == current_hash:
             logger.info("cache hit: %s already holds this dataset (same parameters, unchanged source)", out)
             return out
@@ -588,6 +595,13 @@ def build_dataset(
     saved = save_dataset(out, x=x, meta=meta, classes=classes, manifest=manifest, images=_images_table(candidates))
     logger.info("dataset %s: %d images kept of %d candidates", saved, len(kept), len(candidates))
     return saved
+
+
+def _choices(params: Any) -> Any:
+    """The user's parameters without the code versions: a rebuild after an upgrade is the same choice."""
+    if not isinstance(params, dict):
+        return params
+    return {k: v for k, v in params.items() if not k.endswith("_version")}
 
 
 def resolve_centre(config: PreprocessConfig, kind: str) -> PreprocessConfig:

@@ -24,6 +24,7 @@ under two names cannot be recognised (:func:`core.catalogue.find_duplicates`).
 from __future__ import annotations
 
 import fcntl
+import functools
 import gzip
 import hashlib
 import logging
@@ -44,7 +45,7 @@ from astroquery.ipac.ned import NedClass
 from core.config import Settings, get_settings
 from core.errors import ConfigError, FetchError, GalaxyMorphError, ImageReadError, ParseError
 from core.http import PoliteClient
-from core.images import read_image
+from core.images import inflate_limit, read_image
 from core.io import append_jsonl, atomic_path, read_jsonl
 from core.progress import Progress
 
@@ -201,32 +202,48 @@ def image_path(images_dir: str | Path, name: str) -> Path:
     return path
 
 
-def validate_fits_gz(path: str | Path) -> None:
-    """Check a downloaded file: gzip magic, a complete gzip stream, then a readable FITS image.
+def validate_fits_gz(path: str | Path, *, max_pixels: int | None = None) -> None:
+    """Check a downloaded file: gzip magic, a readable FITS image, then a complete gzip stream.
+
+    The image is checked from its header first (:func:`core.images.read_image` with
+    ``max_pixels``, default the ``max_image_pixels`` setting), and the stream is inflated in chunks
+    only up to :func:`core.images.inflate_limit` bytes, so a decompression bomb is refused without
+    being inflated whole.
 
     Raises
     ------
     FetchError
-        Naming the problem (not gzip, truncated gzip, corrupt gzip, not FITS).
+        Naming the problem (not gzip, truncated gzip, corrupt gzip, too large, not FITS); the
+        reason never quotes the file's content.
     """
     path = Path(path)
+    limit = get_settings().max_image_pixels if max_pixels is None else max_pixels
     with open(path, "rb") as handle:
         head = handle.read(16)
     if not head.startswith(_GZIP_MAGIC):
-        raise FetchError(f"not gzip data (starts with {head!r}); the server may have sent an error page.")
+        looks = ", it looks like an HTML page" if head.lstrip().startswith(b"<") else ""
+        raise FetchError(f"not gzip data (no gzip signature{looks}); the server may have sent an error page.")
+    # The image first: a decompression bomb is refused from its header, before any inflating.
     try:
-        # Decompressing in chunks checks the whole stream and its CRC without holding it in memory.
+        read_image(path, max_pixels=limit)
+    except ImageReadError as exc:
+        raise FetchError(exc.reason) from None
+    cap = inflate_limit(limit)
+    inflated = 0
+    try:
+        # The rest of the stream, past the image, and its CRC: in chunks, never held in memory.
         with gzip.open(path, "rb") as stream:
-            while stream.read(1 << 20):
-                pass
+            while chunk := stream.read(1 << 20):
+                inflated += len(chunk)
+                if inflated > cap:
+                    raise FetchError(
+                        f"gzip data inflates to more than {cap / 2**20:,.0f} MB, more than an image of "
+                        f"max_image_pixels = {limit:,} can need; it may be a decompression bomb."
+                    )
     except EOFError:
         raise FetchError("truncated gzip (the download was cut off before the end of the stream).") from None
     except (gzip.BadGzipFile, zlib.error, OSError) as exc:
         raise FetchError(f"corrupt gzip data ({exc}).") from None
-    try:
-        read_image(path)
-    except ImageReadError as exc:
-        raise FetchError(exc.reason) from None
 
 
 def parse_listing_position(html: str) -> tuple[float, float] | None:
@@ -488,13 +505,16 @@ def _fetch_one(
     if dest.exists():
         # Written by a run killed before its journal line: keep it if it is whole.
         try:
-            validate_fits_gz(dest)
+            validate_fits_gz(dest, max_pixels=settings.max_image_pixels)
         except FetchError as exc:
             logger.warning("object %s: replacing %s (%s)", name, dest.name, exc)
             dest.unlink()
     try:
         if not dest.exists():
-            client.download(chosen.url, dest, validate=validate_fits_gz)
+            client.download(
+                chosen.url, dest, validate=functools.partial(validate_fits_gz, max_pixels=settings.max_image_pixels),
+                max_bytes=inflate_limit(settings.max_image_pixels),
+            )
     except GalaxyMorphError as exc:
         record.update(status="failed", reason=str(exc))
         logger.warning("object %s failed: %s", name, record["reason"])

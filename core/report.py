@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import GalaxyMorphError
-from core.io import atomic_write_text
+from core.io import REPORT, atomic_write_json, atomic_write_text, check_replaceable
 from core.metrics import aggregate_seeds, format_mean_std, mcnemar, normalize_confusion, roc_curve
 from core.runs import Run
 
@@ -172,13 +172,34 @@ def _format_cell(metric: str, mean: float, std: float) -> str:
     return format_mean_std(mean, std, digits=3)
 
 
+# All ten characters that LaTeX gives a meaning to, in one pass (so the backslashes added for
+# one are never escaped again); a line break would end the table row's paragraph.
+_LATEX_SPECIALS = str.maketrans({
+    "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+    "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}", "\n": " ", "\r": " ",
+})
+
+
+def latex_escape(text: str) -> str:
+    r"""``text`` as literal LaTeX text: a model label ``$\input{/etc/passwd}$`` is printed, not run.
+
+    Examples
+    --------
+    >>> print(latex_escape(r"$\input{x}$ 50% a_b ~^"))
+    \$\textbackslash{}input\{x\}\$ 50\% a\_b \textasciitilde{}\textasciicircum{}
+    """
+    return str(text).translate(_LATEX_SPECIALS)
+
+
 def latex_table(summary: pd.DataFrame, *, caption: str = r"Test-set comparison (mean $\pm$ std over seeds).") -> str:
-    """A ``booktabs`` LaTeX table of the summary: metrics by row, models by column."""
+    """A ``booktabs`` LaTeX table of the summary: metrics by row, models by column.
+
+    Model labels are escaped with :func:`latex_escape`; ``caption`` is LaTeX as given.
+    """
     models = list(summary.index)
-    escape = str.maketrans({"_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#"})
     out = [r"\begin{table}[ht]", r"\centering", rf"\caption{{{caption}}}",
            r"\begin{tabular}{l" + "r" * len(models) + "}", r"\toprule",
-           "Metric & " + " & ".join(m.translate(escape) for m in models) + r" \\", r"\midrule"]
+           "Metric & " + " & ".join(latex_escape(m) for m in models) + r" \\", r"\midrule"]
     for metric in SUMMARY_METRICS:
         cells = [_format_cell(metric, summary.loc[m, f"{metric}_mean"], summary.loc[m, f"{metric}_std"])
                  for m in models]
@@ -249,19 +270,23 @@ def write_report(runs: list[Run], out_dir: str | Path, *, title: str = "galaxy-m
 
     Files: ``runs.csv`` (one row per run), ``summary.csv`` (mean/std per model), ``per_class.csv``,
     ``mcnemar.csv``, ``summary.tex`` and ``report.html`` (plotly.js inlined once, so the file
-    opens offline).
+    opens offline), and ``report.json``, which marks the folder as a report this tool may rewrite.
+    ``out_dir`` must be absent, empty or such a report: nothing else is overwritten.
 
     Raises
     ------
     GalaxyMorphError
-        If none of the runs has finished.
+        If none of the runs has finished, or ``out_dir`` holds anything but a report.
     """
     out = Path(out_dir)
+    check_replaceable(out, kind=REPORT)
     done = finished(runs)
     summary = summary_table(done)
     tables = {"runs.csv": runs_table(done), "summary.csv": summary.reset_index(),
               "per_class.csv": per_class_table(done), "mcnemar.csv": mcnemar_table(done)}
-    paths = {}
+    # The marker goes first, so a report cut off half-way is still known as ours next time.
+    paths = {"report.json": atomic_write_json(out / "report.json", {
+        "written_by": "galaxy-morph compare", "runs": [r.id for r in done]})}
     for name, table in tables.items():
         paths[name] = atomic_write_text(out / name, table.to_csv(index=False))
     paths["summary.tex"] = atomic_write_text(out / "summary.tex", latex_table(summary))

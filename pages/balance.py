@@ -5,7 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from ui import charts, common, data, palette
+from ui import charts, common, data, palette, session
+
+session.require_router()
 
 common.page_header(
     "Class balance",
@@ -73,7 +75,9 @@ with left:
     st.plotly_chart(fig, key="balance_counts")
     st.caption(
         "Filters from the Preprocessing preview page: quality ≥ {min_quality:g}, image side ≥ {min_size} px, "
-        "crop {crop:g}, catalogue {catalog}, survey {survey}.".format(**filters)
+        "crop {crop:g}, catalogue {catalog}, survey {survey}.".format(
+            **{**filters, "catalog": common.md(filters["catalog"]), "survey": common.md(filters["survey"])}
+        )
     )
 with right:
     st.markdown("#### Label conflicts")

@@ -123,7 +123,8 @@ def test_comparison_shows_one_column_per_model(app: AppTest) -> None:
     _open(app, "comparison")
     assert set(app.multiselect(key="cmp_runs").value) and len(app.multiselect(key="cmp_runs").value) == len(MODELS)
     headers = [m.value for m in app.markdown if m.body.endswith("· seed 0")]
-    assert headers == ["**LeNet-5** · seed 0", "**AlexNet** · seed 0", "**ResNet-18** · seed 0"]
+    # Model labels reach Markdown escaped (ui.common.md): "LeNet\-5" shows as LeNet-5.
+    assert headers == [r"**LeNet\-5** · seed 0", "**AlexNet** · seed 0", r"**ResNet\-18** · seed 0"]
     summary = app.dataframe[0].value
     assert len(summary.columns) == len(MODELS)
     assert "Accuracy" in summary.index
@@ -136,7 +137,7 @@ def test_training_page_lists_the_finished_runs(app: AppTest) -> None:
     assert app.multiselect(key="train_models").value == list(MODELS)
     assert app.button(key="train_start") is not None and app.button(key="train_resume") is not None
     progress_texts = [p.proto.text for p in app.get("progress")]
-    for label in ("LeNet-5", "AlexNet", "ResNet-18"):
+    for label in (r"LeNet\-5", "AlexNet", r"ResNet\-18"):
         assert any(label in t and "finished" in t for t in progress_texts), progress_texts
 
 

@@ -483,8 +483,8 @@ def test_build_lists_the_type_strings_its_scheme_drops(sample, tmp_path, capsys)
 def _without_positions(sample: Path, root: Path) -> Path:
     """The sample's catalogue with its ra/dec columns removed, as a scraped NED catalogue has none."""
     root.mkdir()
+    shutil.copytree(sample / "images", root / "images", copy_function=os.link)  # a source's images are its own
     catalogue = pd.read_csv(sample / "catalog.csv", keep_default_na=False).drop(columns=["ra", "dec"])
-    catalogue["file"] = [str(sample / f) if f else "" for f in catalogue["file"]]
     catalogue.to_csv(root / "catalog.csv", index=False)
     return root
 

@@ -130,8 +130,11 @@ def test_load_source_resolves_paths_and_kinds(tmp_path):
     assert source.table["path"].tolist() == [str(sample.resolve() / "images/a.png"), None]
 
     folder = tmp_path / "other"
-    _write_catalogue(folder, f"name,classification,file\nNGC 3,E,{tmp_path / 'abs.fits'}\n")
-    assert load_source(folder / "catalog.csv").table["path"].tolist() == [str(tmp_path / "abs.fits")]
+    inside = folder.resolve() / "images" / "abs.fits"
+    _write_catalogue(folder, f"name,classification,file\nNGC 3,E,{inside}\nNGC 4,E,{tmp_path / 'abs.fits'}\n")
+    table = load_source(folder / "catalog.csv").table
+    assert table["path"].tolist() == [str(inside), None]  # absolute is fine inside the folder, refused outside
+    assert table["image_reason"].tolist() == ["", f"file outside the source folder {folder.resolve()} (refused)"]
     assert load_source(folder).kind == "folder"
 
     gz = tmp_path / "zoo"

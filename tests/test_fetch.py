@@ -99,7 +99,7 @@ def test_validate_fits_gz_names_each_problem(tmp_path):
         with pytest.raises(FetchError, match=expected):
             validate_fits_gz(bad)
     bad.write_bytes(b"<html>oops</html>")
-    with pytest.raises(FetchError, match=r"not gzip data \(starts with b'<html>"):
+    with pytest.raises(FetchError, match=r"not gzip data \(no gzip signature, it looks like an HTML page\)"):
         validate_fits_gz(bad)
     validate_fits_gz(DATA / "img" / "NGC_4486_I_IIIaF_dss2.fits.gz")
 

@@ -104,7 +104,8 @@ def test_dashboard_helpers(registry):
 
 def test_write_report_files_are_complete_and_self_contained(registry, tmp_path):
     paths = write_report(iter_runs(registry), tmp_path / "out")
-    assert sorted(paths) == ["mcnemar.csv", "per_class.csv", "report.html", "runs.csv", "summary.csv", "summary.tex"]
+    assert sorted(paths) == ["mcnemar.csv", "per_class.csv", "report.html", "report.json", "runs.csv", "summary.csv",
+                            "summary.tex"]
     runs_csv = pd.read_csv(paths["runs.csv"])
     assert sorted(runs_csv["label"]) == ["lenet5 s0", "lenet5 s1", "resnet18 s0", "resnet18 s1"]
     html = paths["report.html"].read_text()

@@ -7,7 +7,6 @@ with ``st.cache_resource``. Filtering by the sliders works on the cached metrics
 
 from __future__ import annotations
 
-import json
 import re
 import tempfile
 from pathlib import Path
@@ -17,11 +16,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import catalogue, labels, models, preprocessing, report, runs
+from core import catalogue, dataset, images, labels, models, preprocessing, report, runs
 from core.builder import DEFAULT_MIN_QUALITY, QUALITY_DEFAULTS, compute_metrics, image_surveys, resolve_survey
 from core.config import get_settings
-from core.errors import GalaxyMorphError, ImageReadError
-from core.images import read_image
+from core.errors import GalaxyMorphError
+from core.images import UPLOAD_LIMIT_BYTES, read_image
+from core.io import check_folder_name
 from core.sample import ensure_sample
 from core.training import device_name
 from ui.common import KIND_NAMES, model_label
@@ -348,8 +348,7 @@ def suggest_dataset_name(source: str, scheme: str) -> str:
 
 def build_args(source: str, scheme: str, name: str) -> list[str]:
     """``python -m core build`` arguments for the Preprocessing page's current settings."""
-    if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
-        raise GalaxyMorphError(f"dataset name must use letters, digits, '.', '_' or '-'; got {name!r}. Pick a simpler name.")
+    check_folder_name(name, what="dataset name", example="sample-hubble3")
     params = preprocess_params()
     filters = current_filters()
     args = [
@@ -359,7 +358,7 @@ def build_args(source: str, scheme: str, name: str) -> list[str]:
         "--min-quality", str(filters["min_quality"]), "--min-size", str(filters["min_size"]),
     ]
     args += ["--catalog", filters["catalog"], "--survey", filters["survey"]]
-    args += [f"--exclude-{name}" for name, on in exclusions().items() if on]
+    args += [f"--exclude-{option}" for option, on in exclusions().items() if on]
     return args
 
 
@@ -377,14 +376,58 @@ def load_model(run_path: str, _mtime: float) -> Any:
 
 
 @st.cache_data(max_entries=32)
-def _manifest(path: str, _mtime: float) -> dict[str, Any]:
-    return json.loads((Path(path) / "manifest.json").read_text(encoding="utf-8"))
+def _manifest(path: str, mtime: float) -> dict[str, Any]:
+    return dataset.read_manifest(path)
 
 
 def dataset_manifest(path: str) -> dict[str, Any]:
-    """A dataset's ``manifest.json`` (classes, counts, parameters)."""
+    """A dataset's checked ``manifest.json`` (classes, counts, parameters); ``{}`` when there is none.
+
+    Raises
+    ------
+    core.dataset.DatasetDamagedError
+        If the manifest is damaged.
+    """
     manifest = Path(path) / "manifest.json"
     return _manifest(str(path), manifest.stat().st_mtime) if manifest.exists() else {}
+
+
+def _dataset_mtimes(path: str) -> tuple[float, ...]:
+    folder = Path(path)
+    return tuple(
+        (folder / name).stat().st_mtime if (folder / name).exists() else 0.0
+        for name in ("manifest.json", "x.npy", "meta.parquet")
+    )
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _dataset_problem(path: str, mtimes: tuple[float, ...]) -> str | None:
+    try:
+        dataset.check_dataset(path)
+    except GalaxyMorphError as exc:
+        return str(exc)
+    return None
+
+
+def dataset_problem(path: str | Path) -> str | None:
+    """Why the dataset at ``path`` cannot be used (the file and what to do), or None when it can.
+
+    Checks headers and the table only (:func:`core.dataset.check_dataset`), cached until one
+    of its files changes.
+    """
+    return _dataset_problem(str(path), _dataset_mtimes(str(path)))
+
+
+def checked_datasets() -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The usable dataset folders, newest first, and ``(folder, message)`` for each damaged one."""
+    good, damaged = [], []
+    for path in list_dataset_paths():
+        problem = dataset_problem(path)
+        if problem is None:
+            good.append(path)
+        else:
+            damaged.append((path, problem))
+    return good, damaged
 
 
 @st.cache_resource(show_spinner=False)
@@ -472,21 +515,25 @@ def misclassified_gallery(run_list: list[runs.Run], *, limit: int) -> pd.DataFra
 
 
 def dataset_source(run: runs.Run) -> str | None:
-    """The source folder a run's dataset was built from (for acknowledgements)."""
-    manifest = dataset_manifest(run.config["dataset"]["path"])
-    return manifest.get("source")
+    """The source folder a run's dataset was built from (for acknowledgements); None if unknown."""
+    path = run.config["dataset"]["path"]
+    if dataset_problem(path) is not None:
+        return None
+    source = dataset_manifest(path).get("source")
+    return source if isinstance(source, str) else None
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def _dataset_index(path: str) -> tuple[np.ndarray, dict[str, int]]:
-    from core.dataset import load_dataset  # noqa: PLC0415
-
-    dataset = load_dataset(path, mmap=True)
-    return np.asarray(dataset.x), {str(n): i for i, n in enumerate(dataset.names)}
+    loaded = dataset.load_dataset(path, mmap=True)
+    return np.asarray(loaded.x), {str(n): i for i, n in enumerate(loaded.names)}
 
 
 def dataset_image(path: str, name: str, *, raw: bool = False) -> np.ndarray | None:
-    """The preprocessed image of ``name`` in a dataset (as the models saw it), or None."""
+    """The preprocessed image of ``name`` in a dataset (as the models saw it), or None (also when
+    the dataset is gone or damaged)."""
+    if not Path(path).is_dir() or dataset_problem(path) is not None:
+        return None
     x, index = _dataset_index(str(path))
     if name not in index:
         return None
@@ -513,22 +560,9 @@ def exports(paths: tuple[str, ...]) -> dict[str, bytes]:
 # --------------------------------------------------------------------------- classify
 
 
-def read_upload(name: str, payload: bytes, *, max_bytes: int = 50 * 2**20) -> Any:
-    """Read an uploaded file as an image; bad, corrupt or too large uploads raise a clear error."""
-    if len(payload) > max_bytes:
-        raise GalaxyMorphError(
-            f"{name}: file is {len(payload) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB. Upload a cutout."
-        )
-    if not payload:
-        raise GalaxyMorphError(f"{name}: the file is empty. Upload a FITS, JPEG or PNG image.")
-    suffix = "".join(Path(name).suffixes[-2:]) or ".bin"
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"upload{suffix}"
-        path.write_bytes(payload)
-        try:
-            return read_image(path)
-        except ImageReadError as exc:
-            raise GalaxyMorphError(f"{name}: {exc.reason}. Upload a FITS, JPEG or PNG image of a galaxy.") from exc
+def read_upload(name: str, payload: bytes, *, max_bytes: int = UPLOAD_LIMIT_BYTES) -> Any:
+    """Read an uploaded file as an image (:func:`core.images.read_upload`); any name is safe."""
+    return images.read_upload(name, payload, max_bytes=max_bytes)
 
 
 def read_path(path: str) -> Any:

@@ -27,21 +27,33 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from core.errors import GalaxyMorphError
+    from core.io import REPORT, check_replaceable
     from core.report import format_summary, mcnemar_table, summary_table, write_report
-    from core.runs import iter_runs, resolve_run
+    from core.runs import resolve_run, scan_runs
 
+    check_replaceable(args.out, kind=REPORT)  # before any table is printed: the report could not be written
+    # A run that cannot be read stops the comparison: leaving it out would change the result
+    # without anyone noticing.
+    problems: list[str] = []
     if args.runs:
         runs = []
         for ref in args.runs:
             try:
-                runs.append(resolve_run(ref, runs_dir=args.runs_dir))
+                run = resolve_run(ref, runs_dir=args.runs_dir)
+                run.metrics  # noqa: B018 - reads and checks metrics.json now, before any output
+                runs.append(run)
             except GalaxyMorphError as exc:
-                print(f"error: {exc}")
+                problems.append(str(exc))
     else:
-        runs = [r for r in iter_runs(args.runs_dir) if r.status == "finished"]
+        good, damaged = scan_runs(args.runs_dir)
+        problems = [message for _, message in damaged]
+        runs = [r for r in good if r.status == "finished"]
         if args.dataset:
             wanted = str(Path(args.dataset).resolve())
             runs = [r for r in runs if r.config.get("dataset", {}).get("path") == wanted]
+    if problems:
+        more = f" (and {len(problems) - 1} more run(s) that cannot be read)" if len(problems) > 1 else ""
+        raise GalaxyMorphError(problems[0] + more)
     if not runs:
         raise GalaxyMorphError("no runs to compare. Train some with `python -m core train --dataset ...`.")
     print(format_summary(summary_table(runs)))
