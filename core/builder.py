@@ -718,14 +718,16 @@ def _mark_surveys(candidates: pd.DataFrame, metrics: pd.DataFrame, *, survey: st
 
 
 def _check_positions(candidates: pd.DataFrame, *, catalog: str, allow_duplicates: bool) -> int:
-    """How many candidates with an image lack RA/Dec; with ``catalog="all"`` that is an error unless allowed.
+    """How many candidates with an image lack RA/Dec; with ``catalog="all"`` over several catalogues
+    that is an error unless allowed.
 
     One catalogue's names rarely name one galaxy twice, but across catalogues (``NGC 4486`` and
     ``2MASX J12304942+1223279``) they often do, and only positions can tell.
     """
     alive = candidates[(candidates["reason"] == "") | candidates["reason"].str.startswith("duplicate_of:")]
     unplaced = alive[alive["ra"].isna() | alive["dec"].isna()]
-    if catalog != "all" or not len(unplaced):
+    # All names from one catalogue (the Galaxy Zoo cutouts' SDSS ids): "all" is that catalogue.
+    if catalog != "all" or not len(unplaced) or alive["prefix"].nunique() <= 1:
         return len(unplaced)
     examples = ", ".join(repr(n) for n in unplaced["name"].head(3))
     if allow_duplicates:

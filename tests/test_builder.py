@@ -497,7 +497,11 @@ def test_catalog_all_without_positions_is_refused_unless_allowed(sample, tmp_pat
     assert main(["build", "--source", str(root), "--catalog", "all", "--size", "16", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: --catalog all needs a position") and "could land in two splits" in err[-1]
-    # One catalogue needs no positions; allowing duplicates builds, and says so in the manifest.
+    # One catalogue needs no positions, also when it is all the source has (the Galaxy Zoo cutouts).
+    candidates, _ = select_candidates(load_source(root), scheme=get_scheme("hubble3"), catalog="all")
+    only_ngc = candidates[candidates["prefix"] == "NGC"]
+    assert core.builder._check_positions(only_ngc, catalog="all", allow_duplicates=False) == (only_ngc["reason"] == "").sum()
+    # Allowing duplicates builds, and says so in the manifest.
     assert build_dataset(root, preprocess=SMALL, catalog="auto", out=tmp_path / "ngc", n_jobs=1).is_dir()
     out = build_dataset(root, preprocess=SMALL, catalog="all", allow_duplicates=True, out=tmp_path / "all", n_jobs=1)
     manifest = load_dataset(out).manifest
