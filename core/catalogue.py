@@ -46,9 +46,11 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "file": ("file", "filename", "file_name", "path", "image", "image_file", "image_path"),
     "ra": ("ra", "ra_deg", "raj2000", "ra_j2000", "ra_(deg)", "radeg"),
     "dec": ("dec", "dec_deg", "dej2000", "decj2000", "dec_j2000", "dec_(deg)", "decdeg"),
+    "survey": ("survey", "image_survey"),
+    "band": ("band", "filter", "passband", "waveband"),
 }
 REQUIRED_COLUMNS = ("name", "classification")
-MANIFEST_COLUMNS = ("status", "survey", "band", "reason")
+MANIFEST_COLUMNS = ("status", "survey", "band", "reason", "ra", "dec", "position_from")
 
 
 def _normalise_header(column: object) -> str:
@@ -114,6 +116,9 @@ def read_catalogue(path: str | Path) -> pd.DataFrame:
     df["file"] = df["file"].fillna("").astype(str).str.strip()
     df["redshift"] = pd.to_numeric(df["redshift"].replace("", np.nan), errors="coerce")
     df["ra"], df["dec"] = _coordinates(df["ra"], df["dec"], path)
+    for column in ("survey", "band"):  # which survey an image is from, where the catalogue says so
+        if column in df.columns:
+            df[column] = df[column].fillna("").astype(str).str.strip()
     first = ["name", "redshift", "classification", "requested", "file", "ra", "dec"]
     return df[first + [c for c in df.columns if c not in first]].reset_index(drop=True)
 
@@ -342,6 +347,16 @@ def _join_manifest(table: pd.DataFrame, root: Path) -> pd.DataFrame:
     joined["image_reason"] = found["reason"].fillna("").to_numpy(dtype=object)
     joined["survey"] = found["survey"].fillna("").to_numpy(dtype=object)
     joined["band"] = found["band"].fillna("").to_numpy(dtype=object)
+    # The scraper's catalogue has no positions; the fetch found them in NED's listing or the FITS
+    # header. A position the catalogue gives itself wins.
+    fetched_ra = pd.to_numeric(found["ra"].replace("", np.nan), errors="coerce").to_numpy(dtype=float)
+    fetched_dec = pd.to_numeric(found["dec"].replace("", np.nan), errors="coerce").to_numpy(dtype=float)
+    missing = (joined["ra"].isna() | joined["dec"].isna()).to_numpy() & np.isfinite(fetched_ra) & np.isfinite(fetched_dec)
+    joined.loc[missing, "ra"] = fetched_ra[missing]
+    joined.loc[missing, "dec"] = fetched_dec[missing]
+    joined["position_from"] = np.where(
+        missing, found["position_from"].fillna("").to_numpy(dtype=object), np.where(joined["ra"].notna(), "catalogue", "")
+    )
     return joined
 
 

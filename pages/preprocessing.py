@@ -46,8 +46,16 @@ with st.container(border=True):
     c5.slider("Minimum image side (pixels)", 0, 256, step=4, key="pp_min_size",
               help="Images whose shorter side is below this are rejected (too little detail to crop from).")
     prefixes = sorted(metrics["prefix"].dropna().unique())
-    st.selectbox("Catalogue (name prefix)", ["all", *prefixes], key="pp_catalog",
-                 help="Keep only galaxies whose names come from one catalogue (NGC, UGC, …), or all of them.")
+    left, right = st.columns(2)
+    left.selectbox("Catalogue (name prefix)", ["all", *prefixes], key="pp_catalog",
+                   help="Keep only galaxies whose names come from one catalogue (NGC, UGC, …), or all of them.")
+    surveys = sorted(s for s in metrics["survey"].unique() if s)
+    if st.session_state.get("pp_survey") not in ("auto", "all", *surveys):
+        st.session_state["pp_survey"] = "auto"  # a survey of the source shown before
+    # No format_func: Streamlit's AppTest cannot set a selectbox whose labels differ from its options.
+    right.selectbox(f"Survey (auto = {common.md(data.auto_survey(source, scheme, st.session_state['pp_catalog']))})",
+                    ["auto", "all", *surveys], key="pp_survey",
+                    help="Keep one survey's images (build --survey): auto = the most common; all = mix them.")
 
 filters = data.current_filters()
 table = data.filtered(source, scheme, **filters)

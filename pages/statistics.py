@@ -75,11 +75,20 @@ with right:
         st.plotly_chart(charts.style(fig, title="Image sizes"), key="stats_sizes")
 
 st.subheader("Survey and band coverage")
-coverage = data.coverage(table)
+coverage = data.coverage(table, images)
 if coverage is None:
     st.caption("This source does not record surveys or bands (one image per object).")
 else:
     matrix, per_object = coverage
+    known = matrix.drop(index="?", errors="ignore")
+    if len(known) and known.to_numpy().sum():
+        top = known.sum(axis=1).idxmax()
+        st.caption(
+            f"{len(known)} survey(s) in this source. `python -m core build` keeps one survey and band, by default the "
+            f"most common: **{common.md(top)} / {common.md(known.loc[top].idxmax())}** ({int(known.loc[top].max()):,} of "
+            f"{int(matrix.to_numpy().sum()):,} objects with an image), so a dataset does not mix photographic plates "
+            "and CCDs. Pick another on the Preprocessing page or with `--survey` / `--band`."
+        )
     left, right = st.columns([3, 2])
     left.plotly_chart(charts.heatmap(matrix, title="Objects with an image, per survey and band", x_title="band", y_title="survey"), key="stats_coverage")
     right.plotly_chart(charts.class_bar(per_object, title="Images per object", colors={k: palette.KEPT_COLOR for k in per_object.index}), key="stats_per_object")

@@ -5,7 +5,8 @@ Routes (the same paths as NED, so the code under test only needs ``ned_base_url`
 - ``/cgi-bin/OBJatt?...&page=N&M=..``: ``objatt/<M codes joined by '-'>_p<N>.html``; the fixed
   parameters NED needs are checked, a request without them gets 400.
 - ``/cgi-bin/imgdata?objname=NAME``: ``imgdata/<NAME with non-alphanumerics as '_'>.html``.
-- ``/img/...``: ``img/<last path segment with ':' as '_'>`` (colons do not belong in a checkout).
+- ``/img/...`` and any other ``....fits.gz``: ``img/<last path segment with ':' as '_'>`` (colons do not
+  belong in a checkout).
 
 Anything else is a 404, unless the test put a body there with ``server.serve(path, body)`` (a
 generated file such as a decompression bomb; ``send_length=False`` leaves out Content-Length, so
@@ -117,7 +118,7 @@ class FixtureServer:
             if len(names) != 1:
                 return 400
             return self.root / "imgdata" / (re.sub(r"[^A-Za-z0-9]", "_", names[0]) + ".html")
-        if path.startswith("/img/"):
+        if path.startswith("/img/") or path.endswith(".fits.gz"):  # astroquery's real listing links /dss1B2/...
             return self.root / "img" / path.rsplit("/", 1)[-1].replace(":", "_")
         return 404
 

@@ -184,3 +184,43 @@ def test_gz1_images_show_upright_with_the_acknowledgement(app: AppTest, world: d
     assert upright > 0.8  # not 1: the display uses an asinh stretch, the JPEG is linear
     assert upright > np.corrcoef(shown[::-1].ravel(), jpeg.ravel())[0, 1]
     assert upright > np.corrcoef(shown[:, ::-1].ravel(), jpeg.ravel())[0, 1]
+
+
+def test_class_balance_lists_unclassified_types_and_exclusions_reach_the_build(app: AppTest, world) -> None:
+    from core.catalogue import load_source
+    from core.labels import get_scheme, label_table, unclassified_types
+
+    _open(app, "balance")
+    shown = app.dataframe[0].value  # AppTest does not expose a dataframe's key
+    table = load_source(world["sample"]).table
+    expected = unclassified_types(table.assign(label=label_table(table, get_scheme("hubble3"))))
+    assert list(shown["type"]) == list(expected.index) and list(shown["objects"]) == list(expected)
+    assert "Pec" in set(shown["type"])
+    app.toggle(key="balance_exclude_uncertain").set_value(True)
+    app.run()
+    assert app.session_state["exclude_uncertain"] is True
+    # The switch outlives the page, so the Preprocessing page's build passes --exclude-uncertain.
+    _open(app, "preprocessing")
+    assert app.session_state["exclude_uncertain"] is True
+
+
+def test_statistics_shows_the_survey_mix_and_the_preview_keeps_one_survey(app: AppTest, world) -> None:
+    import pandas as pd
+
+    truth = pd.read_csv(world["sample"] / "truth.csv")
+    per_survey = truth.drop_duplicates("name")["survey"].value_counts()
+    _open(app, "statistics")
+    caption = [c.value for c in app.caption if "keeps one survey and band" in c.value]
+    assert caption and f"by default the most common: **{per_survey.index[0]} / " in caption[0]
+    assert f"{len(per_survey)} survey(s) in this source" in caption[0]
+
+    _open(app, "preprocessing")
+    assert app.selectbox(key="pp_survey").value == "auto"
+    app.slider(key="pp_min_quality").set_value(0.0)
+    app.run()
+    one = int(_metric(app, "Kept images").replace(",", ""))
+    app.selectbox(key="pp_survey").set_value("all")
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    every = int(_metric(app, "Kept images").replace(",", ""))
+    assert 0 < one < every

@@ -17,7 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from core import catalogue, dataset, images, labels, models, preprocessing, report, runs
-from core.builder import DEFAULT_MIN_QUALITY, QUALITY_DEFAULTS, compute_metrics
+from core.builder import DEFAULT_MIN_QUALITY, QUALITY_DEFAULTS, compute_metrics, image_surveys, resolve_survey
 from core.config import get_settings
 from core.errors import GalaxyMorphError
 from core.images import UPLOAD_LIMIT_BYTES, read_image
@@ -153,6 +153,24 @@ def type_flows(table: pd.DataFrame, *, top: int) -> pd.DataFrame:
     return flows.sort_values(["target", "n"], ascending=[True, False])
 
 
+def exclusions() -> dict[str, bool]:
+    """The Class balance page's exclusion switches (``python -m core build --exclude-...``)."""
+    return {name: bool(st.session_state.get(f"exclude_{name}", False)) for name in ("dwarfs", "uncertain")}
+
+
+def with_exclusions(table: pd.DataFrame, *, dwarfs: bool, uncertain: bool) -> pd.DataFrame:
+    """``table`` with ``excluded`` (``dwarf``/``uncertain``/``""``), the excluded rows relabelled unclassified."""
+    why = labels.exclusion_reasons(table["classification"].tolist(), dwarfs=dwarfs, uncertain=uncertain)
+    out = table.assign(excluded=np.where(table["label"] != UNCLASSIFIED, why, ""))
+    out.loc[out["excluded"] != "", "label"] = UNCLASSIFIED
+    return out
+
+
+def unclassified_types(table: pd.DataFrame) -> pd.DataFrame:
+    """``type, objects``: the raw strings the scheme leaves unclassified, most frequent first."""
+    return labels.unclassified_types(table[table.get("excluded", "") == ""]).reset_index()
+
+
 def imbalance_text(counts: pd.Series) -> str:
     """``'3.2 : 1'`` (largest / smallest class), ``'∞'`` when a class is empty."""
     counts = counts.astype(float)
@@ -168,12 +186,16 @@ def image_table(source: str) -> pd.DataFrame:
     return metrics(source, st.session_state.get("scheme", default_scheme(source)))
 
 
-def coverage(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series] | None:
-    """(objects per survey × band, objects per number of images), or None if not recorded."""
-    if table["survey"].isna().all() and table["band"].isna().all():
+def coverage(table: pd.DataFrame, images: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.Series] | None:
+    """(objects per survey × band, objects per number of images), or None if not recorded.
+
+    Survey and band are the catalogue's (NED manifest, import columns), else the image headers' (``images``).
+    """
+    table = image_surveys(table, images)
+    if (table["survey"] == "").all() and (table["band"] == "").all():
         return None
     with_image = table[table["has_image"]]
-    matrix = with_image.pivot_table(index=with_image["survey"].fillna("?"), columns=with_image["band"].fillna("?"),
+    matrix = with_image.pivot_table(index=with_image["survey"].replace("", "?"), columns=with_image["band"].replace("", "?"),
                                     values="name", aggfunc=pd.Series.nunique, fill_value=0)
     per_object = with_image.groupby("name").size().value_counts().sort_index()
     per_object.index = [f"{n} image{'s' if n > 1 else ''}" for n in per_object.index]
@@ -205,8 +227,8 @@ def _metrics(source: str, scheme: str, fingerprint: tuple[float, ...]) -> pd.Dat
     catalogue_rows = _labelled(source, scheme, fingerprint)
     # Several catalogue rows can share an image (aliases); the first classified one names it.
     catalogue_rows = catalogue_rows.sort_values("label", key=lambda s: s == UNCLASSIFIED, kind="stable")
-    labelled_rows = catalogue_rows.drop_duplicates("path")[["path", "name", "label", "prefix"]]
-    table = table.merge(labelled_rows, on="path", how="left")
+    labelled_rows = catalogue_rows.drop_duplicates("path")[["path", "name", "label", "prefix", "survey", "band"]]
+    table = image_surveys(table.merge(labelled_rows, on="path", how="left"), table)
     table["label"] = table["label"].fillna(UNCLASSIFIED)
     table["quality"] = preprocessing.quality_score(table).to_numpy()
     return table
@@ -227,13 +249,14 @@ def default_preprocess(source: str) -> dict[str, Any]:
         "min_quality": float(DEFAULT_MIN_QUALITY),
         "min_size": int(QUALITY_DEFAULTS["min_size"]),
         "catalog": "all",
+        "survey": "auto",
     }
 
 
 def current_filters() -> dict[str, Any]:
     """The Preprocessing page's filter settings (its defaults when the page was not opened yet)."""
     defaults = default_preprocess(st.session_state["source"])
-    return {name: st.session_state.get(f"pp_{name}", defaults[name]) for name in ("min_quality", "min_size", "crop", "catalog")}
+    return {name: st.session_state.get(f"pp_{name}", defaults[name]) for name in ("min_quality", "min_size", "crop", "catalog", "survey")}
 
 
 def preprocess_params() -> dict[str, Any]:
@@ -243,7 +266,8 @@ def preprocess_params() -> dict[str, Any]:
 
 
 def filtered(
-    source: str, scheme: str, *, min_quality: float, min_size: int, crop: float, catalog: str = "all"
+    source: str, scheme: str, *, min_quality: float, min_size: int, crop: float, catalog: str = "all",
+    survey: str = "all",
 ) -> pd.DataFrame:
     """The metrics table with ``kept`` and ``reason`` for these slider values (no image is read)."""
     table = metrics(source, scheme)
@@ -253,7 +277,27 @@ def filtered(
         outside = out["prefix"] != catalog
         out.loc[outside & out["kept"], "reason"] = "catalogue not selected"
         out.loc[outside, "kept"] = False
+    chosen, band = chosen_survey(out[out["prefix"] == catalog] if catalog != "all" else out, survey)
+    for column, value in (("survey", chosen), ("band", band)):
+        if value != "all":
+            other = out[column].str.lower() != value.lower()
+            out.loc[other & out["kept"], "reason"] = f"other {column}"
+            out.loc[other, "kept"] = False
     return out
+
+
+def auto_survey(source: str, scheme: str, catalog: str) -> str:
+    """The survey ``build --survey auto`` would keep with this catalogue choice."""
+    table = metrics(source, scheme)
+    table = table[(table["label"] != UNCLASSIFIED) & ((table["prefix"] == catalog) | (catalog == "all"))]
+    return chosen_survey(table, "auto")[0]
+
+
+def chosen_survey(table: pd.DataFrame, survey: str) -> tuple[str, str]:
+    """The survey and band ``build --survey`` keeps of ``table``'s images (``auto``: the most common)."""
+    if survey not in ("auto", "all") and survey not in set(table["survey"]):
+        return "all", "all"  # a survey of another source, left in the session: keep everything
+    return resolve_survey(table, survey=survey)
 
 
 def examples(kept: pd.DataFrame, classes: list[str], *, per_class: int, seed: int) -> pd.DataFrame:
@@ -318,7 +362,8 @@ def build_args(source: str, scheme: str, name: str) -> list[str]:
         "--crop", str(params["crop"]), "--size", str(params["size"]), "--stretch", params["stretch"],
         "--min-quality", str(filters["min_quality"]), "--min-size", str(filters["min_size"]),
     ]
-    args += ["--catalog", filters["catalog"]]
+    args += ["--catalog", filters["catalog"], "--survey", filters["survey"]]
+    args += [f"--exclude-{option}" for option, on in exclusions().items() if on]
     return args
 
 
