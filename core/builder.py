@@ -197,8 +197,9 @@ def compute_metrics(
         }
     )
     keys = [_file_key(p) for p in wanted["path"]]
-    wanted["size"] = [k[0] for k in keys]
-    wanted["mtime_ns"] = [k[1] for k in keys]
+    # Typed even when empty: a source whose every file was refused still merges with the cache.
+    wanted["size"] = np.array([k[0] for k in keys], dtype=np.int64)
+    wanted["mtime_ns"] = np.array([k[1] for k in keys], dtype=np.int64)
     wanted["metrics_version"] = METRICS_VERSION
     wanted["quality_version"] = QUALITY_VERSION
 
@@ -234,15 +235,24 @@ def compute_metrics(
 
 def _read_cache(path: Path) -> pd.DataFrame:
     if not path.exists():
-        return pd.DataFrame(columns=list(_KEY_COLUMNS))
+        return _empty_cache()
     try:
         cache = pd.read_parquet(path)
     except Exception as exc:  # noqa: BLE001 - any unreadable cache is rebuilt, never fatal
         logger.warning("metrics cache %s unreadable (%s); measuring again", path, exc)
-        return pd.DataFrame(columns=list(_KEY_COLUMNS))
+        return _empty_cache()
     if not set(_KEY_COLUMNS) <= set(cache.columns):
-        return pd.DataFrame(columns=list(_KEY_COLUMNS))
+        return _empty_cache()
     return cache
+
+
+def _empty_cache() -> pd.DataFrame:
+    """A cache with no rows whose key columns have the types :func:`compute_metrics` merges on."""
+    return pd.DataFrame({
+        "path": pd.Series(dtype=object), "size": pd.Series(dtype=np.int64),
+        "mtime_ns": pd.Series(dtype=np.int64), "ra": pd.Series(dtype=float), "dec": pd.Series(dtype=float),
+        "metrics_version": pd.Series(dtype=np.int64), "quality_version": pd.Series(dtype=np.int64),
+    })
 
 
 def _save_cache(path: Path, cache: pd.DataFrame, todo: pd.DataFrame, fresh: list[dict[str, Any]]) -> pd.DataFrame:

@@ -571,3 +571,15 @@ def test_cli_survey_filter(sample, tmp_path, capsys):
     assert set(images.loc[images["kept"], "survey"]) == {"SDSS r"}
     assert main(argv[:-4] + ["--survey", "POSS", "--out", str(tmp_path / "none")]) == 2
     assert "error: survey 'POSS' matches no image" in capsys.readouterr().err
+
+
+def test_a_source_whose_every_file_is_refused_measures_nothing_and_builds_nothing(tmp_path: Path) -> None:
+    """Each file lies outside the source folder, so none is read: the metrics table is empty (it used
+    to crash merging an untyped empty table) and the build stops with the one-line class message."""
+    source = tmp_path / "src"
+    (source / "images").mkdir(parents=True)
+    (source / "catalog.csv").write_text("name,classification,file\nNGC 1,E,../../../etc/hostname\n"
+                                        "NGC 2,Sb,/etc/passwd\n")
+    assert len(compute_metrics(source, n_jobs=1)) == 0
+    with pytest.raises(GalaxyMorphError, match="class 'E' has 0"):
+        build_dataset(source, scheme="hubble3", out=tmp_path / "ds", n_jobs=1)
