@@ -1,12 +1,18 @@
-"""Evaluation: classification metrics, calibration, ROC, McNemar's test, aggregation over seeds.
+"""Evaluation: classification metrics, their intervals, calibration, ROC, McNemar's test, aggregation.
 
 Everything is computed with NumPy/SciPy from labels and probabilities (the tests check the
 results against scikit-learn), so the numbers in ``metrics.json``, the comparison report and
 the dashboard come from one place.
+
+Intervals (95 % by default): Wilson score intervals for accuracy and per-class recall (binomial
+proportions); a stratified percentile bootstrap (resampling galaxies within each true class,
+seeded, 1,000 resamples, vectorised) for balanced accuracy, macro F1 and macro ROC AUC, whose
+sampling distributions have no closed form.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -44,16 +50,40 @@ def normalize_confusion(matrix: np.ndarray) -> np.ndarray:
 
 
 def per_class_scores(matrix: np.ndarray) -> dict[str, np.ndarray]:
-    """Precision, recall, F1 and support per class from a confusion matrix (0 where undefined)."""
+    """Precision, recall, F1, support and predicted count per class from a confusion matrix (0 where undefined).
+
+    ``matrix`` may be a stack ``(..., K, K)`` (one matrix per bootstrap resample); every
+    output then has shape ``(..., K)``.
+    """
     matrix = np.asarray(matrix, dtype=np.float64)
-    tp = np.diag(matrix)
-    predicted = matrix.sum(axis=0)
-    support = matrix.sum(axis=1)
+    tp = np.diagonal(matrix, axis1=-2, axis2=-1)
+    predicted = matrix.sum(axis=-2)
+    support = matrix.sum(axis=-1)
     precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
     recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
     denom = precision + recall
     f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
-    return {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(np.int64)}
+    return {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(np.int64),
+            "predicted": predicted.astype(np.int64)}
+
+
+def balanced_accuracy_from_confusion(matrix: np.ndarray) -> np.ndarray:
+    """Mean recall over the classes present in the truth, per matrix of a ``(..., K, K)`` stack."""
+    scores = per_class_scores(matrix)
+    present = scores["support"] > 0
+    return (scores["recall"] * present).sum(axis=-1) / present.sum(axis=-1)
+
+
+def macro_f1_from_confusion(matrix: np.ndarray) -> np.ndarray:
+    """Mean F1 over the classes present in the truth **or** the predictions (scikit-learn's convention).
+
+    A class that is neither true nor predicted for any test galaxy has an undefined F1 and is
+    left out, as ``sklearn.metrics.f1_score(average="macro")`` does when it is not given
+    ``labels``; a class that is present but never right counts as 0.
+    """
+    scores = per_class_scores(matrix)
+    present = (scores["support"] > 0) | (scores["predicted"] > 0)
+    return (scores["f1"] * present).sum(axis=-1) / present.sum(axis=-1)
 
 
 def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, *, n_bins: int = 15) -> float:
@@ -98,10 +128,115 @@ def roc_auc(y_binary: np.ndarray, score: np.ndarray) -> float:
     return float(np.trapezoid(tpr, fpr))
 
 
+def wilson_interval(successes: Any, n: Any, *, confidence: float = 0.95) -> tuple[Any, Any]:
+    """Wilson score interval ``(low, high)`` for a binomial proportion ``successes / n``.
+
+    Vectorised over arrays of counts; NaN where ``n`` is 0. Unlike the normal (Wald) interval it
+    stays inside [0, 1] and keeps close to its nominal coverage for small ``n`` and proportions
+    near 0 or 1, which is where test accuracies on a few hundred galaxies live.
+    """
+    _check_confidence(confidence)
+    k = np.asarray(successes, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = k / n
+        denom = 1 + z**2 / n
+        centre = (p + z**2 / (2 * n)) / denom
+        half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
+    low, high = np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
+    if low.ndim == 0:
+        return float(low), float(high)
+    return low, high
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0 < confidence < 1:
+        raise GalaxyMorphError(f"confidence must be in (0, 1); got {confidence!r}. Use 0.95 for 95 % intervals.")
+
+
+def stratified_bootstrap_indices(y_true: np.ndarray, *, n_resamples: int, seed: int) -> np.ndarray:
+    """``(n_resamples, N)`` row indices: each resample draws, with replacement, as many galaxies of each
+    true class as the test set has (so every class keeps its support and every resample can be scored).
+    """
+    if not isinstance(n_resamples, int) or n_resamples < 1:
+        raise GalaxyMorphError(f"n_resamples must be a positive integer; got {n_resamples!r}. Use >= 1000.")
+    y_true = np.asarray(y_true)
+    rng = np.random.default_rng(seed)
+    blocks = []
+    for k in np.unique(y_true):
+        members = np.flatnonzero(y_true == k)
+        blocks.append(members[rng.integers(0, len(members), size=(n_resamples, len(members)))])
+    return np.concatenate(blocks, axis=1)
+
+
+def roc_auc_ranks(y_binary: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """ROC AUC along the last axis from ranks (Mann–Whitney U; ties count one half).
+
+    Equal to the trapezoidal area under :func:`roc_curve`; vectorised over leading axes (one AUC
+    per bootstrap resample). NaN where one class is absent.
+    """
+    y_binary = np.asarray(y_binary, dtype=bool)
+    ranks = stats.rankdata(np.asarray(score, dtype=np.float64), axis=-1)
+    positives = y_binary.sum(axis=-1).astype(np.float64)
+    negatives = y_binary.shape[-1] - positives
+    u = (ranks * y_binary).sum(axis=-1) - positives * (positives + 1) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((positives > 0) & (negatives > 0), u / (positives * negatives), np.nan)
+
+
+def bootstrap_intervals(
+    y_true: np.ndarray, proba: np.ndarray, *, n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95
+) -> dict[str, list[float]]:
+    """Stratified percentile-bootstrap intervals of balanced accuracy, macro F1 and macro ROC AUC.
+
+    Parameters
+    ----------
+    y_true : array of int, shape (N,)
+    proba : array of float, shape (N, K)
+    n_resamples : int
+        Bootstrap resamples (all computed at once as ``(n_resamples, N)`` index arrays).
+    seed : int
+        Seeds the resampling: the same inputs give the same intervals.
+    confidence : float
+
+    Returns
+    -------
+    dict
+        ``{"balanced_accuracy": [low, high], "macro_f1": [...], "roc_auc_macro": [...]}``.
+    """
+    _check_confidence(confidence)
+    y_true = np.asarray(y_true, dtype=np.int64)
+    proba = np.asarray(proba, dtype=np.float64)
+    n_classes = proba.shape[1]
+    y_pred = proba.argmax(axis=1)
+    index = stratified_bootstrap_indices(y_true, n_resamples=n_resamples, seed=seed)
+    true, pred = y_true[index], y_pred[index]
+    offset = np.arange(n_resamples)[:, None] * n_classes * n_classes
+    matrices = np.bincount((offset + true * n_classes + pred).ravel(), minlength=n_resamples * n_classes**2)
+    matrices = matrices.reshape(n_resamples, n_classes, n_classes)
+    aucs = np.stack([roc_auc_ranks(true == k, proba[index, k]) for k in range(n_classes)], axis=-1)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows when one class only: NaN interval
+        auc_macro = np.nanmean(aucs, axis=-1)
+    samples = {"balanced_accuracy": balanced_accuracy_from_confusion(matrices),
+               "macro_f1": macro_f1_from_confusion(matrices), "roc_auc_macro": auc_macro}
+    alpha = 1 - confidence
+    out = {}
+    for name, values in samples.items():
+        if np.isnan(values).all():
+            out[name] = [float("nan"), float("nan")]
+        else:
+            low, high = np.nanquantile(values, [alpha / 2, 1 - alpha / 2])
+            out[name] = [float(low), float(high)]
+    return out
+
+
 def evaluate_predictions(
-    y_true: np.ndarray, proba: np.ndarray, *, classes: list[str], n_bins: int = 15
+    y_true: np.ndarray, proba: np.ndarray, *, classes: list[str], n_bins: int = 15, n_resamples: int = 1000,
+    seed: int = 0, confidence: float = 0.95,
 ) -> dict[str, Any]:
-    """Every test-set metric of one run, JSON-ready.
+    """Every test-set metric of one run, with intervals, JSON-ready.
 
     Parameters
     ----------
@@ -110,13 +245,18 @@ def evaluate_predictions(
         Predicted class probabilities; the prediction is the arg-max.
     classes : list of str
         The K class names.
+    n_resamples, seed, confidence
+        The bootstrap's resamples and seed, and the intervals' confidence level.
 
     Returns
     -------
     dict
-        ``accuracy, balanced_accuracy, macro_f1, roc_auc_macro, ece, n_test, per_class``
-        (``{class: {precision, recall, f1, support, roc_auc}}``), ``confusion`` and
-        ``confusion_normalized`` (lists of rows, true class by row).
+        ``accuracy, balanced_accuracy, macro_f1, roc_auc_macro, ece, n_test``; ``<metric>_ci``
+        (``[low, high]``) for the first four; ``intervals`` (how they were computed);
+        ``per_class`` (``{class: {precision, recall, recall_ci, f1, support, roc_auc}}``),
+        ``confusion`` and ``confusion_normalized`` (lists of rows, true class by row).
+        Macro F1 averages over the classes present in the truth or the predictions
+        (:func:`macro_f1_from_confusion`).
     """
     proba = np.asarray(proba, dtype=np.float64)
     n_classes = len(classes)
@@ -127,19 +267,29 @@ def evaluate_predictions(
     y_true = np.asarray(y_true, dtype=np.int64)
     scores = per_class_scores(matrix)
     aucs = [roc_auc(y_true == k, proba[:, k]) for k in range(n_classes)]
-    present = scores["support"] > 0
     valid_auc = [a for a in aucs if not np.isnan(a)]
+    correct = int(np.trace(matrix))
+    recall_low, recall_high = wilson_interval(np.diag(matrix), scores["support"], confidence=confidence)
+    boot = bootstrap_intervals(y_true, proba, n_resamples=n_resamples, seed=seed, confidence=confidence)
     return {
         "n_test": int(len(y_true)),
-        "accuracy": float(np.trace(matrix) / matrix.sum()),
-        "balanced_accuracy": float(scores["recall"][present].mean()),
-        "macro_f1": float(scores["f1"].mean()),
+        "accuracy": float(correct / matrix.sum()),
+        "accuracy_ci": list(wilson_interval(correct, int(matrix.sum()), confidence=confidence)),
+        "balanced_accuracy": float(balanced_accuracy_from_confusion(matrix)),
+        "balanced_accuracy_ci": boot["balanced_accuracy"],
+        "macro_f1": float(macro_f1_from_confusion(matrix)),
+        "macro_f1_ci": boot["macro_f1"],
         "roc_auc_macro": float(np.mean(valid_auc)) if valid_auc else float("nan"),
+        "roc_auc_macro_ci": boot["roc_auc_macro"],
         "ece": expected_calibration_error(y_true, proba, n_bins=n_bins),
+        "intervals": {"confidence": confidence, "accuracy": "wilson", "recall": "wilson",
+                      "balanced_accuracy": "bootstrap", "macro_f1": "bootstrap", "roc_auc_macro": "bootstrap",
+                      "bootstrap": {"kind": "stratified percentile", "resamples": n_resamples, "seed": seed}},
         "per_class": {
             cls: {
                 "precision": float(scores["precision"][k]),
                 "recall": float(scores["recall"][k]),
+                "recall_ci": [float(recall_low[k]), float(recall_high[k])],
                 "f1": float(scores["f1"][k]),
                 "support": int(scores["support"][k]),
                 "roc_auc": float(aucs[k]),
