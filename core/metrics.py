@@ -349,6 +349,86 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray, *, exact_below: int = 
     return McNemarResult(b, c, float(statistic), float(stats.chi2.sf(statistic, 1)), "chi2")
 
 
+def holm(p_values: Any) -> np.ndarray:
+    """Holm's step-down adjustment (Holm 1979) of p-values for a family of tests.
+
+    Sorted ascending, the ``i``-th smallest of ``m`` p-values becomes ``(m - i + 1) p_(i)``, made
+    monotone with a running maximum and capped at 1. Rejecting where the adjusted value is below
+    alpha controls the family-wise error rate at alpha. NaN entries are left out of the family and
+    stay NaN.
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    valid = np.flatnonzero(~np.isnan(p))
+    if len(valid) == 0:
+        return out
+    order = valid[np.argsort(p[valid], kind="mergesort")]
+    m = len(order)
+    scaled = (m - np.arange(m)) * p[order]
+    out[order] = np.minimum(1.0, np.maximum.accumulate(scaled))
+    return out
+
+
+@dataclass(frozen=True)
+class ResampledTResult:
+    """Nadeau & Bengio's corrected resampled t-test on per-split differences (or values) ``d_j``."""
+
+    mean: float
+    low: float
+    high: float
+    statistic: float
+    p_value: float
+    n_splits: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def corrected_resampled_t(values: Any, *, test_train_ratio: float, confidence: float = 0.95) -> ResampledTResult:
+    """Corrected resampled t-test and interval over ``J`` train/test splits (Nadeau & Bengio 2003).
+
+    The ``J`` test sets overlap the other splits' training sets, so the per-split values are
+    correlated and the plain t-test is far too liberal. The corrected variance is
+    ``(1/J + n_test/n_train) * S²`` (``S²`` the sample variance of the values, ddof 1); the
+    statistic ``mean / sqrt(that)`` has ``J - 1`` degrees of freedom. For k-fold
+    cross-validation repeated with different split seeds this is Bouckaert & Frank's (2004)
+    corrected repeated k-fold test.
+
+    Parameters
+    ----------
+    values : array of float, shape (J,)
+        One value per split (an accuracy difference for a paired test, or a metric for an
+        interval), already averaged over training seeds within the split.
+    test_train_ratio : float
+        ``n_test / n_train`` of the splits.
+    confidence : float
+        Level of the interval ``[low, high]`` around the mean.
+
+    Raises
+    ------
+    GalaxyMorphError
+        With fewer than two splits: the variance between splits is unknown.
+    """
+    _check_confidence(confidence)
+    d = np.asarray(values, dtype=np.float64)
+    if d.ndim != 1 or len(d) < 2:
+        raise GalaxyMorphError(f"values must hold one number per split for at least 2 splits; got shape {d.shape}. "
+                               "Train with --folds or --repeats to get several splits.")
+    if not test_train_ratio > 0:
+        raise GalaxyMorphError(f"test_train_ratio must be > 0; got {test_train_ratio!r}. Use n_test / n_train.")
+    n = len(d)
+    mean = float(d.mean())
+    se = float(np.sqrt((1 / n + test_train_ratio) * d.var(ddof=1)))
+    quantile = float(stats.t.ppf(0.5 + confidence / 2, n - 1))
+    if se == 0:
+        statistic = 0.0 if mean == 0 else float(np.copysign(np.inf, mean))
+        p_value = 1.0 if mean == 0 else 0.0
+    else:
+        statistic = mean / se
+        p_value = float(2 * stats.t.sf(abs(statistic), n - 1))
+    return ResampledTResult(mean, mean - quantile * se, mean + quantile * se, float(statistic), p_value, n)
+
+
 def aggregate_seeds(table: pd.DataFrame, *, by: str = "model", columns: list[str] | None = None) -> pd.DataFrame:
     """Mean, sample standard deviation (ddof=1; NaN for a single seed) and count of ``columns`` per group.
 

@@ -15,9 +15,11 @@ from core.metrics import (
     balanced_accuracy_from_confusion,
     bootstrap_intervals,
     confusion_matrix,
+    corrected_resampled_t,
     evaluate_predictions,
     expected_calibration_error,
     format_mean_std,
+    holm,
     mcnemar,
     normalize_confusion,
     roc_auc,
@@ -248,3 +250,35 @@ def test_rank_auc_equals_the_trapezoidal_auc(pairs):
     expected = roc_auc(y, score)
     got = float(roc_auc_ranks(y, score))
     assert (np.isnan(expected) and np.isnan(got)) or got == pytest.approx(expected)
+
+
+def test_holm_hand_worked_and_against_statsmodels():
+    # Sorted 0.01, 0.03, 0.04 of m = 3: 3 x 0.01 = 0.03; 2 x 0.03 = 0.06; 1 x 0.04 = 0.04 -> running max 0.06.
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
+    np.testing.assert_allclose(holm([0.5, 0.9]), [1.0, 1.0])  # capped at 1
+    out = holm([0.02, np.nan, 0.01])  # NaN is not a member of the family
+    assert np.isnan(out[1]) and out[[0, 2]].tolist() == pytest.approx([0.02, 0.02])
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(0)
+    for m in (1, 2, 3, 6, 15):
+        p = rng.uniform(0, 0.2, m) ** 2
+        np.testing.assert_allclose(holm(p), multipletests(p, method="holm")[1], atol=1e-15)
+
+
+def test_corrected_resampled_t_hand_worked():
+    # d = 0.02, 0.04, 0.00, 0.06, 0.03: mean 0.03, S² = (1+1+9+9+0)e-4 / 4 = 5e-4; with n_test/n_train = 0.25
+    # the corrected variance is (1/5 + 0.25) x 5e-4 = 2.25e-4, so se = 0.015, t = 2.0 with 4 d.f.:
+    # p = 2 P(T_4 > 2) = 0.11612, and the 95 % interval is 0.03 ± 2.7764 x 0.015.
+    result = corrected_resampled_t([0.02, 0.04, 0.00, 0.06, 0.03], test_train_ratio=0.25)
+    assert result.mean == pytest.approx(0.03) and result.statistic == pytest.approx(2.0)
+    assert result.p_value == pytest.approx(0.116117, abs=1e-6) and result.n_splits == 5
+    assert (result.low, result.high) == pytest.approx((0.03 - 2.776445 * 0.015, 0.03 + 2.776445 * 0.015))
+    # Without the correction term (ratio -> 0) it is the ordinary one-sample t-test.
+    from scipy import stats
+
+    d = np.array([0.02, 0.04, 0.00, 0.06, 0.03])
+    assert corrected_resampled_t(d, test_train_ratio=1e-12).p_value == pytest.approx(stats.ttest_1samp(d, 0).pvalue)
+    assert corrected_resampled_t([0.0, 0.0], test_train_ratio=0.25).p_value == 1.0
+    with pytest.raises(GalaxyMorphError, match="at least 2 splits"):
+        corrected_resampled_t([0.1], test_train_ratio=0.25)
