@@ -14,8 +14,9 @@ table = data.runs_table()
 finished = table[table["status"] == "finished"] if not table.empty else table
 present = st.session_state.get("cmp_present", False)
 if not present:
-    common.page_header("Model comparison", "Finished runs side by side on their test set: every number is "
-                       "mean ± std over seeds, every colour is one model.")
+    common.page_header("Model comparison", "Finished runs side by side on their test set: mean ± std over runs "
+                       "with 95 % intervals, and paired tests that say which differences are real; every colour "
+                       "is one model.")
 if finished.empty:
     common.stop_with("No finished runs yet — train models on the **Training** page (or `python -m core train`).")
 
@@ -32,6 +33,12 @@ chosen = controls.multiselect("Runs", list(candidates["id"]), default=list(candi
 if not chosen:
     common.stop_with("Choose at least one run above.")
 runs_list = data.load_runs(tuple(candidates.set_index("id").loc[chosen, "path"]))
+groups = report.by_dataset(runs_list)
+if len(groups) > 1:
+    # The folder was rebuilt between runs: its old and new contents are different datasets.
+    runs_list = max(groups.values(), key=lambda group: max(r.config.get("created", "") for r in group))
+    st.warning(f"These runs come from {len(groups)} versions of this dataset folder (it was rebuilt); only the "
+               f"{len(runs_list)} runs on the latest version are compared.")
 models = list(dict.fromkeys(r.model_name for r in runs_list))
 colors = {m: palette.model_color(m, i) for i, m in enumerate(models)}
 classes = runs_list[0].classes
@@ -39,11 +46,19 @@ if present:
     st.title(f"{' vs '.join(common.model_label(m) for m in models)}")
 
 summary = report.summary_table(runs_list)
+tests = report.paired_tests(runs_list)
+best = report.best_model(tests, list(summary.index))
 st.subheader("Test-set metrics")
-st.dataframe(data.styled_summary(summary), key="cmp_summary")
-st.caption("Mean ± std over seeds; best per row in bold green (lowest for ECE and training time). "
-           "Accuracy and F1 on the held-out test split; ECE = expected calibration error; time in seconds on "
+st.dataframe(data.styled_summary(summary, best=best), key="cmp_summary")
+st.caption(report.interval_note(summary) + " "
+           + (f"Bold green: {common.model_label(best)} is significantly more accurate than every other model (Holm). "
+              if best else "No model is significantly more accurate than every other one, so none is highlighted. ")
+           + "ECE = expected calibration error; time in seconds on "
            f"{runs_list[0].config.get('device', 'this machine')}.")
+if not tests.empty:
+    st.markdown("\n".join(f"- {line}" for line in report.verdicts(tests)))
+    st.caption("Paired tests on the test galaxies two models share: " + "; ".join(sorted(set(tests["method"])))
+               + ". p-values Holm-adjusted across the model pairs; significant below 0.05.")
 
 st.subheader("Confusion matrices")
 st.caption("First seed of each model, on the test split: rows are the true class, columns the predicted one; "
@@ -107,17 +122,20 @@ with right:
     fig.update_yaxes(title="test accuracy")
     st.plotly_chart(charts.style(fig, title="Size vs accuracy (marker area: training time)"), key="cmp_params")
 
-st.subheader("McNemar's test between models")
-matrix = report.mcnemar_matrix(runs_list)
+st.subheader("Paired tests between models")
+matrix = report.paired_matrix(runs_list)
 if matrix.notna().any().any():
     matrix.index = matrix.columns = [common.model_label(m) for m in matrix.columns]
     left, right = st.columns([2, 3])
     left.plotly_chart(charts.heatmap(matrix, title=None, colorscale="RdBu", text_format=".3g", zmin=0, zmax=1, height=300),
                       key="cmp_mcnemar")
-    right.caption("p-value of McNemar's test on the test galaxies both models saw (same seed). Below 0.05: the two "
-                  "models err on different galaxies more often than chance, i.e. their accuracies differ significantly.")
+    right.caption("Holm-adjusted p-value per model pair, over every seed and split. One split: McNemar's test on the "
+                  "test galaxies both models saw, the largest p over the seeds (the difference must hold for each). "
+                  "Several splits (train --folds / --repeats): Nadeau & Bengio's corrected resampled t-test on the "
+                  "per-split accuracy differences. Below 0.05: the accuracies differ significantly.")
+    st.dataframe(report.mcnemar_table(runs_list), key="cmp_mcnemar_table", hide_index=True)
 else:
-    st.caption("McNemar's test needs two different models trained with the same seed.")
+    st.caption("Paired tests need two different models trained with the same seed on the same split.")
 
 st.subheader("Misclassified galaxies")
 gallery = data.misclassified_gallery(runs_list, limit=8)
