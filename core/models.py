@@ -48,6 +48,7 @@ def lenet5(
     num_classes: int = 10,
     activation: str = "tanh",
     pooling: str = "average",
+    native_size: bool = False,
 ) -> keras.Model:
     """LeNet-5 after LeCun, Bottou, Bengio & Haffner (1998), "Gradient-based learning applied to document recognition".
 
@@ -68,8 +69,11 @@ def lenet5(
         "tanh" is the original; "relu" the modern option.
     pooling : {"average", "max"}
         "average" is the original subsampling; "max" the modern option.
+    native_size : bool
+        Keep the input's own side instead of resizing to 32 px (the equal training protocol,
+        where every model sees the same pixels); C5 then sees more than 1×1 and F6 grows.
     """
-    _check_common(input_size, channels, num_classes, min_size=8)
+    _check_common(input_size, channels, num_classes, min_size=8 if not native_size else 32)
     if activation not in ("tanh", "relu"):
         raise ConfigError(f"activation must be 'tanh' or 'relu'; got {activation!r}. Use 'tanh' for the original.")
     if pooling not in ("average", "max"):
@@ -77,7 +81,7 @@ def lenet5(
     pool = layers.AveragePooling2D if pooling == "average" else layers.MaxPooling2D
     inputs = keras.Input((input_size, input_size, channels), name="image")
     x = inputs
-    if input_size != 32:
+    if input_size != 32 and not native_size:
         x = layers.Resizing(32, 32, interpolation="bilinear", antialias=True, name="resize_32")(x)
     x = layers.Conv2D(6, 5, activation=activation, name="c1")(x)
     x = pool(2, name="s2")(x)
