@@ -232,6 +232,19 @@ def per_class_table(runs: list[Run]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def per_class_recall(runs: list[Run]) -> pd.DataFrame:
+    """Recall per class and model with its 95 % Wilson interval (means over the runs), as display text.
+
+    Classes by row, models by column, cells ``0.900 [0.804, 0.951]``.
+    """
+    table = per_class_table(deduplicate(runs))
+    if table.empty:
+        return pd.DataFrame()
+    means = table.groupby(["class", "model"], sort=False)[["recall", "recall_lo", "recall_hi"]].mean()
+    cells = means.apply(lambda r: f"{r['recall']:.3f} [{r['recall_lo']:.3f}, {r['recall_hi']:.3f}]", axis=1)
+    return cells.unstack("model").reindex(columns=list(dict.fromkeys(table["model"])))
+
+
 def confusion_matrices(run: Run) -> tuple[list[str], np.ndarray, np.ndarray]:
     """``(classes, counts, normalised)`` of one run (true class by row)."""
     counts = np.asarray(run.metrics.get("confusion", []), dtype=np.int64)
@@ -570,6 +583,8 @@ def _html(title: str, runs: list[Run], summary: pd.DataFrame, tests: pd.DataFram
                 "(Holm)." if best else " No model is significantly more accurate than every other one.") + "</p>",
              "<h2>Verdicts</h2>" + ("<ul>" + "".join(f"<li>{html.escape(v)}</li>" for v in said) + "</ul>"
                                     if said else "<p>Fewer than two models share a split and seed.</p>"),
+             "<h2>Recall per class [95 % Wilson interval]</h2>"
+             + per_class_recall(runs).rename(columns=model_label).to_html(),
              "<h2>Paired tests (combined per model pair, Holm-adjusted)</h2>"
              + (tests.to_html(**number) if not tests.empty else "<p>No pairs.</p>"),
              "<h2>Runs</h2>" + runs_table(runs).to_html(**number),

@@ -132,6 +132,7 @@ def test_write_report_files_are_complete_and_self_contained(registry, tmp_path):
                              "tests.csv"]
     summary_csv = pd.read_csv(paths["summary.csv"]).set_index("model")
     assert {"accuracy_lo", "accuracy_hi", "macro_f1_lo", "roc_auc_macro_hi", "n_splits"} <= set(summary_csv.columns)
+    assert "Recall per class" in paths["report.html"].read_text()
     per_class = pd.read_csv(paths["per_class.csv"])
     assert (per_class["recall_lo"] <= per_class["recall"]).all() and (per_class["recall"] <= per_class["recall_hi"]).all()
     runs_csv = pd.read_csv(paths["runs.csv"])
@@ -165,6 +166,9 @@ def test_compare_and_evaluate_commands(registry, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "lenet5" in printed and "McNemar" in printed and (out / "report.html").exists()
     assert "ResNet-18 is better than LeNet-5 (p = 0.031, Holm)" in printed
+    # lenet5 seeds 0 and 1 got 6/10 and 8/10 ellipticals right (wrong at 0, 3, 6, 9 and at 0, 3: every third is E).
+    lows, highs = wilson_interval(np.array([6, 8]), np.array([10, 10]))
+    assert f"0.700 [{lows.mean():.3f}, {highs.mean():.3f}]" in printed
     assert main(["evaluate", "--runs-dir", str(registry)]) == 0
     listing = capsys.readouterr().out
     assert listing.count("finished") == 4 and "alexnet" in listing

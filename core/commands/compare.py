@@ -62,11 +62,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_comparison(runs: list, *, pool_datasets: bool) -> None:
-    from core.report import best_model, format_p, format_summary, mcnemar_table, paired_tests, summary_table, verdicts
+    from core.report import (best_model, format_p, format_summary, mcnemar_table, paired_tests, per_class_recall,
+                             summary_table, verdicts)
 
     summary = summary_table(runs, pool_datasets=pool_datasets)
     tests = paired_tests(runs)
     print(format_summary(summary, best=best_model(tests, list(summary.index))))
+    print("\nRecall per class [95 % Wilson interval]:")
+    print(per_class_recall(runs).to_string())
     if tests.empty:
         return
     print("\nVerdicts (Holm-adjusted across the model pairs):")
