@@ -86,22 +86,34 @@ def macro_f1_from_confusion(matrix: np.ndarray) -> np.ndarray:
     return (scores["f1"] * present).sum(axis=-1) / present.sum(axis=-1)
 
 
-def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, *, n_bins: int = 15) -> float:
-    """ECE (Guo et al. 2017): ``sum_b |acc_b - conf_b| * n_b / N`` over equal-width confidence bins.
+def reliability_bins(y_true: np.ndarray, proba: np.ndarray, *, n_bins: int = 15) -> pd.DataFrame:
+    """The reliability diagram's table: per equal-width confidence bin, its edges, count, mean confidence
+    and accuracy (NaN for an empty bin).
 
     Confidence is the top-class probability; bins are ``(k/n, (k+1)/n]``, with 0 in the first.
+    A calibrated model has accuracy equal to confidence in every bin.
     """
-    if n_bins < 1:
-        raise GalaxyMorphError(f"n_bins must be >= 1; got {n_bins}. 15 is the usual choice.")
+    if not isinstance(n_bins, int) or n_bins < 1:
+        raise GalaxyMorphError(f"n_bins must be an integer >= 1; got {n_bins!r}. 15 is the usual choice.")
     proba = np.asarray(proba, dtype=np.float64)
     confidence = proba.max(axis=1)
     correct = (proba.argmax(axis=1) == np.asarray(y_true)).astype(np.float64)
     bins = np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
-    ece = 0.0
-    for b in np.unique(bins):
-        members = bins == b
-        ece += abs(correct[members].mean() - confidence[members].mean()) * members.sum()
-    return float(ece / len(confidence))
+    count = np.bincount(bins, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_confidence = np.bincount(bins, weights=confidence, minlength=n_bins) / count
+        accuracy = np.bincount(bins, weights=correct, minlength=n_bins) / count
+    edges = np.arange(n_bins + 1) / n_bins
+    return pd.DataFrame({"low": edges[:-1], "high": edges[1:], "count": count, "confidence": mean_confidence,
+                         "accuracy": accuracy})
+
+
+def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, *, n_bins: int = 15) -> float:
+    """ECE (Guo et al. 2017): ``sum_b |acc_b - conf_b| * n_b / N`` over the bins of :func:`reliability_bins`."""
+    table = reliability_bins(y_true, proba, n_bins=n_bins)
+    filled = table[table["count"] > 0]
+    gap = (filled["accuracy"] - filled["confidence"]).abs() * filled["count"]
+    return float(gap.sum() / table["count"].sum())
 
 
 def roc_curve(y_binary: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -144,7 +156,10 @@ def wilson_interval(successes: Any, n: Any, *, confidence: float = 0.95) -> tupl
         denom = 1 + z**2 / n
         centre = (p + z**2 / (2 * n)) / denom
         half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
-    low, high = np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
+    # At k = 0 or k = n one bound is exactly 0 or 1; rounding would leave it a hair inside.
+    low = np.where(k == 0, 0.0, np.clip(centre - half, 0, 1))
+    high = np.where(k == n, 1.0, np.clip(centre + half, 0, 1))
+    low, high = np.where(n > 0, low, np.nan), np.where(n > 0, high, np.nan)
     if low.ndim == 0:
         return float(low), float(high)
     return low, high

@@ -38,6 +38,7 @@ from core.metrics import (
     holm,
     mcnemar,
     normalize_confusion,
+    reliability_bins,
     roc_curve,
 )
 from core.runs import Run
@@ -276,6 +277,17 @@ def roc_curves(run: Run) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def reliability(run: Run, *, n_bins: int = 15) -> pd.DataFrame:
+    """The run's reliability diagram table (:func:`core.metrics.reliability_bins`) from its test predictions."""
+    predictions = run.predictions
+    if predictions.empty:
+        raise GalaxyMorphError(f"run {run.id} has no predictions (status {run.status}).")
+    classes = run.classes
+    y = predictions["true"].astype(str).map({c: k for k, c in enumerate(classes)}).to_numpy()
+    proba = predictions[[f"prob_{c}" for c in classes]].to_numpy(dtype=np.float64)
+    return reliability_bins(y, proba, n_bins=n_bins)
+
+
 def mcnemar_table(runs: list[Run]) -> pd.DataFrame:
     """McNemar's test for every pair of runs of different models with the same dataset, split and seed.
 
@@ -484,7 +496,8 @@ def latex_table(summary: pd.DataFrame, *, best: str | None = None,
 
 
 def figures(runs: list[Run]) -> dict[str, Any]:
-    """Plotly figures of the comparison: learning curves, confusion matrices, per-class F1, ROC, paired tests."""
+    """Plotly figures of the comparison: learning curves, confusion matrices, per-class F1, ROC, reliability
+    diagram, paired tests."""
     import plotly.express as px  # noqa: PLC0415 - plotting is optional for the library
     import plotly.graph_objects as go  # noqa: PLC0415
     from plotly.subplots import make_subplots  # noqa: PLC0415
@@ -518,6 +531,12 @@ def figures(runs: list[Run]) -> dict[str, Any]:
         figs["roc"] = px.line(roc, x="fpr", y="tpr", color="class", facet_col="label",
                               title="One-vs-rest ROC curves", labels={"fpr": "false positive rate",
                                                                        "tpr": "true positive rate"})
+    if first:
+        bins = pd.concat([reliability(r).assign(label=r.label) for r in first], ignore_index=True)
+        fig = px.line(bins.dropna(), x="confidence", y="accuracy", color="label", markers=True,
+                      title="Reliability diagram (test set; the diagonal is perfect calibration)")
+        fig.add_shape(type="line", x0=0, y0=0, x1=1, y1=1, line=dict(dash="dot", color="grey"))
+        figs["reliability"] = fig
     matrix = paired_matrix(done)
     if matrix.notna().any().any():
         figs["paired_tests"] = px.imshow(matrix, text_auto=".3g", zmin=0, zmax=1, color_continuous_scale="RdBu",

@@ -124,6 +124,25 @@ with right:
     fig.update_yaxes(title="test accuracy")
     st.plotly_chart(charts.style(fig, title="Size vs accuracy (marker area: training time)"), key="cmp_params")
 
+left, right = st.columns(2)
+with left:
+    fig = go.Figure()
+    for run in first:
+        bins = report.reliability(run).dropna()
+        ece = run.metrics.get("ece", np.nan)
+        fig.add_trace(go.Scatter(x=bins["confidence"], y=bins["accuracy"], mode="lines+markers",
+                                 line=dict(color=colors[run.model_name]), customdata=bins["count"],
+                                 name=f"{common.model_label(run.model_name)} (ECE {ece:.3f})",
+                                 hovertemplate="confidence %{x:.2f}<br>accuracy %{y:.2f}<br>%{customdata} galaxies"))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], line=dict(color=palette.MISSING_COLOR, dash="dot"), name="calibrated"))
+    fig.update_xaxes(title="mean confidence in bin", range=[0, 1])
+    fig.update_yaxes(title="accuracy in bin", range=[0, 1])
+    st.plotly_chart(charts.style(fig, title="Reliability diagram (15 confidence bins)"), key="cmp_reliability")
+with right:
+    st.caption("The reliability diagram behind the ECE row of the table: test galaxies binned by the model's top "
+               "probability; a point below the diagonal means the model is more confident than it is right "
+               "(over-confident). ECE is the gap weighted by the galaxies in each bin.")
+
 st.subheader("Paired tests between models")
 matrix = report.paired_matrix(runs_list)
 if matrix.notna().any().any():

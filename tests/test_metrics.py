@@ -22,6 +22,7 @@ from core.metrics import (
     holm,
     mcnemar,
     normalize_confusion,
+    reliability_bins,
     roc_auc,
     roc_auc_ranks,
     roc_curve,
@@ -282,3 +283,18 @@ def test_corrected_resampled_t_hand_worked():
     assert corrected_resampled_t([0.0, 0.0], test_train_ratio=0.25).p_value == 1.0
     with pytest.raises(GalaxyMorphError, match="at least 2 splits"):
         corrected_resampled_t([0.1], test_train_ratio=0.25)
+
+
+def test_reliability_bins_hand_worked_and_consistent_with_ece():
+    proba = np.array([[0.9, 0.1], [0.9, 0.1], [0.4, 0.6]])
+    y = np.array([0, 1, 1])
+    table = reliability_bins(y, proba, n_bins=10)
+    assert table["count"].tolist() == [0, 0, 0, 0, 0, 1, 0, 0, 2, 0]
+    assert table.loc[8, ["low", "high", "confidence", "accuracy"]].tolist() == pytest.approx([0.8, 0.9, 0.9, 0.5])
+    assert table.loc[5, ["confidence", "accuracy"]].tolist() == pytest.approx([0.6, 1.0])
+    assert table.loc[0, ["confidence", "accuracy"]].isna().all()
+    y, proba = _random_predictions(4)
+    table = reliability_bins(y, proba, n_bins=15)
+    filled = table[table["count"] > 0]
+    by_hand = float(((filled["accuracy"] - filled["confidence"]).abs() * filled["count"]).sum() / len(y))
+    assert expected_calibration_error(y, proba) == pytest.approx(by_hand) and table["count"].sum() == len(y)

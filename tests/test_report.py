@@ -24,6 +24,7 @@ from core.report import (
     misclassified,
     paired_matrix,
     paired_tests,
+    reliability,
     roc_curves,
     summary_table,
     verdicts,
@@ -123,7 +124,12 @@ def test_dashboard_helpers(registry):
     assert set(roc["class"]) == set(CLASSES) and roc.groupby("class")["tpr"].max().eq(1).all()
     curves = learning_curves(runs)
     assert len(curves) == 2 * 5 and {"label", "epoch", "val_accuracy"} <= set(curves.columns)
-    assert {"learning_curves", "confusion", "per_class_f1", "roc", "paired_tests"} <= set(figures(runs))
+    assert {"learning_curves", "confusion", "per_class_f1", "roc", "reliability", "paired_tests"} <= set(figures(runs))
+    bins = reliability(lenet0)
+    # Every prediction has confidence 0.8 (bin (0.7333, 0.8]); 20 of 30 are right.
+    filled = bins[bins["count"] > 0]
+    assert filled["count"].tolist() == [30] and filled[["confidence", "accuracy"]].iloc[0].tolist() == pytest.approx(
+        [0.8, 20 / 30])
 
 
 def test_write_report_files_are_complete_and_self_contained(registry, tmp_path):
