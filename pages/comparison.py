@@ -176,7 +176,7 @@ else:
     common.acknowledge(source_path)
 
 if not present:
-    st.subheader("Saliency")
+    st.subheader("Saliency and Grad-CAM")
     names = list(gallery["name"]) if not gallery.empty else list(runs_list[0].predictions["name"].head(20))
     galaxy = st.selectbox("Galaxy", names, key="cmp_saliency_name")
     if st.button("Compute saliency maps", key="cmp_saliency", icon=":material/visibility:"):
@@ -188,6 +188,8 @@ if not present:
             heat, predicted = data.saliency(run.path, image)
             label = run.classes[predicted] if predicted < len(run.classes) else predicted
             col.image(heat, caption=f"{common.model_label(run.model_name)} → {label}: |∂p/∂pixel|", width="stretch")
+            cam, _ = data.grad_cam(run.path, image)
+            col.image(cam, caption=f"{common.model_label(run.model_name)} → {label}: Grad-CAM", width="stretch")
 
     st.subheader("Export")
     exports = data.exports(tuple(r.path for r in runs_list))

@@ -136,6 +136,15 @@ def test_comparison_shows_one_column_per_model(app: AppTest) -> None:
     assert len(app.get("plotly_chart")) >= len(MODELS) + 4, charts
 
 
+def test_comparison_computes_saliency_and_grad_cam_for_every_model(app: AppTest) -> None:
+    _open(app, "comparison")
+    app.button(key="cmp_saliency").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    captions = [c for element in app.get("image") for c in element.captions]
+    assert sum(c.endswith("Grad-CAM") for c in captions) == len(MODELS), captions
+    assert sum("∂p/∂pixel" in c for c in captions) == len(MODELS), captions
+
+
 def test_training_page_lists_the_finished_runs(app: AppTest) -> None:
     _open(app, "training")
     assert app.multiselect(key="train_models").value == list(MODELS)

@@ -255,3 +255,26 @@ def test_cosine_schedule_decays_the_learning_rate_to_zero_over_the_epochs(tmp_pa
     result = _train(path, tmp_path, config)
     # After epoch 1 of 2 the cosine is at its half-way point (0.5 x lr); after epoch 2 at 0.
     assert result.history["learning_rate"].tolist() == pytest.approx([5e-4, 0.0], abs=1e-9)
+
+
+def test_grad_cam_hand_worked_and_on_each_model():
+    from core.models import build_model, grad_cam
+
+    # Identity 1x1 convolution, global average pooling, a 2-way softmax: the class-0 score's gradient is the
+    # same positive number at every position of the map, so Grad-CAM is the (non-negative) image scaled to 1.
+    inputs = keras.Input((8, 8, 1))
+    conv = keras.layers.Conv2D(1, 1, use_bias=False, kernel_initializer="ones", name="conv")(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D()(conv)
+    out = keras.layers.Dense(2, activation="softmax", kernel_initializer=keras.initializers.Constant([[1.0, -1.0]]),
+                             bias_initializer="zeros")(pooled)
+    model = keras.Model(inputs, out)
+    image = np.random.default_rng(0).uniform(0.1, 1, (8, 8, 1)).astype(np.float32)
+    np.testing.assert_allclose(grad_cam(model, image, 0), image[..., 0] / image.max(), atol=1e-6)
+    assert (grad_cam(model, image, 1) == 0).all()  # class 1's evidence falls as the image brightens: ReLU -> 0
+    for name, size in (("lenet5", 32), ("alexnet", 64), ("resnet18", 64)):
+        net = build_model(name, input_size=size, channels=1, num_classes=3)
+        batch = np.random.default_rng(1).uniform(0, 1, (2, size, size, 1)).astype(np.float32)
+        maps = grad_cam(net, batch, 2)
+        assert maps.shape == (2, size, size) and maps.min() >= 0 and maps.max() <= 1
+    with pytest.raises(ConfigError, match="layer must be one of"):
+        grad_cam(model, image, 0, layer="dense")

@@ -432,6 +432,14 @@ def saliency(run_path: str, image: np.ndarray) -> tuple[np.ndarray, int]:
     return for_display(models.saliency(model, x, predicted)), predicted
 
 
+def grad_cam(run_path: str, image: np.ndarray) -> tuple[np.ndarray, int]:
+    """Grad-CAM of the predicted class (via :func:`core.models.grad_cam`), ready for display."""
+    model = load_model(str(run_path), (Path(run_path) / "model.keras").stat().st_mtime)
+    x = image.astype(np.float32)
+    predicted = int(np.argmax(model.predict(x[None], verbose=0)[0]))
+    return for_display(models.grad_cam(model, x, predicted)), predicted
+
+
 @st.cache_data(max_entries=8, show_spinner="Writing the report …")
 def exports(paths: tuple[str, ...]) -> dict[str, bytes]:
     """``summary.csv``, ``summary.tex`` and ``report.html`` of these runs, as bytes for download."""
