@@ -3,9 +3,10 @@
 Every function takes :class:`core.runs.Run` objects and returns plain tables (pandas) or plotly
 figures, so the dashboard and :func:`write_report` show the same numbers.
 
-- Runs are compared **within one dataset** (its content hash): pooling runs of different datasets
-  raises unless asked for (``pool_datasets=True``, ``compare --pool-datasets``). A re-run of the
-  same model, seed and split counts once (the latest finished).
+- Runs are compared **within one dataset** (its content hash) **and protocol** (``tuned`` /
+  ``equal``): pooling runs of different ones raises unless asked for (``pool_datasets=True``,
+  ``compare --pool-datasets``). A re-run of the same model, seed and split counts once (the
+  latest finished).
 - Intervals (95 %): with one split, each run's test-set interval (Wilson / stratified bootstrap,
   :mod:`core.metrics`) averaged over seeds; with several splits (``train --folds`` /
   ``--repeats``), the corrected resampled t interval over the per-split means.
@@ -75,6 +76,16 @@ def dataset_hash(run: Run) -> str:
     return str(run.config.get("dataset", {}).get("content_hash", "?"))
 
 
+def protocol(run: Run) -> str:
+    """The training protocol the run's defaults came from (``tuned`` for runs that predate protocols)."""
+    return str(run.config.get("params", {}).get("protocol", "tuned"))
+
+
+def _experiment(run: Run) -> str:
+    # Runs of the tuned and the equal protocol answer different questions: never one table.
+    return f"{dataset_hash(run)}/{protocol(run)}"
+
+
 def split_key(run: Run) -> str:
     """Which train/val/test split the run used: ``dataset`` (the dataset's own), ``k5 f2 s0`` (fold 2 of
     a 5-fold split with split seed 0) or ``shuffle s1`` (a stratified re-split with seed 1)."""
@@ -93,7 +104,7 @@ def deduplicate(runs: list[Run]) -> list[Run]:
     """
     latest: dict[tuple[str, str, int, str], Run] = {}
     for run in runs:
-        key = (dataset_hash(run), run.model_name, run.seed, split_key(run))
+        key = (_experiment(run), run.model_name, run.seed, split_key(run))
         kept = latest.get(key)
         if kept is None or _finished_at(run) >= _finished_at(kept):
             if kept is not None:
@@ -103,7 +114,7 @@ def deduplicate(runs: list[Run]) -> list[Run]:
         else:
             logger.warning("run %s repeats %s (same model, seed and split); counting only the later one", run.id,
                            kept.id)
-    return [r for r in runs if latest.get((dataset_hash(r), r.model_name, r.seed, split_key(r))) is r]
+    return [r for r in runs if latest.get((_experiment(r), r.model_name, r.seed, split_key(r))) is r]
 
 
 def _finished_at(run: Run) -> str:
@@ -111,17 +122,19 @@ def _finished_at(run: Run) -> str:
 
 
 def by_dataset(runs: list[Run]) -> dict[str, list[Run]]:
-    """The runs grouped by dataset content hash, in first-seen order."""
+    """The runs grouped by dataset content hash and training protocol, in first-seen order."""
     groups: dict[str, list[Run]] = {}
     for run in runs:
-        groups.setdefault(dataset_hash(run), []).append(run)
+        groups.setdefault(_experiment(run), []).append(run)
     return groups
 
 
 def dataset_name(runs: list[Run]) -> str:
-    """A readable name of the runs' dataset: the folder name and the first 8 characters of its hash."""
+    """A readable name of the runs' dataset: the folder name, the first 8 characters of its hash, and the
+    protocol unless it is the default ``tuned``."""
     path = str(runs[0].config.get("dataset", {}).get("path", "dataset"))
-    return f"{Path(path).name}-{dataset_hash(runs[0])[:8]}"
+    suffix = "" if protocol(runs[0]) == "tuned" else f"-{protocol(runs[0])}"
+    return f"{Path(path).name}-{dataset_hash(runs[0])[:8]}{suffix}"
 
 
 def comparable(runs: list[Run], *, pool_datasets: bool = False) -> list[Run]:
@@ -136,9 +149,9 @@ def comparable(runs: list[Run], *, pool_datasets: bool = False) -> list[Run]:
     groups = by_dataset(done)
     if len(groups) > 1 and not pool_datasets:
         names = ", ".join(dataset_name(g) for g in groups.values())
-        raise GalaxyMorphError(f"runs must come from one dataset to be compared; got {len(groups)} ({names}). "
-                               "Compare one dataset at a time (`compare --dataset PATH`), or pass "
-                               "--pool-datasets to pool them on purpose.")
+        raise GalaxyMorphError(f"runs must come from one dataset and protocol to be compared; got {len(groups)} "
+                               f"({names}). Compare one at a time (`compare --dataset PATH`, or name the runs), "
+                               "or pass --pool-datasets to pool them on purpose.")
     return done
 
 
@@ -298,7 +311,7 @@ def mcnemar_table(runs: list[Run]) -> pd.DataFrame:
     done = deduplicate(finished(runs))
     for a, b in itertools.combinations(done, 2):
         if (a.model_name == b.model_name or a.seed != b.seed or split_key(a) != split_key(b)
-                or dataset_hash(a) != dataset_hash(b)):
+                or _experiment(a) != _experiment(b)):
             continue
         pa, pb = a.predictions.set_index("name"), b.predictions.set_index("name")
         shared = pa.index.intersection(pb.index)

@@ -37,7 +37,7 @@ NAMES = [f"NGC {i}" for i in range(30)]
 Y = np.arange(30) % 3
 
 
-def _fake_run(root, model, seed, *, wrong, finish=True, dataset="h", fold=None):
+def _fake_run(root, model, seed, *, wrong, finish=True, dataset="h", fold=None, protocol=None):
     """A finished run whose predictions are right except at the indices in ``wrong``.
 
     ``fold``: the run is fold ``fold`` of a 5-fold split (seed 0) instead of the dataset's own split.
@@ -45,6 +45,8 @@ def _fake_run(root, model, seed, *, wrong, finish=True, dataset="h", fold=None):
     params = {"model": model, "seed": seed}
     if fold is not None:
         params.update(folds=5, fold=fold, split_seed=0)
+    if protocol is not None:
+        params["protocol"] = protocol
     path = create_run(root, model=model, seed=seed, params=params, dataset_path=root / dataset, dataset_hash=dataset)
     pred = Y.copy()
     pred[wrong] = (pred[wrong] + 1) % 3
@@ -207,7 +209,7 @@ def test_a_report_on_two_datasets_does_not_pool_them(tmp_path, capsys):
     _fake_run(root, "resnet18", 0, wrong=[], dataset="aaaa1111")
     _fake_run(root, "lenet5", 0, wrong=[], dataset="bbbb2222")
     _fake_run(root, "resnet18", 0, wrong=list(range(12)), dataset="bbbb2222")
-    with pytest.raises(GalaxyMorphError, match="one dataset.*got 2.*--pool-datasets"):
+    with pytest.raises(GalaxyMorphError, match="one dataset and protocol.*got 2.*--pool-datasets"):
         summary_table(iter_runs(root))
     out = tmp_path / "report"
     assert main(["compare", "--runs-dir", str(root), "--out", str(out)]) == 0
@@ -272,3 +274,16 @@ def test_no_model_is_bold_unless_it_beats_every_other_significantly(tmp_path):
     paths = write_report(iter_runs(root), tmp_path / "out")
     assert r"\textbf" not in paths["summary.tex"].read_text()
     assert "<b>" not in paths["report.html"].read_text().split("<h2>Runs</h2>")[0]
+
+
+def test_runs_of_the_equal_protocol_are_not_taken_for_re_runs_of_the_tuned_one(tmp_path):
+    root = tmp_path / "runs"
+    tuned = _fake_run(root, "lenet5", 0, wrong=list(range(10)))
+    equal = _fake_run(root, "lenet5", 0, wrong=[], protocol="equal")
+    _set_finished(tuned, "2026-11-30T05:00:00+00:00")
+    _set_finished(equal, "2026-11-30T06:00:00+00:00")
+    with pytest.raises(GalaxyMorphError, match="one dataset and protocol"):
+        summary_table(iter_runs(root))
+    assert main(["compare", "--runs-dir", str(root), "--out", str(tmp_path / "out")]) == 0
+    assert pd.read_csv(tmp_path / "out" / "h-h" / "summary.csv")["accuracy_mean"].tolist() == pytest.approx([20 / 30])
+    assert pd.read_csv(tmp_path / "out" / "h-h-equal" / "summary.csv")["accuracy_mean"].tolist() == [1.0]

@@ -11,7 +11,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "compare",
         help="compare runs: intervals, Holm-corrected paired tests, CSV / LaTeX / HTML report",
         description="Compare finished runs (folders, ids or unique id prefixes; default: every finished run in "
-                    "the registry), one dataset at a time. Prints a side-by-side table with 95 %% intervals and "
+                    "the registry), one dataset and protocol at a time. Prints a side-by-side table with 95 %% intervals and "
                     "the verdict for every model pair, and writes runs.csv, summary.csv, per_class.csv, "
                     "mcnemar.csv, tests.csv, summary.tex and report.html into --out (into --out/DATASET-HASH/ "
                     "per dataset when the runs come from several).",
@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dataset", default=None,
                         help="with no RUN: only runs trained on this dataset folder")
     parser.add_argument("--pool-datasets", action="store_true",
-                        help="compare runs of different datasets in one table (off: one report per dataset)")
+                        help="compare runs of different datasets or protocols in one table (off: one report each)")
     parser.set_defaults(func=run)
 
 
