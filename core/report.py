@@ -169,8 +169,8 @@ def run_metrics(run: Run) -> dict[str, Any]:
     proba = predictions[[f"prob_{c}" for c in classes]].to_numpy(dtype=np.float64)
     fresh = evaluate_predictions(y, proba, classes=classes)
     merged = {**metrics, **{k: v for k, v in fresh.items() if k.endswith("_ci") or k == "intervals"}}
-    merged["per_class"] = {c: {**metrics.get("per_class", {}).get(c, {}), "recall_ci": fresh["per_class"][c]["recall_ci"]}
-                           for c in classes}
+    old = metrics.get("per_class", {})
+    merged["per_class"] = {c: {**old.get(c, {}), "recall_ci": fresh["per_class"][c]["recall_ci"]} for c in classes}
     return merged
 
 
@@ -321,11 +321,11 @@ def mcnemar_table(runs: list[Run]) -> pd.DataFrame:
         correct_a = (pa.loc[shared, "true"] == pa.loc[shared, "pred"]).to_numpy()
         correct_b = (pb.loc[shared, "true"] == pb.loc[shared, "pred"]).to_numpy()
         result = mcnemar(correct_a, correct_b)
-        rows.append({"dataset": dataset_name([a]), "split": split_key(a), "seed": a.seed, "model_a": a.model_name, "model_b": b.model_name,
-                     "n": len(shared), "n_train": a.config.get("n_train", np.nan), "acc_a": float(correct_a.mean()),
+        rows.append({"dataset": dataset_name([a]), "split": split_key(a), "seed": a.seed, "model_a": a.model_name,
+                     "model_b": b.model_name, "n": len(shared), "n_train": a.config.get("n_train", np.nan), "acc_a": float(correct_a.mean()),
                      "acc_b": float(correct_b.mean()), **result.to_dict()})
-    columns = ["dataset", "split", "seed", "model_a", "model_b", "n", "n_train", "acc_a", "acc_b", "b", "c", "statistic",
-               "p_value", "method"]
+    columns = ["dataset", "split", "seed", "model_a", "model_b", "n", "n_train", "acc_a", "acc_b", "b", "c",
+               "statistic", "p_value", "method"]
     return pd.DataFrame(rows, columns=columns)
 
 

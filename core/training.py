@@ -580,7 +580,8 @@ def _train(dataset: Dataset, config: TrainConfig, *, run_dir: Path, run_id: str,
             base = build_model(config.model, input_size=size, channels=channels, num_classes=n_classes,
                                **config.model_options)
             fit_model = training_model(base, config)
-            fit_model.compile(optimizer=_optimizer(config, steps_per_epoch=batches), loss="sparse_categorical_crossentropy",
+            fit_model.compile(optimizer=_optimizer(config, steps_per_epoch=batches),
+                              loss="sparse_categorical_crossentropy",
                               metrics=["accuracy"], jit_compile=config.xla)
     base = fit_model.layers[-1]
     callback = _RunCallback(run_dir=run_dir, run_id=run_id, config=config, batches=batches, state=state,

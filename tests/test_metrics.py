@@ -171,7 +171,8 @@ def test_wilson_interval_hand_worked_and_against_statsmodels():
     # The README's LeNet-5 figure: 125 of 140 right -> [0.831, 0.934].
     low, high = wilson_interval(125, 140)
     assert (round(low, 3), round(high, 3)) == (0.831, 0.934)
-    # By hand for 8/10 at 95 %: z = 1.959964; centre (0.8 + z²/20) / (1 + z²/10), half-width z·sqrt(0.016 + z²/400) / (1 + z²/10).
+    # By hand for 8/10 at 95 %: z = 1.959964; centre (0.8 + z²/20) / (1 + z²/10),
+    # half-width z·sqrt(0.016 + z²/400) / (1 + z²/10).
     z = 1.959963984540054
     centre, half = (0.8 + z**2 / 20) / (1 + z**2 / 10), z * np.sqrt(0.016 + z**2 / 400) / (1 + z**2 / 10)
     assert wilson_interval(8, 10) == pytest.approx((centre - half, centre + half))

@@ -255,6 +255,12 @@ def test_cosine_schedule_decays_the_learning_rate_to_zero_over_the_epochs(tmp_pa
     result = _train(path, tmp_path, config)
     # After epoch 1 of 2 the cosine is at its half-way point (0.5 x lr); after epoch 2 at 0.
     assert result.history["learning_rate"].tolist() == pytest.approx([5e-4, 0.0], abs=1e-9)
+    # The schedule is saved with the checkpoint's optimiser, so --resume continues the same curve.
+    loaded = keras.saving.load_model(result.run_dir / "checkpoint" / "epoch-0002.keras", safe_mode=True)
+    steps = int(loaded.optimizer.iterations.numpy())
+    assert steps == 2 * int(np.ceil(load_run(result.run_dir).config["n_train"] / 16))
+    loaded.optimizer.iterations.assign(steps // 2)
+    assert float(keras.ops.convert_to_numpy(loaded.optimizer.learning_rate)) == pytest.approx(5e-4, rel=1e-5)
 
 
 def test_grad_cam_hand_worked_and_on_each_model():

@@ -11,8 +11,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "compare",
         help="compare runs: intervals, Holm-corrected paired tests, CSV / LaTeX / HTML report",
         description="Compare finished runs (folders, ids or unique id prefixes; default: every finished run in "
-                    "the registry), one dataset and protocol at a time. Prints a side-by-side table with 95 %% intervals and "
-                    "the verdict for every model pair, and writes runs.csv, summary.csv, per_class.csv, "
+                    "the registry), one dataset and protocol at a time. Prints a side-by-side table with 95 % "
+                    "intervals and the verdict for every model pair, and writes runs.csv, summary.csv, per_class.csv, "
                     "mcnemar.csv, tests.csv, summary.tex and report.html into --out (into --out/DATASET-HASH/ "
                     "per dataset when the runs come from several).",
     )
