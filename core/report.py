@@ -230,7 +230,8 @@ def _model_interval(rows: pd.DataFrame, metric: str) -> tuple[float, float]:
     if not ratio > 0:
         return float("nan"), float("nan")
     result = corrected_resampled_t(per_split.to_numpy(), test_train_ratio=ratio)
-    return result.low, result.high
+    # A t interval knows nothing of the metric's range; every interval metric lives in [0, 1].
+    return max(0.0, result.low), min(1.0, result.high)
 
 
 def per_class_table(runs: list[Run]) -> pd.DataFrame:

@@ -287,3 +287,14 @@ def test_runs_of_the_equal_protocol_are_not_taken_for_re_runs_of_the_tuned_one(t
     assert main(["compare", "--runs-dir", str(root), "--out", str(tmp_path / "out")]) == 0
     assert pd.read_csv(tmp_path / "out" / "h-h" / "summary.csv")["accuracy_mean"].tolist() == pytest.approx([20 / 30])
     assert pd.read_csv(tmp_path / "out" / "h-h-equal" / "summary.csv")["accuracy_mean"].tolist() == [1.0]
+
+
+def test_an_interval_between_splits_stays_inside_the_metrics_range(tmp_path):
+    root = tmp_path / "runs"
+    for fold in range(5):  # accuracies 1, 1, 1, 1, 0.8: the t interval 0.96 ± 0.18 would pass 1
+        _fake_run(root, "lenet5", 0, wrong=list(range(6)) if fold == 4 else [], fold=fold)
+    band = corrected_resampled_t([1, 1, 1, 1, 0.8], test_train_ratio=30 / 90)
+    assert band.high > 1
+    summary = summary_table(iter_runs(root))
+    assert summary.loc["lenet5", "accuracy_hi"] == 1.0
+    assert summary.loc["lenet5", "accuracy_lo"] == pytest.approx(band.low)
