@@ -33,12 +33,12 @@ chosen = controls.multiselect("Runs", list(candidates["id"]), default=list(candi
 if not chosen:
     common.stop_with("Choose at least one run above.")
 runs_list = data.load_runs(tuple(candidates.set_index("id").loc[chosen, "path"]))
-groups = report.by_dataset(runs_list)
+groups = {report.dataset_name(group): group for group in report.by_dataset(runs_list).values()}
 if len(groups) > 1:
-    # The folder was rebuilt between runs: its old and new contents are different datasets.
-    runs_list = max(groups.values(), key=lambda group: max(r.config.get("created", "") for r in group))
-    st.warning(f"These runs come from {len(groups)} versions of this dataset folder (it was rebuilt); only the "
-               f"{len(runs_list)} runs on the latest version are compared.")
+    # A rebuilt folder (new content hash) or another protocol is another experiment: one at a time.
+    pick = controls.selectbox("Experiment (dataset version and protocol)", list(groups), index=len(groups) - 1,
+                              key="cmp_experiment", help="Runs of different datasets or protocols are not pooled.")
+    runs_list = groups[pick]
 models = list(dict.fromkeys(r.model_name for r in runs_list))
 colors = {m: palette.model_color(m, i) for i, m in enumerate(models)}
 classes = runs_list[0].classes

@@ -145,6 +145,31 @@ def test_comparison_computes_saliency_and_grad_cam_for_every_model(app: AppTest)
     assert sum("∂p/∂pixel" in c for c in captions) == len(MODELS), captions
 
 
+def test_comparison_never_pools_two_protocols(world: dict[str, Path], tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # The world's runs, and a copy of each recorded as the equal protocol: two experiments on one dataset.
+    import shutil
+
+    runs_dir = tmp_path / "runs"
+    shutil.copytree(world["runs"], runs_dir)
+    for run in sorted(runs_dir.iterdir()):
+        twin = runs_dir / f"{run.name}-eq"
+        shutil.copytree(run, twin)
+        config = json.loads((twin / "config.json").read_text())
+        config["params"]["protocol"] = "equal"
+        (twin / "config.json").write_text(json.dumps({**config, "id": twin.name}))
+    monkeypatch.setenv("GALAXY_MORPH_DATA_DIR", str(world["data"]))
+    monkeypatch.setenv("GALAXY_MORPH_RUNS_DIR", str(runs_dir))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    _open(at, "comparison")
+    experiment = at.selectbox(key="cmp_experiment")
+    assert len(experiment.options) == 2 and experiment.value.endswith("-equal")
+    assert len(at.dataframe[0].value.columns) == len(MODELS)  # one column per model, not per model x protocol
+    experiment.set_value(experiment.options[0]).run()
+    assert not at.exception and len(at.dataframe[0].value.columns) == len(MODELS)
+
+
 def test_training_page_lists_the_finished_runs(app: AppTest) -> None:
     _open(app, "training")
     assert app.multiselect(key="train_models").value == list(MODELS)
