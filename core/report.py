@@ -14,7 +14,7 @@ figures, so the dashboard and :func:`write_report` show the same numbers.
   split, on the test galaxies they share (matched by name). Per model pair they are combined: over
   several splits with Nadeau & Bengio's corrected resampled t-test on the per-split accuracy
   differences (seeds averaged within a split); on one split with the largest McNemar p-value over
-  the seeds (a difference must hold for every seed). The pairs' p-values are Holm-adjusted, and a
+  the seeds (a difference must hold, in the same direction, for every seed; p = 1 otherwise). The pairs' p-values are Holm-adjusted, and a
   model is called best only when it is significantly better than every other one.
 """
 
@@ -359,8 +359,11 @@ def paired_tests(runs: list[Run], *, alpha: float = ALPHA) -> pd.DataFrame:
             method = f"corrected resampled t over {len(per_split)} splits (Nadeau & Bengio 2003)"
         elif len(part) == 1:
             p_value, method = float(part["p_value"].iloc[0]), f"McNemar ({part['method'].iloc[0]})"
-        else:
+        elif (part["diff"] > 0).all() or (part["diff"] < 0).all():
             p_value, method = float(part["p_value"].max()), f"McNemar, largest p of {len(part)} seeds"
+        else:
+            # Seeds that disagree on which model is better cannot all show the same difference.
+            p_value, method = 1.0, f"McNemar over {len(part)} seeds, which disagree on the direction"
         rows.append({"model_a": a, "model_b": b, "n_splits": len(per_split), "n_pairs": len(part),
                      "acc_a": float(part["acc_a"].mean()), "acc_b": float(part["acc_b"].mean()),
                      "difference": float(part["diff"].mean()), "method": method, "p_value": p_value})

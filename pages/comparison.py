@@ -151,7 +151,8 @@ if matrix.notna().any().any():
     left.plotly_chart(charts.heatmap(matrix, title=None, colorscale="RdBu", text_format=".3g", zmin=0, zmax=1, height=300),
                       key="cmp_mcnemar")
     right.caption("Holm-adjusted p-value per model pair, over every seed and split. One split: McNemar's test on the "
-                  "test galaxies both models saw, the largest p over the seeds (the difference must hold for each). "
+                  "test galaxies both models saw, the largest p over the seeds (the difference must hold, the same "
+                  "way round, for each). "
                   "Several splits (train --folds / --repeats): Nadeau & Bengio's corrected resampled t-test on the "
                   "per-split accuracy differences. Below 0.05: the accuracies differ significantly.")
     st.dataframe(report.mcnemar_table(runs_list), key="cmp_mcnemar_table", hide_index=True)

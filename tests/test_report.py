@@ -298,3 +298,14 @@ def test_an_interval_between_splits_stays_inside_the_metrics_range(tmp_path):
     summary = summary_table(iter_runs(root))
     assert summary.loc["lenet5", "accuracy_hi"] == 1.0
     assert summary.loc["lenet5", "accuracy_lo"] == pytest.approx(band.low)
+
+
+def test_seeds_that_disagree_on_the_direction_give_no_verdict(tmp_path):
+    root = tmp_path / "runs"
+    _fake_run(root, "lenet5", 0, wrong=list(range(10)))   # seed 0: ResNet-18 better, exact p = 2 / 2^10
+    _fake_run(root, "resnet18", 0, wrong=[])
+    _fake_run(root, "lenet5", 1, wrong=[])                # seed 1: LeNet-5 better by as much
+    _fake_run(root, "resnet18", 1, wrong=list(range(10)))
+    tests = paired_tests(iter_runs(root))
+    assert tests.loc[0, "p_value"] == 1.0 and tests.loc[0, "better"] is None
+    assert "disagree" in tests.loc[0, "method"]
