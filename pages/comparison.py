@@ -55,8 +55,9 @@ st.caption(report.interval_note(summary) + " "
               if best else "No model is significantly more accurate than every other one, so none is highlighted. ")
            + "ECE = expected calibration error; time in seconds on "
            f"{runs_list[0].config.get('device', 'this machine')}.")
-with st.expander("Recall per class [95 % Wilson interval]"):
-    st.dataframe(report.per_class_recall(runs_list).rename(columns=common.model_label), key="cmp_recall")
+# Shown open: a data frame in a collapsed expander never draws, so the page never reads as loaded.
+st.markdown("**Recall per class** [95 % Wilson interval]")
+st.dataframe(report.per_class_recall(runs_list).rename(columns=common.model_label), key="cmp_recall")
 if not tests.empty:
     st.markdown("\n".join(f"- {line}" for line in report.verdicts(tests)))
     st.caption("Paired tests on the test galaxies two models share: " + "; ".join(sorted(set(tests["method"])))
