@@ -458,43 +458,18 @@ def first_seed_runs(run_list: list[runs.Run]) -> list[runs.Run]:
     return [chosen[m] for m in order]
 
 
-LOWER_IS_BETTER = ("ece", "train_seconds", "params")
-SUMMARY_ROWS = {
-    "accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy", "macro_f1": "Macro F1",
-    "roc_auc_macro": "ROC AUC (one vs rest)", "ece": "ECE (calibration error)", "params": "Parameters",
-    "train_seconds": "Training time (s)", "inference_img_per_s": "Inference (images/s)",
-}
-
-
-def styled_summary(summary: pd.DataFrame) -> Any:
-    """Metrics by row, models by column, ``mean ± std`` text, best per row in bold green."""
-    cells, best = {}, {}
-    for metric, title in SUMMARY_ROWS.items():
-        means = summary[f"{metric}_mean"].astype(float)
-        stds = summary[f"{metric}_std"].astype(float)
-        cells[title] = [report_cell(metric, m, s) for m, s in zip(means, stds)]
-        if means.notna().any() and len(means) > 1:
-            best[title] = model_label(means.idxmin() if metric in LOWER_IS_BETTER else means.idxmax())
-    # st.dataframe shows the frame's own labels (it ignores a Styler's relabel_index).
-    names = [model_label(m) for m in summary.index]
-    table = pd.DataFrame(cells, index=names).T
-    seeds = pd.DataFrame([summary["n_seeds"].astype(int).astype(str).to_numpy()], index=["Seeds"], columns=names)
-    table = pd.concat([table, seeds])
+def styled_summary(summary: pd.DataFrame, *, best: str | None = None) -> Any:
+    """:func:`core.report.summary_cells` with model labels; the accuracy of ``best`` (significantly better
+    than every other model) in bold green, nothing bold otherwise."""
+    table = report.summary_cells(summary)
+    table.columns = [model_label(m) for m in table.columns]
+    accuracy_row, best_column = table.index[0], model_label(best) if best is not None else None
 
     def highlight(column: pd.Series) -> list[str]:
-        return ["font-weight: bold; color: #1a7f37" if best.get(row) == column.name else "" for row in column.index]
+        return ["font-weight: bold; color: #1a7f37" if column.name == best_column and row == accuracy_row else ""
+                for row in column.index]
 
     return table.style.apply(highlight, axis=0)
-
-
-def report_cell(metric: str, mean: float, std: float) -> str:
-    """``0.912 ± 0.004``; parameters as ``61.5 k`` / ``11.2 M``; seconds without decimals."""
-    if mean != mean:
-        return "–"
-    if metric == "params":
-        return f"{mean / 1e6:.2f} M" if mean >= 1e5 else f"{mean / 1e3:.1f} k"
-    digits = 0 if metric in ("train_seconds", "inference_img_per_s") else 3
-    return f"{mean:.{digits}f}" if std != std else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def misclassified_gallery(run_list: list[runs.Run], *, limit: int) -> pd.DataFrame:
@@ -552,6 +527,14 @@ def saliency(run_path: str, image: np.ndarray) -> tuple[np.ndarray, int]:
     x = image.astype(np.float32)
     predicted = int(np.argmax(model.predict(x[None], verbose=0)[0]))
     return for_display(models.saliency(model, x, predicted)), predicted
+
+
+def grad_cam(run_path: str, image: np.ndarray) -> tuple[np.ndarray, int]:
+    """Grad-CAM of the predicted class (via :func:`core.models.grad_cam`), ready for display."""
+    model = load_model(str(run_path), (Path(run_path) / "model.keras").stat().st_mtime)
+    x = image.astype(np.float32)
+    predicted = int(np.argmax(model.predict(x[None], verbose=0)[0]))
+    return for_display(models.grad_cam(model, x, predicted)), predicted
 
 
 @st.cache_data(max_entries=8, show_spinner="Writing the report …")
