@@ -31,10 +31,11 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from core.errors import GalaxyMorphError
-    from core.io import REPORT, check_replaceable
+    from core.io import REPORT, atomic_write_json, check_replaceable
     from core.report import by_dataset, dataset_name, deduplicate, finished, write_report
     from core.runs import resolve_run, scan_runs
 
+    check_replaceable(args.out, kind=REPORT)  # before any table is printed: the report could not be written
     # A run that cannot be read stops the comparison: leaving it out would change the result
     # without anyone noticing.
     problems: list[str] = []
@@ -63,8 +64,14 @@ def run(args: argparse.Namespace) -> int:
     if args.pool_datasets or len(groups) == 1:
         groups = {"all": [r for group in groups.values() for r in group]}
     outs = [Path(args.out) if len(groups) == 1 else Path(args.out) / dataset_name(group) for group in groups.values()]
-    for out in outs:  # before any table is printed: a report that could not be written stops here
-        check_replaceable(out, kind=REPORT)
+    if len(groups) > 1:
+        for out in outs:
+            check_replaceable(out, kind=REPORT)
+        # One report per dataset inside --out, which is marked as a report folder too, so the
+        # next compare into it is allowed.
+        atomic_write_json(Path(args.out) / "report.json", {
+            "written_by": "galaxy-morph compare", "runs": [r.id for group in groups.values() for r in group],
+            "reports": [out.name for out in outs]})
     for group, out in zip(groups.values(), outs):
         if len(groups) > 1:
             print(f"\n=== dataset {dataset_name(group)} ({group[0].config.get('dataset', {}).get('path')}) ===")
