@@ -1,0 +1,103 @@
+"""AppTest of what a demo shows (issue 13): no re-runs while nothing runs, job figures, icons, counts.
+
+A real training job (``core.jobs`` starting ``python -m core train``) on the test world's tiny
+dataset, in a data folder of its own so its job and run records stay out of the other tests.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from streamlit.runtime.forward_msg_queue import ForwardMsgQueue
+from streamlit.testing.v1 import AppTest
+
+from tests.test_app import APP, _metric, _open
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def auto_reruns(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The intervals of every ``run_every`` timer a script run asks the browser to start.
+
+    A spy on Streamlit's message queue (it still enqueues every message): AppTest has no
+    browser, so this is where a fragment's timer shows.
+    """
+    seen: list[float] = []
+    enqueue = ForwardMsgQueue.enqueue
+
+    def spy(self: ForwardMsgQueue, msg: object) -> None:
+        if msg.WhichOneof("type") == "auto_rerun":  # type: ignore[attr-defined]
+            seen.append(msg.auto_rerun.interval)  # type: ignore[attr-defined]
+        enqueue(self, msg)
+
+    monkeypatch.setattr(ForwardMsgQueue, "enqueue", spy)
+    return seen
+
+
+@pytest.fixture
+def own_world(world: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Path]]:
+    """The world's sample and dataset in a data folder of its own, with an empty runs folder."""
+    data_dir, runs_dir = tmp_path / "data", tmp_path / "runs"
+    data_dir.mkdir()
+    for name in ("sample", "datasets"):
+        (data_dir / name).symlink_to(world["data"] / name, target_is_directory=True)
+    monkeypatch.setenv("GALAXY_MORPH_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("GALAXY_MORPH_RUNS_DIR", str(runs_dir))
+    yield {"data": data_dir, "runs": runs_dir, "dataset": world["dataset"]}
+
+
+def _wait_for_exit(pid: int) -> None:
+    """Block until the job's wrapper (our child) has exited; no sleeping."""
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass  # already reaped by core.jobs' own status check
+
+
+def test_training_page_reruns_only_while_a_job_runs(own_world: dict[str, Path], auto_reruns: list[float]) -> None:
+    from core import jobs
+
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    _open(at, "training")
+    assert auto_reruns == [], "nothing is running, yet the page asked for timed re-runs"
+
+    job = jobs.start_job(["train", "--dataset", str(own_world["dataset"]), "--models", "lenet5", "--seeds", "0",
+                          "--epochs", "1", "--batch-size", "16"], label="train lenet5")
+    try:
+        at.session_state["train_job"] = job.id
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert auto_reruns, "a running job's panel must redraw itself"
+        text = " ".join(p.proto.text for p in at.get("progress"))
+        assert ":material/hourglass_top:" in text and "running" in text
+        assert _metric(at, "Run") == "0 of 1" or "epoch" in text
+    finally:
+        _wait_for_exit(job.pid)
+
+    auto_reruns.clear()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert jobs.job_status(job) == jobs.FINISHED, jobs.tail_log(job)
+    assert auto_reruns == [], "the job has ended, yet the page still asks for timed re-runs"
+    panel = next(p.proto.text for p in at.get("progress") if "train lenet5" in p.proto.text)
+    assert panel.startswith(":material/check_circle: **train lenet5** — finished · LeNet-5 seed 0, epoch 1 of 1")
+    assert _metric(at, "Run") == "1 of 1"
+    assert _metric(at, "Epoch") == "1/1"
+    batches = _metric(at, "Batch")
+    assert re.fullmatch(r"(\d+)/\1", batches), batches
+    assert re.fullmatch(r"\d+:\d\d", _metric(at, "Elapsed")), "a finished job shows how long it took"
+
+
+def test_no_emoji_in_the_dashboard() -> None:
+    """Status icons are Material icons: emoji show as empty boxes where no emoji font is installed."""
+    emoji = re.compile("[\U0001F000-\U0001FFFF\u2600-\u27BF\u2B00-\u2BFF\u23E9-\u23FA]")
+    found = [f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+             for folder in ("pages", "ui") for path in sorted((ROOT / folder).glob("*.py"))
+             for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if emoji.search(line)]
+    assert not found, found
