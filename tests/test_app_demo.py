@@ -101,3 +101,27 @@ def test_no_emoji_in_the_dashboard() -> None:
              for folder in ("pages", "ui") for path in sorted((ROOT / folder).glob("*.py"))
              for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if emoji.search(line)]
     assert not found, found
+
+
+def test_job_panel_says_starting_then_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job with no progress yet is "starting …", not 0/?; a finished one shows its count and elapsed
+    time, in values short enough for five metrics side by side at 1280 px."""
+    from core import jobs
+    from ui.common import job_figures
+
+    monkeypatch.setenv("GALAXY_MORPH_DATA_DIR", str(tmp_path / "data"))
+    job = jobs.start_job(["sample", "--out", str(tmp_path / "data" / "tiny"), "--n", "6"], label="sample")
+    try:
+        # Python is still importing: no event yet (or the first one, 0 of an unknown total).
+        fraction, summary, figures = job_figures(job, jobs.job_status(job))
+        assert (fraction, summary) == (0.0, "starting …")
+        assert dict(figures)["Done"] == "—"
+    finally:
+        _wait_for_exit(job.pid)
+    assert jobs.job_status(job) == jobs.FINISHED, jobs.tail_log(job)
+    fraction, summary, figures = job_figures(job, jobs.FINISHED)
+    values = dict(figures)
+    done = int(values["Done"].replace(",", ""))
+    assert done >= 6 and fraction == 1.0
+    assert values["Elapsed"] != "—" and re.fullmatch(r"\d+:\d\d", values["Elapsed"])
+    assert all(len(v) <= 8 for v in values.values()), values
