@@ -29,13 +29,14 @@ policy = st.segmented_control(
     help="drop: leave the object out; majority: most frequent class wins; first: first listed class wins.",
 )
 resolved, report = data.resolved(source, scheme, policy)
-before = resolved[resolved["label"] != data.UNCLASSIFIED].groupby("label").size().reindex(classes, fill_value=0)
+counted = data.source_counts(source, scheme, policy)
+before = pd.Series(counted.per_class)
 filters = data.current_filters()
 after_table = data.filtered(source, scheme, **filters)
 after = after_table[after_table["kept"]].groupby("label").size().reindex(classes, fill_value=0)
 
 cols = st.columns(4)
-cols[0].metric("Labelled objects", f"{int(before.sum()):,}")
+common.count_metrics(counted, scheme, cols[:1], show=["labelled"])
 cols[1].metric("Imbalance ratio (before)", data.imbalance_text(before), help="Largest class ÷ smallest class.")
 cols[2].metric("Kept after filters", f"{int(after.sum()):,}")
 cols[3].metric("Imbalance ratio (after)", data.imbalance_text(after))

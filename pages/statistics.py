@@ -23,17 +23,16 @@ if table.empty:
 
 images = data.image_table(source)
 n_missing = int((~table["has_image"]).sum())
+counted = data.source_counts(source, scheme)
 cols = st.columns(5)
-cols[0].metric("Objects", f"{table['name'].nunique():,}")
-cols[1].metric("Catalogue rows", f"{len(table):,}")
-cols[2].metric("With image", f"{int(table['has_image'].sum()):,}")
-cols[3].metric("Missing / failed images", f"{n_missing:,}")
-cols[4].metric("Unclassified", f"{int((table['label'] == data.UNCLASSIFIED).sum()):,}", help=f"Types that the {scheme} scheme does not map to a class.")
+common.count_metrics(counted, scheme, cols[:3])
+cols[3].metric("Rows without an image", f"{n_missing:,}", help="Missing or failed images; see the list below.")
+cols[4].metric("Unclassified rows", f"{int((table['label'] == data.UNCLASSIFIED).sum()):,}", help=f"Types that the {scheme} scheme does not map to a class.")
 
 left, right = st.columns(2)
 with left:
-    counts = table[table["label"] != data.UNCLASSIFIED].groupby("label")["name"].nunique()
-    st.plotly_chart(charts.class_bar(counts.reindex(classes, fill_value=0), title="Objects per class", colors=colors), key="stats_classes")
+    counts = pd.Series(counted.per_class)
+    st.plotly_chart(charts.class_bar(counts, title="Labelled objects per class", colors=colors), key="stats_classes")
 with right:
     prefixes = table.groupby("prefix")["name"].nunique().sort_values(ascending=False)
     top = prefixes.head(12)

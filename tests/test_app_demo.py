@@ -15,7 +15,7 @@ import pytest
 from streamlit.runtime.forward_msg_queue import ForwardMsgQueue
 from streamlit.testing.v1 import AppTest
 
-from tests.test_app import APP, _metric, _open
+from tests.test_app import APP, _metric, _open, app  # noqa: F401 - app is a fixture
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -125,3 +125,52 @@ def test_job_panel_says_starting_then_counts(tmp_path: Path, monkeypatch: pytest
     assert done >= 6 and fraction == 1.0
     assert values["Elapsed"] != "—" and re.fullmatch(r"\d+:\d\d", values["Elapsed"])
     assert all(len(v) <= 8 for v in values.values()), values
+
+
+def _chart(at: AppTest, title_start: str) -> dict[str, dict[str, float]]:
+    """``{trace name: {x: y}}`` of the chart whose title starts with ``title_start``."""
+    import json
+
+    for chart in at.get("plotly_chart"):
+        spec = json.loads(chart.proto.spec)
+        title = spec["layout"].get("title", {})
+        if str(title.get("text", "") if isinstance(title, dict) else title).startswith(title_start):
+            return {str(t.get("name")): dict(zip(map(str, _array(t["x"])), map(float, _array(t["y"]))))
+                    for t in spec["data"]}
+    raise AssertionError(f"no chart titled {title_start!r}")
+
+
+def _array(values: list | dict) -> list:
+    """Plotly's JSON writes numeric arrays as ``{"dtype": ..., "bdata": base64}``."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(values, dict):
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).tolist()
+    return list(values)
+
+
+def _number(at: AppTest, label: str) -> int:
+    return int(_metric(at, label).replace(",", ""))
+
+
+def test_home_statistics_and_balance_count_the_same_objects(app: AppTest) -> None:
+    """Rows, objects and labelled objects mean one thing, and the per-class bars add up to the labelled objects."""
+    seen = {}
+    _open(app, "home")
+    seen["home"] = (_number(app, "Catalogue rows"), _number(app, "Objects"), _number(app, "Labelled objects"),
+                    *_chart(app, "Labelled objects per class").values())
+    _open(app, "statistics")
+    seen["statistics"] = (_number(app, "Catalogue rows"), _number(app, "Objects"), _number(app, "Labelled objects"),
+                          *_chart(app, "Labelled objects per class").values())
+    assert seen["home"] == seen["statistics"]
+    rows, objects, labelled, per_class = seen["home"]
+    assert objects == 120, "the sample has 120 galaxies; aliases are more rows and names, not more objects"
+    assert rows > objects
+    assert sum(per_class.values()) == labelled and list(per_class) == ["E", "S0", "Spiral"]
+
+    _open(app, "balance")
+    assert app.segmented_control(key="balance_policy").value == "drop"
+    assert _number(app, "Labelled objects") == labelled
+    assert _chart(app, "Objects per class before")["before filters"] == per_class

@@ -6,14 +6,16 @@ Colours live in :mod:`ui.palette`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
 from core import jobs
 from core.catalogue import source_kind as catalogue_kind
 from core.config import Settings, get_settings
+from core.counts import SourceCounts
 from core.io import read_jsonl
 from core.progress import format_duration
 
@@ -78,6 +80,28 @@ def page_header(title: str, caption: str) -> None:
     """The page title with a one-line explanation of what the page is for."""
     st.title(title)
     st.caption(caption)
+
+
+COUNTS = ("rows", "objects", "labelled")
+
+
+def count_metrics(
+    counted: SourceCounts, scheme: str, columns: Sequence[Any] | None = None, *, show: Sequence[str] = COUNTS
+) -> None:
+    """Catalogue rows, objects and labelled objects (or those in ``show``), named and explained
+    the same on every page, one per column."""
+    dropped = f" {counted.conflicts:,} listed under conflicting types are left out ({counted.policy})." if counted.conflicts else ""
+    metrics = {
+        "rows": ("Catalogue rows", counted.rows, "Lines of the catalogue; a galaxy can have several (aliases, one per image)."),
+        "objects": ("Objects", counted.objects,
+                    f"Distinct galaxies: {counted.names:,} names, those at the same position counted once."),
+        "labelled": ("Labelled objects", counted.labelled,
+                     f"Objects the {scheme} scheme puts in one of its classes; the classes add up to it.{dropped}"),
+    }
+    columns = columns if columns is not None else st.columns(len(show))
+    for column, name in zip(columns, show):
+        label, value, explanation = metrics[name]
+        column.metric(label, f"{value:,}", help=explanation)
 
 
 def job_table(job_list: Iterable[jobs.Job]) -> list[dict[str, object]]:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import catalogue, labels, models, preprocessing, report, runs
+from core import catalogue, counts, labels, models, preprocessing, report, runs
 from core.builder import DEFAULT_MIN_QUALITY, QUALITY_DEFAULTS, compute_metrics
 from core.config import get_settings
 from core.errors import GalaxyMorphError, ImageReadError
@@ -110,6 +110,16 @@ def _labelled(source: str, scheme: str, _fp: tuple[float, ...]) -> pd.DataFrame:
 def labelled(source: str, scheme: str) -> pd.DataFrame:
     """The source's catalogue, one row per catalogue row, with ``label``, ``has_image``, ``prefix``."""
     return _labelled(source, scheme, _fingerprint(source))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _counts(source: str, scheme: str, policy: str, _fp: tuple[float, ...]) -> counts.SourceCounts:
+    return counts.count_source(_labelled(source, scheme, _fp), classes=scheme_classes(scheme), policy=policy)
+
+
+def source_counts(source: str, scheme: str, policy: str = "drop") -> counts.SourceCounts:
+    """Rows, objects, labelled objects and objects per class, as every page names them (:mod:`core.counts`)."""
+    return _counts(source, scheme, policy, _fingerprint(source))
 
 
 @st.cache_data(max_entries=16)
