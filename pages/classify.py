@@ -20,13 +20,30 @@ if finished.empty:
 dataset = st.selectbox("Models trained on", list(dict.fromkeys(finished["dataset"])), key="cls_dataset",
                        format_func=lambda p: str(p).split("/")[-1])
 candidates = data.first_seed_runs(data.load_runs(tuple(finished[finished["dataset"] == dataset]["path"])))
+# The image comes from the input chosen here; using an input chooses it (an upload sitting in
+# the uploader used to hide a galaxy picked afterwards, without a word).
+INPUTS = {"upload": "an uploaded file", "galaxy": "a galaxy of the current source", "ned": "a NED name"}
+if "cls_input" not in st.session_state:
+    st.session_state["cls_input"] = "galaxy"
+uploaded = st.session_state.get("cls_upload")
+if uploaded is not None and st.session_state.get("cls_upload_seen") != uploaded.file_id:
+    st.session_state["cls_upload_seen"] = uploaded.file_id
+    st.session_state["cls_input"] = "upload"
+choice = st.radio("Classify", list(INPUTS), format_func=INPUTS.get, horizontal=True, key="cls_input")
 left, right = st.columns(2)
 upload = left.file_uploader("Image file", type=["fits", "fit", "fts", "gz", "jpg", "jpeg", "png"], key="cls_upload",
                             help="Up to 50 MB. FITS may be gzipped.")
 source_table = data.labelled(st.session_state["source"], st.session_state["scheme"])
 names = list(source_table.loc[source_table["has_image"], "name"].drop_duplicates().head(500))
-picked = right.selectbox("…or a galaxy of the current source", ["—", *names], key="cls_name")
-ned_name = right.text_input("…or a NED name to fetch (needs the internet)", key="cls_ned", placeholder="e.g. NGC 4486")
+picked = right.selectbox("…or a galaxy of the current source", ["—", *names], key="cls_name",
+                         on_change=lambda: st.session_state.update(cls_input="galaxy"))
+ned_name = right.text_input("…or a NED name to fetch (needs the internet)", key="cls_ned", placeholder="e.g. NGC 4486",
+                            on_change=lambda: st.session_state.update(cls_input="ned"))
+if choice != "upload" and upload is not None:
+    st.caption(f"The uploaded file is not used: classifying {INPUTS[choice]}. Choose *{INPUTS['upload']}* to use it.")
+upload = upload if choice == "upload" else None
+picked = picked if choice == "galaxy" else "—"
+ned_name = ned_name if choice == "ned" else ""
 
 try:
     if upload is not None:
@@ -45,7 +62,8 @@ config = data.dataset_preprocess_config(dataset)
 steps = data.steps_for(image, config)
 st.subheader(f"Preprocessing of {label}")
 for col, (step, array) in zip(st.columns(len(steps)), steps.items()):
-    col.image(data.for_display(array), caption=step.replace("_", " "), width="stretch")
+    shown, caption = data.step_for_display(step, array)
+    col.image(shown, caption=caption, width="stretch")
 st.caption(f"Crop {config.crop:g} of the side, {config.stretch} stretch, resized to {config.size} × {config.size} px.")
 if upload is None and picked != "—":
     common.acknowledge(st.session_state["source"])

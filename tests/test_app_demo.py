@@ -15,6 +15,7 @@ import pytest
 from streamlit.runtime.forward_msg_queue import ForwardMsgQueue
 from streamlit.testing.v1 import AppTest
 
+from tests.conftest import MODELS
 from tests.test_app import APP, _metric, _open, app  # noqa: F401 - app is a fixture
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -174,3 +175,47 @@ def test_home_statistics_and_balance_count_the_same_objects(app: AppTest) -> Non
     assert app.segmented_control(key="balance_policy").value == "drop"
     assert _number(app, "Labelled objects") == labelled
     assert _chart(app, "Objects per class before")["before filters"] == per_class
+
+
+def test_picking_a_galaxy_after_a_bad_upload_classifies_the_galaxy(app: AppTest) -> None:
+    _open(app, "classify")
+    app.file_uploader(key="cls_upload").set_value(("notes.png", b"this is not an image", "image/png"))
+    app.run()
+    assert any("notes.png" in e.value for e in app.error)
+
+    names = app.selectbox(key="cls_name").options
+    app.selectbox(key="cls_name").set_value(names[1])
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert not app.error, [e.value for e in app.error]
+    assert len([m for m in app.markdown if " → **" in m.body]) == len(MODELS)
+    assert app.radio(key="cls_input").value == "galaxy", "picking a galaxy chooses the galaxy"
+    assert any("uploaded file is not used" in c.value for c in app.caption), "the page says the upload is set aside"
+
+    app.radio(key="cls_input").set_value("upload")
+    app.run()
+    assert any("notes.png" in e.value for e in app.error), "the upload is one click away"
+
+
+def test_every_step_gets_a_display_stretch(world: dict[str, Path]) -> None:
+    """Raw, background-subtracted and cropped pixels are counts: clipped to [0, 1] they were white or
+    black noise; the display stretch spreads them over the grey levels."""
+    import numpy as np
+    import pandas as pd
+
+    from core.images import read_image
+    from core.preprocessing import PreprocessConfig, preprocess_steps
+    from ui.data import for_display, step_for_display
+
+    catalogue = pd.read_csv(world["sample"] / "catalog.csv")
+    image = read_image(world["sample"] / catalogue["file"].iloc[0])
+    for step, array in preprocess_steps(image, PreprocessConfig(size=32)).items():
+        shown, caption = step_for_display(step, array)
+        assert shown.min() >= 0.0 and shown.max() <= 1.0
+        assert caption.startswith(step.replace("_", " "))
+        saturated = np.mean((shown <= 0.0) | (shown >= 1.0))
+        assert saturated < 0.25, f"{step}: {saturated:.0%} of the pixels are pure black or white"
+        assert np.std(shown) > 0.05, f"{step}: flat"
+    raw = preprocess_steps(image, PreprocessConfig(size=32))["raw"]
+    clipped = for_display(raw)  # what the page showed: half the sky noise below 0, so black
+    assert np.mean((clipped <= 0) | (clipped >= 1)) > 0.4, "the raw step needs a stretch at all"

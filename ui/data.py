@@ -525,6 +525,23 @@ def steps_for(image: Any, config: preprocessing.PreprocessConfig) -> dict[str, n
     return preprocessing.preprocess_steps(image, config)
 
 
+# Steps whose pixels are already in [0, 1]: shown as they are, since that is what the model sees.
+STRETCHED_STEPS = ("stretched", "final")
+
+
+def step_for_display(step: str, array: np.ndarray) -> tuple[np.ndarray, str]:
+    """A preprocessing step's image for the screen, and a caption saying how it is shown.
+
+    Raw, background-subtracted and cropped pixels are in the image's own units (counts, or 0-255),
+    which ``st.image`` would clip to [0, 1]: they get a display-only asinh stretch between their
+    0.5 and 99.5 percentiles.
+    """
+    name = step.replace("_", " ")
+    if step in STRETCHED_STEPS:
+        return for_display(array), f"{name} (as the model sees it)"
+    return for_display(preprocessing.stretch_image(array, "asinh")), f"{name} (display: asinh)"
+
+
 def predict(run_path: str, x: np.ndarray) -> dict[str, float]:
     """``{class: probability}`` of one preprocessed image by the run's model."""
     run = runs.load_run(run_path)
