@@ -26,7 +26,7 @@ n_missing = int((~table["has_image"]).sum())
 counted = data.source_counts(source, scheme)
 cols = st.columns(5)
 common.count_metrics(counted, scheme, cols[:3])
-cols[3].metric("Rows without an image", f"{n_missing:,}", help="Missing or failed images; see the list below.")
+cols[3].metric("Missing images", f"{n_missing:,}", help="Catalogue rows without a readable image; see the list below.")
 cols[4].metric("Unclassified rows", f"{int((table['label'] == data.UNCLASSIFIED).sum()):,}", help=f"Types that the {scheme} scheme does not map to a class.")
 
 left, right = st.columns(2)
