@@ -47,9 +47,9 @@ left, right = st.columns(2)
 with left:
     if table["redshift"].notna().any():
         st.plotly_chart(
-            charts.per_class_histogram(
+            charts.per_class_violin(
                 table[table["label"] != data.UNCLASSIFIED], column="redshift", classes=classes,
-                title="Redshift distribution per class", x_title="redshift z",
+                title="Redshift per class (catalogue rows)", y_title="redshift z",
             ),
             key="stats_redshift",
         )
@@ -60,15 +60,12 @@ with right:
     if sized.empty:
         st.info("No readable images yet, so no image sizes.")
     else:
-        fig = go.Figure()
-        for cls in classes:
-            part = sized[sized["label"] == cls]
-            if len(part):
-                fig.add_trace(go.Scatter(x=part["width"], y=part["height"], mode="markers", name=cls,
-                                         marker=dict(color=colors[cls], size=6, opacity=0.6)))
-        fig.update_xaxes(title="width (pixels)")
-        fig.update_yaxes(title="height (pixels)")
-        st.plotly_chart(charts.style(fig, title="Image sizes"), key="stats_sizes")
+        # Cutouts are square: width against height was one diagonal line. Their side is what the
+        # min-size filter and the crop act on.
+        sized = sized.assign(side=sized[["width", "height"]].min(axis=1))
+        st.plotly_chart(charts.stacked_histogram(sized, column="side", classes=[*classes, data.UNCLASSIFIED],
+                                                 title="Image side (shorter one)", x_title="pixels", y_title="images"),
+                        key="stats_sizes")
 
 st.subheader("Survey and band coverage")
 coverage = data.coverage(table)

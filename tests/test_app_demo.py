@@ -219,3 +219,24 @@ def test_every_step_gets_a_display_stretch(world: dict[str, Path]) -> None:
     raw = preprocess_steps(image, PreprocessConfig(size=32))["raw"]
     clipped = for_display(raw)  # what the page showed: half the sky noise below 0, so black
     assert np.mean((clipped <= 0) | (clipped >= 1)) > 0.4, "the raw step needs a stretch at all"
+
+
+def test_statistics_and_balance_charts_can_be_read(app: AppTest) -> None:
+    """Violins per class instead of overlapping histograms, a histogram of the image side instead
+    of a width-height diagonal, and the top raw type strings as bars instead of a Sankey."""
+    import json
+
+    _open(app, "statistics")
+    specs = [json.loads(c.proto.spec) for c in app.get("plotly_chart")]
+    redshift = next(s for s in specs if s["layout"]["title"]["text"].startswith("Redshift per class"))
+    assert {t["type"] for t in redshift["data"]} == {"violin"}
+    assert all(t["spanmode"] == "hard" for t in redshift["data"]), "no density below z = 0"
+    sides = next(s for s in specs if s["layout"]["title"]["text"].startswith("Image side"))
+    assert {t["type"] for t in sides["data"]} == {"histogram"}
+
+    _open(app, "balance")
+    specs = [json.loads(c.proto.spec) for c in app.get("plotly_chart")]
+    assert all(t["type"] != "sankey" for s in specs for t in s["data"])
+    types = next(s for s in specs if "most common raw NED type strings" in s["layout"]["title"]["text"])
+    strings = {y for t in types["data"] for y in _array(t["y"])}
+    assert 0 < len(strings) <= 15 and not any(y.startswith("other types") for y in strings)

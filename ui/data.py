@@ -152,11 +152,25 @@ def dropped_conflicts(source: str, scheme: str, report: Any) -> pd.DataFrame:
 
 def type_flows(table: pd.DataFrame, *, top: int) -> pd.DataFrame:
     """``source, target, n``: objects per (raw type string, class), the ``top`` raw strings kept apart."""
-    raw = table["classification"].fillna("(none)").astype(str).str.strip().replace("", "(none)")
+    raw = _raw_types(table)
     frequent = raw.value_counts().head(top).index
     grouped = raw.where(raw.isin(frequent), other=f"other types ({raw.nunique() - len(frequent)})")
     flows = pd.DataFrame({"source": grouped, "target": table["label"]}).value_counts().rename("n").reset_index()
     return flows.sort_values(["target", "n"], ascending=[True, False])
+
+
+def _raw_types(table: pd.DataFrame) -> pd.Series:
+    return table["classification"].fillna("(none)").astype(str).str.strip().replace("", "(none)")
+
+
+def top_type_strings(table: pd.DataFrame, *, top: int) -> list[str]:
+    """The ``top`` most common raw type strings (``type_flows`` keeps them apart)."""
+    return list(_raw_types(table).value_counts().head(top).index)
+
+
+def type_strings(table: pd.DataFrame) -> int:
+    """How many distinct raw type strings the catalogue has."""
+    return int(_raw_types(table).nunique())
 
 
 def imbalance_text(counts: pd.Series) -> str:
