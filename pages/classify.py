@@ -37,8 +37,8 @@ source_table = data.labelled(st.session_state["source"], st.session_state["schem
 names = list(source_table.loc[source_table["has_image"], "name"].drop_duplicates().head(500))
 picked = right.selectbox("…or a galaxy of the current source", ["—", *names], key="cls_name",
                          on_change=lambda: st.session_state.update(cls_input="galaxy"))
-ned_name = right.text_input("…or a NED name to fetch (needs the internet)", key="cls_ned", placeholder="e.g. NGC 4486",
-                            on_change=lambda: st.session_state.update(cls_input="ned"))
+ned_name = right.text_input("…or a NED name to fetch (needs the internet)", key="cls_ned",
+                            placeholder="e.g. NGC 4486", on_change=lambda: st.session_state.update(cls_input="ned"))
 if choice != "upload" and upload is not None:
     st.caption(f"The uploaded file is not used: classifying {INPUTS[choice]}. Choose *{INPUTS['upload']}* to use it.")
 upload = upload if choice == "upload" else None

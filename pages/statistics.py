@@ -27,7 +27,8 @@ counted = data.source_counts(source, scheme)
 cols = st.columns(5)
 common.count_metrics(counted, scheme, cols[:3])
 cols[3].metric("Missing images", f"{n_missing:,}", help="Catalogue rows without a readable image; see the list below.")
-cols[4].metric("Unclassified rows", f"{int((table['label'] == data.UNCLASSIFIED).sum()):,}", help=f"Types that the {scheme} scheme does not map to a class.")
+cols[4].metric("Unclassified rows", f"{int((table['label'] == data.UNCLASSIFIED).sum()):,}",
+               help=f"Types that the {scheme} scheme does not map to a class.")
 
 left, right = st.columns(2)
 with left:

@@ -78,7 +78,8 @@ def test_served_app_holds_no_inotify_watch(served: tuple[subprocess.Popen[bytes]
 
     proc, url = served
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox", "--disable-gpu"])
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page()
         page.goto(url, wait_until="domcontentloaded")
         # A session registers the watchers (pages, imported modules) when its first run starts.

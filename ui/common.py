@@ -90,9 +90,12 @@ def count_metrics(
 ) -> None:
     """Catalogue rows, objects and labelled objects (or those in ``show``), named and explained
     the same on every page, one per column."""
-    dropped = f" {counted.conflicts:,} listed under conflicting types are left out ({counted.policy})." if counted.conflicts else ""
+    dropped = ""
+    if counted.conflicts:
+        dropped = f" {counted.conflicts:,} listed under conflicting types are left out ({counted.policy})."
     metrics = {
-        "rows": ("Catalogue rows", counted.rows, "Lines of the catalogue; a galaxy can have several (aliases, one per image)."),
+        "rows": ("Catalogue rows", counted.rows,
+                 "Lines of the catalogue; a galaxy can have several (aliases, one per image)."),
         "objects": ("Objects", counted.objects,
                     f"Distinct galaxies: {counted.names:,} names, those at the same position counted once."),
         "labelled": ("Labelled objects", counted.labelled,
@@ -192,7 +195,8 @@ def job_figures(job: jobs.Job, status: str) -> tuple[float, str, list[tuple[str,
     event = jobs.job_progress(job) or {}
     done, total = int(event.get("done") or 0), event.get("total")
     if status == jobs.RUNNING and not done and total is None:
-        return 0.0, "starting …", [("Done", "—"), ("Rate", "—"), ("ETA", "—"), ("Failed", "0"), ("Elapsed", elapsed)]
+        return 0.0, "starting …", [("Done", "—"), ("Rate", "—"), ("ETA", "—"), ("Failed", "0"),
+                                   ("Elapsed", elapsed)]
     fraction = min(1.0, done / total) if total else (1.0 if status == jobs.FINISHED else 0.0)
     step = f" ({event['step']})" if event.get("step") else ""
     summary = f"{done:,} of {total:,} done{step}" if total else f"{done:,} done{step}"
