@@ -24,6 +24,16 @@ if finished.empty:
 dataset = st.selectbox("Models trained on", list(dict.fromkeys(finished["dataset"])), key="cls_dataset",
                        format_func=lambda p: str(p).split("/")[-1])
 candidates = data.first_seed_runs(data.load_runs(tuple(finished[finished["dataset"] == dataset]["path"])))
+# The image comes from the input chosen here; using an input chooses it (an upload sitting in
+# the uploader used to hide a galaxy picked afterwards, without a word).
+INPUTS = {"upload": "an uploaded file", "galaxy": "a galaxy of the current source", "ned": "a NED name"}
+if "cls_input" not in st.session_state:
+    st.session_state["cls_input"] = "galaxy"
+uploaded = st.session_state.get("cls_upload")
+if uploaded is not None and st.session_state.get("cls_upload_seen") != uploaded.file_id:
+    st.session_state["cls_upload_seen"] = uploaded.file_id
+    st.session_state["cls_input"] = "upload"
+choice = st.radio("Classify", list(INPUTS), format_func=INPUTS.get, horizontal=True, key="cls_input")
 left, right = st.columns(2)
 # No type= filter: Streamlit enforces it (and refuses a name with a NUL) before this script runs,
 # as an exception the page cannot catch; read_upload judges the file by its content instead.
@@ -31,8 +41,15 @@ upload = left.file_uploader("Image file", key="cls_upload",
                             help="FITS (.fits, .fits.gz), JPEG or PNG, up to 50 MB.")
 source_table = data.labelled(st.session_state["source"], st.session_state["scheme"])
 names = list(source_table.loc[source_table["has_image"], "name"].drop_duplicates().head(500))
-picked = right.selectbox("…or a galaxy of the current source", ["—", *names], key="cls_name")
-ned_name = right.text_input("…or a NED name to fetch (needs the internet)", key="cls_ned", placeholder="e.g. NGC 4486")
+picked = right.selectbox("…or a galaxy of the current source", ["—", *names], key="cls_name",
+                         on_change=lambda: st.session_state.update(cls_input="galaxy"))
+ned_name = right.text_input("…or a NED name to fetch (needs the internet)", key="cls_ned",
+                            placeholder="e.g. NGC 4486", on_change=lambda: st.session_state.update(cls_input="ned"))
+if choice != "upload" and upload is not None:
+    st.caption(f"The uploaded file is not used: classifying {INPUTS[choice]}. Choose *{INPUTS['upload']}* to use it.")
+upload = upload if choice == "upload" else None
+picked = picked if choice == "galaxy" else "—"
+ned_name = ned_name if choice == "ned" else ""
 
 try:
     if upload is not None:
@@ -50,11 +67,12 @@ except GalaxyMorphError as exc:
 try:
     config = data.dataset_preprocess_config(dataset)
 except GalaxyMorphError as exc:
-    common.stop_with(str(exc), kind="error")
+    common.stop_with(common.md(exc), kind="error")
 steps = data.steps_for(image, config)
 st.subheader(f"Preprocessing of {common.md(label)}")
 for col, (step, array) in zip(st.columns(len(steps)), steps.items()):
-    col.image(data.for_display(array), caption=step.replace("_", " "), width="stretch")
+    shown, caption = data.step_for_display(step, array)
+    col.image(shown, caption=caption, width="stretch")
 st.caption(f"Crop {config.crop:g} of the side, {common.md(config.stretch)} stretch, "
            f"resized to {config.size} × {config.size} px.")
 if upload is None and picked != "—":

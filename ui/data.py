@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import catalogue, dataset, images, labels, models, preprocessing, report, runs
+from core import catalogue, counts, dataset, images, labels, models, preprocessing, report, runs
 from core.builder import DEFAULT_MIN_QUALITY, QUALITY_DEFAULTS, compute_metrics, image_surveys, resolve_survey
 from core.config import get_settings
 from core.errors import GalaxyMorphError
@@ -116,6 +116,16 @@ def labelled(source: str, scheme: str) -> pd.DataFrame:
     return _labelled(source, scheme, _fingerprint(source))
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def _counts(source: str, scheme: str, policy: str, fingerprint: tuple[float, ...]) -> counts.SourceCounts:
+    return counts.count_source(_labelled(source, scheme, fingerprint), classes=scheme_classes(scheme), policy=policy)
+
+
+def source_counts(source: str, scheme: str, policy: str = "drop") -> counts.SourceCounts:
+    """Rows, objects, labelled objects and objects per class, as every page names them (:mod:`core.counts`)."""
+    return _counts(source, scheme, policy, _fingerprint(source))
+
+
 @st.cache_data(max_entries=16)
 def _resolved(source: str, scheme: str, policy: str, fingerprint: tuple[float, ...]) -> tuple[pd.DataFrame, dict[str, Any]]:
     table, report = labels.resolve_conflicts(_labelled(source, scheme, fingerprint), policy=policy)
@@ -146,7 +156,7 @@ def dropped_conflicts(source: str, scheme: str, report: Any) -> pd.DataFrame:
 
 def type_flows(table: pd.DataFrame, *, top: int) -> pd.DataFrame:
     """``source, target, n``: objects per (raw type string, class), the ``top`` raw strings kept apart."""
-    raw = table["classification"].fillna("(none)").astype(str).str.strip().replace("", "(none)")
+    raw = _raw_types(table)
     frequent = raw.value_counts().head(top).index
     grouped = raw.where(raw.isin(frequent), other=f"other types ({raw.nunique() - len(frequent)})")
     flows = pd.DataFrame({"source": grouped, "target": table["label"]}).value_counts().rename("n").reset_index()
@@ -169,6 +179,20 @@ def with_exclusions(table: pd.DataFrame, *, dwarfs: bool, uncertain: bool) -> pd
 def unclassified_types(table: pd.DataFrame) -> pd.DataFrame:
     """``type, objects``: the raw strings the scheme leaves unclassified, most frequent first."""
     return labels.unclassified_types(table[table.get("excluded", "") == ""]).reset_index()
+
+
+def _raw_types(table: pd.DataFrame) -> pd.Series:
+    return table["classification"].fillna("(none)").astype(str).str.strip().replace("", "(none)")
+
+
+def top_type_strings(table: pd.DataFrame, *, top: int) -> list[str]:
+    """The ``top`` most common raw type strings (``type_flows`` keeps them apart)."""
+    return list(_raw_types(table).value_counts().head(top).index)
+
+
+def type_strings(table: pd.DataFrame) -> int:
+    """How many distinct raw type strings the catalogue has."""
+    return int(_raw_types(table).nunique())
 
 
 def imbalance_text(counts: pd.Series) -> str:
@@ -580,6 +604,23 @@ def dataset_preprocess_config(dataset_path: str) -> preprocessing.PreprocessConf
 def steps_for(image: Any, config: preprocessing.PreprocessConfig) -> dict[str, np.ndarray]:
     """The preprocessing steps of one image (raw, background-subtracted, cropped, stretched, final)."""
     return preprocessing.preprocess_steps(image, config)
+
+
+# Steps whose pixels are already in [0, 1]: shown as they are, since that is what the model sees.
+STRETCHED_STEPS = ("stretched", "final")
+
+
+def step_for_display(step: str, array: np.ndarray) -> tuple[np.ndarray, str]:
+    """A preprocessing step's image for the screen, and a caption saying how it is shown.
+
+    Raw, background-subtracted and cropped pixels are in the image's own units (counts, or 0-255),
+    which ``st.image`` would clip to [0, 1]: they get a display-only asinh stretch between their
+    0.5 and 99.5 percentiles.
+    """
+    name = step.replace("_", " ")
+    if step in STRETCHED_STEPS:
+        return for_display(array), f"{name} (as the model sees it)"
+    return for_display(preprocessing.stretch_image(array, "asinh")), f"{name} (display: asinh)"
 
 
 def predict(run_path: str, x: np.ndarray) -> dict[str, float]:
