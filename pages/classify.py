@@ -24,6 +24,8 @@ if finished.empty:
 dataset = st.selectbox("Models trained on", list(dict.fromkeys(finished["dataset"])), key="cls_dataset",
                        format_func=lambda p: str(p).split("/")[-1])
 candidates = data.first_seed_runs(data.load_runs(tuple(finished[finished["dataset"] == dataset]["path"])))
+# The gradient-boosting baseline classifies features of a dataset's images, not an uploaded image.
+candidates = [r for r in candidates if (r.path / "model.keras").exists()]
 left, right = st.columns(2)
 # No type= filter: Streamlit enforces it (and refuses a name with a NUL) before this script runs,
 # as an exception the page cannot catch; read_upload judges the file by its content instead.

@@ -19,7 +19,8 @@ from core.config import Settings, get_settings
 from core.progress import format_duration
 from core.runs import DAMAGED
 
-MODEL_NAMES = {"lenet5": "LeNet-5", "alexnet": "AlexNet", "resnet18": "ResNet-18", "resnet34": "ResNet-34", "resnet50": "ResNet-50"}
+MODEL_NAMES = {"lenet5": "LeNet-5", "alexnet": "AlexNet", "resnet18": "ResNet-18", "resnet34": "ResNet-34", "resnet50": "ResNet-50",
+               "baseline": "Baseline (boosting)"}
 
 KIND_NAMES = {
     "sample": "built-in synthetic sample",
