@@ -26,6 +26,8 @@ dataset = st.selectbox("Models trained on", list(dict.fromkeys(finished["dataset
 candidates = data.first_seed_runs(data.load_runs(tuple(finished[finished["dataset"] == dataset]["path"])))
 # The gradient-boosting baseline classifies features of a dataset's images, not an uploaded image.
 candidates = [r for r in candidates if (r.path / "model.keras").exists()]
+if not candidates:
+    common.stop_with("Only the baseline was trained on this dataset; train a network to classify an image.")
 left, right = st.columns(2)
 # No type= filter: Streamlit enforces it (and refuses a name with a NUL) before this script runs,
 # as an exception the page cannot catch; read_upload judges the file by its content instead.

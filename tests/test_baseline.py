@@ -109,3 +109,22 @@ def test_train_command_runs_the_baseline_beside_nothing_else(tmp_path, capsys):
     assert out.startswith("baseline seed 0: finished test accuracy 1.000 -> ")
     assert list(list_runs(tmp_path / "runs")["model"]) == ["baseline"]
     assert main(["train", "--dataset", str(dataset), "--models", "baseline", "lenet6"]) == 2
+
+
+def test_comparison_shows_the_baseline_and_classify_says_it_cannot_classify_an_upload(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    train_baseline_runs(_dataset(tmp_path / "ds"), seeds=[0], runs_dir=tmp_path / "runs")
+    monkeypatch.setenv("GALAXY_MORPH_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GALAXY_MORPH_RUNS_DIR", str(tmp_path / "runs"))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/comparison.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [m.value for m in at.markdown if m.body.endswith("· seed 0")] == ["**Baseline (boosting)** · seed 0"]
+    assert "Accuracy" in at.dataframe[0].value.index
+    at.switch_page("pages/classify.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Only the baseline was trained" in i.value for i in at.info)
