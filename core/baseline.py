@@ -230,13 +230,15 @@ def train_baseline(dataset: Dataset, config: BaselineConfig, *, run_dir: str | P
                     n_train=len(parts["train"][1]), n_val=len(parts["val"][1]), n_test=len(parts["test"][1]))
     try:
         started = time.perf_counter()
-        features = {s: morphology_features(parts[s][0]) for s in parts}
-        model = _classifier(config).fit(features["train"], parts["train"][1])
+        train_features = morphology_features(parts["train"][0])
+        model = _classifier(config).fit(train_features, parts["train"][1])
         train_seconds = time.perf_counter() - started
-        # predict_proba returns the columns of model.classes_; a class missing from train gets 0.
+
         def proba(split: str) -> np.ndarray:
+            """Features and probabilities of one split (inference timing includes the features)."""
             out = np.zeros((len(parts[split][1]), len(classes)))
-            out[:, model.classes_] = model.predict_proba(features[split])
+            # predict_proba's columns are model.classes_; a class missing from train keeps 0.
+            out[:, model.classes_] = model.predict_proba(morphology_features(parts[split][0]))
             return out
 
         train_proba, val_proba = proba("train"), proba("val")
@@ -260,7 +262,7 @@ def train_baseline(dataset: Dataset, config: BaselineConfig, *, run_dir: str | P
         for k, cls in enumerate(classes):
             predictions[f"prob_{cls}"] = test_proba[:, k].round(6)
         with atomic_path(run_dir / "model.joblib") as tmp:
-            joblib.dump({"model": model, "features": list(features["train"].columns), "classes": classes}, tmp)
+            joblib.dump({"model": model, "features": list(train_features.columns), "classes": classes}, tmp)
         atomic_write_text(run_dir / "history.csv", history.to_csv(index=False))
         atomic_write_text(run_dir / "predictions.csv", predictions.to_csv(index=False))
         atomic_write_json(run_dir / "metrics.json", metrics)
