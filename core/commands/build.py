@@ -107,9 +107,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build, then print the folder, the counts per split and the reasons images were left out."""
-    import json
-
     import dataclasses
+    import json
 
     from core.builder import QUALITY_DEFAULTS, build_dataset, preprocess_defaults
     from core.config import get_settings
