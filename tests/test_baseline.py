@@ -122,7 +122,7 @@ def test_comparison_shows_the_baseline_and_classify_says_it_cannot_classify_an_u
     at.switch_page("pages/comparison.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    assert [m.value for m in at.markdown if m.body.endswith("· seed 0")] == ["**Baseline (boosting)** · seed 0"]
+    assert [m.value for m in at.markdown if m.body.endswith("· seed 0")] == ["**Boosting baseline** · seed 0"]
     assert "Accuracy" in at.dataframe[0].value.index
     at.switch_page("pages/classify.py")
     at.run()
