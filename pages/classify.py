@@ -24,6 +24,10 @@ if finished.empty:
 dataset = st.selectbox("Models trained on", list(dict.fromkeys(finished["dataset"])), key="cls_dataset",
                        format_func=lambda p: str(p).split("/")[-1])
 candidates = data.first_seed_runs(data.load_runs(tuple(finished[finished["dataset"] == dataset]["path"])))
+# The gradient-boosting baseline classifies features of a dataset's images, not an uploaded image.
+candidates = [r for r in candidates if (r.path / "model.keras").exists()]
+if not candidates:
+    common.stop_with("Only the baseline was trained on this dataset; train a network to classify an image.")
 # The image comes from the input chosen here; using an input chooses it (an upload sitting in
 # the uploader used to hide a galaxy picked afterwards, without a word).
 INPUTS = {"upload": "an uploaded file", "galaxy": "a galaxy of the current source", "ned": "a NED name"}

@@ -191,7 +191,8 @@ if not present:
     galaxy = st.selectbox("Galaxy", names, key="cmp_saliency_name")
     if st.button("Compute saliency maps", key="cmp_saliency", icon=":material/visibility:", disabled=problem is not None):
         image = data.dataset_image(runs_list[0].config["dataset"]["path"], galaxy, raw=True)
-        for col, run in zip(st.columns(len(first) + 1), [None, *first]):
+        networks = [r for r in first if (r.path / "model.keras").exists()]  # the baseline has no gradients
+        for col, run in zip(st.columns(len(networks) + 1), [None, *networks]):
             if run is None:
                 col.image(data.dataset_image(runs_list[0].config["dataset"]["path"], galaxy), caption="input", width="stretch")
                 continue

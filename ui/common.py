@@ -22,7 +22,8 @@ from core.io import read_jsonl
 from core.progress import format_duration
 from core.runs import DAMAGED
 
-MODEL_NAMES = {"lenet5": "LeNet-5", "alexnet": "AlexNet", "resnet18": "ResNet-18", "resnet34": "ResNet-34", "resnet50": "ResNet-50"}
+MODEL_NAMES = {"lenet5": "LeNet-5", "alexnet": "AlexNet", "resnet18": "ResNet-18", "resnet34": "ResNet-34", "resnet50": "ResNet-50",
+               "baseline": "Boosting baseline"}
 
 KIND_NAMES = {
     "sample": "built-in synthetic sample",

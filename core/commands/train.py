@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--dataset", required=True, help="dataset folder written by `python -m core build`")
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS),
-                        help="lenet5, alexnet, resnet18, resnet34, resnet50 (default: lenet5 alexnet resnet18)")
+                        help="lenet5, alexnet, resnet18, resnet34, resnet50, or baseline (gradient boosting on "
+                             "morphology features, a floor for the networks) (default: lenet5 alexnet resnet18)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="random seeds, one run each (default: 0)")
     parser.add_argument("--protocol", choices=("tuned", "equal"), default="tuned",
                         help="tuned: per-model defaults; equal: one optimiser, cosine schedule, epoch budget and "
@@ -59,9 +60,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train, print one line per run, return 1 if any run failed."""
+    from core.baseline import BASELINE_MODEL, train_baseline_runs
+    from core.errors import ConfigError
     from core.io import append_jsonl
+    from core.models import MODEL_NAMES
     from core.progress import format_duration
     from core.training import train_many
+
+    unknown = [m for m in args.models if m not in (*MODEL_NAMES, BASELINE_MODEL)]
+    if unknown:
+        raise ConfigError(f"--models must name {', '.join(MODEL_NAMES)} or {BASELINE_MODEL}; got {', '.join(unknown)}. "
+                          "Check the spelling.")
 
     overrides: dict[str, Any] = {
         "epochs": args.epochs, "batch_size": args.batch_size, "optimizer": args.optimizer,
@@ -94,14 +103,23 @@ def run(args: argparse.Namespace) -> int:
                              f"{event.get('test_accuracy', float('nan')):.3f}\n")
         sys.stderr.flush()
 
-    outcomes = train_many(
-        args.dataset, models=args.models, seeds=args.seeds, runs_dir=args.runs_dir, resume=args.resume,
-        overrides=overrides, progress_callback=show, folds=args.folds, repeats=args.repeats,
-    )
+    networks = [m for m in args.models if m != BASELINE_MODEL]
+    if BASELINE_MODEL in args.models and (args.folds or args.repeats > 1):
+        raise ConfigError("the baseline trains on the dataset's own split; --folds and --repeats are for the "
+                          "networks. Train the baseline in a separate command without them.")
+    outcomes = train_baseline_runs(
+        args.dataset, seeds=args.seeds, runs_dir=args.runs_dir, resume=args.resume,
+        overrides={"class_weight": args.class_weight},
+    ) if BASELINE_MODEL in args.models else []
+    if networks:
+        outcomes += train_many(
+            args.dataset, models=networks, seeds=args.seeds, runs_dir=args.runs_dir, resume=args.resume,
+            overrides=overrides, progress_callback=show, folds=args.folds, repeats=args.repeats,
+        )
     for o in outcomes:
         acc = "" if o["accuracy"] is None else f" test accuracy {o['accuracy']:.3f}"
         err = f" ({o['error']})" if o["error"] else ""
-        where = "" if o["fold"] is None else f" fold {o['fold']}"
-        where += "" if o["split_seed"] is None else f" split seed {o['split_seed']}"
+        where = "" if o.get("fold") is None else f" fold {o['fold']}"
+        where += "" if o.get("split_seed") is None else f" split seed {o['split_seed']}"
         print(f"{o['model']} seed {o['seed']}{where}: {o['status']}{acc}{err} -> {o['run_dir']}")
     return 1 if any(o["status"] == "failed" for o in outcomes) else 0
