@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -77,7 +78,9 @@ class Dataset:
 def content_hash(x: np.ndarray, meta: pd.DataFrame) -> str:
     """SHA-256 over the image bytes and the (name, label, split) of every row."""
     digest = hashlib.sha256()
-    digest.update(np.ascontiguousarray(x, dtype=np.float32).tobytes())
+    # A slab at a time: x may be a memory map larger than memory.
+    for start in range(0, len(x), 1024):
+        digest.update(np.ascontiguousarray(x[start : start + 1024], dtype=np.float32))
     for column in ("name", "label", "split"):
         digest.update("\x1f".join(map(str, meta[column].tolist())).encode("utf-8"))
     return digest.hexdigest()
@@ -94,7 +97,7 @@ def count_by_split(meta: pd.DataFrame, classes: list[str]) -> dict[str, dict[str
 def save_dataset(
     out: str | Path,
     *,
-    x: np.ndarray,
+    x: np.ndarray | str | Path,
     meta: pd.DataFrame,
     classes: list[str],
     manifest: dict[str, Any],
@@ -105,7 +108,9 @@ def save_dataset(
     The folder is written beside ``out`` under a temporary name and renamed into place, so a
     crash never leaves half a dataset, and an existing dataset at ``out`` is replaced whole.
     ``manifest`` is completed with ``version``, ``classes``, ``counts``, ``n_images`` and
-    ``content_hash``.
+    ``content_hash``. ``x`` may be the path of a float32 ``.npy`` file on the same file system
+    as ``out`` (the builder writes one through a memory map): it is moved into the folder, never
+    loaded whole.
 
     Raises
     ------
@@ -113,6 +118,9 @@ def save_dataset(
         If the arrays and the table disagree (shapes, labels out of range, unknown splits).
     """
     out = Path(out)
+    x_file = None if isinstance(x, np.ndarray) else Path(x)
+    if x_file is not None:
+        x = np.load(x_file, mmap_mode="r")
     _validate(x, meta, classes)
     meta = meta.reset_index(drop=True)
     manifest = dict(manifest)
@@ -127,7 +135,10 @@ def save_dataset(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        np.save(staging / "x.npy", np.ascontiguousarray(x, dtype=np.float32))
+        if x_file is not None:
+            os.replace(x_file, staging / "x.npy")
+        else:
+            np.save(staging / "x.npy", np.ascontiguousarray(x, dtype=np.float32))
         meta.to_parquet(staging / "meta.parquet", index=False)
         if images is not None:
             images.reset_index(drop=True).to_parquet(staging / "images.parquet", index=False)

@@ -251,17 +251,11 @@ def generate_sample(
     >>> generate_sample("data/sample", n=200, seed=1)  # doctest: +SKIP
     PosixPath('data/sample')
     """
-    from joblib import Parallel, delayed
-
-    from core.config import get_settings
+    from core.parallel import resolve_jobs, run_parallel
 
     n, seed = _validate(n=n, seed=seed)
     rates = rates or SampleRates()
-    settings = get_settings()
-    if n_jobs is None:
-        n_jobs = settings.n_workers
-    if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs < 1:
-        raise ConfigError(f"n_jobs must be a positive integer; got {n_jobs!r}. Use 1 for no parallelism.")
+    n_jobs = resolve_jobs(n_jobs)
     out = Path(out)
     params = _params(n=n, seed=seed, rates=rates)
     _prepare_folder(out, params)
@@ -276,14 +270,7 @@ def generate_sample(
         if done:
             progress.update(len(done))
 
-    results: Iterable[dict[str, Any]]
-    if n_jobs == 1 or len(todo) < 2:
-        results = (_render_and_write(s, out) for s in todo)
-    else:
-        parallel = Parallel(n_jobs=n_jobs, backend=settings.joblib_backend, return_as="generator",
-                            batch_size=4)
-        results = parallel(delayed(_render_and_write)(s, out) for s in todo)
-    for rec in results:
+    for rec in run_parallel(_render_task, [(s, out) for s in todo], n_jobs=n_jobs):
         append_jsonl(out / _PROGRESS_FILE, rec)
         done[rec["file"]] = rec
         if progress is not None:
@@ -1084,6 +1071,10 @@ def _fits_bytes(data: np.ndarray, cards: dict[str, Any], *, integer: bool) -> by
     buffer = io.BytesIO()
     hdu.writeto(buffer)
     return buffer.getvalue()
+
+
+def _render_task(task: tuple[dict[str, Any], Path]) -> dict[str, Any]:
+    return _render_and_write(*task)
 
 
 def _render_and_write(spec: dict[str, Any], out: Path) -> dict[str, Any]:
