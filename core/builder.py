@@ -81,6 +81,14 @@ def _file_key(path: str) -> tuple[int, int]:
     return int(stat.st_size), int(stat.st_mtime_ns)
 
 
+def measure_images(items: Sequence[tuple[str, float, float]]) -> list[dict[str, Any]]:
+    """Quality metrics of a few ``(path, ra, dec)`` images, as the metrics cache stores them.
+
+    A file that cannot be read gets its reason in ``read_error`` instead.
+    """
+    return _measure_chunk(items)
+
+
 def _measure_chunk(items: Sequence[tuple[str, float, float]]) -> list[dict[str, Any]]:
     """Quality metrics of a few images; a file that cannot be read gets its reason instead."""
     from core.images import read_image  # looked up per call, so a test can prove no image is read
@@ -114,6 +122,7 @@ def compute_metrics(
     backend: str | None = None,
     progress: Progress | None = None,
     chunk_size: int = 16,
+    measured: dict[str, dict[str, Any]] | None = None,
 ) -> pd.DataFrame:
     """Quality metrics of every image of a source (or of ``paths``), cached on disk.
 
@@ -133,6 +142,9 @@ def compute_metrics(
     chunk_size : int
         Images per task; the cache is saved after every round of tasks, so a killed run
         resumes with what was done.
+    measured : dict, optional
+        Rows of :func:`measure_images` already taken elsewhere (the sample renderer measures each
+        image it writes), by absolute path: stored as they are instead of reading those images.
 
     Returns
     -------
@@ -164,11 +176,12 @@ def compute_metrics(
     todo = wanted[(merged["_merge"] == "left_only").to_numpy()]
     logger.info("metrics: %d images, %d cached, %d to measure", len(wanted), len(wanted) - len(todo), len(todo))
     if len(todo):
+        measured = measured or {}
+        fresh: list[dict[str, Any]] = [{**measured[p], "path": p} for p in todo["path"] if p in measured]
+        items = [item for item in zip(todo["path"], todo["ra"], todo["dec"]) if item[0] not in measured]
         if progress is not None:
-            progress.total = (progress.total or 0) + len(todo)
-        items = list(zip(todo["path"], todo["ra"], todo["dec"]))
+            progress.total = (progress.total or 0) + len(items)
         tasks = list(_chunks(items, chunk_size))
-        fresh: list[dict[str, Any]] = []
         saved_at = time.monotonic()
         for rows in run_parallel(_measure_chunk, tasks, n_jobs=n_jobs, backend=backend):
             fresh.extend(rows)

@@ -139,7 +139,8 @@ def dask_client(scheduler: str) -> Any:
         if n < 1:
             raise ConfigError(f"dask_scheduler 'local:N' needs N >= 1; got {scheduler!r}. Use e.g. 'local:2'.")
         # One thread per worker: measuring and rendering hold the GIL, so processes are the parallelism.
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+        # Dashboard on a free port: several clusters (other users, tests) may share the machine.
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0")
         client = Client(cluster, set_as_default=False)
     elif "://" in scheduler or ":" in scheduler:
         try:

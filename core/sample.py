@@ -251,6 +251,7 @@ def generate_sample(
     >>> generate_sample("data/sample", n=200, seed=1)  # doctest: +SKIP
     PosixPath('data/sample')
     """
+    from core.builder import compute_metrics
     from core.parallel import resolve_jobs, run_parallel
 
     n, seed = _validate(n=n, seed=seed)
@@ -277,6 +278,9 @@ def generate_sample(
             progress.update(1)
 
     _write_tables(out, rows, specs, done, params)
+    root = out.resolve()
+    measured = {str(root / file): rec["metrics"] for file, rec in done.items() if "metrics" in rec}
+    compute_metrics(root, measured=measured, n_jobs=n_jobs)
     (out / _PROGRESS_FILE).unlink(missing_ok=True)
     (out / _PARAMS_FILE).unlink(missing_ok=True)
     return out
@@ -1078,14 +1082,19 @@ def _render_task(task: tuple[dict[str, Any], Path]) -> dict[str, Any]:
 
 
 def _render_and_write(spec: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Render one image, write it atomically, return its truth record."""
+    """Render one image, write it atomically, return its truth record and its quality metrics."""
+    from core.builder import measure_images
+
     data, cards, truth = _render(spec)
     survey = {s.name: s for s in _surveys()}[spec["image"]["survey"]]
     raw = _fits_bytes(data, cards, integer=survey.integer)
     if spec["file"].endswith(".gz"):
         raw = gzip.compress(raw, compresslevel=3, mtime=0)  # mtime 0: same bytes on every run
     atomic_write_bytes(out / spec["file"], raw)
-    return {"file": spec["file"], **truth}
+    # Measured now, while the file is in the page cache and with the catalogue's rounded position, so the
+    # builder and the dashboard find every image in the metrics cache instead of reading them all again.
+    (metrics,) = measure_images([(str(out / spec["file"]), float(f"{spec['ra']:.6f}"), float(f"{spec['dec']:.6f}"))])
+    return {"file": spec["file"], **truth, "metrics": metrics}
 
 
 # ---------------------------------------------------------------------------------------------

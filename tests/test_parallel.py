@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.builder import CACHE_FILE, build_dataset
+from core.builder import CACHE_FILE, build_dataset, compute_metrics
 from core.dataset import content_hash, load_dataset, save_dataset
 from core.errors import ConfigError
 from core.parallel import close_dask_clients, dask_client, resolve_jobs, run_parallel
@@ -45,7 +45,8 @@ def test_sample_and_build_are_byte_identical_on_loky_and_a_local_cluster(tmp_pat
         dask_set = build_dataset(dask_sample, out=tmp_path / "dask" / "set", **BUILD)
 
     ran = " ".join(str(task["key"]) for task in stream.data)
-    for function in ("_render_task", "_measure_chunk", "_preprocess_chunk"):
+    # The renderer measures each image's quality as it writes it, so the build has no metrics left to do.
+    for function in ("_render_task", "_preprocess_chunk"):
         assert function in ran, (function, ran)
     sample_files = _files(loky_sample)
     assert len(sample_files) > 24 and sample_files == _files(dask_sample)
@@ -66,7 +67,7 @@ def test_a_scheduler_address_runs_the_tasks_on_that_cluster():
     from distributed import LocalCluster
 
     # Two threads: joblib runs the work in this process when a cluster has a single core in all.
-    with LocalCluster(n_workers=1, threads_per_worker=2, host="127.0.0.1", dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=1, threads_per_worker=2, host="127.0.0.1", dashboard_address=":0") as cluster:
         address = cluster.scheduler_address
         assert address.startswith("tcp://127.0.0.1:")
         results = list(run_parallel(_pid_and_root, [9.0, 16.0, 25.0], scheduler=address))
@@ -117,3 +118,26 @@ def test_jobs_default_to_the_setting_and_reject_nonsense(monkeypatch):
 def test_serial_and_loky_agree_in_task_order():
     tasks = [float(i) for i in range(40)]
     assert list(run_parallel(math.sqrt, tasks, n_jobs=1)) == list(run_parallel(math.sqrt, tasks, n_jobs=2))
+
+
+def test_the_sample_renderer_leaves_the_metrics_a_build_would_measure(tmp_path, monkeypatch):
+    import shutil
+
+    import core.images
+
+    sample = generate_sample(tmp_path / "sample", n=30, seed=2, n_jobs=2)
+    copy = tmp_path / "copy"
+    shutil.copytree(sample, copy, ignore=shutil.ignore_patterns(".cache"))
+    measured_again = compute_metrics(copy, n_jobs=1)
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the sample's images were all measured while rendering")
+
+    monkeypatch.setattr(core.images, "read_image", no_reading)
+    from_render = compute_metrics(sample, n_jobs=1)
+    assert len(from_render) == len(list((sample / "images").iterdir())) > 30
+    assert (from_render["read_error"] == "").sum() > 25
+    pd.testing.assert_frame_equal(
+        from_render.assign(path=from_render["path"].map(lambda p: Path(p).name)),
+        measured_again.assign(path=measured_again["path"].map(lambda p: Path(p).name)),
+    )
