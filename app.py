@@ -8,25 +8,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import common
+from ui import common, session
 from ui import data as ui_data
 
 st.set_page_config(page_title="galaxy-morph", page_icon=":material/auto_awesome:", layout="wide")
 
-ui_data.ensure_builtin_sample()
-
-sources = ui_data.source_options()
-if not sources:
-    st.error("No data source found under the data folder — run `python -m core sample` or import a folder.")
-    st.stop()
-options = list(sources)
 # Pages read the canonical choices "source" and "scheme"; widgets (here and on pages) copy their
 # value there in a callback, and take it back before they are drawn, so every selector agrees.
-if st.session_state.get("source") not in sources:
-    st.session_state["source"] = ui_data.default_source(sources)
-    st.session_state["scheme"] = ui_data.default_scheme(st.session_state["source"])
-if st.session_state.get("scheme") not in ui_data.scheme_names():
-    st.session_state["scheme"] = ui_data.default_scheme(st.session_state["source"])
+sources = session.init_session()
+options = list(sources)
 pages = {
     "Explore": [
         st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),

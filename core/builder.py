@@ -3,7 +3,8 @@
 :func:`build_dataset` runs the whole chain, recording why each candidate was left out:
 
 labels (a class scheme) -> label conflicts -> one catalogue -> positional duplicates ->
-quality metrics -> quality filter -> preprocessing -> stratified split by object -> save.
+quality metrics -> one survey and band -> quality filter -> preprocessing -> stratified split by
+object -> save.
 
 Quality metrics are the slow part (every image is read); :func:`compute_metrics` caches them
 per source in ``<source>/.cache/metrics.parquet``, keyed by file, size, modification time,
@@ -33,22 +34,35 @@ import pandas as pd
 
 from core.catalogue import Source, catalogue_prefix, find_duplicates, load_source
 from core.config import get_settings
-from core.dataset import is_dataset, save_dataset
+from core.dataset import is_dataset, remove_stale_staging, save_dataset
 from core.errors import ConfigError, GalaxyMorphError, ImageReadError
-from core.io import atomic_path
+from core.io import DATASET, atomic_path, check_replaceable
 from core.parallel import resolve_jobs, run_parallel
-from core.labels import UNCLASSIFIED, ConflictReport, Scheme, get_scheme, label_table, resolve_conflicts
+from core.labels import (
+    UNCLASSIFIED,
+    ConflictReport,
+    Scheme,
+    exclusion_reasons,
+    get_scheme,
+    label_table,
+    resolve_conflicts,
+    unclassified_types,
+)
 from core import preprocessing
 from core.preprocessing import QUALITY_VERSION, PreprocessConfig, apply_quality_filter, measure_quality
 from core.progress import Progress
 
 logger = logging.getLogger(__name__)
 
-METRICS_VERSION = 2
-"""Bump when the builder's own cached columns change (2: ``pixel_scale_arcsec``); changes to
+METRICS_VERSION = 3
+"""Bump when the builder's own cached columns change (2: ``pixel_scale_arcsec``; 3: ``header_survey``,
+``header_band``); changes to
 :func:`~core.preprocessing.measure_quality` bump :data:`core.preprocessing.QUALITY_VERSION`."""
-BUILDER_VERSION = 2
-"""Bump when the selection or split logic changes, so identical parameters no longer hit old datasets."""
+BUILDER_VERSION = 3
+"""Bump when the selection or split logic changes, so identical parameters no longer hit old datasets
+(3: NED notes after ';', ranges and luminosity classes are read)."""
+UNCLASSIFIED_TYPES_SHOWN = 50
+"""How many of the type strings a scheme leaves unclassified the manifest lists (most frequent first)."""
 CACHE_FILE = Path(".cache") / "metrics.parquet"
 _KEY_COLUMNS = ("path", "size", "mtime_ns", "ra", "dec", "metrics_version", "quality_version")
 
@@ -62,6 +76,8 @@ defaults so the library, :func:`build_dataset`, the CLI and the dashboard cannot
 DEFAULT_MIN_QUALITY: float = QUALITY_DEFAULTS["min_quality"]
 """The default quality-score threshold everywhere (0.5)."""
 _FILTER_COLUMNS = ("min_side", "source_radius_frac", "snr", "finite_fraction", "saturated_fraction", "background_flatness")
+SURVEY_KEYWORDS = ("SURVEY",)
+BAND_KEYWORDS = ("FILTER", "BAND")
 CENTRED_KINDS: frozenset[str] = frozenset({"gz1"})
 """Source kinds whose cutouts are centred on the galaxy already: ``centre="auto"`` means the image
 centre there, since peak-centring lands on a bright star in about 5 of the 600 Galaxy Zoo JPEGs."""
@@ -102,12 +118,23 @@ def _measure_chunk(items: Sequence[tuple[str, float, float]]) -> list[dict[str, 
             # Cached so a crop in arcsec can be turned into each image's crop fraction without a read.
             scale = image.pixel_scale_arcsec
             row["pixel_scale_arcsec"] = scale if scale is not None and np.isfinite(scale) and scale > 0 else np.nan
+            # Where the catalogue does not say which survey an image is from, its header may.
+            row["header_survey"] = _header_text(image.header, SURVEY_KEYWORDS)
+            row["header_band"] = _header_text(image.header, BAND_KEYWORDS)
         except ImageReadError as exc:
             row["read_error"] = exc.reason
         except (ValueError, MemoryError) as exc:  # a readable file with pathological pixels
             row["read_error"] = f"metrics failed: {exc}"
         rows.append(row)
     return rows
+
+
+def _header_text(header: Any, keywords: Sequence[str]) -> str:
+    for keyword in keywords:
+        value = header.get(keyword) if header is not None else None
+        if value is not None and str(value).strip():
+            return str(value).strip()
+    return ""
 
 
 def _finite(value: float) -> float | None:
@@ -165,8 +192,9 @@ def compute_metrics(
         }
     )
     keys = [_file_key(p) for p in wanted["path"]]
-    wanted["size"] = [k[0] for k in keys]
-    wanted["mtime_ns"] = [k[1] for k in keys]
+    # Typed even when empty: a source whose every file was refused still merges with the cache.
+    wanted["size"] = np.array([k[0] for k in keys], dtype=np.int64)
+    wanted["mtime_ns"] = np.array([k[1] for k in keys], dtype=np.int64)
     wanted["metrics_version"] = METRICS_VERSION
     wanted["quality_version"] = QUALITY_VERSION
 
@@ -203,15 +231,24 @@ def compute_metrics(
 
 def _read_cache(path: Path) -> pd.DataFrame:
     if not path.exists():
-        return pd.DataFrame(columns=list(_KEY_COLUMNS))
+        return _empty_cache()
     try:
         cache = pd.read_parquet(path)
     except Exception as exc:  # noqa: BLE001 - any unreadable cache is rebuilt, never fatal
         logger.warning("metrics cache %s unreadable (%s); measuring again", path, exc)
-        return pd.DataFrame(columns=list(_KEY_COLUMNS))
+        return _empty_cache()
     if not set(_KEY_COLUMNS) <= set(cache.columns):
-        return pd.DataFrame(columns=list(_KEY_COLUMNS))
+        return _empty_cache()
     return cache
+
+
+def _empty_cache() -> pd.DataFrame:
+    """A cache with no rows whose key columns have the types :func:`compute_metrics` merges on."""
+    return pd.DataFrame({
+        "path": pd.Series(dtype=object), "size": pd.Series(dtype=np.int64),
+        "mtime_ns": pd.Series(dtype=np.int64), "ra": pd.Series(dtype=float), "dec": pd.Series(dtype=float),
+        "metrics_version": pd.Series(dtype=np.int64), "quality_version": pd.Series(dtype=np.int64),
+    })
 
 
 def _save_cache(path: Path, cache: pd.DataFrame, todo: pd.DataFrame, fresh: list[dict[str, Any]]) -> pd.DataFrame:
@@ -266,6 +303,79 @@ def resolve_catalog(source: Source, catalog: str) -> str:
     return wanted
 
 
+def image_surveys(table: pd.DataFrame, metrics: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``table`` with ``survey`` and ``band`` per row: the source's own, else the image header's.
+
+    A NED source has them from the fetch manifest, an import from its catalogue columns; the
+    built-in sample (and any FITS with ``SURVEY`` / ``FILTER`` cards) from the headers, which
+    :func:`compute_metrics` reads once (``header_survey``, ``header_band``, joined on ``path``).
+    Unknown is ``""``.
+    """
+    out = table.copy()
+    header = pd.DataFrame(columns=["path", "header_survey", "header_band"])
+    if metrics is not None and {"header_survey", "header_band"} <= set(metrics.columns):
+        header = metrics[["path", "header_survey", "header_band"]].drop_duplicates("path")
+    found = header.set_index("path").reindex(out["path"])
+    for column in ("survey", "band"):
+        own = out[column].astype(object).fillna("").astype(str).str.strip() if column in out else pd.Series("", index=out.index)
+        from_header = found[f"header_{column}"].fillna("").astype(str).to_numpy()
+        out[column] = np.where(own.to_numpy() != "", own.to_numpy(), from_header).astype(object)
+    return out
+
+
+def survey_mix(table: pd.DataFrame) -> pd.DataFrame:
+    """``survey, band, objects``: how many objects have an image of each survey and band, most first."""
+    if not len(table):
+        return pd.DataFrame(columns=["survey", "band", "objects"])
+    rows = table.drop_duplicates("name")
+    mix = rows.groupby(["survey", "band"], sort=False).size().rename("objects").reset_index()
+    return mix.sort_values("objects", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def resolve_survey(table: pd.DataFrame, *, survey: str = "auto", band: str = "auto") -> tuple[str, str]:
+    """``"auto"`` -> the most common survey of ``table`` (and its most common band); names pass through.
+
+    ``"all"`` keeps every survey (band); so does ``"auto"`` when no image records one. A given
+    name is matched without regard to case and returned as the source writes it.
+
+    Raises
+    ------
+    ConfigError
+        If a survey or band is named that no image of the table has.
+    """
+    _check_survey_names(survey, band)
+    mix = survey_mix(table)
+    known = mix[mix["survey"] != ""]
+    chosen_survey = _pick(known.groupby("survey", sort=False)["objects"].sum(), survey, what="survey", mix=mix)
+    in_survey = known if chosen_survey == "all" else known[known["survey"] == chosen_survey]
+    in_survey = in_survey[in_survey["band"] != ""]
+    if chosen_survey == "all" and band == "auto":
+        return "all", "all"  # the most common band across surveys would pick a survey by the back door
+    chosen_band = _pick(in_survey.groupby("band", sort=False)["objects"].sum(), band, what="band", mix=mix)
+    return chosen_survey, chosen_band
+
+
+def _check_survey_names(survey: object, band: object) -> None:
+    for name, value in (("survey", survey), ("band", band)):
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{name} must be 'auto', 'all' or a {name} name; got {value!r}. Use e.g. 'auto'.")
+
+
+def _pick(counts: pd.Series, wanted: str, *, what: str, mix: pd.DataFrame) -> str:
+    if wanted == "all":
+        return "all"
+    if wanted == "auto":
+        return str(counts.sort_values(ascending=False, kind="stable").index[0]) if len(counts) else "all"
+    matches = [name for name in counts.index if str(name).lower() == wanted.strip().lower()]
+    if not matches:
+        listed = ", ".join(f"{r.survey or '?'} / {r.band or '?'} ({r.objects})" for r in mix.head(8).itertuples())
+        raise ConfigError(
+            f"{what} {wanted!r} matches no image of this source; its surveys / bands are {listed or 'not recorded'}. "
+            f"Use one of them, 'auto' (the most common) or 'all'."
+        )
+    return str(matches[0])
+
+
 def _auto_name(source: Source, params: dict[str, Any]) -> str:
     digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
     catalog = params["catalog"].strip("[]").replace("/", "_")
@@ -286,7 +396,12 @@ def build_dataset(
     catalog: str = "auto",
     label_from: str = "classification",
     conflicts: str = "drop",
+    exclude_dwarfs: bool = False,
+    exclude_uncertain: bool = False,
     duplicate_arcsec: float = 3.0,
+    allow_duplicates: bool = False,
+    survey: str = "auto",
+    band: str = "auto",
     seed: int = 0,
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
@@ -318,21 +433,34 @@ def build_dataset(
         Where labels come from (see :func:`core.labels.label_table`).
     conflicts : {"drop", "majority", "first"}
         Policy for objects with several labels (:func:`core.labels.resolve_conflicts`).
+    exclude_dwarfs, exclude_uncertain : bool
+        Leave out dwarfs (``dE``, ``dS0``, ``dSph``, ...) or uncertain types (``E?``, ``Sb:``) that
+        the scheme would otherwise classify (reasons ``dwarf``, ``uncertain``).
     duplicate_arcsec : float
         Names closer than this on the sky are one galaxy; one of them is kept: a name of the
         selected catalogue, and among those the image that passes the filter with the best quality.
+    allow_duplicates : bool
+        With ``catalog="all"``, build even when objects have no position (so duplicates among them
+        cannot be found); by default that is an error.
+    survey, band : str
+        Keep images of one survey and band (:func:`resolve_survey`): ``"auto"`` the most common
+        survey of the source and its most common band, ``"all"`` every one, or a name
+        (``"DSS2 red"``, ``"SDSS"``; band ``"IIIaF"``, ``"r"``). Others get ``other_survey`` /
+        ``other_band``, so one dataset does not mix photographic plates and CCDs.
     seed : int
         Seed of the split.
     val_fraction, test_fraction : float
         Fractions of each class's objects in the validation and test splits.
     out : path, optional
-        Dataset folder; default ``<data_dir>/datasets/<name from the parameters>``.
+        Dataset folder; default ``<data_dir>/datasets/<name from the parameters>``. It must be
+        absent, empty, or a dataset this tool wrote with the same parameters (or ``force``);
+        anything else is refused before an image is read (:func:`core.io.check_replaceable`).
     n_jobs, backend : optional
         Parallelism of metrics and preprocessing (default from the settings).
     progress : Progress, optional
         Advanced per image measured and per image preprocessed.
     force : bool
-        Rebuild even when an identical dataset exists.
+        Rebuild even when an identical dataset exists; replace a dataset built with other parameters.
 
     Returns
     -------
@@ -342,13 +470,14 @@ def build_dataset(
     Raises
     ------
     GalaxyMorphError
-        For bad parameters, and when a class has too few images left to split (the message
-        names the class and what to change).
+        For bad parameters, an ``out`` that may not be replaced, and when a class has too few
+        images left to split (the message names the class and what to change).
     """
     config = preprocess or PreprocessConfig()
     if not isinstance(config, PreprocessConfig):
         raise ConfigError(f"preprocess must be a PreprocessConfig; got {type(config).__name__}.")
     _check_fractions(val_fraction, test_fraction)
+    _check_survey_names(survey, band)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ConfigError(f"seed must be an integer; got {seed!r}.")
     source = source if isinstance(source, Source) else load_source(source)
@@ -372,9 +501,14 @@ def build_dataset(
         "scheme_file_sha256": _file_sha(scheme),
         "label_from": label_from,
         "conflicts": conflicts,
+        "exclude_dwarfs": bool(exclude_dwarfs),
+        "exclude_uncertain": bool(exclude_uncertain),
         "catalog": resolved_catalog,
         "catalog_requested": catalog,
         "duplicate_arcsec": float(duplicate_arcsec),
+        "allow_duplicates": bool(allow_duplicates),
+        "survey": survey,
+        "band": band,
         **{name: float(value) for name, value in thresholds.items() if name != "min_size"},
         "min_size": int(min_size),
         "preprocess": config.to_dict(),
@@ -386,9 +520,14 @@ def build_dataset(
         "quality_version": QUALITY_VERSION,
     }
     out = Path(out) if out is not None else get_settings().data_dir / "datasets" / _auto_name(source, params)
+    # Before any image is read: a folder that is not a dataset of ours is refused at once.
+    remove_stale_staging(out.parent)
+    manifest = check_replaceable(
+        out, kind=DATASET, force=force, protect=[source.root],
+        same=lambda old: _choices(old.get("params")) == _choices(params),
+    )
     current_hash = source_hash(source)
-    if not force and is_dataset(out):
-        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    if not force and manifest is not None and is_dataset(out):
         if manifest.get("params") == params and manifest.get("source_hash") == current_hash:
             logger.info("cache hit: %s already holds this dataset (same parameters, unchanged source)", out)
             return out
@@ -398,14 +537,21 @@ def build_dataset(
         scheme=the_scheme,
         label_from=label_from,
         conflicts=conflicts,
+        exclude_dwarfs=exclude_dwarfs,
+        exclude_uncertain=exclude_uncertain,
         catalog=resolved_catalog,
         duplicate_arcsec=duplicate_arcsec,
     )
+    unplaced = _check_positions(candidates, catalog=resolved_catalog, allow_duplicates=allow_duplicates)
     eligible = candidates["reason"] == ""
     n_jobs = resolve_jobs(n_jobs)
     metrics = compute_metrics(
         source, paths=candidates.loc[eligible, "path"].tolist(), n_jobs=n_jobs, backend=backend, progress=progress
     )
+    candidates = image_surveys(candidates, metrics)
+    mix = survey_mix(candidates[candidates["reason"] == ""])
+    chosen_survey, chosen_band = resolve_survey(candidates[candidates["reason"] == ""], survey=survey, band=band)
+    _mark_surveys(candidates, metrics, survey=chosen_survey, band=chosen_band)
     candidates = _apply_quality(candidates, metrics, config=config, thresholds=thresholds)
     candidates = resolve_duplicates(candidates)
 
@@ -444,6 +590,17 @@ def build_dataset(
             "n_candidates": int(len(candidates)),
             "reasons": {str(k): int(v) for k, v in reasons.items()},
             "conflicts": conflict_report.to_dict(),
+            "objects_without_position": unplaced,
+            "survey": chosen_survey,
+            "band": chosen_band,
+            "survey_mix": mix.to_dict("records"),
+            # A list, not a mapping: the manifest is written with sorted keys, and the order is the point.
+            "unclassified_types": [
+                {"type": str(k), "objects": int(v)}
+                for k, v in unclassified_types(
+                    candidates[candidates["reason"] == "unclassified"], top=UNCLASSIFIED_TYPES_SHOWN
+                ).items()
+            ],
             "scheme_description": the_scheme.description,
         }
         meta = kept[["name", "label", "y", "split", "path"]]
@@ -452,6 +609,13 @@ def build_dataset(
         x_path.unlink(missing_ok=True)
     logger.info("dataset %s: %d images kept of %d candidates", saved, len(kept), len(candidates))
     return saved
+
+
+def _choices(params: Any) -> Any:
+    """The user's parameters without the code versions: a rebuild after an upgrade is the same choice."""
+    if not isinstance(params, dict):
+        return params
+    return {k: v for k, v in params.items() if not k.endswith("_version")}
 
 
 def resolve_centre(config: PreprocessConfig, kind: str) -> PreprocessConfig:
@@ -487,12 +651,15 @@ def select_candidates(
     scheme: Scheme,
     label_from: str = "classification",
     conflicts: str = "drop",
+    exclude_dwarfs: bool = False,
+    exclude_uncertain: bool = False,
     catalog: str = "all",
     duplicate_arcsec: float = 3.0,
 ) -> tuple[pd.DataFrame, ConflictReport]:
     """One row per object of the source with its ``label`` and the first label-side ``reason`` it fails.
 
-    Reasons, in order: ``conflict``, ``unclassified``, ``other_catalogue``, ``no_image``,
+    Reasons, in order: ``conflict``, ``dwarf`` / ``uncertain`` (a type the scheme would classify,
+    left out by ``exclude_dwarfs`` / ``exclude_uncertain``), ``unclassified``, ``other_catalogue``, ``no_image``,
     ``duplicate_of:<name>`` (the other name of the same galaxy that is kept). ``""`` means the
     object goes on to the quality filter. ``catalog`` is a prefix or ``"all"`` (already resolved).
 
@@ -508,6 +675,10 @@ def select_candidates(
     """
     table = source.table.copy()
     table["label"] = label_table(table, scheme, label_from=label_from)
+    excluded = exclusion_reasons(table["classification"].tolist(), dwarfs=exclude_dwarfs, uncertain=exclude_uncertain)
+    # Only a type the scheme would classify is "excluded"; the rest stays plainly unclassified.
+    table["excluded"] = np.where(table["label"] != UNCLASSIFIED, excluded, "")
+    table.loc[table["excluded"] != "", "label"] = UNCLASSIFIED
     resolved, report = resolve_conflicts(table, policy=conflicts)
     candidates = table.drop_duplicates("name").reset_index(drop=True)
     candidates = candidates.drop(columns="label").merge(
@@ -521,7 +692,10 @@ def select_candidates(
 
     mark(candidates["label"].isna().to_numpy(), "conflict")
     candidates["label"] = candidates["label"].fillna(UNCLASSIFIED)
-    mark((candidates["label"] == UNCLASSIFIED).to_numpy(), "unclassified")
+    unclassified = (candidates["label"] == UNCLASSIFIED).to_numpy()
+    for why in ("dwarf", "uncertain"):
+        mark(unclassified & (candidates["excluded"] == why).to_numpy(), why)
+    mark(unclassified, "unclassified")
     if catalog != "all":
         mark((candidates["prefix"] != catalog).to_numpy(), "other_catalogue")
     mark(candidates["path"].isna().to_numpy(), "no_image")
@@ -540,6 +714,47 @@ def select_candidates(
     candidates["duplicate_group"] = group_of
     candidates["conflict"] = candidates["conflict"].fillna(True).astype(bool)
     return candidates, report
+
+
+def _mark_surveys(candidates: pd.DataFrame, metrics: pd.DataFrame, *, survey: str, band: str) -> None:
+    """Give ``other_survey`` / ``other_band`` to the still eligible images of another survey or band.
+
+    An unreadable file has no header to tell its survey: it is left to be called ``unreadable``.
+    """
+    errors = metrics.set_index("path")["read_error"] if len(metrics) else pd.Series(dtype=object)
+    readable = candidates["path"].map(errors).fillna("").eq("")
+    for column, chosen, why in (("survey", survey, "other_survey"), ("band", band, "other_band")):
+        if chosen == "all":
+            continue
+        eligible = (candidates["reason"] == "") & readable
+        other = candidates[column].astype(str).str.lower() != chosen.lower()
+        candidates.loc[eligible & other, "reason"] = why
+
+
+def _check_positions(candidates: pd.DataFrame, *, catalog: str, allow_duplicates: bool) -> int:
+    """How many candidates with an image lack RA/Dec; with ``catalog="all"`` over several catalogues
+    that is an error unless allowed.
+
+    One catalogue's names rarely name one galaxy twice, but across catalogues (``NGC 4486`` and
+    ``2MASX J12304942+1223279``) they often do, and only positions can tell.
+    """
+    alive = candidates[(candidates["reason"] == "") | candidates["reason"].str.startswith("duplicate_of:")]
+    unplaced = alive[alive["ra"].isna() | alive["dec"].isna()]
+    # All names from one catalogue (the Galaxy Zoo cutouts' SDSS ids): "all" is that catalogue.
+    if catalog != "all" or not len(unplaced) or alive["prefix"].nunique() <= 1:
+        return len(unplaced)
+    examples = ", ".join(repr(n) for n in unplaced["name"].head(3))
+    if allow_duplicates:
+        logger.warning("%d of %d objects have no position: duplicates among them are not found (allowed)",
+                       len(unplaced), len(alive))
+        return len(unplaced)
+    raise GalaxyMorphError(
+        f"--catalog all needs a position (ra, dec) for every object, to find one galaxy listed under two names; "
+        f"{len(unplaced)} of {len(alive)} objects with an image have none (e.g. {examples}), so such a galaxy "
+        "could land in two splits and inflate the test accuracy. Run `python -m core fetch` again (it records "
+        "positions from NED's listing and the FITS headers, also for earlier downloads, without a request), add "
+        "ra, dec columns to the catalogue, keep one catalogue (--catalog auto), or pass --allow-duplicates."
+    )
 
 
 def _apply_quality(
@@ -615,7 +830,7 @@ def _check_classes(kept: pd.DataFrame, classes: Sequence[str], *, val_fraction: 
         listed = ", ".join(f"{c!r} has {n}" for c, n in short.items())
         raise GalaxyMorphError(
             f"after filtering, class {listed} kept image(s); a train/val/test split needs at least {need} per "
-            f"class. Lower --min-quality or --min-size, use --catalog all, or pick a scheme without that class."
+            f"class. Lower --min-quality or --min-size, use --catalog all or --survey all, or pick a scheme without that class."
         )
 
 

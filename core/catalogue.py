@@ -11,6 +11,7 @@ listed under two names never lands in two splits.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -45,9 +46,11 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "file": ("file", "filename", "file_name", "path", "image", "image_file", "image_path"),
     "ra": ("ra", "ra_deg", "raj2000", "ra_j2000", "ra_(deg)", "radeg"),
     "dec": ("dec", "dec_deg", "dej2000", "decj2000", "dec_j2000", "dec_(deg)", "decdeg"),
+    "survey": ("survey", "image_survey"),
+    "band": ("band", "filter", "passband", "waveband"),
 }
 REQUIRED_COLUMNS = ("name", "classification")
-MANIFEST_COLUMNS = ("status", "survey", "band", "reason")
+MANIFEST_COLUMNS = ("status", "survey", "band", "reason", "ra", "dec", "position_from")
 
 
 def _normalise_header(column: object) -> str:
@@ -113,6 +116,9 @@ def read_catalogue(path: str | Path) -> pd.DataFrame:
     df["file"] = df["file"].fillna("").astype(str).str.strip()
     df["redshift"] = pd.to_numeric(df["redshift"].replace("", np.nan), errors="coerce")
     df["ra"], df["dec"] = _coordinates(df["ra"], df["dec"], path)
+    for column in ("survey", "band"):  # which survey an image is from, where the catalogue says so
+        if column in df.columns:
+            df[column] = df[column].fillna("").astype(str).str.strip()
     first = ["name", "redshift", "classification", "requested", "file", "ra", "dec"]
     return df[first + [c for c in df.columns if c not in first]].reset_index(drop=True)
 
@@ -254,6 +260,11 @@ def load_source(path: str | Path) -> Source:
     ``images/manifest.csv`` joined on ``name`` (first ``ok`` image per name), and a name
     whose download failed keeps ``path=None`` with the manifest's ``image_reason``.
 
+    A ``file`` must resolve (symlinks followed) inside the source folder, or, for a source
+    written by ``python -m core import``, inside the image folder its ``import_report.json``
+    names; any other row keeps ``path=None`` and says why in ``image_reason``, so a crafted
+    catalogue cannot make the builder read files elsewhere on the machine.
+
     Raises
     ------
     ConfigError, ParseError
@@ -265,8 +276,34 @@ def load_source(path: str | Path) -> Source:
     kind = source_kind(root, classifications=table["classification"])
     if kind == "ned":
         table = _join_manifest(table, root)
-    table["path"] = pd.Series([_resolve(root, f) for f in table["file"]], index=table.index, dtype=object)
+    allowed = [root, *_imported_image_root(root)]
+    paths = [_resolve(root, f) for f in table["file"]]
+    outside = [p is not None and not _inside(p, allowed) for p in paths]
+    if any(outside):
+        reason = f"file outside the source folder {root} (refused)"
+        if "image_reason" not in table:
+            table["image_reason"] = ""
+        table.loc[outside, "image_reason"] = reason
+        logger.warning("%s: %d rows name a file outside the source folder; left without an image (e.g. %s)",
+                       catalogue_path, sum(outside), list(table.loc[outside, "name"].head(3)))
+        paths = [None if out else p for p, out in zip(paths, outside)]
+    table["path"] = pd.Series(paths, index=table.index, dtype=object)
     return Source(root=root, kind=kind, catalogue_path=catalogue_path, table=table)
+
+
+def _imported_image_root(root: Path) -> list[Path]:
+    """The image folder an imported source references in place (from its ``import_report.json``)."""
+    try:
+        report = json.loads((root / "import_report.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return []
+    images = report.get("images") if isinstance(report, dict) else None
+    return [Path(images).resolve()] if isinstance(images, str) and Path(images).is_absolute() else []
+
+
+def _inside(path: str, roots: list[Path]) -> bool:
+    resolved = Path(path).resolve()
+    return any(resolved.is_relative_to(r) for r in roots)
 
 
 def _resolve(root: Path, file: str) -> str | None:
@@ -310,6 +347,16 @@ def _join_manifest(table: pd.DataFrame, root: Path) -> pd.DataFrame:
     joined["image_reason"] = found["reason"].fillna("").to_numpy(dtype=object)
     joined["survey"] = found["survey"].fillna("").to_numpy(dtype=object)
     joined["band"] = found["band"].fillna("").to_numpy(dtype=object)
+    # The scraper's catalogue has no positions; the fetch found them in NED's listing or the FITS
+    # header. A position the catalogue gives itself wins.
+    fetched_ra = pd.to_numeric(found["ra"].replace("", np.nan), errors="coerce").to_numpy(dtype=float)
+    fetched_dec = pd.to_numeric(found["dec"].replace("", np.nan), errors="coerce").to_numpy(dtype=float)
+    missing = (joined["ra"].isna() | joined["dec"].isna()).to_numpy() & np.isfinite(fetched_ra) & np.isfinite(fetched_dec)
+    joined.loc[missing, "ra"] = fetched_ra[missing]
+    joined.loc[missing, "dec"] = fetched_dec[missing]
+    joined["position_from"] = np.where(
+        missing, found["position_from"].fillna("").to_numpy(dtype=object), np.where(joined["ra"].notna(), "catalogue", "")
+    )
     return joined
 
 

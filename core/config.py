@@ -60,6 +60,10 @@ class Settings:
         Default side, in pixels, of the images a dataset is built at.
     user_agent : str
         Sent with every request so NED knows who is asking.
+    max_image_pixels : int
+        Largest image (width x height, all planes of a cube) any reader decodes; larger files,
+        decompression bombs among them, are refused from their header before a pixel is read. It
+        also caps how much a gzip file may inflate to and how large a download may be.
     """
 
     data_dir: Path = Path("data")
@@ -76,6 +80,7 @@ class Settings:
     user_agent: str = field(
         default="galaxy-morph/0.1 (galaxy morphology teaching tool; python-requests)"
     )
+    max_image_pixels: int = 50_000_000
 
     @property
     def n_workers(self) -> int:

@@ -8,28 +8,59 @@ A dataset folder (written by :func:`save_dataset`, read by :func:`load_dataset`)
 - ``manifest.json``: parameters, classes, counts per split and class, hashes.
 
 Training, evaluation and the dashboard all read datasets through :func:`load_dataset`, so the
-split and the preprocessing are the same for every model.
+split and the preprocessing are the same for every model. Reading checks every file first
+(:func:`check_dataset`): a truncated, mistyped or misaligned file raises
+:class:`DatasetDamagedError` naming it, and ``x.npy`` is never unpickled.
+
+A save is staged in ``.<name>.XXXXXXXX.tmp/`` beside the folder, locked (``flock``) while it is
+written, and renamed into place; a save killed with ``kill -9`` leaves that folder behind, and the
+next save into the same parent removes it (:func:`remove_stale_staging`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow
 
-from core.errors import GalaxyMorphError
+from core.errors import ConfigError, GalaxyMorphError
+from core.io import DATASET, check_replaceable, process_umask
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so only the age tells a dead save from a live one
+    fcntl = None  # type: ignore[assignment]
+
+logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
 REQUIRED_META = ("name", "label", "y", "split")
+#: A manifest is a few kilobytes; a larger file is not one and is not read whole.
+MAX_MANIFEST_BYTES = 8 * 2**20
+#: Staging and moved-aside folders of :func:`save_dataset` (``tempfile.mkdtemp``'s 8 characters).
+STAGING_PATTERN = re.compile(r"\.(?P<name>.+)\.(?P<old>old-)?[a-z0-9_]{8}\.tmp")
+#: A staging folder younger than this is left alone even when unlocked: it may be one whose
+#: save has created it and not yet taken the lock.
+STALE_AFTER_S = 60.0 if fcntl is not None else 86400.0
+
+
+class DatasetDamagedError(GalaxyMorphError):
+    """A file of a dataset folder is truncated, of the wrong type or shape, or disagrees with the others."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +138,8 @@ def save_dataset(
 
     The folder is written beside ``out`` under a temporary name and renamed into place, so a
     crash never leaves half a dataset, and an existing dataset at ``out`` is replaced whole.
+    ``out`` must be absent, empty or a dataset holding only dataset files
+    (:func:`core.io.check_replaceable`). The folder gets the mode the umask allows.
     ``manifest`` is completed with ``version``, ``classes``, ``counts``, ``n_images`` and
     ``content_hash``. ``x`` may be the path of a float32 ``.npy`` file on the same file system
     as ``out`` (the builder writes one through a memory map): it is moved into the folder, never
@@ -115,9 +148,11 @@ def save_dataset(
     Raises
     ------
     GalaxyMorphError
-        If the arrays and the table disagree (shapes, labels out of range, unknown splits).
+        If the arrays and the table disagree (shapes, labels out of range, unknown splits), or
+        ``out`` holds anything but a dataset.
     """
     out = Path(out)
+    check_replaceable(out, kind=DATASET, option="out")
     x_file = None if isinstance(x, np.ndarray) else Path(x)
     if x_file is not None:
         x = np.load(x_file, mmap_mode="r")
@@ -133,23 +168,74 @@ def save_dataset(
         content_hash=content_hash(x, meta),
     )
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(out.parent)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        if x_file is not None:
-            os.replace(x_file, staging / "x.npy")
-        else:
-            np.save(staging / "x.npy", np.ascontiguousarray(x, dtype=np.float32))
-        meta.to_parquet(staging / "meta.parquet", index=False)
-        if images is not None:
-            images.reset_index(drop=True).to_parquet(staging / "images.parquet", index=False)
-        (staging / "manifest.json").write_text(
-            json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
-        )
-        _replace_dir(staging, out)
+        # Locked so that a cleanup by another save never takes this one for a killed one.
+        with _locked(staging):
+            # mkdtemp makes 0700; a dataset folder gets what a plain mkdir would.
+            os.chmod(staging, 0o777 & ~process_umask())
+            _write(staging, x=x, x_file=x_file, meta=meta, images=images, manifest=manifest)
+            # Checked again: a build takes minutes, in which someone may have put files there.
+            check_replaceable(out, kind=DATASET, option="out")
+            _replace_dir(staging, out)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def _write(staging: Path, *, x: np.ndarray, x_file: Path | None, meta: pd.DataFrame, images: pd.DataFrame | None,
+           manifest: dict[str, Any]) -> None:
+    if x_file is not None:
+        os.replace(x_file, staging / "x.npy")
+    else:
+        np.save(staging / "x.npy", np.ascontiguousarray(x, dtype=np.float32))
+    meta.to_parquet(staging / "meta.parquet", index=False)
+    if images is not None:
+        images.reset_index(drop=True).to_parquet(staging / "images.parquet", index=False)
+    (staging / "manifest.json").write_text(
+        json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
+    )
+
+
+def remove_stale_staging(parent: str | Path) -> list[Path]:
+    """Remove the staging folders that killed saves left in ``parent``; return them.
+
+    Only folders named like :data:`STAGING_PATTERN`, holding nothing but dataset files, older
+    than :data:`STALE_AFTER_S` and not locked by a live save are touched. A moved-aside old
+    dataset (``.<name>.old-XXXXXXXX.tmp``) whose save died before the new one was renamed into
+    place is renamed back to ``<name>`` instead of deleted.
+    """
+    parent = Path(parent)
+    handled: list[Path] = []
+    if not parent.is_dir():
+        return handled
+    for entry in parent.iterdir():
+        match = STAGING_PATTERN.fullmatch(entry.name)
+        if match is None or entry.is_symlink() or not entry.is_dir():
+            continue
+        try:
+            if time.time() - entry.stat().st_mtime < STALE_AFTER_S:
+                continue
+            names = {p.name for p in entry.iterdir()}
+        except OSError:
+            continue
+        if not names <= DATASET.whole:
+            logger.warning("left %s alone: it holds files a dataset save does not write", entry)
+            continue
+        with _locked(entry) as locked:
+            if not locked:
+                continue
+            target = parent / match["name"]
+            if match["old"] and not target.exists() and is_dataset(entry):
+                entry.rename(target)
+                logger.warning("restored %s from %s (a save was killed while replacing it)", target, entry.name)
+            else:
+                shutil.rmtree(entry)
+                logger.info("removed %s, left by a killed dataset save", entry)
+        handled.append(entry)
+    return handled
 
 
 def load_dataset(path: str | Path, *, mmap: bool = False) -> Dataset:
@@ -165,20 +251,141 @@ def load_dataset(path: str | Path, *, mmap: bool = False) -> Dataset:
     Raises
     ------
     GalaxyMorphError
-        If the folder is not a complete dataset.
+        If the folder is not a complete dataset; :class:`DatasetDamagedError` if one of its
+        files is damaged (see :func:`check_dataset`).
     """
     path = Path(path)
+    manifest, meta, _ = _checked_parts(path)
+    try:
+        x = np.load(path / "x.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise _damaged(path / "x.npy", f"it cannot be read as an array ({exc})") from exc
+    return Dataset(path=path, x=x, meta=meta, classes=list(manifest["classes"]), manifest=manifest)
+
+
+def check_dataset(path: str | Path) -> None:
+    """Check a dataset folder without reading its images; raise if it cannot be loaded.
+
+    ``manifest.json`` must be an object with the classes, counts and hash :func:`save_dataset`
+    writes; ``x.npy`` a float32 ``(N, S, S, C)`` array whose header matches the file's size (read
+    from the header, no pickles); ``meta.parquet`` one row per image with ``name, label, y,
+    split`` of the right types, ``y`` indexing the manifest's classes.
+
+    Raises
+    ------
+    GalaxyMorphError
+        If a file is missing; :class:`DatasetDamagedError` naming the file if one is damaged.
+    """
+    _checked_parts(Path(path))
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The checked ``manifest.json`` of the dataset folder ``path``.
+
+    Raises
+    ------
+    DatasetDamagedError
+        If it is not a JSON object with ``classes`` (distinct names), ``content_hash`` and, when
+        present, well-formed ``counts``, ``n_images``, ``image_shape`` and ``params``.
+    """
+    file = Path(path) / "manifest.json"
+    try:
+        if file.stat().st_size > MAX_MANIFEST_BYTES:
+            raise _damaged(file, f"it is larger than {MAX_MANIFEST_BYTES // 2**20} MB")
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise _damaged(file, f"it is not readable JSON ({exc})") from exc
+    if not isinstance(manifest, dict):
+        raise _damaged(file, f"it holds a JSON {type(manifest).__name__}, not an object")
+    classes = manifest.get("classes")
+    if (not isinstance(classes, list) or not classes or not all(isinstance(c, str) and c for c in classes)
+            or len(set(classes)) != len(classes)):
+        raise _damaged(file, "'classes' must be a list of distinct class names")
+    if not isinstance(manifest.get("content_hash"), str):
+        raise _damaged(file, "'content_hash' must be the text hash save_dataset writes")
+    counts = manifest.get("counts", {})
+    if not isinstance(counts, dict) or not all(
+        isinstance(per_class, dict) and all(_is_count(n) for n in per_class.values()) for per_class in counts.values()
+    ):
+        raise _damaged(file, "'counts' must map each split to {class: number of images}")
+    if not _is_count(manifest.get("n_images", 0)):
+        raise _damaged(file, "'n_images' must be a whole number >= 0")
+    shape = manifest.get("image_shape", [1, 1, 1])
+    if not (isinstance(shape, list) and len(shape) == 3 and all(_is_count(n) and n > 0 for n in shape)):
+        raise _damaged(file, "'image_shape' must be [size, size, channels]")
+    if not isinstance(manifest.get("params", {}), dict):
+        raise _damaged(file, "'params' must be an object")
+    return manifest
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _damaged(file: Path, reason: str) -> DatasetDamagedError:
+    return DatasetDamagedError(
+        f"{file} is damaged: {reason}. Delete the folder {file.parent} and build the dataset again "
+        "(`python -m core build`)."
+    )
+
+
+def _checked_parts(path: Path) -> tuple[dict[str, Any], pd.DataFrame, tuple[int, ...]]:
+    """The manifest, the table and the shape of ``x`` (from its header) of a dataset, all checked."""
     missing = [n for n in ("x.npy", "meta.parquet", "manifest.json") if not (path / n).exists()]
     if missing:
         raise GalaxyMorphError(
             f"{path} is not a dataset folder (missing {', '.join(missing)}). Build one with `python -m core build`."
         )
-    manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-    x = np.load(path / "x.npy", mmap_mode="r" if mmap else None)
-    meta = pd.read_parquet(path / "meta.parquet")
+    manifest = read_manifest(path)
     classes = list(manifest["classes"])
-    _validate(x, meta, classes)
-    return Dataset(path=path, x=x, meta=meta, classes=classes, manifest=manifest)
+    shape = _x_shape(path / "x.npy")
+    if "image_shape" in manifest and list(shape[1:]) != manifest["image_shape"]:
+        raise _damaged(path / "x.npy", f"its images are {list(shape[1:])}, the manifest says {manifest['image_shape']}")
+    meta = _read_meta(path / "meta.parquet", classes)
+    if len(meta) != shape[0]:
+        raise _damaged(path / "meta.parquet", f"it has {len(meta)} rows but x.npy has {shape[0]} images")
+    return manifest, meta, shape
+
+
+def _x_shape(file: Path) -> tuple[int, ...]:
+    """``x.npy``'s shape from its header, after checking dtype, rank and that the file holds all of it."""
+    try:
+        with open(file, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = header(handle)
+            offset = handle.tell()
+    except (OSError, ValueError, EOFError) as exc:
+        raise _damaged(file, f"it is not a NumPy array file ({exc})") from exc
+    if dtype != np.dtype(np.float32) or fortran:
+        raise _damaged(file, f"its images must be float32 in C order; got {dtype}{' (Fortran order)' if fortran else ''}")
+    if len(shape) != 4 or shape[1] != shape[2] or shape[3] not in (1, 3):
+        raise _damaged(file, f"its shape must be (N, S, S, 1 or 3); got {shape}")
+    expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    size = file.stat().st_size
+    if size != expected:
+        raise _damaged(file, f"it has {size:,} bytes where its header needs {expected:,} (truncated or padded)")
+    return tuple(int(n) for n in shape)
+
+
+def _read_meta(file: Path, classes: list[str]) -> pd.DataFrame:
+    try:
+        meta = pd.read_parquet(file)
+    except (OSError, ValueError, TypeError, pyarrow.ArrowException) as exc:
+        raise _damaged(file, f"it is not a readable Parquet table ({type(exc).__name__})") from exc
+    missing = [c for c in REQUIRED_META if c not in meta.columns]
+    if missing:
+        raise _damaged(file, f"it lacks the columns {missing}; expected {list(REQUIRED_META)}")
+    if not pd.api.types.is_integer_dtype(meta["y"]) or pd.api.types.is_bool_dtype(meta["y"]):
+        raise _damaged(file, f"its 'y' column must hold whole numbers; got {meta['y'].dtype}")
+    for column in ("name", "label", "split"):
+        if not meta[column].map(lambda v: isinstance(v, str)).all():
+            raise _damaged(file, f"its {column!r} column must hold text in every row")
+    try:
+        _validate(np.empty((len(meta), 1, 1, 1), dtype=np.float32), meta, classes)
+    except GalaxyMorphError as exc:
+        raise _damaged(file, str(exc).rstrip(".")) from exc
+    return meta
 
 
 def is_dataset(path: str | Path) -> bool:
@@ -209,10 +416,41 @@ def _validate(x: np.ndarray, meta: pd.DataFrame, classes: list[str]) -> None:
 
 def _replace_dir(staging: Path, out: Path) -> None:
     """Rename ``staging`` onto ``out``, moving an older ``out`` aside first and deleting it after."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{staging.name[-12:]}")
+    if not out.exists():
+        staging.rename(out)
+        return
+    old = out.with_name(f".{out.name}.old-{staging.name[-12:]}")
+    # Locked before it is moved, so the lock travels with it and no cleanup of another save
+    # takes the moved-aside dataset for a dead one.
+    with _locked(out) as locked:
+        if not locked:
+            raise ConfigError(f"another process is replacing {out}. Wait for it to finish, then run again.")
         out.rename(old)
-    staging.rename(out)
-    if old is not None:
+        try:
+            staging.rename(out)
+        except OSError:
+            old.rename(out)
+            raise
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[bool]:
+    """Hold an exclusive ``flock`` on ``folder`` for the block; yield whether it was free."""
+    if fcntl is None:
+        yield True
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)

@@ -13,11 +13,18 @@ object is chosen by an ordered preference rule (``"DSS2 red"``, ``"SDSS r"``, ..
 streaming into a temporary file, checked (gzip integrity, FITS validity) and renamed into place.
 Each finished object appends one line to ``manifest.jsonl``, so a killed run resumes where it
 stopped; ``manifest.csv`` is rewritten from it at the end.
+
+The manifest also records each object's position (``ra``, ``dec``, ``position_from``) without an
+extra request: NED's listing carries it in its Aladin links, and where it does not, the FITS
+file's ``OBJCTRA``/``OBJCTDEC`` or its WCS at the image centre (NED's cutouts are centred on the
+object) give it. The scraper's catalogue has no positions, and without them one galaxy listed
+under two names cannot be recognised (:func:`core.catalogue.find_duplicates`).
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import gzip
 import hashlib
 import logging
@@ -28,8 +35,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import unquote, unquote_plus, urljoin, urlsplit
 
+import numpy as np
 import pandas as pd
 import requests
 from astroquery.ipac.ned import NedClass
@@ -37,7 +45,7 @@ from astroquery.ipac.ned import NedClass
 from core.config import Settings, get_settings
 from core.errors import ConfigError, FetchError, GalaxyMorphError, ImageReadError, ParseError
 from core.http import PoliteClient
-from core.images import read_image
+from core.images import inflate_limit, read_image
 from core.io import append_jsonl, atomic_path, read_jsonl
 from core.progress import Progress
 
@@ -46,7 +54,7 @@ logger = logging.getLogger(__name__)
 #: The origin astroquery prefixes to every image link, whatever server it asked.
 ASTROQUERY_ORIGIN = "https://ned.ipac.caltech.edu"
 DEFAULT_PREFER = ("DSS2 red", "DSS2", "DSS1", "SDSS r", "SDSS", "2MASS K")
-MANIFEST_COLUMNS = ["name", "status", "file", "survey", "band", "refcode", "url", "reason"]
+MANIFEST_COLUMNS = ["name", "status", "file", "survey", "band", "refcode", "url", "reason", "ra", "dec", "position_from"]
 INVENTORY_COLUMNS = ["name", "survey", "band", "colour", "refcode", "file_name", "url"]
 STATUSES = ("ok", "failed", "no_image")
 IMAGE_SUFFIX = ".fits.gz"
@@ -77,6 +85,11 @@ _SURVEY_REFCODES = [
     (re.compile(r"^wise", re.IGNORECASE), "WISE"),
 ]
 _GZIP_MAGIC = b"\x1f\x8b"
+# NED's Aladin links end their script with the object's J2000 position: "...) HH MM SS.ss +DD MM SS.s;sync;..."
+_ALADIN_POSITION = re.compile(
+    r"nph-aladin\?script=[^\"'>]*?\)\s+(\d{1,2})\s+(\d{1,2})\s+(\d{1,2}(?:\.\d*)?)"
+    r"\s+([+-])(\d{1,2})\s+(\d{1,2})\s+(\d{1,2}(?:\.\d*)?)\s*;"
+)
 
 
 @dataclass(frozen=True)
@@ -189,32 +202,101 @@ def image_path(images_dir: str | Path, name: str) -> Path:
     return path
 
 
-def validate_fits_gz(path: str | Path) -> None:
-    """Check a downloaded file: gzip magic, a complete gzip stream, then a readable FITS image.
+def validate_fits_gz(path: str | Path, *, max_pixels: int | None = None) -> None:
+    """Check a downloaded file: gzip magic, a readable FITS image, then a complete gzip stream.
+
+    The image is checked from its header first (:func:`core.images.read_image` with
+    ``max_pixels``, default the ``max_image_pixels`` setting), and the stream is inflated in chunks
+    only up to :func:`core.images.inflate_limit` bytes, so a decompression bomb is refused without
+    being inflated whole.
 
     Raises
     ------
     FetchError
-        Naming the problem (not gzip, truncated gzip, corrupt gzip, not FITS).
+        Naming the problem (not gzip, truncated gzip, corrupt gzip, too large, not FITS); the
+        reason never quotes the file's content.
     """
     path = Path(path)
+    limit = get_settings().max_image_pixels if max_pixels is None else max_pixels
     with open(path, "rb") as handle:
         head = handle.read(16)
     if not head.startswith(_GZIP_MAGIC):
-        raise FetchError(f"not gzip data (starts with {head!r}); the server may have sent an error page.")
+        looks = ", it looks like an HTML page" if head.lstrip().startswith(b"<") else ""
+        raise FetchError(f"not gzip data (no gzip signature{looks}); the server may have sent an error page.")
+    # The image first: a decompression bomb is refused from its header, before any inflating.
     try:
-        # Decompressing in chunks checks the whole stream and its CRC without holding it in memory.
+        read_image(path, max_pixels=limit)
+    except ImageReadError as exc:
+        raise FetchError(exc.reason) from None
+    cap = inflate_limit(limit)
+    inflated = 0
+    try:
+        # The rest of the stream, past the image, and its CRC: in chunks, never held in memory.
         with gzip.open(path, "rb") as stream:
-            while stream.read(1 << 20):
-                pass
+            while chunk := stream.read(1 << 20):
+                inflated += len(chunk)
+                if inflated > cap:
+                    raise FetchError(
+                        f"gzip data inflates to more than {cap / 2**20:,.0f} MB, more than an image of "
+                        f"max_image_pixels = {limit:,} can need; it may be a decompression bomb."
+                    )
     except EOFError:
         raise FetchError("truncated gzip (the download was cut off before the end of the stream).") from None
     except (gzip.BadGzipFile, zlib.error, OSError) as exc:
         raise FetchError(f"corrupt gzip data ({exc}).") from None
+
+
+def parse_listing_position(html: str) -> tuple[float, float] | None:
+    """The object's (RA, Dec) in degrees from an image listing's Aladin links; ``None`` without one.
+
+    Examples
+    --------
+    >>> ra, dec = parse_listing_position('<a href="/cgi-bin/nph-aladin?script=get+Local(x)+05+34+31.97097+%2B22+00+52.0564%3bsync">')
+    >>> round(ra, 5), round(dec, 5)
+    (83.63321, 22.01446)
+    """
+    match = _ALADIN_POSITION.search(unquote_plus(html))
+    if match is None:
+        return None
+    hours, minutes, seconds, sign, degrees, arcmin, arcsec = match.groups()
+    ra = 15.0 * (int(hours) + int(minutes) / 60 + float(seconds) / 3600)
+    dec = (-1 if sign == "-" else 1) * (int(degrees) + int(arcmin) / 60 + float(arcsec) / 3600)
+    if not (0 <= ra < 360 and -90 <= dec <= 90):
+        return None
+    return ra, dec
+
+
+def fits_position(path: str | Path) -> tuple[float, float, str] | None:
+    """(RA, Dec, where) of the object a FITS cutout shows, from its header; ``None`` when it has none.
+
+    ``OBJCTRA``/``OBJCTDEC`` (the Digitized Sky Survey's object position) first, then the WCS at the
+    image centre (``"fits_wcs"``). The ``RA``/``DEC`` keywords are not used: in many headers they
+    are the telescope's pointing, not the object.
+    """
     try:
-        read_image(path)
-    except ImageReadError as exc:
-        raise FetchError(exc.reason) from None
+        image = read_image(path)
+    except ImageReadError:
+        return None
+    header = image.header
+    ra_text, dec_text = header.get("OBJCTRA"), header.get("OBJCTDEC")
+    if isinstance(ra_text, str) and isinstance(dec_text, str):
+        from astropy import units as u
+        from astropy.coordinates import SkyCoord
+
+        try:
+            coord = SkyCoord(ra_text, dec_text, unit=(u.hourangle, u.deg))
+            return float(coord.ra.deg), float(coord.dec.deg), "fits_header"
+        except ValueError:
+            logger.warning("%s: unreadable OBJCTRA/OBJCTDEC %r %r", path, ra_text, dec_text)
+    if image.wcs is not None and image.wcs.has_celestial:
+        height, width = image.data.shape[:2]
+        try:
+            ra, dec = image.wcs.celestial.all_pix2world([[(width - 1) / 2, (height - 1) / 2]], 0)[0]
+        except Exception:  # noqa: BLE001 - any failing WCS just gives no position
+            return None
+        if np.isfinite(ra) and np.isfinite(dec):
+            return float(ra) % 360.0, float(dec), "fits_wcs"
+    return None
 
 
 class RoutedNed(NedClass):
@@ -229,11 +311,14 @@ class RoutedNed(NedClass):
         super().__init__()
         self._client = client
         self._imgdata_url = urljoin(settings.ned_base_url.rstrip("/") + "/", "cgi-bin/imgdata")
+        self.last_listing = ""
+        """The text of the last listing fetched: astroquery keeps only the links, we want the position too."""
 
     def _request(self, method: str, url: str, params: Any = None, **kwargs: Any) -> requests.Response:
         if method.upper() != "GET" or not url.rstrip("/").endswith("/imgdata"):
             raise FetchError(f"unexpected astroquery request {method} {url}; only image listings are routed.")
         page = self._client.get_page(self._imgdata_url, params=params)
+        self.last_listing = page.text
         response = requests.Response()
         response.status_code = 200
         response.url = page.url
@@ -342,6 +427,7 @@ def fetch_images(
     with _FolderLock(out / ".fetch.lock"):
         _remove_partial_files(out)
         records = _latest_records(journal)
+        _add_positions(records, out)
         todo = _plan(names, records, out, retry_failed=retry_failed)
         skipped = len(names) - len(todo) if not retry_failed else 0
         if limit is not None:
@@ -397,10 +483,14 @@ def _fetch_one(
     record["name"] = name
     try:
         dest = image_path(out, name)
+        ned.last_listing = ""
         links = list_images(name, ned=ned, settings=settings)
     except GalaxyMorphError as exc:
         record.update(status="failed", reason=f"listing: {exc}")
         return record, []
+    position = parse_listing_position(ned.last_listing)
+    if position is not None:
+        record.update(ra=position[0], dec=position[1], position_from="listing")
     chosen = select_image(links, prefer)
     if chosen is None:
         reason = (
@@ -415,18 +505,25 @@ def _fetch_one(
     if dest.exists():
         # Written by a run killed before its journal line: keep it if it is whole.
         try:
-            validate_fits_gz(dest)
+            validate_fits_gz(dest, max_pixels=settings.max_image_pixels)
         except FetchError as exc:
             logger.warning("object %s: replacing %s (%s)", name, dest.name, exc)
             dest.unlink()
     try:
         if not dest.exists():
-            client.download(chosen.url, dest, validate=validate_fits_gz)
+            client.download(
+                chosen.url, dest, validate=functools.partial(validate_fits_gz, max_pixels=settings.max_image_pixels),
+                max_bytes=inflate_limit(settings.max_image_pixels),
+            )
     except GalaxyMorphError as exc:
         record.update(status="failed", reason=str(exc))
         logger.warning("object %s failed: %s", name, record["reason"])
         return record, links
     record.update(status="ok", file=dest.name)
+    if record["position_from"] == "":
+        found = fits_position(dest)
+        if found is not None:
+            record.update(ra=found[0], dec=found[1], position_from=found[2])
     return record, links
 
 
@@ -467,6 +564,22 @@ def _latest_records(journal: Path) -> dict[str, dict[str, Any]]:
         if record.get("status") in STATUSES and record.get("name"):
             records[record["name"]] = record
     return records
+
+
+def _add_positions(records: dict[str, dict[str, Any]], out: Path) -> None:
+    """Give images fetched before positions were recorded the one their FITS file holds (no request).
+
+    The updated record is journalled, so the next run does not read the file again.
+    """
+    journal = out / "manifest.jsonl"
+    for name, record in records.items():
+        if record["status"] != "ok" or "position_from" in record or not (out / record["file"]).is_file():
+            continue
+        found = fits_position(out / record["file"])
+        ra, dec, where = found if found is not None else ("", "", "")
+        record.update(ra=ra, dec=dec, position_from=where)
+        append_jsonl(journal, record)
+        logger.info("object %s: position %s", name, where or "not in its FITS file")
 
 
 def _remove_partial_files(out: Path) -> None:

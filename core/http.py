@@ -293,23 +293,37 @@ class PoliteClient:
         *,
         validate: Callable[[Path], None] | None = None,
         chunk_size: int = 1 << 16,
+        max_bytes: int | None = None,
     ) -> int:
         """Stream ``url`` into ``dest`` atomically; return the number of bytes written.
 
         The body goes to a temporary file beside ``dest``; ``validate(tmp_path)`` may raise
         :class:`FetchError` (or any :class:`core.errors.GalaxyMorphError`) to reject it, in which
         case ``dest`` is left untouched. Validation failures are not retried: the server sent a
-        complete answer and would send it again.
+        complete answer and would send it again. Nor is a body of more than ``max_bytes``: it is
+        refused from its ``Content-Length`` before any byte is read, else as soon as the count
+        passes the limit.
         """
         target = Path(dest)
 
+        def too_large(what: str) -> FetchError:
+            return FetchError(
+                f"{key_url}: {what}; downloads are limited to {max_bytes:,} bytes (from max_image_pixels). "
+                "Not kept; raise max_image_pixels if the image is genuine."
+            )
+
         def save(response: requests.Response) -> int:
+            announced = response.headers.get("Content-Length", "")
+            if max_bytes is not None and announced.isdigit() and int(announced) > max_bytes:
+                raise too_large(f"the server announces {int(announced):,} bytes")
             size = 0
             with atomic_path(target) as tmp:
                 with open(tmp, "wb") as handle:
                     for chunk in response.iter_content(chunk_size=chunk_size):
-                        handle.write(chunk)
                         size += len(chunk)
+                        if max_bytes is not None and size > max_bytes:
+                            raise too_large("the body went past the limit")
+                        handle.write(chunk)
                 if validate is not None:
                     try:
                         validate(tmp)

@@ -9,16 +9,20 @@ reason and go on (see :func:`read_images`).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
+import itertools
 import logging
+import math
 import os
+import tempfile
 import warnings
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from astropy.io import fits
@@ -26,6 +30,7 @@ from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_scales
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from core.config import get_settings
 from core.errors import ImageReadError
 
 logger = logging.getLogger(__name__)
@@ -34,11 +39,23 @@ ImageFormat = Literal["fits", "jpeg", "png"]
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fits.fz", ".fz")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+# Longest first, so ".fits.gz" wins over ".gz".
+_KNOWN_SUFFIXES = sorted(FITS_SUFFIXES + IMAGE_SUFFIXES, key=len, reverse=True)
+#: The dashboard's upload limit, as ``server.maxUploadSize`` in ``.streamlit/config.toml``.
+UPLOAD_LIMIT_BYTES = 50 * 2**20
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _FITS_MAGIC = b"SIMPLE  ="
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+# Pixels converted at a time (whole rows) when scaling FITS data or converting a Pillow image,
+# and bytes copied at a time out of a gzip stream.
+_BAND = 1 << 20
+_COPY_CHUNK = 1 << 20
+# Gunzipped FITS up to this size is parsed in memory: a temporary file costs ~10 ms to create and
+# remove, and astropy's three in-memory copies are still small here.
+_IN_MEMORY = 64 * 2**20
 
 # ITU-R BT.601 luma, the weights Pillow's "L" mode uses, applied in float to keep 16-bit depth.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -88,7 +105,9 @@ class ImageData:
         return float(np.mean(scales) * 3600.0)
 
 
-def read_image(path: str | os.PathLike[str], *, rgb: bool = False) -> ImageData:
+def read_image(
+    path: str | os.PathLike[str], *, rgb: bool = False, max_pixels: int | None = None
+) -> ImageData:
     """Read a FITS (optionally gzipped), JPEG or PNG file as a float32 image.
 
     FITS: the first HDU with at least 2-D data is used (primary, extension or tile-compressed
@@ -97,6 +116,10 @@ def read_image(path: str | os.PathLike[str], *, rgb: bool = False) -> ImageData:
     detected by its magic bytes, whatever the file is called. All-zero or tiny images are
     returned: judging them is :func:`core.preprocessing.measure_quality`'s job.
 
+    Nothing is decoded before the image's size is known from its header: an image (or cube)
+    of more than ``max_pixels`` pixels is refused, and gzip data is inflated as a stream that
+    stops at :func:`inflate_limit` bytes, so a decompression bomb costs neither memory nor time.
+
     Parameters
     ----------
     path : path-like
@@ -104,6 +127,8 @@ def read_image(path: str | os.PathLike[str], *, rgb: bool = False) -> ImageData:
     rgb : bool, default False
         Keep the three colour channels of a colour JPEG/PNG; otherwise colour is reduced to
         luminance. FITS images are always single-channel.
+    max_pixels : int or None
+        Largest image accepted; ``None`` reads the ``max_image_pixels`` setting now.
 
     Returns
     -------
@@ -112,8 +137,8 @@ def read_image(path: str | os.PathLike[str], *, rgb: bool = False) -> ImageData:
     Raises
     ------
     ImageReadError
-        The file is missing, empty, truncated, not an image, or has no 2-D data; the message
-        names the file and the reason.
+        The file is missing, empty, truncated, not an image, too large, or has no 2-D data; the
+        message names the file and the reason, and never quotes the file's content.
 
     Examples
     --------
@@ -122,83 +147,322 @@ def read_image(path: str | os.PathLike[str], *, rgb: bool = False) -> ImageData:
     ((128, 128), 'fits')
     """
     path = Path(path)
+    limit = get_settings().max_image_pixels if max_pixels is None else int(max_pixels)
     try:
-        raw = path.read_bytes()
+        handle = open(path, "rb")  # noqa: SIM115 - closed by the with below, after the error mapping
     except FileNotFoundError:
         raise ImageReadError(path, "file not found. Check the path or fetch the image again.") from None
     except IsADirectoryError:
         raise ImageReadError(path, "is a directory, not an image file.") from None
     except OSError as exc:
         raise ImageReadError(path, f"cannot be opened ({exc.strerror or exc}).") from exc
-    if not raw:
-        raise ImageReadError(path, "empty file (0 bytes). Delete it and fetch the image again.")
+    with handle:
+        head = handle.read(len(_FITS_MAGIC))
+        if not head:
+            raise ImageReadError(path, "empty file (0 bytes). Delete it and fetch the image again.")
+        handle.seek(0)
+        compressed = head.startswith(_GZIP_MAGIC)
+        with _gzip_errors(path):
+            stream: io.RawIOBase | gzip.GzipFile | io.BufferedReader = handle
+            if compressed:
+                stream = _Capped(path, gzip.GzipFile(fileobj=handle, mode="rb"), max_pixels=limit)
+            head = stream.read(len(_FITS_MAGIC))
+            stream.seek(0)
+            if head.startswith(_FITS_MAGIC):
+                return _read_fits(path, stream, compressed=compressed, max_pixels=limit)
+            if head.startswith(_JPEG_MAGIC):
+                return _read_pillow(path, stream, "jpeg", rgb=rgb, max_pixels=limit)
+            if head.startswith(_PNG_MAGIC):
+                return _read_pillow(path, stream, "png", rgb=rgb, max_pixels=limit)
 
-    compressed = raw.startswith(_GZIP_MAGIC)
-    if compressed:
-        raw = _gunzip(path, raw)
-    if raw.startswith(_FITS_MAGIC):
-        return _read_fits(path, raw)
-    if raw.startswith(_JPEG_MAGIC):
-        return _read_pillow(path, raw, "jpeg", rgb=rgb)
-    if raw.startswith(_PNG_MAGIC):
-        return _read_pillow(path, raw, "png", rgb=rgb)
-
+    # What the file holds is never quoted: it may be any file the user can read, not an image.
     name = path.name.lower()
     if compressed or name.endswith(FITS_SUFFIXES):
-        what = "gzip-compressed data" if compressed else "data"
+        what = "its gzip-compressed data" if compressed else "it"
+        looks = ", and looks like an HTML or XML page" if head.lstrip().startswith(b"<") else ""
         raise ImageReadError(
-            path, f"not a FITS file ({what} starts with {raw[:16]!r}, not 'SIMPLE  ='). "
-            "It may be an HTML error page saved by mistake; fetch it again."
+            path, f"not a FITS file ({what} does not start with 'SIMPLE  ='{looks}). "
+            "It may be an error page saved by mistake; fetch it again."
         )
     if name.endswith(IMAGE_SUFFIXES):
-        raise ImageReadError(path, f"not a valid JPEG or PNG file (starts with {raw[:8]!r}).")
-    raise ImageReadError(
-        path, f"unsupported format (starts with {raw[:8]!r}). Use FITS (.fits, .fits.gz), JPEG or PNG."
-    )
+        raise ImageReadError(path, "not a valid JPEG or PNG file (it does not start with a JPEG or PNG signature).")
+    raise ImageReadError(path, "unsupported format (not FITS, JPEG or PNG). Use FITS (.fits, .fits.gz), JPEG or PNG.")
+
+
+def read_upload(
+    name: str, payload: bytes, *, max_bytes: int = UPLOAD_LIMIT_BYTES, max_pixels: int | None = None
+) -> ImageData:
+    """Read an uploaded file, given the name the browser sent and its bytes, as an image.
+
+    The name is only shown, never used as a path: the bytes go to a temporary file whose suffix
+    is taken from the name only when it is one :func:`read_image` knows, so a name of any length
+    or content (a NUL, a 300-character suffix, ``../``) cannot fail the write.
+
+    Raises
+    ------
+    ImageReadError
+        Too large, empty, or not readable by :func:`read_image`; the message starts with the name
+        (control characters replaced, long names shortened) and ends with what to upload instead.
+    """
+    shown = display_name(name)
+    if len(payload) > max_bytes:
+        raise ImageReadError(
+            shown, f"file is {len(payload) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB. Upload a cutout."
+        )
+    if not payload:
+        raise ImageReadError(shown, "the file is empty. Upload a FITS, JPEG or PNG image.")
+    lower = name.lower()
+    suffix = next((s for s in _KNOWN_SUFFIXES if lower.endswith(s)), ".bin")
+    with tempfile.TemporaryDirectory(prefix="galaxy-morph-upload-") as tmp:
+        path = Path(tmp) / f"upload{suffix}"
+        path.write_bytes(payload)
+        try:
+            return read_image(path, max_pixels=max_pixels)
+        except ImageReadError as exc:
+            raise ImageReadError(
+                shown, f"{_first_sentence(exc.reason)}. Upload a FITS, JPEG or PNG cutout of a galaxy."
+            ) from exc
+
+
+def display_name(name: str, *, width: int = 80) -> str:
+    """``name`` safe to show in one line: control characters as ``?``, the middle of a long name cut."""
+    printable = "".join(c if c.isprintable() else "?" for c in name)
+    if len(printable) <= width:
+        return printable
+    tail = width // 4
+    return f"{printable[: width - tail - 1]}…{printable[-tail:]}"
+
+
+def _first_sentence(text: str) -> str:
+    """The first sentence of a reason, without its full stop (parenthesised details kept whole)."""
+    depth = 0
+    for i, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "." and depth <= 0 and text[i + 1 : i + 2] in ("", " "):
+            return text[:i]
+    return text.rstrip(".")
+
+
+def inflate_limit(max_pixels: int) -> int:
+    """Most bytes a gzip image of at most ``max_pixels`` pixels may inflate to (8 bytes a pixel + headers)."""
+    return max_pixels * _MAX_BYTES_PER_PIXEL + _HEADER_SLACK
 
 
 def read_images(
-    paths: Iterable[str | os.PathLike[str]], *, rgb: bool = False
+    paths: Iterable[str | os.PathLike[str]], *, rgb: bool = False, max_pixels: int | None = None
 ) -> list[ImageData | ImageReadError]:
     """Read many files; a file that fails gives its :class:`ImageReadError` in its place.
 
     The result is aligned with ``paths``, so a batch can record each failure's reason and go on.
     """
+    limit = get_settings().max_image_pixels if max_pixels is None else max_pixels
     results: list[ImageData | ImageReadError] = []
     for path in paths:
         try:
-            results.append(read_image(path, rgb=rgb))
+            results.append(read_image(path, rgb=rgb, max_pixels=limit))
         except ImageReadError as exc:
             logger.info("skipping %s", exc)
             results.append(exc)
     return results
 
 
-def _gunzip(path: Path, raw: bytes) -> bytes:
+@contextlib.contextmanager
+def _gzip_errors(path: Path) -> Iterator[None]:
     try:
-        return gzip.decompress(raw)
+        yield
     except EOFError:
         raise ImageReadError(
             path, "truncated gzip file (the download was cut off). Delete it and fetch the image again."
         ) from None
-    except (gzip.BadGzipFile, zlib.error, OSError) as exc:
+    except (gzip.BadGzipFile, zlib.error) as exc:
         raise ImageReadError(
             path, f"corrupt gzip data ({exc}). Delete it and fetch the image again."
         ) from None
+    except OSError as exc:  # the disk, not the data: EIO, a file removed under a network mount
+        raise ImageReadError(path, f"cannot be read ({exc.strerror or exc}).") from exc
 
 
-def _read_fits(path: Path, raw: bytes) -> ImageData:
+class _Capped(io.RawIOBase):
+    """A read-only gunzip stream that refuses to go past :func:`inflate_limit` of ``max_pixels``."""
+
+    def __init__(self, path: Path, raw: gzip.GzipFile, *, max_pixels: int) -> None:
+        super().__init__()
+        self._path, self._raw, self._max_pixels = path, raw, max_pixels
+        self._cap = inflate_limit(max_pixels)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        target = {io.SEEK_SET: 0, io.SEEK_CUR: self._raw.tell()}.get(whence)
+        if target is None:  # SEEK_END would inflate the whole stream to find its end
+            raise OSError("seeking from the end of a gzip stream is not supported")
+        self._check(target + offset)
+        return self._raw.seek(target + offset)
+
+    def readinto(self, buffer: Any) -> int:
+        position = self._raw.tell()
+        data = self._raw.read(min(len(buffer), max(0, self._cap - position)))
+        # Stopped by the cap rather than by the end of the data: refuse instead of a short read,
+        # which a reader would take for a truncated file.
+        if len(data) < len(buffer) and position + len(data) >= self._cap and self._raw.read(1):
+            self._check(self._cap + 1)
+        buffer[: len(data)] = data
+        return len(data)
+
+    def _check(self, end: int) -> None:
+        if end > self._cap:
+            raise ImageReadError(
+                self._path, f"gzip data inflates to more than {self._cap / 2**20:,.0f} MB, more than an image of "
+                f"max_image_pixels = {self._max_pixels:,} can need. It may be a decompression bomb; if it is "
+                "a real image, raise max_image_pixels."
+            )
+
+
+def _too_large(path: Path, shape: Sequence[int], max_pixels: int, *, what: str = "image") -> ImageReadError:
+    """The refusal of an image of ``shape`` (width first, as FITS axes and people give it)."""
+    pixels = math.prod(shape)
+    size = " x ".join(str(n) for n in shape)
+    return ImageReadError(
+        path, f"{what} of {size} = {pixels:,} pixels is larger than max_image_pixels = {max_pixels:,}. "
+        "It may be a decompression bomb; if it is a real image, use a cutout or raise max_image_pixels."
+    )
+
+
+# -- FITS layout, read from the headers alone --------------------------------------------------
+
+_BLOCK = 2880
+_CARD = 80
+# 3,600 cards: ten times a DSS plate's header, and little enough to hold in memory.
+_MAX_HEADER_BLOCKS = 100
+_HEADER_SLACK = 4 * 2**20
+_MAX_BYTES_PER_PIXEL = 8  # BITPIX = -64
+
+
+def _header_cards(path: Path, stream: Any, index: int) -> dict[str, str] | None:
+    """The keywords of the next header (values as text), or None at the end of the file."""
+    cards: dict[str, str] = {}
+    for _ in range(_MAX_HEADER_BLOCKS):
+        block = stream.read(_BLOCK)
+        if len(block) < _BLOCK:
+            return None  # the end, or a truncated file astropy will name
+        for start in range(0, _BLOCK, _CARD):
+            card = block[start : start + _CARD]
+            keyword = card[:8].decode("ascii", "replace").strip()
+            if keyword == "END":
+                return cards
+            if card[8:10] == b"= " and keyword not in cards:
+                value = card[10:].decode("ascii", "replace").strip()
+                quoted = value.startswith("'")
+                cards[keyword] = value[1:].split("'", 1)[0].strip() if quoted else value.split("/", 1)[0].strip()
+    raise ImageReadError(
+        path, f"HDU {index} has a header of more than {_MAX_HEADER_BLOCKS} blocks without an END card. "
+        "The file is damaged or hostile; fetch it again."
+    )
+
+
+def _header_int(path: Path, cards: dict[str, str], key: str, index: int, *, default: int | None = None) -> int:
+    text = cards.get(key)
+    if text is None and default is not None:
+        return default
+    try:
+        return int(text or "")
+    except ValueError:
+        raise ImageReadError(
+            path, f"corrupt FITS header: {key} of HDU {index} is missing or not an integer. Fetch the file again."
+        ) from None
+
+
+def _scan_fits(path: Path, stream: Any, *, max_pixels: int) -> int | None:
+    """Walk the headers up to the first HDU with 2-D data, refusing any HDU too large to decode.
+
+    Data between headers is skipped (a seek, or a capped gunzip for compressed files). Returns the
+    offset where that HDU's data ends, or None when the file has no such HDU (astropy names why).
+    """
+    for index in itertools.count():
+        cards = _header_cards(path, stream, index)
+        if cards is None:
+            return None
+        header_end = stream.tell()
+        naxis = _header_int(path, cards, "NAXIS", index, default=0)
+        axes = [_header_int(path, cards, f"NAXIS{n}", index) for n in range(1, naxis + 1)]
+        bitpix = abs(_header_int(path, cards, "BITPIX", index, default=8))
+        if naxis < 0 or any(n < 0 for n in axes) or bitpix not in (8, 16, 32, 64):
+            raise ImageReadError(
+                path, f"corrupt FITS header in HDU {index}: NAXIS = {naxis}, axes {axes}, BITPIX = {bitpix}; "
+                "axes must be >= 0 and BITPIX one of 8, 16, 32, 64, -32, -64. Fetch the file again."
+            )
+        extension = cards.get("XTENSION", "").upper()
+        compressed_image = extension == "BINTABLE" and cards.get("ZIMAGE", "").strip() == "T"
+        groups = cards.get("GROUPS", "").strip() == "T" and axes[:1] == [0]
+        pixel_axes = axes
+        if compressed_image:
+            znaxis = _header_int(path, cards, "ZNAXIS", index)
+            pixel_axes = [_header_int(path, cards, f"ZNAXIS{n}", index) for n in range(1, znaxis + 1)]
+        image = (index == 0 or extension == "IMAGE" or compressed_image) and not groups and bool(pixel_axes)
+        if image and math.prod(pixel_axes) > max_pixels:
+            raise _too_large(path, pixel_axes, max_pixels, what="image" if naxis <= 2 else f"{naxis}-D cube")
+        elements = math.prod(n for n in axes if not (groups and n == 0)) if axes else 0
+        data_bytes = bitpix // 8 * _header_int(path, cards, "GCOUNT", index, default=1) * (
+            _header_int(path, cards, "PCOUNT", index, default=0) + elements
+        )
+        end = header_end + -(-data_bytes // _BLOCK) * _BLOCK
+        if end > inflate_limit(max_pixels):
+            raise ImageReadError(
+                path, f"HDU {index} ends {end / 2**20:,.0f} MB into the file, more than an image of "
+                f"max_image_pixels = {max_pixels:,} can need. It may be hostile; if it is real, raise max_image_pixels."
+            )
+        if image and sum(n > 1 for n in pixel_axes) >= 2:
+            return end
+        stream.seek(end)
+    raise AssertionError("unreachable")  # pragma: no cover - itertools.count never ends
+
+
+def _read_fits(path: Path, stream: Any, *, compressed: bool, max_pixels: int) -> ImageData:
+    end = _scan_fits(path, stream, max_pixels=max_pixels)
+    stream.seek(0)
+    if not compressed:
+        return _parse_fits(path, path, max_pixels=max_pixels)
+    if end is not None and end <= _IN_MEMORY:
+        return _parse_fits(path, io.BytesIO(stream.read(end)), max_pixels=max_pixels)
+    # A large image goes to a temporary file, only up to the chosen HDU's end, so astropy reads it
+    # with one copy (np.fromfile) instead of the three it makes from an in-memory buffer.
+    with tempfile.TemporaryDirectory(prefix="galaxy-morph-") as tmp:
+        source = Path(tmp) / "image.fits"
+        with open(source, "wb") as target:
+            _copy(stream, target, end)
+        return _parse_fits(path, source, max_pixels=max_pixels)
+
+
+def _copy(stream: Any, target: Any, size: int | None) -> None:
+    left = size if size is not None else -1
+    while left:
+        chunk = stream.read(_COPY_CHUNK if left < 0 else min(left, _COPY_CHUNK))
+        if not chunk:
+            return
+        target.write(chunk)
+        left = left - len(chunk) if left > 0 else left
+
+
+def _parse_fits(path: Path, source: Any, *, max_pixels: int) -> ImageData:
     # Everything astropy may raise on a damaged file (OSError, ValueError, VerifyError, IndexError,
     # KeyError, TypeError...) becomes one ImageReadError naming the file.
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with fits.open(
-                io.BytesIO(raw), memmap=False, do_not_scale_image_data=True, ignore_missing_simple=False
-            ) as hdul:
+            with fits.open(source, memmap=False, do_not_scale_image_data=True, ignore_missing_simple=False) as hdul:
                 hdu, reason = _first_image_hdu(hdul)
                 if hdu is None:
                     raise ImageReadError(path, reason)
+                # The scan checked the HDUs it walked; this holds whichever HDU astropy settles on.
+                if math.prod(hdu.shape) > max_pixels:
+                    raise _too_large(path, hdu.shape[::-1], max_pixels)
                 header = hdu.header.copy()
                 data, squeezed_ok = _image_plane(path, hdu)
     except ImageReadError:
@@ -248,22 +512,30 @@ def _scale(data: np.ndarray, header: fits.Header) -> np.ndarray:
     bscale = _header_float(header, "BSCALE", 1.0)
     bzero = _header_float(header, "BZERO", 0.0)
     blank = header.get("BLANK") if integer else None
-    # float64 for the arithmetic keeps int32 + BZERO exact enough before the final cast.
+    try:
+        blank = int(blank) if blank is not None else None
+    except (TypeError, ValueError):
+        logger.debug("ignoring non-integer BLANK %r", blank)
+        blank = None
+    # float64 for the arithmetic keeps int32 + BZERO exact enough before the final cast. Done in
+    # bands of rows, so the float64 copy of a large image is never held whole.
     work_dtype = np.float64 if integer and data.dtype.itemsize >= 4 else np.float32
-    out = data.astype(work_dtype)
-    if blank is not None:
-        try:
-            out[data == int(blank)] = np.nan
-        except (TypeError, ValueError):
-            logger.debug("ignoring non-integer BLANK %r", blank)
-    if bscale != 1.0:
-        out *= bscale
-    if bzero != 0.0:
-        out += bzero
-    out = out.astype(np.float32, copy=False)
-    if not integer:
-        out[~np.isfinite(out)] = np.nan
-    return np.ascontiguousarray(out)
+    out = np.empty(data.shape, dtype=np.float32)
+    rows = max(1, _BAND // max(1, data.shape[1]))
+    for start in range(0, len(data), rows):
+        raw = data[start : start + rows]
+        band = raw.astype(work_dtype)
+        if blank is not None:
+            band[raw == blank] = np.nan
+        if bscale != 1.0:
+            band *= bscale
+        if bzero != 0.0:
+            band += bzero
+        scaled = out[start : start + rows]
+        scaled[...] = band
+        if not integer:  # after the cast: a float64 beyond float32's range became inf there
+            scaled[~np.isfinite(scaled)] = np.nan
+    return out
 
 
 def _header_float(header: fits.Header, key: str, default: float) -> float:
@@ -293,22 +565,36 @@ def _celestial_wcs(path: Path, header: fits.Header, shape: tuple[int, ...]) -> W
     return wcs
 
 
-def _read_pillow(path: Path, raw: bytes, fmt: ImageFormat, *, rgb: bool) -> ImageData:
+def _read_pillow(path: Path, stream: Any, fmt: ImageFormat, *, rgb: bool, max_pixels: int) -> ImageData:
+    kind = "JPEG" if fmt == "jpeg" else "PNG"
     try:
-        with Image.open(io.BytesIO(raw)) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            array = _pillow_to_array(img, rgb=rgb)
-    except (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        kind = "JPEG" if fmt == "jpeg" else "PNG"
+        with warnings.catch_warnings():
+            # max_image_pixels, checked below before any decoding, is the one limit that counts;
+            # Pillow only warns below twice its own MAX_IMAGE_PIXELS, and raises above.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(stream, formats=[fmt.upper()])
+    except Image.DecompressionBombError:
         raise ImageReadError(
-            path, f"corrupt or truncated {kind} file ({exc}). Delete it and fetch the image again."
-        ) from exc
-    if array.ndim < 2 or min(array.shape[:2]) < 1:
+            path, f"image is larger than Pillow's limit of {2 * Image.MAX_IMAGE_PIXELS:,} pixels and than "
+            f"max_image_pixels = {max_pixels:,}. It may be a decompression bomb; use a cutout."
+        ) from None
+    except (OSError, SyntaxError, ValueError, UnidentifiedImageError) as exc:
+        raise ImageReadError(path, f"corrupt {kind} file ({exc}). Delete it and fetch the image again.") from exc
+    with opened:
+        # Image.open has read only the header: refuse a bomb before a pixel is decoded.
+        if opened.width * opened.height > max_pixels:
+            raise _too_large(path, opened.size, max_pixels)
+        try:
+            opened.load()
+            ImageOps.exif_transpose(opened, in_place=True)  # in place: no copy of a large image
+            array = _pillow_to_array(opened, rgb=rgb)
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ImageReadError(
+                path, f"corrupt or truncated {kind} file ({exc}). Delete it and fetch the image again."
+            ) from exc
+    if min(array.shape[:2]) < 1:
         raise ImageReadError(path, f"image has no pixels (shape {array.shape}).")
-    return ImageData(
-        data=np.ascontiguousarray(array[::-1]), header=None, wcs=None, path=path, format=fmt
-    )
+    return ImageData(data=array, header=None, wcs=None, path=path, format=fmt)
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
@@ -321,12 +607,26 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
 
 
 def _pillow_to_array(img: Image.Image, *, rgb: bool) -> np.ndarray:
+    """float32 pixels flipped to the FITS orientation, converted in bands of rows.
+
+    A band at a time keeps the temporaries (8-bit copy, RGB conversion, luminance) small next to
+    the float32 result, so a large image costs little more than its result.
+    """
     mode = img.mode
-    if mode in ("I", "I;16", "I;16B", "I;16L", "F", "L", "1"):
-        return np.asarray(img, dtype=np.float32)
-    if mode == "LA":
-        return np.asarray(img.getchannel("L"), dtype=np.float32)
-    colour = np.asarray(img.convert("RGB"), dtype=np.float32)
-    if rgb:
-        return colour
-    return luminance(colour)
+    grey = mode in ("I", "I;16", "I;16B", "I;16L", "F", "L", "1", "LA")
+    colour = not grey and rgb
+    width, height = img.size
+    out = np.empty((height, width, 3) if colour else (height, width), dtype=np.float32)
+    rows = max(1, _BAND // max(1, width))
+    for top in range(0, height, rows):
+        bottom = min(height, top + rows)
+        band = img.crop((0, top, width, bottom))
+        if mode == "LA":
+            band = band.getchannel("L")
+        elif not grey:
+            band = band.convert("RGB")
+        values = np.asarray(band, dtype=np.float32)
+        if not grey and not rgb:
+            values = luminance(values)
+        out[height - bottom : height - top] = values[::-1]
+    return out

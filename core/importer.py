@@ -3,9 +3,13 @@
 The catalogue is normalised by :func:`core.catalogue.read_catalogue` (column names matched
 case-insensitively and by alias, e.g. the original study's ``NED_list.csv`` with Name, Redshift,
 Classification, Requested). Each row is matched to an image by its ``file`` column (relative to
-the CSV's folder or to the image folder, or absolute) or, without one, by file name: the object
+the image folder or the CSV's folder, or absolute; in every case inside the image folder) or,
+without one, by file name: the object
 name and the file stem compared with everything but letters and digits removed, case ignored
 (``NGC 4486`` ~ ``ngc_4486.fits.gz``). Images are referenced in place by absolute path, not copied.
+Every image must resolve (symlinks followed) inside the image folder: a ``file`` that climbs out
+(``../../etc/passwd``), an absolute path elsewhere or a symlink pointing outside is refused for
+its row with the reason, so a catalogue cannot make ``build`` read other files of the machine.
 Unmatched rows and unmatched files are counted, logged with examples and written to
 ``import_report.json``.
 """
@@ -22,7 +26,7 @@ import pandas as pd
 from core.catalogue import read_catalogue
 from core.config import Settings, get_settings
 from core.errors import ConfigError
-from core.io import atomic_path, atomic_write_json
+from core.io import IMPORTED, atomic_path, atomic_write_json, check_folder_name, check_replaceable
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +80,7 @@ def import_source(
     name: str | None = None,
     out: str | Path | None = None,
     settings: Settings | None = None,
+    force: bool = False,
 ) -> ImportResult:
     """Match a catalogue's rows to image files and write a source folder.
 
@@ -88,9 +93,12 @@ def import_source(
     name : str or None
         Source name; default the CSV's file stem.
     out : path or None
-        Source folder; default ``<data_dir>/imported/<name>``.
+        Source folder; default ``<data_dir>/imported/<name>``. It must be absent, empty, or a
+        source imported earlier from the same catalogue and image folder (or ``force``).
     settings : Settings or None
         For ``data_dir``; ``None`` reads them now.
+    force : bool
+        Replace a source imported from another catalogue or image folder.
 
     Returns
     -------
@@ -99,7 +107,8 @@ def import_source(
     Raises
     ------
     ConfigError
-        If the image folder does not exist, the name is not usable, or no row matches an image.
+        If the image folder does not exist, the name is not usable, ``out`` may not be replaced,
+        or no row matches an image.
     ParseError
         If the catalogue lacks a name or classification column (from ``read_catalogue``).
     """
@@ -109,15 +118,21 @@ def import_source(
     if not images.is_dir():
         raise ConfigError(f"images must be a folder; got {str(images)!r}, which is not one. Give the image folder.")
     table = read_catalogue(catalog)
-    source_name = name if name is not None else catalog.stem
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", source_name) or ".." in source_name:
-        raise ConfigError(
-            f"name must be letters, digits, '_', '-' or '.'; got {source_name!r}. Use e.g. --name my_galaxies."
-        )
+    source_name = check_folder_name(name if name is not None else catalog.stem, example="--name my_galaxies")
     out_dir = Path(out) if out is not None else settings.data_dir / "imported" / source_name
-
     images_root = images.resolve()
-    files = sorted(p for p in images_root.rglob("*") if p.is_file() and image_stem(p) is not None)
+    check_replaceable(
+        out_dir, kind=IMPORTED, force=force,
+        same=lambda old: (old["catalog"], old["images"]) == (str(catalog.resolve()), str(images_root)),
+    )
+
+    found_files = sorted(p for p in images_root.rglob("*") if p.is_file() and image_stem(p) is not None)
+    files = [p for p in found_files if p.resolve().is_relative_to(images_root)]
+    # Symlinks in the folder that lead out of it: a name matching one is refused, not followed.
+    outside_by_key: dict[str, Path] = {}
+    for path in found_files:
+        if path not in files:
+            outside_by_key.setdefault(name_key(image_stem(path) or ""), path)
     by_key: dict[str, list[Path]] = {}
     for path in files:
         by_key.setdefault(name_key(image_stem(path) or ""), []).append(path)
@@ -135,14 +150,17 @@ def import_source(
             result.unmatched_rows.append((object_name, "empty classification"))
             continue
         if row.file:
-            found = _resolve_file(str(row.file), csv_dir, images_root)
+            found, problem = _resolve_file(str(row.file), csv_dir, images_root)
             if found is None:
-                result.unmatched_rows.append((object_name, f"file {row.file!r} not found next to the CSV or in {images}"))
+                result.unmatched_rows.append((object_name, problem.format(file=repr(row.file), images=images)))
             paths.append(str(found) if found else None)
             continue
         candidates = by_key.get(name_key(object_name), [])
         if not candidates:
-            result.unmatched_rows.append((object_name, "no image file named like it"))
+            outside = outside_by_key.get(name_key(object_name))
+            reason = (f"image file {str(outside.relative_to(images_root))!r} links outside the image folder (refused)"
+                      if outside is not None else "no image file named like it")
+            result.unmatched_rows.append((object_name, reason))
             paths.append(None)
             continue
         if len(candidates) > 1:
@@ -194,10 +212,17 @@ def _ending(path: Path) -> str:
     return next(e for e in IMAGE_ENDINGS if lower.endswith(e))
 
 
-def _resolve_file(file: str, csv_dir: Path, images_root: Path) -> Path | None:
+def _resolve_file(file: str, csv_dir: Path, images_root: Path) -> tuple[Path | None, str]:
+    """The image a ``file`` cell names, resolved, or None and why (a template of ``file``, ``images``)."""
     candidate = Path(file)
     options = [candidate] if candidate.is_absolute() else [csv_dir / candidate, images_root / candidate]
+    refused = False
     for option in options:
         if option.is_file():
-            return option.resolve()
-    return None
+            resolved = option.resolve()
+            if resolved.is_relative_to(images_root):
+                return resolved, ""
+            refused = True
+    if refused:
+        return None, "file {file} lies outside the image folder {images} (refused)"
+    return None, "file {file} not found next to the CSV or in {images}"

@@ -1,8 +1,13 @@
-"""Atomic file writes: a reader, or a crash, never sees half a file.
+"""Atomic file writes, and which folders the tool may replace.
 
 Everything the user fetched or trained is written through these helpers: data goes to a
 temporary file in the destination folder, is flushed to disk, then renamed over the target
 (``os.replace`` is atomic on POSIX and Windows when both are on one file system).
+
+Before a command writes into or replaces an output folder it asks :func:`check_replaceable`:
+the folder must be absent, empty, or one this tool wrote, of the right kind (its marker file,
+e.g. a dataset's ``manifest.json``, says so). Anything else is refused with a one-line error, so
+``--out ~/thesis`` or ``--out data`` can never delete the user's files.
 """
 
 from __future__ import annotations
@@ -10,10 +15,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from core.errors import ConfigError
 
 
 @contextlib.contextmanager
@@ -34,7 +43,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         _fsync_file(tmp)
         # mkstemp creates 0600; give the file the mode a plain open() would, so reports and
         # models stay readable by the group or a web server.
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~process_umask())
         os.replace(tmp, target)
     finally:
         if tmp.exists():
@@ -84,7 +93,168 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return records
 
 
-def _umask() -> int:
+@dataclass(frozen=True)
+class FolderKind:
+    """A kind of folder the tool writes, recognised by a JSON marker file with known keys.
+
+    Attributes
+    ----------
+    name : str
+        What the folder is, for messages ("dataset").
+    markers : tuple of str
+        File names, any of which marks the folder as this kind (a finished and an unfinished one).
+    keys : tuple of str
+        Keys a marker's JSON object must have; a file of that name without them is not ours.
+    whole : frozenset of str or None
+        For a folder replaced whole, every name the tool writes in it: any other entry would be
+        lost, so it is refused. ``None`` for a folder where only the tool's own files are rewritten.
+    """
+
+    name: str
+    markers: tuple[str, ...]
+    keys: tuple[str, ...]
+    whole: frozenset[str] | None = None
+
+
+DATASET = FolderKind(
+    "dataset", ("manifest.json",), ("version", "classes", "content_hash"),
+    whole=frozenset({"x.npy", "meta.parquet", "images.parquet", "manifest.json"}),
+)
+SAMPLE = FolderKind("sample", ("SAMPLE.json", ".sample-params.json"), ("version", "n", "seed", "rates"))
+IMPORTED = FolderKind("imported source", ("import_report.json",), ("catalog", "images", "matched_rows"))
+REPORT = FolderKind("comparison report", ("report.json",), ("written_by", "runs"))
+FOLDER_KINDS = (DATASET, SAMPLE, IMPORTED, REPORT)
+
+#: Folder names a user may choose (dataset names, import names): one path component that no
+#: shell, URL or file system mangles.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+_MARKER_MAX_BYTES = 16 * 2**20
+
+
+def check_folder_name(name: str, *, what: str = "name", example: str = "my_galaxies") -> str:
+    """Return ``name`` if it is usable as one folder name; raise :class:`ConfigError` if not.
+
+    Allowed: 1 to 100 letters, digits, ``_``, ``-`` and ``.``, starting with a letter or digit,
+    without ``..``. So ``.``, ``..``, ``a/b``, ``-x`` (read as an option), names with spaces
+    and empty names are refused.
+    """
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name:
+        hint = " Spaces are not allowed: use '_'." if isinstance(name, str) and " " in name else ""
+        raise ConfigError(
+            f"{what} must be letters, digits, '_', '-' or '.' (1 to 100, starting with a letter or digit, "
+            f"no '..'); got {name!r}.{hint} Use e.g. {example}."
+        )
+    return name
+
+
+def read_marker(path: str | os.PathLike[str], kind: FolderKind) -> dict[str, Any] | None:
+    """The JSON object of ``kind``'s first marker file in ``path``, or ``None`` if there is no valid one."""
+    folder = Path(path)
+    for marker in kind.markers:
+        file = folder / marker
+        try:
+            if file.is_symlink() or not file.is_file() or file.stat().st_size > _MARKER_MAX_BYTES:
+                continue
+            content = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(content, dict) and all(key in content for key in kind.keys):
+            return content
+    return None
+
+
+def check_replaceable(
+    path: str | os.PathLike[str],
+    *,
+    kind: FolderKind,
+    force: bool = False,
+    same: Callable[[dict[str, Any]], bool] | None = None,
+    protect: Iterable[str | os.PathLike[str]] = (),
+    option: str = "--out",
+) -> dict[str, Any] | None:
+    """Refuse to write ``kind`` into ``path`` unless that can destroy nothing the tool did not write.
+
+    ``path`` may be absent or empty; or hold a ``kind`` folder (by its marker) and then either
+    ``same(marker)`` is true (identical parameters), ``force`` is set, or ``same`` is ``None``
+    (the folder is cheap to remake, like a report). A folder replaced whole must also hold
+    nothing but ``kind``'s entries. A folder containing one of ``protect`` (the source being
+    read) is always refused.
+
+    Returns
+    -------
+    dict or None
+        The marker's content when ``path`` already holds a ``kind`` folder, else ``None``.
+
+    Raises
+    ------
+    ConfigError
+        With what ``path`` holds and what to do (choose another folder, or pass ``--force``).
+    """
+    folder = Path(path)
+    if folder.is_symlink():
+        raise ConfigError(
+            f"{option} {folder} is a symbolic link; only folders this tool wrote are replaced. "
+            "Give the real folder or a new path."
+        )
+    if not folder.exists():
+        return None
+    if not folder.is_dir():
+        raise ConfigError(f"{option} must be a folder; got the file {folder}. Choose a folder path.")
+    resolved = folder.resolve()
+    for item in protect:
+        inner = Path(item).resolve()
+        if inner == resolved or resolved in inner.parents:
+            where = "is" if inner == resolved else "contains"
+            raise ConfigError(
+                f"{option} {folder} {where} {item}, which this command reads; refusing to replace it. "
+                f"Choose a new folder outside it."
+            )
+    entries = sorted(p.name for p in folder.iterdir())
+    if not entries:
+        return None
+    marker = read_marker(folder, kind)
+    if marker is None:
+        raise ConfigError(_not_ours(folder, kind, entries, option))
+    if kind.whole is not None:
+        foreign = [e for e in entries if e not in kind.whole]
+        if foreign:
+            raise ConfigError(
+                f"{option} {folder} is {_a(kind.name)} but also holds files this tool did not write "
+                f"({_examples(foreign)}); replacing it would delete them. Move them out or choose another folder."
+            )
+    if same is not None and not force and not same(marker):
+        raise ConfigError(
+            f"{option} {folder} holds {_a(kind.name)} made with other parameters. Pass --force to replace it, "
+            "or choose another folder."
+        )
+    return marker
+
+
+def _not_ours(folder: Path, kind: FolderKind, entries: list[str], option: str) -> str:
+    for other in FOLDER_KINDS:
+        if other is not kind and read_marker(folder, other) is not None:
+            return (f"{option} {folder} holds {_a(other.name)}, not {_a(kind.name)}; refusing to replace it. "
+                    "Choose another folder.")
+    # Only the first entries: a home folder with many thousands of children must not stall the check.
+    inside = sorted({other.name for e in entries[:1000] for other in FOLDER_KINDS
+                     if (folder / e).is_dir() and read_marker(folder / e, other) is not None})
+    if inside:
+        return (f"{option} {folder} holds other {' and '.join(inside)} folders; refusing to replace it. "
+                f"Give a folder of its own, e.g. {folder / 'NAME'}.")
+    return (f"{option} {folder} is not empty and is not {_a(kind.name)} this tool wrote "
+            f"(it holds {_examples(entries)}); refusing to replace it. Choose a new or empty folder.")
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+
+
+def _examples(names: list[str], limit: int = 3) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def process_umask() -> int:
     """The process umask, read without changing it where the OS allows (os.umask is not thread-safe)."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():

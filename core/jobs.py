@@ -12,6 +12,12 @@ closes and even a restart of the dashboard; everything about it lives on disk un
 The status is derived from those files and the pid, never kept in memory, so any process (a new
 dashboard session, the CLI, a test) sees the same answer.
 
+A record is a file anyone with write access to the folder can craft, and the dashboard signals
+its pid and shows its log. So a record is trusted only when its command is ``python -m core
+<known command>``, its log, exit and progress files lie inside the jobs folder (symlinks
+resolved) and its pid still has the start time recorded at launch; any other record is
+``unknown``: listed with the reason (:func:`job_problem`), never signalled, its files not read.
+
 Examples
 --------
 >>> job = start_job(["sample", "--out", "data/sample", "--n", "200"], label="sample")  # doctest: +SKIP
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -34,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import core
+from core.cli import COMMAND_MODULES
 from core.config import get_settings
 from core.errors import GalaxyMorphError
 from core.io import atomic_write_json
@@ -43,7 +51,13 @@ RUNNING = "running"
 FINISHED = "finished"
 FAILED = "failed"
 STOPPED = "stopped"
-STATUSES = (RUNNING, FINISHED, FAILED, STOPPED)
+UNKNOWN = "unknown"
+STATUSES = (RUNNING, FINISHED, FAILED, STOPPED, UNKNOWN)
+
+#: The commands a job may run: ``python -m core <command>``.
+KNOWN_COMMANDS = tuple(name.rstrip("_") for name in COMMAND_MODULES)
+#: A real record is a few hundred bytes; a larger file is not one (and is not read whole).
+MAX_RECORD_BYTES = 64_000
 
 
 class JobError(GalaxyMorphError):
@@ -143,11 +157,14 @@ def start_job(
     Raises
     ------
     JobError
-        If ``args`` is empty or the process cannot be started.
+        If ``args`` does not start with a known command or the process cannot be started.
     """
     args = [str(a) for a in args]
-    if not args or args[0].startswith("-"):
-        raise JobError(f"args must start with a command name; got {args!r}. Use e.g. ['sample', '--n', '100'].")
+    if not args or args[0] not in KNOWN_COMMANDS:
+        raise JobError(
+            f"args must start with a command name ({', '.join(KNOWN_COMMANDS)}); got {args[:1]!r}. "
+            "Use e.g. ['sample', '--n', '100']."
+        )
     folder = jobs_dir(data_dir)
     folder.mkdir(parents=True, exist_ok=True)
     job_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
@@ -204,24 +221,38 @@ def load_job(job_id: str, *, data_dir: str | os.PathLike[str] | None = None) -> 
     JobError
         If there is no such job or its record is unreadable.
     """
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", job_id):
+        raise JobError(f"job id must be letters, digits, '_', '-' or '.'; got {job_id!r}. Pick one from list_jobs().")
     record_file = jobs_dir(data_dir) / f"{job_id}.json"
     if not record_file.exists():
         raise JobError(f"no job {job_id!r} in {record_file.parent}. Pick one from list_jobs().")
     try:
+        if record_file.stat().st_size > MAX_RECORD_BYTES:
+            raise ValueError(f"larger than {MAX_RECORD_BYTES:,} bytes")
         record = json.loads(record_file.read_text(encoding="utf-8"))
+        if not isinstance(record, dict):
+            raise TypeError(f"a JSON {type(record).__name__}, not an object")
+        command, pid, proc_start = record["command"], record["pid"], record.get("proc_start")
+        if not isinstance(command, list) or not all(isinstance(a, str) for a in command):
+            raise TypeError("command is not a list of strings")
+        # bool is an int to Python; a pid of 0 or -1 would signal whole process groups.
+        if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 1:
+            raise ValueError(f"pid must be a whole number > 1, got {pid!r}")
+        if proc_start is not None and (isinstance(proc_start, bool) or not isinstance(proc_start, int)):
+            raise ValueError(f"proc_start must be a whole number or null, got {proc_start!r}")
         return Job(
-            id=record["id"],
-            label=record["label"],
-            command=list(record["command"]),
-            pid=int(record["pid"]),
+            id=str(record["id"]),
+            label=str(record["label"]),
+            command=command,
+            pid=pid,
             started=float(record["started"]),
             log_file=Path(record["log_file"]),
             exit_file=Path(record["exit_file"]),
             record_file=record_file,
             progress_file=Path(record["progress_file"]) if record.get("progress_file") else None,
-            proc_start=record.get("proc_start"),
+            proc_start=proc_start,
         )
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise JobError(f"job record {record_file} is unreadable ({exc}). Delete it.") from exc
 
 
@@ -241,20 +272,51 @@ def list_jobs(*, data_dir: str | os.PathLike[str] | None = None) -> list[Job]:
     return jobs
 
 
+def job_problem(job: Job) -> str | None:
+    """Why the record of ``job`` is not trusted, or None when it is.
+
+    Trusted: the command is ``python -m core <known command>``, the log, exit and progress
+    files resolve (symlinks followed) inside the folder holding the record, and the record
+    keeps the process start time that :func:`start_job` measured. Whether the pid still has
+    that start time is checked when the job is found running (:func:`job_status`).
+    """
+    command = job.command
+    if (len(command) < 4 or not Path(command[0]).name.startswith("python") or command[1:3] != ["-m", "core"]
+            or command[3] not in KNOWN_COMMANDS):
+        return f"its command is not `python -m core <{'|'.join(KNOWN_COMMANDS)}>`"
+    folder = job.record_file.parent.resolve()
+    files = {"log": job.log_file, "exit": job.exit_file, "progress": job.progress_file}
+    for kind, path in files.items():
+        if path is not None and not path.resolve().is_relative_to(folder):
+            return f"its {kind} file lies outside the jobs folder {folder}"
+    if job.proc_start is None:
+        return "it has no process start time, so its pid cannot be told from a recycled one"
+    return None
+
+
 def job_exit(job: Job) -> dict[str, Any] | None:
-    """The wrapper's exit record (``returncode``, ``stopped``, ``ended``), or None while running."""
-    try:
-        return json.loads(job.exit_file.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
+    """The wrapper's exit record (``returncode``, ``stopped``, ``ended``), or None while running
+    (and for a record that is not trusted)."""
+    if job_problem(job) is not None:
         return None
+    try:
+        if job.exit_file.stat().st_size > MAX_RECORD_BYTES:
+            return None
+        record = json.loads(job.exit_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def job_status(job: Job) -> str:
-    """``running``, ``finished`` (exit 0), ``stopped`` (by :func:`stop_job`) or ``failed``.
+    """``running``, ``finished`` (exit 0), ``stopped`` (by :func:`stop_job`), ``failed`` or
+    ``unknown`` (a record that is not trusted, see :func:`job_problem`).
 
     A process that vanished without its exit record (killed with SIGKILL, machine reboot) is
-    ``failed``.
+    ``failed``; so is a pid now held by another process (its start time differs).
     """
+    if job_problem(job) is not None:
+        return UNKNOWN
     _reap(job.pid)
     exit_record = job_exit(job)
     if exit_record is not None:
@@ -271,17 +333,20 @@ def job_status(job: Job) -> str:
 
 
 def job_progress(job: Job) -> dict[str, Any] | None:
-    """The latest progress event of the job (see :func:`core.progress.read_progress`)."""
-    if job.progress_file is None:
+    """The latest progress event of the job (see :func:`core.progress.read_progress`); None
+    for a record that is not trusted."""
+    if job.progress_file is None or job_problem(job) is not None:
         return None
-    return read_progress(job.progress_file)
+    event = read_progress(job.progress_file)
+    return event if isinstance(event, dict) else None
 
 
 def stop_job(job: Job | str, *, data_dir: str | os.PathLike[str] | None = None) -> bool:
     """Ask the job to stop; return False if it was not running.
 
     The wrapper passes the request on as SIGINT, so the command saves what it finished and a
-    stopped job resumes when started again; it is killed after the job's grace period.
+    stopped job resumes when started again; it is killed after the job's grace period. A record
+    that is not trusted (:func:`job_problem`) is never signalled.
     """
     if isinstance(job, str):
         job = load_job(job, data_dir=data_dir)
@@ -297,9 +362,12 @@ def stop_job(job: Job | str, *, data_dir: str | os.PathLike[str] | None = None) 
 
 
 def tail_log(job: Job, *, lines: int = 20, max_bytes: int = 64_000) -> str:
-    """The last ``lines`` lines of the job's log (progress bars' carriage returns folded)."""
+    """The last ``lines`` lines of the job's log (progress bars' carriage returns folded); empty
+    for a record that is not trusted, whose "log" may be any file."""
     if lines < 1:
         raise JobError(f"lines must be >= 1; got {lines}. Ask for at least one line.")
+    if job_problem(job) is not None:
+        return ""
     try:
         with open(job.log_file, "rb") as handle:
             handle.seek(0, os.SEEK_END)
@@ -336,14 +404,14 @@ def _is_alive(job: Job) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass  # another user's process: its start time below says it is not the job
     try:
         state = Path(f"/proc/{job.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
-        return True  # not Linux: trust the signal check
+        return False  # gone, or no /proc to tell it from a recycled pid: never take it for the job
     if state == "Z":
         return False
-    return job.proc_start is None or _proc_start_time(job.pid) == job.proc_start
+    return job.proc_start is not None and _proc_start_time(job.pid) == job.proc_start
 
 
 def _wrap(argv: Sequence[str]) -> int:
@@ -379,6 +447,11 @@ def _wrap(argv: Sequence[str]) -> int:
                 kill_at = kill_at or time.monotonic() + float(grace)
                 if time.monotonic() > kill_at:
                     proc.kill()
+    if returncode < 0:
+        # Killed by signal N: record 128 + N as a shell does. CPython can end by re-raising SIGINT
+        # even after the CLI handled the interrupt (a KeyboardInterrupt that arrived inside an
+        # import leaves that mark), so a clean stop is 130 either way.
+        returncode = 128 - returncode
     atomic_write_json(exit_file, {"returncode": returncode, "stopped": stopped, "ended": time.time()})
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     os.killpg(os.getpgid(0), signal.SIGTERM)

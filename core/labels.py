@@ -7,8 +7,13 @@ turns one string into a :class:`Morphology`; a :class:`Scheme` turns a morpholog
 of a classification task (``hubble3``, ``hubble4``, ``seed6``, ``gz1`` or the user's own mapping);
 :func:`resolve_conflicts` reduces a table with several rows per object to one label per object.
 
-Transitional types written with two families (``E/S0``, ``E-S0``, ``S/Irr``) are parsed as
-``family="unknown"`` unless both sides are the same family (``D/cD``): they sit on a class
+NED appends notes to a type after a ``;`` (``SA(s)ab;LINER Sy1.8``, ``E+0-1 pec;NLRG Sy``): only
+the part before the first ``;`` is read, so an AGN host keeps its class. Ranges inside one family
+are that family (``E0-1``, ``Sb/c`` = Sbc, ``SBa/b`` = SBab), and luminosity classes (``Sc I-II``)
+and activity tags (``Sbc LINER/HII``) after the type are ignored.
+
+Transitional types written with two families (``E/S0``, ``E-S0``, ``S/Irr``, ``Sd/Im``) are parsed
+as ``family="unknown"`` unless both sides are the same family (``D/cD``): they sit on a class
 boundary of every scheme, so guessing a side would put label noise into the dataset. They are
 counted as ``unclassified``, never dropped silently.
 """
@@ -24,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from core.errors import ConfigError, ParseError
@@ -38,17 +44,24 @@ RINGS = ("r", "s", "rs")
 CONFLICT_POLICIES = ("drop", "majority", "first")
 LABEL_SOURCES = ("classification", "requested")
 
-# Tokens after the main type that say something about the galaxy but not about its Hubble type
-# (nuclear activity, notes): they neither help nor spoil a parse.
-_IGNORED_TOKENS = {"hii", "liner", "agn", "sy", "sy1", "sy2", "sbrst", "n", "nucleus", "i", "ii", "sf"}
+# Words after the type that say something about the galaxy but not about its Hubble type: nuclear
+# activity (NED's Sy1.8, LINER2, NLRG, BLLAC ...), luminosity classes (Sc I-II), nucleus notes.
+_ACTIVITY = re.compile(
+    r"sy(?:\d(?:\.\d+)?[a-z]?)?|seyfert\d?|liner\d?|hii|sbrst|starburst|agn|nls1|qso|bllac|blazar|bal"
+    r"|rg|[nb]lrg|[lh]erg|fri{1,2}|u?lirg|wr|sf|n|nuc|nucleus",
+    re.IGNORECASE,
+)
+_LUMINOSITY = re.compile(r"(?:i{1,3}|iv|v)(?:-(?:i{1,3}|iv|v))?", re.IGNORECASE)
 _BAR = rf"(?P<bar>{'|'.join(sorted(BARS, key=len, reverse=True))}|X)?"  # X: RC3's name for AB
 _STAGE = f"(?P<stage>{'|'.join(sorted(STAGES, key=len, reverse=True))})?"
+_STAGE_TO = f"(?:[-/](?P<stage_to>{'|'.join(sorted(STAGES, key=len, reverse=True))}))?"
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("cd", re.compile(r"c?D")),
-    ("E", re.compile(r"(?P<dwarf>d)?E(?P<num>[0-7])?(?:\^?[+-])?")),
+    ("E", re.compile(r"(?P<dwarf>d)?c?E(?:\^?[+-])?(?P<num>[0-7])?(?:[-/][0-7])?(?:\^?[+-])?")),
+    ("E", re.compile(r"(?P<dwarf>d)Sph")),  # dwarf spheroidal: RC3's dE family
     ("S0/a", re.compile(rf"(?P<dwarf>d)?S{_BAR}0(?:\^?[+\-0])?(?:/a|-a|a)")),
     ("S0", re.compile(rf"(?P<dwarf>d)?S{_BAR}0(?:\^?[+\-0])?")),
-    ("S", re.compile(rf"(?P<dwarf>d)?S{_BAR}{_STAGE}")),
+    ("S", re.compile(rf"(?P<dwarf>d)?S{_BAR}{_STAGE}{_STAGE_TO}")),
     ("Irr", re.compile(rf"(?P<dwarf>d)?(?:Irr|I){_BAR}(?P<stage>m|0)?")),
 )
 
@@ -106,13 +119,14 @@ def parse_morphology(text: str | None) -> Morphology:
     ('S', 'B', 'r', 'b')
     """
     raw = "" if text is None or (isinstance(text, float) and text != text) else str(text)
-    s = raw.strip()
+    s = raw.split(";", 1)[0].strip()  # NED's notes (activity, remarks) follow the first ';'
     flags = {
         "uncertain": ":" in s or "?" in s,
         "peculiar": re.search(r"pec", s, re.IGNORECASE) is not None,
         "edge_on": re.search(r"(?<![A-Za-z])sp(?![A-Za-z])|edge-?on", s, re.IGNORECASE) is not None,
     }
     s = re.sub(r"edge-?on|pec(uliar)?", " ", s, flags=re.IGNORECASE)
+    s = re.sub(r"\bSy\s+(?=\d)|\bBL\s+(?=Lac)|\bH\s+(?=II\b)", lambda m: m.group(0).replace(" ", ""), s)
     s = s.replace(":", " ").replace("?", " ").replace("^", "")
     s = re.sub(r"^\s*\(?R'?_?\d?'?\)?\s*(?=[SIE])", "", s)  # outer ring (R), (R'), R_1': not inner variety
     ring = None
@@ -121,14 +135,29 @@ def parse_morphology(text: str | None) -> Morphology:
         if variety in RINGS and ring is None:
             ring = variety
     s = re.sub(r"\([^()]*\)", "", s)
-    tokens = [t for t in re.split(r"[\s,;]+", s) if t]
-    rest = [t for t in tokens[1:] if t.lower() not in _IGNORED_TOKENS and t.lower() != "sp"]
+    tokens = [t for t in re.split(r"[\s,]+", s) if t]
+    rest = [t for t in tokens[1:] if not _is_note(t)]
     if not tokens or rest:
         return Morphology(raw=raw, ring=ring, **flags)
     parsed = _parse_body(tokens[0])
     if parsed is None:
         return Morphology(raw=raw, ring=ring, **flags)
     return Morphology(raw=raw, ring=ring, **flags, **parsed)
+
+
+def _is_note(token: str) -> bool:
+    """A word after the type that leaves the type alone: ``sp``, an activity tag, a luminosity class."""
+    return token.lower() == "sp" or all(
+        _ACTIVITY.fullmatch(part) or _LUMINOSITY.fullmatch(part) for part in token.split("/")
+    )
+
+
+def _stage_range(low: str, high: str | None) -> str:
+    """The stage of a range inside the spirals: ``b``-``c`` is ``bc``; a wider one keeps its first stage."""
+    if high is None or high == low:
+        return low
+    joined = low + high
+    return joined if joined in STAGES else low
 
 
 def _parse_body(body: str) -> dict[str, object] | None:
@@ -142,6 +171,8 @@ def _parse_body(body: str) -> dict[str, object] | None:
             return {"family": "E", "cd": True}
         bar = groups.get("bar")
         stage = groups.get("stage")
+        if stage is not None and stage != "0":
+            stage = _stage_range(stage, groups.get("stage_to"))
         return {
             "family": family,
             "e_number": int(groups["num"]) if groups.get("num") else None,
@@ -321,12 +352,21 @@ def _read_mapping(path: Path) -> tuple[list[tuple[str, str]], tuple[str, ...]]:
 # --------------------------------------------------------------------------- labels and conflicts
 
 
-def label_table(df: pd.DataFrame, scheme: Scheme, *, label_from: str = "classification") -> pd.Series:
+def label_table(
+    df: pd.DataFrame,
+    scheme: Scheme,
+    *,
+    label_from: str = "classification",
+    exclude_dwarfs: bool = False,
+    exclude_uncertain: bool = False,
+) -> pd.Series:
     """The class of every row of a catalogue table, from ``classification`` or ``requested``.
 
     ``label_from="requested"`` labels each row by the term it was found under in NED (the
     original study's way); an object found under several terms then gets several labels,
-    which :func:`resolve_conflicts` settles.
+    which :func:`resolve_conflicts` settles. ``exclude_dwarfs`` / ``exclude_uncertain`` make rows
+    whose ``classification`` is a dwarf (``dE``, ``dS0``, ``dSph``, ``dIrr``) or uncertain (``E?``,
+    ``Sb:``) ``unclassified``, whichever column the label comes from (see :func:`exclusion_reasons`).
 
     Raises
     ------
@@ -340,7 +380,45 @@ def label_table(df: pd.DataFrame, scheme: Scheme, *, label_from: str = "classifi
             f"label_from={label_from!r} needs a {label_from!r} column, which this catalogue lacks. "
             "Use label_from='classification'."
         )
-    return pd.Series(scheme.classify_many(df[label_from].tolist()), index=df.index, name="label")
+    labels = pd.Series(scheme.classify_many(df[label_from].tolist()), index=df.index, name="label")
+    if exclude_dwarfs or exclude_uncertain:
+        why = exclusion_reasons(df["classification"].tolist(), dwarfs=exclude_dwarfs, uncertain=exclude_uncertain)
+        labels[[bool(w) for w in why]] = UNCLASSIFIED
+    return labels
+
+
+def exclusion_reasons(raws: Iterable[str | None], *, dwarfs: bool = False, uncertain: bool = False) -> list[str]:
+    """Per type string: ``"dwarf"`` or ``"uncertain"`` when that option excludes it, else ``""``.
+
+    A dwarf is a type with RC3's ``d`` prefix; an uncertain type has ``:`` or ``?`` before NED's
+    notes (``SA(s)b;Sy2:`` is certain). A type that is both counts as a dwarf.
+
+    Examples
+    --------
+    >>> exclusion_reasons(["dE2", "Sb:", "SA(s)b"], dwarfs=True, uncertain=True)
+    ['dwarf', 'uncertain', '']
+    """
+    out = []
+    for raw in raws:
+        m = parse_morphology(raw)
+        out.append("dwarf" if dwarfs and m.dwarf else "uncertain" if uncertain and m.uncertain else "")
+    return out
+
+
+def unclassified_types(df: pd.DataFrame, *, top: int | None = None) -> pd.Series:
+    """How many objects carry each type string the scheme leaves ``unclassified``, most frequent first.
+
+    Needs ``name``, ``classification`` and ``label`` columns; each object counts once per string
+    (whitespace stripped), so a name listed under several search terms is not counted twice.
+    """
+    rows = df[df["label"] == UNCLASSIFIED]
+    raw = rows["classification"].fillna("").astype(str).str.strip()
+    pairs = pd.DataFrame({"name": rows["name"].to_numpy(), "type": raw.to_numpy()}).drop_duplicates()
+    counts = pairs["type"].value_counts(sort=False)
+    # Ties in first-seen order, so the listing is stable from run to run.
+    counts = counts.iloc[np.argsort(-counts.to_numpy(), kind="stable")].rename("objects")
+    counts.index.name = "type"
+    return counts if top is None else counts.head(top)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,10 @@ A run folder holds
 
 A run whose ``status`` is ``running`` but whose process is gone (same host, pid not alive) is
 reported as ``stale``: it was killed and can be continued with ``train --resume``.
+
+Files read back are checked before use (:class:`RunDamagedError`): ``config.json`` and
+``metrics.json`` must be JSON objects of the expected fields and types, so a truncated or
+hand-edited file gives one message naming it instead of a traceback somewhere downstream.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
+import math
 import os
 import platform
 import secrets
@@ -34,15 +40,30 @@ from core.config import get_settings
 from core.errors import GalaxyMorphError
 from core.io import atomic_write_json, read_jsonl
 
+logger = logging.getLogger(__name__)
+
 STATUSES = ("running", "finished", "failed", "stopped", "stale")
+#: What :func:`list_runs` shows for a run folder whose config or metrics cannot be used.
+DAMAGED = "damaged"
 LIST_COLUMNS = (
     "id", "model", "seed", "dataset", "status", "accuracy", "balanced_accuracy", "macro_f1",
-    "epochs_done", "created", "finished", "config_hash", "path",
+    "epochs_done", "created", "finished", "config_hash", "path", "problem",
+)
+#: Run JSON files are a few kilobytes; a larger one is not ours and is not read whole.
+MAX_JSON_BYTES = 8 * 2**20
+#: Metrics that ``evaluate`` and ``compare`` read from every finished run: numbers (or null).
+METRIC_NUMBERS = (
+    "accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro", "ece", "params", "train_seconds",
+    "epochs_done", "best_epoch", "inference_img_per_s", "n_test",
 )
 
 
 class RunNotFoundError(GalaxyMorphError):
     """A run id or folder does not name a run."""
+
+
+class RunDamagedError(GalaxyMorphError):
+    """A file of a run folder is truncated, not JSON, or lacks the fields the tool wrote."""
 
 
 def default_runs_dir() -> Path:
@@ -86,8 +107,16 @@ def create_run(
 ) -> Path:
     """Create ``runs_dir/RUN_ID/`` with a ``config.json`` in status ``running``; return the folder.
 
-    The id is ``YYYYmmdd-HHMMSS-<model>-s<seed>-<4 hex>``: sortable by time and readable.
+    The id is ``YYYYmmdd-HHMMSS-<model>-s<seed>-<4 hex>``: sortable by time and readable. A new
+    folder is made, never an existing one reused; ``runs_dir`` must be absent or hold only run
+    folders, so runs never land inside a dataset, a source or the user's own folder.
+
+    Raises
+    ------
+    GalaxyMorphError
+        If ``runs_dir`` is a file or holds anything but runs.
     """
+    _check_runs_dir(Path(runs_dir))
     now = dt.datetime.now(dt.timezone.utc)
     run_id = f"{now:%Y%m%d-%H%M%S}-{model}-s{seed}-{secrets.token_hex(2)}"
     path = Path(runs_dir) / run_id
@@ -107,6 +136,22 @@ def create_run(
     return path
 
 
+def _check_runs_dir(root: Path) -> None:
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise GalaxyMorphError(f"runs_dir must be a folder; got the file {root}. Choose a folder, e.g. runs.")
+    # A run folder that has no config.json yet is one whose creation was cut off.
+    foreign = sorted(p.name for p in root.iterdir() if not p.name.startswith(".") and not (
+        p.is_dir() and not p.is_symlink() and ((p / "config.json").is_file() or not any(p.iterdir()))))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise GalaxyMorphError(
+            f"runs_dir {root} holds things that are not runs ({shown}); runs go in a folder of their own. "
+            "Choose another --runs-dir, e.g. runs."
+        )
+
+
 def set_status(run_dir: str | Path, status: str, **fields: Any) -> dict[str, Any]:
     """Rewrite the run's ``config.json`` with a new ``status`` (and extra fields); return it."""
     if status not in STATUSES[:-1]:
@@ -124,7 +169,79 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / "config.json"
     if not path.exists():
         raise RunNotFoundError(f"{run_dir} is not a run folder (no config.json). List runs with `python -m core evaluate`.")
-    return json.loads(path.read_text(encoding="utf-8"))
+    config = _read_json_object(path)
+    _check_config(path, config)
+    return config
+
+
+def _damaged(path: Path, reason: str) -> RunDamagedError:
+    return RunDamagedError(
+        f"{path} is damaged: {reason}. Delete the run folder {path.parent} and train that model again."
+    )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise _damaged(path, f"it is larger than {MAX_JSON_BYTES // 2**20} MB")
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise _damaged(path, f"it is not readable JSON ({exc})") from exc
+    if not isinstance(value, dict):
+        raise _damaged(path, f"it holds a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_config(path: Path, config: dict[str, Any]) -> None:
+    required = {"id": str, "model": str, "seed": int, "params": dict, "dataset": dict, "status": str}
+    names = {str: "text", int: "whole number", dict: "JSON object"}
+    for key, kind in required.items():
+        value = config.get(key)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise _damaged(path, f"{key!r} must be a {names[kind]}; got {_short(value)}")
+    if config["status"] not in STATUSES[:-1]:
+        raise _damaged(path, f"'status' must be one of {STATUSES[:-1]}; got {_short(config['status'])}")
+    if not isinstance(config["dataset"].get("path"), str):
+        raise _damaged(path, f"'dataset' must name its 'path'; got {_short(config['dataset'])}")
+    classes = config.get("classes", [])
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise _damaged(path, f"'classes' must be a list of names; got {_short(classes)}")
+    if not _is_count(config.get("epochs_done", 0)):
+        raise _damaged(path, f"'epochs_done' must be a whole number >= 0; got {_short(config.get('epochs_done'))}")
+
+
+def _check_metrics(path: Path, metrics: dict[str, Any], classes: list[str]) -> None:
+    # Fields are checked when present: older runs and hand-made test runs may lack some, and
+    # readers treat a missing metric as "not measured".
+    for key in METRIC_NUMBERS:
+        value = metrics.get(key)
+        if value is not None and (not _is_number(value) or math.isinf(value)):
+            raise _damaged(path, f"{key!r} must be a finite number; got {_short(value)}")
+    per_class = metrics.get("per_class", {})
+    if not isinstance(per_class, dict) or not all(
+        isinstance(scores, dict) and all(_is_number(scores.get(k)) for k in ("precision", "recall", "f1"))
+        and _is_count(scores.get("support")) for scores in per_class.values()
+    ):
+        raise _damaged(path, "'per_class' must map each class to its precision, recall, f1 and support")
+    if "confusion" in metrics:
+        confusion, n = metrics["confusion"], len(classes) or len(per_class)
+        if not (isinstance(confusion, list) and len(confusion) == n and all(
+            isinstance(row, list) and len(row) == n and all(_is_count(v) for v in row) for row in confusion
+        )):
+            raise _damaged(path, f"'confusion' must be a {n} x {n} table of counts")
 
 
 def _write_config(path: Path, config: dict[str, Any], *, status: str) -> None:
@@ -200,9 +317,19 @@ class Run:
 
     @property
     def metrics(self) -> dict[str, Any]:
-        """Test-set metrics and timings (empty until the run finished)."""
+        """Test-set metrics and timings (empty until the run finished).
+
+        Raises
+        ------
+        RunDamagedError
+            If ``metrics.json`` is there but not the file training writes.
+        """
         path = self.path / "metrics.json"
-        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        if not path.exists():
+            return {}
+        metrics = _read_json_object(path)
+        _check_metrics(path, metrics, self.classes)
+        return metrics
 
     @property
     def predictions(self) -> pd.DataFrame:
@@ -258,22 +385,43 @@ def resolve_run(ref: str | Path, *, runs_dir: str | Path | None = None) -> Run:
     raise RunNotFoundError(f"run {ref!r} is ambiguous in {root}: {', '.join(p.name for p in matches[:5])}. Give more of the id.")
 
 
-def iter_runs(runs_dir: str | Path | None = None) -> list[Run]:
-    """Every readable run under ``runs_dir``, oldest first; unreadable folders are skipped."""
+def scan_runs(runs_dir: str | Path | None = None) -> tuple[list[Run], list[tuple[Path, str]]]:
+    """Every run under ``runs_dir``, oldest first, and ``(folder, message)`` for each whose
+    ``config.json`` or ``metrics.json`` is damaged (:class:`RunDamagedError`)."""
     root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
-    runs = []
+    good, damaged = [], []
     for path in sorted(root.glob("*/config.json")) if root.exists() else []:
         try:
-            runs.append(load_run(path.parent))
-        except (OSError, ValueError, GalaxyMorphError):
+            run = load_run(path.parent)
+            run.metrics  # noqa: B018 - read now, so a damaged file is reported here and not mid-report
+        except GalaxyMorphError as exc:
+            damaged.append((path.parent, str(exc)))
             continue
-    return runs
+        good.append(run)
+    return good, damaged
+
+
+def iter_runs(runs_dir: str | Path | None = None) -> list[Run]:
+    """Every usable run under ``runs_dir``, oldest first; damaged folders are logged and skipped."""
+    good, damaged = scan_runs(runs_dir)
+    for _, message in damaged:
+        logger.warning("skipped: %s", message)
+    return good
 
 
 def list_runs(runs_dir: str | Path | None = None) -> pd.DataFrame:
-    """One row per run: :data:`LIST_COLUMNS`, oldest first (what the dashboard's run list shows)."""
+    """One row per run: :data:`LIST_COLUMNS`, oldest first (what the dashboard's run list shows).
+
+    A damaged run folder has status :data:`DAMAGED` and its message in ``problem``; the
+    other columns are empty.
+    """
     rows = []
-    for run in iter_runs(runs_dir):
+    good, damaged = scan_runs(runs_dir)
+    for path, message in damaged:
+        rows.append({"id": path.name, "model": "?", "seed": -1, "dataset": "", "status": DAMAGED,
+                     "accuracy": np.nan, "balanced_accuracy": np.nan, "macro_f1": np.nan, "epochs_done": 0,
+                     "created": None, "finished": None, "config_hash": None, "path": str(path), "problem": message})
+    for run in good:
         metrics = run.metrics
         rows.append({
             "id": run.id,
@@ -289,8 +437,10 @@ def list_runs(runs_dir: str | Path | None = None) -> pd.DataFrame:
             "finished": run.config.get("finished"),
             "config_hash": run.config.get("config_hash"),
             "path": str(run.path),
+            "problem": "",
         })
-    return pd.DataFrame(rows, columns=list(LIST_COLUMNS))
+    table = pd.DataFrame(rows, columns=list(LIST_COLUMNS))
+    return table.sort_values("path", kind="stable").reset_index(drop=True) if damaged else table
 
 
 def find_resumable(runs_dir: str | Path, *, config_hash_: str) -> tuple[Run | None, Run | None]:

@@ -103,7 +103,15 @@ import numpy as np
 
 from core import __version__
 from core.errors import ConfigError
-from core.io import append_jsonl, atomic_write_bytes, atomic_write_json, atomic_write_text, read_jsonl
+from core.io import (
+    SAMPLE,
+    append_jsonl,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    check_replaceable,
+    read_jsonl,
+)
 from core.progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -216,6 +224,7 @@ def generate_sample(
     n_jobs: int | None = None,
     progress: Progress | None = None,
     rates: SampleRates | None = None,
+    force: bool = False,
 ) -> Path:
     """Write a synthetic sample of ``n`` galaxies to ``out`` and return the folder.
 
@@ -223,7 +232,8 @@ def generate_sample(
     ----------
     out : str or Path
         Folder to write; created if missing. It must be empty or hold a sample made earlier
-        (an interrupted run with the same parameters resumes where it stopped).
+        with the same ``n`` and ``seed`` (an interrupted run resumes where it stopped), or
+        ``force`` must be set to replace a sample made with others. Any other folder is refused.
     n : int
         Number of distinct galaxies (duplicates and conflicts add catalogue rows; see the
         module docstring).
@@ -235,6 +245,8 @@ def generate_sample(
         Advanced once per image written; its ``total`` is set if it was ``None``.
     rates : SampleRates or None
         Population and wart rates; ``None`` for the defaults.
+    force : bool
+        Replace a sample made with another ``n`` or ``seed``.
 
     Returns
     -------
@@ -244,7 +256,7 @@ def generate_sample(
     Raises
     ------
     ConfigError
-        If ``n``, ``seed`` or ``n_jobs`` is out of range, or ``out`` holds something else.
+        If ``n``, ``seed`` or ``n_jobs`` is out of range, or ``out`` may not be replaced.
 
     Examples
     --------
@@ -259,7 +271,7 @@ def generate_sample(
     n_jobs = resolve_jobs(n_jobs)
     out = Path(out)
     params = _params(n=n, seed=seed, rates=rates)
-    _prepare_folder(out, params)
+    _prepare_folder(out, params, force=force)
 
     rows, specs = _plan(n=n, seed=seed, rates=rates)
     done = {rec["file"]: rec for rec in read_jsonl(out / _PROGRESS_FILE) if (out / rec["file"]).exists()}
@@ -296,7 +308,9 @@ def ensure_sample(
 ) -> Path:
     """Generate the sample in ``out`` unless one with the same parameters and version is there.
 
-    The dashboard calls this on first run; ``python -m core sample --if-missing`` too.
+    The dashboard calls this on first run; ``python -m core sample --if-missing`` too. A sample
+    this tool made with other parameters is replaced (asking for one is asking for that one);
+    a folder that is not a sample is refused, as by :func:`generate_sample`.
 
     Returns
     -------
@@ -313,7 +327,7 @@ def ensure_sample(
     if sample_is_current(out, n=n, seed=seed):
         logger.info("sample in %s is up to date (n=%d, seed=%d); nothing to do", out, n, seed)
         return out
-    return generate_sample(out, n=n, seed=seed, n_jobs=n_jobs, progress=progress)
+    return generate_sample(out, n=n, seed=seed, n_jobs=n_jobs, progress=progress, force=True)
 
 
 def sample_is_current(out: str | Path, *, n: int = 2000, seed: int = 0) -> bool:
@@ -356,19 +370,13 @@ def _params(*, n: int, seed: int, rates: SampleRates) -> dict[str, Any]:
     return {"version": SAMPLE_VERSION, "n": n, "seed": seed, "rates": dataclasses.asdict(rates)}
 
 
-def _prepare_folder(out: Path, params: dict[str, Any]) -> None:
+def _prepare_folder(out: Path, params: dict[str, Any], *, force: bool) -> None:
     """Make ``out`` ready: keep a resumable run with the same parameters, else clear our files."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"out must be a folder; got the file {out}. Choose another path.")
-    ours = {"catalog.csv", "truth.csv", "SAMPLE.json", "images", _PROGRESS_FILE, _PARAMS_FILE}
-    if out.exists():
-        present = {p.name for p in out.iterdir() if not p.name.startswith(".")}
-        foreign = sorted(present - ours)
-        if foreign and not (out / "SAMPLE.json").exists() and not (out / _PARAMS_FILE).exists():
-            raise ConfigError(
-                f"out folder {out} holds files that are not a sample ({', '.join(foreign[:3])}). "
-                "Use an empty folder or an existing sample folder."
-            )
+    ours = check_replaceable(
+        out, kind=SAMPLE, force=force, option="out",
+        same=lambda old: (old.get("n"), old.get("seed")) == (params["n"], params["seed"]),
+    )
+    if ours is not None:
         previous = None
         if (out / _PARAMS_FILE).exists():
             try:

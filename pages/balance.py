@@ -5,7 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from ui import charts, common, data, palette
+from ui import charts, common, data, palette, session
+
+session.require_router()
 
 common.page_header(
     "Class balance",
@@ -21,6 +23,17 @@ colors = palette.class_colors(classes)
 table = data.labelled(source, scheme)
 if table.empty:
     common.stop_with("This source has no catalogue rows yet — fetch or import galaxies on the **Data** page.")
+switches = st.columns(2)
+for column, name, label, tip in (
+    (switches[0], "dwarfs", "Exclude dwarfs (dE, dS0, dSph, dIrr)", "build --exclude-dwarfs"),
+    (switches[1], "uncertain", "Exclude uncertain types (E?, Sb:)", "build --exclude-uncertain"),
+):
+    common.bind(f"balance_exclude_{name}", f"exclude_{name}")
+    column.toggle(label, key=f"balance_exclude_{name}", on_change=common.adopt,
+                  args=(f"balance_exclude_{name}", f"exclude_{name}"),
+                  help=f"Leaves these types out of every class; the Preprocessing page's build passes `{tip}`.")
+table = data.with_exclusions(table, **data.exclusions())
+excluded_names = set(table.loc[table["excluded"] != "", "name"])
 
 st.markdown(f"**Scheme `{scheme}`** — {data.scheme_description(scheme)} Classes: " + ", ".join(f"`{c}`" for c in classes))
 policy = st.segmented_control(
@@ -29,9 +42,11 @@ policy = st.segmented_control(
     help="drop: leave the object out; majority: most frequent class wins; first: first listed class wins.",
 )
 resolved, report = data.resolved(source, scheme, policy)
+resolved = resolved[~resolved["name"].isin(excluded_names)]
 before = resolved[resolved["label"] != data.UNCLASSIFIED].groupby("label").size().reindex(classes, fill_value=0)
 filters = data.current_filters()
 after_table = data.filtered(source, scheme, **filters)
+after_table = after_table[~after_table["name"].isin(excluded_names)]
 after = after_table[after_table["kept"]].groupby("label").size().reindex(classes, fill_value=0)
 
 cols = st.columns(4)
@@ -43,6 +58,16 @@ cols[3].metric("Imbalance ratio (after)", data.imbalance_text(after))
 st.plotly_chart(charts.sankey(data.type_flows(table, top=25), classes=[*classes, data.UNCLASSIFIED],
                               title="Raw NED type strings → scheme classes (25 most common types)"), key="balance_sankey")
 
+st.markdown("#### Type strings this scheme leaves unclassified")
+dropped = data.unclassified_types(table)
+excluded = table.drop_duplicates("name")["excluded"].value_counts()
+st.caption(
+    f"{int(dropped['objects'].sum()):,} objects, {len(dropped):,} distinct strings, most frequent first: what "
+    "`python -m core build` leaves out as `unclassified`. Excluded by the switches above: "
+    f"{int(excluded.get('dwarf', 0)):,} dwarfs, {int(excluded.get('uncertain', 0)):,} uncertain types."
+)
+st.dataframe(dropped, hide_index=True, height=220, key="balance_unclassified", width="stretch")
+
 left, right = st.columns(2)
 with left:
     counts = pd.DataFrame({"before filters": before, "after filters": after})
@@ -50,7 +75,9 @@ with left:
     st.plotly_chart(fig, key="balance_counts")
     st.caption(
         "Filters from the Preprocessing preview page: quality ≥ {min_quality:g}, image side ≥ {min_size} px, "
-        "crop {crop:g}, catalogue {catalog}.".format(**filters)
+        "crop {crop:g}, catalogue {catalog}, survey {survey}.".format(
+            **{**filters, "catalog": common.md(filters["catalog"]), "survey": common.md(filters["survey"])}
+        )
     )
 with right:
     st.markdown("#### Label conflicts")

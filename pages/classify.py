@@ -5,7 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import GalaxyMorphError
-from ui import charts, common, data, palette
+from core.images import display_name
+from ui import charts, common, data, palette, session
+
+session.require_router()
 
 common.page_header(
     "Classify a galaxy",
@@ -14,6 +17,7 @@ common.page_header(
 )
 table = data.runs_table()
 finished = table[table["status"] == "finished"] if not table.empty else table
+common.damaged_notice(common.damaged_runs(table), what="run", key="cls_damaged_runs")
 if finished.empty:
     common.stop_with("No trained models yet — train on the **Training** page, then come back to classify.")
 
@@ -21,8 +25,10 @@ dataset = st.selectbox("Models trained on", list(dict.fromkeys(finished["dataset
                        format_func=lambda p: str(p).split("/")[-1])
 candidates = data.first_seed_runs(data.load_runs(tuple(finished[finished["dataset"] == dataset]["path"])))
 left, right = st.columns(2)
-upload = left.file_uploader("Image file", type=["fits", "fit", "fts", "gz", "jpg", "jpeg", "png"], key="cls_upload",
-                            help="Up to 50 MB. FITS may be gzipped.")
+# No type= filter: Streamlit enforces it (and refuses a name with a NUL) before this script runs,
+# as an exception the page cannot catch; read_upload judges the file by its content instead.
+upload = left.file_uploader("Image file", key="cls_upload",
+                            help="FITS (.fits, .fits.gz), JPEG or PNG, up to 50 MB.")
 source_table = data.labelled(st.session_state["source"], st.session_state["scheme"])
 names = list(source_table.loc[source_table["has_image"], "name"].drop_duplicates().head(500))
 picked = right.selectbox("…or a galaxy of the current source", ["—", *names], key="cls_name")
@@ -30,7 +36,7 @@ ned_name = right.text_input("…or a NED name to fetch (needs the internet)", ke
 
 try:
     if upload is not None:
-        image, label = data.read_upload(upload.name, upload.getvalue()), upload.name
+        image, label = data.read_upload(upload.name, upload.getvalue()), display_name(upload.name)
     elif picked != "—":
         path = source_table.loc[source_table["name"] == picked, "path"].iloc[0]
         image, label = data.read_path(path), picked
@@ -39,14 +45,18 @@ try:
     else:
         common.stop_with("Upload an image, pick a galaxy or type a NED name to classify it.")
 except GalaxyMorphError as exc:
-    common.stop_with(str(exc), kind="error")
+    common.stop_with(common.md(exc), kind="error")
 
-config = data.dataset_preprocess_config(dataset)
+try:
+    config = data.dataset_preprocess_config(dataset)
+except GalaxyMorphError as exc:
+    common.stop_with(str(exc), kind="error")
 steps = data.steps_for(image, config)
-st.subheader(f"Preprocessing of {label}")
+st.subheader(f"Preprocessing of {common.md(label)}")
 for col, (step, array) in zip(st.columns(len(steps)), steps.items()):
     col.image(data.for_display(array), caption=step.replace("_", " "), width="stretch")
-st.caption(f"Crop {config.crop:g} of the side, {config.stretch} stretch, resized to {config.size} × {config.size} px.")
+st.caption(f"Crop {config.crop:g} of the side, {common.md(config.stretch)} stretch, "
+           f"resized to {config.size} × {config.size} px.")
 if upload is None and picked != "—":
     common.acknowledge(st.session_state["source"])
 
@@ -56,5 +66,6 @@ for column, run in zip(columns, candidates):
     with column:
         probs = data.predict(run.path, steps["final"])
         best = max(probs, key=probs.get)
-        st.markdown(f"**{common.model_label(run.model_name)}** → **{best}** ({probs[best]:.0%})")
+        model = common.md(common.model_label(run.model_name))
+        st.markdown(f"**{model}** → **{common.md(best)}** ({probs[best]:.0%})")
         st.plotly_chart(charts.probability_bar(probs, color=palette.model_color(run.model_name)), key=f"cls_probs_{run.id}")

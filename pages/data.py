@@ -9,7 +9,9 @@ import streamlit as st
 
 from core import jobs
 from core.errors import GalaxyMorphError
-from ui import common
+from ui import common, session
+
+session.require_router()
 
 common.page_header(
     "Data",
@@ -23,7 +25,8 @@ CLASS_TERMS = ["E", "S0", "S0/a", "SA", "SAB", "SB", "S", "Irr"]
 scrape_tab, import_tab, jobs_tab = st.tabs(["NED scrape and fetch", "Import a folder", "All jobs"])
 
 with scrape_tab:
-    st.caption(f"NED asks for at most one request per second; the scraper keeps to it. Server: {settings.ned_base_url}")
+    st.caption("NED asks for at most one request per second; the scraper keeps to it. Server: "
+               + common.md_code(settings.ned_base_url))
     c1, c2 = st.columns([3, 1])
     terms = c1.multiselect("Classes to search", CLASS_TERMS, default=["E", "S0", "SA", "SB"], key="data_classes")
     max_pages = c2.number_input("Max pages per class (0 = all)", 0, 10_000, 2, key="data_max_pages")
@@ -50,7 +53,7 @@ with scrape_tab:
         counts = manifest["status"].value_counts()
         cols = st.columns(len(counts))
         for col, (status, n) in zip(cols, counts.items()):
-            col.metric(status, f"{n:,}")
+            col.metric(common.md(status), f"{n:,}")
         failed = manifest[manifest["status"].str.lower() != "ok"]
         if not failed.empty:
             st.dataframe(failed[[c for c in ("name", "status", "reason") if c in failed]], hide_index=True, height=220,
@@ -74,7 +77,7 @@ with import_tab:
             st.session_state["data_import_job"] = jobs.start_job(args, label=f"import {name or Path(csv_path).stem}",
                                                                  progress_flag=None).id
         except GalaxyMorphError as exc:
-            st.error(str(exc))
+            st.error(common.md(exc))
     if "data_import_job" in st.session_state:
         common.job_panel(st.session_state["data_import_job"], key="data_import_panel")
 

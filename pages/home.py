@@ -6,7 +6,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui import charts, common, data
+from ui import charts, common, data, session
+
+session.require_router()
 
 common.page_header(
     "galaxy-morph",
@@ -18,8 +20,8 @@ source = st.session_state["source"]
 scheme = st.session_state["scheme"]
 table = data.labelled(source, scheme)
 
-st.subheader(f"Source: {Path(source).name}")
-st.caption(f"{common.source_kind(Path(source))} — `{source}`")
+st.subheader(f"Source: {common.md(Path(source).name)}")
+st.caption(f"{common.source_kind(Path(source))} — {common.md_code(source)}")
 n_images = int(table["has_image"].sum())
 labelled = table[table["label"] != data.UNCLASSIFIED]
 cols = st.columns(4)
@@ -34,7 +36,7 @@ with left:
     st.plotly_chart(charts.class_bar(counts, title=f"Objects per class ({scheme} scheme)"), key="home_classes")
 with right:
     st.markdown("#### Datasets and runs")
-    datasets = data.list_dataset_paths()
+    datasets, damaged_datasets = data.checked_datasets()
     runs = data.runs_table()
     finished = runs[runs["status"] == "finished"] if not runs.empty else runs
     m1, m2 = st.columns(2)
@@ -52,8 +54,10 @@ with right:
                 "runs": sum(1 for p in runs["dataset"] if p and Path(p).resolve() == path.resolve()) if not runs.empty else 0,
             })
         st.dataframe(rows, hide_index=True, width="stretch")
-    else:
+    elif not damaged_datasets:
         st.caption("No dataset yet: build one on **Preprocessing preview**.")
+    common.damaged_notice(damaged_datasets, what="dataset", key="home_damaged_datasets")
+    common.damaged_notice(common.damaged_runs(runs), what="run", key="home_damaged_runs")
     st.markdown("#### Next steps")
     steps = []
     if not datasets:

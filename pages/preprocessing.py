@@ -6,11 +6,18 @@ moving them never re-reads an image; the before / after grid re-processes only t
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
 from core import jobs
-from ui import charts, common, data
+from core.config import get_settings
+from core.errors import GalaxyMorphError
+from core.io import check_folder_name
+from ui import charts, common, data, session
+
+session.require_router()
 
 common.page_header(
     "Preprocessing preview",
@@ -39,8 +46,16 @@ with st.container(border=True):
     c5.slider("Minimum image side (pixels)", 0, 256, step=4, key="pp_min_size",
               help="Images whose shorter side is below this are rejected (too little detail to crop from).")
     prefixes = sorted(metrics["prefix"].dropna().unique())
-    st.selectbox("Catalogue (name prefix)", ["all", *prefixes], key="pp_catalog",
-                 help="Keep only galaxies whose names come from one catalogue (NGC, UGC, …), or all of them.")
+    left, right = st.columns(2)
+    left.selectbox("Catalogue (name prefix)", ["all", *prefixes], key="pp_catalog",
+                   help="Keep only galaxies whose names come from one catalogue (NGC, UGC, …), or all of them.")
+    surveys = sorted(s for s in metrics["survey"].unique() if s)
+    if st.session_state.get("pp_survey") not in ("auto", "all", *surveys):
+        st.session_state["pp_survey"] = "auto"  # a survey of the source shown before
+    # No format_func: Streamlit's AppTest cannot set a selectbox whose labels differ from its options.
+    right.selectbox(f"Survey (auto = {common.md(data.auto_survey(source, scheme, st.session_state['pp_catalog']))})",
+                    ["auto", "all", *surveys], key="pp_survey",
+                    help="Keep one survey's images (build --survey): auto = the most common; all = mix them.")
 
 filters = data.current_filters()
 table = data.filtered(source, scheme, **filters)
@@ -87,21 +102,35 @@ top[1].caption("Random kept images of each class (seeded, so the same until you 
 examples = data.examples(kept, classes, per_class=4, seed=st.session_state.get("pp_seed", 0))
 for cls in classes:
     rows = examples[examples["label"] == cls]
-    st.markdown(f"**{cls}** — {int(by_class.loc[cls, 'kept'])} kept")
+    st.markdown(f"**{common.md(cls)}** — {int(by_class.loc[cls, 'kept'])} kept")
     if rows.empty:
         st.caption("No kept images of this class with these settings.")
         continue
     grid = st.columns(8)
     for i, (_, row) in enumerate(rows.iterrows()):
         raw, processed = data.before_after(str(row["path"]), **data.preprocess_params())
-        grid[2 * i].image(raw, caption=f"{row['name']}", width="stretch")
+        grid[2 * i].image(raw, caption=common.md(row["name"]), width="stretch")
         grid[2 * i + 1].image(processed, caption=f"after ({st.session_state['pp_size']} px)", width="stretch")
 common.acknowledge(source)
 
 st.subheader("Build the dataset")
-name = st.text_input("Dataset name", value=data.suggest_dataset_name(source, scheme), key="pp_dataset_name")
-if st.button("Build and save dataset", key="pp_build", type="primary", icon=":material/save:"):
-    job = jobs.start_job(data.build_args(source, scheme, name), label=f"build {name}")
+name = st.text_input("Dataset name", value=data.suggest_dataset_name(source, scheme), key="pp_dataset_name",
+                     help="Letters, digits, '_', '-' and '.'; it becomes the folder name under datasets/.")
+try:
+    check_folder_name(name, what="dataset name", example="sample-hubble3")
+    name_error = None
+except GalaxyMorphError as exc:
+    name_error = str(exc)
+    st.error(common.md(name_error))
+replace = False
+if name_error is None and (Path(get_settings().data_dir) / "datasets" / name).exists():
+    replace = st.checkbox(f"Replace the saved dataset {name!r}", key="pp_replace",
+                          help="Without this, a dataset of that name built with other settings is kept and the "
+                               "build stops with a message. A folder that is not a dataset is never replaced.")
+if st.button("Build and save dataset", key="pp_build", type="primary", icon=":material/save:",
+             disabled=name_error is not None):
+    args = data.build_args(source, scheme, name) + (["--force"] if replace else [])
+    job = jobs.start_job(args, label=f"build {name}")
     st.session_state["pp_build_job"] = job.id
 if "pp_build_job" in st.session_state:
     common.job_panel(st.session_state["pp_build_job"], key="pp_build_panel")

@@ -6,7 +6,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ui import charts, common, data, palette
+from ui import charts, common, data, palette, session
+
+session.require_router()
 
 common.page_header(
     "Dataset statistics",
@@ -39,7 +41,8 @@ with right:
     top = prefixes.head(12)
     if len(prefixes) > 12:
         top = pd.concat([top, pd.Series({"other": prefixes.iloc[12:].sum()})])
-    fig = go.Figure(go.Bar(x=top.to_numpy(), y=list(top.index), orientation="h", marker_color=palette.KEPT_COLOR))
+    fig = go.Figure(go.Bar(x=top.to_numpy(), y=charts.texts(top.index), orientation="h",
+                           marker_color=palette.KEPT_COLOR))
     fig.update_yaxes(autorange="reversed", title="catalogue (name prefix)")
     fig.update_xaxes(title="objects")
     st.plotly_chart(charts.style(fig, title="Catalogues the names come from"), key="stats_prefixes")
@@ -65,18 +68,27 @@ with right:
         for cls in classes:
             part = sized[sized["label"] == cls]
             if len(part):
-                fig.add_trace(go.Scatter(x=part["width"], y=part["height"], mode="markers", name=cls,
+                fig.add_trace(go.Scatter(x=part["width"], y=part["height"], mode="markers", name=charts.text(cls),
                                          marker=dict(color=colors[cls], size=6, opacity=0.6)))
         fig.update_xaxes(title="width (pixels)")
         fig.update_yaxes(title="height (pixels)")
         st.plotly_chart(charts.style(fig, title="Image sizes"), key="stats_sizes")
 
 st.subheader("Survey and band coverage")
-coverage = data.coverage(table)
+coverage = data.coverage(table, images)
 if coverage is None:
     st.caption("This source does not record surveys or bands (one image per object).")
 else:
     matrix, per_object = coverage
+    known = matrix.drop(index="?", errors="ignore")
+    if len(known) and known.to_numpy().sum():
+        top = known.sum(axis=1).idxmax()
+        st.caption(
+            f"{len(known)} survey(s) in this source. `python -m core build` keeps one survey and band, by default the "
+            f"most common: **{common.md(top)} / {common.md(known.loc[top].idxmax())}** ({int(known.loc[top].max()):,} of "
+            f"{int(matrix.to_numpy().sum()):,} objects with an image), so a dataset does not mix photographic plates "
+            "and CCDs. Pick another on the Preprocessing page or with `--survey` / `--band`."
+        )
     left, right = st.columns([3, 2])
     left.plotly_chart(charts.heatmap(matrix, title="Objects with an image, per survey and band", x_title="band", y_title="survey"), key="stats_coverage")
     right.plotly_chart(charts.class_bar(per_object, title="Images per object", colors={k: palette.KEPT_COLOR for k in per_object.index}), key="stats_per_object")
@@ -108,10 +120,12 @@ if rows:
     row = shown.iloc[rows[0]]
     left, right = st.columns([1, 2])
     if row["path"]:
-        left.image(data.display_image(str(row["path"])), caption=f"{row['name']} (asinh stretch)", width=280)
+        left.image(data.display_image(str(row["path"])), caption=f"{common.md(row['name'])} (asinh stretch)",
+                   width=280)
     else:
-        left.warning(f"{row['name']}: no image ({row.get('reason') or 'not fetched'}).")
-    right.markdown(f"**{row['name']}** — NED type `{row['classification']}` → **{row['label']}** ({scheme})")
+        left.warning(f"{common.md(row['name'])}: no image ({common.md(row.get('reason') or 'not fetched')}).")
+    right.markdown(f"**{common.md(row['name'])}** — NED type {common.md_code(row['classification'])} → "
+                   f"**{common.md(row['label'])}** ({common.md(scheme)})")
     details = row.drop(labels=["path"])
     details = details[details.map(lambda v: v is not None and v == v and str(v) != "")]
     right.dataframe(details.astype(str).rename("value").to_frame(), key="stats_row", width="stretch")

@@ -11,7 +11,9 @@ import streamlit as st
 from core import jobs, runs
 from core.errors import GalaxyMorphError
 from core.models import MODEL_NAMES
-from ui import charts, common, data, palette
+from ui import charts, common, data, palette, session
+
+session.require_router()
 
 common.page_header(
     "Training",
@@ -19,9 +21,10 @@ common.page_header(
     "augmentation, early stopping on validation loss). Training runs in the background: you can "
     "close the browser and come back.",
 )
-datasets = data.list_dataset_paths()
+datasets, damaged_datasets = data.checked_datasets()
+common.damaged_notice(damaged_datasets, what="dataset", key="train_damaged_datasets")
 if not datasets:
-    common.stop_with("No dataset yet — tune the settings on **Preprocessing preview** and press *Build and save dataset* "
+    common.stop_with("No usable dataset yet — tune the settings on **Preprocessing preview** and press *Build and save dataset* "
                      "(or run `python -m core build`).")
 
 with st.container(border=True):
@@ -39,16 +42,17 @@ with st.container(border=True):
     mixed = c4.toggle("Mixed precision (GPU)", key="train_mixed", help="float16 compute on a GPU; slower on a CPU.")
     xla = c4.toggle("XLA compile (GPU)", key="train_xla")
     manifest = data.dataset_manifest(dataset)
+    n_images, side = manifest.get("n_images", "?"), manifest.get("image_shape", ["?"])[0]
     st.caption(
-        f"{manifest.get('n_images', '?')} images of {manifest.get('image_shape', ['?'])[0]} px, classes "
-        + ", ".join(manifest.get("classes", [])) + f" · device: {data.device_label()}"
+        f"{common.md(n_images)} images of {common.md(side)} px, classes "
+        + ", ".join(common.md(c) for c in manifest.get("classes", [])) + f" · device: {data.device_label()}"
     )
 
 try:
     seeds = [int(s) for s in seeds_text.replace(" ", "").split(",") if s]
 except ValueError:
     seeds = []
-    st.error(f"seeds must be whole numbers separated by commas; got {seeds_text!r}. Use e.g. 0, 1, 2.")
+    st.error(f"seeds must be whole numbers separated by commas; got {common.md(repr(seeds_text))}. Use e.g. 0, 1, 2.")
 
 buttons = st.container(horizontal=True)
 start = buttons.button("Start training", key="train_start", type="primary", icon=":material/play_arrow:", disabled=not (models and seeds))
@@ -63,7 +67,7 @@ if start or resume:
     try:
         job = jobs.start_job(args, label=f"train {', '.join(models)} × {len(seeds)} seed(s)")
     except GalaxyMorphError as exc:
-        st.error(str(exc))
+        st.error(common.md(exc))
     else:
         st.session_state["train_job"] = job.id
 
@@ -95,7 +99,8 @@ def live_runs() -> None:
         status_text = {"stale": "interrupted — resume it", "finished": f"finished, test accuracy {row['accuracy']:.3f}"}.get(
             row["status"], row["status"])
         with st.container(border=True):
-            st.progress(fraction, text=f"**{common.model_label(row['model'])}** seed {row['seed']} — epoch "
+            model = common.md(common.model_label(row["model"]))
+            st.progress(fraction, text=f"**{model}** seed {common.md(row['seed'])} — epoch "
                                        f"{epoch}/{epochs_total} — {status_text}")
             history = run.history
             if history.empty:
@@ -118,4 +123,5 @@ def _curve(history: pd.DataFrame, metric: str, color: str, title: str) -> go.Fig
 
 
 st.subheader("Runs on this dataset")
+common.damaged_notice(common.damaged_runs(data.runs_table()), what="run", key="train_damaged_runs")
 live_runs()

@@ -5,9 +5,12 @@ Routes (the same paths as NED, so the code under test only needs ``ned_base_url`
 - ``/cgi-bin/OBJatt?...&page=N&M=..``: ``objatt/<M codes joined by '-'>_p<N>.html``; the fixed
   parameters NED needs are checked, a request without them gets 400.
 - ``/cgi-bin/imgdata?objname=NAME``: ``imgdata/<NAME with non-alphanumerics as '_'>.html``.
-- ``/img/...``: ``img/<last path segment with ':' as '_'>`` (colons do not belong in a checkout).
+- ``/img/...`` and any other ``....fits.gz``: ``img/<last path segment with ':' as '_'>`` (colons do not
+  belong in a checkout).
 
-Anything else is a 404. Faults are queued per path by the test: ``server.fail(path, "500")``
+Anything else is a 404, unless the test put a body there with ``server.serve(path, body)`` (a
+generated file such as a decompression bomb; ``send_length=False`` leaves out Content-Length, so
+the client must count). Faults are queued per path by the test: ``server.fail(path, "500")``
 answers 500 once, ``"stall"`` waits ``stall_seconds`` before answering (the client should have
 timed out by then). The server is threaded so a stalled handler never blocks the next request.
 
@@ -53,6 +56,7 @@ class FixtureServer:
         self.stall_seconds = stall_seconds
         self.hits: list[Hit] = []
         self._faults: dict[str, list[str]] = defaultdict(list)
+        self._served: dict[str, tuple[bytes, bool]] = {}
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._httpd.daemon_threads = True
@@ -75,6 +79,11 @@ class FixtureServer:
         """Queue faults (``"500"`` or ``"stall"``) for the next requests to ``path``."""
         with self._lock:
             self._faults[path].extend(kinds)
+
+    def serve(self, path: str, body: bytes, *, send_length: bool = True) -> None:
+        """Answer ``path`` with ``body`` (as a binary file) from now on."""
+        with self._lock:
+            self._served[path] = (body, send_length)
 
     def reset(self) -> None:
         """Forget the request log and pending faults."""
@@ -109,7 +118,7 @@ class FixtureServer:
             if len(names) != 1:
                 return 400
             return self.root / "imgdata" / (re.sub(r"[^A-Za-z0-9]", "_", names[0]) + ".html")
-        if path.startswith("/img/"):
+        if path.startswith("/img/") or path.endswith(".fits.gz"):  # astroquery's real listing links /dss1B2/...
             return self.root / "img" / path.rsplit("/", 1)[-1].replace(":", "_")
         return 404
 
@@ -127,10 +136,13 @@ class FixtureServer:
                 parts = urlsplit(self.path)
                 fault = server._next_fault(parts.path)
                 status, body, ctype = 200, b"", "text/html; charset=utf-8"
+                send_length = True
                 if fault == "stall":
                     time.sleep(server.stall_seconds)
                 if fault == "500":
                     status, body = 500, b"<html><body>Internal Server Error</body></html>"
+                elif parts.path in server._served:
+                    (body, send_length), ctype = server._served[parts.path], "application/octet-stream"
                 else:
                     target = server._resolve(parts.path, parse_qs(parts.query, keep_blank_values=True))
                     if isinstance(target, int):
@@ -158,7 +170,11 @@ class FixtureServer:
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", ctype)
-                    self.send_header("Content-Length", str(len(body)))
+                    if send_length:
+                        self.send_header("Content-Length", str(len(body)))
+                    else:  # the body ends when the connection does
+                        self.send_header("Connection", "close")
+                        self.close_connection = True
                     self.end_headers()
                     self.wfile.write(body)
                     self.wfile.flush()

@@ -123,12 +123,52 @@ def test_comparison_shows_one_column_per_model(app: AppTest) -> None:
     _open(app, "comparison")
     assert set(app.multiselect(key="cmp_runs").value) and len(app.multiselect(key="cmp_runs").value) == len(MODELS)
     headers = [m.value for m in app.markdown if m.body.endswith("· seed 0")]
-    assert headers == ["**LeNet-5** · seed 0", "**AlexNet** · seed 0", "**ResNet-18** · seed 0"]
+    # Model labels reach Markdown escaped (ui.common.md): "LeNet\-5" shows as LeNet-5.
+    assert headers == [r"**LeNet\-5** · seed 0", "**AlexNet** · seed 0", r"**ResNet\-18** · seed 0"]
     summary = app.dataframe[0].value
     assert len(summary.columns) == len(MODELS)
     assert "Accuracy" in summary.index
+    assert all(" [" in cell and cell.endswith("]") for cell in summary.loc["Accuracy"]), summary.loc["Accuracy"]
+    # One sentence per model pair, from the Holm-adjusted paired tests.
+    said = [line for m in app.markdown for line in m.body.splitlines()
+            if "(p " in line and "Holm)" in line and ("is better than" in line or "no significant difference" in line)]
+    assert len(said) == 3, [m.body for m in app.markdown]
     charts = [c.key if hasattr(c, "key") else None for c in app.get("plotly_chart")]
     assert len(app.get("plotly_chart")) >= len(MODELS) + 4, charts
+
+
+def test_comparison_computes_saliency_and_grad_cam_for_every_model(app: AppTest) -> None:
+    _open(app, "comparison")
+    app.button(key="cmp_saliency").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    captions = [c for element in app.get("image") for c in element.captions]
+    assert sum(c.endswith("Grad-CAM") for c in captions) == len(MODELS), captions
+    assert sum("∂p/∂pixel" in c for c in captions) == len(MODELS), captions
+
+
+def test_comparison_never_pools_two_protocols(world: dict[str, Path], tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # The world's runs, and a copy of each recorded as the equal protocol: two experiments on one dataset.
+    import shutil
+
+    runs_dir = tmp_path / "runs"
+    shutil.copytree(world["runs"], runs_dir)
+    for run in sorted(runs_dir.iterdir()):
+        twin = runs_dir / f"{run.name}-eq"
+        shutil.copytree(run, twin)
+        config = json.loads((twin / "config.json").read_text())
+        config["params"]["protocol"] = "equal"
+        (twin / "config.json").write_text(json.dumps({**config, "id": twin.name}))
+    monkeypatch.setenv("GALAXY_MORPH_DATA_DIR", str(world["data"]))
+    monkeypatch.setenv("GALAXY_MORPH_RUNS_DIR", str(runs_dir))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    _open(at, "comparison")
+    experiment = at.selectbox(key="cmp_experiment")
+    assert len(experiment.options) == 2 and experiment.value.endswith("-equal")
+    assert len(at.dataframe[0].value.columns) == len(MODELS)  # one column per model, not per model x protocol
+    experiment.set_value(experiment.options[0]).run()
+    assert not at.exception and len(at.dataframe[0].value.columns) == len(MODELS)
 
 
 def test_training_page_lists_the_finished_runs(app: AppTest) -> None:
@@ -136,7 +176,7 @@ def test_training_page_lists_the_finished_runs(app: AppTest) -> None:
     assert app.multiselect(key="train_models").value == list(MODELS)
     assert app.button(key="train_start") is not None and app.button(key="train_resume") is not None
     progress_texts = [p.proto.text for p in app.get("progress")]
-    for label in ("LeNet-5", "AlexNet", "ResNet-18"):
+    for label in (r"LeNet\-5", "AlexNet", r"ResNet\-18"):
         assert any(label in t and "finished" in t for t in progress_texts), progress_texts
 
 
@@ -183,3 +223,43 @@ def test_gz1_images_show_upright_with_the_acknowledgement(app: AppTest, world: d
     assert upright > 0.8  # not 1: the display uses an asinh stretch, the JPEG is linear
     assert upright > np.corrcoef(shown[::-1].ravel(), jpeg.ravel())[0, 1]
     assert upright > np.corrcoef(shown[:, ::-1].ravel(), jpeg.ravel())[0, 1]
+
+
+def test_class_balance_lists_unclassified_types_and_exclusions_reach_the_build(app: AppTest, world) -> None:
+    from core.catalogue import load_source
+    from core.labels import get_scheme, label_table, unclassified_types
+
+    _open(app, "balance")
+    shown = app.dataframe[0].value  # AppTest does not expose a dataframe's key
+    table = load_source(world["sample"]).table
+    expected = unclassified_types(table.assign(label=label_table(table, get_scheme("hubble3"))))
+    assert list(shown["type"]) == list(expected.index) and list(shown["objects"]) == list(expected)
+    assert "Pec" in set(shown["type"])
+    app.toggle(key="balance_exclude_uncertain").set_value(True)
+    app.run()
+    assert app.session_state["exclude_uncertain"] is True
+    # The switch outlives the page, so the Preprocessing page's build passes --exclude-uncertain.
+    _open(app, "preprocessing")
+    assert app.session_state["exclude_uncertain"] is True
+
+
+def test_statistics_shows_the_survey_mix_and_the_preview_keeps_one_survey(app: AppTest, world) -> None:
+    import pandas as pd
+
+    truth = pd.read_csv(world["sample"] / "truth.csv")
+    per_survey = truth.drop_duplicates("name")["survey"].value_counts()
+    _open(app, "statistics")
+    caption = [c.value for c in app.caption if "keeps one survey and band" in c.value]
+    assert caption and f"by default the most common: **{per_survey.index[0]} / " in caption[0]
+    assert f"{len(per_survey)} survey(s) in this source" in caption[0]
+
+    _open(app, "preprocessing")
+    assert app.selectbox(key="pp_survey").value == "auto"
+    app.slider(key="pp_min_quality").set_value(0.0)
+    app.run()
+    one = int(_metric(app, "Kept images").replace(",", ""))
+    app.selectbox(key="pp_survey").set_value("all")
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    every = int(_metric(app, "Kept images").replace(",", ""))
+    assert 0 < one < every

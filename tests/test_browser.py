@@ -10,6 +10,7 @@ real data and runs:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import socket
@@ -43,6 +44,8 @@ PAGES = (
     ("classify", "classify", '[data-testid="stFileUploader"]'),
 )
 WIDTH = 1280
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
 MAX_SHOT_BYTES = 400_000  # the README shows eight of them
 # True once the script run has finished and everything the page drew has its content: no skeleton
 # placeholders, every plotly
@@ -72,46 +75,65 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def server(request: pytest.FixtureRequest) -> Iterator[str]:
+def require_chromium() -> None:
+    """Skip without Debian's Chromium, or fail where CI asks for the browser (REQUIRE_BROWSER=1)."""
     if not CHROMIUM.exists():
         if os.environ.get("REQUIRE_BROWSER") == "1":
             pytest.fail(f"REQUIRE_BROWSER=1 but {CHROMIUM} is missing: apt-get install -y chromium")
         pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
-    data_dir, runs_dir = os.environ.get("SCREENSHOT_DATA_DIR"), os.environ.get("SCREENSHOT_RUNS_DIR")
-    if not (data_dir and runs_dir):
-        world = request.getfixturevalue("world")
-        data_dir, runs_dir = data_dir or str(world["data"]), runs_dir or str(world["runs"])
+
+
+@contextlib.contextmanager
+def serve(data_dir: str | Path, runs_dir: str | Path, *, script: str | Path = "app.py",
+          error_details: str | None = "full") -> Iterator[str]:
+    """``streamlit run`` on a free port of 127.0.0.1 with the project's ``.streamlit/config.toml``;
+    yields its URL once healthy. Tests see full error details (the shipped config hides them);
+    ``error_details=None`` keeps the config's setting."""
     port = _free_port()
     env = dict(os.environ, GALAXY_MORPH_DATA_DIR=str(Path(data_dir).resolve()),
                GALAXY_MORPH_RUNS_DIR=str(Path(runs_dir).resolve()))
+    if error_details is not None:
+        env["STREAMLIT_CLIENT_SHOW_ERROR_DETAILS"] = error_details
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+        [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"streamlit did not come up: {proc.stdout.read().decode(errors='replace')[-2000:]}")
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=20)
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    pytest.fail(f"streamlit did not come up: {proc.stdout.read().decode(errors='replace')[-2000:]}")
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
 
 
-def _wait_ready(page: Page) -> None:
+@pytest.fixture(scope="module")
+def server(request: pytest.FixtureRequest) -> Iterator[str]:
+    require_chromium()
+    data_dir, runs_dir = os.environ.get("SCREENSHOT_DATA_DIR"), os.environ.get("SCREENSHOT_RUNS_DIR")
+    if not (data_dir and runs_dir):
+        world = request.getfixturevalue("world")
+        data_dir, runs_dir = data_dir or str(world["data"]), runs_dir or str(world["runs"])
+    with serve(data_dir, runs_dir) as url:
+        yield url
+
+
+def wait_ready(page: Page) -> None:
     page.wait_for_function(PAGE_READY, timeout=180_000, polling=250)
 
 
-def _interact(page: Page, name: str) -> None:
+def interact(page: Page, name: str) -> None:
     """Show the pages as a user sees them after one click: a galaxy classified, saliency computed."""
     if name == "classify":
         galaxies = page.locator('[data-testid="stSelectbox"]').filter(has_text="galaxy of the current source")
@@ -149,23 +171,21 @@ def test_every_page_renders_in_chromium(server: str) -> None:
 
     shots = README_SHOTS if os.environ.get("SCREENSHOT_DATA_DIR") else TEST_SHOTS
     shots.mkdir(parents=True, exist_ok=True)
-    args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"]
     problems = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": WIDTH, "height": 1000}, device_scale_factor=1)
         for path, name, selector in PAGES:
             page.set_viewport_size({"width": WIDTH, "height": 1000})
             page.goto(f"{server}/{path}", wait_until="domcontentloaded")
             page.wait_for_selector(selector, timeout=180_000)
-            _wait_ready(page)
-            _interact(page, name)
-            _wait_ready(page)
+            wait_ready(page)
+            interact(page, name)
+            wait_ready(page)
             # A viewport as tall as the content, so nothing below the fold is cut off; then the
             # charts re-lay out to the new size, so wait for them again.
             page.set_viewport_size({"width": WIDTH, "height": max(900, page.evaluate(CONTENT_HEIGHT))})
-            _wait_ready(page)
+            wait_ready(page)
             if page.locator('[data-testid="stException"]').count():
                 problems.append(f"{name}: {page.locator('[data-testid=stException]').first.inner_text()[:500]}")
             _save_small(page.screenshot(), shots / f"{name}.png")

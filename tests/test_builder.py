@@ -99,7 +99,9 @@ def test_conflicting_types_are_dropped_and_counted(built, sample):
 
 def test_sample_warts_rejected_at_their_known_rates(built, truth):
     images = pd.read_parquet(built / "images.parquet").merge(truth[["name", "wart"]], on="name")
-    judged = images[~images["reason"].isin(["unclassified", "conflict", "other_catalogue", "no_image"])]
+    judged = images[
+        ~images["reason"].isin(["unclassified", "conflict", "other_catalogue", "no_image", "other_survey", "other_band"])
+    ]
     judged = judged[~judged["reason"].str.startswith("duplicate_of:")]
     rejected = judged.groupby("wart")["kept"].apply(lambda kept: 1 - kept.mean())
     reasons = judged.groupby("wart")["reason"].agg(lambda r: r.value_counts().index[0])
@@ -151,7 +153,7 @@ def test_corrupt_and_missing_files_are_recorded_and_the_rest_builds(sample, tmp_
     broken, gone = ngc["name"].iloc[0], ngc["name"].iloc[1]
     Path(ngc["path"].iloc[0]).write_bytes(b"SIMPLE  = this is not a FITS file")
     Path(ngc["path"].iloc[1]).unlink()
-    out = build_dataset(source, preprocess=SMALL, catalog="NGC", out=tmp_path / "ds", n_jobs=1)
+    out = build_dataset(source, preprocess=SMALL, catalog="NGC", survey="all", out=tmp_path / "ds", n_jobs=1)
     images = pd.read_parquet(out / "images.parquet").set_index("name")
     for name in (broken, gone):
         assert images.loc[name, "reason"] == "unreadable" and not images.loc[name, "kept"]
@@ -244,7 +246,7 @@ def test_bad_parameters_are_user_errors(sample, tmp_path, kwargs, message):
 def test_cli_builds_and_reports(sample, tmp_path, capsys):
     out = tmp_path / "cli-ds"
     argv = ["build", "--source", str(sample), "--size", "16", "--catalog", "NGC", "--scheme", "seed6",
-            "--label-from", "requested", "--conflicts", "first", "--jobs", "1", "--out", str(out)]
+            "--label-from", "requested", "--conflicts", "first", "--jobs", "1", "--out", str(out), "--survey", "all"]
     assert main(argv) == 0
     stdout = capsys.readouterr().out
     assert f"dataset: {out}" in stdout and "catalogue: NGC" in stdout and "left out:" in stdout
@@ -432,3 +434,152 @@ def _record_measured_paths(monkeypatch) -> list[str]:
 
     monkeypatch.setattr(core.builder, "_measure_chunk", counting)
     return measured
+
+
+def test_dwarfs_and_uncertain_types_are_left_out_on_request(tmp_path):
+    root = tmp_path / "types"
+    root.mkdir()
+    (root / "catalog.csv").write_text(
+        "name,classification,file\n"
+        "NGC 1,dE2,a.fits\n"
+        "NGC 2,E?,b.fits\n"
+        "NGC 3,Sb:,c.fits\n"
+        "NGC 4,S?,d.fits\n"
+        'NGC 5,"SA(s)ab;LINER Sy1.8",e.fits\n'
+        'NGC 6,"E+0-1 pec;NLRG Sy",f.fits\n'
+        "NGC 7,dSph,g.fits\n"
+    )
+    source = load_source(root)
+
+    def reasons(**options: bool) -> dict[str, str]:
+        candidates, _ = select_candidates(source, scheme=get_scheme("hubble3"), **options)
+        return dict(zip(candidates["name"], candidates["reason"]))
+
+    assert reasons() == {f"NGC {i}": "" for i in (1, 2, 3, 5, 6, 7)} | {"NGC 4": "unclassified"}
+    assert reasons(exclude_dwarfs=True, exclude_uncertain=True) == {
+        "NGC 1": "dwarf", "NGC 2": "uncertain", "NGC 3": "uncertain", "NGC 4": "unclassified",
+        "NGC 5": "", "NGC 6": "", "NGC 7": "dwarf",
+    }
+
+
+def test_build_lists_the_type_strings_its_scheme_drops(sample, tmp_path, capsys):
+    out = tmp_path / "cli-unclassified"
+    argv = ["build", "--source", str(sample), "--size", "16", "--catalog", "all", "--jobs", "1", "--out", str(out),
+            "--exclude-dwarfs", "--exclude-uncertain"]
+    assert main(argv) == 0
+    stdout = capsys.readouterr().out
+    manifest = load_dataset(out).manifest
+    assert manifest["params"]["exclude_dwarfs"] is True and manifest["params"]["exclude_uncertain"] is True
+    listed = {row["type"]: row["objects"] for row in manifest["unclassified_types"]}
+    images = pd.read_parquet(out / "images.parquet")
+    dropped = images.loc[images["reason"] == "unclassified", "classification"].str.strip().value_counts()
+    assert listed == {str(k): int(v) for k, v in dropped.items()} and len(listed) >= 3
+    counts = list(listed.values())
+    assert counts == sorted(counts, reverse=True)
+    top, n = next(iter(listed.items()))
+    assert f"unclassified by hubble3 (objects per type string): {top!r} {n}" in stdout
+
+
+def _without_positions(sample: Path, root: Path) -> Path:
+    """The sample's catalogue with its ra/dec columns removed, as a scraped NED catalogue has none."""
+    root.mkdir()
+    shutil.copytree(sample / "images", root / "images", copy_function=os.link)  # a source's images are its own
+    catalogue = pd.read_csv(sample / "catalog.csv", keep_default_na=False).drop(columns=["ra", "dec"])
+    catalogue.to_csv(root / "catalog.csv", index=False)
+    return root
+
+
+def test_catalog_all_without_positions_is_refused_unless_allowed(sample, tmp_path, capsys):
+    root = _without_positions(sample, tmp_path / "nopos")
+    with pytest.raises(GalaxyMorphError, match=r"--catalog all needs a position \(ra, dec\).*--allow-duplicates"):
+        build_dataset(root, preprocess=SMALL, catalog="all", out=tmp_path / "refused", n_jobs=1)
+    assert not (tmp_path / "refused").exists()
+    assert main(["build", "--source", str(root), "--catalog", "all", "--size", "16", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: --catalog all needs a position") and "could land in two splits" in err[-1]
+    # One catalogue needs no positions, also when it is all the source has (the Galaxy Zoo cutouts).
+    candidates, _ = select_candidates(load_source(root), scheme=get_scheme("hubble3"), catalog="all")
+    only_ngc = candidates[candidates["prefix"] == "NGC"]
+    assert core.builder._check_positions(only_ngc, catalog="all", allow_duplicates=False) == (only_ngc["reason"] == "").sum()
+    # Allowing duplicates builds, and says so in the manifest.
+    assert build_dataset(root, preprocess=SMALL, catalog="auto", out=tmp_path / "ngc", n_jobs=1).is_dir()
+    out = build_dataset(root, preprocess=SMALL, catalog="all", allow_duplicates=True, out=tmp_path / "all", n_jobs=1)
+    manifest = load_dataset(out).manifest
+    images = pd.read_parquet(out / "images.parquet")
+    assert manifest["params"]["allow_duplicates"] is True
+    label_side = ["conflict", "unclassified", "other_catalogue", "no_image"]
+    assert manifest["objects_without_position"] == int((~images["reason"].isin(label_side)).sum()) > 0
+    assert not images["reason"].str.startswith("duplicate_of:").any()  # nothing to find them with
+
+
+def test_survey_and_band_come_from_the_source_else_the_header():
+    table = pd.DataFrame(
+        {
+            "name": ["NGC 1", "NGC 2", "NGC 3", "NGC 4", "NGC 5"],
+            "path": ["a", "b", "c", "d", "e"],
+            "survey": ["DSS2", "", None, "SDSS", ""],
+            "band": ["IIIaF", "", None, "r", ""],
+        }
+    )
+    metrics = pd.DataFrame(
+        {"path": ["a", "b", "c", "d"], "header_survey": ["X", "DSS2 red", "DSS2 red", "Y"], "header_band": ["", "RG610", "RG610", ""]}
+    )
+    got = core.builder.image_surveys(table, metrics)
+    assert got["survey"].tolist() == ["DSS2", "DSS2 red", "DSS2 red", "SDSS", ""]
+    assert got["band"].tolist() == ["IIIaF", "RG610", "RG610", "r", ""]
+    mix = core.builder.survey_mix(got)
+    assert mix.values.tolist() == [["DSS2 red", "RG610", 2], ["DSS2", "IIIaF", 1], ["SDSS", "r", 1], ["", "", 1]]
+    resolve = core.builder.resolve_survey
+    assert resolve(got) == ("DSS2 red", "RG610")
+    assert resolve(got, survey="sdss") == ("SDSS", "r")
+    assert resolve(got, survey="all") == ("all", "all")
+    assert resolve(got, survey="DSS2", band="all") == ("DSS2", "all")
+    assert resolve(got.assign(survey="", band="")) == ("all", "all")  # nothing recorded: nothing to choose
+    with pytest.raises(GalaxyMorphError, match=r"survey '2MASS' matches no image.*DSS2 red / RG610 \(2\)"):
+        resolve(got, survey="2MASS")
+    with pytest.raises(GalaxyMorphError, match="band 'K' matches no image"):
+        resolve(got, survey="SDSS", band="K")
+
+
+def test_one_survey_per_dataset_by_default(built, truth):
+    images = pd.read_parquet(built / "images.parquet").merge(truth[["name", "survey"]].rename(columns={"survey": "true"}), on="name")
+    manifest = load_dataset(built).manifest
+    assert manifest["params"]["survey"] == "auto" and manifest["params"]["band"] == "auto"
+    # The sample records its survey in the FITS headers only (SURVEY / FILTER); DSS2 red is its most common.
+    assert (manifest["survey"], manifest["band"]) == ("DSS2 red", "RG610")
+    measured = ~images["reason"].isin(["conflict", "unclassified", "other_catalogue", "no_image"])
+    measured &= ~images["reason"].str.startswith("duplicate_of:") & images["read_error"].eq("")
+    assert measured.sum() > 100 and (images.loc[measured, "survey"] == images.loc[measured, "true"]).all()
+    kept = images[images["kept"]]
+    assert len(kept) > 0 and (kept["true"] == "DSS2 red").all()
+    others = images[images["reason"] == "other_survey"]
+    assert len(others) > 0 and (others["true"] != "DSS2 red").all()
+    mix = {(row["survey"], row["band"]): row["objects"] for row in manifest["survey_mix"]}
+    assert set(mix) == {("DSS2 red", "RG610"), ("SDSS r", "r"), ("2MASS K", "Ks"), ("GALEX NUV", "NUV")}
+    assert mix[("DSS2 red", "RG610")] == max(mix.values())
+
+
+def test_cli_survey_filter(sample, tmp_path, capsys):
+    out = tmp_path / "sdss"
+    argv = ["build", "--source", str(sample), "--size", "16", "--catalog", "all", "--jobs", "1", "--out", str(out),
+            "--survey", "sdss r", "--min-quality", "0"]
+    assert main(argv) == 0
+    assert "survey: SDSS r, band: r (images by survey / band: DSS2 red / RG610 " in capsys.readouterr().out
+    ds = load_dataset(out)
+    assert ds.manifest["params"]["survey"] == "sdss r" and ds.manifest["survey"] == "SDSS r"
+    images = pd.read_parquet(out / "images.parquet")
+    assert set(images.loc[images["kept"], "survey"]) == {"SDSS r"}
+    assert main(argv[:-4] + ["--survey", "POSS", "--out", str(tmp_path / "none")]) == 2
+    assert "error: survey 'POSS' matches no image" in capsys.readouterr().err
+
+
+def test_a_source_whose_every_file_is_refused_measures_nothing_and_builds_nothing(tmp_path: Path) -> None:
+    """Each file lies outside the source folder, so none is read: the metrics table is empty (it used
+    to crash merging an untyped empty table) and the build stops with the one-line class message."""
+    source = tmp_path / "src"
+    (source / "images").mkdir(parents=True)
+    (source / "catalog.csv").write_text("name,classification,file\nNGC 1,E,../../../etc/hostname\n"
+                                        "NGC 2,Sb,/etc/passwd\n")
+    assert len(compute_metrics(source, n_jobs=1)) == 0
+    with pytest.raises(GalaxyMorphError, match="class 'E' has 0"):
+        build_dataset(source, scheme="hubble3", out=tmp_path / "ds", n_jobs=1)

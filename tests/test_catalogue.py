@@ -130,8 +130,11 @@ def test_load_source_resolves_paths_and_kinds(tmp_path):
     assert source.table["path"].tolist() == [str(sample.resolve() / "images/a.png"), None]
 
     folder = tmp_path / "other"
-    _write_catalogue(folder, f"name,classification,file\nNGC 3,E,{tmp_path / 'abs.fits'}\n")
-    assert load_source(folder / "catalog.csv").table["path"].tolist() == [str(tmp_path / "abs.fits")]
+    inside = folder.resolve() / "images" / "abs.fits"
+    _write_catalogue(folder, f"name,classification,file\nNGC 3,E,{inside}\nNGC 4,E,{tmp_path / 'abs.fits'}\n")
+    table = load_source(folder / "catalog.csv").table
+    assert table["path"].tolist() == [str(inside), None]  # absolute is fine inside the folder, refused outside
+    assert table["image_reason"].tolist() == ["", f"file outside the source folder {folder.resolve()} (refused)"]
     assert load_source(folder).kind == "folder"
 
     gz = tmp_path / "zoo"
@@ -206,3 +209,67 @@ def test_find_duplicates_distance_near_the_pole():
     # At dec 89.99 one degree of RA is 0.63"; a KD-tree on RA/Dec in degrees would miss this pair.
     df = pd.DataFrame({"name": ["A", "B", "C"], "ra": [0.0, 1.0, 180.0], "dec": [89.99, 89.99, 89.0]})
     assert find_duplicates(df, tolerance_arcsec=1.0) == [["A", "B"]]
+
+
+def _offset(ra: float, dec: float, *, arcsec: float, position_angle: float) -> tuple[float, float]:
+    """A point ``arcsec`` from (ra, dec) towards ``position_angle`` degrees (astropy's spherical offset)."""
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+
+    moved = SkyCoord(ra * u.deg, dec * u.deg).directional_offset_by(position_angle * u.deg, arcsec * u.arcsec)
+    return float(moved.ra.deg), float(moved.dec.deg)
+
+
+@pytest.mark.parametrize(("separation", "same_galaxy"), [(0.5, True), (2.9, True), (3.1, False)])
+@pytest.mark.parametrize(("dec", "position_angle"), [(12.39, 0.0), (12.39, 90.0), (-71.2, 45.0), (85.0, 90.0)])
+def test_the_3_arcsec_radius_on_the_sky(separation, same_galaxy, dec, position_angle):
+    # M87's RA; offsets north, east and diagonal, near a pole too, where RA degrees are short.
+    ra2, dec2 = _offset(187.70593, dec, arcsec=separation, position_angle=position_angle)
+    df = pd.DataFrame({"name": ["NGC 4486", "2MASX J12304942+1223279"], "ra": [187.70593, ra2], "dec": [dec, dec2]})
+    expected = [["NGC 4486", "2MASX J12304942+1223279"]] if same_galaxy else []
+    assert find_duplicates(df, tolerance_arcsec=3.0) == expected
+
+
+def test_two_real_neighbours_5_arcsec_apart_stay_two_objects():
+    # Two real NED objects 5.02" apart, with NED's positions (astroquery's real cone-search answer,
+    # astroquery/ipac/ned/tests/data/query_near_position.xml).
+    df = pd.DataFrame(
+        {
+            "name": ["CXO J053514.8-052346", "CXO J053515.1-052346"],
+            "ra": [83.81179, 83.81319],
+            "dec": [-5.3962, -5.39627],
+        }
+    )
+    assert find_duplicates(df, tolerance_arcsec=3.0) == []
+    assert find_duplicates(df, tolerance_arcsec=5.1) == [list(df["name"])]
+
+
+def test_ned_source_takes_positions_from_the_fetch_where_the_catalogue_has_none(tmp_path):
+    ned = tmp_path / "ned"
+    _write_catalogue(ned, "name,classification,ra,dec\nNGC 4486,E+0-1 pec;NLRG Sy,,\nNGC 1,E3,10.0,5.0\nNGC 2,Sb,,\n")
+    (ned / "images").mkdir()
+    (ned / "images" / "manifest.csv").write_text(
+        "name,status,file,survey,band,refcode,url,reason,ra,dec,position_from\n"
+        "NGC 4486,ok,m87.fits.gz,DSS2,IIIaF,dss2,http://x,,187.705930,12.391123,listing\n"
+        "NGC 1,ok,n1.fits.gz,DSS2,IIIaF,dss2,http://y,,10.5,5.5,fits_header\n"
+        "NGC 2,no_image,,,,,,NED lists no FITS image,,,\n"
+    )
+    table = load_source(ned).table.set_index("name")
+    assert table.loc["NGC 4486", ["ra", "dec"]].tolist() == [187.70593, 12.391123]
+    assert table.loc["NGC 1", ["ra", "dec"]].tolist() == [10.0, 5.0]  # the catalogue's own position wins
+    assert np.isnan(table.loc["NGC 2", "ra"])
+    assert table["position_from"].tolist() == ["listing", "catalogue", ""]
+
+
+def test_survey_and_band_columns_of_an_import(tmp_path):
+    path = tmp_path / "mine.csv"
+    path.write_text("Name,Type,Survey,Filter\nNGC 1,E3,SDSS, r \nNGC 2,Sb,DSS2 red,\n")
+    table = read_catalogue(path)
+    assert table["survey"].tolist() == ["SDSS", "DSS2 red"] and table["band"].tolist() == ["r", ""]
+    assert "survey" not in read_catalogue(_write_minimal(tmp_path)).columns
+
+
+def _write_minimal(tmp_path: Path) -> Path:
+    path = tmp_path / "minimal.csv"
+    path.write_text("name,classification\nNGC 1,E3\n")
+    return path

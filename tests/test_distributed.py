@@ -41,7 +41,7 @@ print(json.dumps({"mirrored": mirrored, "single": single, "devices": len(tf.conf
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("distributed")
     sample = generate_sample(root / "sample", n=60, seed=1, n_jobs=1)
-    return build_dataset(sample, preprocess=PreprocessConfig(size=32), catalog="all", min_quality=0.0, min_size=0,
+    return build_dataset(sample, preprocess=PreprocessConfig(size=32), catalog="all", survey="all", min_quality=0.0, min_size=0,
                          out=root / "ds", n_jobs=1)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,13 +13,16 @@ from collections import Counter
 import pandas as pd
 import pytest
 
+from core.catalogue import find_duplicates, load_source
 from core.config import get_settings
 from core.errors import ConfigError, FetchError, ParseError
 from core.fetch import (
     fetch_images,
+    fits_position,
     image_path,
     map_link,
     parse_image_link,
+    parse_listing_position,
     safe_stem,
     select_image,
     validate_fits_gz,
@@ -95,7 +99,7 @@ def test_validate_fits_gz_names_each_problem(tmp_path):
         with pytest.raises(FetchError, match=expected):
             validate_fits_gz(bad)
     bad.write_bytes(b"<html>oops</html>")
-    with pytest.raises(FetchError, match=r"not gzip data \(starts with b'<html>"):
+    with pytest.raises(FetchError, match=r"not gzip data \(no gzip signature, it looks like an HTML page\)"):
         validate_fits_gz(bad)
     validate_fits_gz(DATA / "img" / "NGC_4486_I_IIIaF_dss2.fits.gz")
 
@@ -230,3 +234,55 @@ def test_real_ned_lists_and_fetches_m87(tmp_path):
     summary = fetch_images(pd.DataFrame({"name": ["MESSIER 087"]}), out=tmp_path / "i", settings=get_settings(data_dir=tmp_path))
     assert summary.counts["ok"] + summary.counts["no_image"] == 1
     assert (tmp_path / "i" / "inventory.csv").exists()
+
+
+# MESSIER 001's position in astroquery's real NED listing (its Aladin links) and in the real DSS1
+# cutout astroquery ships (OBJCTRA / OBJCTDEC), in degrees.
+M1_LISTING = (15 * (5 + 34 / 60 + 31.97097 / 3600), 22 + 0 / 60 + 52.0564 / 3600)
+M1_HEADER = (15 * (5 + 34 / 60 + 31.970 / 3600), 22 + 0 / 60 + 52.06 / 3600)
+
+
+def test_position_from_ned_listing_and_fits_header():
+    listing = (DATA / "imgdata" / "MESSIER_001.html").read_text()
+    assert parse_listing_position(listing) == pytest.approx(M1_LISTING, abs=1e-9)
+    # The same listing without its Aladin column, and the project's own fixture pages, carry none.
+    assert parse_listing_position((DATA / "imgdata" / "Crab_Nebula.html").read_text()) is None
+    assert parse_listing_position((DATA / "imgdata" / "NGC_4486.html").read_text()) is None
+    ra, dec, where = fits_position(DATA / "img" / "MESSIER_001_I_103aE_dss1.fits.gz")
+    assert (ra, dec) == pytest.approx(M1_HEADER, abs=1e-9) and where == "fits_header"
+    assert fits_position(DATA / "img" / "NGC_4486_I_IIIaF_dss2.fits.gz") is None  # no WCS, no OBJCTRA
+
+
+def test_fetch_records_positions_without_extra_requests_and_duplicates_are_found(ned_server, tmp_path):
+    root = tmp_path / "ned"
+    root.mkdir()
+    names = ["MESSIER 001", "Crab Nebula", "NGC 4486"]  # M1 twice: under its Messier and its common name
+    pd.DataFrame({"name": names, "classification": ["Pec", "Pec", "E+0-1 pec;NLRG Sy"]}).to_csv(
+        root / "catalog.csv", index=False
+    )
+    summary = fetch_images(root / "catalog.csv", out=root / "images", prefer=["DSS1"], settings=_settings(ned_server, tmp_path))
+    assert summary.counts["ok"] == 3
+    assert summary.requests == 6 and len(ned_server.hits) == 6  # a listing and an image each, nothing more
+    manifest = pd.read_csv(root / "images" / "manifest.csv", keep_default_na=False).set_index("name")
+    assert manifest["position_from"].to_dict() == {"MESSIER 001": "listing", "Crab Nebula": "fits_header", "NGC 4486": ""}
+    assert manifest.loc["MESSIER 001", ["ra", "dec"]].astype(float).tolist() == pytest.approx(M1_LISTING, abs=1e-9)
+    assert manifest.loc["Crab Nebula", ["ra", "dec"]].astype(float).tolist() == pytest.approx(M1_HEADER, abs=1e-9)
+    # The source has the positions the scraped catalogue lacked: one galaxy under two names is found.
+    table = load_source(root).table
+    assert table["ra"].notna().tolist() == [True, True, False]
+    assert find_duplicates(table, tolerance_arcsec=3.0) == [["MESSIER 001", "Crab Nebula"]]
+
+
+def test_images_fetched_before_positions_get_them_from_their_file_without_a_request(ned_server, tmp_path):
+    out = tmp_path / "images"
+    settings = _settings(ned_server, tmp_path)
+    fetch_images(pd.DataFrame({"name": ["MESSIER 001"]}), out=out, prefer=["DSS1"], settings=settings)
+    # The journal line an earlier version wrote: no position columns.
+    old = {k: v for k, v in list(read_jsonl(out / "manifest.jsonl"))[-1].items() if k not in ("ra", "dec", "position_from")}
+    (out / "manifest.jsonl").write_text(json.dumps(old) + "\n")
+    before = len(ned_server.hits)
+    summary = fetch_images(pd.DataFrame({"name": ["MESSIER 001"]}), out=out, prefer=["DSS1"], settings=settings)
+    assert summary.requests == 0 and len(ned_server.hits) == before
+    row = pd.read_csv(out / "manifest.csv", keep_default_na=False).iloc[0]
+    assert row["position_from"] == "fits_header" and (row["ra"], row["dec"]) == pytest.approx(M1_HEADER, abs=1e-9)
+    assert list(read_jsonl(out / "manifest.jsonl"))[-1]["position_from"] == "fits_header"  # not read again

@@ -231,3 +231,42 @@ def test_read_images_records_failures_in_place(tmp_path: Path) -> None:
     assert [type(r) for r in results] == [ImageData, ImageReadError, ImageReadError, ImageData]
     assert "empty file" in results[1].reason
     assert "file not found" in results[2].reason
+
+
+def test_scaling_in_bands_matches_whole_array_arithmetic(tmp_path: Path) -> None:
+    """More rows than one band holds: BLANK, BSCALE and BZERO apply across the band boundaries."""
+    rng = np.random.default_rng(5)
+    values = rng.integers(-30000, 30000, size=(1500, 1000), dtype=np.int16)
+    values[::7, ::3] = -32768
+    header = fits.Header({"BSCALE": 0.5, "BZERO": 1000.0, "BLANK": -32768})
+    hdu = fits.PrimaryHDU(values, header=header)
+    hdu.header.update(header)
+    image = read_image(_write(tmp_path / "b.fits", _fits_bytes(hdu)))
+    expected = values.astype(np.float64) * 0.5 + 1000.0
+    expected[values == -32768] = np.nan
+    np.testing.assert_array_equal(image.data, expected.astype(np.float32))
+
+
+def test_jpeg_exif_orientation_is_applied(tmp_path: Path) -> None:
+    picture = np.zeros((20, 30), dtype=np.uint8)
+    picture[:4, :] = 255  # a white band along the top of the stored pixels
+    img = Image.fromarray(picture)
+    exif = img.getexif()
+    exif[0x0112] = 6  # the camera was turned: show the stored pixels rotated 90 degrees clockwise
+    buffer = io.BytesIO()
+    img.save(buffer, format="JPEG", exif=exif, quality=95)
+    image = read_image(_write(tmp_path / "o.jpg", buffer.getvalue()))
+    assert image.data.shape == (30, 20)
+    # Rotated clockwise, the top band becomes the right-hand column (the same in FITS orientation).
+    assert image.data[:, -4:].mean() > 200 and image.data[:, :-4].mean() < 30
+
+
+def test_gzip_inflating_past_the_byte_cap_is_refused(tmp_path: Path) -> None:
+    """A gzipped JPEG whose header is 5 MB of application segments, which Pillow would keep in memory."""
+    segment = b"\xff\xef" + (65535).to_bytes(2, "big") + bytes(65533)
+    payload = b"\xff\xd8" + segment * 80 + _pillow_bytes(np.zeros((8, 8), np.uint8), "JPEG")[2:]
+    path = _write(tmp_path / "padded.jpg.gz", gzip.compress(payload))
+    assert read_image(path, max_pixels=10**6).data.shape == (8, 8)  # a cap of 12 MB lets it through
+    with pytest.raises(ImageReadError, match=r"gzip data inflates to more than 4 MB, more than an image of "
+                       r"max_image_pixels = 16 can need"):
+        read_image(path, max_pixels=16)

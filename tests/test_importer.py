@@ -58,17 +58,22 @@ def test_ned_list_columns_and_file_names_match(tmp_path):
     assert all(Path(p).is_file() for p in source.table["path"])
 
 
-def test_file_column_relative_to_csv_or_images(tmp_path):
+def test_file_column_relative_to_csv_or_images_but_inside_the_image_folder(tmp_path):
     images = tmp_path / "imgs"
-    _images(images, ["a.fits.gz", "b.fits.gz"])
+    _images(images, ["a.fits.gz", "b.fits.gz", "sub/c.fits.gz"])
     csv = tmp_path / "cat" / "my.csv"
     csv.parent.mkdir()
     shutil.copy(images / "a.fits.gz", csv.parent / "local.fits.gz")
+    inner = images / "sub" / "inner.csv"  # a CSV inside the image folder names files beside it
     csv.write_text("object,type,file\nX1,E,local.fits.gz\nX2,Sb,b.fits.gz\nX3,S0,gone.fits\n")
     result = import_source(csv, images, name="mine", out=tmp_path / "src")
-    assert [Path(f).name for f in result.catalog["file"]] == ["local.fits.gz", "b.fits.gz"]
-    assert result.unmatched_rows[0][0] == "X3" and "'gone.fits' not found" in result.unmatched_rows[0][1]
-    assert result.unmatched_files == ["a.fits.gz"]
+    assert [Path(f).name for f in result.catalog["file"]] == ["b.fits.gz"]
+    assert result.unmatched_rows[0][0] == "X1" and "'local.fits.gz' lies outside the image folder" in result.unmatched_rows[0][1]
+    assert result.unmatched_rows[1][0] == "X3" and "'gone.fits' not found" in result.unmatched_rows[1][1]
+    assert result.unmatched_files == ["a.fits.gz", "sub/c.fits.gz"]
+    inner.write_text(f"object,type,file\nY1,E,c.fits.gz\nY2,E,{images / 'a.fits.gz'}\n")
+    result = import_source(inner, images, name="inner", out=tmp_path / "src2")
+    assert [Path(f).name for f in result.catalog["file"]] == ["c.fits.gz", "a.fits.gz"]
 
 
 def test_several_files_for_one_name_prefer_fits(tmp_path):

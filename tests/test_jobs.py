@@ -63,13 +63,13 @@ def test_job_runs_to_completion_and_leaves_its_record(data_dir: Path) -> None:
 
 
 def test_failing_command_is_failed_with_its_error_in_the_log(data_dir: Path) -> None:
-    job = jobs.start_job(["no-such-command"], progress_flag=None)
+    job = jobs.start_job(["evaluate", "no-such-run", "--runs-dir", str(data_dir / "runs")], progress_flag=None)
     assert job.progress_file is None
 
     _wait_for(lambda: jobs.job_status(job) != jobs.RUNNING, what="the bad command to exit")
     assert jobs.job_status(job) == jobs.FAILED
     assert jobs.job_exit(job)["returncode"] == 2
-    assert "invalid choice: 'no-such-command'" in jobs.tail_log(job)
+    assert "run 'no-such-run' not found" in jobs.tail_log(job)
     assert jobs.job_progress(job) is None
     assert jobs.stop_job(job) is False
 
@@ -113,12 +113,13 @@ def test_tail_log_keeps_last_lines_and_last_state_of_a_redrawn_bar(data_dir: Pat
     job = jobs.Job(
         id="x",
         label="x",
-        command=["python"],
+        command=["python", "-m", "core", "sample"],
         pid=os.getpid(),
         started=0.0,
         log_file=data_dir / "x.log",
         exit_file=data_dir / "x.exit.json",
         record_file=data_dir / "x.json",
+        proc_start=0,
     )
     assert jobs.tail_log(job) == ""
     data_dir.mkdir(parents=True)
@@ -133,6 +134,8 @@ def test_bad_inputs_and_damaged_records(data_dir: Path) -> None:
         jobs.start_job([])
     with pytest.raises(JobError, match="args must start with a command name"):
         jobs.start_job(["--version"])
+    with pytest.raises(JobError, match=r"args must start with a command name \(sample, .*\); got \['no-such-command'\]"):
+        jobs.start_job(["no-such-command"])
     with pytest.raises(JobError, match="no job 'nope'"):
         jobs.load_job("nope")
     assert jobs.list_jobs() == []
@@ -141,6 +144,6 @@ def test_bad_inputs_and_damaged_records(data_dir: Path) -> None:
     (data_dir / "jobs" / "20260101-000000-dead.json").write_text("{not json")
     with pytest.raises(JobError, match="unreadable"):
         jobs.load_job("20260101-000000-dead")
-    good = jobs.start_job(["no-such-command"], progress_flag=None)
+    good = jobs.start_job(["evaluate", "no-such-run", "--runs-dir", str(data_dir / "runs")], progress_flag=None)
     assert [j.id for j in jobs.list_jobs()] == [good.id]
     _wait_for(lambda: jobs.job_status(good) != jobs.RUNNING, what="the bad command to exit")

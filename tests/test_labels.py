@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -11,10 +12,12 @@ from core.errors import ConfigError
 from core.labels import (
     FAMILIES,
     UNCLASSIFIED,
+    exclusion_reasons,
     get_scheme,
     label_table,
     parse_morphology,
     resolve_conflicts,
+    unclassified_types,
 )
 
 # raw NED string -> (family, e_number, bar, stage, ring, peculiar, uncertain, cd, edge_on)
@@ -237,3 +240,92 @@ def test_label_options_are_validated():
         label_table(df.drop(columns="requested"), get_scheme("hubble3"), label_from="requested")
     with pytest.raises(ConfigError, match="conflicts must be one of"):
         resolve_conflicts(df.assign(label="E"), policy="vote")
+
+
+# --------------------------------------------------------------------------- real NED / RC3 strings
+
+NED_TYPES = pd.read_csv(Path(__file__).parent / "data" / "ned_types.csv", dtype=str, keep_default_na=False)
+
+
+def test_type_table_is_large_and_covers_every_class():
+    assert len(NED_TYPES) >= 150 and NED_TYPES["type"].is_unique
+    for scheme in ("hubble3", "hubble4", "seed6"):
+        assert set(NED_TYPES[scheme]) == {*get_scheme(scheme).classes, UNCLASSIFIED}
+
+
+@pytest.mark.parametrize("scheme", ["hubble3", "hubble4", "seed6"])
+def test_real_ned_type_strings_get_their_class(scheme):
+    got = get_scheme(scheme).classify_many(NED_TYPES["type"])
+    wrong = [(t, g, e) for t, g, e in zip(NED_TYPES["type"], got, NED_TYPES[scheme]) if g != e]
+    assert wrong == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "family", "e_number", "stage", "peculiar", "uncertain"),
+    [
+        ("E+0-1 pec;NLRG Sy", "E", 0, None, True, False),  # M87 in the project's own fixture
+        ("E2-3", "E", 2, None, False, False),
+        ("Sb/c", "S", None, "bc", False, False),
+        ("Sa-b", "S", None, "ab", False, False),
+        ("SBa/b", "S", None, "ab", False, False),
+        ("Sc I-II", "S", None, "c", False, False),
+        ("SA(s)ab;LINER Sy1.8", "S", None, "ab", False, False),
+        # Notes after ';' are not the type: their ':' or 'pec' says nothing about the morphology.
+        ("SA(s)b;Sy2:", "S", None, "b", False, False),
+        ("Sb;pec nucleus", "S", None, "b", False, False),
+    ],
+)
+def test_type_is_read_before_the_first_semicolon(raw, family, e_number, stage, peculiar, uncertain):
+    m = parse_morphology(raw)
+    assert (m.family, m.e_number, m.stage, m.peculiar, m.uncertain) == (family, e_number, stage, peculiar, uncertain)
+
+
+def test_stage_range_across_a_class_boundary_stays_unclassified():
+    assert [parse_morphology(t).family for t in ("S0/Sa", "Sd/Im", "E/S0")] == ["unknown"] * 3
+    assert get_scheme("hubble4").classify_many(["Sd/Im", "Sd/m", "Im"]) == [UNCLASSIFIED, "Spiral", "Irr"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "dwarfs", "uncertain", "expected"),
+    [
+        ("dE2", True, False, "dwarf"),
+        ("dS0,N", True, False, "dwarf"),
+        ("dSph", True, False, "dwarf"),
+        ("dIrr", True, False, "dwarf"),
+        ("dE2", False, False, ""),
+        ("E?", False, True, "uncertain"),
+        ("Sb:", False, True, "uncertain"),
+        ("SA(s)b;Sy2:", False, True, ""),
+        ("E?", True, False, ""),
+        ("dE2:", True, True, "dwarf"),
+        ("SA(s)b", True, True, ""),
+    ],
+)
+def test_exclusion_reasons(raw, dwarfs, uncertain, expected):
+    assert exclusion_reasons([raw], dwarfs=dwarfs, uncertain=uncertain) == [expected]
+
+
+def test_label_table_excludes_dwarfs_and_uncertain_types_when_asked():
+    df = pd.DataFrame({"name": ["a", "b", "c", "d"], "classification": ["dE2", "E?", "Sb:", "SA(s)b"]})
+    hubble3 = get_scheme("hubble3")
+    assert label_table(df, hubble3).tolist() == ["E", "E", "Spiral", "Spiral"]
+    assert label_table(df, hubble3, exclude_dwarfs=True).tolist() == [UNCLASSIFIED, "E", "Spiral", "Spiral"]
+    assert label_table(df, hubble3, exclude_uncertain=True).tolist() == ["E", UNCLASSIFIED, UNCLASSIFIED, "Spiral"]
+    # The galaxy's type decides, also when the label comes from the search term.
+    df["requested"] = ["E", "E", "SA", "SA"]
+    seed6 = get_scheme("seed6")
+    assert label_table(df, seed6, label_from="requested", exclude_dwarfs=True).tolist() == [UNCLASSIFIED, "E", "SA", "SA"]
+
+
+def test_unclassified_types_are_counted_by_frequency_once_per_object():
+    df = pd.DataFrame(
+        {
+            "name": ["a", "a", "b", "c", "d", "e", "f"],
+            "classification": ["Pec", "Pec", "Pec", " S ", "S", "Im", "E3"],
+            "label": [UNCLASSIFIED] * 6 + ["E"],
+        }
+    )
+    counts = unclassified_types(df)
+    assert counts.to_dict() == {"Pec": 2, "S": 2, "Im": 1}
+    assert list(counts.index) == ["Pec", "S", "Im"]
+    assert unclassified_types(df, top=1).to_dict() == {"Pec": 2}

@@ -20,7 +20,7 @@ from core.sample import generate_sample
 distributed = pytest.importorskip("distributed")
 get_task_stream = distributed.get_task_stream
 
-BUILD = {"preprocess": PreprocessConfig(size=16), "catalog": "all", "min_quality": 0.0, "min_size": 0}
+BUILD = {"preprocess": PreprocessConfig(size=16), "catalog": "all", "survey": "all", "min_quality": 0.0, "min_size": 0}
 
 
 @pytest.fixture(autouse=True)

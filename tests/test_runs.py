@@ -81,13 +81,17 @@ def test_resolve_by_folder_id_and_prefix(tmp_path):
         load_run(tmp_path)
 
 
-def test_list_runs_skips_unreadable_folders_and_handles_an_empty_registry(tmp_path):
+def test_list_runs_shows_unreadable_folders_as_damaged_and_handles_an_empty_registry(tmp_path):
     assert list_runs(tmp_path / "missing").empty
     good = _run(tmp_path)
     broken = tmp_path / "runs" / "broken"
     broken.mkdir()
     (broken / "config.json").write_text("{not json")
-    assert list_runs(tmp_path / "runs")["id"].tolist() == [good.name]
+    table = list_runs(tmp_path / "runs")
+    assert table["id"].tolist() == [good.name, "broken"]  # folder order, as before
+    assert table["status"].tolist() == ["running", "damaged"]
+    assert table["problem"][1].startswith(f"{broken / 'config.json'} is damaged: it is not readable JSON")
+    assert table["problem"][0] == ""
 
 
 def test_find_resumable_tells_finished_from_unfinished(tmp_path):

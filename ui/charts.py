@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import html
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,17 @@ import plotly.graph_objects as go
 from ui.palette import KEPT_COLOR, MISSING_COLOR, REJECTED_COLOR, SOURCE_NODE_COLOR, THRESHOLD_COLOR, class_colors
 
 TEMPLATE = "plotly_white"
+
+
+def text(value: object) -> str:
+    """``value`` shown literally in a figure: plotly reads ``<b>``, ``<a href>``, ``<span style>``
+    and entities in titles, ticks, legends and hover text, so ``&``, ``<`` and ``>`` become entities."""
+    return html.escape(str(value), quote=False)
+
+
+def texts(values: Iterable[object]) -> list[str]:
+    """:func:`text` of each value (category ticks, node labels)."""
+    return [text(v) for v in values]
 
 
 def style(fig: go.Figure, *, title: str | None = None, height: int = 360) -> go.Figure:
@@ -24,7 +36,7 @@ def style(fig: go.Figure, *, title: str | None = None, height: int = 360) -> go.
     has_legend = len(named) > 1
     fig.update_layout(
         template=TEMPLATE,
-        title=dict(text=title, x=0, xanchor="left", y=0.98, yanchor="top") if title else None,
+        title=dict(text=text(title), x=0, xanchor="left", y=0.98, yanchor="top") if title else None,
         height=height + (50 if has_legend else 0),
         margin=dict(l=10, r=10, t=50 if title else 20, b=10),
         legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", xanchor="left", x=0),
@@ -45,7 +57,7 @@ def class_bar(counts: pd.Series, *, title: str, colors: Mapping[str, str] | None
     colors = colors or class_colors(list(counts.index))
     fig = go.Figure(
         go.Bar(
-            x=list(counts.index),
+            x=texts(counts.index),
             y=counts.to_numpy(),
             marker_color=[colors.get(c, MISSING_COLOR) for c in counts.index],
             text=counts.to_numpy(),
@@ -60,8 +72,8 @@ def kept_rejected_bar(kept: pd.Series, rejected: pd.Series, *, title: str) -> go
     """Stacked bars per class: kept and rejected images."""
     fig = go.Figure(
         [
-            go.Bar(name="kept", x=list(kept.index), y=kept.to_numpy(), marker_color=KEPT_COLOR),
-            go.Bar(name="rejected", x=list(rejected.index), y=rejected.to_numpy(), marker_color=REJECTED_COLOR),
+            go.Bar(name="kept", x=texts(kept.index), y=kept.to_numpy(), marker_color=KEPT_COLOR),
+            go.Bar(name="rejected", x=texts(rejected.index), y=rejected.to_numpy(), marker_color=REJECTED_COLOR),
         ]
     )
     fig.update_layout(barmode="stack")
@@ -96,7 +108,7 @@ def per_class_histogram(
     for cls in classes:
         values = frame.loc[frame["label"] == cls, column].dropna()
         if len(values):
-            fig.add_trace(go.Histogram(x=values, name=cls, marker_color=colors[cls], opacity=0.6, nbinsx=40))
+            fig.add_trace(go.Histogram(x=values, name=text(cls), marker_color=colors[cls], opacity=0.6, nbinsx=40))
     fig.update_layout(barmode="overlay")
     fig.update_xaxes(title=x_title)
     fig.update_yaxes(title="objects")
@@ -115,7 +127,7 @@ def sankey(flows: pd.DataFrame, *, classes: Sequence[str], title: str) -> go.Fig
     fig = go.Figure(
         go.Sankey(
             arrangement="snap",
-            node=dict(label=nodes, color=node_colors, pad=8, thickness=14),
+            node=dict(label=texts(nodes), color=node_colors, pad=8, thickness=14),
             link=dict(
                 source=[index[(0, s)] for s in flows["source"]],
                 target=[index[(1, t)] for t in flows["target"]],
@@ -136,7 +148,7 @@ def heatmap(
     text = [[("" if np.isnan(v) else format(int(v) if text_format == "d" else v, text_format)) for v in row] for row in z]
     fig = go.Figure(
         go.Heatmap(
-            z=z, x=[str(c) for c in matrix.columns], y=[str(i) for i in matrix.index], colorscale=colorscale,
+            z=z, x=texts(matrix.columns), y=texts(matrix.index), colorscale=colorscale,
             text=text, texttemplate="%{text}", showscale=False, zmin=zmin, zmax=zmax,
         )
     )
@@ -157,7 +169,7 @@ def grouped_bars(frame: pd.DataFrame, *, title: str, y_title: str) -> go.Figure:
     shades = (REJECTED_COLOR, KEPT_COLOR, MISSING_COLOR, THRESHOLD_COLOR)
     fig = go.Figure(
         [
-            go.Bar(name=str(col), x=[str(i) for i in frame.index], y=frame[col].to_numpy(),
+            go.Bar(name=text(col), x=texts(frame.index), y=frame[col].to_numpy(),
                    marker_color=shades[i % len(shades)], text=frame[col].to_numpy(), textposition="outside")
             for i, col in enumerate(frame.columns)
         ]
@@ -170,7 +182,7 @@ def grouped_bars(frame: pd.DataFrame, *, title: str, y_title: str) -> go.Figure:
 def probability_bar(probs: dict[str, float], *, color: str) -> go.Figure:
     """Horizontal bars of one model's class probabilities."""
     classes = list(probs)
-    fig = go.Figure(go.Bar(x=[probs[c] for c in classes], y=classes, orientation="h", marker_color=color,
+    fig = go.Figure(go.Bar(x=[probs[c] for c in classes], y=texts(classes), orientation="h", marker_color=color,
                            text=[f"{probs[c]:.0%}" for c in classes], textposition="auto"))
     fig.update_xaxes(range=[0, 1], title="probability")
     fig.update_yaxes(autorange="reversed")

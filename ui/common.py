@@ -5,16 +5,19 @@ Colours live in :mod:`ui.palette`.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from core import jobs
 from core.catalogue import source_kind as catalogue_kind
 from core.config import Settings, get_settings
 from core.progress import format_duration
+from core.runs import DAMAGED
 
 MODEL_NAMES = {"lenet5": "LeNet-5", "alexnet": "AlexNet", "resnet18": "ResNet-18", "resnet34": "ResNet-34", "resnet50": "ResNet-50"}
 
@@ -31,6 +34,34 @@ GZ1_ACKNOWLEDGEMENT = (
     "been provided by the Alfred P. Sloan Foundation, the Participating Institutions, the NSF, "
     "the U.S. DOE, NASA, the Japanese Monbukagakusho, the Max Planck Society and HEFCE."
 )
+
+
+# Every ASCII punctuation character may be backslash-escaped in CommonMark, and escaping all of
+# them also disarms what Streamlit adds on top (``$`` maths, ``:red[...]`` directives, raw HTML).
+_MARKDOWN_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def md(value: object) -> str:
+    """``value`` as literal text inside Markdown (any ``st.markdown``, caption, label or message).
+
+    A galaxy name such as ``![b](http://host/x.png)`` would otherwise make every browser that
+    shows it fetch that address; names, classes, model labels and paths come from files and
+    users, so none of them is trusted as Markdown.
+    """
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", _one_line(value))
+
+
+def md_code(value: object) -> str:
+    """``value`` as an inline code span (monospace, nothing inside it interpreted)."""
+    text = _one_line(value)
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    return f"{fence} {text} {fence}"
+
+
+def _one_line(value: object) -> str:
+    # A line break would end the paragraph the value sits in, and a space next to the ``**``
+    # around it would keep the bold from closing.
+    return re.sub(r"[\r\n]+", " ", str(value)).strip()
 
 
 def settings() -> Settings:
@@ -79,8 +110,34 @@ def page_header(title: str, caption: str) -> None:
     st.caption(caption)
 
 
+def _count(value: object) -> int:
+    """A progress count from a progress file: a whole number >= 0, anything else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def damaged_notice(items: Iterable[tuple[object, str]], *, what: str, key: str) -> None:
+    """List run folders or datasets that cannot be read, with what to do, as plain text.
+
+    ``items`` are ``(folder, message)``; nothing is shown when there are none.
+    """
+    rows = [{what: Path(str(folder)).name, "problem": message} for folder, message in items]
+    if not rows:
+        return
+    st.warning(f"{len(rows)} {what} folder{'s' if len(rows) > 1 else ''} cannot be read; the table says which "
+               "file is damaged and what to do.")
+    st.dataframe(rows, hide_index=True, width="stretch", key=key)
+
+
+def damaged_runs(table: pd.DataFrame) -> list[tuple[str, str]]:
+    """``(folder, message)`` of the damaged rows of :func:`core.runs.list_runs`'s table."""
+    if table.empty:
+        return []
+    bad = table[table["status"] == DAMAGED]
+    return list(zip(bad["path"], bad["problem"]))
+
+
 def job_table(job_list: Iterable[jobs.Job]) -> list[dict[str, object]]:
-    """Rows for a compact table of jobs (label, status, started, progress)."""
+    """Rows for a compact table of jobs (label, status, started, progress, and why a record is not trusted)."""
     rows = []
     for job in job_list:
         event = jobs.job_progress(job) or {}
@@ -93,6 +150,7 @@ def job_table(job_list: Iterable[jobs.Job]) -> list[dict[str, object]]:
                 "progress": f"{done}/{total if total is not None else '?'}" if done is not None else "",
                 "failed": event.get("failed", 0),
                 "id": job.id,
+                "problem": jobs.job_problem(job) or "",
             }
         )
     return rows
@@ -108,14 +166,21 @@ def job_panel(job_id: str, *, key: str) -> None:
     try:
         job = jobs.load_job(job_id)
     except jobs.JobError as exc:
-        st.warning(str(exc))
+        st.warning(md(exc))
+        return
+    problem = jobs.job_problem(job)
+    if problem is not None:
+        # The record may be crafted: its label and paths are shown as plain text, nothing else.
+        st.warning(f"Job {job.id} is not trusted, so it is not shown or stopped from here. Delete its record "
+                   "in the jobs folder if you did not start it.")
+        st.text(f"{job.label}: {problem}")
         return
     status = jobs.job_status(job)
     event = jobs.job_progress(job) or {}
-    done, total = int(event.get("done") or 0), event.get("total")
+    done, total = _count(event.get("done")), _count(event.get("total")) or None
     icon = {"running": "⏳", "finished": "✅", "failed": "❌", "stopped": "⏹️"}[status]
     fraction = min(1.0, done / total) if total else (1.0 if status == "finished" else 0.0)
-    st.progress(fraction, text=f"{icon} **{job.label}** — {status}")
+    st.progress(fraction, text=f"{icon} **{md(job.label)}** — {status}")
     cols = st.columns(5)
     cols[0].metric("Done", f"{done}" + (f" / {total}" if total else ""))
     cols[1].metric("Rate", f"{float(event.get('rate') or 0):.1f} /s")
@@ -125,11 +190,11 @@ def job_panel(job_id: str, *, key: str) -> None:
     if status == "running":
         if st.button("Stop", key=f"{key}_stop", icon=":material/stop_circle:"):
             jobs.stop_job(job)
-            st.toast(f"Stopping {job.label}; finished work is kept.")
+            st.toast(f"Stopping {md(job.label)}; finished work is kept.")
     elif status == "failed":
         exit_record = jobs.job_exit(job)
         code = exit_record["returncode"] if exit_record else "killed"
-        st.error(f"{job.label} failed (exit {code}). The last lines of its log are below.")
+        st.error(f"{md(job.label)} failed (exit {md(code)}). The last lines of its log are below.")
     log = jobs.tail_log(job, lines=12)
     if log:
         with st.expander("Log", expanded=status == "failed"):

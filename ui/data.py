@@ -7,7 +7,6 @@ with ``st.cache_resource``. Filtering by the sliders works on the cached metrics
 
 from __future__ import annotations
 
-import json
 import re
 import tempfile
 from pathlib import Path
@@ -17,11 +16,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import catalogue, labels, models, preprocessing, report, runs
-from core.builder import DEFAULT_MIN_QUALITY, QUALITY_DEFAULTS, compute_metrics
+from core import catalogue, dataset, images, labels, models, preprocessing, report, runs
+from core.builder import DEFAULT_MIN_QUALITY, QUALITY_DEFAULTS, compute_metrics, image_surveys, resolve_survey
 from core.config import get_settings
-from core.errors import GalaxyMorphError, ImageReadError
-from core.images import read_image
+from core.errors import GalaxyMorphError
+from core.images import UPLOAD_LIMIT_BYTES, read_image
+from core.io import check_folder_name
 from core.progress import Progress
 from core.sample import ensure_sample
 from core.training import device_name
@@ -82,19 +82,24 @@ def scheme_description(scheme: str) -> str:
 
 
 def _fingerprint(source: str) -> tuple[float, ...]:
-    """Modification times of the files that define a source, so caches follow its changes."""
+    """Modification time and size of the files that define a source, so caches follow its changes.
+
+    Cached loaders take it as an argument without a leading underscore: Streamlit does not hash
+    underscore arguments, and a fingerprint that is not hashed invalidates nothing.
+    """
     folder = Path(source)
-    return tuple(
-        (folder / name).stat().st_mtime if (folder / name).exists() else 0.0
-        for name in ("catalog.csv", "images/manifest.csv")
-    )
+    stamps: list[float] = []
+    for name in ("catalog.csv", "images/manifest.csv"):
+        stat = (folder / name).stat() if (folder / name).exists() else None
+        stamps += [stat.st_mtime_ns, stat.st_size] if stat else [0, 0]
+    return tuple(stamps)
 
 
 # --------------------------------------------------------------------------- catalogue tables
 
 
 @st.cache_data(show_spinner="Reading the catalogue …", max_entries=16)
-def _labelled(source: str, scheme: str, _fp: tuple[float, ...]) -> pd.DataFrame:
+def _labelled(source: str, scheme: str, fingerprint: tuple[float, ...]) -> pd.DataFrame:
     table = catalogue.load_source(source).table.copy()
     table["label"] = labels.label_table(table, labels.get_scheme(scheme)).to_numpy()
     table["has_image"] = table["path"].notna() & (table["path"].astype(str) != "")
@@ -113,8 +118,8 @@ def labelled(source: str, scheme: str) -> pd.DataFrame:
 
 
 @st.cache_data(max_entries=16)
-def _resolved(source: str, scheme: str, policy: str, _fp: tuple[float, ...]) -> tuple[pd.DataFrame, dict[str, Any]]:
-    table, report = labels.resolve_conflicts(_labelled(source, scheme, _fp), policy=policy)
+def _resolved(source: str, scheme: str, policy: str, fingerprint: tuple[float, ...]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    table, report = labels.resolve_conflicts(_labelled(source, scheme, fingerprint), policy=policy)
     return table, {**report.to_dict(), "dropped_names": list(report.dropped_names)}
 
 
@@ -149,6 +154,24 @@ def type_flows(table: pd.DataFrame, *, top: int) -> pd.DataFrame:
     return flows.sort_values(["target", "n"], ascending=[True, False])
 
 
+def exclusions() -> dict[str, bool]:
+    """The Class balance page's exclusion switches (``python -m core build --exclude-...``)."""
+    return {name: bool(st.session_state.get(f"exclude_{name}", False)) for name in ("dwarfs", "uncertain")}
+
+
+def with_exclusions(table: pd.DataFrame, *, dwarfs: bool, uncertain: bool) -> pd.DataFrame:
+    """``table`` with ``excluded`` (``dwarf``/``uncertain``/``""``), the excluded rows relabelled unclassified."""
+    why = labels.exclusion_reasons(table["classification"].tolist(), dwarfs=dwarfs, uncertain=uncertain)
+    out = table.assign(excluded=np.where(table["label"] != UNCLASSIFIED, why, ""))
+    out.loc[out["excluded"] != "", "label"] = UNCLASSIFIED
+    return out
+
+
+def unclassified_types(table: pd.DataFrame) -> pd.DataFrame:
+    """``type, objects``: the raw strings the scheme leaves unclassified, most frequent first."""
+    return labels.unclassified_types(table[table.get("excluded", "") == ""]).reset_index()
+
+
 def imbalance_text(counts: pd.Series) -> str:
     """``'3.2 : 1'`` (largest / smallest class), ``'∞'`` when a class is empty."""
     counts = counts.astype(float)
@@ -164,12 +187,16 @@ def image_table(source: str) -> pd.DataFrame:
     return metrics(source, st.session_state.get("scheme", default_scheme(source)))
 
 
-def coverage(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series] | None:
-    """(objects per survey × band, objects per number of images), or None if not recorded."""
-    if table["survey"].isna().all() and table["band"].isna().all():
+def coverage(table: pd.DataFrame, images: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.Series] | None:
+    """(objects per survey × band, objects per number of images), or None if not recorded.
+
+    Survey and band are the catalogue's (NED manifest, import columns), else the image headers' (``images``).
+    """
+    table = image_surveys(table, images)
+    if (table["survey"] == "").all() and (table["band"] == "").all():
         return None
     with_image = table[table["has_image"]]
-    matrix = with_image.pivot_table(index=with_image["survey"].fillna("?"), columns=with_image["band"].fillna("?"),
+    matrix = with_image.pivot_table(index=with_image["survey"].replace("", "?"), columns=with_image["band"].replace("", "?"),
                                     values="name", aggfunc=pd.Series.nunique, fill_value=0)
     per_object = with_image.groupby("name").size().value_counts().sort_index()
     per_object.index = [f"{n} image{'s' if n > 1 else ''}" for n in per_object.index]
@@ -196,13 +223,13 @@ def search(table: pd.DataFrame, query: str) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner="Measuring image quality (once per source) …", max_entries=8)
-def _metrics(source: str, scheme: str, _fp: tuple[float, ...]) -> pd.DataFrame:
+def _metrics(source: str, scheme: str, fingerprint: tuple[float, ...]) -> pd.DataFrame:
     table = compute_metrics(source)
-    catalogue_rows = _labelled(source, scheme, _fp)
+    catalogue_rows = _labelled(source, scheme, fingerprint)
     # Several catalogue rows can share an image (aliases); the first classified one names it.
     catalogue_rows = catalogue_rows.sort_values("label", key=lambda s: s == UNCLASSIFIED, kind="stable")
-    labelled_rows = catalogue_rows.drop_duplicates("path")[["path", "name", "label", "prefix"]]
-    table = table.merge(labelled_rows, on="path", how="left")
+    labelled_rows = catalogue_rows.drop_duplicates("path")[["path", "name", "label", "prefix", "survey", "band"]]
+    table = image_surveys(table.merge(labelled_rows, on="path", how="left"), table)
     table["label"] = table["label"].fillna(UNCLASSIFIED)
     table["quality"] = preprocessing.quality_score(table).to_numpy()
     return table
@@ -257,13 +284,14 @@ def default_preprocess(source: str) -> dict[str, Any]:
         "min_quality": float(DEFAULT_MIN_QUALITY),
         "min_size": int(QUALITY_DEFAULTS["min_size"]),
         "catalog": "all",
+        "survey": "auto",
     }
 
 
 def current_filters() -> dict[str, Any]:
     """The Preprocessing page's filter settings (its defaults when the page was not opened yet)."""
     defaults = default_preprocess(st.session_state["source"])
-    return {name: st.session_state.get(f"pp_{name}", defaults[name]) for name in ("min_quality", "min_size", "crop", "catalog")}
+    return {name: st.session_state.get(f"pp_{name}", defaults[name]) for name in ("min_quality", "min_size", "crop", "catalog", "survey")}
 
 
 def preprocess_params() -> dict[str, Any]:
@@ -273,7 +301,8 @@ def preprocess_params() -> dict[str, Any]:
 
 
 def filtered(
-    source: str, scheme: str, *, min_quality: float, min_size: int, crop: float, catalog: str = "all"
+    source: str, scheme: str, *, min_quality: float, min_size: int, crop: float, catalog: str = "all",
+    survey: str = "all",
 ) -> pd.DataFrame:
     """The metrics table with ``kept`` and ``reason`` for these slider values (no image is read)."""
     table = metrics(source, scheme)
@@ -283,7 +312,27 @@ def filtered(
         outside = out["prefix"] != catalog
         out.loc[outside & out["kept"], "reason"] = "catalogue not selected"
         out.loc[outside, "kept"] = False
+    chosen, band = chosen_survey(out[out["prefix"] == catalog] if catalog != "all" else out, survey)
+    for column, value in (("survey", chosen), ("band", band)):
+        if value != "all":
+            other = out[column].str.lower() != value.lower()
+            out.loc[other & out["kept"], "reason"] = f"other {column}"
+            out.loc[other, "kept"] = False
     return out
+
+
+def auto_survey(source: str, scheme: str, catalog: str) -> str:
+    """The survey ``build --survey auto`` would keep with this catalogue choice."""
+    table = metrics(source, scheme)
+    table = table[(table["label"] != UNCLASSIFIED) & ((table["prefix"] == catalog) | (catalog == "all"))]
+    return chosen_survey(table, "auto")[0]
+
+
+def chosen_survey(table: pd.DataFrame, survey: str) -> tuple[str, str]:
+    """The survey and band ``build --survey`` keeps of ``table``'s images (``auto``: the most common)."""
+    if survey not in ("auto", "all") and survey not in set(table["survey"]):
+        return "all", "all"  # a survey of another source, left in the session: keep everything
+    return resolve_survey(table, survey=survey)
 
 
 def examples(kept: pd.DataFrame, classes: list[str], *, per_class: int, seed: int) -> pd.DataFrame:
@@ -339,8 +388,7 @@ def suggest_dataset_name(source: str, scheme: str) -> str:
 
 def build_args(source: str, scheme: str, name: str) -> list[str]:
     """``python -m core build`` arguments for the Preprocessing page's current settings."""
-    if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
-        raise GalaxyMorphError(f"dataset name must use letters, digits, '.', '_' or '-'; got {name!r}. Pick a simpler name.")
+    check_folder_name(name, what="dataset name", example="sample-hubble3")
     params = preprocess_params()
     filters = current_filters()
     args = [
@@ -349,7 +397,8 @@ def build_args(source: str, scheme: str, name: str) -> list[str]:
         "--crop", str(params["crop"]), "--size", str(params["size"]), "--stretch", params["stretch"],
         "--min-quality", str(filters["min_quality"]), "--min-size", str(filters["min_size"]),
     ]
-    args += ["--catalog", filters["catalog"]]
+    args += ["--catalog", filters["catalog"], "--survey", filters["survey"]]
+    args += [f"--exclude-{option}" for option, on in exclusions().items() if on]
     return args
 
 
@@ -359,7 +408,7 @@ def runs_table() -> pd.DataFrame:
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model …")
-def load_model(run_path: str, _mtime: float) -> Any:
+def load_model(run_path: str, mtime: float) -> Any:
     """The trained Keras model of a run, loaded once per server."""
     return runs.load_run(run_path).model()
 
@@ -367,14 +416,58 @@ def load_model(run_path: str, _mtime: float) -> Any:
 
 
 @st.cache_data(max_entries=32)
-def _manifest(path: str, _mtime: float) -> dict[str, Any]:
-    return json.loads((Path(path) / "manifest.json").read_text(encoding="utf-8"))
+def _manifest(path: str, mtime: float) -> dict[str, Any]:
+    return dataset.read_manifest(path)
 
 
 def dataset_manifest(path: str) -> dict[str, Any]:
-    """A dataset's ``manifest.json`` (classes, counts, parameters)."""
+    """A dataset's checked ``manifest.json`` (classes, counts, parameters); ``{}`` when there is none.
+
+    Raises
+    ------
+    core.dataset.DatasetDamagedError
+        If the manifest is damaged.
+    """
     manifest = Path(path) / "manifest.json"
     return _manifest(str(path), manifest.stat().st_mtime) if manifest.exists() else {}
+
+
+def _dataset_mtimes(path: str) -> tuple[float, ...]:
+    folder = Path(path)
+    return tuple(
+        (folder / name).stat().st_mtime if (folder / name).exists() else 0.0
+        for name in ("manifest.json", "x.npy", "meta.parquet")
+    )
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _dataset_problem(path: str, mtimes: tuple[float, ...]) -> str | None:
+    try:
+        dataset.check_dataset(path)
+    except GalaxyMorphError as exc:
+        return str(exc)
+    return None
+
+
+def dataset_problem(path: str | Path) -> str | None:
+    """Why the dataset at ``path`` cannot be used (the file and what to do), or None when it can.
+
+    Checks headers and the table only (:func:`core.dataset.check_dataset`), cached until one
+    of its files changes.
+    """
+    return _dataset_problem(str(path), _dataset_mtimes(str(path)))
+
+
+def checked_datasets() -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The usable dataset folders, newest first, and ``(folder, message)`` for each damaged one."""
+    good, damaged = [], []
+    for path in list_dataset_paths():
+        problem = dataset_problem(path)
+        if problem is None:
+            good.append(path)
+        else:
+            damaged.append((path, problem))
+    return good, damaged
 
 
 @st.cache_resource(show_spinner=False)
@@ -400,43 +493,18 @@ def first_seed_runs(run_list: list[runs.Run]) -> list[runs.Run]:
     return [chosen[m] for m in order]
 
 
-LOWER_IS_BETTER = ("ece", "train_seconds", "params")
-SUMMARY_ROWS = {
-    "accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy", "macro_f1": "Macro F1",
-    "roc_auc_macro": "ROC AUC (one vs rest)", "ece": "ECE (calibration error)", "params": "Parameters",
-    "train_seconds": "Training time (s)", "inference_img_per_s": "Inference (images/s)",
-}
-
-
-def styled_summary(summary: pd.DataFrame) -> Any:
-    """Metrics by row, models by column, ``mean ± std`` text, best per row in bold green."""
-    cells, best = {}, {}
-    for metric, title in SUMMARY_ROWS.items():
-        means = summary[f"{metric}_mean"].astype(float)
-        stds = summary[f"{metric}_std"].astype(float)
-        cells[title] = [report_cell(metric, m, s) for m, s in zip(means, stds)]
-        if means.notna().any() and len(means) > 1:
-            best[title] = model_label(means.idxmin() if metric in LOWER_IS_BETTER else means.idxmax())
-    # st.dataframe shows the frame's own labels (it ignores a Styler's relabel_index).
-    names = [model_label(m) for m in summary.index]
-    table = pd.DataFrame(cells, index=names).T
-    seeds = pd.DataFrame([summary["n_seeds"].astype(int).astype(str).to_numpy()], index=["Seeds"], columns=names)
-    table = pd.concat([table, seeds])
+def styled_summary(summary: pd.DataFrame, *, best: str | None = None) -> Any:
+    """:func:`core.report.summary_cells` with model labels; the accuracy of ``best`` (significantly better
+    than every other model) in bold green, nothing bold otherwise."""
+    table = report.summary_cells(summary)
+    table.columns = [model_label(m) for m in table.columns]
+    accuracy_row, best_column = table.index[0], model_label(best) if best is not None else None
 
     def highlight(column: pd.Series) -> list[str]:
-        return ["font-weight: bold; color: #1a7f37" if best.get(row) == column.name else "" for row in column.index]
+        return ["font-weight: bold; color: #1a7f37" if column.name == best_column and row == accuracy_row else ""
+                for row in column.index]
 
     return table.style.apply(highlight, axis=0)
-
-
-def report_cell(metric: str, mean: float, std: float) -> str:
-    """``0.912 ± 0.004``; parameters as ``61.5 k`` / ``11.2 M``; seconds without decimals."""
-    if mean != mean:
-        return "–"
-    if metric == "params":
-        return f"{mean / 1e6:.2f} M" if mean >= 1e5 else f"{mean / 1e3:.1f} k"
-    digits = 0 if metric in ("train_seconds", "inference_img_per_s") else 3
-    return f"{mean:.{digits}f}" if std != std else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def misclassified_gallery(run_list: list[runs.Run], *, limit: int) -> pd.DataFrame:
@@ -462,21 +530,25 @@ def misclassified_gallery(run_list: list[runs.Run], *, limit: int) -> pd.DataFra
 
 
 def dataset_source(run: runs.Run) -> str | None:
-    """The source folder a run's dataset was built from (for acknowledgements)."""
-    manifest = dataset_manifest(run.config["dataset"]["path"])
-    return manifest.get("source")
+    """The source folder a run's dataset was built from (for acknowledgements); None if unknown."""
+    path = run.config["dataset"]["path"]
+    if dataset_problem(path) is not None:
+        return None
+    source = dataset_manifest(path).get("source")
+    return source if isinstance(source, str) else None
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def _dataset_index(path: str) -> tuple[np.ndarray, dict[str, int]]:
-    from core.dataset import load_dataset  # noqa: PLC0415
-
-    dataset = load_dataset(path, mmap=True)
-    return np.asarray(dataset.x), {str(n): i for i, n in enumerate(dataset.names)}
+    loaded = dataset.load_dataset(path, mmap=True)
+    return np.asarray(loaded.x), {str(n): i for i, n in enumerate(loaded.names)}
 
 
 def dataset_image(path: str, name: str, *, raw: bool = False) -> np.ndarray | None:
-    """The preprocessed image of ``name`` in a dataset (as the models saw it), or None."""
+    """The preprocessed image of ``name`` in a dataset (as the models saw it), or None (also when
+    the dataset is gone or damaged)."""
+    if not Path(path).is_dir() or dataset_problem(path) is not None:
+        return None
     x, index = _dataset_index(str(path))
     if name not in index:
         return None
@@ -492,6 +564,14 @@ def saliency(run_path: str, image: np.ndarray) -> tuple[np.ndarray, int]:
     return for_display(models.saliency(model, x, predicted)), predicted
 
 
+def grad_cam(run_path: str, image: np.ndarray) -> tuple[np.ndarray, int]:
+    """Grad-CAM of the predicted class (via :func:`core.models.grad_cam`), ready for display."""
+    model = load_model(str(run_path), (Path(run_path) / "model.keras").stat().st_mtime)
+    x = image.astype(np.float32)
+    predicted = int(np.argmax(model.predict(x[None], verbose=0)[0]))
+    return for_display(models.grad_cam(model, x, predicted)), predicted
+
+
 @st.cache_data(max_entries=8, show_spinner="Writing the report …")
 def exports(paths: tuple[str, ...]) -> dict[str, bytes]:
     """``summary.csv``, ``summary.tex`` and ``report.html`` of these runs, as bytes for download."""
@@ -503,22 +583,9 @@ def exports(paths: tuple[str, ...]) -> dict[str, bytes]:
 # --------------------------------------------------------------------------- classify
 
 
-def read_upload(name: str, payload: bytes, *, max_bytes: int = 50 * 2**20) -> Any:
-    """Read an uploaded file as an image; bad, corrupt or too large uploads raise a clear error."""
-    if len(payload) > max_bytes:
-        raise GalaxyMorphError(
-            f"{name}: file is {len(payload) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB. Upload a cutout."
-        )
-    if not payload:
-        raise GalaxyMorphError(f"{name}: the file is empty. Upload a FITS, JPEG or PNG image.")
-    suffix = "".join(Path(name).suffixes[-2:]) or ".bin"
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"upload{suffix}"
-        path.write_bytes(payload)
-        try:
-            return read_image(path)
-        except ImageReadError as exc:
-            raise GalaxyMorphError(f"{name}: {exc.reason}. Upload a FITS, JPEG or PNG image of a galaxy.") from exc
+def read_upload(name: str, payload: bytes, *, max_bytes: int = UPLOAD_LIMIT_BYTES) -> Any:
+    """Read an uploaded file as an image (:func:`core.images.read_upload`); any name is safe."""
+    return images.read_upload(name, payload, max_bytes=max_bytes)
 
 
 def read_path(path: str) -> Any:

@@ -7,6 +7,8 @@ import sys
 
 from core.labels import CONFLICT_POLICIES, LABEL_SOURCES
 
+UNCLASSIFIED_PRINTED = 12
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``build`` command."""
@@ -66,7 +68,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--conflicts", default="drop", choices=CONFLICT_POLICIES, help="objects with several labels"
     )
+    parser.add_argument(
+        "--exclude-dwarfs", action="store_true", help="leave out dwarfs (dE, dS0, dSph, dIrr) the scheme would classify"
+    )
+    parser.add_argument(
+        "--exclude-uncertain", action="store_true", help="leave out uncertain types (E?, Sb:) the scheme would classify"
+    )
     parser.add_argument("--duplicate-arcsec", type=float, default=3.0, help="positional duplicate radius (default: 3)")
+    parser.add_argument(
+        "--allow-duplicates",
+        action="store_true",
+        help="with --catalog all, build even if objects have no ra/dec (a galaxy under two names may land in two splits)",
+    )
+    parser.add_argument(
+        "--survey",
+        default="auto",
+        help="keep images of one survey ('DSS2', 'SDSS r', ...), 'auto' (the most common) or 'all' (default: auto)",
+    )
+    parser.add_argument(
+        "--band", default="auto", help="keep one band of that survey, 'auto' (its most common) or 'all' (default: auto)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the split (default: 0)")
     parser.add_argument("--val", type=float, default=0.15, help="validation fraction per class (default: 0.15)")
     parser.add_argument("--test", type=float, default=0.15, help="test fraction per class (default: 0.15)")
@@ -112,7 +133,12 @@ def run(args: argparse.Namespace) -> int:
             catalog=args.catalog,
             label_from=args.label_from,
             conflicts=args.conflicts,
+            exclude_dwarfs=args.exclude_dwarfs,
+            exclude_uncertain=args.exclude_uncertain,
             duplicate_arcsec=args.duplicate_arcsec,
+            allow_duplicates=args.allow_duplicates,
+            survey=args.survey,
+            band=args.band,
             seed=args.seed,
             val_fraction=args.val,
             test_fraction=args.test,
@@ -124,6 +150,13 @@ def run(args: argparse.Namespace) -> int:
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     print(f"dataset: {out}")
     print(f"classes: {', '.join(manifest['classes'])}; catalogue: {manifest['params']['catalog']}")
+    mix = manifest.get("survey_mix", [])
+    print(
+        f"survey: {manifest.get('survey', 'all')}, band: {manifest.get('band', 'all')} (images by survey / band: "
+        + ", ".join(f"{row['survey'] or '?'} / {row['band'] or '?'} {row['objects']}" for row in mix[:8])
+        + (", ..." if len(mix) > 8 else "")
+        + ")"
+    )
     for split, counts in manifest["counts"].items():
         print(f"  {split:5s} {sum(counts.values()):6d}  " + "  ".join(f"{c}={n}" for c, n in counts.items()))
     params = manifest["params"]
@@ -131,4 +164,13 @@ def run(args: argparse.Namespace) -> int:
     reasons = manifest.get("reasons", {})
     if reasons:
         print("left out: " + ", ".join(f"{r}={n}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])))
+    unclassified = manifest.get("unclassified_types", [])
+    if unclassified:
+        shown = unclassified[:UNCLASSIFIED_PRINTED]
+        more = f", ... ({len(unclassified)} kinds in manifest.json)" if len(unclassified) > len(shown) else ""
+        print(
+            f"unclassified by {manifest['params']['scheme']} (objects per type string): "
+            + ", ".join(f"{row['type']!r} {row['objects']}" for row in shown)
+            + more
+        )
     return 0

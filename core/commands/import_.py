@@ -21,6 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--images", required=True, help="folder of images (searched recursively)")
     parser.add_argument("--name", default=None, help="source name (default: the CSV's file name)")
     parser.add_argument("--out", default=None, help="source folder (default: <data_dir>/imported/NAME)")
+    parser.add_argument(
+        "--force", action="store_true",
+        help="replace a source in OUT imported from another catalogue or image folder",
+    )
     parser.add_argument("--progress-file", default=None, help="also append progress events (JSON lines) here")
     parser.set_defaults(func=run)
 
@@ -34,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     # import_source reports nothing while it works: the events say when it started, when it
     # ended (done or failed, with the error) and how many rows matched an image.
     with Progress(None, desc="import", stream=sys.stderr, events_path=args.progress_file) as progress:
-        result = import_source(args.catalog, args.images, name=args.name, out=args.out, settings=get_settings())
+        result = import_source(args.catalog, args.images, name=args.name, out=args.out, settings=get_settings(),
+                               force=args.force)
         progress.total = len(result.catalog) + len(result.unmatched_rows)
         progress.update(progress.total, failed=len(result.unmatched_rows), step="match")
     print(f"imported {len(result.catalog)} rows with images into {result.out}/catalog.csv")

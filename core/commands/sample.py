@@ -32,6 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="do nothing when OUT already holds a finished sample with the same n, seed and version",
     )
     parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a sample in OUT made with another n or seed (a folder that is not a sample is never replaced)",
+    )
+    parser.add_argument(
         "--workers", type=int, default=None, help="worker processes (default: the 'workers' setting, 0 = all cores)"
     )
     parser.add_argument("--progress-file", default=None, help="also append progress events (JSON lines) to this file")
@@ -54,6 +59,6 @@ def run(args: argparse.Namespace) -> int:
         if args.if_missing:
             ensure_sample(out, n=args.n, seed=args.seed, n_jobs=n_jobs, progress=progress)
         else:
-            generate_sample(out, n=args.n, seed=args.seed, n_jobs=n_jobs, progress=progress)
+            generate_sample(out, n=args.n, seed=args.seed, n_jobs=n_jobs, progress=progress, force=args.force)
     print(f"wrote {args.n} galaxies to {out} in {time.monotonic() - started:.1f} s")
     return 0

@@ -25,6 +25,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS),
                         help="lenet5, alexnet, resnet18, resnet34, resnet50 (default: lenet5 alexnet resnet18)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="random seeds, one run each (default: 0)")
+    parser.add_argument("--protocol", choices=("tuned", "equal"), default="tuned",
+                        help="tuned: per-model defaults; equal: one optimiser, cosine schedule, epoch budget and "
+                             "input size for every model (default: tuned)")
+    parser.add_argument("--schedule", choices=("constant", "cosine"), default=None,
+                        help="learning-rate schedule (default: per protocol; cosine under equal)")
+    parser.add_argument("--folds", type=int, default=0,
+                        help="stratified K-fold by object: one run per fold, test fold rotating, validation the next "
+                             "fold (default 0: the dataset's own split)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="split seeds 0..R-1: repeated K-fold with --folds, else stratified re-splits (default 1)")
     parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: per model)")
     parser.add_argument("--batch-size", type=int, default=None, help="batch size per device (default: 32)")
     parser.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default=None, help="default: per model")
@@ -58,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         "learning_rate": args.learning_rate, "weight_decay": args.weight_decay, "shift": args.shift,
         "zoom": args.zoom, "patience": args.patience, "distribute": args.distribute,
         "mixed_precision": args.mixed_precision or None, "xla": args.xla or None,
-        "augment": False if args.no_augment else None,
+        "augment": False if args.no_augment else None, "schedule": args.schedule, "protocol": args.protocol,
     }
     # "none" (not None, which means "the default") turns class weighting off.
     overrides["class_weight"] = args.class_weight
@@ -86,10 +96,12 @@ def run(args: argparse.Namespace) -> int:
 
     outcomes = train_many(
         args.dataset, models=args.models, seeds=args.seeds, runs_dir=args.runs_dir, resume=args.resume,
-        overrides=overrides, progress_callback=show,
+        overrides=overrides, progress_callback=show, folds=args.folds, repeats=args.repeats,
     )
     for o in outcomes:
         acc = "" if o["accuracy"] is None else f" test accuracy {o['accuracy']:.3f}"
         err = f" ({o['error']})" if o["error"] else ""
-        print(f"{o['model']} seed {o['seed']}: {o['status']}{acc}{err} -> {o['run_dir']}")
+        where = "" if o["fold"] is None else f" fold {o['fold']}"
+        where += "" if o["split_seed"] is None else f" split seed {o['split_seed']}"
+        print(f"{o['model']} seed {o['seed']}{where}: {o['status']}{acc}{err} -> {o['run_dir']}")
     return 1 if any(o["status"] == "failed" for o in outcomes) else 0

@@ -1,0 +1,40 @@
+"""The dashboard's caches follow the files they read: a changed source shows without a restart."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.io import atomic_write_text
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+
+
+def _catalogue_rows(at: AppTest) -> int:
+    values = [m.value for m in at.metric if m.label == "Catalogue rows"]
+    assert values, f"no 'Catalogue rows' metric; have {[m.label for m in at.metric]}"
+    return int(values[0].replace(",", ""))
+
+
+def test_a_changed_catalogue_shows_on_the_next_run(world: dict[str, Path], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(world["sample"], data / "sample")
+    monkeypatch.setenv("GALAXY_MORPH_DATA_DIR", str(data))
+    monkeypatch.setenv("GALAXY_MORPH_RUNS_DIR", str(tmp_path / "runs"))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    before = _catalogue_rows(at)
+
+    catalog = data / "sample" / "catalog.csv"
+    table = pd.read_csv(catalog)
+    atomic_write_text(catalog, table.head(len(table) - 7).to_csv(index=False))
+    at.run()
+
+    assert not at.exception, [e.value for e in at.exception]
+    assert _catalogue_rows(at) == before - 7
