@@ -31,6 +31,7 @@ from scipy import ndimage, sparse
 
 from core.errors import ConfigError
 from core.images import ImageData, luminance
+from core.spec import QualityThresholds
 
 logger = logging.getLogger(__name__)
 
@@ -1011,13 +1012,13 @@ def quality_score(metrics: pd.DataFrame) -> pd.Series:
 def apply_quality_filter(
     metrics: pd.DataFrame,
     *,
-    min_quality: float = 0.5,
-    min_size: int = 32,
+    min_quality: float = QualityThresholds.min_quality,
+    min_size: int = QualityThresholds.min_size,
     crop: float | np.ndarray | pd.Series = 0.5,
-    min_snr: float = 25.0,
-    min_finite: float = 0.99,
-    max_saturated: float = 1e-4,
-    extent: float = 1.0,
+    min_snr: float = QualityThresholds.min_snr,
+    min_finite: float = QualityThresholds.min_finite,
+    max_saturated: float = QualityThresholds.max_saturated,
+    extent: float = QualityThresholds.extent,
 ) -> pd.DataFrame:
     """Decide which images to keep, from the metrics table alone.
 

@@ -39,8 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="crop centre: wcs (catalogue position), peak (brightest source), none (image centre); "
         "auto = none for Galaxy Zoo cutouts, else wcs where the WCS allows, else peak (default: auto)",
     )
-    # Threshold defaults are left to the library (core.builder.QUALITY_DEFAULTS), so the CLI cannot
-    # drift from it, and importing it here would slow every command's start.
+    # None: core.spec.QualityThresholds fills in its own defaults, so the CLI cannot drift from them.
     library = " (default: the quality filter's, printed after the build)"
     parser.add_argument("--min-quality", type=float, default=None, help="quality score threshold in [0, 1]" + library)
     parser.add_argument("--min-size", type=int, default=None, help="smallest image side in pixels" + library)
@@ -102,51 +101,21 @@ def run(args: argparse.Namespace) -> int:
     """Build, then print the folder, the counts per split and the reasons images were left out."""
     import json
 
-    from core.builder import QUALITY_DEFAULTS, build_dataset
-    from core.config import get_settings
-    from core.preprocessing import PreprocessConfig
-    from core.progress import Progress
-
+    from core.builder import QUALITY_DEFAULTS, build
     from core.catalogue import load_source
+    from core.config import get_settings
     from core.labels import get_scheme
+    from core.progress import Progress
+    from core.spec import BuildSpec
 
     settings = get_settings()
+    spec = BuildSpec.from_args(args, default_source=str(settings.data_dir / "sample"), default_size=settings.image_size)
     # Bad input fails here, before a progress bar starts, so the user sees one error line.
-    if args.scheme is not None:
-        get_scheme(args.scheme)
-    source = load_source(args.source if args.source is not None else settings.data_dir / "sample")
-    config = PreprocessConfig(
-        crop=args.crop,
-        crop_arcsec=args.crop_arcsec,
-        size=args.size if args.size is not None else settings.image_size,
-        stretch=args.stretch,
-        channels=args.channels,
-        centre=args.centre,
-    )
-    thresholds = {name: getattr(args, name) for name in QUALITY_DEFAULTS if getattr(args, name) is not None}
+    if spec.scheme is not None:
+        get_scheme(spec.scheme)
+    source = load_source(spec.source)
     with Progress(None, desc="build", stream=sys.stderr, events_path=args.progress_file) as progress:
-        out = build_dataset(
-            source,
-            scheme=args.scheme,
-            preprocess=config,
-            **thresholds,
-            catalog=args.catalog,
-            label_from=args.label_from,
-            conflicts=args.conflicts,
-            exclude_dwarfs=args.exclude_dwarfs,
-            exclude_uncertain=args.exclude_uncertain,
-            duplicate_arcsec=args.duplicate_arcsec,
-            allow_duplicates=args.allow_duplicates,
-            survey=args.survey,
-            band=args.band,
-            seed=args.seed,
-            val_fraction=args.val,
-            test_fraction=args.test,
-            out=args.out,
-            n_jobs=args.jobs,
-            progress=progress,
-            force=args.force,
-        )
+        out = build(spec, out=args.out, n_jobs=args.jobs, progress=progress, force=args.force, source=source)
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     print(f"dataset: {out}")
     print(f"classes: {', '.join(manifest['classes'])}; catalogue: {manifest['params']['catalog']}")
