@@ -221,9 +221,11 @@ class BuildSpec:
         """The spec of parsed ``build`` arguments; options left out take the defaults of this module."""
         from core.preprocessing import PreprocessConfig  # noqa: PLC0415
 
+        # An option left at None takes PreprocessConfig's default: the defaults live there, not in argparse.
+        options = {name: getattr(args, name, None) for name in ("crop", "crop_arcsec", "stretch", "channels", "centre")}
         config = PreprocessConfig(
-            crop=args.crop, crop_arcsec=args.crop_arcsec, size=args.size if args.size is not None else default_size,
-            stretch=args.stretch, channels=args.channels, centre=args.centre,
+            size=args.size if args.size is not None else default_size,
+            **{name: value for name, value in options.items() if value is not None},
         )
         given = {name: getattr(args, name) for name in QUALITY_FIELDS if getattr(args, name, None) is not None}
         return cls(

@@ -122,7 +122,8 @@ for cls in classes:
         continue
     grid = st.columns(8)
     for i, (_, row) in enumerate(rows.iterrows()):
-        raw, processed = data.before_after(str(row["path"]), **data.preprocess_params())
+        position = {axis: float(row[axis]) if pd.notna(row.get(axis)) else None for axis in ("ra", "dec")}
+        raw, processed = data.before_after(str(row["path"]), chosen.preprocess, **position)
         grid[2 * i].image(raw, caption=common.md(row["name"]), width="stretch")
         grid[2 * i + 1].image(processed, caption=f"after ({st.session_state['pp_size']} px)", width="stretch")
 common.acknowledge(source)

@@ -315,11 +315,16 @@ def display_image(path: str) -> np.ndarray:
 
 
 @st.cache_data(max_entries=512, show_spinner=False)
-def before_after(path: str, *, crop: float, size: int, stretch: str) -> tuple[np.ndarray, np.ndarray]:
-    """The raw image (display stretch) and the preprocessed one, both in [0, 1] for ``st.image``."""
+def before_after(
+    path: str, config: preprocessing.PreprocessConfig, *, ra: float | None = None, dec: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The raw image (display stretch) and the preprocessed one, both in [0, 1] for ``st.image``.
+
+    ``config`` is the build's (:attr:`core.builder.Selection.preprocess`, its centre resolved for the
+    source kind) and ``ra``/``dec`` the catalogue position, so the crop is the one the build makes.
+    """
     image = read_image(path)
-    config = preprocessing.PreprocessConfig(crop=crop, size=size, stretch=stretch)
-    processed = preprocessing.preprocess(image, config)
+    processed = preprocessing.preprocess(image, config, ra=ra, dec=dec)
     return for_display(preprocessing.stretch_image(image.data, "asinh")), for_display(processed)
 
 
