@@ -286,9 +286,15 @@ def build_spec(source: str, scheme: str) -> BuildSpec:
     )
 
 
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _source(source: str, fingerprint: tuple[float, ...]) -> catalogue.Source:
+    # A resource, not data: select() only reads it, and a copy per slider move would double its time.
+    return catalogue.load_source(source)
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def _selection(spec: BuildSpec, fingerprint: tuple[float, ...]) -> Selection:
-    return select(spec, _source_metrics(spec.source, fingerprint))
+    return select(spec, _source_metrics(spec.source, fingerprint), source=_source(spec.source, fingerprint))
 
 
 def selection(spec: BuildSpec) -> Selection:
