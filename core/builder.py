@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 import json
 import logging
 import os
@@ -52,6 +51,7 @@ from core.labels import (
 from core import preprocessing
 from core.preprocessing import QUALITY_VERSION, PreprocessConfig, apply_quality_filter, measure_quality
 from core.progress import Progress
+from core.spec import QUALITY_FIELDS, BuildSpec, QualityThresholds
 
 logger = logging.getLogger(__name__)
 
@@ -67,14 +67,9 @@ UNCLASSIFIED_TYPES_SHOWN = 50
 CACHE_FILE = Path(".cache") / "metrics.parquet"
 _KEY_COLUMNS = ("path", "size", "mtime_ns", "ra", "dec", "metrics_version", "quality_version")
 
-QUALITY_DEFAULTS: dict[str, float] = {
-    name: parameter.default
-    for name, parameter in inspect.signature(apply_quality_filter).parameters.items()
-    if parameter.kind is inspect.Parameter.KEYWORD_ONLY and name != "crop"
-}
-"""The quality filter's thresholds, read from :func:`~core.preprocessing.apply_quality_filter`'s
-defaults so the library, :func:`build_dataset`, the CLI and the dashboard cannot disagree."""
-DEFAULT_MIN_QUALITY: float = QUALITY_DEFAULTS["min_quality"]
+QUALITY_DEFAULTS: dict[str, float | int] = QualityThresholds().to_dict()
+"""The quality filter's default thresholds (owned by :class:`core.spec.QualityThresholds`)."""
+DEFAULT_MIN_QUALITY: float = QualityThresholds.min_quality
 """The default quality-score threshold everywhere (0.5)."""
 _FILTER_COLUMNS = ("min_side", "source_radius_frac", "snr", "finite_fraction", "saturated_fraction", "background_flatness")
 SURVEY_KEYWORDS = ("SURVEY",)
@@ -407,76 +402,149 @@ def preprocess_defaults(source: Source) -> PreprocessConfig:
     return PreprocessConfig()
 
 
-def build_dataset(
-    source: Source | str | Path,
+def resolve_scheme(spec: BuildSpec, source: Source) -> Scheme:
+    """The spec's class scheme; ``None`` is ``gz1`` for a Galaxy Zoo source, else ``hubble3``."""
+    return get_scheme(spec.scheme if spec.scheme is not None else ("gz1" if source.kind == "gz1" else "hubble3"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """What a :class:`~core.spec.BuildSpec` keeps of a source, one row per object, before preprocessing.
+
+    Attributes
+    ----------
+    table : DataFrame
+        One row per object (name): ``label``, ``kept``, ``reason`` (``""`` when kept; the first rule
+        it fails, ``duplicate_of:<name>`` for another name of a kept galaxy), ``quality``, the metrics.
+    scheme : Scheme
+    catalog, survey, band : str
+        The resolved choices (``auto`` replaced by the source's most common).
+    survey_mix : DataFrame
+        Objects per survey and band among those eligible before the survey choice.
+    conflicts : ConflictReport
+    objects_without_position : int
+    preprocess : PreprocessConfig
+        The spec's preprocessing with ``centre="auto"`` resolved for the source kind.
+    """
+
+    table: pd.DataFrame
+    scheme: Scheme
+    catalog: str
+    survey: str
+    band: str
+    survey_mix: pd.DataFrame
+    conflicts: ConflictReport
+    objects_without_position: int
+    preprocess: PreprocessConfig
+
+    def kept_per_class(self) -> dict[str, int]:
+        """Objects kept per class of the scheme (every class, zeros included)."""
+        counts = self.table.loc[self.table["kept"], "label"].value_counts()
+        return {c: int(counts.get(c, 0)) for c in self.scheme.classes}
+
+    def reasons(self) -> dict[str, int]:
+        """Objects left out per reason (``duplicate_of:<name>`` counted as ``duplicate_of``), as the manifest has them."""
+        left = self.table.loc[~self.table["kept"], "reason"].map(lambda r: r.split(":")[0])
+        return {str(k): int(v) for k, v in left.value_counts().items()}
+
+    def reasons_per_class(self) -> pd.DataFrame:
+        """Objects left out, reasons by row and labels by column (``unclassified`` included)."""
+        left = self.table[~self.table["kept"]]
+        return pd.crosstab(left["reason"].map(lambda r: r.split(":")[0]), left["label"]).rename_axis(
+            index="reason", columns="label"
+        )
+
+
+def select(spec: BuildSpec, metrics: pd.DataFrame, *, source: Source | None = None) -> Selection:
+    """Which objects a build of ``spec`` keeps, and why each other one is left out, from metrics alone.
+
+    :func:`build` calls this, and so does the dashboard's preview, so the preview's counts are
+    the build's counts (before preprocessing errors, which only reading every image can find).
+
+    Parameters
+    ----------
+    spec : BuildSpec
+    metrics : DataFrame
+        :func:`compute_metrics` of the source (all its images, or at least those of the objects
+        the labels leave eligible).
+    source : Source, optional
+        ``spec.source`` loaded already.
+
+    Raises
+    ------
+    GalaxyMorphError
+        For a catalogue, survey or band the source does not have, and for ``catalog="all"`` over
+        several catalogues with objects that have no position (unless ``allow_duplicates``).
+    """
+    source = source if source is not None else load_source(spec.source)
+    scheme = resolve_scheme(spec, source)
+    config = resolve_centre(spec.preprocess, source.kind)
+    catalog = resolve_catalog(source, spec.catalog)
+    candidates, conflict_report = select_candidates(
+        source, scheme=scheme, label_from=spec.label_from, conflicts=spec.conflicts,
+        exclude_dwarfs=spec.exclude_dwarfs, exclude_uncertain=spec.exclude_uncertain, catalog=catalog,
+        duplicate_arcsec=spec.duplicate_arcsec,
+    )
+    unplaced = _check_positions(candidates, catalog=catalog, allow_duplicates=spec.allow_duplicates)
+    candidates = image_surveys(candidates, metrics)
+    eligible = candidates[candidates["reason"] == ""]
+    mix = survey_mix(eligible)
+    chosen_survey, chosen_band = resolve_survey(eligible, survey=spec.survey, band=spec.band)
+    _mark_surveys(candidates, metrics, survey=chosen_survey, band=chosen_band)
+    candidates = _apply_quality(candidates, metrics, config=config, thresholds=spec.thresholds.to_dict())
+    candidates = resolve_duplicates(candidates)
+    return Selection(
+        table=candidates, scheme=scheme, catalog=catalog, survey=chosen_survey, band=chosen_band, survey_mix=mix,
+        conflicts=conflict_report, objects_without_position=unplaced, preprocess=config,
+    )
+
+
+def _params(spec: BuildSpec, source: Source, scheme: Scheme, *, catalog: str, config: PreprocessConfig) -> dict[str, Any]:
+    """The manifest's ``params``: the spec with its choices resolved, and the code versions."""
+    return {
+        "source": str(source.root),
+        "scheme": scheme.name,
+        "scheme_file_sha256": _file_sha(spec.scheme) if spec.scheme is not None else None,
+        "label_from": spec.label_from,
+        "conflicts": spec.conflicts,
+        "exclude_dwarfs": bool(spec.exclude_dwarfs),
+        "exclude_uncertain": bool(spec.exclude_uncertain),
+        "catalog": catalog,
+        "catalog_requested": spec.catalog,
+        "duplicate_arcsec": float(spec.duplicate_arcsec),
+        "allow_duplicates": bool(spec.allow_duplicates),
+        "survey": spec.survey,
+        "band": spec.band,
+        **spec.thresholds.to_dict(),
+        "preprocess": config.to_dict(),
+        "seed": int(spec.seed),
+        "val_fraction": float(spec.val_fraction),
+        "test_fraction": float(spec.test_fraction),
+        "builder_version": BUILDER_VERSION,
+        "metrics_version": METRICS_VERSION,
+        "quality_version": QUALITY_VERSION,
+    }
+
+
+def build(
+    spec: BuildSpec,
     *,
-    scheme: str | Path | None = None,
-    preprocess: PreprocessConfig | None = None,
-    min_quality: float = DEFAULT_MIN_QUALITY,
-    min_size: int = QUALITY_DEFAULTS["min_size"],
-    min_snr: float = QUALITY_DEFAULTS["min_snr"],
-    min_finite: float = QUALITY_DEFAULTS["min_finite"],
-    max_saturated: float = QUALITY_DEFAULTS["max_saturated"],
-    extent: float = QUALITY_DEFAULTS["extent"],
-    catalog: str = "auto",
-    label_from: str = "classification",
-    conflicts: str = "drop",
-    exclude_dwarfs: bool = False,
-    exclude_uncertain: bool = False,
-    duplicate_arcsec: float = 3.0,
-    allow_duplicates: bool = False,
-    survey: str = "auto",
-    band: str = "auto",
-    seed: int = 0,
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.15,
     out: str | Path | None = None,
     n_jobs: int | None = None,
     backend: str | None = None,
     progress: Progress | None = None,
     force: bool = False,
+    source: Source | None = None,
 ) -> Path:
-    """Build (or find) the dataset for a source and a set of parameters; return its folder.
+    """Build (or find) the dataset of ``spec``; return its folder.
+
+    The chain is :func:`select` (labels, conflicts, catalogue, duplicates, survey, quality),
+    then preprocessing, a stratified split by object and the save.
 
     Parameters
     ----------
-    source : Source or path
-        A source folder (``data/sample``, ``data/ned``, ...).
-    scheme : str or Path, optional
-        A class scheme name or mapping file (:func:`core.labels.get_scheme`); default ``gz1``
-        for a Galaxy Zoo source, else ``hubble3``.
-    preprocess : PreprocessConfig, optional
-        Crop, size, stretch, ...; default :func:`preprocess_defaults` of the source (colour, crop
-        0.3, linear for JPEG/PNG cutouts; else ``PreprocessConfig()``). Its ``centre="auto"`` resolves
-        per source kind (:func:`resolve_centre`): the image centre for Galaxy Zoo cutouts.
-    min_quality, min_size, min_snr, min_finite, max_saturated, extent : float, int
-        Quality filter thresholds, defaults those of
-        :func:`core.preprocessing.apply_quality_filter` (:data:`QUALITY_DEFAULTS`). With
-        ``crop_arcsec``, the galaxy-exceeds-crop rule uses each image's own crop fraction.
-    catalog : str
-        Keep names of one catalogue (``"NGC"``), the most common one (``"auto"``) or ``"all"``.
-    label_from : {"classification", "requested"}
-        Where labels come from (see :func:`core.labels.label_table`).
-    conflicts : {"drop", "majority", "first"}
-        Policy for objects with several labels (:func:`core.labels.resolve_conflicts`).
-    exclude_dwarfs, exclude_uncertain : bool
-        Leave out dwarfs (``dE``, ``dS0``, ``dSph``, ...) or uncertain types (``E?``, ``Sb:``) that
-        the scheme would otherwise classify (reasons ``dwarf``, ``uncertain``).
-    duplicate_arcsec : float
-        Names closer than this on the sky are one galaxy; one of them is kept: a name of the
-        selected catalogue, and among those the image that passes the filter with the best quality.
-    allow_duplicates : bool
-        With ``catalog="all"``, build even when objects have no position (so duplicates among them
-        cannot be found); by default that is an error.
-    survey, band : str
-        Keep images of one survey and band (:func:`resolve_survey`): ``"auto"`` the most common
-        survey of the source and its most common band, ``"all"`` every one, or a name
-        (``"DSS2 red"``, ``"SDSS"``; band ``"IIIaF"``, ``"r"``). Others get ``other_survey`` /
-        ``other_band``, so one dataset does not mix photographic plates and CCDs.
-    seed : int
-        Seed of the split.
-    val_fraction, test_fraction : float
-        Fractions of each class's objects in the validation and test splits.
+    spec : BuildSpec
+        What to build (:class:`core.spec.BuildSpec` documents each choice).
     out : path, optional
         Dataset folder; default ``<data_dir>/datasets/<name from the parameters>``. It must be
         absent, empty, or a dataset this tool wrote with the same parameters (or ``force``);
@@ -487,6 +555,8 @@ def build_dataset(
         Advanced per image measured and per image preprocessed.
     force : bool
         Rebuild even when an identical dataset exists; replace a dataset built with other parameters.
+    source : Source, optional
+        ``spec.source`` loaded already.
 
     Returns
     -------
@@ -499,52 +569,14 @@ def build_dataset(
         For bad parameters, an ``out`` that may not be replaced, and when a class has too few
         images left to split (the message names the class and what to change).
     """
-    if preprocess is not None and not isinstance(preprocess, PreprocessConfig):
-        raise ConfigError(f"preprocess must be a PreprocessConfig; got {type(preprocess).__name__}.")
-    _check_fractions(val_fraction, test_fraction)
-    _check_survey_names(survey, band)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ConfigError(f"seed must be an integer; got {seed!r}.")
-    source = source if isinstance(source, Source) else load_source(source)
-    config = preprocess or preprocess_defaults(source)
-    config = resolve_centre(config, source.kind)
-    thresholds = {
-        "min_quality": min_quality,
-        "min_size": min_size,
-        "min_snr": min_snr,
-        "min_finite": min_finite,
-        "max_saturated": max_saturated,
-        "extent": extent,
-    }
+    if not isinstance(spec, BuildSpec):
+        raise ConfigError(f"spec must be a BuildSpec; got {type(spec).__name__}. Build one with core.spec.BuildSpec(...).")
+    source = source if source is not None else load_source(spec.source)
+    config = resolve_centre(spec.preprocess, source.kind)
     # Checked now, before any image is read; apply_quality_filter's messages name the parameter.
-    apply_quality_filter(pd.DataFrame(columns=list(_FILTER_COLUMNS)), crop=config.crop, **thresholds)
-    scheme = scheme if scheme is not None else ("gz1" if source.kind == "gz1" else "hubble3")
-    the_scheme = get_scheme(scheme)
-    resolved_catalog = resolve_catalog(source, catalog)
-    params: dict[str, Any] = {
-        "source": str(source.root),
-        "scheme": the_scheme.name,
-        "scheme_file_sha256": _file_sha(scheme),
-        "label_from": label_from,
-        "conflicts": conflicts,
-        "exclude_dwarfs": bool(exclude_dwarfs),
-        "exclude_uncertain": bool(exclude_uncertain),
-        "catalog": resolved_catalog,
-        "catalog_requested": catalog,
-        "duplicate_arcsec": float(duplicate_arcsec),
-        "allow_duplicates": bool(allow_duplicates),
-        "survey": survey,
-        "band": band,
-        **{name: float(value) for name, value in thresholds.items() if name != "min_size"},
-        "min_size": int(min_size),
-        "preprocess": config.to_dict(),
-        "seed": int(seed),
-        "val_fraction": float(val_fraction),
-        "test_fraction": float(test_fraction),
-        "builder_version": BUILDER_VERSION,
-        "metrics_version": METRICS_VERSION,
-        "quality_version": QUALITY_VERSION,
-    }
+    apply_quality_filter(pd.DataFrame(columns=list(_FILTER_COLUMNS)), crop=config.crop, **spec.thresholds.to_dict())
+    the_scheme = resolve_scheme(spec, source)
+    params = _params(spec, source, the_scheme, catalog=resolve_catalog(source, spec.catalog), config=config)
     out = Path(out) if out is not None else get_settings().data_dir / "datasets" / _auto_name(source, params)
     # Before any image is read: a folder that is not a dataset of ours is refused at once.
     remove_stale_staging(out.parent)
@@ -558,28 +590,21 @@ def build_dataset(
             logger.info("cache hit: %s already holds this dataset (same parameters, unchanged source)", out)
             return out
 
-    candidates, conflict_report = select_candidates(
-        source,
-        scheme=the_scheme,
-        label_from=label_from,
-        conflicts=conflicts,
-        exclude_dwarfs=exclude_dwarfs,
-        exclude_uncertain=exclude_uncertain,
-        catalog=resolved_catalog,
-        duplicate_arcsec=duplicate_arcsec,
+    # Only the images of objects the labels leave eligible are measured (and cached) here.
+    candidates, _ = select_candidates(
+        source, scheme=the_scheme, label_from=spec.label_from, conflicts=spec.conflicts,
+        exclude_dwarfs=spec.exclude_dwarfs, exclude_uncertain=spec.exclude_uncertain, catalog=params["catalog"],
+        duplicate_arcsec=spec.duplicate_arcsec,
     )
-    unplaced = _check_positions(candidates, catalog=resolved_catalog, allow_duplicates=allow_duplicates)
-    eligible = candidates["reason"] == ""
+    _check_positions(candidates, catalog=params["catalog"], allow_duplicates=spec.allow_duplicates)
     n_jobs = resolve_jobs(n_jobs)
     metrics = compute_metrics(
-        source, paths=candidates.loc[eligible, "path"].tolist(), n_jobs=n_jobs, backend=backend, progress=progress
+        source, paths=candidates.loc[candidates["reason"] == "", "path"].tolist(), n_jobs=n_jobs, backend=backend,
+        progress=progress,
     )
-    candidates = image_surveys(candidates, metrics)
-    mix = survey_mix(candidates[candidates["reason"] == ""])
-    chosen_survey, chosen_band = resolve_survey(candidates[candidates["reason"] == ""], survey=survey, band=band)
-    _mark_surveys(candidates, metrics, survey=chosen_survey, band=chosen_band)
-    candidates = _apply_quality(candidates, metrics, config=config, thresholds=thresholds)
-    candidates = resolve_duplicates(candidates)
+    selection = select(spec, metrics, source=source)
+    candidates = selection.table
+    val_fraction, test_fraction = spec.val_fraction, spec.test_fraction
 
     kept = candidates[candidates["kept"]].reset_index(drop=True)
     _check_classes(kept, the_scheme.classes, val_fraction=val_fraction, test_fraction=test_fraction)
@@ -602,24 +627,26 @@ def build_dataset(
             _drop_rows(x_path, keep_rows)
             kept = kept[keep_rows].reset_index(drop=True)
             _check_classes(kept, the_scheme.classes, val_fraction=val_fraction, test_fraction=test_fraction)
-        kept["split"] = split_by_object(kept["label"], seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
+        kept["split"] = split_by_object(kept["label"], seed=spec.seed, val_fraction=val_fraction, test_fraction=test_fraction)
         classes = list(the_scheme.classes)
         kept["y"] = kept["label"].map({c: i for i, c in enumerate(classes)}).astype(np.int64)
         candidates["split"] = candidates["name"].map(dict(zip(kept["name"], kept["split"]))).fillna("")
         reasons = candidates.loc[~candidates["kept"], "reason"].map(lambda r: r.split(":")[0]).value_counts()
         manifest = {
             "params": params,
+            "spec": spec.to_dict(),
+            "spec_sha256": spec.digest(),
             "source": str(source.root),
             "source_kind": source.kind,
             "source_hash": current_hash,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "n_candidates": int(len(candidates)),
             "reasons": {str(k): int(v) for k, v in reasons.items()},
-            "conflicts": conflict_report.to_dict(),
-            "objects_without_position": unplaced,
-            "survey": chosen_survey,
-            "band": chosen_band,
-            "survey_mix": mix.to_dict("records"),
+            "conflicts": selection.conflicts.to_dict(),
+            "objects_without_position": selection.objects_without_position,
+            "survey": selection.survey,
+            "band": selection.band,
+            "survey_mix": selection.survey_mix.to_dict("records"),
             # A list, not a mapping: the manifest is written with sorted keys, and the order is the point.
             "unclassified_types": [
                 {"type": str(k), "objects": int(v)}
@@ -635,6 +662,41 @@ def build_dataset(
         x_path.unlink(missing_ok=True)
     logger.info("dataset %s: %d images kept of %d candidates", saved, len(kept), len(candidates))
     return saved
+
+
+def build_dataset(
+    source: Source | str | Path,
+    *,
+    scheme: str | Path | None = None,
+    preprocess: PreprocessConfig | None = None,
+    out: str | Path | None = None,
+    n_jobs: int | None = None,
+    backend: str | None = None,
+    progress: Progress | None = None,
+    force: bool = False,
+    **choices: Any,
+) -> Path:
+    """:func:`build` with the spec's fields as keywords (tests and scripts build from Python this way).
+
+    ``choices`` are :class:`~core.spec.BuildSpec` fields (``catalog="all"``, ``seed=1``, ...) and
+    :class:`~core.spec.QualityThresholds` fields (``min_quality=0.0``); the rest is as in :func:`build`.
+    """
+    thresholds = {name: choices.pop(name) for name in QUALITY_FIELDS if name in choices}
+    unknown = sorted(set(choices) - {f.name for f in dataclasses.fields(BuildSpec)})
+    if unknown:
+        raise ConfigError(
+            f"build_dataset got unknown option(s) {', '.join(unknown)}; allowed are the fields of BuildSpec and "
+            "QualityThresholds. Check the spelling."
+        )
+    loaded = source if isinstance(source, Source) else load_source(source)
+    if isinstance(choices.get("seed"), np.integer):
+        choices["seed"] = int(choices["seed"])
+    spec = BuildSpec(
+        source=str(loaded.root), scheme=None if scheme is None else str(scheme),
+        preprocess=preprocess if preprocess is not None else preprocess_defaults(loaded),
+        thresholds=QualityThresholds(**thresholds), **choices,
+    )
+    return build(spec, out=out, n_jobs=n_jobs, backend=backend, progress=progress, force=force, source=loaded)
 
 
 def _choices(params: Any) -> Any:
@@ -659,16 +721,6 @@ def resolve_centre(config: PreprocessConfig, kind: str) -> PreprocessConfig:
 def _file_sha(scheme: str | Path) -> str | None:
     path = Path(str(scheme))
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-
-
-def _check_fractions(val_fraction: float, test_fraction: float) -> None:
-    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-            raise ConfigError(f"{name} must be in [0, 1); got {value!r}. Use e.g. 0.15.")
-    if val_fraction + test_fraction >= 1:
-        raise ConfigError(
-            f"val_fraction + test_fraction must be < 1; got {val_fraction} + {test_fraction}. Leave images to train on."
-        )
 
 
 def select_candidates(

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import polars as pl
 from astropy.nddata import Cutout2D
 from astropy.nddata.utils import NoOverlapError
 from astropy.stats import sigma_clip
@@ -31,6 +32,8 @@ from scipy import ndimage, sparse
 
 from core.errors import ConfigError
 from core.images import ImageData, luminance
+from core import quality
+from core.spec import QualityThresholds
 
 logger = logging.getLogger(__name__)
 
@@ -42,16 +45,8 @@ CENTRE_MODES: tuple[str, ...] = ("auto", "wcs", "peak", "none")
 STEP_NAMES: tuple[str, ...] = ("raw", "background_subtracted", "cropped", "stretched", "final")
 
 # The order in which apply_quality_filter reports the first failing rule.
-REJECTION_REASONS: tuple[str, ...] = (
-    "unreadable",
-    "blank",
-    "too_small",
-    "missing_pixels",
-    "saturated",
-    "low_snr",
-    "low_quality",
-    "galaxy_exceeds_crop",
-)
+REJECTION_REASONS: tuple[str, ...] = quality.REASONS
+
 
 @dataclass(frozen=True)
 class PreprocessConfig:
@@ -991,33 +986,20 @@ def quality_score(metrics: pd.DataFrame) -> pd.Series:
     Blank images and rows with a missing metric score 0. Vectorised (no per-row Python).
     """
     _require_columns(metrics, ("snr", "finite_fraction", "saturated_fraction", "background_flatness"))
-    snr = pd.to_numeric(metrics["snr"], errors="coerce").to_numpy(dtype=float)
-    finite = pd.to_numeric(metrics["finite_fraction"], errors="coerce").to_numpy(dtype=float)
-    saturated = pd.to_numeric(metrics["saturated_fraction"], errors="coerce").to_numpy(dtype=float)
-    flatness = pd.to_numeric(metrics["background_flatness"], errors="coerce").to_numpy(dtype=float)
-    with np.errstate(invalid="ignore", over="ignore"):
-        snr = np.clip(snr, 0, 1e6)
-        s_snr = snr**2 / (snr**2 + 400.0)
-        s_finite = np.clip(finite, 0, 1) ** 4
-        s_saturated = np.exp(-np.clip(saturated, 0, 1) / 0.002)
-        s_flat = np.clip(flatness, 0, 1)
-        score = (s_snr * s_finite * s_saturated * s_flat) ** 0.25
-    score = np.where(np.isfinite(score), score, 0.0)
-    if "blank" in metrics:
-        score = np.where(metrics["blank"].fillna(False).to_numpy(dtype=bool), 0.0, score)
-    return pd.Series(np.clip(score, 0.0, 1.0), index=metrics.index, name="quality")
+    score = quality.with_quality(quality.from_pandas(metrics)).select("quality").collect()["quality"]
+    return pd.Series(score.to_numpy(), index=metrics.index, name="quality")
 
 
 def apply_quality_filter(
     metrics: pd.DataFrame,
     *,
-    min_quality: float = 0.5,
-    min_size: int = 32,
+    min_quality: float = QualityThresholds.min_quality,
+    min_size: int = QualityThresholds.min_size,
     crop: float | np.ndarray | pd.Series = 0.5,
-    min_snr: float = 25.0,
-    min_finite: float = 0.99,
-    max_saturated: float = 1e-4,
-    extent: float = 1.0,
+    min_snr: float = QualityThresholds.min_snr,
+    min_finite: float = QualityThresholds.min_finite,
+    max_saturated: float = QualityThresholds.max_saturated,
+    extent: float = QualityThresholds.extent,
 ) -> pd.DataFrame:
     """Decide which images to keep, from the metrics table alone.
 
@@ -1082,36 +1064,16 @@ def apply_quality_filter(
         if not _is_number(value) or value < 0:
             raise ConfigError(f"{name} must be a non-negative number; got {value!r}.")
     _require_columns(metrics, ("min_side", "source_radius_frac"))
+    frame = quality.from_pandas(metrics)
+    if np.ndim(crop) == 0:
+        crop_arg: float | str = float(crop)
+    else:
+        frame, crop_arg = frame.with_columns(pl.Series("_crop", crop)), "_crop"
+    chosen = QualityThresholds(min_quality=min_quality, min_size=int(min_size), **thresholds)
+    judged = quality.filter_lazy(frame, thresholds=chosen, crop=crop_arg).select("quality", "reason").collect()
     out = metrics.copy()
-    quality = quality_score(metrics).to_numpy()
-
-    def column(name: str, default: float = math.nan) -> np.ndarray:
-        if name not in metrics:
-            return np.full(len(metrics), default)
-        return pd.to_numeric(metrics[name], errors="coerce").to_numpy(dtype=float)
-
-    if "read_error" in metrics:
-        errors = metrics["read_error"]
-        unreadable = (errors.notna() & (errors.astype(str).str.len() > 0)).to_numpy(dtype=bool)
-    else:
-        unreadable = np.zeros(len(metrics), dtype=bool)
-    if "blank" in metrics:
-        blank = metrics["blank"].fillna(True).to_numpy(dtype=bool)
-    else:
-        blank = np.zeros(len(metrics), dtype=bool)
-    with np.errstate(invalid="ignore"):
-        conditions = [
-            unreadable,
-            blank,
-            ~(column("min_side") >= min_size),
-            ~(column("finite_fraction") >= min_finite),
-            column("saturated_fraction", 0.0) > max_saturated,
-            ~(column("snr") >= min_snr),
-            quality < min_quality,
-            extent * column("source_radius_frac", 0.0) > crop / 2,
-        ]
-    out["quality"] = quality
-    out["reason"] = np.select(conditions, list(REJECTION_REASONS), default="")
+    out["quality"] = judged["quality"].to_numpy()
+    out["reason"] = judged["reason"].to_numpy().astype(object)
     out["kept"] = out["reason"] == ""
     return out
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.errors import GalaxyMorphError
 from ui import charts, common, data, palette, session
 
 session.require_router()
@@ -46,9 +47,11 @@ resolved, report = data.resolved(source, scheme, policy)
 counted = data.source_counts(source, scheme, policy)
 before = pd.Series(counted.per_class)
 filters = data.current_filters()
-after_table = data.filtered(source, scheme, **filters)
-after_table = after_table[~after_table["name"].isin(excluded_names)]
-after = after_table[after_table["kept"]].groupby("label").size().reindex(classes, fill_value=0)
+try:
+    after = pd.Series(data.selection(data.build_spec(source, scheme)).kept_per_class()).reindex(classes, fill_value=0)
+except GalaxyMorphError as exc:
+    common.stop_with(f"`python -m core build` would refuse the Preprocessing page's settings: {common.md(str(exc))}",
+                     kind="error")
 
 cols = st.columns(4)
 common.count_metrics(counted, scheme, cols[:1], show=["labelled"])

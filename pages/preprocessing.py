@@ -1,7 +1,9 @@
 """Preprocessing preview: crop, size, stretch and quality sliders with instant kept / rejected counts.
 
-The sliders only filter the per-image metrics table (computed once per source and cached), so
-moving them never re-reads an image; the before / after grid re-processes only the few images shown.
+The sliders make a :class:`core.spec.BuildSpec`; the counts are :func:`core.builder.select` of it
+over the per-image metrics (computed once per source and cached), the function ``build`` itself
+calls, so they are the build's counts, in objects. Moving a slider never re-reads an image; the
+before / after grid re-processes only the few images shown.
 """
 
 from __future__ import annotations
@@ -46,51 +48,63 @@ with st.container(border=True):
     c5.slider("Minimum image side (pixels)", 0, 256, step=4, key="pp_min_size",
               help="Images whose shorter side is below this are rejected (too little detail to crop from).")
     prefixes = sorted(metrics["prefix"].dropna().unique())
+    if st.session_state.get("pp_catalog") not in ("auto", "all", *prefixes):
+        st.session_state["pp_catalog"] = "auto"  # a catalogue of the source shown before
     left, right = st.columns(2)
-    left.selectbox("Catalogue (name prefix)", ["all", *prefixes], key="pp_catalog",
-                   help="Keep only galaxies whose names come from one catalogue (NGC, UGC, …), or all of them.")
+    left.selectbox("Catalogue (name prefix)", ["auto", "all", *prefixes], key="pp_catalog",
+                   help="Keep only galaxies whose names come from one catalogue (NGC, UGC, …): auto = the most "
+                        "common (build --catalog auto); all = every catalogue, one name per galaxy.")
     surveys = sorted(s for s in metrics["survey"].unique() if s)
     if st.session_state.get("pp_survey") not in ("auto", "all", *surveys):
         st.session_state["pp_survey"] = "auto"  # a survey of the source shown before
+    spec = data.build_spec(source, scheme)
+    try:
+        chosen = data.selection(spec)
+        auto = data.selection(spec.replace(survey="auto", band="auto")).survey
+    except GalaxyMorphError as exc:
+        common.stop_with(f"`python -m core build` would refuse these settings: {common.md(str(exc))}", kind="error")
     # No format_func: Streamlit's AppTest cannot set a selectbox whose labels differ from its options.
-    right.selectbox(f"Survey (auto = {common.md(data.auto_survey(source, scheme, st.session_state['pp_catalog']))})",
-                    ["auto", "all", *surveys], key="pp_survey",
+    right.selectbox(f"Survey (auto = {common.md(auto)})", ["auto", "all", *surveys], key="pp_survey",
                     help="Keep one survey's images (build --survey): auto = the most common; all = mix them.")
 
 filters = data.current_filters()
-table = data.filtered(source, scheme, **filters)
+table = chosen.table
 kept = table[table["kept"]]
 by_class = pd.DataFrame({
-    "kept": kept.groupby("label").size(),
+    "kept": pd.Series(chosen.kept_per_class()),
     "rejected": table[~table["kept"]].groupby("label").size(),
 }).reindex(classes, fill_value=0).fillna(0).astype(int)
 
 cols = st.columns(4)
-cols[0].metric("Kept images", f"{len(kept):,}")
-cols[1].metric("Rejected images", f"{len(table) - len(kept):,}")
+cols[0].metric("Kept objects", f"{len(kept):,}")
+cols[1].metric("Left out objects", f"{len(table) - len(kept):,}")
 cols[2].metric("Kept fraction", f"{len(kept) / max(1, len(table)):.0%}")
 cols[3].metric("Imbalance ratio (kept)", data.imbalance_text(by_class["kept"]), help="Largest class ÷ smallest class.")
+st.caption(f"Counted in objects (galaxies), as `python -m core build` counts them: catalogue "
+           f"**{common.md(chosen.catalog)}**, survey **{common.md(chosen.survey)}** / band **{common.md(chosen.band)}**, "
+           f"label conflicts **{common.md(spec.conflicts)}** (Class balance page). A build keeps exactly these, "
+           "unless an image fails to preprocess.")
 
 left, right = st.columns([1, 1])
 with left:
-    st.plotly_chart(charts.kept_rejected_bar(by_class["kept"], by_class["rejected"], title="Kept and rejected per class"),
+    st.plotly_chart(charts.kept_rejected_bar(by_class["kept"], by_class["rejected"], title="Kept and left out per class"),
                     key="pp_by_class")
 with right:
-    reasons = table.loc[~table["kept"], "reason"].fillna("other").value_counts().rename_axis("reason").rename("images")
-    st.markdown("**Rejected, by reason**")
-    if reasons.empty:
-        st.caption("Nothing is rejected with these settings.")
+    per_reason = chosen.reasons_per_class()
+    st.markdown("**Left out, by reason**")
+    if per_reason.empty:
+        st.caption("Nothing is left out with these settings.")
     else:
-        per_reason = table[~table["kept"]].pivot_table(index="reason", columns="label", values="name", aggfunc="count", fill_value=0)
-        per_reason = per_reason.reindex(columns=[c for c in classes if c in per_reason.columns])
+        per_reason = per_reason.reindex(columns=[c for c in [*classes, data.UNCLASSIFIED] if c in per_reason.columns])
         per_reason = per_reason.assign(total=per_reason.sum(axis=1)).sort_values("total", ascending=False)
         st.dataframe(per_reason.reset_index(), hide_index=True, width="stretch", key="pp_reasons")
 
 st.subheader("Quality metrics")
 h1, h2 = st.columns(2)
-h1.plotly_chart(charts.histogram_with_threshold(table["quality"], threshold=filters["min_quality"],
+classified = metrics[metrics["label"] != data.UNCLASSIFIED]  # every image, not only those the labels leave
+h1.plotly_chart(charts.histogram_with_threshold(classified["quality"], threshold=filters["min_quality"],
                 title="Quality score", x_title="quality score (0 = unusable, 1 = clean)"), key="pp_hist_quality")
-h2.plotly_chart(charts.histogram_with_threshold(table["min_side"], threshold=filters["min_size"],
+h2.plotly_chart(charts.histogram_with_threshold(classified["min_side"], threshold=filters["min_size"],
                 title="Image side", x_title="shorter image side (pixels)"), key="pp_hist_size")
 
 st.subheader("Before and after, per class")
@@ -108,7 +122,8 @@ for cls in classes:
         continue
     grid = st.columns(8)
     for i, (_, row) in enumerate(rows.iterrows()):
-        raw, processed = data.before_after(str(row["path"]), **data.preprocess_params())
+        position = {axis: float(row[axis]) if pd.notna(row.get(axis)) else None for axis in ("ra", "dec")}
+        raw, processed = data.before_after(str(row["path"]), chosen.preprocess, **position)
         grid[2 * i].image(raw, caption=common.md(row["name"]), width="stretch")
         grid[2 * i + 1].image(processed, caption=f"after ({st.session_state['pp_size']} px)", width="stretch")
 common.acknowledge(source)
@@ -129,7 +144,7 @@ if name_error is None and (Path(get_settings().data_dir) / "datasets" / name).ex
                                "build stops with a message. A folder that is not a dataset is never replaced.")
 if st.button("Build and save dataset", key="pp_build", type="primary", icon=":material/save:",
              disabled=name_error is not None):
-    args = data.build_args(source, scheme, name) + (["--force"] if replace else [])
+    args = data.build_args(source, scheme, name, force=replace)
     job = jobs.start_job(args, label=f"build {name}")
     st.session_state["pp_build_job"] = job.id
 if "pp_build_job" in st.session_state:

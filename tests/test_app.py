@@ -79,11 +79,35 @@ def test_quality_slider_changes_the_kept_count(app: AppTest) -> None:
         app.slider(key="pp_min_quality").set_value(threshold)
         app.run()
         assert not app.exception, [e.value for e in app.exception]
-        kept = int(_metric(app, "Kept images").replace(",", ""))
-        rejected = int(_metric(app, "Rejected images").replace(",", ""))
+        kept = int(_metric(app, "Kept objects").replace(",", ""))
+        rejected = int(_metric(app, "Left out objects").replace(",", ""))
         totals[threshold] = (kept, kept + rejected)
     assert totals[0.9][0] < totals[0.0][0]
     assert totals[0.9][1] == totals[0.0][1]  # the same images, only the decision moved
+
+
+def test_preview_shows_what_build_keeps(app: AppTest, world: dict[str, Path], tmp_path: Path) -> None:
+    from core.builder import build
+    from core.preprocessing import PreprocessConfig
+    from core.spec import BuildSpec, QualityThresholds
+
+    _open(app, "preprocessing")
+    # The defaults are build's: catalogue auto, survey auto, crop 0.5 (also for Galaxy Zoo cutouts).
+    assert (app.selectbox(key="pp_catalog").value, app.slider(key="pp_crop").value) == ("auto", 0.5)
+    app.slider(key="pp_min_quality").set_value(0.2)
+    app.slider(key="pp_min_size").set_value(8)
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    shown = int(_metric(app, "Kept objects").replace(",", ""))
+    table = next(d.value for d in app.dataframe if "reason" in d.value.columns and "total" in d.value.columns)
+    reasons = table.set_index("reason")["total"].to_dict()
+
+    spec = BuildSpec(source=str(world["sample"]), scheme="hubble3",
+                     preprocess=PreprocessConfig(crop=0.5, size=app.select_slider(key="pp_size").value),
+                     thresholds=QualityThresholds(min_quality=0.2, min_size=8))
+    manifest = json.loads((build(spec, out=tmp_path / "ds", n_jobs=1) / "manifest.json").read_text())
+    assert shown == sum(sum(counts.values()) for counts in manifest["counts"].values())
+    assert reasons == manifest["reasons"]
 
 
 def test_switching_scheme_changes_the_class_list(app: AppTest) -> None:
@@ -257,9 +281,9 @@ def test_statistics_shows_the_survey_mix_and_the_preview_keeps_one_survey(app: A
     assert app.selectbox(key="pp_survey").value == "auto"
     app.slider(key="pp_min_quality").set_value(0.0)
     app.run()
-    one = int(_metric(app, "Kept images").replace(",", ""))
+    one = int(_metric(app, "Kept objects").replace(",", ""))
     app.selectbox(key="pp_survey").set_value("all")
     app.run()
     assert not app.exception, [e.value for e in app.exception]
-    every = int(_metric(app, "Kept images").replace(",", ""))
+    every = int(_metric(app, "Kept objects").replace(",", ""))
     assert 0 < one < every

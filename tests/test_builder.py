@@ -291,11 +291,14 @@ def test_a_new_quality_version_measures_every_image_again(sample, tmp_path, monk
     assert "pixel_scale_arcsec" in first and (first.loc[first["read_error"] == "", "pixel_scale_arcsec"] > 0).all()
 
 
-def test_thresholds_default_to_the_library_and_are_recorded(built):
+def test_thresholds_default_to_the_spec_and_are_recorded(built):
+    from core.spec import QualityThresholds
+
     params = load_dataset(built).manifest["params"]
     library = inspect.signature(core.preprocessing.apply_quality_filter).parameters
+    defaults = QualityThresholds()
     for name in ("min_quality", "min_size", "min_snr", "min_finite", "max_saturated", "extent"):
-        assert params[name] == library[name].default == inspect.signature(build_dataset).parameters[name].default
+        assert params[name] == library[name].default == getattr(defaults, name)
     assert core.builder.DEFAULT_MIN_QUALITY == library["min_quality"].default
     assert params["quality_version"] == core.preprocessing.QUALITY_VERSION
 

@@ -7,6 +7,8 @@ with ``st.cache_resource``. Filtering by the sliders works on the cached metrics
 
 from __future__ import annotations
 
+import dataclasses
+
 import re
 import tempfile
 from pathlib import Path
@@ -17,13 +19,14 @@ import pandas as pd
 import streamlit as st
 
 from core import catalogue, counts, dataset, images, labels, models, preprocessing, report, runs
-from core.builder import DEFAULT_MIN_QUALITY, QUALITY_DEFAULTS, compute_metrics, image_surveys, resolve_survey
+from core.builder import Selection, compute_metrics, image_surveys, preprocess_defaults, select
 from core.config import get_settings
 from core.errors import GalaxyMorphError
 from core.images import UPLOAD_LIMIT_BYTES, read_image
 from core.io import check_folder_name
 from core.progress import Progress
 from core.sample import ensure_sample
+from core.spec import BuildSpec, QualityThresholds
 from core.training import device_name
 from ui.common import KIND_NAMES, model_label
 
@@ -247,8 +250,13 @@ def search(table: pd.DataFrame, query: str) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner="Measuring image quality (once per source) …", max_entries=8)
+def _source_metrics(source: str, fingerprint: tuple[float, ...]) -> pd.DataFrame:
+    return compute_metrics(source)
+
+
+@st.cache_data(max_entries=8)
 def _metrics(source: str, scheme: str, fingerprint: tuple[float, ...]) -> pd.DataFrame:
-    table = compute_metrics(source)
+    table = _source_metrics(source, fingerprint)
     catalogue_rows = _labelled(source, scheme, fingerprint)
     # Several catalogue rows can share an image (aliases); the first classified one names it.
     catalogue_rows = catalogue_rows.sort_values("label", key=lambda s: s == UNCLASSIFIED, kind="stable")
@@ -299,16 +307,17 @@ def _measure_with_progress_bar(source: str) -> None:
 
 
 def default_preprocess(source: str) -> dict[str, Any]:
-    """Slider defaults: the library's and ``python -m core build``'s, with the crop the GZ1 cutouts need."""
-    config = preprocessing.PreprocessConfig()
+    """Slider defaults: those of ``python -m core build`` for this source (its kind's preprocessing,
+    :func:`core.builder.preprocess_defaults`, and :class:`core.spec.BuildSpec`'s choices)."""
+    spec = BuildSpec(source=source, preprocess=_preprocess_defaults(source))
     return {
-        "crop": 0.35 if Path(source).name == "gz1" else float(config.crop),
-        "size": int(config.size),
-        "stretch": str(config.stretch),
-        "min_quality": float(DEFAULT_MIN_QUALITY),
-        "min_size": int(QUALITY_DEFAULTS["min_size"]),
-        "catalog": "all",
-        "survey": "auto",
+        "crop": float(spec.preprocess.crop),
+        "size": int(get_settings().image_size),
+        "stretch": str(spec.preprocess.stretch),
+        "min_quality": float(spec.thresholds.min_quality),
+        "min_size": int(spec.thresholds.min_size),
+        "catalog": spec.catalog,
+        "survey": spec.survey,
     }
 
 
@@ -324,39 +333,41 @@ def preprocess_params() -> dict[str, Any]:
     return {name: st.session_state.get(f"pp_{name}", defaults[name]) for name in ("crop", "size", "stretch")}
 
 
-def filtered(
-    source: str, scheme: str, *, min_quality: float, min_size: int, crop: float, catalog: str = "all",
-    survey: str = "all",
-) -> pd.DataFrame:
-    """The metrics table with ``kept`` and ``reason`` for these slider values (no image is read)."""
-    table = metrics(source, scheme)
-    table = table[table["label"] != UNCLASSIFIED]
-    out = preprocessing.apply_quality_filter(table, min_quality=min_quality, min_size=min_size, crop=crop)
-    if catalog != "all":
-        outside = out["prefix"] != catalog
-        out.loc[outside & out["kept"], "reason"] = "catalogue not selected"
-        out.loc[outside, "kept"] = False
-    chosen, band = chosen_survey(out[out["prefix"] == catalog] if catalog != "all" else out, survey)
-    for column, value in (("survey", chosen), ("band", band)):
-        if value != "all":
-            other = out[column].str.lower() != value.lower()
-            out.loc[other & out["kept"], "reason"] = f"other {column}"
-            out.loc[other, "kept"] = False
-    return out
+def build_spec(source: str, scheme: str) -> BuildSpec:
+    """The :class:`~core.spec.BuildSpec` of the dashboard's widgets: the Preprocessing page's sliders,
+    the Class balance page's conflict policy and exclusion switches (their defaults where unset)."""
+    filters, params = current_filters(), preprocess_params()
+    return BuildSpec(
+        source=source, scheme=scheme,
+        preprocess=dataclasses.replace(_preprocess_defaults(source), crop=float(params["crop"]),
+                                       size=int(params["size"]), stretch=params["stretch"]),
+        thresholds=QualityThresholds(min_quality=float(filters["min_quality"]), min_size=int(filters["min_size"])),
+        catalog=filters["catalog"], survey=filters["survey"],
+        conflicts=st.session_state.get("balance_policy") or "drop",
+        exclude_dwarfs=exclusions()["dwarfs"], exclude_uncertain=exclusions()["uncertain"],
+    )
 
 
-def auto_survey(source: str, scheme: str, catalog: str) -> str:
-    """The survey ``build --survey auto`` would keep with this catalogue choice."""
-    table = metrics(source, scheme)
-    table = table[(table["label"] != UNCLASSIFIED) & ((table["prefix"] == catalog) | (catalog == "all"))]
-    return chosen_survey(table, "auto")[0]
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _source(source: str, fingerprint: tuple[float, ...]) -> catalogue.Source:
+    # A resource, not data: select() only reads it, and a copy per slider move would double its time.
+    return catalogue.load_source(source)
 
 
-def chosen_survey(table: pd.DataFrame, survey: str) -> tuple[str, str]:
-    """The survey and band ``build --survey`` keeps of ``table``'s images (``auto``: the most common)."""
-    if survey not in ("auto", "all") and survey not in set(table["survey"]):
-        return "all", "all"  # a survey of another source, left in the session: keep everything
-    return resolve_survey(table, survey=survey)
+def _preprocess_defaults(source: str) -> preprocessing.PreprocessConfig:
+    """The preprocessing ``build`` gives this source for every option left out (colour cutouts differ)."""
+    return preprocess_defaults(_source(source, _fingerprint(source)))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _selection(spec: BuildSpec, fingerprint: tuple[float, ...]) -> Selection:
+    return select(spec, _source_metrics(spec.source, fingerprint), source=_source(spec.source, fingerprint))
+
+
+def selection(spec: BuildSpec) -> Selection:
+    """What ``python -m core build`` keeps with ``spec``, per object (:func:`core.builder.select`, the
+    build's own function); raises its :class:`~core.errors.GalaxyMorphError` for a spec it would refuse."""
+    return _selection(spec, _fingerprint(spec.source))
 
 
 def examples(kept: pd.DataFrame, classes: list[str], *, per_class: int, seed: int) -> pd.DataFrame:
@@ -377,11 +388,16 @@ def display_image(path: str) -> np.ndarray:
 
 
 @st.cache_data(max_entries=512, show_spinner=False)
-def before_after(path: str, *, crop: float, size: int, stretch: str) -> tuple[np.ndarray, np.ndarray]:
-    """The raw image (display stretch) and the preprocessed one, both in [0, 1] for ``st.image``."""
+def before_after(
+    path: str, config: preprocessing.PreprocessConfig, *, ra: float | None = None, dec: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The raw image (display stretch) and the preprocessed one, both in [0, 1] for ``st.image``.
+
+    ``config`` is the build's (:attr:`core.builder.Selection.preprocess`, its centre resolved for the
+    source kind) and ``ra``/``dec`` the catalogue position, so the crop is the one the build makes.
+    """
     image = read_image(path)
-    config = preprocessing.PreprocessConfig(crop=crop, size=size, stretch=stretch)
-    processed = preprocessing.preprocess(image, config)
+    processed = preprocessing.preprocess(image, config, ra=ra, dec=dec)
     return for_display(preprocessing.stretch_image(image.data, "asinh")), for_display(processed)
 
 
@@ -410,20 +426,10 @@ def suggest_dataset_name(source: str, scheme: str) -> str:
     return f"{Path(source).name}-{scheme}"
 
 
-def build_args(source: str, scheme: str, name: str) -> list[str]:
-    """``python -m core build`` arguments for the Preprocessing page's current settings."""
+def build_args(source: str, scheme: str, name: str, *, force: bool = False) -> list[str]:
+    """``python -m core build`` arguments for the dashboard's current spec (:func:`build_spec`)."""
     check_folder_name(name, what="dataset name", example="sample-hubble3")
-    params = preprocess_params()
-    filters = current_filters()
-    args = [
-        "build", "--source", source, "--scheme", scheme,
-        "--out", str(Path(get_settings().data_dir) / "datasets" / name),
-        "--crop", str(params["crop"]), "--size", str(params["size"]), "--stretch", params["stretch"],
-        "--min-quality", str(filters["min_quality"]), "--min-size", str(filters["min_size"]),
-    ]
-    args += ["--catalog", filters["catalog"], "--survey", filters["survey"]]
-    args += [f"--exclude-{option}" for option, on in exclusions().items() if on]
-    return args
+    return build_spec(source, scheme).to_argv(out=str(Path(get_settings().data_dir) / "datasets" / name), force=force)
 
 
 def runs_table() -> pd.DataFrame:

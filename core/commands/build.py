@@ -46,8 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "auto = none for Galaxy Zoo cutouts, else wcs where the WCS allows, else peak (default: auto"
         + cutouts + "none)",
     )
-    # Threshold defaults are left to the library (core.builder.QUALITY_DEFAULTS), so the CLI cannot
-    # drift from it, and importing it here would slow every command's start.
+    # None: core.spec.QualityThresholds fills in its own defaults, so the CLI cannot drift from them.
     library = " (default: the quality filter's, printed after the build)"
     parser.add_argument("--min-quality", type=float, default=None, help="quality score threshold in [0, 1]" + library)
     parser.add_argument("--min-size", type=int, default=None, help="smallest image side in pixels" + library)
@@ -107,48 +106,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build, then print the folder, the counts per split and the reasons images were left out."""
-    import dataclasses
     import json
 
-    from core.builder import QUALITY_DEFAULTS, build_dataset, preprocess_defaults
-    from core.config import get_settings
-    from core.progress import Progress
-
+    from core.builder import QUALITY_DEFAULTS, build, preprocess_defaults
     from core.catalogue import load_source
+    from core.config import get_settings
     from core.labels import get_scheme
+    from core.progress import Progress
+    from core.spec import BuildSpec
 
     settings = get_settings()
     # Bad input fails here, before a progress bar starts, so the user sees one error line.
     if args.scheme is not None:
         get_scheme(args.scheme)
     source = load_source(args.source if args.source is not None else settings.data_dir / "sample")
-    given = {"crop": args.crop, "crop_arcsec": args.crop_arcsec, "stretch": args.stretch, "channels": args.channels,
-             "centre": args.centre, "size": args.size if args.size is not None else settings.image_size}
-    config = dataclasses.replace(preprocess_defaults(source), **{k: v for k, v in given.items() if v is not None})
-    thresholds = {name: getattr(args, name) for name in QUALITY_DEFAULTS if getattr(args, name) is not None}
+    spec = BuildSpec.from_args(args, default_source=str(settings.data_dir / "sample"), default_size=settings.image_size,
+                               defaults=preprocess_defaults(source))
     with Progress(None, desc="build", stream=sys.stderr, events_path=args.progress_file) as progress:
-        out = build_dataset(
-            source,
-            scheme=args.scheme,
-            preprocess=config,
-            **thresholds,
-            catalog=args.catalog,
-            label_from=args.label_from,
-            conflicts=args.conflicts,
-            exclude_dwarfs=args.exclude_dwarfs,
-            exclude_uncertain=args.exclude_uncertain,
-            duplicate_arcsec=args.duplicate_arcsec,
-            allow_duplicates=args.allow_duplicates,
-            survey=args.survey,
-            band=args.band,
-            seed=args.seed,
-            val_fraction=args.val,
-            test_fraction=args.test,
-            out=args.out,
-            n_jobs=args.jobs,
-            progress=progress,
-            force=args.force,
-        )
+        out = build(spec, out=args.out, n_jobs=args.jobs, progress=progress, force=args.force, source=source)
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     print(f"dataset: {out}")
     print(f"classes: {', '.join(manifest['classes'])}; catalogue: {manifest['params']['catalog']}")
