@@ -800,7 +800,8 @@ def _mark_surveys(candidates: pd.DataFrame, metrics: pd.DataFrame, *, survey: st
     An unreadable file has no header to tell its survey: it is left to be called ``unreadable``.
     """
     errors = metrics.set_index("path")["read_error"] if len(metrics) else pd.Series(dtype=object)
-    readable = candidates["path"].map(errors).fillna("").eq("")
+    error = candidates["path"].map(errors)
+    readable = error.isna() | error.eq("")
     for column, chosen, why in (("survey", survey, "other_survey"), ("band", band, "other_band")):
         if chosen == "all":
             continue
