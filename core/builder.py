@@ -46,7 +46,7 @@ from core.labels import (
     resolve_conflicts,
     unclassified_types,
 )
-from core import preprocessing
+from core import preprocessing, provenance
 from core.preprocessing import QUALITY_VERSION, PreprocessConfig, apply_quality_filter, measure_quality
 from core.progress import Progress
 
@@ -414,6 +414,7 @@ def build_dataset(
     backend: str | None = None,
     progress: Progress | None = None,
     force: bool = False,
+    replace_trained: bool = False,
 ) -> Path:
     """Build (or find) the dataset for a source and a set of parameters; return its folder.
 
@@ -465,6 +466,10 @@ def build_dataset(
         Advanced per image measured and per image preprocessed.
     force : bool
         Rebuild even when an identical dataset exists; replace a dataset built with other parameters.
+    replace_trained : bool
+        Also replace a dataset that finished runs (in the settings' runs folder) were trained on.
+        Without it such a rebuild is refused before an image is read: the runs would then describe
+        a dataset that no longer exists (:func:`core.provenance.dataset_change` flags them).
 
     Returns
     -------
@@ -535,6 +540,8 @@ def build_dataset(
         if manifest.get("params") == params and manifest.get("source_hash") == current_hash:
             logger.info("cache hit: %s already holds this dataset (same parameters, unchanged source)", out)
             return out
+    if manifest is not None and not replace_trained:
+        _refuse_if_trained(out)
 
     candidates, conflict_report = select_candidates(
         source,
@@ -605,6 +612,17 @@ def build_dataset(
     saved = save_dataset(out, x=x, meta=meta, classes=classes, manifest=manifest, images=_images_table(candidates))
     logger.info("dataset %s: %d images kept of %d candidates", saved, len(kept), len(candidates))
     return saved
+
+
+def _refuse_if_trained(out: Path) -> None:
+    dependent = provenance.dependent_runs(out)
+    if dependent:
+        shown = ", ".join(run.id for run in dependent[:3]) + (" ..." if len(dependent) > 3 else "")
+        raise ConfigError(
+            f"--out {out} holds a dataset that {len(dependent)} finished run(s) were trained on ({shown}); "
+            "rebuilding it would leave them describing images that are gone. Build under another name with "
+            "--out, or pass --replace-trained to replace it anyway (those runs are then flagged as stale)."
+        )
 
 
 def _choices(params: Any) -> Any:
