@@ -24,6 +24,22 @@ if finished.empty:
 dataset = st.selectbox("Models trained on", list(dict.fromkeys(finished["dataset"])), key="cls_dataset",
                        format_func=lambda p: str(p).split("/")[-1])
 candidates = data.first_seed_runs(data.load_runs(tuple(finished[finished["dataset"] == dataset]["path"])))
+# A model sees what it was trained on or nothing: runs whose dataset folder was rebuilt or altered are refused.
+changed = [(run.path, problem) for run in candidates if (problem := data.dataset_change(run)) is not None]
+common.changed_dataset_notice(changed, key="cls_changed_runs")
+candidates = [run for run in candidates if run.path not in dict(changed)]
+if not candidates:
+    common.stop_with("Every model trained on this dataset was trained on an earlier version of it, so an image "
+                     "prepared from the folder now would not be what they learnt from. Retrain them on the "
+                     "**Training** page (or choose another dataset above).", kind="error")
+try:
+    trained = data.trained_preprocessing(candidates[0])
+except GalaxyMorphError as exc:
+    common.stop_with(str(exc), kind="error")
+config = trained.config
+if not trained.stored:
+    st.info("These runs predate the record of their preprocessing: it is taken from the dataset folder's "
+            "manifest, whose content still matches them.")
 left, right = st.columns(2)
 # No type= filter: Streamlit enforces it (and refuses a name with a NUL) before this script runs,
 # as an exception the page cannot catch; read_upload judges the file by its content instead.
@@ -34,12 +50,14 @@ names = list(source_table.loc[source_table["has_image"], "name"].drop_duplicates
 picked = right.selectbox("…or a galaxy of the current source", ["—", *names], key="cls_name")
 ned_name = right.text_input("…or a NED name to fetch (needs the internet)", key="cls_ned", placeholder="e.g. NGC 4486")
 
+position: dict[str, float | None] = {}
 try:
     if upload is not None:
         image, label = data.read_upload(upload.name, upload.getvalue()), display_name(upload.name)
     elif picked != "—":
-        path = source_table.loc[source_table["name"] == picked, "path"].iloc[0]
-        image, label = data.read_path(path), picked
+        row = source_table.loc[source_table["name"] == picked].iloc[0]
+        image, label = data.read_path(row["path"], channels=config.channels), picked
+        position = {"ra": row.get("ra"), "dec": row.get("dec")}
     elif ned_name.strip():
         image, label = data.fetch_ned_image(ned_name.strip()), ned_name.strip()
     else:
@@ -47,11 +65,7 @@ try:
 except GalaxyMorphError as exc:
     common.stop_with(common.md(exc), kind="error")
 
-try:
-    config = data.dataset_preprocess_config(dataset)
-except GalaxyMorphError as exc:
-    common.stop_with(str(exc), kind="error")
-steps = data.steps_for(image, config)
+steps = data.steps_for(image, config, **position)
 st.subheader(f"Preprocessing of {common.md(label)}")
 for col, (step, array) in zip(st.columns(len(steps)), steps.items()):
     col.image(data.for_display(array), caption=step.replace("_", " "), width="stretch")
