@@ -115,6 +115,21 @@ def test_rebuilding_a_trained_dataset_is_refused_then_flagged(world: dict[str, P
     assert provenance.dependent_runs(copy["dataset"], copy["runs"]) == []
 
 
+def test_build_force_on_a_trained_dataset_is_one_line_and_exit_2(world: dict[str, Path], tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from core.cli import main
+
+    copy = _copy_world(world, tmp_path)
+    monkeypatch.setenv("GALAXY_MORPH_RUNS_DIR", str(copy["runs"]))
+    argv = ["build", "--source", str(copy["sample"]), "--scheme", "hubble3", "--size", "16", "--min-quality", "0",
+            "--min-size", "0", "--catalog", "all", "--out", str(copy["dataset"]), "--jobs", "1", "--force"]
+    assert main(argv) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith("error: --out ") and "--replace-trained" in errors[0]
+    assert all(provenance.dataset_change(run) is None for run in runs.iter_runs(copy["runs"]))
+
+
 def test_data_altered_behind_the_manifest_is_caught(world: dict[str, Path], tmp_path: Path) -> None:
     copy = _copy_world(world, tmp_path)
     x = np.load(copy["dataset"] / "x.npy")
