@@ -48,6 +48,7 @@ def lenet5(
     num_classes: int = 10,
     activation: str = "tanh",
     pooling: str = "average",
+    native_size: bool = False,
 ) -> keras.Model:
     """LeNet-5 after LeCun, Bottou, Bengio & Haffner (1998), "Gradient-based learning applied to document recognition".
 
@@ -68,8 +69,11 @@ def lenet5(
         "tanh" is the original; "relu" the modern option.
     pooling : {"average", "max"}
         "average" is the original subsampling; "max" the modern option.
+    native_size : bool
+        Keep the input's own side instead of resizing to 32 px (the equal training protocol,
+        where every model sees the same pixels); C5 then sees more than 1×1 and F6 grows.
     """
-    _check_common(input_size, channels, num_classes, min_size=8)
+    _check_common(input_size, channels, num_classes, min_size=8 if not native_size else 32)
     if activation not in ("tanh", "relu"):
         raise ConfigError(f"activation must be 'tanh' or 'relu'; got {activation!r}. Use 'tanh' for the original.")
     if pooling not in ("average", "max"):
@@ -77,7 +81,7 @@ def lenet5(
     pool = layers.AveragePooling2D if pooling == "average" else layers.MaxPooling2D
     inputs = keras.Input((input_size, input_size, channels), name="image")
     x = inputs
-    if input_size != 32:
+    if input_size != 32 and not native_size:
         x = layers.Resizing(32, 32, interpolation="bilinear", antialias=True, name="resize_32")(x)
     x = layers.Conv2D(6, 5, activation=activation, name="c1")(x)
     x = pool(2, name="s2")(x)
@@ -360,4 +364,67 @@ def saliency(model: keras.Model, x: Any, class_index: int) -> Any:
     grads = np.abs(tape.gradient(score, tensor).numpy()).max(axis=-1)
     peak = grads.reshape(len(grads), -1).max(axis=1).reshape(-1, 1, 1)
     maps = np.divide(grads, peak, out=np.zeros_like(grads), where=peak > 0)
+    return maps[0] if single else maps
+
+
+def grad_cam(model: keras.Model, x: Any, class_index: int, *, layer: str | None = None) -> Any:
+    """Grad-CAM (Selvaraju et al. 2017): where in the image the evidence for a class lies, scaled to [0, 1].
+
+    The feature maps ``A_k`` of a late convolutional layer are weighted by the spatial mean of
+    ``d score_class / d A_k`` and summed; the ReLU of that map is resized to the input. Where
+    gradient saliency (:func:`saliency`) shows single sensitive pixels, Grad-CAM shows the
+    regions the last convolutions used, at that layer's (coarser) resolution.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A functional classifier taking ``(N, S, S, C)`` images.
+    x : array, shape (S, S, C) or (N, S, S, C)
+    class_index : int
+    layer : str or None
+        The layer whose maps are used; default: the last layer with a spatial output larger
+        than 1×1 (``s4`` in LeNet-5, ``pool5`` in the scaled AlexNet, the last ResNet stage).
+
+    Returns
+    -------
+    numpy.ndarray, shape (S, S) or (N, S, S)
+
+    Raises
+    ------
+    ConfigError
+        If ``class_index`` or ``layer`` is not in the model, or the backend is not TensorFlow.
+    """
+    import numpy as np  # noqa: PLC0415
+
+    images = np.asarray(x, dtype=np.float32)
+    single = images.ndim == 3
+    if single:
+        images = images[None]
+    n_classes = int(model.output_shape[-1])
+    if not 0 <= class_index < n_classes:
+        raise ConfigError(f"class_index must be in [0, {n_classes}); got {class_index!r}.")
+    spatial = [lay for lay in model.layers[1:] if len(lay.output.shape) == 4 and (lay.output.shape[1] or 0) > 1]
+    names = [lay.name for lay in spatial]
+    if layer is not None and layer not in names:
+        raise ConfigError(f"layer must be one of the model's spatial layers {names}; got {layer!r}.")
+    if not spatial:
+        raise ConfigError(f"model {model.name} has no layer with a spatial output; Grad-CAM needs a convolutional net.")
+    if keras.backend.backend() != "tensorflow":
+        raise ConfigError(f"grad_cam needs the TensorFlow backend; got {keras.backend.backend()!r}. "
+                          "Set KERAS_BACKEND=tensorflow.")
+    import tensorflow as tf  # noqa: PLC0415 - gradients need the backend's autodiff
+
+    chosen = model.get_layer(layer) if layer is not None else spatial[-1]
+    features = keras.Model(model.input, chosen.output)(images, training=False)
+    head = keras.Model(chosen.output, model.output)
+    with tf.GradientTape() as tape:
+        tape.watch(features)
+        score = head(features, training=False)[:, class_index]
+    grads = tape.gradient(score, features)
+    ops = keras.ops
+    weights = ops.mean(grads, axis=(1, 2), keepdims=True)
+    cam = ops.relu(ops.sum(weights * features, axis=-1, keepdims=True))
+    cam = ops.convert_to_numpy(ops.image.resize(cam, images.shape[1:3], interpolation="bilinear"))[..., 0]
+    peak = cam.reshape(len(cam), -1).max(axis=1).reshape(-1, 1, 1)
+    maps = np.divide(cam, peak, out=np.zeros_like(cam), where=peak > 0)
     return maps[0] if single else maps

@@ -56,16 +56,17 @@ def dataset_change(run: runs.Run, *, verify_data: bool = False) -> str | None:
         return f"run {run.id}: its dataset {path} cannot be read ({exc})"
     if manifest["content_hash"] != trained:
         n_now = sum(sum(per_class.values()) for per_class in manifest.get("counts", {}).values())
-        return (f"run {run.id} was trained on an earlier version of the dataset {path.name} (content hash "
-                f"{str(trained)[:12]}; the folder now holds {manifest['content_hash'][:12]}, {n_now:,} images): "
-                "it was rebuilt after training. Retrain on it, or rebuild the old parameters under another name.")
+        return (f"run {run.id} was trained on an earlier version of the dataset {path.name} "
+                f"(content hash {str(trained)[:12]}; the folder now holds {manifest['content_hash'][:12]}, "
+                f"{n_now:,} images): it was rebuilt after training. Retrain on it, or rebuild the old "
+                "parameters under another name.")
     if verify_data:
         loaded = dataset.load_dataset(path, mmap=True)
         actual = dataset.content_hash(loaded.x, loaded.meta)
         if actual != trained:
-            return (f"run {run.id}: the files of its dataset {path} were changed after training (content hash "
-                    f"{actual[:12]}, manifest and run say {str(trained)[:12]}). Rebuild the dataset with "
-                    "`python -m core build --force`, then retrain.")
+            return (f"run {run.id}: the files of its dataset {path} were changed after training "
+                    f"(content hash {actual[:12]}, manifest and run say {str(trained)[:12]}). Rebuild the "
+                    "dataset with `python -m core build --force`, then retrain.")
     return None
 
 
@@ -91,7 +92,8 @@ def trained_preprocessing(run: runs.Run) -> TrainedPreprocessing:
         return TrainedPreprocessing(preprocessing.PreprocessConfig.from_dict(stored), stored=True)
     manifest = dataset.read_manifest(str(record.get("path", "")))
     params = manifest.get("params") if isinstance(manifest.get("params"), dict) else {}
-    return TrainedPreprocessing(preprocessing.PreprocessConfig.from_dict(params.get("preprocess", {})), stored=False)
+    config = preprocessing.PreprocessConfig.from_dict(params.get("preprocess", {}))
+    return TrainedPreprocessing(config, stored=False)
 
 
 def input_steps(

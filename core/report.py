@@ -1,8 +1,21 @@
-"""Comparing runs: tables and figures for the dashboard, and the ``compare`` report on disk.
+"""Comparing runs: tables, verdicts and figures for the dashboard, and the ``compare`` report on disk.
 
 Every function takes :class:`core.runs.Run` objects and returns plain tables (pandas) or plotly
-figures, so the dashboard and :func:`write_report` show the same numbers. McNemar's tests pair
-runs of different models **with the same seed** on the test galaxies they share (matched by name).
+figures, so the dashboard and :func:`write_report` show the same numbers.
+
+- Runs are compared **within one dataset** (its content hash) **and protocol** (``tuned`` /
+  ``equal``): pooling runs of different ones raises unless asked for (``pool_datasets=True``,
+  ``compare --pool-datasets``). A re-run of the same model, seed and split counts once (the
+  latest finished).
+- Intervals (95 %): with one split, each run's test-set interval (Wilson / stratified bootstrap,
+  :mod:`core.metrics`) averaged over seeds; with several splits (``train --folds`` /
+  ``--repeats``), the corrected resampled t interval over the per-split means.
+- Paired tests: McNemar's test for every pair of runs of different models with the same seed and
+  split, on the test galaxies they share (matched by name). Per model pair they are combined: over
+  several splits with Nadeau & Bengio's corrected resampled t-test on the per-split accuracy
+  differences (seeds averaged within a split); on one split with the largest McNemar p-value over
+  the seeds (a difference must hold, in the same direction, for every seed; p = 1 otherwise). The pairs' p-values are Holm-adjusted, and a
+  model is called best only when it is significantly better than every other one.
 """
 
 from __future__ import annotations
@@ -18,7 +31,17 @@ import pandas as pd
 
 from core.errors import GalaxyMorphError
 from core.io import REPORT, atomic_write_json, atomic_write_text, check_replaceable
-from core.metrics import aggregate_seeds, format_mean_std, mcnemar, normalize_confusion, roc_curve
+from core.metrics import (
+    aggregate_seeds,
+    corrected_resampled_t,
+    evaluate_predictions,
+    format_mean_std,
+    holm,
+    mcnemar,
+    normalize_confusion,
+    reliability_bins,
+    roc_curve,
+)
 from core.runs import Run
 
 logger = logging.getLogger(__name__)
@@ -28,6 +51,15 @@ SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro",
 _LABELS = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced acc.", "macro_f1": "Macro F1",
            "roc_auc_macro": "ROC AUC (OvR)", "ece": "ECE", "params": "Parameters", "train_seconds": "Train time (s)",
            "inference_img_per_s": "Inference (img/s)"}
+INTERVAL_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro")
+MODEL_LABELS = {"lenet5": "LeNet-5", "alexnet": "AlexNet", "resnet18": "ResNet-18", "resnet34": "ResNet-34",
+                "resnet50": "ResNet-50"}
+ALPHA = 0.05
+
+
+def model_label(model: str) -> str:
+    """``lenet5`` -> ``LeNet-5`` (unknown names unchanged)."""
+    return MODEL_LABELS.get(model, model)
 
 
 def finished(runs: list[Run]) -> list[Run]:
@@ -39,31 +71,193 @@ def finished(runs: list[Run]) -> list[Run]:
     return kept
 
 
+def dataset_hash(run: Run) -> str:
+    """The content hash of the dataset the run was trained on."""
+    return str(run.config.get("dataset", {}).get("content_hash", "?"))
+
+
+def protocol(run: Run) -> str:
+    """The training protocol the run's defaults came from (``tuned`` for runs that predate protocols)."""
+    return str(run.config.get("params", {}).get("protocol", "tuned"))
+
+
+def _experiment(run: Run) -> str:
+    # Runs of the tuned and the equal protocol answer different questions: never one table.
+    return f"{dataset_hash(run)}/{protocol(run)}"
+
+
+def split_key(run: Run) -> str:
+    """Which train/val/test split the run used: ``dataset`` (the dataset's own), ``k5 f2 s0`` (fold 2 of
+    a 5-fold split with split seed 0) or ``shuffle s1`` (a stratified re-split with seed 1)."""
+    params = run.config.get("params", {})
+    folds, split_seed = int(params.get("folds", 0) or 0), params.get("split_seed")
+    if folds:
+        return f"k{folds} f{int(params.get('fold', 0))} s{int(split_seed or 0)}"
+    return "dataset" if split_seed is None else f"shuffle s{int(split_seed)}"
+
+
+def deduplicate(runs: list[Run]) -> list[Run]:
+    """One run per (dataset, model, seed, split): the latest finished; re-runs are logged and left out.
+
+    A re-run of the same experiment is not a new seed: counting it twice would shrink the spread
+    and double its weight in the mean.
+    """
+    latest: dict[tuple[str, str, int, str], Run] = {}
+    for run in runs:
+        key = (_experiment(run), run.model_name, run.seed, split_key(run))
+        kept = latest.get(key)
+        if kept is None or _finished_at(run) >= _finished_at(kept):
+            if kept is not None:
+                logger.warning("run %s repeats %s (same model, seed and split); counting only the later one",
+                               kept.id, run.id)
+            latest[key] = run
+        else:
+            logger.warning("run %s repeats %s (same model, seed and split); counting only the later one", run.id,
+                           kept.id)
+    return [r for r in runs if latest.get((_experiment(r), r.model_name, r.seed, split_key(r))) is r]
+
+
+def _finished_at(run: Run) -> str:
+    return str(run.config.get("finished") or run.config.get("created") or "")
+
+
+def by_dataset(runs: list[Run]) -> dict[str, list[Run]]:
+    """The runs grouped by dataset content hash and training protocol, in first-seen order."""
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(_experiment(run), []).append(run)
+    return groups
+
+
+def dataset_name(runs: list[Run]) -> str:
+    """A readable name of the runs' dataset: the folder name, the first 8 characters of its hash, and the
+    protocol unless it is the default ``tuned``."""
+    path = str(runs[0].config.get("dataset", {}).get("path", "dataset"))
+    suffix = "" if protocol(runs[0]) == "tuned" else f"-{protocol(runs[0])}"
+    return f"{Path(path).name}-{dataset_hash(runs[0])[:8]}{suffix}"
+
+
+def comparable(runs: list[Run], *, pool_datasets: bool = False) -> list[Run]:
+    """The finished runs, one per experiment, checked to share one dataset.
+
+    Raises
+    ------
+    GalaxyMorphError
+        If the runs were trained on different datasets and ``pool_datasets`` is off.
+    """
+    done = deduplicate(finished(runs))
+    groups = by_dataset(done)
+    if len(groups) > 1 and not pool_datasets:
+        names = ", ".join(dataset_name(g) for g in groups.values())
+        raise GalaxyMorphError(f"runs must come from one dataset and protocol to be compared; got {len(groups)} "
+                               f"({names}). Compare one at a time (`compare --dataset PATH`, or name the runs), "
+                               "or pass --pool-datasets to pool them on purpose.")
+    return done
+
+
+def run_metrics(run: Run) -> dict[str, Any]:
+    """The run's test metrics, with intervals recomputed from its predictions if it predates them."""
+    metrics = run.metrics
+    if "accuracy_ci" in metrics or not metrics:
+        return metrics
+    predictions = run.predictions
+    classes = run.classes
+    if predictions.empty or not classes:
+        return metrics
+    index = {c: k for k, c in enumerate(classes)}
+    y = predictions["true"].astype(str).map(index).to_numpy()
+    proba = predictions[[f"prob_{c}" for c in classes]].to_numpy(dtype=np.float64)
+    fresh = evaluate_predictions(y, proba, classes=classes)
+    merged = {**metrics, **{k: v for k, v in fresh.items() if k.endswith("_ci") or k == "intervals"}}
+    old = metrics.get("per_class", {})
+    merged["per_class"] = {c: {**old.get(c, {}), "recall_ci": fresh["per_class"][c]["recall_ci"]} for c in classes}
+    return merged
+
+
 def runs_table(runs: list[Run]) -> pd.DataFrame:
-    """One row per run: id, label, model, seed, status and :data:`SUMMARY_METRICS`."""
+    """One row per run: id, label, model, seed, split, dataset, status, :data:`SUMMARY_METRICS`, and the
+    interval ``<metric>_lo`` / ``<metric>_hi`` of each of :data:`INTERVAL_METRICS`."""
     rows = []
     for run in runs:
-        m = run.metrics
+        m = run_metrics(run)
+        intervals = {}
+        for k in INTERVAL_METRICS:
+            low, high = m.get(f"{k}_ci", [np.nan, np.nan])
+            intervals.update({f"{k}_lo": low, f"{k}_hi": high})
         rows.append({"id": run.id, "label": run.label, "model": run.model_name, "seed": run.seed,
-                     "status": run.status, "epochs_done": m.get("epochs_done"), "best_epoch": m.get("best_epoch"),
-                     **{k: m.get(k, np.nan) for k in SUMMARY_METRICS}})
+                     "split": split_key(run), "dataset": dataset_name([run]), "status": run.status,
+                     "n_train": run.config.get("n_train", np.nan), "n_test": m.get("n_test", np.nan),
+                     "epochs_done": m.get("epochs_done"), "best_epoch": m.get("best_epoch"),
+                     **{k: m.get(k, np.nan) for k in SUMMARY_METRICS}, **intervals})
     return pd.DataFrame(rows)
 
 
-def summary_table(runs: list[Run]) -> pd.DataFrame:
-    """Per model: mean and std over seeds of :data:`SUMMARY_METRICS`, and ``n_seeds``."""
-    table = runs_table(finished(runs))
+def summary_table(runs: list[Run], *, pool_datasets: bool = False) -> pd.DataFrame:
+    """Per model: mean and std over runs of :data:`SUMMARY_METRICS`, intervals, and run counts.
+
+    Columns ``<metric>_mean``, ``<metric>_std``; ``<metric>_lo`` / ``<metric>_hi`` for
+    :data:`INTERVAL_METRICS` (see the module docstring for how); ``n_runs``, ``n_seeds``
+    (distinct seeds), ``n_splits`` (distinct splits) and ``interval`` (``test set`` or
+    ``between splits``).
+
+    Raises
+    ------
+    GalaxyMorphError
+        If no run has finished, or the runs come from several datasets and ``pool_datasets`` is off.
+    """
+    table = runs_table(comparable(runs, pool_datasets=pool_datasets))
     if table.empty:
         raise GalaxyMorphError("no finished runs to compare. Train some with `python -m core train`.")
     table[list(SUMMARY_METRICS)] = table[list(SUMMARY_METRICS)].astype(float)
-    return aggregate_seeds(table, by="model", columns=list(SUMMARY_METRICS))
+    summary = aggregate_seeds(table, by="model", columns=list(SUMMARY_METRICS)).rename(columns={"n_seeds": "n_runs"})
+    grouped = table.groupby("model", sort=False)
+    summary["n_seeds"] = grouped["seed"].nunique()
+    summary["n_splits"] = grouped["split"].nunique()
+    summary["interval"] = np.where(summary["n_splits"] > 1, "between splits", "test set")
+    for metric in INTERVAL_METRICS:
+        bounds = {model: _model_interval(part, metric) for model, part in grouped}
+        summary[f"{metric}_lo"] = [bounds[m][0] for m in summary.index]
+        summary[f"{metric}_hi"] = [bounds[m][1] for m in summary.index]
+    return summary
+
+
+def _model_interval(rows: pd.DataFrame, metric: str) -> tuple[float, float]:
+    """One model's interval of ``metric``: see the module docstring."""
+    per_split = rows.groupby("split")[metric].mean()
+    if len(per_split) < 2:
+        return float(rows[f"{metric}_lo"].mean()), float(rows[f"{metric}_hi"].mean())
+    ratio = float((rows["n_test"].astype(float) / rows["n_train"].astype(float)).mean())
+    if not ratio > 0:
+        return float("nan"), float("nan")
+    result = corrected_resampled_t(per_split.to_numpy(), test_train_ratio=ratio)
+    # A t interval knows nothing of the metric's range; every interval metric lives in [0, 1].
+    return max(0.0, result.low), min(1.0, result.high)
 
 
 def per_class_table(runs: list[Run]) -> pd.DataFrame:
-    """Long table: label, model, seed, class, precision, recall, f1, support, roc_auc."""
-    rows = [{"label": r.label, "model": r.model_name, "seed": r.seed, "class": cls, **scores}
-            for r in finished(runs) for cls, scores in r.metrics.get("per_class", {}).items()]
+    """Long table: label, model, seed, split, class, precision, recall, recall_lo, recall_hi (Wilson), f1,
+    support, roc_auc."""
+    rows = []
+    for r in finished(runs):
+        for cls, scores in run_metrics(r).get("per_class", {}).items():
+            scores = dict(scores)
+            low, high = scores.pop("recall_ci", [np.nan, np.nan])
+            rows.append({"label": r.label, "model": r.model_name, "seed": r.seed, "split": split_key(r),
+                         "class": cls, **scores, "recall_lo": low, "recall_hi": high})
     return pd.DataFrame(rows)
+
+
+def per_class_recall(runs: list[Run]) -> pd.DataFrame:
+    """Recall per class and model with its 95 % Wilson interval (means over the runs), as display text.
+
+    Classes by row, models by column, cells ``0.900 [0.804, 0.951]``.
+    """
+    table = per_class_table(deduplicate(runs))
+    if table.empty:
+        return pd.DataFrame()
+    means = table.groupby(["class", "model"], sort=False)[["recall", "recall_lo", "recall_hi"]].mean()
+    cells = means.apply(lambda r: f"{r['recall']:.3f} [{r['recall_lo']:.3f}, {r['recall_hi']:.3f}]", axis=1)
+    return cells.unstack("model").reindex(columns=list(dict.fromkeys(table["model"])))
 
 
 def confusion_matrices(run: Run) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -97,16 +291,28 @@ def roc_curves(run: Run) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def mcnemar_table(runs: list[Run]) -> pd.DataFrame:
-    """McNemar's test for every pair of runs of different models with the same seed.
+def reliability(run: Run, *, n_bins: int = 15) -> pd.DataFrame:
+    """The run's reliability diagram table (:func:`core.metrics.reliability_bins`) from its test predictions."""
+    predictions = run.predictions
+    if predictions.empty:
+        raise GalaxyMorphError(f"run {run.id} has no predictions (status {run.status}).")
+    classes = run.classes
+    y = predictions["true"].astype(str).map({c: k for k, c in enumerate(classes)}).to_numpy()
+    proba = predictions[[f"prob_{c}" for c in classes]].to_numpy(dtype=np.float64)
+    return reliability_bins(y, proba, n_bins=n_bins)
 
-    Columns: seed, model_a, model_b, n (shared test galaxies), acc_a, acc_b, b, c, statistic,
-    p_value, method.
+
+def mcnemar_table(runs: list[Run]) -> pd.DataFrame:
+    """McNemar's test for every pair of runs of different models with the same dataset, split and seed.
+
+    Columns: dataset, split, seed, model_a, model_b, n (shared test galaxies), n_train, acc_a, acc_b, b, c,
+    statistic, p_value, method.
     """
     rows = []
-    done = finished(runs)
+    done = deduplicate(finished(runs))
     for a, b in itertools.combinations(done, 2):
-        if a.model_name == b.model_name or a.seed != b.seed:
+        if (a.model_name == b.model_name or a.seed != b.seed or split_key(a) != split_key(b)
+                or _experiment(a) != _experiment(b)):
             continue
         pa, pb = a.predictions.set_index("name"), b.predictions.set_index("name")
         shared = pa.index.intersection(pb.index)
@@ -116,22 +322,100 @@ def mcnemar_table(runs: list[Run]) -> pd.DataFrame:
         correct_a = (pa.loc[shared, "true"] == pa.loc[shared, "pred"]).to_numpy()
         correct_b = (pb.loc[shared, "true"] == pb.loc[shared, "pred"]).to_numpy()
         result = mcnemar(correct_a, correct_b)
-        rows.append({"seed": a.seed, "model_a": a.model_name, "model_b": b.model_name, "n": len(shared),
-                     "acc_a": float(correct_a.mean()), "acc_b": float(correct_b.mean()), **result.to_dict()})
-    columns = ["seed", "model_a", "model_b", "n", "acc_a", "acc_b", "b", "c", "statistic", "p_value", "method"]
+        rows.append({"dataset": dataset_name([a]), "split": split_key(a), "seed": a.seed, "model_a": a.model_name,
+                     "model_b": b.model_name, "n": len(shared), "n_train": a.config.get("n_train", np.nan), "acc_a": float(correct_a.mean()),
+                     "acc_b": float(correct_b.mean()), **result.to_dict()})
+    columns = ["dataset", "split", "seed", "model_a", "model_b", "n", "n_train", "acc_a", "acc_b", "b", "c",
+               "statistic", "p_value", "method"]
     return pd.DataFrame(rows, columns=columns)
 
 
-def mcnemar_matrix(runs: list[Run], *, seed: int | None = None) -> pd.DataFrame:
-    """Square table of McNemar p-values between models (one seed: ``seed`` or the smallest shared)."""
-    table = mcnemar_table(runs)
+PAIRED_COLUMNS = ["model_a", "model_b", "n_splits", "n_pairs", "acc_a", "acc_b", "difference", "method", "p_value",
+                  "p_holm", "better"]
+
+
+def paired_tests(runs: list[Run], *, alpha: float = ALPHA) -> pd.DataFrame:
+    """One combined test per pair of models, Holm-adjusted across the pairs.
+
+    Columns: model_a, model_b, n_splits, n_pairs (paired runs), acc_a, acc_b (mean accuracy on the
+    shared test galaxies), difference (``acc_a - acc_b``), method, p_value, p_holm, and better
+    (the model that is significantly more accurate at ``alpha`` after Holm, or ``None``).
+    """
+    mc = mcnemar_table(runs)
+    models = list(dict.fromkeys(r.model_name for r in finished(runs)))
+    rows = []
+    for a, b in itertools.combinations(models, 2):
+        forward = mc[(mc["model_a"] == a) & (mc["model_b"] == b)]
+        backward = mc[(mc["model_a"] == b) & (mc["model_b"] == a)].rename(columns={"acc_a": "acc_b", "acc_b": "acc_a"})
+        part = pd.concat([forward, backward], ignore_index=True)
+        if part.empty:
+            continue
+        part = part.assign(diff=part["acc_a"] - part["acc_b"])
+        per_split = part.groupby(["dataset", "split"])["diff"].mean()
+        if len(per_split) >= 2:
+            ratio = float((part["n"] / part["n_train"].astype(float)).mean())
+            p_value = corrected_resampled_t(per_split.to_numpy(), test_train_ratio=ratio).p_value if ratio > 0 \
+                else float("nan")
+            method = f"corrected resampled t over {len(per_split)} splits (Nadeau & Bengio 2003)"
+        elif len(part) == 1:
+            p_value, method = float(part["p_value"].iloc[0]), f"McNemar ({part['method'].iloc[0]})"
+        elif (part["diff"] > 0).all() or (part["diff"] < 0).all():
+            p_value, method = float(part["p_value"].max()), f"McNemar, largest p of {len(part)} seeds"
+        else:
+            # Seeds that disagree on which model is better cannot all show the same difference.
+            p_value, method = 1.0, f"McNemar over {len(part)} seeds, which disagree on the direction"
+        rows.append({"model_a": a, "model_b": b, "n_splits": len(per_split), "n_pairs": len(part),
+                     "acc_a": float(part["acc_a"].mean()), "acc_b": float(part["acc_b"].mean()),
+                     "difference": float(part["diff"].mean()), "method": method, "p_value": p_value})
+    table = pd.DataFrame(rows, columns=PAIRED_COLUMNS[:-2])
+    table["p_holm"] = holm(table["p_value"].to_numpy()) if len(table) else []
+    significant = table["p_holm"] < alpha
+    table["better"] = np.where(significant, np.where(table["difference"] > 0, table["model_a"], table["model_b"]),
+                               None)
+    table["better"] = table["better"].where(significant, None)
+    return table[PAIRED_COLUMNS]
+
+
+def format_p(p: float) -> str:
+    """``p = 0.003``, ``p = 0.41``, ``p < 0.001``."""
+    if p != p:
+        return "p = n/a"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
+
+
+def verdicts(tests: pd.DataFrame) -> list[str]:
+    """One sentence per model pair from :func:`paired_tests`, e.g. "ResNet-18 is better than LeNet-5
+    (p = 0.003, Holm)" or "no significant difference between LeNet-5 and AlexNet (p = 0.41, Holm)"."""
+    lines = []
+    for row in tests.itertuples():
+        p = format_p(row.p_holm)
+        if row.better is None:
+            lines.append(f"no significant difference between {model_label(row.model_a)} and "
+                         f"{model_label(row.model_b)} ({p}, Holm)")
+        else:
+            worse = row.model_b if row.better == row.model_a else row.model_a
+            lines.append(f"{model_label(row.better)} is better than {model_label(worse)} ({p}, Holm)")
+    return lines
+
+
+def best_model(tests: pd.DataFrame, models: list[str]) -> str | None:
+    """The model significantly more accurate than every other one (Holm), or ``None``."""
+    for model in models:
+        others = [m for m in models if m != model]
+        wins = tests[((tests["model_a"] == model) | (tests["model_b"] == model)) & (tests["better"] == model)]
+        opponents = set(wins["model_a"]) | set(wins["model_b"])
+        if others and set(others) <= opponents:
+            return model
+    return None
+
+
+def paired_matrix(runs: list[Run]) -> pd.DataFrame:
+    """Square table of the Holm-adjusted combined p-values between models (NaN on the diagonal)."""
+    tests = paired_tests(runs)
     models = list(dict.fromkeys(r.model_name for r in finished(runs)))
     matrix = pd.DataFrame(np.nan, index=models, columns=models)
-    if table.empty:
-        return matrix
-    seed = int(table["seed"].min()) if seed is None else seed
-    for row in table[table["seed"] == seed].itertuples():
-        matrix.loc[row.model_a, row.model_b] = matrix.loc[row.model_b, row.model_a] = row.p_value
+    for row in tests.itertuples():
+        matrix.loc[row.model_a, row.model_b] = matrix.loc[row.model_b, row.model_a] = row.p_holm
     return matrix
 
 
@@ -146,30 +430,63 @@ def misclassified(run: Run) -> pd.DataFrame:
     return wrong.sort_values("confidence", ascending=False).reset_index(drop=True)
 
 
-def format_summary(summary: pd.DataFrame) -> str:
-    """The summary as a side-by-side text table: metrics by row, models by column, ``mean ± std``."""
-    lines = []
-    models = list(summary.index)
-    width = max(18, *(len(m) + 2 for m in models))
-    lines.append(f"{'':<20}" + "".join(f"{m:>{width}}" for m in models))
-    for metric in SUMMARY_METRICS:
-        cells = []
-        for m in models:
-            mean, std = summary.loc[m, f"{metric}_mean"], summary.loc[m, f"{metric}_std"]
-            cells.append(_format_cell(metric, mean, std))
-        lines.append(f"{_LABELS[metric]:<20}" + "".join(f"{c:>{width}}" for c in cells))
-    lines.append(f"{'Seeds':<20}" + "".join(f"{int(summary.loc[m, 'n_seeds']):>{width}}" for m in models))
+def summary_cells(summary: pd.DataFrame) -> pd.DataFrame:
+    """Display text of the summary: metric labels by row, model names by column, ``mean ± std [low, high]``
+    (the std only with several runs, the interval only for :data:`INTERVAL_METRICS`), and a last row
+    ``Runs`` (``15: 5 splits × 3 seeds``)."""
+    columns = {}
+    for model in summary.index:
+        row = summary.loc[model]
+        cells = {_LABELS[m]: _format_cell(m, row[f"{m}_mean"], row[f"{m}_std"], row.get(f"{m}_lo", np.nan),
+                                          row.get(f"{m}_hi", np.nan)) for m in SUMMARY_METRICS}
+        cells["Runs"] = _runs_cell(int(row.get("n_runs", row.get("n_seeds", 1))), int(row.get("n_splits", 1)),
+                                   int(row.get("n_seeds", 1)))
+        columns[model] = cells
+    return pd.DataFrame(columns)
+
+
+def _runs_cell(n_runs: int, n_splits: int, n_seeds: int) -> str:
+    parts = [f"{n} {word}{'s' if n != 1 else ''}" for n, word in ((n_splits, "split"), (n_seeds, "seed")) if n > 1]
+    return f"{n_runs}: {' × '.join(parts)}" if parts else str(n_runs)
+
+
+def format_summary(summary: pd.DataFrame, *, best: str | None = None) -> str:
+    """The summary as a side-by-side text table (metrics by row, models by column), with a note on
+    the intervals and ``*`` on the accuracy of ``best`` (significantly better than every other model)."""
+    cells = summary_cells(summary)
+    if best is not None:
+        cells.loc[_LABELS["accuracy"], best] += " *"
+    models = list(cells.columns)
+    width = max(18, *(len(m) + 2 for m in models), *(len(c) + 2 for c in cells.to_numpy().ravel()))
+    lines = [f"{'':<20}" + "".join(f"{m:>{width}}" for m in models)]
+    for label, row in cells.iterrows():
+        lines.append(f"{label:<20}" + "".join(f"{c:>{width}}" for c in row))
+    lines.append(interval_note(summary))
+    if best is not None:
+        lines.append(f"* {model_label(best)} is significantly more accurate than every other model (Holm).")
     return "\n".join(lines)
 
 
-def _format_cell(metric: str, mean: float, std: float) -> str:
+def interval_note(summary: pd.DataFrame) -> str:
+    """One sentence saying what ``±`` and ``[low, high]`` mean for this summary."""
+    if (summary["n_splits"] > 1).any():
+        where = ("95 % intervals [low, high] between splits (corrected resampled t, Nadeau & Bengio 2003) where a "
+                 "model has several splits, else on the test set")
+    else:
+        where = ("95 % intervals [low, high] on the test set: Wilson for accuracy, stratified bootstrap (1,000 "
+                 "resamples) for the others, averaged over seeds")
+    return f"mean ± std over runs; {where}."
+
+
+def _format_cell(metric: str, mean: float, std: float, low: float = float("nan"), high: float = float("nan")) -> str:
     if mean != mean:
         return "–"
     if metric == "params":
         return f"{mean / 1e6:.2f} M" if mean >= 1e5 else f"{mean / 1e3:.1f} k"
     if metric in ("train_seconds", "inference_img_per_s"):
         return format_mean_std(mean, std, digits=0)
-    return format_mean_std(mean, std, digits=3)
+    text = format_mean_std(mean, std, digits=3)
+    return text if low != low else f"{text} [{low:.3f}, {high:.3f}]"
 
 
 # All ten characters that LaTeX gives a meaning to, in one pass (so the backslashes added for
@@ -191,21 +508,21 @@ def latex_escape(text: str) -> str:
     return str(text).translate(_LATEX_SPECIALS)
 
 
-def latex_table(summary: pd.DataFrame, *, caption: str = r"Test-set comparison (mean $\pm$ std over seeds).") -> str:
-    """A ``booktabs`` LaTeX table of the summary: metrics by row, models by column.
-
-    Model labels are escaped with :func:`latex_escape`; ``caption`` is LaTeX as given.
-    """
+def latex_table(summary: pd.DataFrame, *, best: str | None = None,
+                caption: str = r"Test-set comparison (mean $\pm$ std over runs, 95\,\% interval in brackets).") -> str:
+    """A ``booktabs`` LaTeX table of the summary: metrics by row, models by column; the accuracy of
+    ``best`` (significantly better than every other model) in bold."""
     models = list(summary.index)
     out = [r"\begin{table}[ht]", r"\centering", rf"\caption{{{caption}}}",
            r"\begin{tabular}{l" + "r" * len(models) + "}", r"\toprule",
            "Metric & " + " & ".join(latex_escape(m) for m in models) + r" \\", r"\midrule"]
+    cells = summary_cells(summary)
     for metric in SUMMARY_METRICS:
-        cells = [_format_cell(metric, summary.loc[m, f"{metric}_mean"], summary.loc[m, f"{metric}_std"])
-                 for m in models]
-        cells = [c.replace("±", r"$\pm$").replace("–", "--") for c in cells]
-        out.append(f"{_LABELS[metric]} & " + " & ".join(cells) + r" \\")
-    out.append(r"Seeds & " + " & ".join(str(int(summary.loc[m, "n_seeds"])) for m in models) + r" \\")
+        row = [cells.loc[_LABELS[metric], m].replace("±", r"$\pm$").replace("–", "--") for m in models]
+        if metric == "accuracy" and best in models:
+            row[models.index(best)] = rf"\textbf{{{row[models.index(best)]}}}"
+        out.append(f"{_LABELS[metric]} & " + " & ".join(row) + r" \\")
+    out.append(r"Runs & " + " & ".join(cells.loc["Runs", m].replace("×", r"$\times$") for m in models) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(out) + "\n"
 
@@ -214,12 +531,13 @@ def latex_table(summary: pd.DataFrame, *, caption: str = r"Test-set comparison (
 
 
 def figures(runs: list[Run]) -> dict[str, Any]:
-    """Plotly figures of the comparison: learning curves, confusion matrices, per-class F1, ROC, McNemar."""
+    """Plotly figures of the comparison: learning curves, confusion matrices, per-class F1, ROC, reliability
+    diagram, paired tests."""
     import plotly.express as px  # noqa: PLC0415 - plotting is optional for the library
     import plotly.graph_objects as go  # noqa: PLC0415
     from plotly.subplots import make_subplots  # noqa: PLC0415
 
-    done = finished(runs)
+    done = deduplicate(finished(runs))
     figs: dict[str, Any] = {}
     curves = learning_curves(done)
     if not curves.empty:
@@ -248,10 +566,16 @@ def figures(runs: list[Run]) -> dict[str, Any]:
         figs["roc"] = px.line(roc, x="fpr", y="tpr", color="class", facet_col="label",
                               title="One-vs-rest ROC curves", labels={"fpr": "false positive rate",
                                                                        "tpr": "true positive rate"})
-    matrix = mcnemar_matrix(done)
+    if first:
+        bins = pd.concat([reliability(r).assign(label=r.label) for r in first], ignore_index=True)
+        fig = px.line(bins.dropna(), x="confidence", y="accuracy", color="label", markers=True,
+                      title="Reliability diagram (test set; the diagonal is perfect calibration)")
+        fig.add_shape(type="line", x0=0, y0=0, x1=1, y1=1, line=dict(dash="dot", color="grey"))
+        figs["reliability"] = fig
+    matrix = paired_matrix(done)
     if matrix.notna().any().any():
-        figs["mcnemar"] = px.imshow(matrix, text_auto=".3g", zmin=0, zmax=1, color_continuous_scale="RdBu",
-                                    title="McNemar p-values between models (same seed, same test galaxies)")
+        figs["paired_tests"] = px.imshow(matrix, text_auto=".3g", zmin=0, zmax=1, color_continuous_scale="RdBu",
+                                         title="Paired tests between models: Holm-adjusted p-values")
     return figs
 
 
@@ -265,43 +589,65 @@ def _first_seed_runs(runs: list[Run]) -> list[Run]:
 # --------------------------------------------------------------------------------------------- report
 
 
-def write_report(runs: list[Run], out_dir: str | Path, *, title: str = "galaxy-morph model comparison") -> dict[str, Path]:
+def write_report(runs: list[Run], out_dir: str | Path, *, title: str = "galaxy-morph model comparison",
+                 pool_datasets: bool = False) -> dict[str, Path]:
     """Write the comparison into ``out_dir``: CSV tables, a LaTeX table and a self-contained HTML report.
 
-    Files: ``runs.csv`` (one row per run), ``summary.csv`` (mean/std per model), ``per_class.csv``,
-    ``mcnemar.csv``, ``summary.tex`` and ``report.html`` (plotly.js inlined once, so the file
-    opens offline), and ``report.json``, which marks the folder as a report this tool may rewrite.
-    ``out_dir`` must be absent, empty or such a report: nothing else is overwritten.
+    Files: ``runs.csv`` (one row per run), ``summary.csv`` (mean, std and interval per model),
+    ``per_class.csv``, ``mcnemar.csv`` (per split and seed), ``tests.csv`` (the combined,
+    Holm-adjusted test per model pair), ``summary.tex``, ``report.html`` (plotly.js inlined
+    once, so the file opens offline), and ``report.json``, which marks the folder as a report this
+    tool may rewrite. ``out_dir`` must be absent, empty or such a report: nothing else is overwritten.
 
     Raises
     ------
     GalaxyMorphError
-        If none of the runs has finished, or ``out_dir`` holds anything but a report.
+        If none of the runs has finished, they come from several datasets and ``pool_datasets`` is
+        off, or ``out_dir`` holds anything but a report.
     """
     out = Path(out_dir)
     check_replaceable(out, kind=REPORT)
-    done = finished(runs)
-    summary = summary_table(done)
+    done = comparable(runs, pool_datasets=pool_datasets)
+    summary = summary_table(done, pool_datasets=pool_datasets)
+    tests = paired_tests(done)
+    best = best_model(tests, list(summary.index))
     tables = {"runs.csv": runs_table(done), "summary.csv": summary.reset_index(),
-              "per_class.csv": per_class_table(done), "mcnemar.csv": mcnemar_table(done)}
+              "per_class.csv": per_class_table(done), "mcnemar.csv": mcnemar_table(done), "tests.csv": tests}
     # The marker goes first, so a report cut off half-way is still known as ours next time.
     paths = {"report.json": atomic_write_json(out / "report.json", {
         "written_by": "galaxy-morph compare", "runs": [r.id for r in done]})}
     for name, table in tables.items():
         paths[name] = atomic_write_text(out / name, table.to_csv(index=False))
-    paths["summary.tex"] = atomic_write_text(out / "summary.tex", latex_table(summary))
-    paths["report.html"] = atomic_write_text(out / "report.html", _html(title, done, summary, tables["mcnemar.csv"]))
+    paths["summary.tex"] = atomic_write_text(out / "summary.tex", latex_table(summary, best=best))
+    paths["report.html"] = atomic_write_text(out / "report.html", _html(title, done, summary, tests,
+                                                                        tables["mcnemar.csv"], best))
     return paths
 
 
-def _html(title: str, runs: list[Run], summary: pd.DataFrame, mcnemar_rows: pd.DataFrame) -> str:
+def _html(title: str, runs: list[Run], summary: pd.DataFrame, tests: pd.DataFrame, mcnemar_rows: pd.DataFrame,
+          best: str | None) -> str:
+    number = {"float_format": lambda v: f"{v:.4g}", "index": False}
+    cells = summary_cells(summary).map(html.escape)
+    if best is not None:
+        cells.loc[_LABELS["accuracy"], best] = f"<b>{cells.loc[_LABELS['accuracy'], best]}</b>"
+    cells.columns = [html.escape(model_label(m)) for m in cells.columns]
+    said = verdicts(tests)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style></head><body>",
              f"<h1>{html.escape(title)}</h1>",
-             "<h2>Summary</h2><pre>" + html.escape(format_summary(summary)) + "</pre>",
-             "<h2>Runs</h2>" + runs_table(runs).to_html(index=False, float_format=lambda v: f"{v:.4g}"),
-             "<h2>McNemar tests</h2>" + (mcnemar_rows.to_html(index=False, float_format=lambda v: f"{v:.4g}")
+             "<h2>Summary</h2>" + cells.to_html(escape=False),
+             f"<p>{html.escape(interval_note(summary))}"
+             + (f" Bold: {html.escape(model_label(best))} is significantly more accurate than every other model "
+                "(Holm)." if best else " No model is significantly more accurate than every other one.") + "</p>",
+             "<h2>Verdicts</h2>" + ("<ul>" + "".join(f"<li>{html.escape(v)}</li>" for v in said) + "</ul>"
+                                    if said else "<p>Fewer than two models share a split and seed.</p>"),
+             "<h2>Recall per class [95 % Wilson interval]</h2>"
+             + per_class_recall(runs).rename(columns=model_label).to_html(),
+             "<h2>Paired tests (combined per model pair, Holm-adjusted)</h2>"
+             + (tests.to_html(**number) if not tests.empty else "<p>No pairs.</p>"),
+             "<h2>Runs</h2>" + runs_table(runs).to_html(**number),
+             "<h2>McNemar tests (per split and seed)</h2>" + (mcnemar_rows.to_html(**number)
                                         if not mcnemar_rows.empty else "<p>Fewer than two models share a seed.</p>")]
     include = "inline"
     for name, fig in figures(runs).items():

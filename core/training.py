@@ -35,10 +35,13 @@ from core.errors import ConfigError, GalaxyMorphError
 from core.io import append_jsonl, atomic_path, atomic_write_json, atomic_write_text
 from core.metrics import evaluate_predictions
 from core.models import MODEL_NAMES, build_model, count_params
+from core.splits import resplit
 
 logger = logging.getLogger(__name__)
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine")
+PROTOCOLS = ("tuned", "equal")
 DISTRIBUTE = ("auto", "none", "mirrored", "multiworker")
 EVENT_FIELDS = ("time", "run_id", "model", "seed", "epoch", "epochs", "batch", "batches", "loss", "accuracy",
                 "val_loss", "val_accuracy", "status")
@@ -63,6 +66,11 @@ class TrainConfig:
         SGD uses Nesterov momentum 0.9.
     learning_rate, weight_decay : float
         Weight decay is decoupled (AdamW, SGD's ``weight_decay``); ignored by plain Adam.
+    schedule : {"constant", "cosine"}
+        "cosine" decays the learning rate from ``learning_rate`` to 0 over ``epochs`` epochs
+        (Loshchilov & Hutter 2017, without restarts), step by step.
+    protocol : {"tuned", "equal"}
+        Which defaults :func:`default_config` started from (recorded with the run).
     augment : bool
         Random 90° rotations, flips, shifts and zoom during training only.
     shift, zoom : float
@@ -84,6 +92,11 @@ class TrainConfig:
         Batches between two progress events.
     deterministic : bool
         Enable TensorFlow's op determinism (reproducible on CPU, a little slower).
+    folds, fold, split_seed : int, int, int or None
+        Which train/val/test split (:func:`core.splits.resplit`): ``folds=0`` and no
+        ``split_seed`` is the dataset's own split; ``folds=K`` (>= 3) trains on fold ``fold`` of
+        a stratified K-fold split by object drawn with ``split_seed`` (0 if None); ``folds=0``
+        with a ``split_seed`` is a stratified re-split with the dataset's own proportions.
     """
 
     model: str = "resnet18"
@@ -92,6 +105,8 @@ class TrainConfig:
     optimizer: str = "adam"
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
+    schedule: str = "constant"
+    protocol: str = "tuned"
     augment: bool = True
     shift: float = 0.05
     zoom: float = 0.1
@@ -104,6 +119,9 @@ class TrainConfig:
     model_options: dict[str, Any] = field(default_factory=dict)
     events_every: int = 5
     deterministic: bool = True
+    folds: int = 0
+    fold: int = 0
+    split_seed: int | None = None
 
     def __post_init__(self) -> None:
         if self.model not in MODEL_NAMES:
@@ -116,6 +134,10 @@ class TrainConfig:
             raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}.")
         if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < 10):
             raise ConfigError(f"learning_rate must be in (0, 10); got {self.learning_rate!r}. Try 1e-3 with Adam.")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}.")
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {self.protocol!r}.")
         if not 0 <= self.weight_decay < 1:
             raise ConfigError(f"weight_decay must be in [0, 1); got {self.weight_decay!r}. Try 1e-4.")
         if not 0 <= self.shift < 0.5:
@@ -132,6 +154,13 @@ class TrainConfig:
             raise ConfigError(f"seed must be an integer >= 0; got {self.seed!r}.")
         if self.distribute not in DISTRIBUTE:
             raise ConfigError(f"distribute must be one of {', '.join(DISTRIBUTE)}; got {self.distribute!r}.")
+        if not isinstance(self.folds, int) or self.folds < 0 or self.folds in (1, 2):
+            raise ConfigError(f"folds must be 0 (the dataset's own split) or an integer >= 3; got {self.folds!r}. "
+                              "Try 5.")
+        if not isinstance(self.fold, int) or not 0 <= self.fold < max(self.folds, 1):
+            raise ConfigError(f"fold must be an integer in [0, {max(self.folds, 1)}); got {self.fold!r}.")
+        if self.split_seed is not None and (not isinstance(self.split_seed, int) or self.split_seed < 0):
+            raise ConfigError(f"split_seed must be None or an integer >= 0; got {self.split_seed!r}.")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready parameters (what ``config.json`` stores under ``params``)."""
@@ -147,13 +176,19 @@ class TrainConfig:
         return cls(**params)
 
 
-def model_defaults(model: str) -> dict[str, Any]:
-    """The per-model defaults, and why.
+def model_defaults(model: str, *, protocol: str = "tuned") -> dict[str, Any]:
+    """The defaults of ``model`` under ``protocol``, and why.
 
-    All: batch 32 (≈20 steps per epoch on the built-in sample's ~650 training galaxies), early
-    stopping with patience 10: validation loss on ~140 galaxies jumps from epoch to epoch
-    (batch-norm statistics settle slowly), and patience 5 stopped ResNet-18 at epoch 11 with
-    0.82 test accuracy where 30 epochs reach 0.92.
+    ``"equal"``: the same recipe for every model, so that a difference between models is the
+    architecture's: AdamW (lr 1e-3, weight decay 1e-4) with a cosine schedule over 30 epochs,
+    batch 32, patience 10, and every model at the dataset's own input size (LeNet-5 is not
+    resized to 32 px). Only what an architecture cannot run without differs: batch norm in
+    AlexNet (in place of LRN) and ReLU/max pooling in LeNet-5, as in the tuned protocol.
+
+    ``"tuned"`` (the default): per-model settings. All: batch 32 (≈20 steps per epoch on the
+    built-in sample's ~650 training galaxies) and early stopping with patience 10, chosen on
+    validation-loss behaviour: on ~140 validation galaxies the loss jumps from epoch to epoch
+    while batch-norm statistics settle, and a shorter patience stops on such a jump.
 
     - LeNet-5: lr 1e-3, 40 epochs (a 61 k-parameter net is ~1 s per epoch on CPU), ReLU/max-pool
       because tanh/average pooling converges several times slower in few epochs.
@@ -163,6 +198,13 @@ def model_defaults(model: str) -> dict[str, Any]:
     """
     if model not in MODEL_NAMES:
         raise ConfigError(f"model must be one of {', '.join(MODEL_NAMES)}; got {model!r}.")
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {protocol!r}.")
+    if protocol == "equal":
+        options = {"lenet5": {"activation": "relu", "pooling": "max", "native_size": True},
+                   "alexnet": {"normalization": "batchnorm"}}.get(model, {})
+        return {"epochs": 30, "optimizer": "adamw", "learning_rate": 1e-3, "weight_decay": 1e-4,
+                "schedule": "cosine", "protocol": "equal", "model_options": options}
     if model == "lenet5":
         return {"epochs": 40, "learning_rate": 1e-3, "model_options": {"activation": "relu", "pooling": "max"}}
     if model == "alexnet":
@@ -170,9 +212,10 @@ def model_defaults(model: str) -> dict[str, Any]:
     return {"epochs": 30, "learning_rate": 1e-3, "weight_decay": 1e-4, "optimizer": "adamw"}
 
 
-def default_config(model: str, **overrides: Any) -> TrainConfig:
-    """A :class:`TrainConfig` with :func:`model_defaults` for ``model``, then ``overrides`` (``None`` = default)."""
-    params = {"model": model, **model_defaults(model)}
+def default_config(model: str, *, protocol: str | None = "tuned", **overrides: Any) -> TrainConfig:
+    """A :class:`TrainConfig` with :func:`model_defaults` for ``model`` and ``protocol`` (None = tuned), then
+    ``overrides`` (``None`` = default)."""
+    params = {"model": model, **model_defaults(model, protocol=protocol or "tuned")}
     params.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig(**params)
 
@@ -315,13 +358,16 @@ def _seed_everything(config: TrainConfig) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def _optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+def _optimizer(config: TrainConfig, *, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    rate: Any = config.learning_rate
+    if config.schedule == "cosine":
+        # A schedule of the optimiser's step count: saved with the optimiser, so --resume continues it.
+        rate = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=config.epochs * steps_per_epoch)
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(config.learning_rate, momentum=0.9, nesterov=True,
-                                    weight_decay=config.weight_decay or None)
+        return keras.optimizers.SGD(rate, momentum=0.9, nesterov=True, weight_decay=config.weight_decay or None)
     if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay)
-    return keras.optimizers.Adam(config.learning_rate)
+        return keras.optimizers.AdamW(rate, weight_decay=config.weight_decay)
+    return keras.optimizers.Adam(rate)
 
 
 # --------------------------------------------------------------------------------------------- callback
@@ -503,6 +549,7 @@ def train(
 
 def _train(dataset: Dataset, config: TrainConfig, *, run_dir: Path, run_id: str,
            progress_callback: Callable[[dict[str, Any]], None] | None, resume: bool) -> TrainResult:
+    dataset = resplit(dataset, folds=config.folds, fold=config.fold, split_seed=config.split_seed)
     _check_dataset(dataset)
     _seed_everything(config)
     x_train, y_train, _ = dataset.subset("train")
@@ -518,6 +565,8 @@ def _train(dataset: Dataset, config: TrainConfig, *, run_dir: Path, run_id: str,
             logger.warning("mixed precision on a CPU is slower than float32; use it on a GPU.")
         keras.mixed_precision.set_global_policy("mixed_float16")
     strategy = _strategy(config)
+    batch_size = config.batch_size * (strategy.num_replicas_in_sync if strategy is not None else 1)
+    batches = int(np.ceil(len(y_train) / batch_size))
     ckpt = run_dir / "checkpoint"
     state = _load_state(ckpt) if resume else None
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
@@ -531,11 +580,10 @@ def _train(dataset: Dataset, config: TrainConfig, *, run_dir: Path, run_id: str,
             base = build_model(config.model, input_size=size, channels=channels, num_classes=n_classes,
                                **config.model_options)
             fit_model = training_model(base, config)
-            fit_model.compile(optimizer=_optimizer(config), loss="sparse_categorical_crossentropy",
+            fit_model.compile(optimizer=_optimizer(config, steps_per_epoch=batches),
+                              loss="sparse_categorical_crossentropy",
                               metrics=["accuracy"], jit_compile=config.xla)
     base = fit_model.layers[-1]
-    batch_size = config.batch_size * (strategy.num_replicas_in_sync if strategy is not None else 1)
-    batches = int(np.ceil(len(y_train) / batch_size))
     callback = _RunCallback(run_dir=run_dir, run_id=run_id, config=config, batches=batches, state=state,
                             progress_callback=progress_callback)
     done = state["epoch"] >= config.epochs or state.get("stopped_early", False)
@@ -608,31 +656,51 @@ def train_many(
     resume: bool = False,
     overrides: dict[str, Any] | None = None,
     progress_callback: Callable[[dict[str, Any]], None] | None = None,
+    folds: int = 0,
+    repeats: int = 1,
 ) -> list[dict[str, Any]]:
-    """Train every model for every seed on one dataset; a failing run does not stop the others.
+    """Train every model for every seed (and every fold and repeat) on one dataset; a failing run does not
+    stop the others.
 
     With ``resume``, an experiment (same parameters, same dataset) that already finished is
     skipped, and an unfinished one (stale, failed, stopped) continues from its checkpoint.
 
+    Parameters
+    ----------
+    folds : int
+        0: the dataset's own split; K >= 3: stratified K-fold by object, one run per fold with
+        the test fold rotating (see :mod:`core.splits`).
+    repeats : int
+        Number of split seeds (0 .. repeats-1): repeated K-fold with ``folds``, otherwise
+        stratified re-splits with the dataset's own proportions. 1 with ``folds=0`` keeps the
+        dataset's split.
+
     Returns
     -------
     list of dict
-        One ``{"model", "seed", "run_dir", "status", "accuracy", "error"}`` per run.
+        One ``{"model", "seed", "fold", "split_seed", "run_dir", "status", "accuracy", "error"}`` per run.
     """
     from core.dataset import load_dataset  # noqa: PLC0415 - keeps import order simple for the CLI
 
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ConfigError(f"repeats must be a positive integer; got {repeats!r}. Use 1 for a single split.")
     dataset = load_dataset(dataset_path)
     root = Path(runs_dir) if runs_dir is not None else runs.default_runs_dir()
-    configs = [default_config(m, seed=s, **(overrides or {})) for m in models for s in seeds]
+    split_seeds: list[int | None] = list(range(repeats)) if folds or repeats > 1 else [None]
+    overrides = dict(overrides or {})
+    protocol = overrides.pop("protocol", None)
+    configs = [default_config(m, protocol=protocol, seed=s, folds=folds, fold=f, split_seed=r, **overrides)
+               for r in split_seeds for f in range(max(folds, 1)) for m in models for s in seeds]
     outcomes = []
     for config in configs:
+        where = {"fold": config.fold if config.folds else None, "split_seed": config.split_seed}
         params = config.to_dict()
         chash = runs.config_hash(params, dataset.content_hash)
         run = None
         if resume:
             finished, unfinished = runs.find_resumable(root, config_hash_=chash)
             if finished is not None:
-                outcomes.append({"model": config.model, "seed": config.seed, "run_dir": str(finished.path),
+                outcomes.append({"model": config.model, "seed": config.seed, **where, "run_dir": str(finished.path),
                                  "status": "skipped (finished)", "accuracy": finished.metrics.get("accuracy"),
                                  "error": None})
                 continue
@@ -643,13 +711,13 @@ def train_many(
         try:
             result = train(dataset, config, run_dir=run_dir, progress_callback=progress_callback,
                            resume=run is not None)
-            outcomes.append({"model": config.model, "seed": config.seed, "run_dir": str(run_dir),
+            outcomes.append({"model": config.model, "seed": config.seed, **where, "run_dir": str(run_dir),
                              "status": result.status, "accuracy": result.metrics["accuracy"], "error": None})
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # one failing model must not stop the others; the run records why
             logger.error("run %s failed: %s", run_dir.name, exc)
-            outcomes.append({"model": config.model, "seed": config.seed, "run_dir": str(run_dir),
+            outcomes.append({"model": config.model, "seed": config.seed, **where, "run_dir": str(run_dir),
                              "status": "failed", "accuracy": None, "error": f"{type(exc).__name__}: {exc}"})
         finally:
             keras.backend.clear_session()

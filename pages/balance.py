@@ -18,6 +18,7 @@ source = st.session_state["source"]
 common.bind("balance_scheme", "scheme")
 scheme = st.selectbox("Class scheme", data.scheme_names(), key="balance_scheme", on_change=common.adopt,
                       args=("balance_scheme", "scheme"), help="Also in the sidebar; every page uses the same scheme.")
+TOP_TYPES = 15
 classes = data.scheme_classes(scheme)
 colors = palette.class_colors(classes)
 table = data.labelled(source, scheme)
@@ -42,21 +43,27 @@ policy = st.segmented_control(
     help="drop: leave the object out; majority: most frequent class wins; first: first listed class wins.",
 )
 resolved, report = data.resolved(source, scheme, policy)
-resolved = resolved[~resolved["name"].isin(excluded_names)]
-before = resolved[resolved["label"] != data.UNCLASSIFIED].groupby("label").size().reindex(classes, fill_value=0)
+counted = data.source_counts(source, scheme, policy)
+before = pd.Series(counted.per_class)
 filters = data.current_filters()
 after_table = data.filtered(source, scheme, **filters)
 after_table = after_table[~after_table["name"].isin(excluded_names)]
 after = after_table[after_table["kept"]].groupby("label").size().reindex(classes, fill_value=0)
 
 cols = st.columns(4)
-cols[0].metric("Labelled objects", f"{int(before.sum()):,}")
+common.count_metrics(counted, scheme, cols[:1], show=["labelled"])
 cols[1].metric("Imbalance ratio (before)", data.imbalance_text(before), help="Largest class ÷ smallest class.")
 cols[2].metric("Kept after filters", f"{int(after.sum()):,}")
 cols[3].metric("Imbalance ratio (after)", data.imbalance_text(after))
 
-st.plotly_chart(charts.sankey(data.type_flows(table, top=25), classes=[*classes, data.UNCLASSIFIED],
-                              title="Raw NED type strings → scheme classes (25 most common types)"), key="balance_sankey")
+flows = data.type_flows(table, top=TOP_TYPES)
+common_types = flows[flows["source"].isin(data.top_type_strings(table, top=TOP_TYPES))]
+st.plotly_chart(charts.type_bars(common_types, classes=[*classes, data.UNCLASSIFIED],
+                                 title=f"The {TOP_TYPES} most common raw NED type strings and the class each becomes"),
+                key="balance_types")
+others = len(table) - int(common_types["n"].sum())
+if others:
+    st.caption(f"Not shown: {others:,} catalogue rows with {data.type_strings(table) - TOP_TYPES:,} rarer type strings.")
 
 st.markdown("#### Type strings this scheme leaves unclassified")
 dropped = data.unclassified_types(table)

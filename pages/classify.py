@@ -24,22 +24,37 @@ if finished.empty:
 dataset = st.selectbox("Models trained on", list(dict.fromkeys(finished["dataset"])), key="cls_dataset",
                        format_func=lambda p: str(p).split("/")[-1])
 candidates = data.first_seed_runs(data.load_runs(tuple(finished[finished["dataset"] == dataset]["path"])))
-# A model sees what it was trained on or nothing: runs whose dataset folder was rebuilt or altered are refused.
+# The gradient-boosting baseline classifies features of a dataset's images, not an uploaded image.
+candidates = [r for r in candidates if (r.path / "model.keras").exists()]
+if not candidates:
+    common.stop_with("Only the baseline was trained on this dataset; train a network to classify an image.")
+# A model sees what it was trained on or nothing: runs whose dataset folder was rebuilt or
+# altered are refused.
 changed = [(run.path, problem) for run in candidates if (problem := data.dataset_change(run)) is not None]
 common.changed_dataset_notice(changed, key="cls_changed_runs")
 candidates = [run for run in candidates if run.path not in dict(changed)]
 if not candidates:
-    common.stop_with("Every model trained on this dataset was trained on an earlier version of it, so an image "
-                     "prepared from the folder now would not be what they learnt from. Retrain them on the "
-                     "**Training** page (or choose another dataset above).", kind="error")
+    common.stop_with("Every model trained on this dataset was trained on an earlier version of it, so an "
+                     "image prepared from the folder now would not be what they learnt from. Retrain them "
+                     "on the **Training** page (or choose another dataset above).", kind="error")
 try:
     trained = data.trained_preprocessing(candidates[0])
 except GalaxyMorphError as exc:
-    common.stop_with(str(exc), kind="error")
+    common.stop_with(common.md(exc), kind="error")
 config = trained.config
 if not trained.stored:
     st.info("These runs predate the record of their preprocessing: it is taken from the dataset folder's "
             "manifest, whose content still matches them.")
+# The image comes from the input chosen here; using an input chooses it (an upload sitting in
+# the uploader used to hide a galaxy picked afterwards, without a word).
+INPUTS = {"upload": "an uploaded file", "galaxy": "a galaxy of the current source", "ned": "a NED name"}
+if "cls_input" not in st.session_state:
+    st.session_state["cls_input"] = "galaxy"
+uploaded = st.session_state.get("cls_upload")
+if uploaded is not None and st.session_state.get("cls_upload_seen") != uploaded.file_id:
+    st.session_state["cls_upload_seen"] = uploaded.file_id
+    st.session_state["cls_input"] = "upload"
+choice = st.radio("Classify", list(INPUTS), format_func=INPUTS.get, horizontal=True, key="cls_input")
 left, right = st.columns(2)
 # No type= filter: Streamlit enforces it (and refuses a name with a NUL) before this script runs,
 # as an exception the page cannot catch; read_upload judges the file by its content instead.
@@ -47,8 +62,15 @@ upload = left.file_uploader("Image file", key="cls_upload",
                             help="FITS (.fits, .fits.gz), JPEG or PNG, up to 50 MB.")
 source_table = data.labelled(st.session_state["source"], st.session_state["scheme"])
 names = list(source_table.loc[source_table["has_image"], "name"].drop_duplicates().head(500))
-picked = right.selectbox("…or a galaxy of the current source", ["—", *names], key="cls_name")
-ned_name = right.text_input("…or a NED name to fetch (needs the internet)", key="cls_ned", placeholder="e.g. NGC 4486")
+picked = right.selectbox("…or a galaxy of the current source", ["—", *names], key="cls_name",
+                         on_change=lambda: st.session_state.update(cls_input="galaxy"))
+ned_name = right.text_input("…or a NED name to fetch (needs the internet)", key="cls_ned",
+                            placeholder="e.g. NGC 4486", on_change=lambda: st.session_state.update(cls_input="ned"))
+if choice != "upload" and upload is not None:
+    st.caption(f"The uploaded file is not used: classifying {INPUTS[choice]}. Choose *{INPUTS['upload']}* to use it.")
+upload = upload if choice == "upload" else None
+picked = picked if choice == "galaxy" else "—"
+ned_name = ned_name if choice == "ned" else ""
 
 position: dict[str, float | None] = {}
 try:
@@ -68,7 +90,8 @@ except GalaxyMorphError as exc:
 steps = data.steps_for(image, config, **position)
 st.subheader(f"Preprocessing of {common.md(label)}")
 for col, (step, array) in zip(st.columns(len(steps)), steps.items()):
-    col.image(data.for_display(array), caption=step.replace("_", " "), width="stretch")
+    shown, caption = data.step_for_display(step, array)
+    col.image(shown, caption=caption, width="stretch")
 st.caption(f"Crop {config.crop:g} of the side, {common.md(config.stretch)} stretch, "
            f"resized to {config.size} × {config.size} px.")
 if upload is None and picked != "—":

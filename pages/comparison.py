@@ -16,8 +16,9 @@ table = data.runs_table()
 finished = table[table["status"] == "finished"] if not table.empty else table
 present = st.session_state.get("cmp_present", False)
 if not present:
-    common.page_header("Model comparison", "Finished runs side by side on their test set: every number is "
-                       "mean ± std over seeds, every colour is one model.")
+    common.page_header("Model comparison", "Finished runs side by side on their test set: mean ± std over runs "
+                       "with 95 % intervals, and paired tests that say which differences are real; every colour "
+                       "is one model.")
 common.damaged_notice(common.damaged_runs(table), what="run", key="cmp_damaged_runs")
 if finished.empty:
     common.stop_with("No finished runs yet — train models on the **Training** page (or `python -m core train`).")
@@ -37,6 +38,12 @@ chosen = controls.multiselect("Runs", list(candidates["id"]), default=list(candi
 if not chosen:
     common.stop_with("Choose at least one run above.")
 runs_list = data.load_runs(tuple(candidates.set_index("id").loc[chosen, "path"]))
+groups = {report.dataset_name(group): group for group in report.by_dataset(runs_list).values()}
+if len(groups) > 1:
+    # A rebuilt folder (new content hash) or another protocol is another experiment: one at a time.
+    pick = controls.selectbox("Experiment (dataset version and protocol)", list(groups), index=len(groups) - 1,
+                              key="cmp_experiment", help="Runs of different datasets or protocols are not pooled.")
+    runs_list = groups[pick]
 models = list(dict.fromkeys(r.model_name for r in runs_list))
 colors = {m: palette.model_color(m, i) for i, m in enumerate(models)}
 classes = runs_list[0].classes
@@ -44,11 +51,22 @@ if present:
     st.title(" vs ".join(common.md(common.model_label(m)) for m in models))
 
 summary = report.summary_table(runs_list)
+tests = report.paired_tests(runs_list)
+best = report.best_model(tests, list(summary.index))
 st.subheader("Test-set metrics")
-st.dataframe(data.styled_summary(summary), key="cmp_summary")
-st.caption("Mean ± std over seeds; best per row in bold green (lowest for ECE and training time). "
-           "Accuracy and F1 on the held-out test split; ECE = expected calibration error; time in seconds on "
-           f"{common.md(runs_list[0].config.get('device', 'this machine'))}.")
+st.dataframe(data.styled_summary(summary, best=best), key="cmp_summary")
+st.caption(report.interval_note(summary) + " "
+           + (f"Bold green: {common.md(common.model_label(best))} is significantly more accurate than every other model (Holm). "
+              if best else "No model is significantly more accurate than every other one, so none is highlighted. ")
+           + "ECE = expected calibration error; time in seconds on "
+           f"{runs_list[0].config.get('device', 'this machine')}.")
+# Shown open: a data frame in a collapsed expander never draws, so the page never reads as loaded.
+st.markdown("**Recall per class** [95 % Wilson interval]")
+st.dataframe(report.per_class_recall(runs_list).rename(columns=common.model_label), key="cmp_recall")
+if not tests.empty:
+    st.markdown("\n".join(f"- {common.md(line)}" for line in report.verdicts(tests)))
+    st.caption("Paired tests on the test galaxies two models share: " + "; ".join(sorted(set(tests["method"])))
+               + ". p-values Holm-adjusted across the model pairs; significant below 0.05.")
 
 st.subheader("Confusion matrices")
 st.caption("First seed of each model, on the test split: rows are the true class, columns the predicted one; "
@@ -114,17 +132,40 @@ with right:
     fig.update_yaxes(title="test accuracy")
     st.plotly_chart(charts.style(fig, title="Size vs accuracy (marker area: training time)"), key="cmp_params")
 
-st.subheader("McNemar's test between models")
-matrix = report.mcnemar_matrix(runs_list)
+left, right = st.columns(2)
+with left:
+    fig = go.Figure()
+    for run in first:
+        bins = report.reliability(run).dropna()
+        ece = run.metrics.get("ece", np.nan)
+        fig.add_trace(go.Scatter(x=bins["confidence"], y=bins["accuracy"], mode="lines+markers",
+                                 line=dict(color=colors[run.model_name]), customdata=bins["count"],
+                                 name=f"{common.model_label(run.model_name)} (ECE {ece:.3f})",
+                                 hovertemplate="confidence %{x:.2f}<br>accuracy %{y:.2f}<br>%{customdata} galaxies"))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], line=dict(color=palette.MISSING_COLOR, dash="dot"), name="calibrated"))
+    fig.update_xaxes(title="mean confidence in bin", range=[0, 1])
+    fig.update_yaxes(title="accuracy in bin", range=[0, 1])
+    st.plotly_chart(charts.style(fig, title="Reliability diagram (15 confidence bins)"), key="cmp_reliability")
+with right:
+    st.caption("The reliability diagram behind the ECE row of the table: test galaxies binned by the model's top "
+               "probability; a point below the diagonal means the model is more confident than it is right "
+               "(over-confident). ECE is the gap weighted by the galaxies in each bin.")
+
+st.subheader("Paired tests between models")
+matrix = report.paired_matrix(runs_list)
 if matrix.notna().any().any():
     matrix.index = matrix.columns = [common.model_label(m) for m in matrix.columns]
     left, right = st.columns([2, 3])
     left.plotly_chart(charts.heatmap(matrix, title=None, colorscale="RdBu", text_format=".3g", zmin=0, zmax=1, height=300),
                       key="cmp_mcnemar")
-    right.caption("p-value of McNemar's test on the test galaxies both models saw (same seed). Below 0.05: the two "
-                  "models err on different galaxies more often than chance, i.e. their accuracies differ significantly.")
+    right.caption("Holm-adjusted p-value per model pair, over every seed and split. One split: McNemar's test on the "
+                  "test galaxies both models saw, the largest p over the seeds (the difference must hold, the same "
+                  "way round, for each). "
+                  "Several splits (train --folds / --repeats): Nadeau & Bengio's corrected resampled t-test on the "
+                  "per-split accuracy differences. Below 0.05: the accuracies differ significantly.")
+    st.dataframe(report.mcnemar_table(runs_list), key="cmp_mcnemar_table", hide_index=True)
 else:
-    st.caption("McNemar's test needs two different models trained with the same seed.")
+    st.caption("Paired tests need two different models trained with the same seed on the same split.")
 
 st.subheader("Misclassified galaxies")
 gallery = data.misclassified_gallery(runs_list, limit=8)
@@ -150,13 +191,14 @@ else:
     common.acknowledge(source_path)
 
 if not present:
-    st.subheader("Saliency")
+    st.subheader("Saliency and Grad-CAM")
     names = list(gallery["name"]) if not gallery.empty else list(runs_list[0].predictions["name"].head(20))
     galaxy = st.selectbox("Galaxy", names, key="cmp_saliency_name")
     if st.button("Compute saliency maps", key="cmp_saliency", icon=":material/visibility:",
                  disabled=problem is not None or bool(changed)):
         image = data.dataset_image(runs_list[0].config["dataset"]["path"], galaxy, raw=True)
-        for col, run in zip(st.columns(len(first) + 1), [None, *first]):
+        networks = [r for r in first if (r.path / "model.keras").exists()]  # the baseline has no gradients
+        for col, run in zip(st.columns(len(networks) + 1), [None, *networks]):
             if run is None:
                 col.image(data.dataset_image(runs_list[0].config["dataset"]["path"], galaxy), caption="input", width="stretch")
                 continue
@@ -164,6 +206,8 @@ if not present:
             label = run.classes[predicted] if predicted < len(run.classes) else predicted
             model = common.md(common.model_label(run.model_name))
             col.image(heat, caption=f"{model} → {common.md(label)}: |∂p/∂pixel|", width="stretch")
+            cam, _ = data.grad_cam(run.path, image)
+            col.image(cam, caption=f"{model} → {common.md(label)}: Grad-CAM", width="stretch")
 
     st.subheader("Export")
     exports = data.exports(tuple(r.path for r in runs_list))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from ui import charts, common, data, session
@@ -18,22 +19,16 @@ common.page_header(
 
 source = st.session_state["source"]
 scheme = st.session_state["scheme"]
-table = data.labelled(source, scheme)
 
 st.subheader(f"Source: {common.md(Path(source).name)}")
 st.caption(f"{common.source_kind(Path(source))} — {common.md_code(source)}")
-n_images = int(table["has_image"].sum())
-labelled = table[table["label"] != data.UNCLASSIFIED]
-cols = st.columns(4)
-cols[0].metric("Catalogue rows", f"{len(table):,}")
-cols[1].metric("Objects with an image", f"{n_images:,}")
-cols[2].metric(f"Classes ({scheme})", labelled["label"].nunique())
-cols[3].metric("Labelled objects", f"{labelled['name'].nunique():,}")
+counted = data.source_counts(source, scheme)
+common.count_metrics(counted, scheme)
 
 left, right = st.columns([3, 2])
 with left:
-    counts = labelled.groupby("label").size().reindex(data.scheme_classes(scheme), fill_value=0)
-    st.plotly_chart(charts.class_bar(counts, title=f"Objects per class ({scheme} scheme)"), key="home_classes")
+    counts = pd.Series(counted.per_class)
+    st.plotly_chart(charts.class_bar(counts, title=f"Labelled objects per class ({scheme} scheme)"), key="home_classes")
 with right:
     st.markdown("#### Datasets and runs")
     datasets, damaged_datasets = data.checked_datasets()

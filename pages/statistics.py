@@ -25,17 +25,17 @@ if table.empty:
 
 images = data.image_table(source)
 n_missing = int((~table["has_image"]).sum())
+counted = data.source_counts(source, scheme)
 cols = st.columns(5)
-cols[0].metric("Objects", f"{table['name'].nunique():,}")
-cols[1].metric("Catalogue rows", f"{len(table):,}")
-cols[2].metric("With image", f"{int(table['has_image'].sum()):,}")
-cols[3].metric("Missing / failed images", f"{n_missing:,}")
-cols[4].metric("Unclassified", f"{int((table['label'] == data.UNCLASSIFIED).sum()):,}", help=f"Types that the {scheme} scheme does not map to a class.")
+common.count_metrics(counted, scheme, cols[:3])
+cols[3].metric("Missing images", f"{n_missing:,}", help="Catalogue rows without a readable image; see the list below.")
+cols[4].metric("Unclassified rows", f"{int((table['label'] == data.UNCLASSIFIED).sum()):,}",
+               help=f"Types that the {scheme} scheme does not map to a class.")
 
 left, right = st.columns(2)
 with left:
-    counts = table[table["label"] != data.UNCLASSIFIED].groupby("label")["name"].nunique()
-    st.plotly_chart(charts.class_bar(counts.reindex(classes, fill_value=0), title="Objects per class", colors=colors), key="stats_classes")
+    counts = pd.Series(counted.per_class)
+    st.plotly_chart(charts.class_bar(counts, title="Labelled objects per class", colors=colors), key="stats_classes")
 with right:
     prefixes = table.groupby("prefix")["name"].nunique().sort_values(ascending=False)
     top = prefixes.head(12)
@@ -51,9 +51,9 @@ left, right = st.columns(2)
 with left:
     if table["redshift"].notna().any():
         st.plotly_chart(
-            charts.per_class_histogram(
+            charts.per_class_violin(
                 table[table["label"] != data.UNCLASSIFIED], column="redshift", classes=classes,
-                title="Redshift distribution per class", x_title="redshift z",
+                title="Redshift per class (catalogue rows)", y_title="redshift z",
             ),
             key="stats_redshift",
         )
@@ -64,15 +64,12 @@ with right:
     if sized.empty:
         st.info("No readable images yet, so no image sizes.")
     else:
-        fig = go.Figure()
-        for cls in classes:
-            part = sized[sized["label"] == cls]
-            if len(part):
-                fig.add_trace(go.Scatter(x=part["width"], y=part["height"], mode="markers", name=charts.text(cls),
-                                         marker=dict(color=colors[cls], size=6, opacity=0.6)))
-        fig.update_xaxes(title="width (pixels)")
-        fig.update_yaxes(title="height (pixels)")
-        st.plotly_chart(charts.style(fig, title="Image sizes"), key="stats_sizes")
+        # Cutouts are square: width against height was one diagonal line. Their side is what the
+        # min-size filter and the crop act on.
+        sized = sized.assign(side=sized[["width", "height"]].min(axis=1))
+        st.plotly_chart(charts.stacked_histogram(sized, column="side", classes=[*classes, data.UNCLASSIFIED],
+                                                 title="Image side (shorter one)", x_title="pixels", y_title="images"),
+                        key="stats_sizes")
 
 st.subheader("Survey and band coverage")
 coverage = data.coverage(table, images)

@@ -79,9 +79,23 @@ if "train_job" in st.session_state:
     common.job_panel(st.session_state["train_job"], key="train_panel")
 
 
-@st.fragment(run_every=3.0)
-def live_runs() -> None:
+def training_active() -> bool:
+    """A training job or a run is in progress: only then do the panels below redraw themselves."""
+    job_id = st.session_state.get("train_job")
+    if job_id is not None:
+        try:
+            if jobs.job_status(jobs.load_job(job_id)) == jobs.RUNNING:
+                return True
+        except jobs.JobError:
+            pass
+    table = data.runs_table()
+    return not table.empty and bool((table["status"] == "running").any())
+
+
+def runs_panel(*, live: bool) -> None:
     """One progress bar and loss / accuracy curves per run of the current dataset."""
+    if live and not training_active():
+        st.rerun()  # the whole page draws the final state once, without this fragment's timer
     table = data.runs_table()
     table = table[table["dataset"] == str(Path(dataset).resolve())] if not table.empty else table
     if table.empty:
@@ -112,6 +126,9 @@ def live_runs() -> None:
             right.plotly_chart(_curve(history, "accuracy", color, "Accuracy"), key=f"train_acc_{row['id']}")
 
 
+live_runs_panel = st.fragment(runs_panel, run_every=3.0)
+
+
 def _curve(history: pd.DataFrame, metric: str, color: str, title: str) -> go.Figure:
     fig = go.Figure([
         go.Scatter(x=history["epoch"], y=history[metric], name="train", line=dict(color=color)),
@@ -124,4 +141,7 @@ def _curve(history: pd.DataFrame, metric: str, color: str, title: str) -> go.Fig
 
 st.subheader("Runs on this dataset")
 common.damaged_notice(common.damaged_runs(data.runs_table()), what="run", key="train_damaged_runs")
-live_runs()
+if training_active():
+    live_runs_panel(live=True)
+else:
+    runs_panel(live=False)

@@ -128,8 +128,47 @@ def test_comparison_shows_one_column_per_model(app: AppTest) -> None:
     summary = app.dataframe[0].value
     assert len(summary.columns) == len(MODELS)
     assert "Accuracy" in summary.index
+    assert all(" [" in cell and cell.endswith("]") for cell in summary.loc["Accuracy"]), summary.loc["Accuracy"]
+    # One sentence per model pair, from the Holm-adjusted paired tests.
+    said = [line for m in app.markdown for line in m.body.splitlines()
+            if "(p " in line and "Holm)" in line and ("is better than" in line or "no significant difference" in line)]
+    assert len(said) == 3, [m.body for m in app.markdown]
     charts = [c.key if hasattr(c, "key") else None for c in app.get("plotly_chart")]
     assert len(app.get("plotly_chart")) >= len(MODELS) + 4, charts
+
+
+def test_comparison_computes_saliency_and_grad_cam_for_every_model(app: AppTest) -> None:
+    _open(app, "comparison")
+    app.button(key="cmp_saliency").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    captions = [c for element in app.get("image") for c in element.captions]
+    assert sum(c.endswith("Grad-CAM") for c in captions) == len(MODELS), captions
+    assert sum("∂p/∂pixel" in c for c in captions) == len(MODELS), captions
+
+
+def test_comparison_never_pools_two_protocols(world: dict[str, Path], tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # The world's runs, and a copy of each recorded as the equal protocol: two experiments on one dataset.
+    import shutil
+
+    runs_dir = tmp_path / "runs"
+    shutil.copytree(world["runs"], runs_dir)
+    for run in sorted(runs_dir.iterdir()):
+        twin = runs_dir / f"{run.name}-eq"
+        shutil.copytree(run, twin)
+        config = json.loads((twin / "config.json").read_text())
+        config["params"]["protocol"] = "equal"
+        (twin / "config.json").write_text(json.dumps({**config, "id": twin.name}))
+    monkeypatch.setenv("GALAXY_MORPH_DATA_DIR", str(world["data"]))
+    monkeypatch.setenv("GALAXY_MORPH_RUNS_DIR", str(runs_dir))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    _open(at, "comparison")
+    experiment = at.selectbox(key="cmp_experiment")
+    assert len(experiment.options) == 2 and experiment.value.endswith("-equal")
+    assert len(at.dataframe[0].value.columns) == len(MODELS)  # one column per model, not per model x protocol
+    experiment.set_value(experiment.options[0]).run()
+    assert not at.exception and len(at.dataframe[0].value.columns) == len(MODELS)
 
 
 def test_training_page_lists_the_finished_runs(app: AppTest) -> None:

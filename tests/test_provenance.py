@@ -34,19 +34,22 @@ def _copy_world(world: dict[str, Path], out: Path) -> dict[str, Path]:
         config["dataset"]["path"] = config["dataset"]["path"].replace(str(old_root), str(out.resolve()))
         config_file.write_text(json.dumps(config))
     dataset_dir = out / "data" / "datasets" / Path(world["dataset"]).name
-    return {"data": out / "data", "runs": out / "runs", "sample": out / "data" / "sample", "dataset": dataset_dir}
+    return {"data": out / "data", "runs": out / "runs", "sample": out / "data" / "sample",
+            "dataset": dataset_dir}
 
 
 @pytest.fixture(scope="module")
 def trained(world: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A LeNet-5 run on a dataset of the world's sample (every survey) with a test split of at least 20 galaxies."""
+    """A LeNet-5 run on a dataset of the world's sample (every survey) with a test split of at
+    least 20 galaxies."""
     from core.training import train_many
 
     root = tmp_path_factory.mktemp("provenance")
     sample = root / "sample"
     shutil.copytree(world["sample"], sample)
-    built = build_dataset(sample, scheme="hubble3", preprocess=PreprocessConfig(size=32), min_quality=0.0, min_size=0,
-                          catalog="all", survey="all", band="all", test_fraction=0.3, out=root / "datasets" / "wide-test", n_jobs=1)
+    built = build_dataset(sample, scheme="hubble3", preprocess=PreprocessConfig(size=32), min_quality=0.0,
+                          min_size=0, catalog="all", survey="all", band="all", test_fraction=0.3,
+                          out=root / "datasets" / "wide-test", n_jobs=1)
     outcomes = train_many(built, models=["lenet5"], seeds=[0], runs_dir=root / "runs",
                           overrides={"epochs": 1, "batch_size": 16, "patience": 0})
     assert [o["status"] for o in outcomes] == ["finished"], outcomes
@@ -97,8 +100,8 @@ def test_rebuilding_a_trained_dataset_is_refused_then_flagged(world: dict[str, P
     copy = _copy_world(world, tmp_path)
     monkeypatch.setenv("GALAXY_MORPH_RUNS_DIR", str(copy["runs"]))
     before = (copy["dataset"] / "x.npy").read_bytes()
-    options = {"scheme": "hubble3", "preprocess": PreprocessConfig(size=16), "min_quality": 0.0, "min_size": 0,
-               "catalog": "all", "out": copy["dataset"], "n_jobs": 1, "force": True}
+    options = {"scheme": "hubble3", "preprocess": PreprocessConfig(size=16), "min_quality": 0.0,
+               "min_size": 0, "catalog": "all", "out": copy["dataset"], "n_jobs": 1, "force": True}
     with pytest.raises(ConfigError, match=r"3 finished run\(s\) were trained on .*--replace-trained"):
         build_dataset(copy["sample"], **options)
     assert (copy["dataset"] / "x.npy").read_bytes() == before
@@ -122,8 +125,9 @@ def test_build_force_on_a_trained_dataset_is_one_line_and_exit_2(world: dict[str
 
     copy = _copy_world(world, tmp_path)
     monkeypatch.setenv("GALAXY_MORPH_RUNS_DIR", str(copy["runs"]))
-    argv = ["build", "--source", str(copy["sample"]), "--scheme", "hubble3", "--size", "16", "--min-quality", "0",
-            "--min-size", "0", "--catalog", "all", "--out", str(copy["dataset"]), "--jobs", "1", "--force"]
+    argv = ["build", "--source", str(copy["sample"]), "--scheme", "hubble3", "--size", "16",
+            "--min-quality", "0", "--min-size", "0", "--catalog", "all", "--out", str(copy["dataset"]),
+            "--jobs", "1", "--force"]
     assert main(argv) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and errors[0].startswith("error: --out ") and "--replace-trained" in errors[0]

@@ -1,6 +1,9 @@
-"""Comparison: tables over seeds, McNemar pairing, the report files and the compare/evaluate commands."""
+"""Comparison: tables over seeds and splits, intervals, paired tests with Holm, datasets kept apart, the report
+files and the compare/evaluate commands."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
@@ -9,18 +12,22 @@ import pytest
 from core.cli import main
 from core.errors import GalaxyMorphError
 from core.io import atomic_write_json
-from core.metrics import evaluate_predictions
+from core.metrics import corrected_resampled_t, evaluate_predictions, holm, wilson_interval
 from core.report import (
+    best_model,
     confusion_matrices,
     figures,
     format_summary,
     latex_table,
     learning_curves,
-    mcnemar_matrix,
     mcnemar_table,
     misclassified,
+    paired_matrix,
+    paired_tests,
+    reliability,
     roc_curves,
     summary_table,
+    verdicts,
     write_report,
 )
 from core.runs import create_run, iter_runs, set_status
@@ -30,10 +37,17 @@ NAMES = [f"NGC {i}" for i in range(30)]
 Y = np.arange(30) % 3
 
 
-def _fake_run(root, model, seed, *, wrong, finish=True):
-    """A finished run whose predictions are right except at the indices in ``wrong``."""
-    path = create_run(root, model=model, seed=seed, params={"model": model, "seed": seed}, dataset_path=root,
-                      dataset_hash="h")
+def _fake_run(root, model, seed, *, wrong, finish=True, dataset="h", fold=None, protocol=None):
+    """A finished run whose predictions are right except at the indices in ``wrong``.
+
+    ``fold``: the run is fold ``fold`` of a 5-fold split (seed 0) instead of the dataset's own split.
+    """
+    params = {"model": model, "seed": seed}
+    if fold is not None:
+        params.update(folds=5, fold=fold, split_seed=0)
+    if protocol is not None:
+        params["protocol"] = protocol
+    path = create_run(root, model=model, seed=seed, params=params, dataset_path=root / dataset, dataset_hash=dataset)
     pred = Y.copy()
     pred[wrong] = (pred[wrong] + 1) % 3
     proba = np.full((30, 3), 0.1)
@@ -49,7 +63,7 @@ def _fake_run(root, model, seed, *, wrong, finish=True):
                   "val_accuracy": [0.4, 0.7]}).to_csv(path / "history.csv", index=False)
     if finish:
         atomic_write_json(path / "metrics.json", metrics)
-        set_status(path, "finished", classes=CLASSES)
+        set_status(path, "finished", classes=CLASSES, n_train=90)
     return path
 
 
@@ -69,22 +83,35 @@ def test_summary_is_mean_and_std_over_seeds(registry):
     assert list(summary.index) == ["lenet5", "resnet18"]
     assert summary.loc["lenet5", "accuracy_mean"] == pytest.approx(np.mean([20 / 30, 24 / 30]))
     assert summary.loc["lenet5", "accuracy_std"] == pytest.approx(np.std([20 / 30, 24 / 30], ddof=1))
-    assert summary.loc["resnet18", "n_seeds"] == 2
+    assert summary.loc["resnet18", "n_seeds"] == 2 and summary.loc["resnet18", "n_runs"] == 2
+    # One split: the interval is each seed's Wilson interval on its 30 test galaxies, averaged over seeds.
+    lows, highs = wilson_interval(np.array([20, 24]), np.array([30, 30]))
+    assert summary.loc["lenet5", "accuracy_lo"] == pytest.approx(lows.mean())
+    assert summary.loc["lenet5", "accuracy_hi"] == pytest.approx(highs.mean())
+    assert summary.loc["lenet5", "balanced_accuracy_lo"] < summary.loc["lenet5", "balanced_accuracy_mean"]
     text = format_summary(summary)
-    assert "0.733 ± 0.094" in text and "resnet18" in text.splitlines()[0]
+    assert f"0.733 ± 0.094 [{lows.mean():.3f}, {highs.mean():.3f}]" in text and "resnet18" in text.splitlines()[0]
+    assert "95 % intervals" in text
 
 
-def test_mcnemar_pairs_models_with_the_same_seed(registry):
+def test_mcnemar_pairs_models_with_the_same_seed_and_the_verdict_takes_the_largest_p(registry):
     table = mcnemar_table(iter_runs(registry))
-    assert sorted(table["seed"]) == [0, 1]
+    assert sorted(table["seed"]) == [0, 1] and set(table["split"]) == {"dataset"}
     row = table[table["seed"] == 0].iloc[0]
     # seed 0: lenet wrong on 0-9, resnet wrong on 0 -> b (lenet right, resnet wrong) 0, c 9; exact p = 2/2^9
     pair = {row["model_a"]: "a", row["model_b"]: "b"}
     b, c = (row["b"], row["c"]) if pair["lenet5"] == "a" else (row["c"], row["b"])
     assert (b, c, row["n"], row["method"]) == (0, 9, 30, "exact")
     assert row["p_value"] == pytest.approx(2 / 2**9)
-    matrix = mcnemar_matrix(iter_runs(registry))
-    assert matrix.loc["lenet5", "resnet18"] == pytest.approx(2 / 2**9)
+    # One split, two seeds: seed 1 has b = 0, c = 6, p = 2 / 2^6; the pair's p is the larger one (every seed
+    # must show the difference); one pair, so Holm changes nothing.
+    tests = paired_tests(iter_runs(registry))
+    assert len(tests) == 1 and tests.loc[0, "p_value"] == pytest.approx(2 / 2**6)
+    assert tests.loc[0, "p_holm"] == pytest.approx(2 / 2**6) and tests.loc[0, "better"] == "resnet18"
+    assert verdicts(tests) == ["ResNet-18 is better than LeNet-5 (p = 0.031, Holm)"]
+    assert best_model(tests, ["lenet5", "resnet18"]) == "resnet18"
+    matrix = paired_matrix(iter_runs(registry))
+    assert matrix.loc["lenet5", "resnet18"] == pytest.approx(2 / 2**6)
     assert np.isnan(matrix.loc["lenet5", "lenet5"])
 
 
@@ -99,20 +126,32 @@ def test_dashboard_helpers(registry):
     assert set(roc["class"]) == set(CLASSES) and roc.groupby("class")["tpr"].max().eq(1).all()
     curves = learning_curves(runs)
     assert len(curves) == 2 * 5 and {"label", "epoch", "val_accuracy"} <= set(curves.columns)
-    assert {"learning_curves", "confusion", "per_class_f1", "roc", "mcnemar"} <= set(figures(runs))
+    assert {"learning_curves", "confusion", "per_class_f1", "roc", "reliability", "paired_tests"} <= set(figures(runs))
+    bins = reliability(lenet0)
+    # Every prediction has confidence 0.8 (bin (0.7333, 0.8]); 20 of 30 are right.
+    filled = bins[bins["count"] > 0]
+    assert filled["count"].tolist() == [30] and filled[["confidence", "accuracy"]].iloc[0].tolist() == pytest.approx(
+        [0.8, 20 / 30])
 
 
 def test_write_report_files_are_complete_and_self_contained(registry, tmp_path):
     paths = write_report(iter_runs(registry), tmp_path / "out")
     assert sorted(paths) == ["mcnemar.csv", "per_class.csv", "report.html", "report.json", "runs.csv", "summary.csv",
-                            "summary.tex"]
+                             "summary.tex", "tests.csv"]
+    summary_csv = pd.read_csv(paths["summary.csv"]).set_index("model")
+    assert {"accuracy_lo", "accuracy_hi", "macro_f1_lo", "roc_auc_macro_hi", "n_splits"} <= set(summary_csv.columns)
+    assert "Recall per class" in paths["report.html"].read_text()
+    per_class = pd.read_csv(paths["per_class.csv"])
+    assert (per_class["recall_lo"] <= per_class["recall"]).all() and (per_class["recall"] <= per_class["recall_hi"]).all()
     runs_csv = pd.read_csv(paths["runs.csv"])
     assert sorted(runs_csv["label"]) == ["lenet5 s0", "lenet5 s1", "resnet18 s0", "resnet18 s1"]
     html = paths["report.html"].read_text()
     assert html.count("<script src=") == 0 and "Plotly" in html and len(html) > 1_000_000  # plotly.js inlined
     assert html.count("plotly-graph-div") >= 5
     tex = paths["summary.tex"].read_text()
-    assert r"\begin{tabular}{lrr}" in tex and r"0.733 $\pm$ 0.094" in tex and "±" not in tex
+    assert r"\begin{tabular}{lrr}" in tex and r"0.733 $\pm$ 0.094 [" in tex and "±" not in tex
+    assert r"\textbf{0.983" in tex  # ResNet-18 is significantly better than the only other model
+    assert "<b>0.983" in html and "ResNet-18 is better than LeNet-5 (p = 0.031, Holm)" in html
 
 
 def test_latex_escapes_model_names():
@@ -120,6 +159,7 @@ def test_latex_escapes_model_names():
                             "roc_auc_macro", "ece", "params", "train_seconds", "inference_img_per_s")
                             for s in ("mean", "std")}, index=pd.Index(["my_net"], name="model"))
     summary["n_seeds"] = 1
+    summary["n_runs"] = summary["n_splits"] = 1
     assert r"my\_net" in latex_table(summary)
 
 
@@ -133,6 +173,10 @@ def test_compare_and_evaluate_commands(registry, tmp_path, capsys):
     assert main(["compare", "--runs-dir", str(registry), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "lenet5" in printed and "McNemar" in printed and (out / "report.html").exists()
+    assert "ResNet-18 is better than LeNet-5 (p = 0.031, Holm)" in printed
+    # lenet5 seeds 0 and 1 got 6/10 and 8/10 ellipticals right (wrong at 0, 3, 6, 9 and at 0, 3: every third is E).
+    lows, highs = wilson_interval(np.array([6, 8]), np.array([10, 10]))
+    assert f"0.700 [{lows.mean():.3f}, {highs.mean():.3f}]" in printed
     assert main(["evaluate", "--runs-dir", str(registry)]) == 0
     listing = capsys.readouterr().out
     assert listing.count("finished") == 4 and "alexnet" in listing
@@ -140,3 +184,128 @@ def test_compare_and_evaluate_commands(registry, tmp_path, capsys):
     assert main(["evaluate", "--runs-dir", str(registry), run_id, "missing-run"]) == 2
     text = capsys.readouterr().out
     assert "accuracy 0.967" in text and "Spiral" in text and "missing-run" in text
+
+
+def _set_finished(path, when):
+    config = json.loads((path / "config.json").read_text())
+    atomic_write_json(path / "config.json", {**config, "finished": when})
+
+
+def test_a_rerun_of_the_same_model_seed_and_split_counts_once_the_latest(tmp_path):
+    root = tmp_path / "runs"
+    first = _fake_run(root, "lenet5", 0, wrong=list(range(10)))
+    again = _fake_run(root, "lenet5", 0, wrong=[])
+    _set_finished(first, "2026-11-30T05:00:00+00:00")
+    _set_finished(again, "2026-11-30T06:00:00+00:00")
+    _fake_run(root, "lenet5", 1, wrong=list(range(6)))
+    summary = summary_table(iter_runs(root))
+    assert summary.loc["lenet5", "n_runs"] == 2 and summary.loc["lenet5", "n_seeds"] == 2
+    assert summary.loc["lenet5", "accuracy_mean"] == pytest.approx(np.mean([30 / 30, 24 / 30]))
+
+
+def test_a_report_on_two_datasets_does_not_pool_them(tmp_path, capsys):
+    root = tmp_path / "runs"
+    _fake_run(root, "lenet5", 0, wrong=list(range(10)), dataset="aaaa1111")
+    _fake_run(root, "resnet18", 0, wrong=[], dataset="aaaa1111")
+    _fake_run(root, "lenet5", 0, wrong=[], dataset="bbbb2222")
+    _fake_run(root, "resnet18", 0, wrong=list(range(12)), dataset="bbbb2222")
+    with pytest.raises(GalaxyMorphError, match="one dataset and protocol.*got 2.*--pool-datasets"):
+        summary_table(iter_runs(root))
+    out = tmp_path / "report"
+    assert main(["compare", "--runs-dir", str(root), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("=== dataset") == 2
+    for name, expected in (("aaaa1111-aaaa1111", {"lenet5": 20 / 30, "resnet18": 1.0}),
+                           ("bbbb2222-bbbb2222", {"lenet5": 1.0, "resnet18": 18 / 30})):
+        summary = pd.read_csv(out / name / "summary.csv").set_index("model")
+        assert summary["accuracy_mean"].to_dict() == pytest.approx(expected)
+        assert summary["n_runs"].tolist() == [1, 1]
+        assert len(pd.read_csv(out / name / "runs.csv")) == 2
+    # Asked to pool, one table over both datasets; McNemar still pairs runs only within a dataset.
+    pooled = tmp_path / "pooled"
+    assert main(["compare", "--runs-dir", str(root), "--out", str(pooled), "--pool-datasets"]) == 0
+    assert pd.read_csv(pooled / "summary.csv")["n_runs"].tolist() == [2, 2]
+    assert sorted(pd.read_csv(pooled / "mcnemar.csv")["dataset"]) == ["aaaa1111-aaaa1111", "bbbb2222-bbbb2222"]
+
+
+def test_folds_are_combined_with_the_corrected_t_test_and_holm_across_pairs(tmp_path):
+    root = tmp_path / "runs"
+    lenet_wrong, alexnet_wrong = [3, 4, 2, 5, 3], [2, 3, 3, 2, 2]
+    for fold in range(5):
+        _fake_run(root, "lenet5", 0, wrong=list(range(lenet_wrong[fold])), fold=fold)
+        _fake_run(root, "alexnet", 0, wrong=list(range(10, 10 + alexnet_wrong[fold])), fold=fold)
+        _fake_run(root, "resnet18", 0, wrong=[], fold=fold)
+    runs = iter_runs(root)
+    assert len(mcnemar_table(runs)) == 15  # 3 pairs x 5 folds
+    tests = paired_tests(runs)
+    tests.index = [" vs ".join(sorted(pair)) for pair in zip(tests["model_a"], tests["model_b"])]
+    ratio = 30 / 90  # n_test / n_train of every fold
+    acc = {"lenet5": 1 - np.array(lenet_wrong) / 30, "alexnet": 1 - np.array(alexnet_wrong) / 30,
+           "resnet18": np.ones(5)}
+    expected = {" vs ".join(sorted(pair)): corrected_resampled_t(acc[pair[0]] - acc[pair[1]], test_train_ratio=ratio).p_value
+                for pair in (("lenet5", "alexnet"), ("lenet5", "resnet18"), ("alexnet", "resnet18"))}
+    for pair, p in expected.items():
+        assert tests.loc[pair, "p_value"] == pytest.approx(p)
+        assert tests.loc[pair, "n_splits"] == 5 and "Nadeau & Bengio" in tests.loc[pair, "method"]
+    adjusted = dict(zip(expected, holm(list(expected.values()))))
+    for pair, p in adjusted.items():
+        assert tests.loc[pair, "p_holm"] == pytest.approx(p)
+    # The same numbers by hand for ResNet-18 vs LeNet-5: d = w/30 = 0.1, 0.1333, 0.0667, 0.1667, 0.1;
+    # mean 0.11333, S² = 0.0014444, corrected variance (1/5 + 1/3) S², se 0.027756 -> t = 4.0833 with 4 d.f.
+    resnet_lenet = "lenet5 vs resnet18"
+    assert expected[resnet_lenet] == pytest.approx(0.015058, abs=2e-6)
+    assert tests.loc[resnet_lenet, "better"] == "resnet18"
+    # Interval between folds for one model: the corrected t interval of its five accuracies.
+    summary = summary_table(runs)
+    assert summary.loc["lenet5", "n_splits"] == 5 and summary.loc["lenet5", "interval"] == "between splits"
+    band = corrected_resampled_t(acc["lenet5"], test_train_ratio=ratio)
+    assert (summary.loc["lenet5", "accuracy_lo"], summary.loc["lenet5", "accuracy_hi"]) == pytest.approx(
+        (band.low, band.high))
+
+
+def test_no_model_is_bold_unless_it_beats_every_other_significantly(tmp_path):
+    root = tmp_path / "runs"
+    _fake_run(root, "lenet5", 0, wrong=[0, 1])
+    _fake_run(root, "resnet18", 0, wrong=[0])
+    tests = paired_tests(iter_runs(root))
+    assert tests.loc[0, "better"] is None and tests.loc[0, "p_holm"] == pytest.approx(1.0)
+    assert verdicts(tests) == ["no significant difference between LeNet-5 and ResNet-18 (p = 1, Holm)"]
+    assert best_model(tests, ["lenet5", "resnet18"]) is None
+    paths = write_report(iter_runs(root), tmp_path / "out")
+    assert r"\textbf" not in paths["summary.tex"].read_text()
+    assert "<b>" not in paths["report.html"].read_text().split("<h2>Runs</h2>")[0]
+
+
+def test_runs_of_the_equal_protocol_are_not_taken_for_re_runs_of_the_tuned_one(tmp_path):
+    root = tmp_path / "runs"
+    tuned = _fake_run(root, "lenet5", 0, wrong=list(range(10)))
+    equal = _fake_run(root, "lenet5", 0, wrong=[], protocol="equal")
+    _set_finished(tuned, "2026-11-30T05:00:00+00:00")
+    _set_finished(equal, "2026-11-30T06:00:00+00:00")
+    with pytest.raises(GalaxyMorphError, match="one dataset and protocol"):
+        summary_table(iter_runs(root))
+    assert main(["compare", "--runs-dir", str(root), "--out", str(tmp_path / "out")]) == 0
+    assert pd.read_csv(tmp_path / "out" / "h-h" / "summary.csv")["accuracy_mean"].tolist() == pytest.approx([20 / 30])
+    assert pd.read_csv(tmp_path / "out" / "h-h-equal" / "summary.csv")["accuracy_mean"].tolist() == [1.0]
+
+
+def test_an_interval_between_splits_stays_inside_the_metrics_range(tmp_path):
+    root = tmp_path / "runs"
+    for fold in range(5):  # accuracies 1, 1, 1, 1, 0.8: the t interval 0.96 ± 0.18 would pass 1
+        _fake_run(root, "lenet5", 0, wrong=list(range(6)) if fold == 4 else [], fold=fold)
+    band = corrected_resampled_t([1, 1, 1, 1, 0.8], test_train_ratio=30 / 90)
+    assert band.high > 1
+    summary = summary_table(iter_runs(root))
+    assert summary.loc["lenet5", "accuracy_hi"] == 1.0
+    assert summary.loc["lenet5", "accuracy_lo"] == pytest.approx(band.low)
+
+
+def test_seeds_that_disagree_on_the_direction_give_no_verdict(tmp_path):
+    root = tmp_path / "runs"
+    _fake_run(root, "lenet5", 0, wrong=list(range(10)))   # seed 0: ResNet-18 better, exact p = 2 / 2^10
+    _fake_run(root, "resnet18", 0, wrong=[])
+    _fake_run(root, "lenet5", 1, wrong=[])                # seed 1: LeNet-5 better by as much
+    _fake_run(root, "resnet18", 1, wrong=list(range(10)))
+    tests = paired_tests(iter_runs(root))
+    assert tests.loc[0, "p_value"] == 1.0 and tests.loc[0, "better"] is None
+    assert "disagree" in tests.loc[0, "method"]

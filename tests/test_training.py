@@ -189,6 +189,11 @@ def test_balanced_class_weight_matches_scikit_learn():
         ({"class_weight": "inverse"}, "class_weight must be"),
         ({"distribute": "tpu"}, "distribute must be one of"),
         ({"shift": 0.7}, r"shift must be in \[0, 0.5\)"),
+        ({"schedule": "step"}, "schedule must be one of"),
+        ({"protocol": "fair"}, "protocol must be one of"),
+        ({"folds": 2}, "folds must be 0 .* or an integer >= 3"),
+        ({"folds": 5, "fold": 5}, r"fold must be an integer in \[0, 5\)"),
+        ({"split_seed": -1}, "split_seed must be None or an integer >= 0"),
     ],
 )
 def test_config_validation(kwargs, message):
@@ -203,3 +208,79 @@ def test_config_round_trip_and_per_model_defaults():
     assert default_config("resnet18", learning_rate=0.01).learning_rate == 0.01
     with pytest.raises(ConfigError, match="unknown training parameters"):
         TrainConfig.from_dict({"model": "lenet5", "lr": 0.1})
+
+
+def test_train_folds_rotates_the_test_fold_and_compare_aggregates_over_them(tmp_path):
+    from core.report import paired_tests, summary_table
+    from core.runs import iter_runs
+
+    path = make_separable_dataset(tmp_path / "tiny", n=90, size=16)
+    outcomes = train_many(path, models=["lenet5"], seeds=[0], runs_dir=tmp_path / "runs", folds=3,
+                          overrides={"epochs": 1, "batch_size": 16, "patience": 0})
+    assert [(o["fold"], o["split_seed"], o["status"]) for o in outcomes] == [(f, 0, "finished") for f in range(3)]
+    runs = iter_runs(tmp_path / "runs")
+    tested = []
+    for run in runs:
+        assert {k: run.config["params"][k] for k in ("folds", "split_seed")} == {"folds": 3, "split_seed": 0}
+        assert run.config["n_test"] == 30 and run.config["n_val"] == 30 and run.config["n_train"] == 30
+        assert run.config["dataset"]["content_hash"] == load_dataset(path).content_hash
+        tested += list(run.predictions["name"])
+    assert sorted(tested) == sorted(load_dataset(path).names)  # every galaxy tested once over the folds
+    summary = summary_table(runs)
+    assert summary.loc["lenet5", "n_splits"] == 3 and summary.loc["lenet5", "interval"] == "between splits"
+    assert paired_tests(runs).empty  # one model: nothing to pair
+
+
+def test_equal_protocol_gives_every_model_the_same_recipe_and_input_size():
+    configs = {m: default_config(m, protocol="equal") for m in ("lenet5", "alexnet", "resnet18")}
+    recipe = {(c.optimizer, c.learning_rate, c.weight_decay, c.schedule, c.epochs, c.batch_size, c.patience, c.protocol)
+              for c in configs.values()}
+    assert recipe == {("adamw", 1e-3, 1e-4, "cosine", 30, 32, 10, "equal")}
+    assert configs["lenet5"].model_options["native_size"] is True
+    tuned = default_config("lenet5")
+    assert tuned.protocol == "tuned" and tuned.schedule == "constant" and "native_size" not in tuned.model_options
+    # LeNet-5 at the dataset's 64 px: no resizing layer, and F6 sees C5's 9 x 9 x 120 map.
+    from core.models import build_model
+
+    native = build_model("lenet5", input_size=64, channels=1, num_classes=3, **configs["lenet5"].model_options)
+    assert not any(isinstance(layer, keras.layers.Resizing) for layer in native.layers)
+    assert native.get_layer("f6").count_params() == 9 * 9 * 120 * 84 + 84
+    resized = build_model("lenet5", input_size=64, channels=1, num_classes=3, **tuned.model_options)
+    assert resized.get_layer("f6").count_params() == 120 * 84 + 84
+
+
+def test_cosine_schedule_decays_the_learning_rate_to_zero_over_the_epochs(tmp_path):
+    path = make_separable_dataset(tmp_path / "tiny", n=90, size=16)
+    config = default_config("lenet5", epochs=2, batch_size=16, patience=0, schedule="cosine", learning_rate=1e-3)
+    result = _train(path, tmp_path, config)
+    # After epoch 1 of 2 the cosine is at its half-way point (0.5 x lr); after epoch 2 at 0.
+    assert result.history["learning_rate"].tolist() == pytest.approx([5e-4, 0.0], abs=1e-9)
+    # The schedule is saved with the checkpoint's optimiser, so --resume continues the same curve.
+    loaded = keras.saving.load_model(result.run_dir / "checkpoint" / "epoch-0002.keras", safe_mode=True)
+    steps = int(loaded.optimizer.iterations.numpy())
+    assert steps == 2 * int(np.ceil(load_run(result.run_dir).config["n_train"] / 16))
+    loaded.optimizer.iterations.assign(steps // 2)
+    assert float(keras.ops.convert_to_numpy(loaded.optimizer.learning_rate)) == pytest.approx(5e-4, rel=1e-5)
+
+
+def test_grad_cam_hand_worked_and_on_each_model():
+    from core.models import build_model, grad_cam
+
+    # Identity 1x1 convolution, global average pooling, a 2-way softmax: the class-0 score's gradient is the
+    # same positive number at every position of the map, so Grad-CAM is the (non-negative) image scaled to 1.
+    inputs = keras.Input((8, 8, 1))
+    conv = keras.layers.Conv2D(1, 1, use_bias=False, kernel_initializer="ones", name="conv")(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D()(conv)
+    out = keras.layers.Dense(2, activation="softmax", kernel_initializer=keras.initializers.Constant([[1.0, -1.0]]),
+                             bias_initializer="zeros")(pooled)
+    model = keras.Model(inputs, out)
+    image = np.random.default_rng(0).uniform(0.1, 1, (8, 8, 1)).astype(np.float32)
+    np.testing.assert_allclose(grad_cam(model, image, 0), image[..., 0] / image.max(), atol=1e-6)
+    assert (grad_cam(model, image, 1) == 0).all()  # class 1's evidence falls as the image brightens: ReLU -> 0
+    for name, size in (("lenet5", 32), ("alexnet", 64), ("resnet18", 64)):
+        net = build_model(name, input_size=size, channels=1, num_classes=3)
+        batch = np.random.default_rng(1).uniform(0, 1, (2, size, size, 1)).astype(np.float32)
+        maps = grad_cam(net, batch, 2)
+        assert maps.shape == (2, size, size) and maps.min() >= 0 and maps.max() <= 1
+    with pytest.raises(ConfigError, match="layer must be one of"):
+        grad_cam(model, image, 0, layer="dense")

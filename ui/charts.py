@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ui.palette import KEPT_COLOR, MISSING_COLOR, REJECTED_COLOR, SOURCE_NODE_COLOR, THRESHOLD_COLOR, class_colors
+from ui.palette import KEPT_COLOR, MISSING_COLOR, REJECTED_COLOR, THRESHOLD_COLOR, class_colors
 
 TEMPLATE = "plotly_white"
 
@@ -99,44 +99,59 @@ def histogram_with_threshold(
     return style(fig, title=title, height=280)
 
 
-def per_class_histogram(
-    frame: pd.DataFrame, *, column: str, classes: Sequence[str], title: str, x_title: str
+def per_class_violin(
+    frame: pd.DataFrame, *, column: str, classes: Sequence[str], title: str, y_title: str
 ) -> go.Figure:
-    """Overlaid histograms of ``column`` per class."""
+    """One violin of ``column`` per class, with its quartiles, spanning only the data's range.
+
+    Overlaid histograms of a few hundred objects per class hid each other; side by side the
+    classes' medians and spreads compare at a glance.
+    """
     colors = class_colors(classes)
     fig = go.Figure()
     for cls in classes:
         values = frame.loc[frame["label"] == cls, column].dropna()
         if len(values):
-            fig.add_trace(go.Histogram(x=values, name=text(cls), marker_color=colors[cls], opacity=0.6, nbinsx=40))
-    fig.update_layout(barmode="overlay")
-    fig.update_xaxes(title=x_title)
-    fig.update_yaxes(title="objects")
+            fig.add_trace(go.Violin(y=values, name=text(f"{cls} ({len(values):,})"), line_color=colors[cls], box_visible=True,
+                                    meanline_visible=False, points=False, spanmode="hard"))
+    fig.update_layout(showlegend=False)
+    fig.update_yaxes(title=y_title)
     return style(fig, title=title)
 
 
-def sankey(flows: pd.DataFrame, *, classes: Sequence[str], title: str) -> go.Figure:
-    """Raw type strings (left) flowing into scheme classes (right); ``flows``: source, target, n."""
+def stacked_histogram(
+    frame: pd.DataFrame, *, column: str, classes: Sequence[str], title: str, x_title: str, y_title: str
+) -> go.Figure:
+    """Histogram of ``column``, each bar split by class."""
     colors = class_colors(classes)
-    left = list(dict.fromkeys(flows["source"]))
-    right = list(dict.fromkeys(flows["target"]))
-    nodes = left + right
-    index = {(0, n): i for i, n in enumerate(left)} | {(1, n): len(left) + i for i, n in enumerate(right)}
-    node_colors = [SOURCE_NODE_COLOR] * len(left) + [colors.get(n, MISSING_COLOR) for n in right]
-    link_colors = [_rgba(colors.get(t, MISSING_COLOR), 0.35) for t in flows["target"]]
-    fig = go.Figure(
-        go.Sankey(
-            arrangement="snap",
-            node=dict(label=texts(nodes), color=node_colors, pad=8, thickness=14),
-            link=dict(
-                source=[index[(0, s)] for s in flows["source"]],
-                target=[index[(1, t)] for t in flows["target"]],
-                value=flows["n"].to_numpy(),
-                color=link_colors,
-            ),
-        )
-    )
-    return style(fig, title=title, height=max(420, 22 * len(left)))
+    fig = go.Figure()
+    for cls in classes:
+        values = frame.loc[frame["label"] == cls, column].dropna()
+        if len(values):
+            fig.add_trace(go.Histogram(x=values, name=text(cls), marker_color=colors[cls], nbinsx=30))
+    fig.update_layout(barmode="stack")
+    fig.update_xaxes(title=x_title)
+    fig.update_yaxes(title=y_title)
+    return style(fig, title=title)
+
+
+def type_bars(flows: pd.DataFrame, *, classes: Sequence[str], title: str) -> go.Figure:
+    """Raw type strings as horizontal bars, most common on top, coloured by the class each becomes.
+
+    ``flows``: source (raw string), target (class), n. Replaces a Sankey whose dozens of tiny
+    labels could not be read.
+    """
+    colors = class_colors(classes)
+    order = flows.groupby("source")["n"].sum().sort_values()  # plotly draws the first bar at the bottom
+    fig = go.Figure()
+    for cls in classes:
+        part = flows[flows["target"] == cls].groupby("source")["n"].sum().reindex(order.index)
+        if part.notna().any():
+            fig.add_trace(go.Bar(y=texts(order.index), x=part.to_numpy(), name=text(cls), orientation="h",
+                                 marker_color=colors.get(cls, MISSING_COLOR)))
+    fig.update_layout(barmode="stack")
+    fig.update_xaxes(title="catalogue rows")
+    return style(fig, title=title, height=max(360, 22 * len(order) + 140))
 
 
 def heatmap(
@@ -155,13 +170,6 @@ def heatmap(
     fig.update_yaxes(autorange="reversed", title=y_title)
     fig.update_xaxes(title=x_title, side="bottom")
     return style(fig, title=title, height=height)
-
-
-def _rgba(hex_color: str, alpha: float) -> str:
-    h = hex_color.lstrip("#")
-    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
-    return f"rgba({r},{g},{b},{alpha})"
-
 
 
 def grouped_bars(frame: pd.DataFrame, *, title: str, y_title: str) -> go.Figure:

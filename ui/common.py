@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -16,10 +17,13 @@ import streamlit as st
 from core import jobs
 from core.catalogue import source_kind as catalogue_kind
 from core.config import Settings, get_settings
+from core.counts import SourceCounts
+from core.io import read_jsonl
 from core.progress import format_duration
 from core.runs import DAMAGED
 
-MODEL_NAMES = {"lenet5": "LeNet-5", "alexnet": "AlexNet", "resnet18": "ResNet-18", "resnet34": "ResNet-34", "resnet50": "ResNet-50"}
+MODEL_NAMES = {"lenet5": "LeNet-5", "alexnet": "AlexNet", "resnet18": "ResNet-18", "resnet34": "ResNet-34", "resnet50": "ResNet-50",
+               "baseline": "Boosting baseline"}
 
 KIND_NAMES = {
     "sample": "built-in synthetic sample",
@@ -129,13 +133,17 @@ def damaged_notice(items: Iterable[tuple[object, str]], *, what: str, key: str) 
 
 
 def changed_dataset_notice(items: Iterable[tuple[object, str]], *, key: str) -> None:
-    """Warn about runs whose dataset folder was rebuilt or altered after training (``(run folder, message)``)."""
+    """Warn about runs whose dataset folder was rebuilt or altered after training.
+
+    ``items`` are ``(run folder, message)``; nothing is shown when there are none.
+    """
     rows = [{"run": Path(str(folder)).name, "problem": message} for folder, message in items]
     if not rows:
         return
-    st.warning(f"{len(rows)} finished run{'s were' if len(rows) > 1 else ' was'} trained on a dataset that has "
-               "changed since: their images and classifications are not shown. Retrain them, or rebuild the "
-               "old parameters under another dataset name.")
+    were = "runs were" if len(rows) > 1 else "run was"
+    st.warning(f"{len(rows)} finished {were} trained on a dataset that has changed since: their images "
+               "and classifications are not shown. Retrain them, or rebuild the old parameters under "
+               "another dataset name.")
     st.dataframe(rows, hide_index=True, width="stretch", key=key)
 
 
@@ -145,6 +153,31 @@ def damaged_runs(table: pd.DataFrame) -> list[tuple[str, str]]:
         return []
     bad = table[table["status"] == DAMAGED]
     return list(zip(bad["path"], bad["problem"]))
+
+
+COUNTS = ("rows", "objects", "labelled")
+
+
+def count_metrics(
+    counted: SourceCounts, scheme: str, columns: Sequence[Any] | None = None, *, show: Sequence[str] = COUNTS
+) -> None:
+    """Catalogue rows, objects and labelled objects (or those in ``show``), named and explained
+    the same on every page, one per column."""
+    dropped = ""
+    if counted.conflicts:
+        dropped = f" {counted.conflicts:,} listed under conflicting types are left out ({counted.policy})."
+    metrics = {
+        "rows": ("Catalogue rows", counted.rows,
+                 "Lines of the catalogue; a galaxy can have several (aliases, one per image)."),
+        "objects": ("Objects", counted.objects,
+                    f"Distinct galaxies: {counted.names:,} names, those at the same position counted once."),
+        "labelled": ("Labelled objects", counted.labelled,
+                     f"Objects the {scheme} scheme puts in one of its classes; the classes add up to it.{dropped}"),
+    }
+    columns = columns if columns is not None else st.columns(len(show))
+    for column, name in zip(columns, show):
+        label, value, explanation = metrics[name]
+        column.metric(label, f"{value:,}", help=explanation)
 
 
 def job_table(job_list: Iterable[jobs.Job]) -> list[dict[str, object]]:
@@ -167,12 +200,20 @@ def job_table(job_list: Iterable[jobs.Job]) -> list[dict[str, object]]:
     return rows
 
 
-@st.fragment(run_every=2.0)
-def job_panel(job_id: str, *, key: str) -> None:
-    """Live progress of one background job: bar, counts, rate, ETA, failures, log tail, stop.
+STATUS_ICONS = {
+    "running": ":material/hourglass_top:",
+    "finished": ":material/check_circle:",
+    "failed": ":material/error:",
+    "stopped": ":material/stop_circle:",
+}
 
-    A fragment that re-renders itself every 2 s (the rest of the page does not rerun); it reads
-    only the job's files, so it works after a reload, from another tab or a new session.
+
+def job_panel(job_id: str, *, key: str) -> None:
+    """Live progress of one background job: bar, figures, failures, log tail, stop.
+
+    It reads only the job's files, so it works after a reload, from another tab or a new session.
+    While the job runs, a fragment redraws the panel every 2 s (the rest of the page does not
+    rerun); once it has ended, the panel is drawn once and nothing reruns.
     """
     try:
         job = jobs.load_job(job_id)
@@ -186,27 +227,97 @@ def job_panel(job_id: str, *, key: str) -> None:
                    "in the jobs folder if you did not start it.")
         st.text(f"{job.label}: {problem}")
         return
+    if jobs.job_status(job) == jobs.RUNNING:
+        _live_job_panel(job_id, key=key)
+    else:
+        _draw_job_panel(job, key=key)
+
+
+@st.fragment(run_every=2.0)
+def _live_job_panel(job_id: str, *, key: str) -> None:
+    job = jobs.load_job(job_id)
+    if jobs.job_status(job) != jobs.RUNNING:
+        # The whole page redraws what the job produced, and without this fragment's timer.
+        st.rerun()
+    _draw_job_panel(job, key=key)
+
+
+def _draw_job_panel(job: jobs.Job, *, key: str) -> None:
     status = jobs.job_status(job)
-    event = jobs.job_progress(job) or {}
-    done, total = _count(event.get("done")), _count(event.get("total")) or None
-    icon = {"running": "⏳", "finished": "✅", "failed": "❌", "stopped": "⏹️"}[status]
-    fraction = min(1.0, done / total) if total else (1.0 if status == "finished" else 0.0)
-    st.progress(fraction, text=f"{icon} **{md(job.label)}** — {status}")
-    cols = st.columns(5)
-    cols[0].metric("Done", f"{done}" + (f" / {total}" if total else ""))
-    cols[1].metric("Rate", f"{float(event.get('rate') or 0):.1f} /s")
-    cols[2].metric("ETA", format_duration(event.get("eta")) if status == "running" else "—")
-    cols[3].metric("Failed", int(event.get("failed") or 0))
-    cols[4].metric("Elapsed", format_duration(time.time() - job.started) if status == "running" else "—")
-    if status == "running":
+    fraction, summary, figures = job_figures(job, status)
+    st.progress(fraction, text=f"{STATUS_ICONS[status]} **{md(job.label)}** — {status} · {md(summary)}")
+    for column, (label, value) in zip(st.columns(len(figures)), figures):
+        column.metric(label, value)
+    if status == jobs.RUNNING:
         if st.button("Stop", key=f"{key}_stop", icon=":material/stop_circle:"):
             jobs.stop_job(job)
             st.toast(f"Stopping {md(job.label)}; finished work is kept.")
-    elif status == "failed":
+    elif status == jobs.FAILED:
         exit_record = jobs.job_exit(job)
         code = exit_record["returncode"] if exit_record else "killed"
         st.error(f"{md(job.label)} failed (exit {md(code)}). The last lines of its log are below.")
     log = jobs.tail_log(job, lines=12)
     if log:
-        with st.expander("Log", expanded=status == "failed"):
+        with st.expander("Log", expanded=status == jobs.FAILED):
             st.code(log, language=None)
+
+
+def job_figures(job: jobs.Job, status: str) -> tuple[float, str, list[tuple[str, str]]]:
+    """What a job panel shows: the fraction done, a one-line summary and ``(label, value)`` figures.
+
+    Training jobs count runs, epochs and batches (their events carry no item count); other jobs
+    count items. Values are short, so five of them fit side by side on a 1280-px screen.
+    """
+    exit_record = jobs.job_exit(job) or {}
+    ended = exit_record.get("ended") if status != jobs.RUNNING else None
+    elapsed = format_duration((ended or time.time()) - job.started)
+    if job.command[3:4] == ["train"]:
+        return _training_figures(job, status, elapsed)
+    event = jobs.job_progress(job) or {}
+    done, total = _count(event.get("done")), _count(event.get("total")) or None
+    if status == jobs.RUNNING and not done and total is None:
+        return 0.0, "starting …", [("Done", "—"), ("Rate", "—"), ("ETA", "—"), ("Failed", "0"),
+                                   ("Elapsed", elapsed)]
+    fraction = min(1.0, done / total) if total else (1.0 if status == jobs.FINISHED else 0.0)
+    step = f" ({event['step']})" if event.get("step") else ""
+    summary = f"{done:,} of {total:,} done{step}" if total else f"{done:,} done{step}"
+    eta = format_duration(event.get("eta")) if status == jobs.RUNNING else "—"
+    rate = event.get("rate")
+    rate = f"{rate:.1f}/s" if isinstance(rate, (int, float)) and not isinstance(rate, bool) else "—"
+    return fraction, summary, [("Done", f"{done:,}"), ("Rate", rate), ("ETA", eta),
+                               ("Failed", f"{_count(event.get('failed')):,}"), ("Elapsed", elapsed)]
+
+
+def _training_figures(job: jobs.Job, status: str, elapsed: str) -> tuple[float, str, list[tuple[str, str]]]:
+    events = [e for e in read_jsonl(job.progress_file) if e.get("epoch") is not None] if job.progress_file else []
+    n_runs = max(1, len(_option_values(job.command, "--models")) * len(_option_values(job.command, "--seeds")))
+    finished = len({e.get("run_id") for e in events if e.get("status") == "finished"})
+    if not events:
+        summary = "starting … (loading TensorFlow and the dataset)" if status == jobs.RUNNING else "no epoch recorded"
+        return (1.0 if status == jobs.FINISHED else 0.0), summary, [
+            ("Run", f"0 of {n_runs}"), ("Epoch", "—"), ("Batch", "—"), ("ETA", "—"), ("Elapsed", elapsed)]
+    last = events[-1]
+    epoch, epochs = _count(last.get("epoch")), _count(last.get("epochs")) or 1
+    batch, batches = _count(last.get("batch")), _count(last.get("batches")) or 1
+    current = 0.0 if last.get("status") == "finished" else ((max(epoch, 1) - 1) + batch / batches) / epochs
+    fraction = 1.0 if status == jobs.FINISHED else min(1.0, (finished + current) / n_runs)
+    eta = "—"
+    if status == jobs.RUNNING and fraction > 0:
+        spent = time.time() - job.started
+        eta = format_duration(spent * (1 - fraction) / fraction)
+    run_number = finished if last.get("status") == "finished" or status != jobs.RUNNING else finished + 1
+    summary = f"{model_label(str(last.get('model')))} seed {last.get('seed')}, epoch {epoch} of {epochs}"
+    return fraction, summary, [("Run", f"{min(run_number, n_runs)} of {n_runs}"), ("Epoch", f"{epoch}/{epochs}"),
+                               ("Batch", f"{batch}/{batches}"), ("ETA (at most)", eta), ("Elapsed", elapsed)]
+
+
+def _option_values(command: list[str], flag: str) -> list[str]:
+    """The values after ``flag`` in an argv, up to the next option (``--models a b --seeds 0``)."""
+    if flag not in command:
+        return []
+    values = []
+    for arg in command[command.index(flag) + 1:]:
+        if arg.startswith("--"):
+            break
+        values.append(arg)
+    return values

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import catalogue, dataset, images, labels, models, preprocessing, provenance, report, runs
+from core import catalogue, counts, dataset, images, labels, models, preprocessing, provenance, report, runs
 from core.builder import DEFAULT_MIN_QUALITY, QUALITY_DEFAULTS, compute_metrics, image_surveys, resolve_survey
 from core.config import get_settings
 from core.errors import GalaxyMorphError
@@ -116,6 +116,16 @@ def labelled(source: str, scheme: str) -> pd.DataFrame:
     return _labelled(source, scheme, _fingerprint(source))
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def _counts(source: str, scheme: str, policy: str, fingerprint: tuple[float, ...]) -> counts.SourceCounts:
+    return counts.count_source(_labelled(source, scheme, fingerprint), classes=scheme_classes(scheme), policy=policy)
+
+
+def source_counts(source: str, scheme: str, policy: str = "drop") -> counts.SourceCounts:
+    """Rows, objects, labelled objects and objects per class, as every page names them (:mod:`core.counts`)."""
+    return _counts(source, scheme, policy, _fingerprint(source))
+
+
 @st.cache_data(max_entries=16)
 def _resolved(source: str, scheme: str, policy: str, fingerprint: tuple[float, ...]) -> tuple[pd.DataFrame, dict[str, Any]]:
     table, report = labels.resolve_conflicts(_labelled(source, scheme, fingerprint), policy=policy)
@@ -146,7 +156,7 @@ def dropped_conflicts(source: str, scheme: str, report: Any) -> pd.DataFrame:
 
 def type_flows(table: pd.DataFrame, *, top: int) -> pd.DataFrame:
     """``source, target, n``: objects per (raw type string, class), the ``top`` raw strings kept apart."""
-    raw = table["classification"].fillna("(none)").astype(str).str.strip().replace("", "(none)")
+    raw = _raw_types(table)
     frequent = raw.value_counts().head(top).index
     grouped = raw.where(raw.isin(frequent), other=f"other types ({raw.nunique() - len(frequent)})")
     flows = pd.DataFrame({"source": grouped, "target": table["label"]}).value_counts().rename("n").reset_index()
@@ -169,6 +179,20 @@ def with_exclusions(table: pd.DataFrame, *, dwarfs: bool, uncertain: bool) -> pd
 def unclassified_types(table: pd.DataFrame) -> pd.DataFrame:
     """``type, objects``: the raw strings the scheme leaves unclassified, most frequent first."""
     return labels.unclassified_types(table[table.get("excluded", "") == ""]).reset_index()
+
+
+def _raw_types(table: pd.DataFrame) -> pd.Series:
+    return table["classification"].fillna("(none)").astype(str).str.strip().replace("", "(none)")
+
+
+def top_type_strings(table: pd.DataFrame, *, top: int) -> list[str]:
+    """The ``top`` most common raw type strings (``type_flows`` keeps them apart)."""
+    return list(_raw_types(table).value_counts().head(top).index)
+
+
+def type_strings(table: pd.DataFrame) -> int:
+    """How many distinct raw type strings the catalogue has."""
+    return int(_raw_types(table).nunique())
 
 
 def imbalance_text(counts: pd.Series) -> str:
@@ -455,14 +479,17 @@ def _dataset_change(run_path: str, fingerprint: tuple[float, ...]) -> str | None
 
 
 def dataset_change(run: runs.Run) -> str | None:
-    """Why ``run``'s dataset folder no longer holds what it was trained on (:func:`core.provenance.dataset_change`,
-    data included), or None; cached until the run's config or one of the dataset's files changes."""
-    fingerprint = _dataset_mtimes(str(run.config["dataset"]["path"])) + ((run.path / "config.json").stat().st_mtime,)
+    """Why ``run``'s dataset folder no longer holds what it was trained on, data included
+    (:func:`core.provenance.dataset_change`), or None; cached until the run's config or one of the
+    dataset's files changes."""
+    config_mtime = (run.path / "config.json").stat().st_mtime
+    fingerprint = (*_dataset_mtimes(str(run.config["dataset"]["path"])), config_mtime)
     return _dataset_change(str(run.path), fingerprint)
 
 
 def changed_datasets(table: pd.DataFrame) -> list[tuple[str, str]]:
-    """``(run folder, message)`` for each finished run of :func:`runs_table` whose dataset changed after training."""
+    """``(run folder, message)`` for each finished run of :func:`runs_table` whose dataset changed
+    after training."""
     if table.empty:
         return []
     finished = table[table["status"] == "finished"]
@@ -479,43 +506,18 @@ def first_seed_runs(run_list: list[runs.Run]) -> list[runs.Run]:
     return [chosen[m] for m in order]
 
 
-LOWER_IS_BETTER = ("ece", "train_seconds", "params")
-SUMMARY_ROWS = {
-    "accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy", "macro_f1": "Macro F1",
-    "roc_auc_macro": "ROC AUC (one vs rest)", "ece": "ECE (calibration error)", "params": "Parameters",
-    "train_seconds": "Training time (s)", "inference_img_per_s": "Inference (images/s)",
-}
-
-
-def styled_summary(summary: pd.DataFrame) -> Any:
-    """Metrics by row, models by column, ``mean ± std`` text, best per row in bold green."""
-    cells, best = {}, {}
-    for metric, title in SUMMARY_ROWS.items():
-        means = summary[f"{metric}_mean"].astype(float)
-        stds = summary[f"{metric}_std"].astype(float)
-        cells[title] = [report_cell(metric, m, s) for m, s in zip(means, stds)]
-        if means.notna().any() and len(means) > 1:
-            best[title] = model_label(means.idxmin() if metric in LOWER_IS_BETTER else means.idxmax())
-    # st.dataframe shows the frame's own labels (it ignores a Styler's relabel_index).
-    names = [model_label(m) for m in summary.index]
-    table = pd.DataFrame(cells, index=names).T
-    seeds = pd.DataFrame([summary["n_seeds"].astype(int).astype(str).to_numpy()], index=["Seeds"], columns=names)
-    table = pd.concat([table, seeds])
+def styled_summary(summary: pd.DataFrame, *, best: str | None = None) -> Any:
+    """:func:`core.report.summary_cells` with model labels; the accuracy of ``best`` (significantly better
+    than every other model) in bold green, nothing bold otherwise."""
+    table = report.summary_cells(summary)
+    table.columns = [model_label(m) for m in table.columns]
+    accuracy_row, best_column = table.index[0], model_label(best) if best is not None else None
 
     def highlight(column: pd.Series) -> list[str]:
-        return ["font-weight: bold; color: #1a7f37" if best.get(row) == column.name else "" for row in column.index]
+        return ["font-weight: bold; color: #1a7f37" if column.name == best_column and row == accuracy_row else ""
+                for row in column.index]
 
     return table.style.apply(highlight, axis=0)
-
-
-def report_cell(metric: str, mean: float, std: float) -> str:
-    """``0.912 ± 0.004``; parameters as ``61.5 k`` / ``11.2 M``; seconds without decimals."""
-    if mean != mean:
-        return "–"
-    if metric == "params":
-        return f"{mean / 1e6:.2f} M" if mean >= 1e5 else f"{mean / 1e3:.1f} k"
-    digits = 0 if metric in ("train_seconds", "inference_img_per_s") else 3
-    return f"{mean:.{digits}f}" if std != std else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def misclassified_gallery(run_list: list[runs.Run], *, limit: int) -> pd.DataFrame:
@@ -575,6 +577,14 @@ def saliency(run_path: str, image: np.ndarray) -> tuple[np.ndarray, int]:
     return for_display(models.saliency(model, x, predicted)), predicted
 
 
+def grad_cam(run_path: str, image: np.ndarray) -> tuple[np.ndarray, int]:
+    """Grad-CAM of the predicted class (via :func:`core.models.grad_cam`), ready for display."""
+    model = load_model(str(run_path), (Path(run_path) / "model.keras").stat().st_mtime)
+    x = image.astype(np.float32)
+    predicted = int(np.argmax(model.predict(x[None], verbose=0)[0]))
+    return for_display(models.grad_cam(model, x, predicted)), predicted
+
+
 @st.cache_data(max_entries=8, show_spinner="Writing the report …")
 def exports(paths: tuple[str, ...]) -> dict[str, bytes]:
     """``summary.csv``, ``summary.tex`` and ``report.html`` of these runs, as bytes for download."""
@@ -592,7 +602,8 @@ def read_upload(name: str, payload: bytes, *, max_bytes: int = UPLOAD_LIMIT_BYTE
 
 
 def read_path(path: str, *, channels: int = 1) -> Any:
-    """Read an image of the current source, in colour when the model's inputs have 3 channels (as the builder reads it)."""
+    """Read an image of the current source, in colour when the model's inputs have 3 channels (as
+    the builder reads it)."""
     return read_image(path, rgb=channels == 3)
 
 
@@ -619,6 +630,23 @@ def steps_for(image: Any, config: preprocessing.PreprocessConfig, *, ra: float |
     """The preprocessing steps of one image (raw, background-subtracted, cropped, stretched, final), centred
     on the catalogue position ``ra``/``dec`` when given, as the builder did."""
     return provenance.input_steps(image, config, ra=ra, dec=dec)
+
+
+# Steps whose pixels are already in [0, 1]: shown as they are, since that is what the model sees.
+STRETCHED_STEPS = ("stretched", "final")
+
+
+def step_for_display(step: str, array: np.ndarray) -> tuple[np.ndarray, str]:
+    """A preprocessing step's image for the screen, and a caption saying how it is shown.
+
+    Raw, background-subtracted and cropped pixels are in the image's own units (counts, or 0-255),
+    which ``st.image`` would clip to [0, 1]: they get a display-only asinh stretch between their
+    0.5 and 99.5 percentiles.
+    """
+    name = step.replace("_", " ")
+    if step in STRETCHED_STEPS:
+        return for_display(array), f"{name} (as the model sees it)"
+    return for_display(preprocessing.stretch_image(array, "asinh")), f"{name} (display: asinh)"
 
 
 def predict(run_path: str, x: np.ndarray) -> dict[str, float]:

@@ -28,16 +28,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="hubble3, hubble4, seed6, gz1, or a .json/.csv mapping file (default: gz1 for a Galaxy Zoo source, else hubble3)",
     )
-    parser.add_argument("--crop", type=float, default=0.5, help="crop side as a fraction of the image side (default: 0.5)")
+    # Preprocessing defaults depend on the source (core.builder.preprocess_defaults): colour cutouts
+    # (JPEG/PNG) get colour, crop 0.3, linear stretch and the image centre; FITS sources the values below.
+    cutouts = "; JPEG/PNG colour cutouts: "
+    parser.add_argument("--crop", type=float, default=None,
+                        help="crop side as a fraction of the image side (default: 0.5" + cutouts + "0.3)")
     parser.add_argument("--crop-arcsec", type=float, default=None, help="crop side in arcsec where the WCS allows")
     parser.add_argument("--size", type=int, default=None, help="output side in pixels (default: settings image_size, 64)")
-    parser.add_argument("--stretch", default="asinh", help="asinh, log, sqrt or linear (default: asinh)")
-    parser.add_argument("--channels", type=int, default=1, choices=(1, 3), help="1 grey, 3 colour (default: 1)")
+    parser.add_argument("--stretch", default=None,
+                        help="asinh, log, sqrt or linear (default: asinh" + cutouts + "linear, already stretched)")
+    parser.add_argument("--channels", type=int, default=None, choices=(1, 3),
+                        help="1 grey, 3 colour (default: 1" + cutouts + "3)")
     parser.add_argument(
         "--centre",
-        default="auto",
+        default=None,
         help="crop centre: wcs (catalogue position), peak (brightest source), none (image centre); "
-        "auto = none for Galaxy Zoo cutouts, else wcs where the WCS allows, else peak (default: auto)",
+        "auto = none for Galaxy Zoo cutouts, else wcs where the WCS allows, else peak (default: auto"
+        + cutouts + "none)",
     )
     # Threshold defaults are left to the library (core.builder.QUALITY_DEFAULTS), so the CLI cannot
     # drift from it, and importing it here would slow every command's start.
@@ -104,11 +111,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build, then print the folder, the counts per split and the reasons images were left out."""
+    import dataclasses
     import json
 
-    from core.builder import QUALITY_DEFAULTS, build_dataset
+    from core.builder import QUALITY_DEFAULTS, build_dataset, preprocess_defaults
     from core.config import get_settings
-    from core.preprocessing import PreprocessConfig
     from core.progress import Progress
 
     from core.catalogue import load_source
@@ -119,14 +126,9 @@ def run(args: argparse.Namespace) -> int:
     if args.scheme is not None:
         get_scheme(args.scheme)
     source = load_source(args.source if args.source is not None else settings.data_dir / "sample")
-    config = PreprocessConfig(
-        crop=args.crop,
-        crop_arcsec=args.crop_arcsec,
-        size=args.size if args.size is not None else settings.image_size,
-        stretch=args.stretch,
-        channels=args.channels,
-        centre=args.centre,
-    )
+    given = {"crop": args.crop, "crop_arcsec": args.crop_arcsec, "stretch": args.stretch, "channels": args.channels,
+             "centre": args.centre, "size": args.size if args.size is not None else settings.image_size}
+    config = dataclasses.replace(preprocess_defaults(source), **{k: v for k, v in given.items() if v is not None})
     thresholds = {name: getattr(args, name) for name in QUALITY_DEFAULTS if getattr(args, name) is not None}
     with Progress(None, desc="build", stream=sys.stderr, events_path=args.progress_file) as progress:
         out = build_dataset(

@@ -9,26 +9,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``compare`` command."""
     parser = subparsers.add_parser(
         "compare",
-        help="compare runs: mean ± std over seeds, McNemar tests, CSV / LaTeX / HTML report",
+        help="compare runs: intervals, Holm-corrected paired tests, CSV / LaTeX / HTML report",
         description="Compare finished runs (folders, ids or unique id prefixes; default: every finished run in "
-                    "the registry). Prints a side-by-side table and writes runs.csv, summary.csv, "
-                    "per_class.csv, mcnemar.csv, summary.tex and report.html into --out.",
+                    "the registry), one dataset and protocol at a time. Prints a side-by-side table with 95 % "
+                    "intervals and the verdict for every model pair, and writes runs.csv, summary.csv, per_class.csv, "
+                    "mcnemar.csv, tests.csv, summary.tex and report.html into --out (into --out/DATASET-HASH/ "
+                    "per dataset when the runs come from several).",
     )
     parser.add_argument("runs", nargs="*", metavar="RUN", help="runs to compare (default: all finished runs)")
     parser.add_argument("--runs-dir", default=None, help="run registry folder (default: the runs_dir setting)")
     parser.add_argument("--out", default="reports/compare", help="output folder (default: reports/compare)")
     parser.add_argument("--dataset", default=None,
                         help="with no RUN: only runs trained on this dataset folder")
+    parser.add_argument("--pool-datasets", action="store_true",
+                        help="compare runs of different datasets or protocols in one table (off: one report each)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Resolve the runs, print the table and the McNemar tests, write the report files."""
+    """Resolve the runs, print the table and the verdicts per dataset, write the report files."""
     from pathlib import Path
 
     from core.errors import GalaxyMorphError
-    from core.io import REPORT, check_replaceable
-    from core.report import format_summary, mcnemar_table, summary_table, write_report
+    from core.io import REPORT, atomic_write_json, check_replaceable
+    from core.report import by_dataset, dataset_name, deduplicate, finished, write_report
     from core.runs import resolve_run, scan_runs
 
     check_replaceable(args.out, kind=REPORT)  # before any table is printed: the report could not be written
@@ -56,13 +60,42 @@ def run(args: argparse.Namespace) -> int:
         raise GalaxyMorphError(problems[0] + more)
     if not runs:
         raise GalaxyMorphError("no runs to compare. Train some with `python -m core train --dataset ...`.")
-    print(format_summary(summary_table(runs)))
-    tests = mcnemar_table(runs)
-    if not tests.empty:
-        print("\nMcNemar (same seed, shared test galaxies):")
-        for row in tests.itertuples():
-            print(f"  seed {row.seed}: {row.model_a} vs {row.model_b}: b={row.b} c={row.c} "
-                  f"p={row.p_value:.3g} ({row.method})")
-    paths = write_report(runs, args.out)
-    print(f"\nwrote {', '.join(sorted(paths))} to {args.out}")
+    groups = by_dataset(deduplicate(finished(runs)))
+    if args.pool_datasets or len(groups) == 1:
+        groups = {"all": [r for group in groups.values() for r in group]}
+    outs = [Path(args.out) if len(groups) == 1 else Path(args.out) / dataset_name(group) for group in groups.values()]
+    if len(groups) > 1:
+        for out in outs:
+            check_replaceable(out, kind=REPORT)
+        # One report per dataset inside --out, which is marked as a report folder too, so the
+        # next compare into it is allowed.
+        atomic_write_json(Path(args.out) / "report.json", {
+            "written_by": "galaxy-morph compare", "runs": [r.id for group in groups.values() for r in group],
+            "reports": [out.name for out in outs]})
+    for group, out in zip(groups.values(), outs):
+        if len(groups) > 1:
+            print(f"\n=== dataset {dataset_name(group)} ({group[0].config.get('dataset', {}).get('path')}) ===")
+        _print_comparison(group, pool_datasets=args.pool_datasets)
+        paths = write_report(group, out, pool_datasets=args.pool_datasets)
+        print(f"\nwrote {', '.join(sorted(paths))} to {out}")
     return 0
+
+
+def _print_comparison(runs: list, *, pool_datasets: bool) -> None:
+    from core.report import (best_model, format_p, format_summary, mcnemar_table, paired_tests, per_class_recall,
+                             summary_table, verdicts)
+
+    summary = summary_table(runs, pool_datasets=pool_datasets)
+    tests = paired_tests(runs)
+    print(format_summary(summary, best=best_model(tests, list(summary.index))))
+    print("\nRecall per class [95 % Wilson interval]:")
+    print(per_class_recall(runs).to_string())
+    if tests.empty:
+        return
+    print("\nVerdicts (Holm-adjusted across the model pairs):")
+    for line, row in zip(verdicts(tests), tests.itertuples()):
+        print(f"  {line} [{row.method}]")
+    print("\nMcNemar per split and seed (shared test galaxies):")
+    for row in mcnemar_table(runs).itertuples():
+        print(f"  {row.split} seed {row.seed}: {row.model_a} vs {row.model_b}: b={row.b} c={row.c} "
+              f"{format_p(row.p_value)} ({row.method})")

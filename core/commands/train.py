@@ -23,8 +23,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--dataset", required=True, help="dataset folder written by `python -m core build`")
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS),
-                        help="lenet5, alexnet, resnet18, resnet34, resnet50 (default: lenet5 alexnet resnet18)")
+                        help="lenet5, alexnet, resnet18, resnet34, resnet50, or baseline (gradient boosting on "
+                             "morphology features, a floor for the networks) (default: lenet5 alexnet resnet18)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="random seeds, one run each (default: 0)")
+    parser.add_argument("--protocol", choices=("tuned", "equal"), default="tuned",
+                        help="tuned: per-model defaults; equal: one optimiser, cosine schedule, epoch budget and "
+                             "input size for every model (default: tuned)")
+    parser.add_argument("--schedule", choices=("constant", "cosine"), default=None,
+                        help="learning-rate schedule (default: per protocol; cosine under equal)")
+    parser.add_argument("--folds", type=int, default=0,
+                        help="stratified K-fold by object: one run per fold, test fold rotating, validation the next "
+                             "fold (default 0: the dataset's own split)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="split seeds 0..R-1: repeated K-fold with --folds, else stratified re-splits (default 1)")
     parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: per model)")
     parser.add_argument("--batch-size", type=int, default=None, help="batch size per device (default: 32)")
     parser.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default=None, help="default: per model")
@@ -49,16 +60,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train, print one line per run, return 1 if any run failed."""
+    from core.baseline import BASELINE_MODEL, train_baseline_runs
+    from core.errors import ConfigError
     from core.io import append_jsonl
+    from core.models import MODEL_NAMES
     from core.progress import format_duration
     from core.training import train_many
+
+    unknown = [m for m in args.models if m not in (*MODEL_NAMES, BASELINE_MODEL)]
+    if unknown:
+        raise ConfigError(f"--models must name {', '.join(MODEL_NAMES)} or {BASELINE_MODEL}; got {', '.join(unknown)}. "
+                          "Check the spelling.")
 
     overrides: dict[str, Any] = {
         "epochs": args.epochs, "batch_size": args.batch_size, "optimizer": args.optimizer,
         "learning_rate": args.learning_rate, "weight_decay": args.weight_decay, "shift": args.shift,
         "zoom": args.zoom, "patience": args.patience, "distribute": args.distribute,
         "mixed_precision": args.mixed_precision or None, "xla": args.xla or None,
-        "augment": False if args.no_augment else None,
+        "augment": False if args.no_augment else None, "schedule": args.schedule, "protocol": args.protocol,
     }
     # "none" (not None, which means "the default") turns class weighting off.
     overrides["class_weight"] = args.class_weight
@@ -84,12 +103,23 @@ def run(args: argparse.Namespace) -> int:
                              f"{event.get('test_accuracy', float('nan')):.3f}\n")
         sys.stderr.flush()
 
-    outcomes = train_many(
-        args.dataset, models=args.models, seeds=args.seeds, runs_dir=args.runs_dir, resume=args.resume,
-        overrides=overrides, progress_callback=show,
-    )
+    networks = [m for m in args.models if m != BASELINE_MODEL]
+    if BASELINE_MODEL in args.models and (args.folds or args.repeats > 1):
+        raise ConfigError("the baseline trains on the dataset's own split; --folds and --repeats are for the "
+                          "networks. Train the baseline in a separate command without them.")
+    outcomes = train_baseline_runs(
+        args.dataset, seeds=args.seeds, runs_dir=args.runs_dir, resume=args.resume,
+        overrides={"class_weight": args.class_weight},
+    ) if BASELINE_MODEL in args.models else []
+    if networks:
+        outcomes += train_many(
+            args.dataset, models=networks, seeds=args.seeds, runs_dir=args.runs_dir, resume=args.resume,
+            overrides=overrides, progress_callback=show, folds=args.folds, repeats=args.repeats,
+        )
     for o in outcomes:
         acc = "" if o["accuracy"] is None else f" test accuracy {o['accuracy']:.3f}"
         err = f" ({o['error']})" if o["error"] else ""
-        print(f"{o['model']} seed {o['seed']}: {o['status']}{acc}{err} -> {o['run_dir']}")
+        where = "" if o.get("fold") is None else f" fold {o['fold']}"
+        where += "" if o.get("split_seed") is None else f" split seed {o['split_seed']}"
+        print(f"{o['model']} seed {o['seed']}{where}: {o['status']}{acc}{err} -> {o['run_dir']}")
     return 1 if any(o["status"] == "failed" for o in outcomes) else 0

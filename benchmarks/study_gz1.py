@@ -1,0 +1,291 @@
+"""Validation study on the shipped Galaxy Zoo 1 cutouts (``data/gz1``): what makes real images work.
+
+Every figure is a **validation** accuracy: the test split of the seed-0 build (88 galaxies) is
+never read. The train + validation galaxies of that build (~494) are cut into ``--folds``
+stratified folds; each fold is the validation set once (the others train), and the table shows
+the mean and spread over folds, so a difference of one or two galaxies on a 90-galaxy validation
+set is not mistaken for an effect. Each fold's figure is the accuracy of the restored best weights
+(lowest validation loss) on that fold, as ``train`` selects them.
+
+Usage (long: nice it, the machine is shared)::
+
+    nice -n 10 python benchmarks/study_gz1.py --out /tmp/realacc --only lenet-grey lenet-colour
+    nice -n 10 python benchmarks/study_gz1.py --out /tmp/realacc --table   # print the table so far
+
+Results go to ``OUT/study.csv`` (one row per experiment and fold; an experiment that is already
+there is skipped, so a killed study resumes; ``--results study-big.csv`` for a second study
+running at the same time) and the table of every ``OUT/study*.csv`` to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from core.builder import build_dataset  # noqa: E402
+from core.dataset import Dataset, load_dataset  # noqa: E402
+from core.preprocessing import PreprocessConfig  # noqa: E402
+
+# The builder's current defaults for a Galaxy Zoo JPEG source, which each experiment varies.
+BASE = {"crop": 0.3, "size": 64, "stretch": "linear", "channels": 3}
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """One row of the table: a preprocessing variant, a model and training overrides."""
+
+    tag: str
+    model: str
+    preprocess: dict[str, Any] = dataclasses.field(default_factory=dict)
+    train: dict[str, Any] = dataclasses.field(default_factory=dict)
+    cosine: bool = False
+    note: str = ""
+
+
+def _experiments() -> list[Experiment]:
+    grey = {"channels": 1, "stretch": "asinh", "crop": 0.35}
+    old = {"channels": 3, "stretch": "asinh", "crop": 0.35}
+    out = [
+        # Input, on the cheap model.
+        Experiment("lenet-old-grey", "lenet5", grey, note="grey, asinh, crop 0.35 (the old recipe in grey)"),
+        Experiment("lenet-old-colour", "lenet5", old, note="colour, asinh, crop 0.35 (the old README recipe)"),
+        Experiment("lenet-asinh", "lenet5", {"stretch": "asinh"}, note="asinh instead of linear"),
+        Experiment("lenet-base", "lenet5", note="colour, linear, crop 0.3, 64 px"),
+        Experiment("lenet-grey", "lenet5", {"channels": 1}, note="grey instead of colour"),
+    ]
+    for crop in (0.2, 0.25, 0.4, 0.5):
+        out.append(Experiment(f"lenet-crop{crop}", "lenet5", {"crop": crop}, note=f"crop {crop}"))
+    out += [
+        Experiment("lenet-size32", "lenet5", {"size": 32}, note="32-px dataset (no resize in the model)"),
+        Experiment("lenet-size96", "lenet5", {"size": 96}, note="96-px dataset, resized to 32 in the model"),
+        Experiment("lenet-noaug", "lenet5", train={"augment": False}, note="no augmentation"),
+        Experiment("lenet-80ep", "lenet5", train={"epochs": 80}, note="80 epochs"),
+        Experiment("lenet-cosine", "lenet5", cosine=True, note="cosine learning-rate decay"),
+        Experiment("lenet-cosine80", "lenet5", train={"epochs": 80, "patience": 0}, cosine=True,
+                   note="cosine, 80 epochs, no early stop"),
+        Experiment("lenet-wd", "lenet5", train={"optimizer": "adamw", "weight_decay": 1e-4}, note="AdamW 1e-4"),
+        # The floor: gradient boosting on morphology features (core.baseline), same folds.
+        Experiment("baseline-base", "baseline", note="gradient-boosting baseline, colour linear crop 0.3"),
+        Experiment("baseline-grey", "baseline", grey, note="gradient-boosting baseline, grey asinh crop 0.35"),
+        # Targeted runs of the big models.
+        Experiment("resnet-old-grey", "resnet18", grey, note="ResNet-18, grey asinh crop 0.35"),
+        Experiment("resnet-base", "resnet18", note="ResNet-18, colour linear crop 0.3"),
+        Experiment("resnet-cosine", "resnet18", cosine=True, note="ResNet-18, + cosine"),
+        Experiment("alexnet-old-grey", "alexnet", grey, note="AlexNet, grey asinh crop 0.35"),
+        Experiment("alexnet-base", "alexnet", note="AlexNet, colour linear crop 0.3"),
+        Experiment("alexnet-cosine", "alexnet", cosine=True, note="AlexNet, + cosine"),
+    ]
+    return out
+
+
+EXPERIMENTS = {e.tag: e for e in _experiments()}
+
+
+def dataset_for(preprocess: dict[str, Any], out: Path) -> Path:
+    """The seed-0 build of ``data/gz1`` with ``BASE`` updated by ``preprocess`` (cached by the builder)."""
+    params = {**BASE, **preprocess}
+    config = PreprocessConfig(**params)
+    name = "gz1-" + "-".join(f"{k}{v}" for k, v in sorted(params.items()))
+    # extent=0: every variant keeps the same galaxies (same split, same folds), so a small crop is
+    # judged with the big galaxies it cuts, not on a set without them.
+    return build_dataset(ROOT / "data" / "gz1", preprocess=config, extent=0, out=out / "datasets" / name)
+
+
+def fold_dataset(dataset: Dataset, fold: int, folds: int) -> Dataset:
+    """Train+val of ``dataset`` with fold ``fold`` as validation (and as the "test" that train() scores).
+
+    The dataset's own test rows are dropped here, so nothing downstream can read them.
+    """
+    keep = dataset.meta["split"].to_numpy() != "test"
+    meta = dataset.meta[keep].reset_index(drop=True)
+    x = dataset.x[keep]
+    rng = np.random.default_rng(1234)
+    assign = np.empty(len(meta), dtype=int)
+    for label in sorted(meta["label"].unique()):
+        idx = np.flatnonzero(meta["label"].to_numpy() == label)
+        rng.shuffle(idx)
+        assign[idx] = np.arange(len(idx)) % folds
+    in_fold = assign == fold
+    split = np.where(in_fold, "val", "train")
+    meta = meta.assign(split=split)
+    scored = meta[in_fold].assign(split="test")
+    manifest = {**dataset.manifest, "content_hash": f"{dataset.content_hash}-fold{fold}of{folds}"}
+    return Dataset(path=dataset.path, x=np.concatenate([x, x[in_fold]]),
+                   meta=pd.concat([meta, scored], ignore_index=True), classes=dataset.classes, manifest=manifest)
+
+
+def _cosine_optimizer(epochs: int, steps: int) -> Any:
+    """Patch ``core.training._optimizer`` to decay the learning rate along a cosine (study only).
+
+    ``TrainConfig`` has no schedule yet; the study measures whether one is worth adding.
+    """
+    import keras
+
+    from core import training
+
+    original = training._optimizer
+
+    def optimizer(config: Any) -> Any:
+        plain = original(config)
+        schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=epochs * steps, alpha=0.01)
+        return plain.__class__(**{**plain.get_config(), "learning_rate": schedule})
+
+    training._optimizer = optimizer
+    return original
+
+
+def run_experiment(exp: Experiment, *, out: Path, folds: int, use_folds: int, seed: int) -> list[dict[str, Any]]:
+    """Train ``exp`` on the first ``use_folds`` of ``folds`` folds; one result row per fold."""
+    import keras
+
+    from core import runs, training
+
+    dataset = load_dataset(dataset_for(exp.preprocess, out))
+    rows = []
+    for fold in range(min(use_folds, folds)):
+        data = fold_dataset(dataset, fold, folds)
+        if exp.model == "baseline":
+            rows.append(_baseline_fold(exp, data, fold=fold, seed=seed, out=out))
+            continue
+        # Once TrainConfig has a schedule of its own, use it rather than the study's patch.
+        native = exp.cosine and "schedule" in {f.name for f in dataclasses.fields(training.TrainConfig)}
+        config = training.default_config(exp.model, seed=seed, **exp.train, **({"schedule": "cosine"} if native else {}))
+        n_train = int((data.split == "train").sum())
+        patch = exp.cosine and not native
+        original = _cosine_optimizer(config.epochs, int(np.ceil(n_train / config.batch_size))) if patch else None
+        run_dir = runs.create_run(out / "runs", model=exp.model, seed=seed, params=config.to_dict(),
+                                  dataset_path=dataset.path, dataset_hash=data.content_hash)
+        started = time.monotonic()
+        try:
+            result = training.train(data, config, run_dir=run_dir)
+        finally:
+            if original is not None:
+                training._optimizer = original
+            keras.backend.clear_session()
+        rows.append({"tag": exp.tag, "model": exp.model, "fold": fold, "seed": seed,
+                     "val_accuracy": result.metrics["accuracy"], "best_epoch": result.metrics["best_epoch"],
+                     "epochs_done": result.metrics["epochs_done"], "n_train": n_train,
+                     "n_val": int((data.split == "val").sum()), "seconds": round(time.monotonic() - started, 1),
+                     "note": exp.note})
+        logging.info("%s fold %d: val %.3f (best epoch %d, %.0f s)", exp.tag, fold, rows[-1]["val_accuracy"],
+                     rows[-1]["best_epoch"], rows[-1]["seconds"])
+    return rows
+
+
+def _baseline_fold(exp: Experiment, data: Dataset, *, fold: int, seed: int, out: Path) -> dict[str, Any]:
+    from core import runs
+    from core.baseline import BASELINE_MODEL, BaselineConfig, train_baseline
+
+    config = BaselineConfig(seed=seed)
+    run_dir = runs.create_run(out / "runs", model=BASELINE_MODEL, seed=seed, params=config.to_dict(),
+                              dataset_path=data.path, dataset_hash=data.content_hash)
+    started = time.monotonic()
+    metrics = train_baseline(data, config, run_dir=run_dir)
+    return {"tag": exp.tag, "model": BASELINE_MODEL, "fold": fold, "seed": seed, "val_accuracy": metrics["accuracy"],
+            "best_epoch": 1, "epochs_done": 1, "n_train": int((data.split == "train").sum()),
+            "n_val": int((data.split == "val").sum()), "seconds": round(time.monotonic() - started, 1),
+            "note": exp.note}
+
+
+def table(results: pd.DataFrame) -> str:
+    """Markdown table: mean ± sd of the fold validation accuracies, and the change against the reference.
+
+    The reference of a model is its ``<model>-base`` experiment; the change is the mean paired
+    difference over the folds both ran (the same validation galaxies), which is far less noisy
+    than the difference of two means.
+    """
+    lines = ["| experiment | what changed | val accuracy (mean ± sd) | Δ vs base (same folds) | folds | best epoch | s/fold |",
+             "|---|---|---|---|---|---|---|"]
+    order = [t for t in EXPERIMENTS if t in set(results["tag"])] + sorted(set(results["tag"]) - set(EXPERIMENTS))
+    for tag in order:
+        rows = results[results["tag"] == tag]
+        acc = rows["val_accuracy"]
+        base = results[results["tag"] == f"{tag.split('-')[0]}-base"].set_index("fold")["val_accuracy"]
+        paired = rows.set_index("fold")["val_accuracy"].sub(base).dropna()
+        delta = "" if tag.endswith("-base") or paired.empty else f"{paired.mean():+.3f} ({len(paired)})"
+        spread = acc.std(ddof=1) if len(acc) > 1 else 0.0
+        lines.append(f"| {tag} | {rows['note'].iloc[0]} | {acc.mean():.3f} ± {spread:.3f} | {delta} | {len(rows)} "
+                     f"| {rows['best_epoch'].mean():.0f} | {rows['seconds'].mean():.0f} |")
+    return "\n".join(lines)
+
+
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion ``k / n``."""
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def runs_table(runs_dir: Path) -> str:
+    """Markdown table of the finished runs in ``runs_dir``: test accuracy with its Wilson interval, time."""
+    from core.runs import iter_runs
+
+    lines = ["| model | test accuracy | 95 % Wilson interval | n test | validation accuracy | epochs (best) | train time |",
+             "|---|---|---|---|---|---|---|"]
+    for run in iter_runs(runs_dir):
+        m = run.metrics
+        if not m:
+            continue
+        n = int(m["n_test"])
+        k = int(round(m["accuracy"] * n))
+        low, high = wilson(k, n)
+        history = run.history
+        val = m.get("val_accuracy")
+        if val is None and not history.empty:
+            val = float(history.loc[history["epoch"] == m["best_epoch"], "val_accuracy"].iloc[0])
+        lines.append(f"| {run.model_name} s{run.seed} | {m['accuracy']:.3f} ({k}/{n}) | {low:.2f}–{high:.2f} | {n} "
+                     f"| {val:.3f} | {m['epochs_done']} ({m['best_epoch']}) | {m['train_seconds'] / 60:.1f} min |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("/tmp/gz1-study"))
+    parser.add_argument("--only", nargs="+", default=None, help=f"experiments to run: {', '.join(EXPERIMENTS)}")
+    parser.add_argument("--folds", type=int, default=5, help="folds the train+val galaxies are cut into")
+    parser.add_argument("--use-folds", type=int, default=None,
+                        help="run only the first N folds (same folds as a full run, so results stay paired)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--results", default="study.csv",
+                        help="results file in OUT (two studies at once need two files; the table reads OUT/study*.csv)")
+    parser.add_argument("--table", action="store_true", help="print the table of the results so far and exit")
+    parser.add_argument("--runs", type=Path, default=None,
+                        help="print the test table (Wilson intervals) of the finished runs in this folder and exit")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    if args.runs is not None:
+        print(runs_table(args.runs))
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    csv = args.out / args.results
+    results = pd.read_csv(csv) if csv.exists() else pd.DataFrame()
+    if not args.table:
+        for tag in args.only or list(EXPERIMENTS):
+            if tag not in EXPERIMENTS:
+                parser.error(f"unknown experiment {tag!r}; known: {', '.join(EXPERIMENTS)}")
+            if not results.empty and ((results["tag"] == tag) & (results["seed"] == args.seed)).any():
+                continue
+            rows = run_experiment(EXPERIMENTS[tag], out=args.out, folds=args.folds,
+                                  use_folds=args.use_folds or args.folds, seed=args.seed)
+            results = pd.concat([results, pd.DataFrame(rows)], ignore_index=True)
+            results.to_csv(csv, index=False)
+    everything = [pd.read_csv(p) for p in sorted(args.out.glob("study*.csv"))]
+    if everything:
+        print(table(pd.concat(everything, ignore_index=True)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,87 @@
+"""The counts every page shows about a source, defined once.
+
+- **rows**: catalogue rows. A galaxy can have several (aliases, one row per image or survey).
+- **objects**: distinct galaxies: names, with the names whose positions agree within
+  ``duplicate_arcsec`` (one galaxy under two names) counted once; the build's duplicate rule.
+- **labelled objects**: the objects the scheme puts in one class once label conflicts are
+  settled by ``policy`` (as the build does): the per-class counts add up to it.
+
+Counts after the quality filters are another quantity ("kept"), computed by the builder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from core.catalogue import find_duplicates
+from core.errors import ParseError
+from core.labels import UNCLASSIFIED, resolve_conflicts
+
+
+@dataclass(frozen=True)
+class SourceCounts:
+    """Rows, objects and labelled objects of one source under one scheme (see the module)."""
+
+    rows: int
+    names: int
+    objects: int
+    labelled: int
+    conflicts: int
+    policy: str
+    per_class: dict[str, int] = field(default_factory=dict)
+
+
+def count_source(
+    table: pd.DataFrame, *, classes: Sequence[str], policy: str = "drop", duplicate_arcsec: float = 3.0
+) -> SourceCounts:
+    """Count a labelled catalogue table (columns ``name``, ``label``; ``ra``, ``dec`` if known).
+
+    Parameters
+    ----------
+    table : DataFrame
+        One row per catalogue row, ``label`` from :func:`core.labels.label_table`.
+    classes : sequence of str
+        The scheme's classes, in order: ``per_class`` has each of them, zeros included.
+    policy : {"drop", "majority", "first"}
+        How an object listed under different labels is settled (:func:`core.labels.resolve_conflicts`).
+    duplicate_arcsec : float
+        Names closer than this on the sky are one object.
+
+    Raises
+    ------
+    ParseError
+        If ``name`` or ``label`` is missing.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"name": ["NGC 1", "NGC 1", "UGC 2"], "label": ["E", "E", "S0"]})
+    >>> c = count_source(t, classes=["E", "S0", "Spiral"])
+    >>> (c.rows, c.objects, c.labelled, c.per_class)
+    (3, 2, 2, {'E': 1, 'S0': 1, 'Spiral': 0})
+    """
+    missing = [c for c in ("name", "label") if c not in table.columns]
+    if missing:
+        raise ParseError(f"count_source needs columns name and label; missing {missing}. Label the table first.")
+    canonical: dict[str, str] = {}
+    if {"ra", "dec"} <= set(table.columns):
+        for group in find_duplicates(table, tolerance_arcsec=duplicate_arcsec):
+            canonical.update({name: group[0] for name in group})
+    galaxy = table["name"].astype(str).map(lambda n: canonical.get(n, n))
+    resolved, report = resolve_conflicts(table[["name", "label"]], policy=policy)
+    labelled = resolved[resolved["label"] != UNCLASSIFIED]
+    # Two names of one galaxy count once, under the class of the first one listed.
+    labelled = labelled.assign(galaxy=labelled["name"].astype(str).map(lambda n: canonical.get(n, n)))
+    labelled = labelled.drop_duplicates("galaxy")
+    per_class = labelled.groupby("label").size().reindex(list(classes), fill_value=0)
+    return SourceCounts(
+        rows=len(table),
+        names=int(table["name"].nunique()),
+        objects=int(galaxy.nunique()),
+        labelled=int(per_class.sum()),
+        conflicts=report.conflicts,
+        policy=policy,
+        per_class={str(k): int(v) for k, v in per_class.items()},
+    )

@@ -1,0 +1,112 @@
+"""Repeated evaluation: stratified k-fold and shuffle re-splits of a dataset's rows, by object.
+
+A dataset is built with one train/val/test split. On a few hundred galaxies the test set that
+split happens to draw moves accuracy by several points, more than training seeds do, so a
+comparison should rotate the test set. Both splitters here work **by object** (all rows of one
+name land in the same part, so an object never trains and tests the same model) and
+**stratified** by class (each fold gets its class's objects in turn, so per-class counts differ
+by at most one between folds). Validation is carved from the training folds: with fold ``f`` as
+test, fold ``f + 1`` (mod k) is validation and the rest train.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from core.dataset import SPLITS, Dataset
+from core.errors import GalaxyMorphError
+
+
+def _objects(labels: np.ndarray, names: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(unique names, label per name, row -> name index)``; a name's label is that of its first row."""
+    codes, uniques = pd.factorize(pd.Series(names, dtype=object), sort=False)
+    _, first = np.unique(codes, return_index=True)
+    return np.asarray(uniques, dtype=object), np.asarray(labels)[first], codes
+
+
+def stratified_kfold(labels: np.ndarray, names: np.ndarray, *, k: int, seed: int) -> np.ndarray:
+    """The fold (``0 .. k-1``) of every row: objects shuffled within each class, dealt to folds in turn.
+
+    Parameters
+    ----------
+    labels : array, shape (N,)
+        Class of each row.
+    names : array, shape (N,)
+        Object name of each row; rows of one name always share a fold.
+    k : int
+        Number of folds, >= 3 (one test, one validation, at least one training fold).
+    seed : int
+        Seeds the shuffle: the same seed gives the same folds.
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (N,)
+    """
+    if not isinstance(k, int) or k < 3:
+        raise GalaxyMorphError(f"k must be an integer >= 3 (test, validation and training folds); got {k!r}. Try 5.")
+    _, object_labels, codes = _objects(labels, names)
+    if len(object_labels) < k:
+        raise GalaxyMorphError(f"k-fold needs at least k objects; got {len(object_labels)} objects for k={k}. "
+                               "Use fewer folds.")
+    rng = np.random.default_rng(seed)
+    fold_of_object = np.empty(len(object_labels), dtype=np.int64)
+    start = 0
+    for cls in pd.unique(pd.Series(object_labels, dtype=object)):
+        members = rng.permutation(np.flatnonzero(object_labels == cls))
+        # Each class continues where the previous one stopped, so fold sizes stay within one of each other too.
+        fold_of_object[members] = (start + np.arange(len(members))) % k
+        start = (start + len(members)) % k
+    return fold_of_object[codes]
+
+
+def fold_split(folds: np.ndarray, *, k: int, fold: int) -> np.ndarray:
+    """``"train"`` / ``"val"`` / ``"test"`` per row: ``fold`` is test, the next fold validation, the rest train."""
+    if not 0 <= fold < k:
+        raise GalaxyMorphError(f"fold must be in [0, {k}); got {fold!r}.")
+    split = np.full(len(folds), "train", dtype=object)
+    split[folds == fold] = "test"
+    split[folds == (fold + 1) % k] = "val"
+    return split
+
+
+def shuffle_split(labels: np.ndarray, names: np.ndarray, *, fractions: tuple[float, float, float],
+                  seed: int) -> np.ndarray:
+    """A stratified random train/val/test split by object with the given fractions (one ``--repeats`` draw).
+
+    Within each class the objects are shuffled and cut at the cumulative fractions (rounded), so
+    each class keeps the proportions of the dataset's own split.
+    """
+    fractions_arr = np.asarray(fractions, dtype=np.float64)
+    if fractions_arr.shape != (3,) or (fractions_arr < 0).any() or not np.isclose(fractions_arr.sum(), 1):
+        raise GalaxyMorphError(f"fractions must be three non-negative numbers summing to 1; got {fractions!r}.")
+    _, object_labels, codes = _objects(labels, names)
+    rng = np.random.default_rng(seed)
+    part = np.empty(len(object_labels), dtype=np.int64)
+    cuts = np.cumsum(fractions_arr)[:2]
+    for cls in pd.unique(pd.Series(object_labels, dtype=object)):
+        members = rng.permutation(np.flatnonzero(object_labels == cls))
+        bounds = np.round(cuts * len(members)).astype(np.int64)
+        part[members] = np.searchsorted(bounds, np.arange(len(members)), side="right")
+    return np.asarray(SPLITS, dtype=object)[part[codes]]
+
+
+def resplit(dataset: Dataset, *, folds: int, fold: int, split_seed: int | None) -> Dataset:
+    """``dataset`` with its ``split`` column replaced; the arrays and the content hash stay the dataset's.
+
+    ``folds >= 3``: fold ``fold`` of :func:`stratified_kfold` with ``split_seed`` (0 if None).
+    ``folds == 0`` and a ``split_seed``: :func:`shuffle_split` with the dataset's own split fractions.
+    ``folds == 0`` and no seed: the dataset unchanged.
+    """
+    if folds == 0 and split_seed is None:
+        return dataset
+    labels, names = dataset.meta["label"].to_numpy(dtype=object), dataset.names
+    if folds:
+        split = fold_split(stratified_kfold(labels, names, k=folds, seed=split_seed or 0), k=folds, fold=fold)
+    else:
+        own = dataset.split
+        fractions = tuple(float(np.mean(own == s)) for s in SPLITS)
+        split = shuffle_split(labels, names, fractions=fractions, seed=split_seed)
+    return dataclasses.replace(dataset, meta=dataset.meta.assign(split=split))

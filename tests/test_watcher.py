@@ -1,0 +1,92 @@
+"""Streamlit's file watcher sees the code, never the data folders (issue 13: "Inotify queue overflowed").
+
+The default watcher puts a recursive inotify watch on the folder of ``app.py``, which holds
+``data/`` and ``runs/``: a fetch or build writing thousands of files overflowed its queue.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def test_config_polls_the_code_instead_of_watching_folders() -> None:
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
+    assert config["server"]["fileWatcherType"] == "poll"
+
+
+def _inotify_watches(pid: int) -> int:
+    """Inotify watches the process holds (``inotify wd:`` lines of its inotify descriptors)."""
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            if "inotify" not in os.readlink(fd):
+                continue
+            info = Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text()
+        except OSError:
+            continue
+        count += sum(line.startswith("inotify wd:") for line in info.splitlines())
+    return count
+
+
+@pytest.fixture
+def served(world: dict[str, Path]) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    if not CHROMIUM.exists():
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail(f"REQUIRE_BROWSER=1 but {CHROMIUM} is missing: apt-get install -y chromium")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
+    from tests.test_browser import _free_port
+
+    port = _free_port()
+    env = dict(os.environ, GALAXY_MORPH_DATA_DIR=str(world["data"]), GALAXY_MORPH_RUNS_DIR=str(world["runs"]))
+    # No --server.fileWatcherType: the test is about what .streamlit/config.toml says.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"streamlit did not come up: {proc.stdout.read().decode(errors='replace')[-2000:]}")
+            time.sleep(0.2)
+    yield proc, url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+@pytest.mark.browser
+def test_served_app_holds_no_inotify_watch(served: tuple[subprocess.Popen[bytes], str]) -> None:
+    """No watch at all, so none on data/ or runs/ (the default held one per folder under the repository)."""
+    from playwright.sync_api import sync_playwright
+
+    proc, url = served
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        page.goto(url, wait_until="domcontentloaded")
+        # A session registers the watchers (pages, imported modules) when its first run starts.
+        page.wait_for_selector('[data-testid="stMetricValue"]', timeout=180_000)
+        watches = _inotify_watches(proc.pid)
+        browser.close()
+    proc.terminate()
+    log = proc.communicate(timeout=20)[0].decode(errors="replace")
+    assert watches == 0, f"the server holds {watches} inotify watches"
+    assert "Inotify" not in log and "inotify" not in log, log[-2000:]
