@@ -30,7 +30,7 @@ if not candidates:
     common.stop_with("Only the baseline was trained on this dataset; train a network to classify an image.")
 # A model sees what it was trained on or nothing: runs whose dataset folder was rebuilt or
 # altered are refused.
-changed = [(run.path, problem) for run in candidates if (problem := data.dataset_change(run)) is not None]
+changed = [(run.path, change) for run in candidates if (change := data.dataset_change(run)) is not None]
 common.changed_dataset_notice(changed, key="cls_changed_runs")
 candidates = [run for run in candidates if run.path not in dict(changed)]
 if not candidates:

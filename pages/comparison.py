@@ -169,7 +169,7 @@ else:
 
 st.subheader("Misclassified galaxies")
 gallery = data.misclassified_gallery(runs_list, limit=8)
-changed = [(run.path, problem) for run in runs_list if (problem := data.dataset_change(run)) is not None]
+changed = [(run.path, change) for run in runs_list if (change := data.dataset_change(run)) is not None]
 common.changed_dataset_notice(changed, key="cmp_changed_runs")
 if changed:
     # The gallery's images come from the dataset folder: after a rebuild a name may show another image.
