@@ -23,6 +23,7 @@ import inspect
 import json
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -37,6 +38,7 @@ from core.dataset import is_dataset, remove_stale_staging, save_dataset
 from core.errors import ConfigError, GalaxyMorphError, ImageReadError
 from core.images import IMAGE_SUFFIXES
 from core.io import DATASET, atomic_path, check_replaceable
+from core.parallel import resolve_jobs, run_parallel
 from core.labels import (
     UNCLASSIFIED,
     ConflictReport,
@@ -102,6 +104,14 @@ def _file_key(path: str) -> tuple[int, int]:
     return int(stat.st_size), int(stat.st_mtime_ns)
 
 
+def measure_images(items: Sequence[tuple[str, float, float]]) -> list[dict[str, Any]]:
+    """Quality metrics of a few ``(path, ra, dec)`` images, as the metrics cache stores them.
+
+    A file that cannot be read gets its reason in ``read_error`` instead.
+    """
+    return _measure_chunk(items)
+
+
 def _measure_chunk(items: Sequence[tuple[str, float, float]]) -> list[dict[str, Any]]:
     """Quality metrics of a few images; a file that cannot be read gets its reason instead."""
     from core.images import read_image  # looked up per call, so a test can prove no image is read
@@ -138,25 +148,6 @@ def _finite(value: float) -> float | None:
     return None if value is None or not np.isfinite(value) else float(value)
 
 
-def _parallel(n_jobs: int | None, backend: str | None) -> tuple[int, str]:
-    settings = get_settings()
-    n_jobs = settings.n_workers if n_jobs is None else n_jobs
-    if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs < 1:
-        raise ConfigError(f"n_jobs must be a positive integer or None; got {n_jobs!r}. Use e.g. 2.")
-    return n_jobs, backend or settings.joblib_backend
-
-
-def _run_parallel(function: Any, tasks: list[Any], *, n_jobs: int, backend: str) -> Iterator[Any]:
-    """Results of ``function(task)`` in order, as they finish; serial when one worker suffices."""
-    if n_jobs == 1 or len(tasks) <= 1:
-        yield from (function(task) for task in tasks)
-        return
-    from joblib import Parallel, delayed, parallel_config
-
-    with parallel_config(backend=backend, n_jobs=n_jobs):
-        yield from Parallel(return_as="generator")(delayed(function)(task) for task in tasks)
-
-
 def compute_metrics(
     source: Source | str | Path,
     *,
@@ -165,6 +156,7 @@ def compute_metrics(
     backend: str | None = None,
     progress: Progress | None = None,
     chunk_size: int = 16,
+    measured: dict[str, dict[str, Any]] | None = None,
 ) -> pd.DataFrame:
     """Quality metrics of every image of a source (or of ``paths``), cached on disk.
 
@@ -177,13 +169,16 @@ def compute_metrics(
     n_jobs : int, optional
         Worker processes; default ``settings.n_workers``.
     backend : str, optional
-        joblib backend; default ``settings.joblib_backend`` (``"dask"`` with a running
-        ``dask.distributed`` client spreads the work over a cluster).
+        joblib backend; default ``settings.joblib_backend``. With the ``dask_scheduler``
+        setting the work goes to a dask cluster (:func:`core.parallel.run_parallel`).
     progress : Progress, optional
         Advanced once per image measured (cached images are not counted).
     chunk_size : int
         Images per task; the cache is saved after every round of tasks, so a killed run
         resumes with what was done.
+    measured : dict, optional
+        Rows of :func:`measure_images` already taken elsewhere (the sample renderer measures each
+        image it writes), by absolute path: stored as they are instead of reading those images.
 
     Returns
     -------
@@ -192,7 +187,7 @@ def compute_metrics(
         ``read_error`` (``""`` when the file was read). A bad file never stops the batch.
     """
     source = source if isinstance(source, Source) else load_source(source)
-    n_jobs, backend = _parallel(n_jobs, backend)
+    n_jobs = resolve_jobs(n_jobs)
     table = source.table[source.table["path"].notna()].drop_duplicates("path")
     if paths is not None:
         table = table[table["path"].isin(set(paths))]
@@ -216,13 +211,14 @@ def compute_metrics(
     todo = wanted[(merged["_merge"] == "left_only").to_numpy()]
     logger.info("metrics: %d images, %d cached, %d to measure", len(wanted), len(wanted) - len(todo), len(todo))
     if len(todo):
+        measured = measured or {}
+        fresh: list[dict[str, Any]] = [{**measured[p], "path": p} for p in todo["path"] if p in measured]
+        items = [item for item in zip(todo["path"], todo["ra"], todo["dec"]) if item[0] not in measured]
         if progress is not None:
-            progress.total = (progress.total or 0) + len(todo)
-        items = list(zip(todo["path"], todo["ra"], todo["dec"]))
+            progress.total = (progress.total or 0) + len(items)
         tasks = list(_chunks(items, chunk_size))
-        fresh: list[dict[str, Any]] = []
         saved_at = time.monotonic()
-        for rows in _run_parallel(_measure_chunk, tasks, n_jobs=n_jobs, backend=backend):
+        for rows in run_parallel(_measure_chunk, tasks, n_jobs=n_jobs, backend=backend):
             fresh.extend(rows)
             if progress is not None:
                 failed = sum(bool(r["read_error"]) for r in rows)
@@ -581,7 +577,7 @@ def build_dataset(
     )
     unplaced = _check_positions(candidates, catalog=resolved_catalog, allow_duplicates=allow_duplicates)
     eligible = candidates["reason"] == ""
-    n_jobs, backend = _parallel(n_jobs, backend)
+    n_jobs = resolve_jobs(n_jobs)
     metrics = compute_metrics(
         source, paths=candidates.loc[eligible, "path"].tolist(), n_jobs=n_jobs, backend=backend, progress=progress
     )
@@ -595,47 +591,55 @@ def build_dataset(
     kept = candidates[candidates["kept"]].reset_index(drop=True)
     _check_classes(kept, the_scheme.classes, val_fraction=val_fraction, test_fraction=test_fraction)
     metric_columns = [c for c in metrics.columns if c not in ("path", "read_error")]
-    x, failures = _preprocess_all(
-        kept, config, metric_columns=metric_columns, n_jobs=n_jobs, backend=backend, progress=progress
-    )
-    if failures:
-        failed = candidates["name"].isin(list(failures)).to_numpy()
-        candidates.loc[failed, "kept"] = False
-        candidates.loc[failed, "reason"] = "preprocess_error"
-        candidates.loc[failed, "read_error"] = candidates.loc[failed, "name"].map(failures)
-        keep_rows = ~kept["name"].isin(list(failures)).to_numpy()
-        x, kept = x[keep_rows], kept[keep_rows].reset_index(drop=True)
-        _check_classes(kept, the_scheme.classes, val_fraction=val_fraction, test_fraction=test_fraction)
-
-    kept["split"] = split_by_object(kept["label"], seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
-    classes = list(the_scheme.classes)
-    kept["y"] = kept["label"].map({c: i for i, c in enumerate(classes)}).astype(np.int64)
-    candidates["split"] = candidates["name"].map(dict(zip(kept["name"], kept["split"]))).fillna("")
-    reasons = candidates.loc[~candidates["kept"], "reason"].map(lambda r: r.split(":")[0]).value_counts()
-    manifest = {
-        "params": params,
-        "source": str(source.root),
-        "source_kind": source.kind,
-        "source_hash": current_hash,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "n_candidates": int(len(candidates)),
-        "reasons": {str(k): int(v) for k, v in reasons.items()},
-        "conflicts": conflict_report.to_dict(),
-        "objects_without_position": unplaced,
-        "survey": chosen_survey,
-        "band": chosen_band,
-        "survey_mix": mix.to_dict("records"),
-        # A list, not a mapping: the manifest is written with sorted keys, and the order is the point.
-        "unclassified_types": [
-            {"type": str(k), "objects": int(v)}
-            for k, v in unclassified_types(
-                candidates[candidates["reason"] == "unclassified"], top=UNCLASSIFIED_TYPES_SHOWN
-            ).items()
-        ],
-        "scheme_description": the_scheme.description,
-    }
-    meta = kept[["name", "label", "y", "split", "path"]]
-    saved = save_dataset(out, x=x, meta=meta, classes=classes, manifest=manifest, images=_images_table(candidates))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    handle, x_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".x.npy", dir=out.parent)
+    os.close(handle)
+    x_path = Path(x_name)
+    try:
+        failures = _preprocess_all(
+            kept, config, x_path=x_path, metric_columns=metric_columns, n_jobs=n_jobs, backend=backend,
+            progress=progress,
+        )
+        if failures:
+            failed = candidates["name"].isin(list(failures)).to_numpy()
+            candidates.loc[failed, "kept"] = False
+            candidates.loc[failed, "reason"] = "preprocess_error"
+            candidates.loc[failed, "read_error"] = candidates.loc[failed, "name"].map(failures)
+            keep_rows = ~kept["name"].isin(list(failures)).to_numpy()
+            _drop_rows(x_path, keep_rows)
+            kept = kept[keep_rows].reset_index(drop=True)
+            _check_classes(kept, the_scheme.classes, val_fraction=val_fraction, test_fraction=test_fraction)
+        kept["split"] = split_by_object(kept["label"], seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
+        classes = list(the_scheme.classes)
+        kept["y"] = kept["label"].map({c: i for i, c in enumerate(classes)}).astype(np.int64)
+        candidates["split"] = candidates["name"].map(dict(zip(kept["name"], kept["split"]))).fillna("")
+        reasons = candidates.loc[~candidates["kept"], "reason"].map(lambda r: r.split(":")[0]).value_counts()
+        manifest = {
+            "params": params,
+            "source": str(source.root),
+            "source_kind": source.kind,
+            "source_hash": current_hash,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "n_candidates": int(len(candidates)),
+            "reasons": {str(k): int(v) for k, v in reasons.items()},
+            "conflicts": conflict_report.to_dict(),
+            "objects_without_position": unplaced,
+            "survey": chosen_survey,
+            "band": chosen_band,
+            "survey_mix": mix.to_dict("records"),
+            # A list, not a mapping: the manifest is written with sorted keys, and the order is the point.
+            "unclassified_types": [
+                {"type": str(k), "objects": int(v)}
+                for k, v in unclassified_types(
+                    candidates[candidates["reason"] == "unclassified"], top=UNCLASSIFIED_TYPES_SHOWN
+                ).items()
+            ],
+            "scheme_description": the_scheme.description,
+        }
+        meta = kept[["name", "label", "y", "split", "path"]]
+        saved = save_dataset(out, x=x_path, meta=meta, classes=classes, manifest=manifest, images=_images_table(candidates))
+    finally:
+        x_path.unlink(missing_ok=True)
     logger.info("dataset %s: %d images kept of %d candidates", saved, len(kept), len(candidates))
     return saved
 
@@ -903,58 +907,77 @@ def split_by_object(labels: pd.Series, *, seed: int, val_fraction: float, test_f
     return split
 
 
-def _preprocess_chunk(
-    task: tuple[list[tuple[str, float, float, dict[str, Any]]], dict[str, Any]],
-) -> tuple[np.ndarray, list[str]]:
-    """Preprocessed images of one chunk, and an error text per image (``""`` when it worked).
+def _preprocess_chunk(task: tuple[str, int, list[tuple[str, float, float, dict[str, Any]]], dict[str, Any]]) -> list[str]:
+    """Preprocess a few images into their rows of the ``.npy`` file; an error text per image (``""`` if it worked).
 
-    Each image's stored metrics give preprocessing its sky and centre, which are then not
-    measured a second time.
+    The worker writes the pixels itself (through a memory map of ``x_path``, from ``start`` on),
+    so only the error texts travel back; an image that fails leaves its row at zero. Each
+    image's stored metrics give preprocessing its sky and centre, which are then not measured
+    a second time.
     """
     from core.images import read_image
 
-    items, config_dict = task
+    x_path, start, items, config_dict = task
     config = PreprocessConfig.from_dict(config_dict)
-    out = np.zeros((len(items), config.size, config.size, config.channels), dtype=np.float32)
+    x = np.lib.format.open_memmap(x_path, mode="r+")
     errors = []
     for i, (path, ra, dec, metrics) in enumerate(items):
         try:
             image = read_image(path, rgb=config.channels == 3)
-            out[i] = preprocessing.preprocess(image, config, ra=_finite(ra), dec=_finite(dec), metrics=metrics)
+            x[start + i] = preprocessing.preprocess(image, config, ra=_finite(ra), dec=_finite(dec), metrics=metrics)
             errors.append("")
         except (ImageReadError, ValueError) as exc:
             errors.append(str(exc))
-    return out, errors
+    x.flush()
+    return errors
 
 
 def _preprocess_all(
     kept: pd.DataFrame,
     config: PreprocessConfig,
     *,
+    x_path: Path,
     metric_columns: Sequence[str],
     n_jobs: int,
-    backend: str,
+    backend: str | None,
     progress: Progress | None,
     chunk_size: int = 32,
-) -> tuple[np.ndarray, dict[str, str]]:
-    """All kept images as one float32 array, filled chunk by chunk so memory stays flat."""
-    x = np.empty((len(kept), config.size, config.size, config.channels), dtype=np.float32)
+) -> dict[str, str]:
+    """Preprocess all kept images into the float32 ``.npy`` file ``x_path``; return the failures by name.
+
+    The array is never held whole: the workers write their chunks into a memory map of the file.
+    """
+    shape = (len(kept), config.size, config.size, config.channels)
+    np.lib.format.open_memmap(x_path, mode="w+", dtype=np.float32, shape=shape).flush()
     metrics = kept[list(metric_columns)].to_dict("records")
     items = list(zip(kept["path"], kept["ra"], kept["dec"], metrics))
-    tasks = [(list(chunk), config.to_dict()) for chunk in _chunks(items, chunk_size)]
+    tasks = [(str(x_path), start, items[start : start + chunk_size], config.to_dict())
+             for start in range(0, len(items), chunk_size)]
     if progress is not None:
         progress.total = (progress.total or 0) + len(items)
     failures: dict[str, str] = {}
-    start = 0
-    for chunk, errors in _run_parallel(_preprocess_chunk, tasks, n_jobs=n_jobs, backend=backend):
-        x[start : start + len(chunk)] = chunk
+    for (_, start, chunk, _), errors in zip(tasks, run_parallel(_preprocess_chunk, tasks, n_jobs=n_jobs, backend=backend)):
         for offset, error in enumerate(errors):
             if error:
                 failures[str(kept["name"].iloc[start + offset])] = error
-        start += len(chunk)
         if progress is not None:
             progress.update(len(chunk), failed=sum(bool(e) for e in errors), step="preprocess")
-    return x, failures
+    return failures
+
+
+def _drop_rows(x_path: Path, keep: np.ndarray, *, rows_per_copy: int = 1024) -> None:
+    """Rewrite the ``.npy`` file ``x_path`` with only the rows where ``keep`` is true, a slab at a time."""
+    x = np.load(x_path, mmap_mode="r")
+    kept_path = x_path.with_name(x_path.name + ".kept")
+    y = np.lib.format.open_memmap(kept_path, mode="w+", dtype=x.dtype, shape=(int(keep.sum()), *x.shape[1:]))
+    at = 0
+    for start in range(0, len(x), rows_per_copy):
+        slab = x[start : start + rows_per_copy][keep[start : start + rows_per_copy]]
+        y[at : at + len(slab)] = slab
+        at += len(slab)
+    y.flush()
+    del x, y
+    os.replace(kept_path, x_path)
 
 
 def _images_table(candidates: pd.DataFrame) -> pd.DataFrame:

@@ -52,6 +52,10 @@ class Settings:
         Processes for CPU work (reading and preprocessing images); 0 means one per core.
     joblib_backend : str
         joblib backend for parallel work (``loky``, ``threading``, or ``dask`` with a cluster).
+    dask_scheduler : str
+        Where image work runs on ``dask.distributed``: ``local:N`` for a ``LocalCluster`` of N
+        worker processes, or a scheduler address (``tcp://host:8786``) whose workers see the same
+        paths. Empty: joblib on this machine. See :mod:`core.parallel`.
     image_size : int
         Default side, in pixels, of the images a dataset is built at.
     user_agent : str
@@ -71,6 +75,7 @@ class Settings:
     max_retries: int = 4
     workers: int = 0
     joblib_backend: str = "loky"
+    dask_scheduler: str = ""
     image_size: int = 64
     user_agent: str = field(
         default="galaxy-morph/0.1 (galaxy morphology teaching tool; python-requests)"

@@ -109,7 +109,9 @@ class Dataset:
 def content_hash(x: np.ndarray, meta: pd.DataFrame) -> str:
     """SHA-256 over the image bytes and the (name, label, split) of every row."""
     digest = hashlib.sha256()
-    digest.update(np.ascontiguousarray(x, dtype=np.float32).tobytes())
+    # A slab at a time: x may be a memory map larger than memory.
+    for start in range(0, len(x), 1024):
+        digest.update(np.ascontiguousarray(x[start : start + 1024], dtype=np.float32))
     for column in ("name", "label", "split"):
         digest.update("\x1f".join(map(str, meta[column].tolist())).encode("utf-8"))
     return digest.hexdigest()
@@ -126,7 +128,7 @@ def count_by_split(meta: pd.DataFrame, classes: list[str]) -> dict[str, dict[str
 def save_dataset(
     out: str | Path,
     *,
-    x: np.ndarray,
+    x: np.ndarray | str | Path,
     meta: pd.DataFrame,
     classes: list[str],
     manifest: dict[str, Any],
@@ -139,7 +141,9 @@ def save_dataset(
     ``out`` must be absent, empty or a dataset holding only dataset files
     (:func:`core.io.check_replaceable`). The folder gets the mode the umask allows.
     ``manifest`` is completed with ``version``, ``classes``, ``counts``, ``n_images`` and
-    ``content_hash``.
+    ``content_hash``. ``x`` may be the path of a float32 ``.npy`` file on the same file system
+    as ``out`` (the builder writes one through a memory map): it is moved into the folder, never
+    loaded whole.
 
     Raises
     ------
@@ -149,6 +153,9 @@ def save_dataset(
     """
     out = Path(out)
     check_replaceable(out, kind=DATASET, option="out")
+    x_file = None if isinstance(x, np.ndarray) else Path(x)
+    if x_file is not None:
+        x = np.load(x_file, mmap_mode="r")
     _validate(x, meta, classes)
     meta = meta.reset_index(drop=True)
     manifest = dict(manifest)
@@ -168,7 +175,7 @@ def save_dataset(
         with _locked(staging):
             # mkdtemp makes 0700; a dataset folder gets what a plain mkdir would.
             os.chmod(staging, 0o777 & ~process_umask())
-            _write(staging, x=x, meta=meta, images=images, manifest=manifest)
+            _write(staging, x=x, x_file=x_file, meta=meta, images=images, manifest=manifest)
             # Checked again: a build takes minutes, in which someone may have put files there.
             check_replaceable(out, kind=DATASET, option="out")
             _replace_dir(staging, out)
@@ -178,9 +185,12 @@ def save_dataset(
     return out
 
 
-def _write(staging: Path, *, x: np.ndarray, meta: pd.DataFrame, images: pd.DataFrame | None,
+def _write(staging: Path, *, x: np.ndarray, x_file: Path | None, meta: pd.DataFrame, images: pd.DataFrame | None,
            manifest: dict[str, Any]) -> None:
-    np.save(staging / "x.npy", np.ascontiguousarray(x, dtype=np.float32))
+    if x_file is not None:
+        os.replace(x_file, staging / "x.npy")
+    else:
+        np.save(staging / "x.npy", np.ascontiguousarray(x, dtype=np.float32))
     meta.to_parquet(staging / "meta.parquet", index=False)
     if images is not None:
         images.reset_index(drop=True).to_parquet(staging / "images.parquet", index=False)

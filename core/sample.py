@@ -263,17 +263,12 @@ def generate_sample(
     >>> generate_sample("data/sample", n=200, seed=1)  # doctest: +SKIP
     PosixPath('data/sample')
     """
-    from joblib import Parallel, delayed
-
-    from core.config import get_settings
+    from core.builder import compute_metrics
+    from core.parallel import resolve_jobs, run_parallel
 
     n, seed = _validate(n=n, seed=seed)
     rates = rates or SampleRates()
-    settings = get_settings()
-    if n_jobs is None:
-        n_jobs = settings.n_workers
-    if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs < 1:
-        raise ConfigError(f"n_jobs must be a positive integer; got {n_jobs!r}. Use 1 for no parallelism.")
+    n_jobs = resolve_jobs(n_jobs)
     out = Path(out)
     params = _params(n=n, seed=seed, rates=rates)
     _prepare_folder(out, params, force=force)
@@ -288,20 +283,16 @@ def generate_sample(
         if done:
             progress.update(len(done))
 
-    results: Iterable[dict[str, Any]]
-    if n_jobs == 1 or len(todo) < 2:
-        results = (_render_and_write(s, out) for s in todo)
-    else:
-        parallel = Parallel(n_jobs=n_jobs, backend=settings.joblib_backend, return_as="generator",
-                            batch_size=4)
-        results = parallel(delayed(_render_and_write)(s, out) for s in todo)
-    for rec in results:
+    for rec in run_parallel(_render_task, [(s, out) for s in todo], n_jobs=n_jobs):
         append_jsonl(out / _PROGRESS_FILE, rec)
         done[rec["file"]] = rec
         if progress is not None:
             progress.update(1)
 
     _write_tables(out, rows, specs, done, params)
+    root = out.resolve()
+    measured = {str(root / file): rec["metrics"] for file, rec in done.items() if "metrics" in rec}
+    compute_metrics(root, measured=measured, n_jobs=n_jobs)
     (out / _PROGRESS_FILE).unlink(missing_ok=True)
     (out / _PARAMS_FILE).unlink(missing_ok=True)
     return out
@@ -1094,15 +1085,24 @@ def _fits_bytes(data: np.ndarray, cards: dict[str, Any], *, integer: bool) -> by
     return buffer.getvalue()
 
 
+def _render_task(task: tuple[dict[str, Any], Path]) -> dict[str, Any]:
+    return _render_and_write(*task)
+
+
 def _render_and_write(spec: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Render one image, write it atomically, return its truth record."""
+    """Render one image, write it atomically, return its truth record and its quality metrics."""
+    from core.builder import measure_images
+
     data, cards, truth = _render(spec)
     survey = {s.name: s for s in _surveys()}[spec["image"]["survey"]]
     raw = _fits_bytes(data, cards, integer=survey.integer)
     if spec["file"].endswith(".gz"):
         raw = gzip.compress(raw, compresslevel=3, mtime=0)  # mtime 0: same bytes on every run
     atomic_write_bytes(out / spec["file"], raw)
-    return {"file": spec["file"], **truth}
+    # Measured now, while the file is in the page cache and with the catalogue's rounded position, so the
+    # builder and the dashboard find every image in the metrics cache instead of reading them all again.
+    (metrics,) = measure_images([(str(out / spec["file"]), float(f"{spec['ra']:.6f}"), float(f"{spec['dec']:.6f}"))])
+    return {"file": spec["file"], **truth, "metrics": metrics}
 
 
 # ---------------------------------------------------------------------------------------------

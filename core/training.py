@@ -343,11 +343,34 @@ def _strategy(config: TrainConfig) -> Any:
     if config.distribute == "multiworker":
         if "TF_CONFIG" not in os.environ:
             raise ConfigError("distribute='multiworker' needs TF_CONFIG describing the cluster. See the README, section 'GPUs and clusters'.")
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        # Tried on two localhost workers: Keras 3.15's fit first fails reducing the input tuple, then
+        # reducing scalar metrics along axis 0. Refuse here rather than fail inside fit.
+        raise ConfigError(
+            f"distribute='multiworker' does not work with Keras {keras.__version__}: Model.fit fails under "
+            "MultiWorkerMirroredStrategy (keras-team/keras#20585). Use 'mirrored' for several GPUs of one "
+            "machine, or 'none'."
+        )
     gpus = tf.config.list_physical_devices("GPU")
     if config.distribute == "mirrored" or len(gpus) > 1:
         return tf.distribute.MirroredStrategy()
     return None
+
+
+def _val_batch_size(n_val: int, strategy: Any) -> int:
+    """256, or under a strategy a multiple of its replicas that gives every replica images in every batch.
+
+    Keras 3.15 averages the first validation batch across replicas to build its metrics, which
+    fails when that batch splits unevenly (7 images on 2 replicas: 4 and 3), and a last batch
+    smaller than the number of replicas leaves one empty, which the convolutions reject.
+    """
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    if replicas == 1:
+        return 256
+    top = min(256, n_val)
+    for size in range(top - top % replicas, replicas - 1, -replicas):
+        if n_val % size == 0 or n_val % size >= replicas:
+            return size
+    return replicas
 
 
 def _seed_everything(config: TrainConfig) -> None:
@@ -590,7 +613,8 @@ def _train(dataset: Dataset, config: TrainConfig, *, run_dir: Path, run_id: str,
     if not done:
         on_tf = keras.backend.backend() == "tensorflow"
         train_data = input_pipeline(x_train, y_train, batch_size=batch_size, shuffle=True, seed=config.seed)
-        val_data = input_pipeline(x_val, y_val, batch_size=256, shuffle=False, seed=config.seed)
+        val_data = input_pipeline(x_val, y_val, batch_size=_val_batch_size(len(y_val), strategy), shuffle=False,
+                                  seed=config.seed)
         fit_model.fit(
             train_data if on_tf else train_data[0],
             None if on_tf else train_data[1],

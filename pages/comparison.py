@@ -140,7 +140,7 @@ with left:
         ece = run.metrics.get("ece", np.nan)
         fig.add_trace(go.Scatter(x=bins["confidence"], y=bins["accuracy"], mode="lines+markers",
                                  line=dict(color=colors[run.model_name]), customdata=bins["count"],
-                                 name=f"{common.model_label(run.model_name)} (ECE {ece:.3f})",
+                                 name=charts.text(f"{common.model_label(run.model_name)} (ECE {ece:.3f})"),
                                  hovertemplate="confidence %{x:.2f}<br>accuracy %{y:.2f}<br>%{customdata} galaxies"))
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], line=dict(color=palette.MISSING_COLOR, dash="dot"), name="calibrated"))
     fig.update_xaxes(title="mean confidence in bin", range=[0, 1])

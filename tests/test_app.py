@@ -130,7 +130,7 @@ def test_comparison_shows_one_column_per_model(app: AppTest) -> None:
     assert "Accuracy" in summary.index
     assert all(" [" in cell and cell.endswith("]") for cell in summary.loc["Accuracy"]), summary.loc["Accuracy"]
     # One sentence per model pair, from the Holm-adjusted paired tests.
-    said = [line for m in app.markdown for line in m.body.splitlines()
+    said = [line for m in app.markdown for line in m.body.replace("\\", "").splitlines()
             if "(p " in line and "Holm)" in line and ("is better than" in line or "no significant difference" in line)]
     assert len(said) == 3, [m.body for m in app.markdown]
     charts = [c.key if hasattr(c, "key") else None for c in app.get("plotly_chart")]

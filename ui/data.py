@@ -22,6 +22,7 @@ from core.config import get_settings
 from core.errors import GalaxyMorphError
 from core.images import UPLOAD_LIMIT_BYTES, read_image
 from core.io import check_folder_name
+from core.progress import Progress
 from core.sample import ensure_sample
 from core.training import device_name
 from ui.common import KIND_NAMES, model_label
@@ -260,7 +261,41 @@ def _metrics(source: str, scheme: str, fingerprint: tuple[float, ...]) -> pd.Dat
 
 def metrics(source: str, scheme: str) -> pd.DataFrame:
     """One row per image of the source: quality metrics, ``quality``, ``label``, ``prefix``."""
-    return _metrics(source, scheme, _fingerprint(source))
+    fingerprint = _fingerprint(source)
+    measured = st.session_state.setdefault("metrics_measured", set())
+    if (source, fingerprint) not in measured:
+        _measure_with_progress_bar(source)
+        measured.add((source, fingerprint))
+    return _metrics(source, scheme, fingerprint)
+
+
+class _BarStream:
+    """A text stream for :class:`core.progress.Progress` that draws on a Streamlit progress bar."""
+
+    def __init__(self, slot: Any) -> None:
+        self.slot = slot
+        self.progress: Progress | None = None
+
+    def write(self, text: str) -> int:
+        if self.progress is not None and self.progress.total:
+            self.slot.progress(min(1.0, self.progress.done / self.progress.total), text=text.strip())
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def _measure_with_progress_bar(source: str) -> None:
+    """Measure the images the on-disk metrics cache lacks, with a bar (none shows when it has them all).
+
+    Outside the cached loader on purpose: an element drawn inside a cached function would be
+    replayed on every cache hit.
+    """
+    slot = st.empty()
+    stream = _BarStream(slot)
+    stream.progress = Progress(None, desc="Measuring image quality (once per source)", stream=stream)
+    compute_metrics(source, progress=stream.progress)
+    slot.empty()
 
 
 def default_preprocess(source: str) -> dict[str, Any]:
