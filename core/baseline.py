@@ -303,7 +303,7 @@ def train_baseline_runs(
                                  "error": None})
                 continue
         run_dir = runs.create_run(root, model=BASELINE_MODEL, seed=seed, params=params, dataset_path=dataset.path,
-                                  dataset_hash=dataset.content_hash)
+                                  dataset_hash=dataset.content_hash, dataset_manifest=dataset.manifest)
         try:
             metrics = train_baseline(dataset, config, run_dir=run_dir)
             outcomes.append({"model": BASELINE_MODEL, "seed": seed, "run_dir": str(run_dir), "status": "finished",

@@ -48,7 +48,7 @@ from core.labels import (
     resolve_conflicts,
     unclassified_types,
 )
-from core import preprocessing
+from core import preprocessing, provenance
 from core.preprocessing import QUALITY_VERSION, PreprocessConfig, apply_quality_filter, measure_quality
 from core.progress import Progress
 from core.spec import QUALITY_FIELDS, BuildSpec, QualityThresholds
@@ -535,6 +535,7 @@ def build(
     progress: Progress | None = None,
     force: bool = False,
     source: Source | None = None,
+    replace_trained: bool = False,
 ) -> Path:
     """Build (or find) the dataset of ``spec``; return its folder.
 
@@ -557,6 +558,10 @@ def build(
         Rebuild even when an identical dataset exists; replace a dataset built with other parameters.
     source : Source, optional
         ``spec.source`` loaded already.
+    replace_trained : bool
+        Also replace a dataset that finished runs (in the settings' runs folder) were trained on.
+        Without it such a rebuild is refused before an image is read: the runs would then describe
+        a dataset that no longer exists (:func:`core.provenance.dataset_change` flags them).
 
     Returns
     -------
@@ -589,6 +594,8 @@ def build(
         if manifest.get("params") == params and manifest.get("source_hash") == current_hash:
             logger.info("cache hit: %s already holds this dataset (same parameters, unchanged source)", out)
             return out
+    if manifest is not None and not replace_trained:
+        _refuse_if_trained(out)
 
     # Only the images of objects the labels leave eligible are measured (and cached) here.
     candidates, _ = select_candidates(
@@ -674,6 +681,7 @@ def build_dataset(
     backend: str | None = None,
     progress: Progress | None = None,
     force: bool = False,
+    replace_trained: bool = False,
     **choices: Any,
 ) -> Path:
     """:func:`build` with the spec's fields as keywords (tests and scripts build from Python this way).
@@ -696,7 +704,17 @@ def build_dataset(
         preprocess=preprocess if preprocess is not None else preprocess_defaults(loaded),
         thresholds=QualityThresholds(**thresholds), **choices,
     )
-    return build(spec, out=out, n_jobs=n_jobs, backend=backend, progress=progress, force=force, source=loaded)
+    return build(spec, out=out, n_jobs=n_jobs, backend=backend, progress=progress, force=force, source=loaded,
+                 replace_trained=replace_trained)
+def _refuse_if_trained(out: Path) -> None:
+    dependent = provenance.dependent_runs(out)
+    if dependent:
+        shown = ", ".join(run.id for run in dependent[:3]) + (" ..." if len(dependent) > 3 else "")
+        raise ConfigError(
+            f"--out {out} holds a dataset that {len(dependent)} finished run(s) were trained on ({shown}); "
+            "rebuilding it would leave them describing images that are gone. Build under another name with "
+            "--out, or pass --replace-trained to replace it anyway (those runs are then flagged as stale)."
+        )
 
 
 def _choices(params: Any) -> Any:

@@ -2,7 +2,8 @@
 
 A run folder holds
 
-- ``config.json``: every training parameter, the dataset path and content hash, package
+- ``config.json``: every training parameter, the dataset path and content hash, the dataset's
+  resolved preprocessing and source (what Classify repeats; :mod:`core.provenance`), package
   versions, device, process id and host, and ``status`` (``running``, ``finished``, ``failed``,
   ``stopped``); rewritten atomically whenever the status changes;
 - ``events.jsonl``: progress events (per epoch and every few batches) for the dashboard;
@@ -103,13 +104,16 @@ def create_run(
     params: dict[str, Any],
     dataset_path: str | Path,
     dataset_hash: str,
+    dataset_manifest: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Create ``runs_dir/RUN_ID/`` with a ``config.json`` in status ``running``; return the folder.
 
     The id is ``YYYYmmdd-HHMMSS-<model>-s<seed>-<4 hex>``: sortable by time and readable. A new
     folder is made, never an existing one reused; ``runs_dir`` must be absent or hold only run
-    folders, so runs never land inside a dataset, a source or the user's own folder.
+    folders, so runs never land inside a dataset, a source or the user's own folder. With the
+    dataset's ``dataset_manifest``, its resolved preprocessing and source are stored too, so the
+    run can be repeated on new images after the dataset folder is rebuilt.
 
     Raises
     ------
@@ -126,7 +130,8 @@ def create_run(
         "model": model,
         "seed": seed,
         "params": params,
-        "dataset": {"path": str(Path(dataset_path).resolve()), "content_hash": dataset_hash},
+        "dataset": {"path": str(Path(dataset_path).resolve()), "content_hash": dataset_hash,
+                    **_trained_on(dataset_manifest or {})},
         "config_hash": config_hash(params, dataset_hash),
         "created": now.isoformat(timespec="seconds"),
         "versions": package_versions(),
@@ -134,6 +139,14 @@ def create_run(
     }
     _write_config(path, config, status="running")
     return path
+
+
+def _trained_on(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What of a dataset's manifest a run needs to classify new images as it was trained."""
+    params = manifest.get("params") if isinstance(manifest.get("params"), dict) else {}
+    stored = {"preprocess": params.get("preprocess"), "source": manifest.get("source"),
+              "source_kind": manifest.get("source_kind")}
+    return {key: value for key, value in stored.items() if value is not None}
 
 
 def _check_runs_dir(root: Path) -> None:

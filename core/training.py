@@ -731,7 +731,7 @@ def train_many(
             run = unfinished
         run_dir = run.path if run is not None else runs.create_run(
             root, model=config.model, seed=config.seed, params=params, dataset_path=dataset.path,
-            dataset_hash=dataset.content_hash)
+            dataset_hash=dataset.content_hash, dataset_manifest=dataset.manifest)
         try:
             result = train(dataset, config, run_dir=run_dir, progress_callback=progress_callback,
                            resume=run is not None)

@@ -28,6 +28,23 @@ candidates = data.first_seed_runs(data.load_runs(tuple(finished[finished["datase
 candidates = [r for r in candidates if (r.path / "model.keras").exists()]
 if not candidates:
     common.stop_with("Only the baseline was trained on this dataset; train a network to classify an image.")
+# A model sees what it was trained on or nothing: runs whose dataset folder was rebuilt or
+# altered are refused.
+changed = [(run.path, change) for run in candidates if (change := data.dataset_change(run)) is not None]
+common.changed_dataset_notice(changed, key="cls_changed_runs")
+candidates = [run for run in candidates if run.path not in dict(changed)]
+if not candidates:
+    common.stop_with("Every model trained on this dataset was trained on an earlier version of it, so an "
+                     "image prepared from the folder now would not be what they learnt from. Retrain them "
+                     "on the **Training** page (or choose another dataset above).", kind="error")
+try:
+    trained = data.trained_preprocessing(candidates[0])
+except GalaxyMorphError as exc:
+    common.stop_with(common.md(exc), kind="error")
+config = trained.config
+if not trained.stored:
+    st.info("These runs predate the record of their preprocessing: it is taken from the dataset folder's "
+            "manifest, whose content still matches them.")
 # The image comes from the input chosen here; using an input chooses it (an upload sitting in
 # the uploader used to hide a galaxy picked afterwards, without a word).
 INPUTS = {"upload": "an uploaded file", "galaxy": "a galaxy of the current source", "ned": "a NED name"}
@@ -55,12 +72,14 @@ upload = upload if choice == "upload" else None
 picked = picked if choice == "galaxy" else "—"
 ned_name = ned_name if choice == "ned" else ""
 
+position: dict[str, float | None] = {}
 try:
     if upload is not None:
         image, label = data.read_upload(upload.name, upload.getvalue()), display_name(upload.name)
     elif picked != "—":
-        path = source_table.loc[source_table["name"] == picked, "path"].iloc[0]
-        image, label = data.read_path(path), picked
+        row = source_table.loc[source_table["name"] == picked].iloc[0]
+        image, label = data.read_path(row["path"], channels=config.channels), picked
+        position = {"ra": row.get("ra"), "dec": row.get("dec")}
     elif ned_name.strip():
         image, label = data.fetch_ned_image(ned_name.strip()), ned_name.strip()
     else:
@@ -68,11 +87,7 @@ try:
 except GalaxyMorphError as exc:
     common.stop_with(common.md(exc), kind="error")
 
-try:
-    config = data.dataset_preprocess_config(dataset)
-except GalaxyMorphError as exc:
-    common.stop_with(common.md(exc), kind="error")
-steps = data.steps_for(image, config)
+steps = data.steps_for(image, config, **position)
 st.subheader(f"Preprocessing of {common.md(label)}")
 for col, (step, array) in zip(st.columns(len(steps)), steps.items()):
     shown, caption = data.step_for_display(step, array)

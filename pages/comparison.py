@@ -169,7 +169,12 @@ else:
 
 st.subheader("Misclassified galaxies")
 gallery = data.misclassified_gallery(runs_list, limit=8)
-if gallery.empty:
+changed = [(run.path, change) for run in runs_list if (change := data.dataset_change(run)) is not None]
+common.changed_dataset_notice(changed, key="cmp_changed_runs")
+if changed:
+    # The gallery's images come from the dataset folder: after a rebuild a name may show another image.
+    st.caption("No gallery: the dataset folder no longer holds the images these runs were tested on.")
+elif gallery.empty:
     st.success("Every test galaxy is classified correctly by every chosen model.")
 else:
     source_path = data.dataset_source(runs_list[0])
@@ -189,7 +194,8 @@ if not present:
     st.subheader("Saliency and Grad-CAM")
     names = list(gallery["name"]) if not gallery.empty else list(runs_list[0].predictions["name"].head(20))
     galaxy = st.selectbox("Galaxy", names, key="cmp_saliency_name")
-    if st.button("Compute saliency maps", key="cmp_saliency", icon=":material/visibility:", disabled=problem is not None):
+    if st.button("Compute saliency maps", key="cmp_saliency", icon=":material/visibility:",
+                 disabled=problem is not None or bool(changed)):
         image = data.dataset_image(runs_list[0].config["dataset"]["path"], galaxy, raw=True)
         networks = [r for r in first if (r.path / "model.keras").exists()]  # the baseline has no gradients
         for col, run in zip(st.columns(len(networks) + 1), [None, *networks]):

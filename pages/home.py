@@ -53,6 +53,7 @@ with right:
         st.caption("No dataset yet: build one on **Preprocessing preview**.")
     common.damaged_notice(damaged_datasets, what="dataset", key="home_damaged_datasets")
     common.damaged_notice(common.damaged_runs(runs), what="run", key="home_damaged_runs")
+    common.changed_dataset_notice(data.changed_datasets(runs), key="home_changed_runs")
     st.markdown("#### Next steps")
     steps = []
     if not datasets:

@@ -132,6 +132,21 @@ def damaged_notice(items: Iterable[tuple[object, str]], *, what: str, key: str) 
     st.dataframe(rows, hide_index=True, width="stretch", key=key)
 
 
+def changed_dataset_notice(items: Iterable[tuple[object, str]], *, key: str) -> None:
+    """Warn about runs whose dataset folder was rebuilt or altered after training.
+
+    ``items`` are ``(run folder, message)``; nothing is shown when there are none.
+    """
+    rows = [{"run": Path(str(folder)).name, "problem": message} for folder, message in items]
+    if not rows:
+        return
+    were = "runs were" if len(rows) > 1 else "run was"
+    st.warning(f"{len(rows)} finished {were} trained on a dataset that has changed since: their images "
+               "and classifications are not shown. Retrain them, or rebuild the old parameters under "
+               "another dataset name.")
+    st.dataframe(rows, hide_index=True, width="stretch", key=key)
+
+
 def damaged_runs(table: pd.DataFrame) -> list[tuple[str, str]]:
     """``(folder, message)`` of the damaged rows of :func:`core.runs.list_runs`'s table."""
     if table.empty:

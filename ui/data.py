@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import catalogue, counts, dataset, images, labels, models, preprocessing, report, runs
+from core import catalogue, counts, dataset, images, labels, models, preprocessing, provenance, report, runs
 from core.builder import Selection, compute_metrics, image_surveys, preprocess_defaults, select
 from core.config import get_settings
 from core.errors import GalaxyMorphError
@@ -514,6 +514,30 @@ def load_runs(paths: tuple[str, ...]) -> list[runs.Run]:
     return [runs.load_run(p) for p in paths]
 
 
+@st.cache_data(max_entries=256, show_spinner="Checking the dataset the run was trained on …")
+def _dataset_change(run_path: str, fingerprint: tuple[float, ...]) -> str | None:
+    return provenance.dataset_change(runs.load_run(run_path), verify_data=True)
+
+
+def dataset_change(run: runs.Run) -> str | None:
+    """Why ``run``'s dataset folder no longer holds what it was trained on, data included
+    (:func:`core.provenance.dataset_change`), or None; cached until the run's config or one of the
+    dataset's files changes."""
+    config_mtime = (run.path / "config.json").stat().st_mtime
+    fingerprint = (*_dataset_mtimes(str(run.config["dataset"]["path"])), config_mtime)
+    return _dataset_change(str(run.path), fingerprint)
+
+
+def changed_datasets(table: pd.DataFrame) -> list[tuple[str, str]]:
+    """``(run folder, message)`` for each finished run of :func:`runs_table` whose dataset changed
+    after training."""
+    if table.empty:
+        return []
+    finished = table[table["status"] == "finished"]
+    changes = [(run.path, dataset_change(run)) for run in load_runs(tuple(finished["path"]))]
+    return [(str(path), message) for path, message in changes if message is not None]
+
+
 def first_seed_runs(run_list: list[runs.Run]) -> list[runs.Run]:
     """One run per model, the one with the smallest seed, in first-seen model order."""
     chosen: dict[str, runs.Run] = {}
@@ -618,9 +642,10 @@ def read_upload(name: str, payload: bytes, *, max_bytes: int = UPLOAD_LIMIT_BYTE
     return images.read_upload(name, payload, max_bytes=max_bytes)
 
 
-def read_path(path: str) -> Any:
-    """Read an image of the current source."""
-    return read_image(path)
+def read_path(path: str, *, channels: int = 1) -> Any:
+    """Read an image of the current source, in colour when the model's inputs have 3 channels (as
+    the builder reads it)."""
+    return read_image(path, rgb=channels == 3)
 
 
 def fetch_ned_image(name: str) -> Any:
@@ -636,15 +661,16 @@ def fetch_ned_image(name: str) -> Any:
         return read_image(files[0])
 
 
-def dataset_preprocess_config(dataset_path: str) -> preprocessing.PreprocessConfig:
-    """The preprocessing a dataset was built with, so classification repeats it exactly."""
-    params = dataset_manifest(dataset_path).get("params", {})
-    return preprocessing.PreprocessConfig.from_dict(params.get("preprocess", {}))
+def trained_preprocessing(run: runs.Run) -> provenance.TrainedPreprocessing:
+    """The preprocessing ``run`` was trained with (:func:`core.provenance.trained_preprocessing`)."""
+    return provenance.trained_preprocessing(run)
 
 
-def steps_for(image: Any, config: preprocessing.PreprocessConfig) -> dict[str, np.ndarray]:
-    """The preprocessing steps of one image (raw, background-subtracted, cropped, stretched, final)."""
-    return preprocessing.preprocess_steps(image, config)
+def steps_for(image: Any, config: preprocessing.PreprocessConfig, *, ra: float | None = None,
+              dec: float | None = None) -> dict[str, np.ndarray]:
+    """The preprocessing steps of one image (raw, background-subtracted, cropped, stretched, final), centred
+    on the catalogue position ``ra``/``dec`` when given, as the builder did."""
+    return provenance.input_steps(image, config, ra=ra, dec=dec)
 
 
 # Steps whose pixels are already in [0, 1]: shown as they are, since that is what the model sees.
@@ -668,5 +694,4 @@ def predict(run_path: str, x: np.ndarray) -> dict[str, float]:
     """``{class: probability}`` of one preprocessed image by the run's model."""
     run = runs.load_run(run_path)
     model = load_model(str(run_path), (Path(run_path) / "model.keras").stat().st_mtime)
-    proba = np.asarray(model.predict(x[None].astype(np.float32), verbose=0))[0]
-    return {cls: float(p) for cls, p in zip(run.classes, proba)}
+    return provenance.probabilities(model, run.classes, x)

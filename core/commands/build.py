@@ -100,6 +100,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default=None, help="dataset folder (default: <data_dir>/datasets/<name from parameters>)")
     parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: settings workers)")
     parser.add_argument("--force", action="store_true", help="rebuild even if the same dataset exists")
+    parser.add_argument(
+        "--replace-trained", action="store_true",
+        help="also replace a dataset that finished runs were trained on (they are then flagged as stale)",
+    )
     parser.add_argument("--progress-file", default=None, help="also append progress events (JSON lines) here")
     parser.set_defaults(func=run)
 
@@ -123,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
     spec = BuildSpec.from_args(args, default_source=str(settings.data_dir / "sample"), default_size=settings.image_size,
                                defaults=preprocess_defaults(source))
     with Progress(None, desc="build", stream=sys.stderr, events_path=args.progress_file) as progress:
-        out = build(spec, out=args.out, n_jobs=args.jobs, progress=progress, force=args.force, source=source)
+        out = build(spec, out=args.out, n_jobs=args.jobs, progress=progress, force=args.force, source=source,
+                    replace_trained=args.replace_trained)
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     print(f"dataset: {out}")
     print(f"classes: {', '.join(manifest['classes'])}; catalogue: {manifest['params']['catalog']}")
