@@ -36,7 +36,7 @@ from core.config import get_settings
 from core.dataset import is_dataset, remove_stale_staging, save_dataset
 from core.errors import ConfigError, GalaxyMorphError, ImageReadError
 from core.images import IMAGE_SUFFIXES
-from core.io import DATASET, atomic_path, check_replaceable
+from core.io import DATASET, atomic_path, check_replaceable, process_umask
 from core.parallel import resolve_jobs, run_parallel
 from core.labels import (
     UNCLASSIFIED,
@@ -620,6 +620,7 @@ def build(
     handle, x_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".x.npy", dir=out.parent)
     os.close(handle)
     x_path = Path(x_name)
+    os.chmod(x_path, 0o666 & ~process_umask())  # mkstemp makes it 0600; the dataset's files follow the umask
     try:
         failures = _preprocess_all(
             kept, config, x_path=x_path, metric_columns=metric_columns, n_jobs=n_jobs, backend=backend,

@@ -41,13 +41,12 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``data/src`` (30 real galaxies), ``data/datasets/ds`` built from it, ``data/sample`` (12 galaxies),
     ``mine/thesis.tex`` and an imported-looking ``data/ned`` (catalog.csv + images/, no marker)."""
     from core.builder import build_dataset
-    from core.preprocessing import PreprocessConfig
     from core.sample import generate_sample
 
     root = tmp_path_factory.mktemp("base")
     _copy_gz1(root / "data" / "src", n=30)
-    build_dataset(root / "data" / "src", preprocess=PreprocessConfig(size=32), min_quality=0.0, min_size=0, extent=0,
-                  catalog="all", n_jobs=1, out=root / "data" / "datasets" / "ds")
+    build_dataset(root / "data" / "src", preprocess=_cli_preprocess(root / "data" / "src"), min_quality=0.0,
+                  min_size=0, extent=0, catalog="all", n_jobs=1, out=root / "data" / "datasets" / "ds")
     generate_sample(root / "data" / "sample", n=12, seed=0, n_jobs=1)
     (root / "mine").mkdir()
     (root / "mine" / "thesis.tex").write_text("\\section{keep me}\n")
@@ -129,13 +128,22 @@ def _fake_manifest(w: Path) -> None:
     (fake / "x.npy").write_bytes(b"mine")
 
 
+def _cli_preprocess(source: Path):
+    """What `build --size 32` gives this source: its kind's defaults (colour cutouts differ) at 32 px."""
+    import dataclasses
+
+    from core.builder import preprocess_defaults
+    from core.catalogue import load_source
+
+    return dataclasses.replace(preprocess_defaults(load_source(source)), size=32)
+
+
 def _own_dataset(w: Path) -> None:
     """A dataset built by this tool from the world's own source, so parameters can match."""
     from core.builder import build_dataset
-    from core.preprocessing import PreprocessConfig
 
-    build_dataset(w / "data" / "src", preprocess=PreprocessConfig(size=32), min_quality=0.0, min_size=0, extent=0,
-                  catalog="all", n_jobs=1, out=w / "own")
+    build_dataset(w / "data" / "src", preprocess=_cli_preprocess(w / "data" / "src"), min_quality=0.0, min_size=0,
+                  extent=0, catalog="all", n_jobs=1, out=w / "own")
 
 
 def _seed_is(seed: int) -> Callable[[Path], None]:
