@@ -61,7 +61,10 @@ def dataset_change(run: runs.Run, *, verify_data: bool = False) -> str | None:
                 f"{n_now:,} images): it was rebuilt after training. Retrain on it, or rebuild the old "
                 "parameters under another name.")
     if verify_data:
-        loaded = dataset.load_dataset(path, mmap=True)
+        try:
+            loaded = dataset.load_dataset(path, mmap=True)
+        except GalaxyMorphError as exc:  # a damaged x.npy or meta.parquet is a change too
+            return f"run {run.id}: its dataset {path} cannot be read ({exc})"
         actual = dataset.content_hash(loaded.x, loaded.meta)
         if actual != trained:
             return (f"run {run.id}: the files of its dataset {path} were changed after training "

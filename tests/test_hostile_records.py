@@ -404,9 +404,10 @@ def _app(copied: dict[str, Path], monkeypatch: pytest.MonkeyPatch, page: str) ->
     return at
 
 
-def _notice(at: Any) -> pd.DataFrame:
-    """The page's table of damaged folders (the only table with a ``problem`` column)."""
-    frames = [d.value for d in at.dataframe if "problem" in d.value.columns]
+def _notice(at: Any, what: str = "run") -> pd.DataFrame:
+    """The page's table of damaged ``what`` folders (a ``what`` and a ``problem`` column). Runs whose
+    dataset is damaged are listed apart, as runs trained on a dataset that changed."""
+    frames = [d.value for d in at.dataframe if {what, "problem"} <= set(d.value.columns)]
     assert len(frames) == 1, f"tables of damaged folders: {len(frames)}; warnings: {[w.value for w in at.warning]}"
     assert any("cannot be read" in w.value for w in at.warning)
     return frames[0]
@@ -449,7 +450,7 @@ def test_pages_list_a_damaged_dataset(page: str, copied: dict[str, Path], monkey
     if page == "classify":  # classification needs only the manifest: it still works
         assert at.selectbox(key="cls_dataset").value == str(copied["dataset"].resolve())
         return
-    table = _notice(at)
+    table = _notice(at, "dataset")
     assert table["dataset"].tolist() == [copied["dataset"].name]
     assert table["problem"][0].startswith(f"{copied['dataset'] / 'x.npy'} is damaged: it has ")
     if page == "home":
