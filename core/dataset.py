@@ -38,7 +38,7 @@ import pandas as pd
 import pyarrow
 
 from core.errors import ConfigError, GalaxyMorphError
-from core.io import DATASET, check_replaceable, process_umask
+from core.io import DATASET, check_replaceable, process_umask, read_json_object
 
 try:
     import fcntl
@@ -290,13 +290,9 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     """
     file = Path(path) / "manifest.json"
     try:
-        if file.stat().st_size > MAX_MANIFEST_BYTES:
-            raise _damaged(file, f"it is larger than {MAX_MANIFEST_BYTES // 2**20} MB")
-        manifest = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise _damaged(file, f"it is not readable JSON ({exc})") from exc
-    if not isinstance(manifest, dict):
-        raise _damaged(file, f"it holds a JSON {type(manifest).__name__}, not an object")
+        manifest = read_json_object(file, max_bytes=MAX_MANIFEST_BYTES)
+    except ValueError as exc:
+        raise _damaged(file, str(exc)) from exc
     classes = manifest.get("classes")
     if (not isinstance(classes, list) or not classes or not all(isinstance(c, str) and c for c in classes)
             or len(set(classes)) != len(classes)):

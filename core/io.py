@@ -270,3 +270,25 @@ def process_umask() -> int:
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
+
+
+def read_json_object(path: str | os.PathLike[str], *, max_bytes: int) -> dict[str, Any]:
+    """A JSON object read back from disk, treated as possibly damaged or crafted.
+
+    Raises
+    ------
+    ValueError
+        With the reason (too large, not readable JSON, not an object), for the caller to wrap
+        in its own error that names the file and what to do.
+    """
+    file = Path(path)
+    try:
+        too_large = file.stat().st_size > max_bytes
+        value = None if too_large else json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ValueError(f"it is not readable JSON ({exc})") from exc
+    if too_large:
+        raise ValueError(f"it is larger than {max_bytes // 2**20} MB")
+    if not isinstance(value, dict):
+        raise ValueError(f"it holds a JSON {type(value).__name__}, not an object")
+    return value

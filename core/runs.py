@@ -39,7 +39,7 @@ import pandas as pd
 
 from core.config import get_settings
 from core.errors import GalaxyMorphError
-from core.io import atomic_write_json, read_jsonl
+from core.io import atomic_write_json, read_json_object, read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -200,14 +200,9 @@ def _short(value: Any) -> str:
 
 def _read_json_object(path: Path) -> dict[str, Any]:
     try:
-        if path.stat().st_size > MAX_JSON_BYTES:
-            raise _damaged(path, f"it is larger than {MAX_JSON_BYTES // 2**20} MB")
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise _damaged(path, f"it is not readable JSON ({exc})") from exc
-    if not isinstance(value, dict):
-        raise _damaged(path, f"it holds a JSON {type(value).__name__}, not an object")
-    return value
+        return read_json_object(path, max_bytes=MAX_JSON_BYTES)
+    except ValueError as exc:
+        raise _damaged(path, str(exc)) from exc
 
 
 def _is_number(value: Any) -> bool:
