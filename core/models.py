@@ -320,6 +320,19 @@ def count_params(model: keras.Model, *, trainable_only: bool = False) -> int:
     return int(sum(int(keras.ops.size(w)) for w in weights))
 
 
+def _image_batch(model: keras.Model, x: Any, class_index: int) -> tuple[Any, bool]:
+    """``x`` as a float32 batch (one image gets a batch axis) and whether it was one image;
+    checks that ``class_index`` is one of the model's classes."""
+    import numpy as np  # noqa: PLC0415
+
+    images = np.asarray(x, dtype=np.float32)
+    single = images.ndim == 3
+    n_classes = int(model.output_shape[-1])
+    if not 0 <= class_index < n_classes:
+        raise ConfigError(f"class_index must be in [0, {n_classes}); got {class_index!r}.")
+    return (images[None] if single else images), single
+
+
 def saliency(model: keras.Model, x: Any, class_index: int) -> Any:
     """Gradient saliency (Simonyan et al. 2014): ``|d p_class / d image|``, max over channels, scaled to [0, 1].
 
@@ -345,13 +358,7 @@ def saliency(model: keras.Model, x: Any, class_index: int) -> Any:
     """
     import numpy as np  # noqa: PLC0415
 
-    images = np.asarray(x, dtype=np.float32)
-    single = images.ndim == 3
-    if single:
-        images = images[None]
-    n_classes = int(model.output_shape[-1])
-    if not 0 <= class_index < n_classes:
-        raise ConfigError(f"class_index must be in [0, {n_classes}); got {class_index!r}.")
+    images, single = _image_batch(model, x, class_index)
     if keras.backend.backend() != "tensorflow":
         raise ConfigError(f"saliency needs the TensorFlow backend; got {keras.backend.backend()!r}. "
                           "Set KERAS_BACKEND=tensorflow.")
@@ -396,13 +403,7 @@ def grad_cam(model: keras.Model, x: Any, class_index: int, *, layer: str | None 
     """
     import numpy as np  # noqa: PLC0415
 
-    images = np.asarray(x, dtype=np.float32)
-    single = images.ndim == 3
-    if single:
-        images = images[None]
-    n_classes = int(model.output_shape[-1])
-    if not 0 <= class_index < n_classes:
-        raise ConfigError(f"class_index must be in [0, {n_classes}); got {class_index!r}.")
+    images, single = _image_batch(model, x, class_index)
     spatial = [lay for lay in model.layers[1:] if len(lay.output.shape) == 4 and (lay.output.shape[1] or 0) > 1]
     names = [lay.name for lay in spatial]
     if layer is not None and layer not in names:
