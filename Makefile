@@ -26,7 +26,8 @@ run: $(VENV)/.installed
 
 ## test: install with the test extras (and Debian's Chromium for the browser test, when root), run every test
 test: $(VENV)/.installed-dev browser
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not cluster"
+	$(PY) -m pytest -m cluster
 
 ## browser: Debian's Chromium for the real-browser test; skipped quietly where apt-get is not ours to use
 browser:

@@ -35,6 +35,7 @@ def _files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in files}
 
 
+@pytest.mark.cluster
 def test_sample_and_build_are_byte_identical_on_loky_and_a_local_cluster(tmp_path, monkeypatch):
     loky_sample = generate_sample(tmp_path / "loky" / "sample", n=24, seed=5, n_jobs=2)
     loky_set = build_dataset(loky_sample, out=tmp_path / "loky" / "set", n_jobs=2, **BUILD)
@@ -63,6 +64,7 @@ def _pid_and_root(x: float) -> tuple[int, float]:
     return os.getpid(), math.sqrt(x)
 
 
+@pytest.mark.cluster
 def test_a_scheduler_address_runs_the_tasks_on_that_cluster():
     from distributed import LocalCluster
 
