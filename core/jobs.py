@@ -46,6 +46,7 @@ from core.config import get_settings
 from core.errors import GalaxyMorphError
 from core.io import atomic_write_json
 from core.progress import read_progress
+from core.spec import BuildSpec, TrainSpec
 
 RUNNING = "running"
 FINISHED = "finished"
@@ -86,6 +87,9 @@ class Job:
         JSON-lines progress log (``core.progress``) the command writes, if any.
     proc_start : int or None
         The kernel's start time of ``pid`` (Linux), so a recycled pid is not taken for the job.
+    spec : dict or None
+        The spec the job was submitted with (:func:`submit`: ``{"kind": ..., **spec.to_dict()}``),
+        None for a job started from a bare command line.
     """
 
     id: str
@@ -98,6 +102,12 @@ class Job:
     record_file: Path
     progress_file: Path | None = None
     proc_start: int | None = None
+    spec: dict[str, Any] | None = None
+
+    @property
+    def kind(self) -> str:
+        """The command the job runs (``"build"``, ``"train"``, ...): pages find their jobs by it."""
+        return self.command[3] if len(self.command) > 3 else ""
 
     def to_record(self) -> dict[str, Any]:
         """The JSON-ready record stored in ``JOB_ID.json``."""
@@ -111,6 +121,7 @@ class Job:
             "exit_file": str(self.exit_file),
             "progress_file": None if self.progress_file is None else str(self.progress_file),
             "proc_start": self.proc_start,
+            "spec": self.spec,
         }
 
 
@@ -129,6 +140,7 @@ def start_job(
     env: Mapping[str, str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
     stop_grace: float = 30.0,
+    spec: Mapping[str, Any] | None = None,
 ) -> Job:
     """Start ``python -m core <args>`` in the background and return its record.
 
@@ -153,6 +165,8 @@ def start_job(
         (``data/``) mean the same thing for the dashboard and the job.
     stop_grace : float
         Seconds a stopped command has to save its work before it is killed.
+    spec : mapping, optional
+        The spec ``args`` came from, kept in the record (:func:`submit` sets it).
 
     Raises
     ------
@@ -208,9 +222,23 @@ def start_job(
         record_file=record_file,
         progress_file=None if progress_file is None else Path(progress_file),
         proc_start=_proc_start_time(proc.pid),
+        spec=None if spec is None else dict(spec),
     )
     atomic_write_json(record_file, job.to_record())
     return job
+
+
+def submit(spec: BuildSpec | TrainSpec, *, label: str | None = None, **options: Any) -> Job:
+    """Start the command of ``spec`` (``spec.to_argv(**options)``) in the background.
+
+    The record keeps the spec, so a page finds its jobs by :attr:`Job.kind` and reads what a job
+    does from :attr:`Job.spec` instead of parsing its command line.
+
+    Examples
+    --------
+    >>> submit(TrainSpec(dataset="data/datasets/h3", seeds=(0, 1)), label="train")  # doctest: +SKIP
+    """
+    return start_job(spec.to_argv(**options), label=label, spec={"kind": spec.kind, **spec.to_dict()})
 
 
 def load_job(job_id: str, *, data_dir: str | os.PathLike[str] | None = None) -> Job:
@@ -251,9 +279,18 @@ def load_job(job_id: str, *, data_dir: str | os.PathLike[str] | None = None) -> 
             record_file=record_file,
             progress_file=Path(record["progress_file"]) if record.get("progress_file") else None,
             proc_start=proc_start,
+            spec=_record_spec(record.get("spec"), command),
         )
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise JobError(f"job record {record_file} is unreadable ({exc}). Delete it.") from exc
+
+
+def _record_spec(spec: Any, command: list[str]) -> dict[str, Any] | None:
+    """The record's spec when it is a dictionary of the job's own kind, else None: a damaged or
+    crafted spec only loses what the panel shows about the job, never the job itself."""
+    if isinstance(spec, dict) and len(command) > 3 and spec.get("kind") == command[3]:
+        return spec
+    return None
 
 
 def list_jobs(*, data_dir: str | os.PathLike[str] | None = None) -> list[Job]:

@@ -1,11 +1,12 @@
-"""What a dataset build is: one frozen spec the CLI parses into and the dashboard fills from widgets.
+"""What a build or a training is: frozen specs the CLI parses into and the dashboard fills from widgets.
 
 :class:`BuildSpec` holds every choice of ``python -m core build`` (source, scheme, catalogue,
 survey and band, conflict policy, exclusions, :class:`~core.preprocessing.PreprocessConfig`,
 :class:`QualityThresholds`, split); :meth:`BuildSpec.to_argv` writes the command line that
 rebuilds it and :meth:`BuildSpec.from_args` reads it back, so a page never writes argv by hand.
 :class:`QualityThresholds` owns the quality filter's defaults; the filter, the builder, the CLI
-and the sliders read them from here.
+and the sliders read them from here. :class:`TrainSpec` does the same for ``python -m core train``.
+A background job (:func:`core.jobs.submit`) is started from a spec and keeps it in its record.
 
 Importing this module is cheap (no numpy, no pandas): the CLI reads the defaults for its help.
 """
@@ -19,7 +20,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from core.errors import ConfigError
 
@@ -115,6 +116,8 @@ class BuildSpec:
     seed : int
     val_fraction, test_fraction : float
     """
+
+    kind: ClassVar[str] = "build"
 
     source: str
     scheme: str | None = None
@@ -251,3 +254,160 @@ class BuildSpec:
         if args.command != "build":
             raise ConfigError(f"argv must be a `build` command; got {list(argv)[:1]}. Start it with 'build'.")
         return cls.from_args(args, default_source=default_source, default_size=default_size)
+
+
+#: What `train` runs when ``--models`` is left out.
+DEFAULT_MODELS: tuple[str, ...] = ("lenet5", "alexnet", "resnet18")
+
+# The overrides a TrainSpec passes to core.training (None: each model's own default).
+_TRAIN_OPTIONS: tuple[tuple[str, str], ...] = (
+    ("epochs", "--epochs"), ("batch_size", "--batch-size"), ("optimizer", "--optimizer"),
+    ("learning_rate", "--learning-rate"), ("weight_decay", "--weight-decay"), ("shift", "--shift"),
+    ("zoom", "--zoom"), ("patience", "--patience"), ("schedule", "--schedule"),
+)
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Every choice of one ``python -m core train`` command; the Training page makes the same one.
+
+    Options left at None take each model's default (:func:`core.training.default_config`), so the
+    defaults live in one place. How to run the training (``--resume``, the runs folder, the
+    progress file) is not part of the spec.
+
+    Attributes
+    ----------
+    dataset : str
+        The dataset folder.
+    models : tuple of str
+    seeds : tuple of int
+        One run per model, seed, fold and repeat.
+    protocol : {"tuned", "equal"}
+    folds : int
+        0: the dataset's own split; K >= 3: stratified K-fold by object.
+    repeats : int
+        Split seeds (repeated K-fold, or stratified re-splits when ``folds`` is 0).
+    epochs, batch_size, optimizer, learning_rate, weight_decay, shift, zoom, patience, schedule
+        None: the model's (or protocol's) default.
+    augment : bool
+    class_weight : {"balanced", "none"}
+    mixed_precision, xla : bool
+    distribute : {"auto", "none", "mirrored", "multiworker"}
+    """
+
+    kind: ClassVar[str] = "train"
+
+    dataset: str
+    models: tuple[str, ...] = DEFAULT_MODELS
+    seeds: tuple[int, ...] = (0,)
+    protocol: str = "tuned"
+    folds: int = 0
+    repeats: int = 1
+    epochs: int | None = None
+    batch_size: int | None = None
+    optimizer: str | None = None
+    learning_rate: float | None = None
+    weight_decay: float | None = None
+    shift: float | None = None
+    zoom: float | None = None
+    patience: int | None = None
+    schedule: str | None = None
+    augment: bool = True
+    class_weight: str = "balanced"
+    mixed_precision: bool = False
+    xla: bool = False
+    distribute: str = "auto"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dataset", str(self.dataset))
+        object.__setattr__(self, "models", tuple(str(m) for m in self.models))
+        object.__setattr__(self, "seeds", tuple(self.seeds))
+        if not self.dataset.strip():
+            raise ConfigError("dataset must name a dataset folder; got ''. Build one with `python -m core build`.")
+        if not self.models:
+            raise ConfigError("models must name at least one model; got none. Use e.g. ('lenet5',).")
+        if not self.seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in self.seeds):
+            raise ConfigError(f"seeds must be one or more integers; got {self.seeds!r}. Use e.g. (0, 1, 2).")
+        if self.protocol not in ("tuned", "equal"):
+            raise ConfigError(f"protocol must be 'tuned' or 'equal'; got {self.protocol!r}.")
+        if isinstance(self.folds, bool) or not isinstance(self.folds, int) or self.folds < 0 or self.folds in (1, 2):
+            raise ConfigError(f"folds must be 0 (the dataset's own split) or an integer >= 3; got {self.folds!r}.")
+        if isinstance(self.repeats, bool) or not isinstance(self.repeats, int) or self.repeats < 1:
+            raise ConfigError(f"repeats must be a positive integer; got {self.repeats!r}. Use 1 for a single split.")
+        if self.class_weight not in ("balanced", "none"):
+            raise ConfigError(f"class_weight must be 'balanced' or 'none'; got {self.class_weight!r}.")
+        if self.distribute not in ("auto", "none", "mirrored", "multiworker"):
+            raise ConfigError(f"distribute must be auto, none, mirrored or multiworker; got {self.distribute!r}.")
+
+    @property
+    def n_runs(self) -> int:
+        """How many runs the command trains: models x seeds x folds x repeats."""
+        return len(self.models) * len(self.seeds) * max(self.folds, 1) * self.repeats
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (tuples as lists)."""
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+                for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: Any) -> TrainSpec:
+        """The spec of :meth:`to_dict`'s output, read back from a file that may be damaged.
+
+        Raises
+        ------
+        ConfigError
+            If ``values`` is not such a dictionary.
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(values, dict) or not set(values) <= names or "dataset" not in values:
+            raise ConfigError(f"a train spec must be a dictionary of {', '.join(sorted(names))}; got {str(values)[:80]!r}.")
+        try:
+            return cls(**values)
+        except TypeError as exc:  # e.g. models given as a number
+            raise ConfigError(f"a train spec has a value of the wrong type ({exc}).") from exc
+
+    def digest(self) -> str:
+        """A stable SHA-256 of the spec."""
+        payload = json.dumps({"spec_version": SPEC_VERSION, "kind": self.kind, **self.to_dict()}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def overrides(self) -> dict[str, Any]:
+        """The options :func:`core.training.train_many` takes (None: the model's default)."""
+        out: dict[str, Any] = {name: getattr(self, name) for name, _ in _TRAIN_OPTIONS}
+        out.update(distribute=self.distribute, protocol=self.protocol, class_weight=self.class_weight,
+                   mixed_precision=self.mixed_precision or None, xla=self.xla or None,
+                   augment=None if self.augment else False)
+        return out
+
+    def to_argv(self, *, resume: bool = False) -> list[str]:
+        """``python -m core train`` arguments that train exactly this spec."""
+        argv = ["train", "--dataset", self.dataset, "--models", *self.models, "--seeds", *map(str, self.seeds),
+                "--protocol", self.protocol, "--folds", str(self.folds), "--repeats", str(self.repeats)]
+        for name, flag in _TRAIN_OPTIONS:
+            value = getattr(self, name)
+            if value is not None:
+                argv += [flag, repr(value) if isinstance(value, float) else str(value)]
+        argv += ["--class-weight", self.class_weight, "--distribute", self.distribute]
+        argv += [flag for flag, on in (("--no-augment", not self.augment), ("--mixed-precision", self.mixed_precision),
+                                       ("--xla", self.xla), ("--resume", resume)) if on]
+        return argv
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> TrainSpec:
+        """The spec of parsed ``train`` arguments."""
+        return cls(
+            dataset=args.dataset, models=tuple(args.models), seeds=tuple(args.seeds), protocol=args.protocol,
+            folds=args.folds, repeats=args.repeats, augment=not args.no_augment, class_weight=args.class_weight,
+            mixed_precision=args.mixed_precision, xla=args.xla, distribute=args.distribute,
+            **{name: getattr(args, name) for name, _ in _TRAIN_OPTIONS},
+        )
+
+    @classmethod
+    def from_argv(cls, argv: Sequence[str]) -> TrainSpec:
+        """The spec of a ``train`` command line (as :meth:`to_argv` writes it)."""
+        from core.cli import build_parser  # noqa: PLC0415
+
+        args = build_parser().parse_args(list(argv))
+        if args.command != "train":
+            raise ConfigError(f"argv must be a `train` command; got {list(argv)[:1]}. Start it with 'train'.")
+        return cls.from_args(args)

@@ -18,9 +18,11 @@ from core import jobs
 from core.catalogue import source_kind as catalogue_kind
 from core.config import Settings, get_settings
 from core.counts import SourceCounts
+from core.errors import GalaxyMorphError
 from core.io import read_jsonl
 from core.progress import format_duration
 from core.runs import DAMAGED
+from core.spec import TrainSpec
 
 MODEL_NAMES = {"lenet5": "LeNet-5", "alexnet": "AlexNet", "resnet18": "ResNet-18", "resnet34": "ResNet-34", "resnet50": "ResNet-50",
                "baseline": "Boosting baseline"}
@@ -271,7 +273,7 @@ def job_figures(job: jobs.Job, status: str) -> tuple[float, str, list[tuple[str,
     exit_record = jobs.job_exit(job) or {}
     ended = exit_record.get("ended") if status != jobs.RUNNING else None
     elapsed = format_duration((ended or time.time()) - job.started)
-    if job.command[3:4] == ["train"]:
+    if job.kind == "train":
         return _training_figures(job, status, elapsed)
     event = jobs.job_progress(job) or {}
     done, total = _count(event.get("done")), _count(event.get("total")) or None
@@ -290,7 +292,7 @@ def job_figures(job: jobs.Job, status: str) -> tuple[float, str, list[tuple[str,
 
 def _training_figures(job: jobs.Job, status: str, elapsed: str) -> tuple[float, str, list[tuple[str, str]]]:
     events = [e for e in read_jsonl(job.progress_file) if e.get("epoch") is not None] if job.progress_file else []
-    n_runs = max(1, len(_option_values(job.command, "--models")) * len(_option_values(job.command, "--seeds")))
+    n_runs = _planned_runs(job)
     finished = len({e.get("run_id") for e in events if e.get("status") == "finished"})
     if not events:
         summary = "starting … (loading TensorFlow and the dataset)" if status == jobs.RUNNING else "no epoch recorded"
@@ -311,13 +313,12 @@ def _training_figures(job: jobs.Job, status: str, elapsed: str) -> tuple[float, 
                                ("Batch", f"{batch}/{batches}"), ("ETA (at most)", eta), ("Elapsed", elapsed)]
 
 
-def _option_values(command: list[str], flag: str) -> list[str]:
-    """The values after ``flag`` in an argv, up to the next option (``--models a b --seeds 0``)."""
-    if flag not in command:
-        return []
-    values = []
-    for arg in command[command.index(flag) + 1:]:
-        if arg.startswith("--"):
-            break
-        values.append(arg)
-    return values
+def _planned_runs(job: jobs.Job) -> int:
+    """How many runs a training job trains, from the spec its record keeps (its command line for a
+    job started without one)."""
+    try:
+        spec = TrainSpec.from_dict({k: v for k, v in job.spec.items() if k != "kind"}) if job.spec \
+            else TrainSpec.from_argv(job.command[3:])
+    except (GalaxyMorphError, SystemExit):  # argparse exits on a command line it cannot read
+        return 1
+    return spec.n_runs

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-DEFAULT_MODELS = ("lenet5", "alexnet", "resnet18")
+from core.spec import DEFAULT_MODELS, TrainSpec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -72,15 +72,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--models must name {', '.join(MODEL_NAMES)} or {BASELINE_MODEL}; got {', '.join(unknown)}. "
                           "Check the spelling.")
 
-    overrides: dict[str, Any] = {
-        "epochs": args.epochs, "batch_size": args.batch_size, "optimizer": args.optimizer,
-        "learning_rate": args.learning_rate, "weight_decay": args.weight_decay, "shift": args.shift,
-        "zoom": args.zoom, "patience": args.patience, "distribute": args.distribute,
-        "mixed_precision": args.mixed_precision or None, "xla": args.xla or None,
-        "augment": False if args.no_augment else None, "schedule": args.schedule, "protocol": args.protocol,
-    }
-    # "none" (not None, which means "the default") turns class weighting off.
-    overrides["class_weight"] = args.class_weight
+    spec = TrainSpec.from_args(args)
+    overrides = spec.overrides()
 
     def show(event: dict[str, Any]) -> None:
         if args.progress_file:
@@ -103,18 +96,18 @@ def run(args: argparse.Namespace) -> int:
                              f"{event.get('test_accuracy', float('nan')):.3f}\n")
         sys.stderr.flush()
 
-    networks = [m for m in args.models if m != BASELINE_MODEL]
-    if BASELINE_MODEL in args.models and (args.folds or args.repeats > 1):
+    networks = [m for m in spec.models if m != BASELINE_MODEL]
+    if BASELINE_MODEL in spec.models and (spec.folds or spec.repeats > 1):
         raise ConfigError("the baseline trains on the dataset's own split; --folds and --repeats are for the "
                           "networks. Train the baseline in a separate command without them.")
     outcomes = train_baseline_runs(
-        args.dataset, seeds=args.seeds, runs_dir=args.runs_dir, resume=args.resume,
-        overrides={"class_weight": args.class_weight},
-    ) if BASELINE_MODEL in args.models else []
+        spec.dataset, seeds=list(spec.seeds), runs_dir=args.runs_dir, resume=args.resume,
+        overrides={"class_weight": spec.class_weight},
+    ) if BASELINE_MODEL in spec.models else []
     if networks:
         outcomes += train_many(
-            args.dataset, models=networks, seeds=args.seeds, runs_dir=args.runs_dir, resume=args.resume,
-            overrides=overrides, progress_callback=show, folds=args.folds, repeats=args.repeats,
+            spec.dataset, models=networks, seeds=list(spec.seeds), runs_dir=args.runs_dir, resume=args.resume,
+            overrides=overrides, progress_callback=show, folds=spec.folds, repeats=spec.repeats,
         )
     for o in outcomes:
         acc = "" if o["accuracy"] is None else f" test accuracy {o['accuracy']:.3f}"
