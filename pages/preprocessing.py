@@ -13,7 +13,6 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import jobs
 from core.config import get_settings
 from core.errors import GalaxyMorphError
 from core.io import check_folder_name
@@ -144,8 +143,6 @@ if name_error is None and (Path(get_settings().data_dir) / "datasets" / name).ex
                                "build stops with a message. A folder that is not a dataset is never replaced.")
 if st.button("Build and save dataset", key="pp_build", type="primary", icon=":material/save:",
              disabled=name_error is not None):
-    args = data.build_args(source, scheme, name, force=replace)
-    job = jobs.start_job(args, label=f"build {name}")
-    st.session_state["pp_build_job"] = job.id
+    st.session_state["pp_build_job"] = data.submit_build(source, scheme, name, force=replace).id
 if "pp_build_job" in st.session_state:
     common.job_panel(st.session_state["pp_build_job"], key="pp_build_panel")

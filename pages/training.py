@@ -11,6 +11,7 @@ import streamlit as st
 from core import jobs, runs
 from core.errors import GalaxyMorphError
 from core.models import MODEL_NAMES
+from core.spec import TrainSpec
 from ui import charts, common, data, palette, session
 
 session.require_router()
@@ -41,6 +42,15 @@ with st.container(border=True):
     batch = c3.select_slider("Batch size", [16, 32, 64, 128], value=32, key="train_batch")
     mixed = c4.toggle("Mixed precision (GPU)", key="train_mixed", help="float16 compute on a GPU; slower on a CPU.")
     xla = c4.toggle("XLA compile (GPU)", key="train_xla")
+    c1, c2, c3 = st.columns([1, 1, 1])
+    protocol = c1.selectbox("Protocol", ["tuned", "equal"], key="train_protocol",
+                            help="tuned: each model's own optimiser, learning rate and epochs; equal: one optimiser, "
+                                 "cosine schedule and epoch budget for every model, LeNet-5 at the dataset's size.")
+    folds = c2.number_input("Folds (0 = the dataset's split)", 0, 10, 0, key="train_folds",
+                            help="K >= 3: stratified K-fold by object, every galaxy tested once; the comparison "
+                                 "then reports the spread over folds and a corrected paired test.")
+    repeats = c3.number_input("Repeats (split seeds)", 1, 10, 1, key="train_repeats",
+                              help="Repeat the split with another seed (repeated K-fold when folds >= 3).")
     manifest = data.dataset_manifest(dataset)
     n_images, side = manifest.get("n_images", "?"), manifest.get("image_shape", ["?"])[0]
     st.caption(
@@ -59,19 +69,17 @@ start = buttons.button("Start training", key="train_start", type="primary", icon
 resume = buttons.button("Resume unfinished", key="train_resume", icon=":material/replay:", disabled=not (models and seeds),
                    help="Skip finished runs of these settings and continue stopped or crashed ones from their checkpoint.")
 if start or resume:
-    args = ["train", "--dataset", dataset, "--models", *models, "--seeds", *map(str, seeds), "--batch-size", str(batch)]
-    args += ["--epochs", str(int(epochs))] if epochs else []
-    args += ["--mixed-precision"] if mixed else []
-    args += ["--xla"] if xla else []
-    args += ["--resume"] if resume else []
     try:
-        job = jobs.start_job(args, label=f"train {', '.join(models)} × {len(seeds)} seed(s)")
+        spec = TrainSpec(dataset=dataset, models=tuple(models), seeds=tuple(seeds), protocol=protocol,
+                         folds=int(folds), repeats=int(repeats), batch_size=int(batch),
+                         epochs=int(epochs) if epochs else None, mixed_precision=mixed, xla=xla)
+        job = jobs.submit(spec, label=f"train {', '.join(models)} × {spec.n_runs // len(models)} run(s)", resume=resume)
     except GalaxyMorphError as exc:
         st.error(common.md(exc))
     else:
         st.session_state["train_job"] = job.id
 
-train_jobs = [j for j in jobs.list_jobs() if j.command[3:4] == ["train"]]
+train_jobs = [j for j in jobs.list_jobs() if j.kind == "train"]
 if "train_job" not in st.session_state and train_jobs:
     st.session_state["train_job"] = train_jobs[0].id  # follow the latest after a reload
 if "train_job" in st.session_state:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import catalogue, counts, dataset, images, labels, models, preprocessing, provenance, report, runs
+from core import catalogue, counts, dataset, images, jobs, labels, models, preprocessing, provenance, report, runs
 from core.builder import Selection, compute_metrics, image_surveys, preprocess_defaults, select
 from core.config import get_settings
 from core.errors import GalaxyMorphError
@@ -426,10 +426,12 @@ def suggest_dataset_name(source: str, scheme: str) -> str:
     return f"{Path(source).name}-{scheme}"
 
 
-def build_args(source: str, scheme: str, name: str, *, force: bool = False) -> list[str]:
-    """``python -m core build`` arguments for the dashboard's current spec (:func:`build_spec`)."""
+def submit_build(source: str, scheme: str, name: str, *, force: bool = False) -> jobs.Job:
+    """Start ``python -m core build`` of the dashboard's current spec (:func:`build_spec`) into
+    ``datasets/name`` as a background job."""
     check_folder_name(name, what="dataset name", example="sample-hubble3")
-    return build_spec(source, scheme).to_argv(out=str(Path(get_settings().data_dir) / "datasets" / name), force=force)
+    return jobs.submit(build_spec(source, scheme), label=f"build {name}",
+                       out=str(Path(get_settings().data_dir) / "datasets" / name), force=force)
 
 
 def runs_table() -> pd.DataFrame:
