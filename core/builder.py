@@ -79,7 +79,7 @@ CENTRED_KINDS: frozenset[str] = frozenset({"gz1"})
 centre there, since peak-centring lands on a bright star in about 5 of the 600 Galaxy Zoo JPEGs."""
 COLOUR_CUTOUT_DEFAULTS: dict[str, Any] = {"channels": 3, "crop": 0.3, "stretch": "linear", "centre": "none"}
 """Preprocessing of a source of colour cutouts (JPEG/PNG, like Galaxy Zoo's SDSS gri images) when the
-user leaves an option out. From the validation study ``benchmarks/study_gz1.py`` (README, section
+user leaves an option out. From the validation study ``benchmarks/study_gz1.py`` (docs/DATA.md, section
 "The shipped real sample"): colour separates ellipticals from spirals (grey loses ~5 points);
 the galaxy fills only the central 10–20 % of such a frame, so a 0.3 crop; the JPEG is already
 stretched, so a linear map of its percentiles; survey cutout services centre on the object."""

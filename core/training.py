@@ -342,7 +342,7 @@ def _strategy(config: TrainConfig) -> Any:
 
     if config.distribute == "multiworker":
         if "TF_CONFIG" not in os.environ:
-            raise ConfigError("distribute='multiworker' needs TF_CONFIG describing the cluster. See the README, section 'GPUs and clusters'.")
+            raise ConfigError("distribute='multiworker' needs TF_CONFIG describing the cluster. See docs/SCALING.md, section 'GPUs and clusters'.")
         # Tried on two localhost workers: Keras 3.15's fit first fails reducing the input tuple, then
         # reducing scalar metrics along axis 0. Refuse here rather than fail inside fit.
         raise ConfigError(

@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Train every MODEL for every SEED on the dataset's own split, with the same augmentation, class "
             "weights and early stopping, writing runs/RUN_ID/ (config, history, events, checkpoint, model, "
             "test predictions and metrics). A failing model does not stop the others. Options left out use "
-            "each model's defaults (see the README, section 'One protocol')."
+            "each model's defaults (see docs/MODELS.md, section 'One protocol')."
         ),
     )
     parser.add_argument("--dataset", required=True, help="dataset folder written by `python -m core build`")
