@@ -87,7 +87,7 @@ def _metrics_table(rows: int) -> pd.DataFrame:
 def _pandas_counts(metrics: pd.DataFrame, *, min_quality: float, min_size: int, crop: float) -> pd.Series:
     """The slider filter as the dashboard ran it before polars (numpy rules on the pandas table,
     the score recomputed per move), then counts per class and reason."""
-    from core.preprocessing import REJECTION_REASONS
+    from core.quality import REASONS as REJECTION_REASONS
     from core.spec import QualityThresholds
 
     t = QualityThresholds(min_quality=min_quality, min_size=min_size)

@@ -70,7 +70,7 @@ def run_stage(stage: str, folder: Path, n: int) -> dict[str, float]:
 def metrics_pass(sample: Path) -> dict[str, float]:
     """Cold-cache quality metrics of ``sample`` with 1 worker, all cores, and a 2-worker LocalCluster."""
     sys.path.insert(0, str(ROOT))
-    from core.builder import CACHE_FILE, _measure_chunk, compute_metrics
+    from core.quality import CACHE_FILE, _measure_chunk, compute_metrics
     from core.catalogue import load_source
     from core.config import get_settings
     from core.parallel import close_dask_clients, dask_client, run_parallel

@@ -6,9 +6,9 @@ labels (a class scheme) -> label conflicts -> one catalogue -> positional duplic
 quality metrics -> one survey and band -> quality filter -> preprocessing -> stratified split by
 object -> save.
 
-Quality metrics are the slow part (every image is read); :func:`compute_metrics` caches them
+Quality metrics are the slow part (every image is read); :func:`core.quality.compute_metrics` caches them
 per source in ``<source>/.cache/metrics.parquet``, keyed by file, size, modification time,
-:data:`METRICS_VERSION` and :data:`core.preprocessing.QUALITY_VERSION`, so moving a quality slider
+:data:`core.quality.METRICS_VERSION` and :data:`core.preprocessing.QUALITY_VERSION`, so moving a quality slider
 or rebuilding with another crop never reads an unchanged image twice, and a change to
 :func:`~core.preprocessing.measure_quality` measures everything again. Preprocessing reuses each
 image's stored sky and centre. A build with the same parameters over an unchanged source returns
@@ -24,7 +24,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from core.config import get_settings
 from core.dataset import is_dataset, remove_stale_staging, save_dataset
 from core.errors import ConfigError, GalaxyMorphError, ImageReadError
 from core.images import IMAGE_SUFFIXES
-from core.io import DATASET, atomic_path, check_replaceable, process_umask
+from core.io import DATASET, check_replaceable, process_umask
 from core.parallel import resolve_jobs, run_parallel
 from core.labels import (
     UNCLASSIFIED,
@@ -49,31 +49,24 @@ from core.labels import (
     unclassified_types,
 )
 from core import preprocessing, provenance
-from core.preprocessing import QUALITY_VERSION, PreprocessConfig, apply_quality_filter, measure_quality
+from core.preprocessing import QUALITY_VERSION, PreprocessConfig
+from core.quality import METRICS_VERSION, _file_key, _finite, apply_quality_filter, compute_metrics
 from core.progress import Progress
 from core.spec import QUALITY_FIELDS, BuildSpec, QualityThresholds
 
 logger = logging.getLogger(__name__)
 
-METRICS_VERSION = 3
-"""Bump when the builder's own cached columns change (2: ``pixel_scale_arcsec``; 3: ``header_survey``,
-``header_band``); changes to
-:func:`~core.preprocessing.measure_quality` bump :data:`core.preprocessing.QUALITY_VERSION`."""
 BUILDER_VERSION = 3
 """Bump when the selection or split logic changes, so identical parameters no longer hit old datasets
 (3: NED notes after ';', ranges and luminosity classes are read)."""
 UNCLASSIFIED_TYPES_SHOWN = 50
 """How many of the type strings a scheme leaves unclassified the manifest lists (most frequent first)."""
-CACHE_FILE = Path(".cache") / "metrics.parquet"
-_KEY_COLUMNS = ("path", "size", "mtime_ns", "ra", "dec", "metrics_version", "quality_version")
 
 QUALITY_DEFAULTS: dict[str, float | int] = QualityThresholds().to_dict()
 """The quality filter's default thresholds (owned by :class:`core.spec.QualityThresholds`)."""
 DEFAULT_MIN_QUALITY: float = QualityThresholds.min_quality
 """The default quality-score threshold everywhere (0.5)."""
 _FILTER_COLUMNS = ("min_side", "source_radius_frac", "snr", "finite_fraction", "saturated_fraction", "background_flatness")
-SURVEY_KEYWORDS = ("SURVEY",)
-BAND_KEYWORDS = ("FILTER", "BAND")
 CENTRED_KINDS: frozenset[str] = frozenset({"gz1"})
 """Source kinds whose cutouts are centred on the galaxy already: ``centre="auto"`` means the image
 centre there, since peak-centring lands on a bright star in about 5 of the 600 Galaxy Zoo JPEGs."""
@@ -83,188 +76,6 @@ user leaves an option out. From the validation study ``benchmarks/study_gz1.py``
 "The shipped real sample"): colour separates ellipticals from spirals (grey loses ~5 points);
 the galaxy fills only the central 10–20 % of such a frame, so a 0.3 crop; the JPEG is already
 stretched, so a linear map of its percentiles; survey cutout services centre on the object."""
-
-
-def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _file_key(path: str) -> tuple[int, int]:
-    """(size, mtime_ns) of a file, (-1, -1) when it is missing (then the read error is cached too)."""
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return -1, -1
-    return int(stat.st_size), int(stat.st_mtime_ns)
-
-
-def measure_images(items: Sequence[tuple[str, float, float]]) -> list[dict[str, Any]]:
-    """Quality metrics of a few ``(path, ra, dec)`` images, as the metrics cache stores them.
-
-    A file that cannot be read gets its reason in ``read_error`` instead.
-    """
-    return _measure_chunk(items)
-
-
-def _measure_chunk(items: Sequence[tuple[str, float, float]]) -> list[dict[str, Any]]:
-    """Quality metrics of a few images; a file that cannot be read gets its reason instead."""
-    from core.images import read_image  # looked up per call, so a test can prove no image is read
-
-    rows = []
-    for path, ra, dec in items:
-        row: dict[str, Any] = {"path": path, "read_error": ""}
-        try:
-            image = read_image(path)
-            row.update(measure_quality(image, ra=_finite(ra), dec=_finite(dec)))
-            # Cached so a crop in arcsec can be turned into each image's crop fraction without a read.
-            scale = image.pixel_scale_arcsec
-            row["pixel_scale_arcsec"] = scale if scale is not None and np.isfinite(scale) and scale > 0 else np.nan
-            # Where the catalogue does not say which survey an image is from, its header may.
-            row["header_survey"] = _header_text(image.header, SURVEY_KEYWORDS)
-            row["header_band"] = _header_text(image.header, BAND_KEYWORDS)
-        except ImageReadError as exc:
-            row["read_error"] = exc.reason
-        except (ValueError, MemoryError) as exc:  # a readable file with pathological pixels
-            row["read_error"] = f"metrics failed: {exc}"
-        rows.append(row)
-    return rows
-
-
-def _header_text(header: Any, keywords: Sequence[str]) -> str:
-    for keyword in keywords:
-        value = header.get(keyword) if header is not None else None
-        if value is not None and str(value).strip():
-            return str(value).strip()
-    return ""
-
-
-def _finite(value: float) -> float | None:
-    return None if value is None or not np.isfinite(value) else float(value)
-
-
-def compute_metrics(
-    source: Source | str | Path,
-    *,
-    paths: Sequence[str] | None = None,
-    n_jobs: int | None = None,
-    backend: str | None = None,
-    progress: Progress | None = None,
-    chunk_size: int = 16,
-    measured: dict[str, dict[str, Any]] | None = None,
-) -> pd.DataFrame:
-    """Quality metrics of every image of a source (or of ``paths``), cached on disk.
-
-    Parameters
-    ----------
-    source : Source or path
-        The source; its cache lives in ``<root>/.cache/metrics.parquet``.
-    paths : sequence of str, optional
-        Only these images (absolute paths from ``source.table["path"]``); default all.
-    n_jobs : int, optional
-        Worker processes; default ``settings.n_workers``.
-    backend : str, optional
-        joblib backend; default ``settings.joblib_backend``. With the ``dask_scheduler``
-        setting the work goes to a dask cluster (:func:`core.parallel.run_parallel`).
-    progress : Progress, optional
-        Advanced once per image measured (cached images are not counted).
-    chunk_size : int
-        Images per task; the cache is saved after every round of tasks, so a killed run
-        resumes with what was done.
-    measured : dict, optional
-        Rows of :func:`measure_images` already taken elsewhere (the sample renderer measures each
-        image it writes), by absolute path: stored as they are instead of reading those images.
-
-    Returns
-    -------
-    DataFrame
-        One row per path: :func:`~core.preprocessing.measure_quality` columns and
-        ``read_error`` (``""`` when the file was read). A bad file never stops the batch.
-    """
-    source = source if isinstance(source, Source) else load_source(source)
-    n_jobs = resolve_jobs(n_jobs)
-    table = source.table[source.table["path"].notna()].drop_duplicates("path")
-    if paths is not None:
-        table = table[table["path"].isin(set(paths))]
-    wanted = pd.DataFrame(
-        {
-            "path": table["path"].astype(str).to_numpy(),
-            "ra": table["ra"].to_numpy(dtype=float),
-            "dec": table["dec"].to_numpy(dtype=float),
-        }
-    )
-    keys = [_file_key(p) for p in wanted["path"]]
-    # Typed even when empty: a source whose every file was refused still merges with the cache.
-    wanted["size"] = np.array([k[0] for k in keys], dtype=np.int64)
-    wanted["mtime_ns"] = np.array([k[1] for k in keys], dtype=np.int64)
-    wanted["metrics_version"] = METRICS_VERSION
-    wanted["quality_version"] = QUALITY_VERSION
-
-    cache_path = source.root / CACHE_FILE
-    cache = _read_cache(cache_path)
-    merged = wanted.merge(cache, on=list(_KEY_COLUMNS), how="left", indicator=True)
-    todo = wanted[(merged["_merge"] == "left_only").to_numpy()]
-    logger.info("metrics: %d images, %d cached, %d to measure", len(wanted), len(wanted) - len(todo), len(todo))
-    if len(todo):
-        measured = measured or {}
-        fresh: list[dict[str, Any]] = [{**measured[p], "path": p} for p in todo["path"] if p in measured]
-        items = [item for item in zip(todo["path"], todo["ra"], todo["dec"]) if item[0] not in measured]
-        if progress is not None:
-            progress.total = (progress.total or 0) + len(items)
-        tasks = list(_chunks(items, chunk_size))
-        saved_at = time.monotonic()
-        for rows in run_parallel(_measure_chunk, tasks, n_jobs=n_jobs, backend=backend):
-            fresh.extend(rows)
-            if progress is not None:
-                failed = sum(bool(r["read_error"]) for r in rows)
-                progress.update(len(rows), failed=failed, step="metrics")
-            if time.monotonic() - saved_at > 10:
-                cache = _save_cache(cache_path, cache, todo, fresh)
-                saved_at = time.monotonic()
-        cache = _save_cache(cache_path, cache, todo, fresh)
-        merged = wanted.merge(cache, on=list(_KEY_COLUMNS), how="left")
-    else:
-        merged = merged.drop(columns="_merge")
-    merged["read_error"] = merged["read_error"].fillna("").astype(str) if "read_error" in merged else ""
-    return merged.drop(columns=["size", "mtime_ns", "metrics_version", "quality_version", "ra", "dec"]).reset_index(
-        drop=True
-    )
-
-
-def _read_cache(path: Path) -> pd.DataFrame:
-    if not path.exists():
-        return _empty_cache()
-    try:
-        cache = pd.read_parquet(path)
-    except Exception as exc:  # noqa: BLE001 - any unreadable cache is rebuilt, never fatal
-        logger.warning("metrics cache %s unreadable (%s); measuring again", path, exc)
-        return _empty_cache()
-    if not set(_KEY_COLUMNS) <= set(cache.columns):
-        return _empty_cache()
-    return cache
-
-
-def _empty_cache() -> pd.DataFrame:
-    """A cache with no rows whose key columns have the types :func:`compute_metrics` merges on."""
-    return pd.DataFrame({
-        "path": pd.Series(dtype=object), "size": pd.Series(dtype=np.int64),
-        "mtime_ns": pd.Series(dtype=np.int64), "ra": pd.Series(dtype=float), "dec": pd.Series(dtype=float),
-        "metrics_version": pd.Series(dtype=np.int64), "quality_version": pd.Series(dtype=np.int64),
-    })
-
-
-def _save_cache(path: Path, cache: pd.DataFrame, todo: pd.DataFrame, fresh: list[dict[str, Any]]) -> pd.DataFrame:
-    """Add the measured rows to the cache (replacing older entries of those paths) and write it."""
-    measured = pd.DataFrame(fresh)
-    keys = todo[list(_KEY_COLUMNS)].drop_duplicates("path")
-    measured = keys.merge(measured, on="path", how="inner")
-    stale = cache["path"].isin(measured["path"]) if len(cache) else np.zeros(0, dtype=bool)
-    parts = [frame for frame in (cache[~stale], measured) if len(frame)]
-    updated = pd.concat(parts, ignore_index=True) if parts else measured
-    updated["read_error"] = updated["read_error"].fillna("").astype(str) if "read_error" in updated else ""
-    with atomic_path(path) as tmp:
-        updated.to_parquet(tmp, index=False)
-    return updated
 
 
 # --------------------------------------------------------------------------- building

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
-import polars as pl
 from astropy.nddata import Cutout2D
 from astropy.nddata.utils import NoOverlapError
 from astropy.stats import sigma_clip
@@ -32,8 +30,6 @@ from scipy import ndimage, sparse
 
 from core.errors import ConfigError
 from core.images import ImageData, luminance
-from core import quality
-from core.spec import QualityThresholds
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +41,6 @@ CENTRE_MODES: tuple[str, ...] = ("auto", "wcs", "peak", "none")
 STEP_NAMES: tuple[str, ...] = ("raw", "background_subtracted", "cropped", "stretched", "final")
 
 # The order in which apply_quality_filter reports the first failing rule.
-REJECTION_REASONS: tuple[str, ...] = quality.REASONS
 
 
 @dataclass(frozen=True)
@@ -973,115 +968,3 @@ def _saturated_fraction(values: np.ndarray, header: Any, n_finite: int) -> float
     if at_top >= 4:
         count = max(count, at_top)
     return count / n_finite if n_finite else 0.0
-
-
-def quality_score(metrics: pd.DataFrame) -> pd.Series:
-    """One number in [0, 1] per image: the geometric mean of four component scores.
-
-    - S/N: ``snr**2 / (snr**2 + 20**2)`` (0.5 at S/N 20, 0.96 at 100);
-    - completeness: ``finite_fraction**4`` (0.81 with 5 % of the pixels missing);
-    - saturation: ``exp(-saturated_fraction / 0.002)``;
-    - sky: ``background_flatness``.
-
-    Blank images and rows with a missing metric score 0. Vectorised (no per-row Python).
-    """
-    _require_columns(metrics, ("snr", "finite_fraction", "saturated_fraction", "background_flatness"))
-    score = quality.with_quality(quality.from_pandas(metrics)).select("quality").collect()["quality"]
-    return pd.Series(score.to_numpy(), index=metrics.index, name="quality")
-
-
-def apply_quality_filter(
-    metrics: pd.DataFrame,
-    *,
-    min_quality: float = QualityThresholds.min_quality,
-    min_size: int = QualityThresholds.min_size,
-    crop: float | np.ndarray | pd.Series = 0.5,
-    min_snr: float = QualityThresholds.min_snr,
-    min_finite: float = QualityThresholds.min_finite,
-    max_saturated: float = QualityThresholds.max_saturated,
-    extent: float = QualityThresholds.extent,
-) -> pd.DataFrame:
-    """Decide which images to keep, from the metrics table alone.
-
-    Each row gets ``quality`` (:func:`quality_score`), ``kept`` and ``reason``: the first rule it
-    fails, in this order (``""`` when kept):
-
-    1. ``unreadable``: the ``read_error`` column (if any) is set;
-    2. ``blank``: no finite pixel, or all equal;
-    3. ``too_small``: ``min_side < min_size``;
-    4. ``missing_pixels``: ``finite_fraction < min_finite``;
-    5. ``saturated``: ``saturated_fraction > max_saturated``;
-    6. ``low_snr``: ``snr < min_snr``;
-    7. ``low_quality``: ``quality < min_quality``;
-    8. ``galaxy_exceeds_crop``: ``extent * source_radius_frac > crop / 2`` (the galaxy, taken as
-       ``extent`` half-light radii, would not fit in the crop; with the default ``extent=1``,
-       more than half its light would fall outside). Half-light radii measured on stretched
-       JPEGs come out larger than the physical ones, which is why the default is not stricter.
-
-    Parameters
-    ----------
-    metrics : pandas.DataFrame
-        Rows of :func:`measure_quality` output (plus an optional ``read_error`` column).
-    min_quality : float, default 0.5
-        In [0, 1].
-    min_size : int, default 32
-        Smallest acceptable image side in pixels.
-    crop : float or array-like, default 0.5
-        The crop fraction the dataset will use, in (0, 1]; or one fraction per row (> 0), for a
-        crop of fixed angular size, which is a different fraction of each image.
-    min_snr, min_finite, max_saturated, extent : float
-        Thresholds of rules 6, 4, 5 and 8. The defaults were set on the built-in sample
-        (2,057 images): they keep all its clean and off-centre images and reject all blank and
-        tiny ones, 99 % of the saturated, 98 % of the NaN-striped and 91 % of the low-S/N ones.
-        ``max_saturated=1e-4`` rejects any image with a saturated patch bigger than a few
-        pixels, a saturated star included.
-
-    Returns
-    -------
-    pandas.DataFrame
-        A copy of ``metrics`` with ``quality``, ``kept`` and ``reason``.
-    """
-    if not _is_number(min_quality) or not 0 <= min_quality <= 1:
-        raise ConfigError(f"min_quality must be in [0, 1]; got {min_quality!r}. Use e.g. 0.3.")
-    if not _is_integer(min_size) or min_size < 0:
-        raise ConfigError(
-            f"min_size must be a non-negative integer; got {min_size!r}. Use a side in pixels, e.g. 32."
-        )
-    if np.ndim(crop) == 0:
-        if not _is_number(crop) or not 0 < crop <= 1:
-            raise ConfigError(f"crop must be in (0, 1]; got {crop!r}. Use a fraction of the image side.")
-    else:
-        crop = np.asarray(crop, dtype=float)
-        if crop.shape != (len(metrics),) or not (np.isfinite(crop) & (crop > 0)).all():
-            raise ConfigError(
-                f"crop per row must be {len(metrics)} positive fractions, one per row of metrics; got shape "
-                f"{crop.shape}. Pass one float, or the crop fraction of each image."
-            )
-    thresholds = {
-        "min_snr": min_snr, "min_finite": min_finite, "max_saturated": max_saturated, "extent": extent
-    }
-    for name, value in thresholds.items():
-        if not _is_number(value) or value < 0:
-            raise ConfigError(f"{name} must be a non-negative number; got {value!r}.")
-    _require_columns(metrics, ("min_side", "source_radius_frac"))
-    frame = quality.from_pandas(metrics)
-    if np.ndim(crop) == 0:
-        crop_arg: float | str = float(crop)
-    else:
-        frame, crop_arg = frame.with_columns(pl.Series("_crop", crop)), "_crop"
-    chosen = QualityThresholds(min_quality=min_quality, min_size=int(min_size), **thresholds)
-    judged = quality.filter_lazy(frame, thresholds=chosen, crop=crop_arg).select("quality", "reason").collect()
-    out = metrics.copy()
-    out["quality"] = judged["quality"].to_numpy()
-    out["reason"] = judged["reason"].to_numpy().astype(object)
-    out["kept"] = out["reason"] == ""
-    return out
-
-
-def _require_columns(metrics: pd.DataFrame, names: tuple[str, ...]) -> None:
-    missing = [name for name in names if name not in metrics]
-    if missing:
-        raise ConfigError(
-            f"metrics is missing column(s) {', '.join(missing)}; got {', '.join(map(str, metrics.columns))}. "
-            "Build it from measure_quality() rows."
-        )

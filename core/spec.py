@@ -37,7 +37,7 @@ def _number(value: object) -> bool:
 
 @dataclass(frozen=True)
 class QualityThresholds:
-    """The quality filter's thresholds (:func:`core.preprocessing.apply_quality_filter` explains each rule).
+    """The quality filter's thresholds (:func:`core.quality.apply_quality_filter` explains each rule).
 
     Attributes
     ----------

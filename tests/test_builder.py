@@ -16,7 +16,9 @@ import pytest
 import core.builder
 import core.images
 import core.preprocessing
-from core.builder import build_dataset, compute_metrics, select_candidates, split_by_object
+import core.quality
+from core.builder import build_dataset, select_candidates, split_by_object
+from core.quality import compute_metrics
 from core.catalogue import load_source
 from core.cli import main
 from core.dataset import load_dataset
@@ -285,7 +287,7 @@ def test_a_new_quality_version_measures_every_image_again(sample, tmp_path, monk
     measured = _record_measured_paths(monkeypatch)
     compute_metrics(source, n_jobs=1)
     assert measured == []
-    monkeypatch.setattr(core.builder, "QUALITY_VERSION", core.builder.QUALITY_VERSION + 1)
+    monkeypatch.setattr(core.quality, "QUALITY_VERSION", core.quality.QUALITY_VERSION + 1)
     compute_metrics(source, n_jobs=1)
     assert sorted(measured) == sorted(first["path"])
     assert "pixel_scale_arcsec" in first and (first.loc[first["read_error"] == "", "pixel_scale_arcsec"] > 0).all()
@@ -295,7 +297,7 @@ def test_thresholds_default_to_the_spec_and_are_recorded(built):
     from core.spec import QualityThresholds
 
     params = load_dataset(built).manifest["params"]
-    library = inspect.signature(core.preprocessing.apply_quality_filter).parameters
+    library = inspect.signature(core.quality.apply_quality_filter).parameters
     defaults = QualityThresholds()
     for name in ("min_quality", "min_size", "min_snr", "min_finite", "max_saturated", "extent"):
         assert params[name] == library[name].default == getattr(defaults, name)
@@ -429,13 +431,13 @@ def test_cli_passes_thresholds_and_centre(sample, tmp_path, capsys):
 def _record_measured_paths(monkeypatch) -> list[str]:
     """Let the builder measure as usual, and list every image path it measures."""
     measured: list[str] = []
-    real = core.builder._measure_chunk
+    real = core.quality._measure_chunk
 
     def counting(items):
         measured.extend(path for path, _, _ in items)
         return real(items)
 
-    monkeypatch.setattr(core.builder, "_measure_chunk", counting)
+    monkeypatch.setattr(core.quality, "_measure_chunk", counting)
     return measured
 
 

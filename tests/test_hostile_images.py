@@ -236,7 +236,7 @@ def test_hostile_file_is_refused_or_read_in_bounded_memory(case: Case, tmp_path:
 
 
 def test_metrics_pass_records_each_refusal_and_measures_the_rest(tmp_path: Path) -> None:
-    from core.builder import compute_metrics
+    from core.quality import compute_metrics
 
     images = tmp_path / "source" / "images"
     images.mkdir(parents=True)

@@ -364,7 +364,7 @@ SOURCE_CASES: list[tuple[str, str]] = [
 def test_a_crafted_catalogue_cannot_point_the_builder_outside_its_source(
     case: str, file: str, tmp_path: Path
 ) -> None:
-    from core.builder import compute_metrics
+    from core.quality import compute_metrics
     from core.catalogue import load_source
 
     source = tmp_path / "data" / "imported" / "crafted"

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.builder import CACHE_FILE, build_dataset, compute_metrics
+from core.builder import build_dataset
+from core.quality import CACHE_FILE, compute_metrics
 from core.dataset import content_hash, load_dataset, save_dataset
 from core.errors import ConfigError
 from core.parallel import close_dask_clients, dask_client, resolve_jobs, run_parallel

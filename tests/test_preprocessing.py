@@ -18,20 +18,19 @@ from hypothesis.extra import numpy as hnp
 from core.errors import ConfigError, GalaxyMorphError
 from core.images import ImageData, read_image
 from core.preprocessing import (
-    REJECTION_REASONS,
     STEP_NAMES,
     PreprocessConfig,
-    apply_quality_filter,
     crop_image,
     estimate_background,
     find_centre,
     measure_quality,
     preprocess,
     preprocess_steps,
-    quality_score,
     resize,
     stretch_image,
 )
+from core.quality import REASONS as REJECTION_REASONS
+from core.quality import apply_quality_filter, quality_score
 
 
 def _galaxy(

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.builder import build, compute_metrics, select
+from core.builder import build, select
+from core.quality import compute_metrics
 from core.catalogue import catalogue_prefix, load_source
 from core.errors import GalaxyMorphError
 from core.labels import CONFLICT_POLICIES

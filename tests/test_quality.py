@@ -9,7 +9,7 @@ import pandas as pd
 import polars as pl
 
 from core import quality
-from core.preprocessing import apply_quality_filter
+from core.quality import apply_quality_filter
 from core.spec import QualityThresholds
 
 CLEAN = {"min_side": 100.0, "finite_fraction": 1.0, "saturated_fraction": 0.0, "snr": 100.0,

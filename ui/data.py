@@ -18,13 +18,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import catalogue, counts, dataset, images, jobs, labels, models, preprocessing, provenance, report, runs
-from core.builder import Selection, compute_metrics, image_surveys, preprocess_defaults, select
+from core import catalogue, counts, dataset, images, jobs, labels, models, preprocessing, provenance, quality, report, runs
+from core.builder import Selection, image_surveys, preprocess_defaults, select
 from core.config import get_settings
 from core.errors import GalaxyMorphError
 from core.images import UPLOAD_LIMIT_BYTES, read_image
 from core.io import check_folder_name
 from core.progress import Progress
+from core.quality import compute_metrics
 from core.sample import ensure_sample
 from core.spec import BuildSpec, QualityThresholds
 from core.training import device_name
@@ -263,7 +264,7 @@ def _metrics(source: str, scheme: str, fingerprint: tuple[float, ...]) -> pd.Dat
     labelled_rows = catalogue_rows.drop_duplicates("path")[["path", "name", "label", "prefix", "survey", "band"]]
     table = image_surveys(table.merge(labelled_rows, on="path", how="left"), table)
     table["label"] = table["label"].fillna(UNCLASSIFIED)
-    table["quality"] = preprocessing.quality_score(table).to_numpy()
+    table["quality"] = quality.quality_score(table).to_numpy()
     return table
 
 
