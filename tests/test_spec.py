@@ -96,3 +96,9 @@ def test_a_crafted_spec_in_a_record_loses_only_the_spec(data_dir: Path, spec: ob
     loaded = jobs.load_job(job.id)
     assert loaded.spec is None and loaded.kind == "evaluate"
     assert jobs.job_problem(loaded) is None  # still a trusted job: listed, its log shown
+
+
+def test_build_command_line_defaults_are_the_spec_defaults() -> None:
+    """argparse reads its defaults from BuildSpec: `build` with no option is BuildSpec's defaults."""
+    args = build_parser().parse_args(["build"])
+    assert BuildSpec.from_args(args, default_source="s", default_size=64) == BuildSpec(source="s")

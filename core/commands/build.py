@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+from types import SimpleNamespace
 
 from core.labels import CONFLICT_POLICIES, LABEL_SOURCES
+from core.spec import BuildSpec
+
+# The spec owns every default; argparse only reads them, so the CLI and the dashboard cannot disagree.
+# (Read from the fields, not an instance: making one imports the preprocessing, too slow for --help.)
+DEFAULT = SimpleNamespace(**{f.name: f.default for f in dataclasses.fields(BuildSpec)})
 
 UNCLASSIFIED_PRINTED = 12
 
@@ -63,16 +70,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the rule off" + library,
     )
     parser.add_argument(
-        "--catalog", default="auto", help="name prefix to keep (NGC, UGC, ...), 'auto' (the most common) or 'all'"
+        "--catalog", default=DEFAULT.catalog, help="name prefix to keep (NGC, UGC, ...), 'auto' (the most common) or 'all'"
     )
     parser.add_argument(
         "--label-from",
-        default="classification",
+        default=DEFAULT.label_from,
         choices=LABEL_SOURCES,
-        help="label from NED's type string or from the searched term (default: classification)",
+        help=f"label from NED's type string or from the searched term (default: {DEFAULT.label_from})",
     )
     parser.add_argument(
-        "--conflicts", default="drop", choices=CONFLICT_POLICIES, help="objects with several labels"
+        "--conflicts", default=DEFAULT.conflicts, choices=CONFLICT_POLICIES,
+        help=f"objects with several labels (default: {DEFAULT.conflicts})"
     )
     parser.add_argument(
         "--exclude-dwarfs", action="store_true", help="leave out dwarfs (dE, dS0, dSph, dIrr) the scheme would classify"
@@ -80,7 +88,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--exclude-uncertain", action="store_true", help="leave out uncertain types (E?, Sb:) the scheme would classify"
     )
-    parser.add_argument("--duplicate-arcsec", type=float, default=3.0, help="positional duplicate radius (default: 3)")
+    parser.add_argument("--duplicate-arcsec", type=float, default=DEFAULT.duplicate_arcsec,
+                        help=f"positional duplicate radius (default: {DEFAULT.duplicate_arcsec:g})")
     parser.add_argument(
         "--allow-duplicates",
         action="store_true",
@@ -88,15 +97,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--survey",
-        default="auto",
+        default=DEFAULT.survey,
         help="keep images of one survey ('DSS2', 'SDSS r', ...), 'auto' (the most common) or 'all' (default: auto)",
     )
     parser.add_argument(
-        "--band", default="auto", help="keep one band of that survey, 'auto' (its most common) or 'all' (default: auto)"
+        "--band", default=DEFAULT.band, help="keep one band of that survey, 'auto' (its most common) or 'all' (default: auto)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the split (default: 0)")
-    parser.add_argument("--val", type=float, default=0.15, help="validation fraction per class (default: 0.15)")
-    parser.add_argument("--test", type=float, default=0.15, help="test fraction per class (default: 0.15)")
+    parser.add_argument("--seed", type=int, default=DEFAULT.seed, help=f"seed of the split (default: {DEFAULT.seed})")
+    parser.add_argument("--val", type=float, default=DEFAULT.val_fraction,
+                        help=f"validation fraction per class (default: {DEFAULT.val_fraction:g})")
+    parser.add_argument("--test", type=float, default=DEFAULT.test_fraction,
+                        help=f"test fraction per class (default: {DEFAULT.test_fraction:g})")
     parser.add_argument("--out", default=None, help="dataset folder (default: <data_dir>/datasets/<name from parameters>)")
     parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: settings workers)")
     parser.add_argument("--force", action="store_true", help="rebuild even if the same dataset exists")
