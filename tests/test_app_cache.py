@@ -38,3 +38,34 @@ def test_a_changed_catalogue_shows_on_the_next_run(world: dict[str, Path], tmp_p
 
     assert not at.exception, [e.value for e in at.exception]
     assert _catalogue_rows(at) == before - 7
+
+
+def test_a_rebuilt_dataset_shows_on_the_next_run(world: dict[str, Path], tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rebuilding a dataset under the same name (no run depends on it) shows its new size at once."""
+    from core.builder import build_dataset
+    from core.preprocessing import PreprocessConfig
+
+    data = tmp_path / "data"
+    monkeypatch.setenv("GALAXY_MORPH_DATA_DIR", str(data))
+    monkeypatch.setenv("GALAXY_MORPH_RUNS_DIR", str(tmp_path / "runs"))
+    out = data / "datasets" / "mine"
+
+    def build(size: int) -> None:
+        build_dataset(world["sample"], scheme="hubble3", preprocess=PreprocessConfig(size=size), min_quality=0.0,
+                      min_size=0, catalog="all", out=out, n_jobs=1, force=True)
+
+    build(32)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page("pages/training.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    captions = " ".join(c.value for c in at.caption)
+    assert "of 32 px" in captions, captions
+
+    build(48)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    captions = " ".join(c.value for c in at.caption)
+    assert "of 48 px" in captions and "of 32 px" not in captions, captions
