@@ -314,8 +314,15 @@ class Run:
 
     @property
     def label(self) -> str:
-        """Short label for tables and legends: ``resnet18 s0``."""
-        return f"{self.model_name} s{self.seed}"
+        """Short label for tables and legends: ``resnet18 s0``, with the fold and split seed of a
+        repeated evaluation (``resnet18 s0 f2``, ``resnet18 s0 f2 r1``) so its runs are told apart."""
+        params = self.config.get("params") if isinstance(self.config.get("params"), dict) else {}
+        label = f"{self.model_name} s{self.seed}"
+        if isinstance(params.get("folds"), int) and params["folds"] > 0 and isinstance(params.get("fold"), int):
+            label += f" f{params['fold']}"
+        if isinstance(params.get("split_seed"), int) and params["split_seed"] > 0:
+            label += f" r{params['split_seed']}"
+        return label
 
     @property
     def history(self) -> pd.DataFrame:

@@ -20,7 +20,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -394,6 +394,25 @@ def _optimizer(config: TrainConfig, *, steps_per_epoch: int) -> keras.optimizers
 
 
 # --------------------------------------------------------------------------------------------- callback
+
+
+def early_stopping_replay(val_losses: Sequence[float], patience: int) -> tuple[int, int]:
+    """``(epochs run, best epoch)`` had training stopped with ``patience`` on this validation-loss curve.
+
+    The rule :class:`_RunCallback` applies (an epoch improves when its loss is strictly below the
+    best so far; stop after ``patience`` epochs without one; 0 never stops), replayed on a
+    recorded ``history.csv``, so other patiences can be judged on validation data without training
+    again. Exact for any patience up to the one the run was trained with.
+    """
+    best, best_epoch, wait = np.inf, 0, 0
+    for epoch, loss in enumerate(val_losses, start=1):
+        if loss < best:
+            best, best_epoch, wait = loss, epoch, 0
+        else:
+            wait += 1
+        if patience and wait >= patience:
+            return epoch, best_epoch
+    return len(val_losses), best_epoch
 
 
 class _RunCallback(keras.callbacks.Callback):

@@ -123,3 +123,17 @@ def test_set_status_rejects_unknown_status(tmp_path):
 
     with pytest.raises(GalaxyMorphError, match="status must be one of"):
         set_status(_run(tmp_path), "done")
+
+
+@pytest.mark.parametrize(("params", "label"), [
+    ({}, "resnet18 s1"),
+    ({"folds": 0, "fold": 0, "split_seed": None}, "resnet18 s1"),
+    ({"folds": 5, "fold": 3, "split_seed": 0}, "resnet18 s1 f3"),
+    ({"folds": 5, "fold": 3, "split_seed": 2}, "resnet18 s1 f3 r2"),
+    ({"folds": 0, "fold": 0, "split_seed": 1}, "resnet18 s1 r1"),
+    ({"folds": "5", "fold": [3]}, "resnet18 s1"),  # a crafted config changes no label into an error
+])
+def test_run_label_tells_folds_and_split_seeds_apart(tmp_path, params, label):
+    path = create_run(tmp_path / "runs", model="resnet18", seed=1, params=params, dataset_path=tmp_path / "ds",
+                      dataset_hash="x")
+    assert load_run(path).label == label

@@ -25,6 +25,7 @@ from core.training import (
     TrainConfig,
     balanced_class_weight,
     default_config,
+    early_stopping_replay,
     train,
     train_many,
 )
@@ -284,3 +285,23 @@ def test_grad_cam_hand_worked_and_on_each_model():
         assert maps.shape == (2, size, size) and maps.min() >= 0 and maps.max() <= 1
     with pytest.raises(ConfigError, match="layer must be one of"):
         grad_cam(model, image, 0, layer="dense")
+
+
+@pytest.mark.parametrize(("losses", "patience", "expected"), [
+    ([1.0, 0.9, 0.8], 2, (3, 3)),                       # never stops: still improving
+    ([1.0, 0.9, 0.95, 0.97, 0.5], 2, (4, 2)),           # two epochs without a new best: stop at 4
+    ([1.0, 0.9, 0.9, 0.8], 1, (3, 2)),                  # equal is not better
+    ([1.0, float("nan"), 0.9], 1, (2, 1)),              # a NaN epoch counts as no improvement
+    ([1.0, 1.1, 1.2, 1.3], 0, (4, 1)),                  # 0 never stops
+])
+def test_early_stopping_replay_follows_the_rule(losses, patience, expected):
+    assert early_stopping_replay(losses, patience) == expected
+
+
+def test_early_stopping_replay_matches_a_real_run(dataset_path, tmp_path):
+    """Replaying the run's own patience on its history gives the epochs it trained and its best epoch."""
+    config = default_config("lenet5", epochs=12, batch_size=16, patience=1, learning_rate=3e-2)
+    result = _train(dataset_path, tmp_path, config)
+    losses = load_run(result.run_dir).history["val_loss"].tolist()
+    assert early_stopping_replay(losses, 1) == (result.metrics["epochs_done"], result.metrics["best_epoch"])
+    assert result.metrics["stopped_early"] == (result.metrics["epochs_done"] < 12)
