@@ -83,7 +83,8 @@ class TrainConfig:
     seed : int
         Seeds Python, NumPy and the backend; same seed, same metrics on CPU.
     mixed_precision, xla : bool
-        GPU options: ``mixed_float16`` policy, and ``jit_compile``.
+        GPU options: ``mixed_float16`` policy, and ``jit_compile``. XLA needs ``shift=0`` and
+        ``zoom=0`` (Keras cannot compile those layers) and runs without op determinism.
     distribute : {"auto", "none", "mirrored", "multiworker"}
         "auto" uses ``MirroredStrategy`` when more than one GPU is visible.
     model_options : dict
@@ -91,7 +92,7 @@ class TrainConfig:
     events_every : int
         Batches between two progress events.
     deterministic : bool
-        Enable TensorFlow's op determinism (reproducible on CPU, a little slower).
+        Enable TensorFlow's op determinism (reproducible on CPU, a little slower); off with ``xla``.
     folds, fold, split_seed : int, int, int or None
         Which train/val/test split (:func:`core.splits.resplit`): ``folds=0`` and no
         ``split_seed`` is the dataset's own split; ``folds=K`` (>= 3) trains on fold ``fold`` of
@@ -154,6 +155,15 @@ class TrainConfig:
             raise ConfigError(f"seed must be an integer >= 0; got {self.seed!r}.")
         if self.distribute not in DISTRIBUTE:
             raise ConfigError(f"distribute must be one of {', '.join(DISTRIBUTE)}; got {self.distribute!r}.")
+        if self.xla and self.augment and (self.shift > 0 or self.zoom > 0):
+            raise ConfigError(
+                f"xla cannot compile the shift and zoom augmentation (Keras turns jit_compile off for "
+                f"RandomTranslation and RandomZoom); got xla=True with shift={self.shift}, zoom={self.zoom}. "
+                "Add --shift 0 --zoom 0 (the rotations and flips stay) or leave out --xla."
+            )
+        if self.xla and self.deterministic:
+            # Keras turns jit_compile off under TensorFlow's op determinism: XLA runs trade it for speed.
+            object.__setattr__(self, "deterministic", False)
         if not isinstance(self.folds, int) or self.folds < 0 or self.folds in (1, 2):
             raise ConfigError(f"folds must be 0 (the dataset's own split) or an integer >= 3; got {self.folds!r}. "
                               "Try 5.")
@@ -375,10 +385,12 @@ def _val_batch_size(n_val: int, strategy: Any) -> int:
 
 def _seed_everything(config: TrainConfig) -> None:
     keras.utils.set_random_seed(config.seed)
-    if config.deterministic and keras.backend.backend() == "tensorflow":
-        import tensorflow as tf  # noqa: PLC0415
+    if keras.backend.backend() == "tensorflow":
+        # Determinism is process-wide: an XLA run after a deterministic one in the same `train` must
+        # turn it off again (TensorFlow has no public switch for that).
+        from tensorflow.python.framework import config as tf_config  # noqa: PLC0415
 
-        tf.config.experimental.enable_op_determinism()
+        (tf_config.enable_op_determinism if config.deterministic else tf_config.disable_op_determinism)()
 
 
 def _optimizer(config: TrainConfig, *, steps_per_epoch: int) -> keras.optimizers.Optimizer:
@@ -625,6 +637,10 @@ def _train(dataset: Dataset, config: TrainConfig, *, run_dir: Path, run_id: str,
             fit_model.compile(optimizer=_optimizer(config, steps_per_epoch=batches),
                               loss="sparse_categorical_crossentropy",
                               metrics=["accuracy"], jit_compile=config.xla)
+    if config.xla:
+        runs.set_status(run_dir, "running", xla_compiled=bool(fit_model.jit_compile))
+        if not fit_model.jit_compile:
+            logger.warning("run %s: Keras did not compile the training step with XLA; training without it.", run_id)
     base = fit_model.layers[-1]
     callback = _RunCallback(run_dir=run_dir, run_id=run_id, config=config, batches=batches, state=state,
                             progress_callback=progress_callback)

@@ -41,7 +41,9 @@ with st.container(border=True):
                                help="One run per model and seed; the comparison averages over seeds.")
     batch = c3.select_slider("Batch size", [16, 32, 64, 128], value=32, key="train_batch")
     mixed = c4.toggle("Mixed precision (GPU)", key="train_mixed", help="float16 compute on a GPU; slower on a CPU.")
-    xla = c4.toggle("XLA compile (GPU)", key="train_xla")
+    xla = c4.toggle("XLA compile (GPU)", key="train_xla",
+                    help="Compiles the training step. Keras cannot compile the shift and zoom augmentation, so "
+                         "those are off (rotations and flips stay), and so is op determinism.")
     c1, c2, c3 = st.columns([1, 1, 1])
     protocol = c1.selectbox("Protocol", ["tuned", "equal"], key="train_protocol",
                             help="tuned: each model's own optimiser, learning rate and epochs; equal: one optimiser, "
@@ -72,7 +74,8 @@ if start or resume:
     try:
         spec = TrainSpec(dataset=dataset, models=tuple(models), seeds=tuple(seeds), protocol=protocol,
                          folds=int(folds), repeats=int(repeats), batch_size=int(batch),
-                         epochs=int(epochs) if epochs else None, mixed_precision=mixed, xla=xla)
+                         epochs=int(epochs) if epochs else None, mixed_precision=mixed, xla=xla,
+                         shift=0.0 if xla else None, zoom=0.0 if xla else None)
         job = jobs.submit(spec, label=f"train {', '.join(models)} × {spec.n_runs // len(models)} run(s)", resume=resume)
     except GalaxyMorphError as exc:
         st.error(common.md(exc))

@@ -305,3 +305,21 @@ def test_early_stopping_replay_matches_a_real_run(dataset_path, tmp_path):
     losses = load_run(result.run_dir).history["val_loss"].tolist()
     assert early_stopping_replay(losses, 1) == (result.metrics["epochs_done"], result.metrics["best_epoch"])
     assert result.metrics["stopped_early"] == (result.metrics["epochs_done"] < 12)
+
+
+def test_xla_is_refused_with_layers_it_cannot_compile():
+    with pytest.raises(ConfigError, match="--shift 0 --zoom 0"):
+        default_config("lenet5", xla=True)
+
+
+def test_xla_really_compiles_when_asked(dataset_path, tmp_path):
+    """--xla used to be dropped silently (augmentation layers, op determinism); now the step is compiled."""
+    config = default_config("lenet5", epochs=1, batch_size=16, patience=0, xla=True, shift=0.0, zoom=0.0)
+    assert config.deterministic is False
+    result = _train(dataset_path, tmp_path, config)
+    assert load_run(result.run_dir).config["xla_compiled"] is True
+    # A deterministic run after it in the same process turns determinism back on.
+    _train(dataset_path, tmp_path / "again", default_config("lenet5", epochs=1, batch_size=16, patience=0))
+    from tensorflow.python.framework import config as tf_config
+
+    assert tf_config.is_op_determinism_enabled()
