@@ -18,8 +18,10 @@ arguments, and results are consumed in task order.
 from __future__ import annotations
 
 import atexit
+import importlib
 import logging
 import re
+from pathlib import Path
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -155,11 +157,33 @@ def dask_client(scheduler: str) -> Any:
             f"dask_scheduler must be 'local:N' or a scheduler address; got {scheduler!r}. "
             "Use e.g. 'local:2' or 'tcp://10.0.0.5:8786'."
         )
+    try:
+        _check_cluster(client, scheduler)
+    except ConfigError:
+        client.close()
+        raise
     logger.info("dask: %s with %d workers", scheduler, len(client.scheduler_info()["workers"]))
     if not _clients:
         atexit.register(close_dask_clients)
     _clients[scheduler] = client
     return client
+
+
+def _check_cluster(client: Any, scheduler: str) -> None:
+    """Refuse a cluster the work would wait on forever: no worker, or a scheduler or worker that
+    cannot import this project (it could not read the task graph)."""
+    if not client.scheduler_info()["workers"]:
+        raise ConfigError(f"dask_scheduler {scheduler!r} has no workers; got a scheduler only. "
+                          f"Start one with `dask worker {scheduler}`.")
+    root = Path(__file__).resolve().parent.parent
+    try:
+        client.run_on_scheduler(importlib.import_module, __name__)
+        client.run(importlib.import_module, __name__)
+    except ImportError as exc:
+        raise ConfigError(
+            f"the dask scheduler or a worker at {scheduler!r} cannot import this project ({exc}). "
+            f"Start them with PYTHONPATH={root} and the data under the same paths."
+        ) from exc
 
 
 def close_dask_clients() -> None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -144,3 +148,54 @@ def test_the_sample_renderer_leaves_the_metrics_a_build_would_measure(tmp_path, 
         from_render.assign(path=from_render["path"].map(lambda p: Path(p).name)),
         measured_again.assign(path=measured_again["path"].map(lambda p: Path(p).name)),
     )
+
+
+def _start(command: list[str], *, env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen:
+    with open(log, "wb") as out:
+        return subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _wait_for_file(path: Path, process: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and path.stat().st_size):
+        assert process.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, f"no {path} after {timeout} s: {log.read_text()}"
+        time.sleep(0.1)
+
+
+@pytest.mark.cluster
+def test_a_scheduler_that_cannot_import_the_project_is_refused_not_waited_on(tmp_path):
+    """Without PYTHONPATH a scheduler cannot read the task graph and the command used to wait forever."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    scheduler_file = tmp_path / "scheduler.json"
+    scheduler = _start([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+                        "--dashboard-address", ":0", "--scheduler-file", str(scheduler_file)],
+                       env=env, cwd=tmp_path, log=tmp_path / "scheduler.log")
+    try:
+        _wait_for_file(scheduler_file, scheduler, tmp_path / "scheduler.log")
+        address = json.loads(scheduler_file.read_text())["address"]
+        with pytest.raises(ConfigError, match="has no workers"):
+            dask_client(address)
+        worker = _start([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers", "1",
+                         "--nthreads", "1", "--dashboard-address", ":0"],
+                        env={**env, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}, cwd=tmp_path,
+                        log=tmp_path / "worker.log")
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    dask_client(address)
+                except ConfigError as exc:
+                    if "has no workers" in str(exc):
+                        assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()
+                        time.sleep(0.2)
+                        continue
+                    assert "cannot import this project" in str(exc) and "PYTHONPATH=" in str(exc)
+                    break
+                raise AssertionError("a scheduler that cannot import core was accepted")
+        finally:
+            worker.terminate()
+            worker.wait(30)
+    finally:
+        scheduler.terminate()
+        scheduler.wait(30)
