@@ -333,6 +333,32 @@ def _image_batch(model: keras.Model, x: Any, class_index: int) -> tuple[Any, boo
     return (images[None] if single else images), single
 
 
+def _input_gradient(function: Any, inputs: Any) -> Any:
+    """``d sum(function(inputs)) / d inputs`` as a NumPy array, with the backend's own autodiff.
+
+    Summing over the batch gives each image its own gradient: in inference mode no layer mixes
+    the images of a batch. Keras 3 has no backend-neutral gradient, so this is the one place that
+    names a backend: TensorFlow's ``GradientTape`` or ``jax.grad``.
+    """
+    import numpy as np  # noqa: PLC0415
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf  # noqa: PLC0415
+
+        tensor = tf.convert_to_tensor(inputs)
+        with tf.GradientTape() as tape:
+            tape.watch(tensor)
+            total = tf.reduce_sum(function(tensor))
+        return tape.gradient(total, tensor).numpy()
+    if backend == "jax":
+        import jax  # noqa: PLC0415
+
+        return np.asarray(jax.grad(lambda tensor: jax.numpy.sum(function(tensor)))(jax.numpy.asarray(inputs)))
+    raise ConfigError(f"saliency and Grad-CAM need the TensorFlow or JAX backend; got {backend!r}. "
+                      "Set KERAS_BACKEND=tensorflow or jax.")
+
+
 def saliency(model: keras.Model, x: Any, class_index: int) -> Any:
     """Gradient saliency (Simonyan et al. 2014): ``|d p_class / d image|``, max over channels, scaled to [0, 1].
 
@@ -353,22 +379,13 @@ def saliency(model: keras.Model, x: Any, class_index: int) -> Any:
     Raises
     ------
     ConfigError
-        If ``class_index`` is out of range, or the backend is not TensorFlow (gradients need
-        the backend's autodiff; only TensorFlow's is wired here).
+        If ``class_index`` is out of range, or the backend is neither TensorFlow nor JAX
+        (gradients need the backend's autodiff).
     """
     import numpy as np  # noqa: PLC0415
 
     images, single = _image_batch(model, x, class_index)
-    if keras.backend.backend() != "tensorflow":
-        raise ConfigError(f"saliency needs the TensorFlow backend; got {keras.backend.backend()!r}. "
-                          "Set KERAS_BACKEND=tensorflow.")
-    import tensorflow as tf  # noqa: PLC0415 - gradients need the backend's autodiff
-
-    tensor = tf.convert_to_tensor(images)
-    with tf.GradientTape() as tape:
-        tape.watch(tensor)
-        score = model(tensor, training=False)[:, class_index]
-    grads = np.abs(tape.gradient(score, tensor).numpy()).max(axis=-1)
+    grads = np.abs(_input_gradient(lambda batch: model(batch, training=False)[:, class_index], images)).max(axis=-1)
     peak = grads.reshape(len(grads), -1).max(axis=1).reshape(-1, 1, 1)
     maps = np.divide(grads, peak, out=np.zeros_like(grads), where=peak > 0)
     return maps[0] if single else maps
@@ -399,7 +416,7 @@ def grad_cam(model: keras.Model, x: Any, class_index: int, *, layer: str | None 
     Raises
     ------
     ConfigError
-        If ``class_index`` or ``layer`` is not in the model, or the backend is not TensorFlow.
+        If ``class_index`` or ``layer`` is not in the model, or the backend is neither TensorFlow nor JAX.
     """
     import numpy as np  # noqa: PLC0415
 
@@ -410,18 +427,10 @@ def grad_cam(model: keras.Model, x: Any, class_index: int, *, layer: str | None 
         raise ConfigError(f"layer must be one of the model's spatial layers {names}; got {layer!r}.")
     if not spatial:
         raise ConfigError(f"model {model.name} has no layer with a spatial output; Grad-CAM needs a convolutional net.")
-    if keras.backend.backend() != "tensorflow":
-        raise ConfigError(f"grad_cam needs the TensorFlow backend; got {keras.backend.backend()!r}. "
-                          "Set KERAS_BACKEND=tensorflow.")
-    import tensorflow as tf  # noqa: PLC0415 - gradients need the backend's autodiff
-
     chosen = model.get_layer(layer) if layer is not None else spatial[-1]
-    features = keras.Model(model.input, chosen.output)(images, training=False)
+    features = keras.ops.convert_to_numpy(keras.Model(model.input, chosen.output)(images, training=False))
     head = keras.Model(chosen.output, model.output)
-    with tf.GradientTape() as tape:
-        tape.watch(features)
-        score = head(features, training=False)[:, class_index]
-    grads = tape.gradient(score, features)
+    grads = _input_gradient(lambda maps: head(maps, training=False)[:, class_index], features)
     ops = keras.ops
     weights = ops.mean(grads, axis=(1, 2), keepdims=True)
     cam = ops.relu(ops.sum(weights * features, axis=-1, keepdims=True))
