@@ -28,6 +28,8 @@ def texts(values: Iterable[object]) -> list[str]:
 def style(fig: go.Figure, *, title: str | None = None, height: int = 360) -> go.Figure:
     """The shared look: white template, title top left, legend in its own strip under the plot.
 
+    Without ``title`` the figure keeps the one it has (the figures of :mod:`core.report` come titled).
+
     A legend above the plot collides with the title once it wraps (six learning-curve traces),
     so it sits at the bottom of the figure, and the bottom margin grows with it.
     """
@@ -36,7 +38,8 @@ def style(fig: go.Figure, *, title: str | None = None, height: int = 360) -> go.
     has_legend = len(named) > 1
     fig.update_layout(
         template=TEMPLATE,
-        title=dict(text=text(title), x=0, xanchor="left", y=0.98, yanchor="top") if title else None,
+        title=dict(text=text(title) if title else fig.layout.title.text, x=0, xanchor="left", y=0.98, yanchor="top")
+        if title or fig.layout.title.text else None,
         height=height + (50 if has_legend else 0),
         margin=dict(l=10, r=10, t=50 if title else 20, b=10),
         legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", xanchor="left", x=0),
