@@ -718,7 +718,7 @@ def presentation_title(runs: list[Run]) -> str:
     done = deduplicate(finished(runs))
     if not done:
         raise GalaxyMorphError("no finished runs to title. Train some with `python -m core train`.")
-    models = " vs ".join(model_label(m) for m in dict.fromkeys(r.model_name for r in done))
+    models = " vs ".join(model_label(m) for m in _smallest_first([r.model_name for r in done]))
     dataset = Path(str(done[0].config.get("dataset", {}).get("path", "dataset"))).name
     if protocol(done[0]) != "tuned":
         dataset += f" ({protocol(done[0])} protocol)"
@@ -728,6 +728,12 @@ def presentation_title(runs: list[Run]) -> str:
         kind = "fold" if all(s.startswith("k") for s in splits) else "split"
         seeds = f"{_count(len(splits), kind)} × {seeds}" if len({r.seed for r in done}) > 1 else _count(len(splits), kind)
     return f"{models} · {dataset} · {seeds}"
+
+
+def _smallest_first(models: list[str]) -> list[str]:
+    # The architectures in the order of MODEL_LABELS (LeNet-5 first), whatever order they were trained in.
+    order = {m: i for i, m in enumerate(MODEL_LABELS)}
+    return sorted(dict.fromkeys(models), key=lambda m: order.get(m, len(order)))
 
 
 def _count(n: int, word: str) -> str:
@@ -740,6 +746,13 @@ def verdict_sentence(tests: pd.DataFrame) -> str | None:
     said = verdicts(tests)
     if not said:
         return None
+    if len(tests) > 2 and tests["better"].isna().all():
+        # Three "no significant difference" clauses in a row read as noise: one clause says it.
+        models = _smallest_first([*tests["model_a"], *tests["model_b"]])
+        names = ", ".join(model_label(m) for m in models[:-1]) + f" and {model_label(models[-1])}"
+        lowest, highest = format_p(float(tests["p_holm"].min())), format_p(float(tests["p_holm"].max()))
+        p = f"{lowest} for every pair" if lowest == highest else "every " + lowest.replace("p = ", "p ≥ ")
+        return f"No significant difference between any two of {names} ({p}, Holm)."
     text = "; ".join(said)
     return text[0].upper() + text[1:] + "."
 

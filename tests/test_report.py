@@ -316,11 +316,10 @@ def test_a_presentation_title_names_the_models_the_dataset_and_what_is_pooled(re
 
     assert presentation_title(iter_runs(registry)) == "LeNet-5 vs ResNet-18 · h · 2 seeds"
     folds = tmp_path / "folds"
-    for fold in range(5):
-        for model in ("lenet5", "alexnet"):
+    for fold in range(5):  # trained largest first: the title still reads smallest first
+        for model in ("resnet18", "alexnet", "lenet5"):
             _fake_run(folds, model, 0, wrong=[fold], fold=fold, protocol="equal")
-    models, dataset, pooled = presentation_title(iter_runs(folds)).split(" · ")
-    assert (sorted(models.split(" vs ")), dataset, pooled) == (["AlexNet", "LeNet-5"], "h (equal protocol)", "5 folds")
+    assert presentation_title(iter_runs(folds)) == "LeNet-5 vs AlexNet vs ResNet-18 · h (equal protocol) · 5 folds"
     with pytest.raises(GalaxyMorphError, match="no finished runs"):
         presentation_title([])
 
@@ -331,6 +330,15 @@ def test_the_verdict_is_one_sentence_or_none(registry, tmp_path):
     assert verdict_sentence(paired_tests(iter_runs(registry))) == "ResNet-18 is better than LeNet-5 (p = 0.031, Holm)."
     _fake_run(tmp_path / "one", "lenet5", 0, wrong=[1])
     assert verdict_sentence(paired_tests(iter_runs(tmp_path / "one"))) is None
+    # Three models, no pair differs: one clause, not three.
+    for model, wrong in (("resnet18", [0, 1]), ("alexnet", [2])):
+        _fake_run(tmp_path / "one", model, 0, wrong=wrong)
+    assert verdict_sentence(paired_tests(iter_runs(tmp_path / "one"))) == (
+        "No significant difference between any two of LeNet-5, AlexNet and ResNet-18 (p = 1 for every pair, Holm).")
+    _fake_run(tmp_path / "one", "resnet34", 0, wrong=list(range(8)))  # far worse than AlexNet, but not p < 0.05
+    said = verdict_sentence(paired_tests(iter_runs(tmp_path / "one")))
+    assert said.startswith("No significant difference between any two of LeNet-5, AlexNet, ResNet-18 and ResNet-34 "
+                           "(every p ≥ 0.")
 
 
 def test_sections_with_nothing_to_show_are_left_out(registry, tmp_path):

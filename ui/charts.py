@@ -36,12 +36,12 @@ def style(fig: go.Figure, *, title: str | None = None, height: int = 360) -> go.
     # Sankey and heatmap traces have no legend entry (no ``showlegend``).
     named = [trace for trace in fig.data if getattr(trace, "showlegend", False) is not False and trace.name]
     has_legend = len(named) > 1
+    heading = text(title) if title else fig.layout.title.text
     fig.update_layout(
         template=TEMPLATE,
-        title=dict(text=text(title) if title else fig.layout.title.text, x=0, xanchor="left", y=0.98, yanchor="top")
-        if title or fig.layout.title.text else None,
+        title=dict(text=heading, x=0, xanchor="left", y=0.98, yanchor="top") if heading else None,
         height=height + (50 if has_legend else 0),
-        margin=dict(l=10, r=10, t=50 if title else 20, b=10),
+        margin=dict(l=10, r=10, t=50 if heading else 20, b=10),
         legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", xanchor="left", x=0),
     )
     return fig
