@@ -731,9 +731,19 @@ def presentation_title(runs: list[Run]) -> str:
 
 
 def _smallest_first(models: list[str]) -> list[str]:
-    # The architectures in the order of MODEL_LABELS (LeNet-5 first), whatever order they were trained in.
-    order = {m: i for i, m in enumerate(MODEL_LABELS)}
-    return sorted(dict.fromkeys(models), key=lambda m: order.get(m, len(order)))
+    return sorted(dict.fromkeys(models), key=_model_rank)
+
+
+def _model_rank(model: str) -> int:
+    # The order of MODEL_LABELS (LeNet-5 first); other models after them, in the order given.
+    order = list(MODEL_LABELS)
+    return order.index(model) if model in order else len(order)
+
+
+def in_model_order(runs: list[Run]) -> list[Run]:
+    """``runs`` with the architectures smallest first (LeNet-5, AlexNet, ResNet-18 …), whatever order they
+    were trained in; runs of one model keep their order. Tables and figures list models in this order."""
+    return sorted(runs, key=lambda r: _model_rank(r.model_name))
 
 
 def _count(n: int, word: str) -> str:

@@ -53,7 +53,7 @@ if len(groups) > 1 and not presenting:
                                     index=list(groups).index(experiment), key="cmp_experiment",
                                     help="Runs of different datasets or protocols are not pooled.")
 st.session_state["cmp_shown"] = {"dataset": dataset, "runs": chosen, "experiment": experiment}
-runs_list = groups[experiment]
+runs_list = report.in_model_order(groups[experiment])
 models = list(dict.fromkeys(r.model_name for r in runs_list))
 classes = runs_list[0].classes
 sections = report.sections(runs_list)

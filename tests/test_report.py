@@ -320,6 +320,9 @@ def test_a_presentation_title_names_the_models_the_dataset_and_what_is_pooled(re
         for model in ("resnet18", "alexnet", "lenet5"):
             _fake_run(folds, model, 0, wrong=[fold], fold=fold, protocol="equal")
     assert presentation_title(iter_runs(folds)) == "LeNet-5 vs AlexNet vs ResNet-18 · h (equal protocol) · 5 folds"
+    from core.report import in_model_order
+
+    assert [r.model_name for r in in_model_order(iter_runs(folds))[::5]] == ["lenet5", "alexnet", "resnet18"]
     with pytest.raises(GalaxyMorphError, match="no finished runs"):
         presentation_title([])
 
