@@ -24,7 +24,8 @@ if finished.empty:
 
 dataset = st.selectbox("Models trained on", list(dict.fromkeys(finished["dataset"])), key="cls_dataset",
                        format_func=lambda p: str(p).split("/")[-1])
-candidates = report.first_seed_runs(data.load_runs(tuple(finished[finished["dataset"] == dataset]["path"])))
+candidates = report.first_seed_runs(report.in_model_order(
+    data.load_runs(tuple(finished[finished["dataset"] == dataset]["path"]))))
 # The gradient-boosting baseline classifies features of a dataset's images, not an uploaded image.
 candidates = [r for r in candidates if (r.path / "model.keras").exists()]
 if not candidates:
