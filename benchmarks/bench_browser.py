@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, PAGE_READY, PAGES, serve  # noqa: E402
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, PAGE_READY, PAGES, serve
 
 SLIDER, SLIDER_LABEL = "pp_min_quality", "Minimum quality score"
 GOALS = {"slider": 0.3, "warm": 1.0, "first": 3.0, "idle": 0}

@@ -53,7 +53,7 @@ _LABELS = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced acc.", "macro_
            "inference_img_per_s": "Inference (img/s)"}
 INTERVAL_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro")
 MODEL_LABELS = {"lenet5": "LeNet-5", "alexnet": "AlexNet", "resnet18": "ResNet-18", "resnet34": "ResNet-34",
-                "resnet50": "ResNet-50"}
+                "resnet50": "ResNet-50", "baseline": "Boosting baseline"}
 ALPHA = 0.05
 
 
@@ -571,7 +571,7 @@ def _colors(runs: list[Run]) -> dict[str, str]:
 
 def confusion_figure(run: Run) -> Any:
     """The run's confusion matrix: colour and text the fraction of each true class (rows)."""
-    import plotly.graph_objects as go  # noqa: PLC0415 - plotting is optional for the library
+    import plotly.graph_objects as go  # plotting is optional for the library
 
     classes, _, norm = confusion_matrices(run)
     labels = [_text(c) for c in classes]
@@ -584,7 +584,7 @@ def confusion_figure(run: Run) -> Any:
 
 def per_class_f1_figure(runs: list[Run]) -> Any:
     """Grouped bars of each class's F1 per model (mean ± std over runs), on [0, 1]."""
-    import plotly.graph_objects as go  # noqa: PLC0415
+    import plotly.graph_objects as go
 
     colors = _colors(runs)
     f1 = per_class_table(runs).groupby(["model", "class"], sort=False)["f1"].agg(["mean", "std"]).reset_index()
@@ -598,7 +598,7 @@ def per_class_f1_figure(runs: list[Run]) -> Any:
 
 def learning_curves_figure(runs: list[Run]) -> Any:
     """Train (solid) and validation (dashed) accuracy per epoch of every run, on [0, 1]."""
-    import plotly.graph_objects as go  # noqa: PLC0415
+    import plotly.graph_objects as go
 
     colors = _colors(runs)
     curves = learning_curves(runs)
@@ -616,7 +616,7 @@ def learning_curves_figure(runs: list[Run]) -> Any:
 
 def roc_figure(runs: list[Run], roc_class: str) -> Any:
     """One-vs-rest ROC curve of ``roc_class`` for the first seed of each model, with its AUC."""
-    import plotly.graph_objects as go  # noqa: PLC0415
+    import plotly.graph_objects as go
 
     colors = _colors(runs)
     fig = go.Figure()
@@ -633,7 +633,7 @@ def roc_figure(runs: list[Run], roc_class: str) -> Any:
 
 def size_accuracy_figure(runs: list[Run]) -> Any:
     """Test accuracy (on [0, 1]) against parameter count (log), marker area the training time."""
-    import plotly.graph_objects as go  # noqa: PLC0415
+    import plotly.graph_objects as go
 
     colors = _colors(runs)
     rows = runs_table(finished(runs))
@@ -656,7 +656,7 @@ def size_accuracy_figure(runs: list[Run]) -> Any:
 
 def reliability_figure(runs: list[Run]) -> Any:
     """Reliability diagram (15 confidence bins) of the first seed of each model, with its ECE."""
-    import plotly.graph_objects as go  # noqa: PLC0415
+    import plotly.graph_objects as go
 
     colors = _colors(runs)
     fig = go.Figure()
@@ -675,7 +675,7 @@ def reliability_figure(runs: list[Run]) -> Any:
 
 def paired_figure(runs: list[Run]) -> Any:
     """Heatmap of the Holm-adjusted p-value of every model pair (:func:`paired_matrix`)."""
-    import plotly.graph_objects as go  # noqa: PLC0415
+    import plotly.graph_objects as go
 
     matrix = paired_matrix(runs)
     labels = [_text(model_label(m)) for m in matrix.columns]
@@ -777,7 +777,7 @@ def best_note(best: str | None) -> str:
 def figures(runs: list[Run]) -> dict[str, Any]:
     """The comparison's plotly figures for the HTML report: ``confusion`` (one panel per model), then
     those of :data:`FIGURE_NAMES` that :func:`sections` finds something for (ROC: one panel per class)."""
-    from plotly.subplots import make_subplots  # noqa: PLC0415 - plotting is optional for the library
+    from plotly.subplots import make_subplots  # plotting is optional for the library
 
     done = deduplicate(finished(runs))
     shown = set(sections(done))

@@ -360,8 +360,13 @@ def test_sections_with_nothing_to_show_are_left_out(registry, tmp_path):
 
 
 def test_accuracy_axes_run_from_0_to_1(registry):
-    from core.report import (learning_curves_figure, per_class_f1_figure, reliability_figure, roc_figure,
-                             size_accuracy_figure)
+    from core.report import (
+        learning_curves_figure,
+        per_class_f1_figure,
+        reliability_figure,
+        roc_figure,
+        size_accuracy_figure,
+    )
 
     runs = iter_runs(registry)
     for fig in (size_accuracy_figure(runs), learning_curves_figure(runs), per_class_f1_figure(runs),
