@@ -798,9 +798,11 @@ def figures(runs: list[Run]) -> dict[str, Any]:
         if name == "roc":
             classes = first[0].classes
             fig = make_subplots(rows=1, cols=len(classes), subplot_titles=[_text(f"{c} vs rest") for c in classes])
+            names = [_text(model_label(r.model_name)) for r in first] + ["chance"]
             for i, cls in enumerate(classes, start=1):
-                for trace in roc_figure(first, cls).data:
-                    fig.add_trace(trace.update(showlegend=i == 1), 1, i)
+                # One legend for every panel: the model, not its AUC for the first panel's class.
+                for trace, label in zip(roc_figure(first, cls).data, names):
+                    fig.add_trace(trace.update(name=label, legendgroup=label, showlegend=i == 1), 1, i)
             figs["roc"] = _titled(fig, "One-vs-rest ROC curves (first seed of each model)")
         else:
             figs[name] = builders[name](done)

@@ -383,5 +383,7 @@ def test_the_page_and_the_html_report_draw_the_same_figures(registry, tmp_path):
     size = size_accuracy_figure(runs)
     assert [t.marker.color for t in size.data] == [model_color("lenet5"), model_color("resnet18")]
     assert figures(runs)["size_accuracy"].to_dict() == size.to_dict()
+    # The report's ROC has a panel per class and one legend: model names, not the first class's AUC.
+    assert {t.name for t in figures(runs)["roc"].data if t.showlegend is not False} == {"LeNet-5", "ResNet-18", "chance"}
     html = write_report(runs, tmp_path / "out")["report.html"].read_text()
     assert "Size vs accuracy (marker area: training time)" in html
