@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8501
 
-.PHONY: run test install install-dev browser bench clean
+.PHONY: run test install install-dev browser bench bench-scale clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,9 +35,16 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	fi
 
-## bench: every benchmark, each printing its ratio against a baseline measured in the same run
-bench: $(VENV)/.installed-dev
-	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+## bench: the quick benchmarks (bench_browser.py among them), each printing its ratio against a baseline
+## measured in the same run. Not bench_scale.py (16,000 galaxies: `make bench-scale`), nor gpu_check.py
+## (by hand, on a GPU machine).
+BENCH_SLOW := benchmarks/bench_scale.py
+bench: $(VENV)/.installed-dev browser
+	for b in $(filter-out $(BENCH_SLOW),$(wildcard benchmarks/bench_*.py)); do $(PY) $$b || exit 1; done
+
+## bench-scale: how sample, build and one epoch grow with 1,000, 4,000 and 16,000 galaxies (tens of minutes)
+bench-scale: $(VENV)/.installed-dev
+	$(PY) $(BENCH_SLOW)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

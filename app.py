@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import common, session
+from ui import common, present, session
 from ui import data as ui_data
 
 st.set_page_config(page_title="galaxy-morph", page_icon=":material/auto_awesome:", layout="wide")
@@ -31,27 +31,32 @@ pages = {
         st.Page("pages/classify.py", title="Classify", icon=":material/image_search:"),
     ],
 }
-page = st.navigation(pages)
-
-with st.sidebar:
-    common.bind("sidebar_source", "source")
-    st.selectbox(
-        "Data source",
-        options,
-        format_func=lambda p: sources[p],
-        key="sidebar_source",
-        on_change=common.adopt,
-        args=("sidebar_source", "source"),
-        kwargs={"then": lambda: st.session_state.update(scheme=ui_data.default_scheme(st.session_state["source"]))},
-        help="Every page reads this source. Add sources on the Data page.",
-    )
-    common.bind("sidebar_scheme", "scheme")
-    st.selectbox(
-        "Class scheme",
-        ui_data.scheme_names(),
-        key="sidebar_scheme",
-        on_change=common.adopt,
-        args=("sidebar_scheme", "scheme"),
-        help="How raw morphological types are grouped into the classes the models learn.",
-    )
+# Presentation mode draws nothing in the sidebar, so Streamlit shows none: the pages sit in a bar on top.
+presenting = present.active()
+page = st.navigation(pages, position="top" if presenting else "sidebar")
+if presenting:
+    st.button("Leave presentation mode", key="present_leave", on_click=present.leave, type="tertiary",
+              icon=":material/close_fullscreen:")
+else:
+    with st.sidebar:
+        common.bind("sidebar_source", "source")
+        st.selectbox(
+            "Data source",
+            options,
+            format_func=lambda p: sources[p],
+            key="sidebar_source",
+            on_change=common.adopt,
+            args=("sidebar_source", "source"),
+            kwargs={"then": lambda: st.session_state.update(scheme=ui_data.default_scheme(st.session_state["source"]))},
+            help="Every page reads this source. Add sources on the Data page.",
+        )
+        common.bind("sidebar_scheme", "scheme")
+        st.selectbox(
+            "Class scheme",
+            ui_data.scheme_names(),
+            key="sidebar_scheme",
+            on_change=common.adopt,
+            args=("sidebar_scheme", "scheme"),
+            help="How raw morphological types are grouped into the classes the models learn.",
+        )
 page.run()

@@ -53,7 +53,7 @@ _LABELS = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced acc.", "macro_
            "inference_img_per_s": "Inference (img/s)"}
 INTERVAL_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro")
 MODEL_LABELS = {"lenet5": "LeNet-5", "alexnet": "AlexNet", "resnet18": "ResNet-18", "resnet34": "ResNet-34",
-                "resnet50": "ResNet-50"}
+                "resnet50": "ResNet-50", "baseline": "Boosting baseline"}
 ALPHA = 0.05
 
 
@@ -463,7 +463,7 @@ def format_summary(summary: pd.DataFrame, *, best: str | None = None) -> str:
         lines.append(f"{label:<20}" + "".join(f"{c:>{width}}" for c in row))
     lines.append(interval_note(summary))
     if best is not None:
-        lines.append(f"* {model_label(best)} is significantly more accurate than every other model (Holm).")
+        lines.append(f"* {best_note(best)}")
     return "\n".join(lines)
 
 
@@ -528,62 +528,285 @@ def latex_table(summary: pd.DataFrame, *, best: str | None = None,
 
 
 # --------------------------------------------------------------------------------------------- figures
+# The one home of the comparison figures: the Comparison page and the HTML report both draw these.
+
+ACCURACY_RANGE = (0.0, 1.0)
+# Model colours, darker hues outside the Okabe-Ito class palette (ui/palette.py), so a chart of
+# models is never read as a chart of classes; kept here so the HTML report uses them too.
+MODEL_COLORS = {
+    "lenet5": "#6A3D9A", "alexnet": "#A6611A", "resnet18": "#1F4E79", "resnet34": "#2E7D6B", "resnet50": "#7F1D3F",
+}
+_MODEL_FALLBACK = ("#5E5E5E", "#8C6D31", "#3B6E8F", "#843C54")
+_GREY = "#999999"
+FIGURE_NAMES = ("per_class_f1", "learning_curves", "roc", "size_accuracy", "reliability", "paired_tests")
 
 
-def figures(runs: list[Run]) -> dict[str, Any]:
-    """Plotly figures of the comparison: learning curves, confusion matrices, per-class F1, ROC, reliability
-    diagram, paired tests."""
-    import plotly.express as px  # noqa: PLC0415 - plotting is optional for the library
-    import plotly.graph_objects as go  # noqa: PLC0415
-    from plotly.subplots import make_subplots  # noqa: PLC0415
-
-    done = deduplicate(finished(runs))
-    figs: dict[str, Any] = {}
-    curves = learning_curves(done)
-    if not curves.empty:
-        long = curves.melt(id_vars=["label", "epoch"], value_vars=["accuracy", "val_accuracy"],
-                           var_name="split", value_name="value")
-        figs["learning_curves"] = px.line(long, x="epoch", y="value", color="label", line_dash="split",
-                                          title="Learning curves (accuracy; dashed = validation)",
-                                          labels={"value": "accuracy"})
-    first = _first_seed_runs(done)
-    if first:
-        fig = make_subplots(rows=1, cols=len(first), subplot_titles=[r.label for r in first])
-        for i, run in enumerate(first, start=1):
-            classes, counts, norm = confusion_matrices(run)
-            fig.add_trace(go.Heatmap(z=norm, x=classes, y=classes, text=counts, texttemplate="%{text}",
-                                     zmin=0, zmax=1, colorscale="Blues", showscale=i == len(first)), 1, i)
-            fig.update_yaxes(autorange="reversed", row=1, col=i)
-        fig.update_layout(title="Confusion matrices (colour: row-normalised; text: counts; rows = true class)")
-        figs["confusion"] = fig
-    per_class = per_class_table(done)
-    if not per_class.empty:
-        f1 = per_class.groupby(["model", "class"], sort=False)["f1"].agg(["mean", "std"]).reset_index()
-        figs["per_class_f1"] = px.bar(f1, x="class", y="mean", error_y="std", color="model", barmode="group",
-                                      title="Per-class F1 (mean ± std over seeds)", labels={"mean": "F1"})
-    if first:
-        roc = pd.concat([roc_curves(r).assign(label=r.label) for r in first], ignore_index=True)
-        figs["roc"] = px.line(roc, x="fpr", y="tpr", color="class", facet_col="label",
-                              title="One-vs-rest ROC curves", labels={"fpr": "false positive rate",
-                                                                       "tpr": "true positive rate"})
-    if first:
-        bins = pd.concat([reliability(r).assign(label=r.label) for r in first], ignore_index=True)
-        fig = px.line(bins.dropna(), x="confidence", y="accuracy", color="label", markers=True,
-                      title="Reliability diagram (test set; the diagonal is perfect calibration)")
-        fig.add_shape(type="line", x0=0, y0=0, x1=1, y1=1, line=dict(dash="dot", color="grey"))
-        figs["reliability"] = fig
-    matrix = paired_matrix(done)
-    if matrix.notna().any().any():
-        figs["paired_tests"] = px.imshow(matrix, text_auto=".3g", zmin=0, zmax=1, color_continuous_scale="RdBu",
-                                         title="Paired tests between models: Holm-adjusted p-values")
-    return figs
+def model_color(model: str, index: int = 0) -> str:
+    """The colour of a model family (``lenet5``...); others get a fallback by position."""
+    return MODEL_COLORS.get(model, _MODEL_FALLBACK[index % len(_MODEL_FALLBACK)])
 
 
-def _first_seed_runs(runs: list[Run]) -> list[Run]:
+def _text(value: object) -> str:
+    # Plotly reads <b>, <a href> and entities in titles, ticks, legends and hover text.
+    return html.escape(str(value), quote=False)
+
+
+def _titled(fig: Any, title: str | None) -> Any:
+    if title:
+        fig.update_layout(title=dict(text=_text(title)))
+    return fig
+
+
+def first_seed_runs(runs: list[Run]) -> list[Run]:
+    """One run per model, the one with the smallest seed, in first-seen model order."""
     chosen: dict[str, Run] = {}
     for run in sorted(runs, key=lambda r: r.seed):
         chosen.setdefault(run.model_name, run)
-    return list(chosen.values())
+    return [chosen[m] for m in dict.fromkeys(r.model_name for r in runs)]
+
+
+def _colors(runs: list[Run]) -> dict[str, str]:
+    return {m: model_color(m, i) for i, m in enumerate(dict.fromkeys(r.model_name for r in runs))}
+
+
+def confusion_figure(run: Run) -> Any:
+    """The run's confusion matrix: colour and text the fraction of each true class (rows)."""
+    import plotly.graph_objects as go  # plotting is optional for the library
+
+    classes, _, norm = confusion_matrices(run)
+    labels = [_text(c) for c in classes]
+    fig = go.Figure(go.Heatmap(z=norm, x=labels, y=labels, colorscale="Blues", zmin=0, zmax=1, showscale=False,
+                               text=[[f"{v:.2f}" for v in row] for row in norm], texttemplate="%{text}"))
+    fig.update_yaxes(autorange="reversed", title="true")
+    fig.update_xaxes(title="predicted", side="bottom")
+    return fig
+
+
+def per_class_f1_figure(runs: list[Run]) -> Any:
+    """Grouped bars of each class's F1 per model (mean ± std over runs), on [0, 1]."""
+    import plotly.graph_objects as go
+
+    colors = _colors(runs)
+    f1 = per_class_table(runs).groupby(["model", "class"], sort=False)["f1"].agg(["mean", "std"]).reset_index()
+    fig = go.Figure([go.Bar(name=_text(model_label(m)), x=[_text(c) for c in part["class"]], y=part["mean"],
+                            marker_color=colors[m], error_y=dict(type="data", array=part["std"].fillna(0)))
+                     for m, part in f1.groupby("model", sort=False)])
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(title="F1", range=list(ACCURACY_RANGE))
+    return _titled(fig, "Per-class F1 (mean ± std over seeds)")
+
+
+def learning_curves_figure(runs: list[Run]) -> Any:
+    """Train (solid) and validation (dashed) accuracy per epoch of every run, on [0, 1]."""
+    import plotly.graph_objects as go
+
+    colors = _colors(runs)
+    curves = learning_curves(runs)
+    fig = go.Figure()
+    for _, part in curves.groupby("id", sort=False):
+        m = part["model"].iloc[0]
+        name = _text(f"{model_label(m)} s{part['seed'].iloc[0]}")
+        fig.add_trace(go.Scatter(x=part["epoch"], y=part["accuracy"], name=name + " train", line=dict(color=colors[m])))
+        fig.add_trace(go.Scatter(x=part["epoch"], y=part["val_accuracy"], name=name + " val",
+                                 line=dict(color=colors[m], dash="dash")))
+    fig.update_xaxes(title="epoch")
+    fig.update_yaxes(title="accuracy", range=list(ACCURACY_RANGE))
+    return _titled(fig, "Learning curves (solid: train, dashed: validation)")
+
+
+def roc_figure(runs: list[Run], roc_class: str) -> Any:
+    """One-vs-rest ROC curve of ``roc_class`` for the first seed of each model, with its AUC."""
+    import plotly.graph_objects as go
+
+    colors = _colors(runs)
+    fig = go.Figure()
+    for run in first_seed_runs(finished(runs)):
+        roc = roc_curves(run)
+        part = roc[roc["class"] == roc_class]
+        fig.add_trace(go.Scatter(x=part["fpr"], y=part["tpr"], line=dict(color=colors[run.model_name]),
+                                 name=_text(f"{model_label(run.model_name)} (AUC {part['auc'].iloc[0]:.3f})")))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], line=dict(color=_GREY, dash="dot"), name="chance"))
+    fig.update_xaxes(title="false positive rate", range=list(ACCURACY_RANGE))
+    fig.update_yaxes(title="true positive rate", range=list(ACCURACY_RANGE))
+    return _titled(fig, f"ROC curves — {roc_class} vs rest")
+
+
+def size_accuracy_figure(runs: list[Run]) -> Any:
+    """Test accuracy (on [0, 1]) against parameter count (log), marker area the training time."""
+    import plotly.graph_objects as go
+
+    colors = _colors(runs)
+    rows = runs_table(finished(runs))
+    rows["train_seconds"] = rows["train_seconds"].fillna(0.0)
+    longest = max(1.0, float(rows["train_seconds"].max()))
+    fig = go.Figure()
+    for m, part in rows.groupby("model", sort=False):
+        fig.add_trace(go.Scatter(
+            x=part["params"], y=part["accuracy"], mode="markers", name=_text(model_label(m)), cliponaxis=False,
+            marker=dict(color=colors[m], size=10 + 30 * part["train_seconds"] / longest, opacity=0.9,
+                        line=dict(color="white", width=1)),
+            hovertemplate="%{x:,} parameters<br>accuracy %{y:.3f}<br>%{customdata:.0f} s training",
+            customdata=part["train_seconds"]))
+    fig.update_xaxes(title="parameters (log scale)", type="log", dtick=1)
+    # Plotly pads the axis around big markers (below 0, above 1): pin it to the metric's range,
+    # and let markers at the edge draw past it rather than be cut.
+    fig.update_yaxes(title="test accuracy", range=list(ACCURACY_RANGE))
+    return _titled(fig, "Size vs accuracy (marker area: training time)")
+
+
+def reliability_figure(runs: list[Run]) -> Any:
+    """Reliability diagram (15 confidence bins) of the first seed of each model, with its ECE."""
+    import plotly.graph_objects as go
+
+    colors = _colors(runs)
+    fig = go.Figure()
+    for run in first_seed_runs(finished(runs)):
+        bins = reliability(run).dropna()
+        ece = run.metrics.get("ece", np.nan)
+        fig.add_trace(go.Scatter(x=bins["confidence"], y=bins["accuracy"], mode="lines+markers",
+                                 line=dict(color=colors[run.model_name]), customdata=bins["count"],
+                                 name=_text(f"{model_label(run.model_name)} (ECE {ece:.3f})"),
+                                 hovertemplate="confidence %{x:.2f}<br>accuracy %{y:.2f}<br>%{customdata} galaxies"))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], line=dict(color=_GREY, dash="dot"), name="calibrated"))
+    fig.update_xaxes(title="mean confidence in bin", range=list(ACCURACY_RANGE))
+    fig.update_yaxes(title="accuracy in bin", range=list(ACCURACY_RANGE))
+    return _titled(fig, "Reliability diagram (15 confidence bins)")
+
+
+def paired_figure(runs: list[Run]) -> Any:
+    """Heatmap of the Holm-adjusted p-value of every model pair (:func:`paired_matrix`)."""
+    import plotly.graph_objects as go
+
+    matrix = paired_matrix(runs)
+    labels = [_text(model_label(m)) for m in matrix.columns]
+    z = matrix.to_numpy(dtype=float)
+    fig = go.Figure(go.Heatmap(z=z, x=labels, y=labels, colorscale="RdBu", zmin=0, zmax=1, showscale=False,
+                               text=[["" if np.isnan(v) else f"{v:.3g}" for v in row] for row in z],
+                               texttemplate="%{text}"))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(side="bottom")
+    return _titled(fig, "Paired tests between models: Holm-adjusted p-values")
+
+
+def sections(runs: list[Run]) -> list[str]:
+    """The comparison sections that have something to show for ``runs``, in page order: ``recall``,
+    ``confusion`` and the :data:`FIGURE_NAMES` (``paired_tests`` needs two models sharing a seed and
+    split), then ``misclassified`` (some test galaxy classified wrongly)."""
+    done = deduplicate(finished(runs))
+    first = first_seed_runs(done)
+    predicted = bool(first) and all(not r.predictions.empty for r in first)
+    have = {
+        "recall": not per_class_recall(done).empty,
+        "confusion": bool(first) and all(r.metrics.get("confusion") for r in first),
+        "per_class_f1": not per_class_table(done).empty,
+        "learning_curves": not learning_curves(done).empty,
+        "roc": predicted,
+        "size_accuracy": bool(done),
+        "reliability": predicted,
+        "paired_tests": bool(paired_matrix(done).notna().any().any()),
+        "misclassified": any(not misclassified(r).empty for r in done),
+    }
+    return [name for name, shown in have.items() if shown]
+
+
+def presentation_title(runs: list[Run]) -> str:
+    """The headline of a presentation: ``LeNet-5 vs AlexNet vs ResNet-18 · tiny · 3 seeds``.
+
+    The models in first-seen order, the dataset folder (and its protocol unless ``tuned``), and
+    how many runs each model's numbers pool: seeds on one split, or ``5 folds × 2 seeds``.
+    """
+    done = deduplicate(finished(runs))
+    if not done:
+        raise GalaxyMorphError("no finished runs to title. Train some with `python -m core train`.")
+    models = " vs ".join(model_label(m) for m in _smallest_first([r.model_name for r in done]))
+    dataset = Path(str(done[0].config.get("dataset", {}).get("path", "dataset"))).name
+    if protocol(done[0]) != "tuned":
+        dataset += f" ({protocol(done[0])} protocol)"
+    splits = {split_key(r) for r in done}
+    seeds = _count(len({r.seed for r in done}), "seed")
+    if len(splits) > 1:
+        kind = "fold" if all(s.startswith("k") for s in splits) else "split"
+        seeds = f"{_count(len(splits), kind)} × {seeds}" if len({r.seed for r in done}) > 1 else _count(len(splits), kind)
+    return f"{models} · {dataset} · {seeds}"
+
+
+def _smallest_first(models: list[str]) -> list[str]:
+    return sorted(dict.fromkeys(models), key=_model_rank)
+
+
+def _model_rank(model: str) -> int:
+    # The order of MODEL_LABELS (LeNet-5 first); other models after them, in the order given.
+    order = list(MODEL_LABELS)
+    return order.index(model) if model in order else len(order)
+
+
+def in_model_order(runs: list[Run]) -> list[Run]:
+    """``runs`` with the architectures smallest first (LeNet-5, AlexNet, ResNet-18 …), whatever order they
+    were trained in; runs of one model keep their order. Tables and figures list models in this order."""
+    return sorted(runs, key=lambda r: _model_rank(r.model_name))
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def verdict_sentence(tests: pd.DataFrame) -> str | None:
+    """Every pair's :func:`verdicts` as one sentence (``ResNet-18 is better than LeNet-5 (p = 0.003,
+    Holm); no significant …``), or ``None`` when no two models share a seed and split."""
+    said = verdicts(tests)
+    if not said:
+        return None
+    if len(tests) > 2 and tests["better"].isna().all():
+        # Three "no significant difference" clauses in a row read as noise: one clause says it.
+        models = _smallest_first([*tests["model_a"], *tests["model_b"]])
+        names = ", ".join(model_label(m) for m in models[:-1]) + f" and {model_label(models[-1])}"
+        lowest, highest = format_p(float(tests["p_holm"].min())), format_p(float(tests["p_holm"].max()))
+        p = f"{lowest} for every pair" if lowest == highest else "every " + lowest.replace("p = ", "p ≥ ")
+        return f"No significant difference between any two of {names} ({p}, Holm)."
+    text = "; ".join(said)
+    return text[0].upper() + text[1:] + "."
+
+
+def best_note(best: str | None) -> str:
+    """What the highlighted accuracy means, or that none is highlighted."""
+    if best is None:
+        return "No model is significantly more accurate than every other one."
+    return f"{model_label(best)} is significantly more accurate than every other model (Holm)."
+
+
+def figures(runs: list[Run]) -> dict[str, Any]:
+    """The comparison's plotly figures for the HTML report: ``confusion`` (one panel per model), then
+    those of :data:`FIGURE_NAMES` that :func:`sections` finds something for (ROC: one panel per class)."""
+    from plotly.subplots import make_subplots  # plotting is optional for the library
+
+    done = deduplicate(finished(runs))
+    shown = set(sections(done))
+    first = first_seed_runs(done)
+    figs: dict[str, Any] = {}
+    if "confusion" in shown:
+        fig = make_subplots(rows=1, cols=len(first), subplot_titles=[_text(r.label) for r in first])
+        for i, run in enumerate(first, start=1):
+            fig.add_trace(confusion_figure(run).data[0], 1, i)
+            fig.update_yaxes(autorange="reversed", row=1, col=i)
+        figs["confusion"] = _titled(fig, "Confusion matrices (fraction of each true class; rows = true class)")
+    builders = {"per_class_f1": per_class_f1_figure, "learning_curves": learning_curves_figure,
+                "size_accuracy": size_accuracy_figure, "reliability": reliability_figure,
+                "paired_tests": paired_figure}
+    for name in FIGURE_NAMES:
+        if name not in shown:
+            continue
+        if name == "roc":
+            classes = first[0].classes
+            fig = make_subplots(rows=1, cols=len(classes), subplot_titles=[_text(f"{c} vs rest") for c in classes])
+            names = [_text(model_label(r.model_name)) for r in first] + ["chance"]
+            for i, cls in enumerate(classes, start=1):
+                # One legend for every panel: the model, not its AUC for the first panel's class.
+                for trace, label in zip(roc_figure(first, cls).data, names):
+                    fig.add_trace(trace.update(name=label, legendgroup=label, showlegend=i == 1), 1, i)
+            figs["roc"] = _titled(fig, "One-vs-rest ROC curves (first seed of each model)")
+        else:
+            figs[name] = builders[name](done)
+    return figs
 
 
 # --------------------------------------------------------------------------------------------- report
@@ -637,9 +860,7 @@ def _html(title: str, runs: list[Run], summary: pd.DataFrame, tests: pd.DataFram
              "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style></head><body>",
              f"<h1>{html.escape(title)}</h1>",
              "<h2>Summary</h2>" + cells.to_html(escape=False),
-             f"<p>{html.escape(interval_note(summary))}"
-             + (f" Bold: {html.escape(model_label(best))} is significantly more accurate than every other model "
-                "(Holm)." if best else " No model is significantly more accurate than every other one.") + "</p>",
+             f"<p>{html.escape(interval_note(summary))} {'Bold: ' if best else ''}{html.escape(best_note(best))}</p>",
              "<h2>Verdicts</h2>" + ("<ul>" + "".join(f"<li>{html.escape(v)}</li>" for v in said) + "</ul>"
                                     if said else "<p>Fewer than two models share a split and seed.</p>"),
              "<h2>Recall per class [95 % Wilson interval]</h2>"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core import report
 from core.errors import GalaxyMorphError
 from core.images import display_name
 from ui import charts, common, data, palette, session
@@ -23,7 +24,8 @@ if finished.empty:
 
 dataset = st.selectbox("Models trained on", list(dict.fromkeys(finished["dataset"])), key="cls_dataset",
                        format_func=lambda p: str(p).split("/")[-1])
-candidates = data.first_seed_runs(data.load_runs(tuple(finished[finished["dataset"] == dataset]["path"])))
+candidates = report.first_seed_runs(report.in_model_order(
+    data.load_runs(tuple(finished[finished["dataset"] == dataset]["path"]))))
 # The gradient-boosting baseline classifies features of a dataset's images, not an uploaded image.
 candidates = [r for r in candidates if (r.path / "model.keras").exists()]
 if not candidates:

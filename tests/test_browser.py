@@ -169,8 +169,7 @@ def _save_small(png: bytes, path: Path) -> None:
 def test_every_page_renders_in_chromium(server: str) -> None:
     from playwright.sync_api import sync_playwright
 
-    shots = README_SHOTS if os.environ.get("SCREENSHOT_DATA_DIR") else TEST_SHOTS
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = _shots()
     problems = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
@@ -182,13 +181,49 @@ def test_every_page_renders_in_chromium(server: str) -> None:
             wait_ready(page)
             interact(page, name)
             wait_ready(page)
-            # A viewport as tall as the content, so nothing below the fold is cut off; then the
-            # charts re-lay out to the new size, so wait for them again.
-            page.set_viewport_size({"width": WIDTH, "height": max(900, page.evaluate(CONTENT_HEIGHT))})
-            wait_ready(page)
             if page.locator('[data-testid="stException"]').count():
                 problems.append(f"{name}: {page.locator('[data-testid=stException]').first.inner_text()[:500]}")
-            _save_small(page.screenshot(), shots / f"{name}.png")
+            _full_page_shot(page, shots / f"{name}.png")
         browser.close()
     assert not problems, problems
     assert {name for _, name, _ in PAGES} <= {p.stem for p in shots.glob("*.png")}
+
+
+def _shots() -> Path:
+    shots = README_SHOTS if os.environ.get("SCREENSHOT_DATA_DIR") else TEST_SHOTS
+    shots.mkdir(parents=True, exist_ok=True)
+    return shots
+
+
+def _full_page_shot(page: Page, path: Path) -> None:
+    """A viewport as tall as the content, so nothing below the fold is cut off; then the charts
+    re-lay out to the new size, so wait for them again."""
+    page.set_viewport_size({"width": WIDTH, "height": max(900, page.evaluate(CONTENT_HEIGHT))})
+    wait_ready(page)
+    _save_small(page.screenshot(), path)
+    page.set_viewport_size({"width": WIDTH, "height": 1000})
+
+
+def test_presentation_mode_hides_the_controls_and_survives_a_page_switch(server: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": WIDTH, "height": 1000}, device_scale_factor=1)
+        page.goto(f"{server}/comparison?present=1", wait_until="domcontentloaded")
+        page.wait_for_selector(".js-plotly-plot .main-svg", timeout=180_000)
+        wait_ready(page)
+        assert " vs " in page.locator("h1").first.inner_text()
+        assert not page.locator('[data-testid="stSidebar"]').count()
+        assert not page.locator('[data-testid="stSelectbox"], [data-testid="stMultiSelect"]').count()
+        _full_page_shot(page, _shots() / "comparison-present.png")
+        # The pages sit in a bar on top; another page and back keeps the mode in the address.
+        page.get_by_text("Explore", exact=True).first.click()
+        page.locator(f'a[href="{server}/"]').click()
+        page.wait_for_url(f"{server}/?present=1", timeout=60_000)
+        wait_ready(page)
+        assert not page.locator('[data-testid="stSidebar"]').count()
+        page.get_by_role("button", name="Leave presentation mode").click()
+        page.wait_for_selector('[data-testid="stSidebar"]', timeout=60_000)
+        assert "present" not in page.url
+        browser.close()

@@ -309,3 +309,81 @@ def test_seeds_that_disagree_on_the_direction_give_no_verdict(tmp_path):
     tests = paired_tests(iter_runs(root))
     assert tests.loc[0, "p_value"] == 1.0 and tests.loc[0, "better"] is None
     assert "disagree" in tests.loc[0, "method"]
+
+
+def test_a_presentation_title_names_the_models_the_dataset_and_what_is_pooled(registry, tmp_path):
+    from core.report import presentation_title
+
+    assert presentation_title(iter_runs(registry)) == "LeNet-5 vs ResNet-18 · h · 2 seeds"
+    folds = tmp_path / "folds"
+    for fold in range(5):  # trained largest first: the title still reads smallest first
+        for model in ("resnet18", "alexnet", "lenet5"):
+            _fake_run(folds, model, 0, wrong=[fold], fold=fold, protocol="equal")
+    assert presentation_title(iter_runs(folds)) == "LeNet-5 vs AlexNet vs ResNet-18 · h (equal protocol) · 5 folds"
+    from core.report import in_model_order
+
+    assert [r.model_name for r in in_model_order(iter_runs(folds))[::5]] == ["lenet5", "alexnet", "resnet18"]
+    with pytest.raises(GalaxyMorphError, match="no finished runs"):
+        presentation_title([])
+
+
+def test_the_verdict_is_one_sentence_or_none(registry, tmp_path):
+    from core.report import verdict_sentence
+
+    assert verdict_sentence(paired_tests(iter_runs(registry))) == "ResNet-18 is better than LeNet-5 (p = 0.031, Holm)."
+    _fake_run(tmp_path / "one", "lenet5", 0, wrong=[1])
+    assert verdict_sentence(paired_tests(iter_runs(tmp_path / "one"))) is None
+    # Three models, no pair differs: one clause, not three.
+    for model, wrong in (("resnet18", [0, 1]), ("alexnet", [2])):
+        _fake_run(tmp_path / "one", model, 0, wrong=wrong)
+    assert verdict_sentence(paired_tests(iter_runs(tmp_path / "one"))) == (
+        "No significant difference between any two of LeNet-5, AlexNet and ResNet-18 (p = 1 for every pair, Holm).")
+    _fake_run(tmp_path / "one", "resnet34", 0, wrong=list(range(8)))  # far worse than AlexNet, but not p < 0.05
+    said = verdict_sentence(paired_tests(iter_runs(tmp_path / "one")))
+    assert said.startswith("No significant difference between any two of LeNet-5, AlexNet, ResNet-18 and ResNet-34 "
+                           "(every p ≥ 0.")
+
+
+def test_sections_with_nothing_to_show_are_left_out(registry, tmp_path):
+    from core.report import sections
+
+    everything = ["recall", "confusion", "per_class_f1", "learning_curves", "roc", "size_accuracy", "reliability",
+                  "paired_tests", "misclassified"]
+    assert sections(iter_runs(registry)) == everything
+    # One model, every test galaxy right, no history: no pairs to test, no mistakes, no curves.
+    alone = _fake_run(tmp_path / "one", "lenet5", 0, wrong=[])
+    (alone / "history.csv").unlink()
+    assert sections(iter_runs(tmp_path / "one")) == [s for s in everything
+                                                     if s not in ("paired_tests", "misclassified", "learning_curves")]
+    assert set(figures(iter_runs(tmp_path / "one"))) == {"confusion", "per_class_f1", "roc", "size_accuracy",
+                                                          "reliability"}
+
+
+def test_accuracy_axes_run_from_0_to_1(registry):
+    from core.report import (
+        learning_curves_figure,
+        per_class_f1_figure,
+        reliability_figure,
+        roc_figure,
+        size_accuracy_figure,
+    )
+
+    runs = iter_runs(registry)
+    for fig in (size_accuracy_figure(runs), learning_curves_figure(runs), per_class_f1_figure(runs),
+                reliability_figure(runs), roc_figure(runs, "E")):
+        assert tuple(fig.layout.yaxis.range) == (0, 1), fig.layout.title.text
+    # A perfect run sits on the top edge: its marker is drawn whole, not clipped by the axis.
+    assert all(trace.cliponaxis is False for trace in size_accuracy_figure(runs).data)
+
+
+def test_the_page_and_the_html_report_draw_the_same_figures(registry, tmp_path):
+    from core.report import model_color, size_accuracy_figure
+
+    runs = iter_runs(registry)
+    size = size_accuracy_figure(runs)
+    assert [t.marker.color for t in size.data] == [model_color("lenet5"), model_color("resnet18")]
+    assert figures(runs)["size_accuracy"].to_dict() == size.to_dict()
+    # The report's ROC has a panel per class and one legend: model names, not the first class's AUC.
+    assert {t.name for t in figures(runs)["roc"].data if t.showlegend is not False} == {"LeNet-5", "ResNet-18", "chance"}
+    html = write_report(runs, tmp_path / "out")["report.html"].read_text()
+    assert "Size vs accuracy (marker area: training time)" in html

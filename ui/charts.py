@@ -28,17 +28,20 @@ def texts(values: Iterable[object]) -> list[str]:
 def style(fig: go.Figure, *, title: str | None = None, height: int = 360) -> go.Figure:
     """The shared look: white template, title top left, legend in its own strip under the plot.
 
+    Without ``title`` the figure keeps the one it has (the figures of :mod:`core.report` come titled).
+
     A legend above the plot collides with the title once it wraps (six learning-curve traces),
     so it sits at the bottom of the figure, and the bottom margin grows with it.
     """
     # Sankey and heatmap traces have no legend entry (no ``showlegend``).
     named = [trace for trace in fig.data if getattr(trace, "showlegend", False) is not False and trace.name]
     has_legend = len(named) > 1
+    heading = text(title) if title else fig.layout.title.text
     fig.update_layout(
         template=TEMPLATE,
-        title=dict(text=text(title), x=0, xanchor="left", y=0.98, yanchor="top") if title else None,
+        title=dict(text=heading, x=0, xanchor="left", y=0.98, yanchor="top") if heading else None,
         height=height + (50 if has_legend else 0),
-        margin=dict(l=10, r=10, t=50 if title else 20, b=10),
+        margin=dict(l=10, r=10, t=50 if heading else 20, b=10),
         legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", xanchor="left", x=0),
     )
     return fig

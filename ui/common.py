@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core import jobs
+from core import jobs, report
 from core.catalogue import source_kind as catalogue_kind
 from core.config import Settings, get_settings
 from core.counts import SourceCounts
@@ -23,9 +23,6 @@ from core.io import read_jsonl
 from core.progress import format_duration
 from core.runs import DAMAGED
 from core.spec import TrainSpec
-
-MODEL_NAMES = {"lenet5": "LeNet-5", "alexnet": "AlexNet", "resnet18": "ResNet-18", "resnet34": "ResNet-34", "resnet50": "ResNet-50",
-               "baseline": "Boosting baseline"}
 
 KIND_NAMES = {
     "sample": "built-in synthetic sample",
@@ -76,8 +73,8 @@ def settings() -> Settings:
 
 
 def model_label(model: str) -> str:
-    """``lenet5`` -> ``LeNet-5``."""
-    return MODEL_NAMES.get(model, model)
+    """``lenet5`` -> ``LeNet-5`` (:func:`core.report.model_label`: the HTML report names models alike)."""
+    return report.model_label(model)
 
 
 def source_kind(path: Path | str) -> str:

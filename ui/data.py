@@ -541,15 +541,6 @@ def changed_datasets(table: pd.DataFrame) -> list[tuple[str, str]]:
     return [(str(path), message) for path, message in changes if message is not None]
 
 
-def first_seed_runs(run_list: list[runs.Run]) -> list[runs.Run]:
-    """One run per model, the one with the smallest seed, in first-seen model order."""
-    chosen: dict[str, runs.Run] = {}
-    for run in sorted(run_list, key=lambda r: r.seed):
-        chosen.setdefault(run.model_name, run)
-    order = list(dict.fromkeys(r.model_name for r in run_list))
-    return [chosen[m] for m in order]
-
-
 def styled_summary(summary: pd.DataFrame, *, best: str | None = None) -> Any:
     """:func:`core.report.summary_cells` with model labels; the accuracy of ``best`` (significantly better
     than every other model) in bold green, nothing bold otherwise."""
@@ -566,7 +557,7 @@ def styled_summary(summary: pd.DataFrame, *, best: str | None = None) -> Any:
 
 def misclassified_gallery(run_list: list[runs.Run], *, limit: int) -> pd.DataFrame:
     """Test galaxies at least one model got wrong: truth, and each model's prediction and confidence."""
-    first = first_seed_runs(run_list)
+    first = report.first_seed_runs(run_list)
     merged = None
     for run in first:
         pred = run.predictions

@@ -1,0 +1,87 @@
+"""Presentation mode (``?present=1``) on the Comparison page: AppTest on the test world (tests/conftest.py).
+
+AppTest runs the router (app.py) on the first run only, then the page alone: the router's part
+(no sidebar, the leave button) is checked on a first run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+
+
+def _app(world: dict[str, Path], monkeypatch: pytest.MonkeyPatch, *, runs: Path | None = None,
+         present: bool = False) -> AppTest:
+    monkeypatch.setenv("GALAXY_MORPH_DATA_DIR", str(world["data"]))
+    monkeypatch.setenv("GALAXY_MORPH_RUNS_DIR", str(runs or world["runs"]))
+    at = AppTest.from_file(APP, default_timeout=120)
+    if present:
+        at.query_params["present"] = "1"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _open(at: AppTest, page: str) -> AppTest:
+    at.switch_page(f"pages/{page}.py")
+    at.run()
+    assert not at.exception, f"{page}: {[e.value for e in at.exception]}"
+    return at
+
+
+def _chart(at: AppTest, title: str) -> dict:
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    found = [s for s in specs if s["layout"].get("title", {}).get("text", "").startswith(title)]
+    assert found, [s["layout"].get("title", {}).get("text") for s in specs]
+    return found[0]
+
+
+def test_a_shared_link_opens_the_comparison_as_a_presentation(world, monkeypatch) -> None:
+    at = _app(world, monkeypatch, present=True)
+    # No sidebar (no source or scheme selector), only a way out.
+    assert not at.sidebar.children and [b.key for b in at.button] == ["present_leave"]
+    _open(at, "comparison")
+    assert [t.value for t in at.title] == ["LeNet\\-5 vs AlexNet vs ResNet\\-18 · tiny · 1 seed"]
+    # No selectors, no saliency, no exports.
+    assert not at.selectbox and not at.multiselect and not at.button and not at.get("download_button")
+    # The corrected verdict, one sentence, first thing under the title.
+    verdict = at.markdown[0].value.replace("\\", "")
+    assert verdict.startswith("**") and verdict.endswith("Holm).**") and ". " not in verdict, verdict
+    size = _chart(at, "Size vs accuracy")
+    # Accuracy on [0, 1], and room above the plot for the title, so the tick "1" does not run into it.
+    assert size["layout"]["yaxis"]["range"] == [0, 1] and size["layout"]["margin"]["t"] == 50
+    assert _chart(at, "Learning curves")["layout"]["yaxis"]["range"] == [0, 1]
+
+
+def test_presentation_mode_survives_a_page_switch_and_can_be_left(world, monkeypatch) -> None:
+    at = _app(world, monkeypatch)
+    _open(at, "comparison").button(key="cmp_present").click().run()
+    assert not at.multiselect and at.query_params.get("present") == "1"
+    _open(at, "home")
+    _open(at, "comparison")
+    assert at.title[0].value.startswith("LeNet\\-5 vs AlexNet") and not at.multiselect
+
+    at = _app(world, monkeypatch, present=True)
+    at.button(key="present_leave").click().run()
+    assert "present" not in at.query_params
+    assert _open(at, "comparison").multiselect(key="cmp_runs") is not None
+
+
+def test_a_presentation_drops_what_has_nothing_to_show(world, monkeypatch, tmp_path) -> None:
+    # One model: no paired test, no verdict.
+    runs = tmp_path / "runs"
+    first = sorted(world["runs"].iterdir())[0]
+    shutil.copytree(first, runs / first.name)
+    at = _open(_app(world, monkeypatch, runs=runs, present=True), "comparison")
+    subheaders = [s.value for s in at.subheader]
+    assert "Paired tests between models" not in subheaders and "Test-set metrics" in subheaders
+    assert not any("Holm)" in m.value for m in at.markdown)
+    # Outside presentation mode the page says why the section is empty.
+    at = _open(_app(world, monkeypatch, runs=runs), "comparison")
+    assert "Paired tests between models" in [s.value for s in at.subheader]
