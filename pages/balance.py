@@ -46,7 +46,7 @@ policy = st.segmented_control(
 resolved, report = data.resolved(source, scheme, policy)
 counted = data.source_counts(source, scheme, policy)
 before = pd.Series(counted.per_class)
-filters = data.current_filters()
+filters = data.preprocess_settings(source)
 try:
     after = pd.Series(data.selection(data.build_spec(source, scheme)).kept_per_class()).reindex(classes, fill_value=0)
 except GalaxyMorphError as exc:

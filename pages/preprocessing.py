@@ -32,9 +32,7 @@ metrics = data.metrics(source, scheme)
 if metrics.empty:
     common.stop_with("No readable images in this source yet — fetch or import galaxies on the **Data** page.")
 
-defaults = data.default_preprocess(source)
-for name, value in defaults.items():
-    st.session_state.setdefault(f"pp_{name}", value)
+data.preprocess_settings(source)  # the source's build defaults, before the widgets read them
 
 with st.container(border=True):
     c1, c2, c3, c4, c5 = st.columns(5)
@@ -49,7 +47,10 @@ with st.container(border=True):
     prefixes = sorted(metrics["prefix"].dropna().unique())
     if st.session_state.get("pp_catalog") not in ("auto", "all", *prefixes):
         st.session_state["pp_catalog"] = "auto"  # a catalogue of the source shown before
-    left, right = st.columns(2)
+    left, middle, right = st.columns([2, 1, 2])
+    middle.selectbox("Colour", list(data.CHANNELS), key="pp_colour",
+                     help="colour: three channels (gri for SDSS cutouts; the default for JPEG/PNG sources, where "
+                          "colour separates red ellipticals from blue spirals); grey: one (the default for FITS).")
     left.selectbox("Catalogue (name prefix)", ["auto", "all", *prefixes], key="pp_catalog",
                    help="Keep only galaxies whose names come from one catalogue (NGC, UGC, …): auto = the most "
                         "common (build --catalog auto); all = every catalogue, one name per galaxy.")
@@ -66,7 +67,7 @@ with st.container(border=True):
     right.selectbox(f"Survey (auto = {common.md(auto)})", ["auto", "all", *surveys], key="pp_survey",
                     help="Keep one survey's images (build --survey): auto = the most common; all = mix them.")
 
-filters = data.current_filters()
+filters = data.preprocess_settings(source)
 table = chosen.table
 kept = table[table["kept"]]
 by_class = pd.DataFrame({

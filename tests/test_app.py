@@ -67,6 +67,22 @@ def test_preview_defaults_are_the_builders(app: AppTest) -> None:
     assert app.slider(key="pp_min_size").value == QUALITY_DEFAULTS["min_size"]
 
 
+def test_preview_follows_the_source_it_shows(app: AppTest, world: dict[str, Path]) -> None:
+    """Switching to a Galaxy Zoo source resets the preview to what `build` does there: colour, crop
+    0.3, linear; the sample's grey, 0.5, asinh did not carry over (the dashboard built grey gz1 sets)."""
+    _open(app, "preprocessing")
+    assert (app.slider(key="pp_crop").value, app.selectbox(key="pp_colour").value) == (0.5, "grey")
+    app.session_state["source"] = str(world["data"] / "gz1")
+    app.session_state["scheme"] = "gz1"
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert app.slider(key="pp_crop").value == 0.3
+    assert (app.selectbox(key="pp_colour").value, app.selectbox(key="pp_stretch").value) == ("colour", "linear")
+    app.selectbox(key="pp_colour").set_value("grey").run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert app.selectbox(key="pp_colour").value == "grey"  # a choice made on this source is kept
+
+
 def test_quality_slider_changes_the_kept_count(app: AppTest) -> None:
     _open(app, "preprocessing")
     for key in ("pp_crop", "pp_min_quality", "pp_min_size"):

@@ -307,6 +307,11 @@ def _measure_with_progress_bar(source: str) -> None:
     slot.empty()
 
 
+#: The Preprocessing page's colour choice, by number of channels (and back).
+COLOUR_CHOICES: dict[int, str] = {1: "grey", 3: "colour"}
+CHANNELS: dict[str, int] = {label: channels for channels, label in COLOUR_CHOICES.items()}
+
+
 def default_preprocess(source: str) -> dict[str, Any]:
     """Slider defaults: those of ``python -m core build`` for this source (its kind's preprocessing,
     :func:`core.builder.preprocess_defaults`, and :class:`core.spec.BuildSpec`'s choices)."""
@@ -315,6 +320,7 @@ def default_preprocess(source: str) -> dict[str, Any]:
         "crop": float(spec.preprocess.crop),
         "size": int(get_settings().image_size),
         "stretch": str(spec.preprocess.stretch),
+        "colour": COLOUR_CHOICES[int(spec.preprocess.channels)],
         "min_quality": float(spec.thresholds.min_quality),
         "min_size": int(spec.thresholds.min_size),
         "catalog": spec.catalog,
@@ -322,28 +328,29 @@ def default_preprocess(source: str) -> dict[str, Any]:
     }
 
 
-def current_filters() -> dict[str, Any]:
-    """The Preprocessing page's filter settings (its defaults when the page was not opened yet)."""
-    defaults = default_preprocess(st.session_state["source"])
-    return {name: st.session_state.get(f"pp_{name}", defaults[name]) for name in ("min_quality", "min_size", "crop", "catalog", "survey")}
-
-
-def preprocess_params() -> dict[str, Any]:
-    """The Preprocessing page's image settings (crop, size, stretch)."""
-    defaults = default_preprocess(st.session_state["source"])
-    return {name: st.session_state.get(f"pp_{name}", defaults[name]) for name in ("crop", "size", "stretch")}
+def preprocess_settings(source: str) -> dict[str, Any]:
+    """The Preprocessing page's settings (``pp_*`` session keys), reset to ``source``'s build defaults
+    when the source changed since they were set: a Galaxy Zoo source starts in colour at crop 0.3
+    even after the sample (grey, 0.5) was previewed. Call it before the page draws its widgets."""
+    defaults = default_preprocess(source)
+    if st.session_state.get("pp_defaults_for") != source:
+        for name, value in defaults.items():
+            st.session_state[f"pp_{name}"] = value
+        st.session_state["pp_defaults_for"] = source
+    return {name: st.session_state.get(f"pp_{name}", value) for name, value in defaults.items()}
 
 
 def build_spec(source: str, scheme: str) -> BuildSpec:
     """The :class:`~core.spec.BuildSpec` of the dashboard's widgets: the Preprocessing page's sliders,
     the Class balance page's conflict policy and exclusion switches (their defaults where unset)."""
-    filters, params = current_filters(), preprocess_params()
+    settings = preprocess_settings(source)
     return BuildSpec(
         source=source, scheme=scheme,
-        preprocess=dataclasses.replace(_preprocess_defaults(source), crop=float(params["crop"]),
-                                       size=int(params["size"]), stretch=params["stretch"]),
-        thresholds=QualityThresholds(min_quality=float(filters["min_quality"]), min_size=int(filters["min_size"])),
-        catalog=filters["catalog"], survey=filters["survey"],
+        preprocess=dataclasses.replace(_preprocess_defaults(source), crop=float(settings["crop"]),
+                                       size=int(settings["size"]), stretch=settings["stretch"],
+                                       channels=CHANNELS.get(settings["colour"], 1)),
+        thresholds=QualityThresholds(min_quality=float(settings["min_quality"]), min_size=int(settings["min_size"])),
+        catalog=settings["catalog"], survey=settings["survey"],
         conflicts=st.session_state.get("balance_policy") or "drop",
         exclude_dwarfs=exclusions()["dwarfs"], exclude_uncertain=exclusions()["uncertain"],
     )
