@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
+from tests.test_app import APP, _open
 
 
 def _app(world: dict[str, Path], monkeypatch: pytest.MonkeyPatch, *, runs: Path | None = None,
@@ -25,13 +25,6 @@ def _app(world: dict[str, Path], monkeypatch: pytest.MonkeyPatch, *, runs: Path 
         at.query_params["present"] = "1"
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def _open(at: AppTest, page: str) -> AppTest:
-    at.switch_page(f"pages/{page}.py")
-    at.run()
-    assert not at.exception, f"{page}: {[e.value for e in at.exception]}"
     return at
 
 

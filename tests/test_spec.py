@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +12,7 @@ from core import jobs
 from core.cli import build_parser
 from core.errors import ConfigError
 from core.spec import BuildSpec, TrainSpec
+from tests.test_jobs import data_dir  # noqa: F401 - a fixture: a data folder of its own, its jobs killed after
 
 
 def test_train_spec_round_trips_through_its_command_line() -> None:
@@ -43,15 +41,6 @@ def test_train_spec_defaults_are_the_command_line_defaults() -> None:
 def test_a_damaged_train_spec_is_refused_with_a_message(values: object) -> None:
     with pytest.raises(ConfigError):
         TrainSpec.from_dict(values)
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("GALAXY_MORPH_DATA_DIR", str(tmp_path / "data"))
-    yield tmp_path / "data"
-    for job in jobs.list_jobs(data_dir=tmp_path / "data"):
-        if jobs.job_status(job) == jobs.RUNNING:
-            os.killpg(job.pid, signal.SIGKILL)
 
 
 def _wait_until_ended(job: jobs.Job, timeout: float = 120.0) -> str:
