@@ -46,7 +46,7 @@ from core.config import get_settings
 from core.errors import GalaxyMorphError
 from core.io import atomic_write_json
 from core.progress import read_progress
-from core.spec import BuildSpec, TrainSpec
+from core.spec import BuildSpec, FetchSpec, ImportSpec, ScrapeSpec, TrainSpec
 
 RUNNING = "running"
 FINISHED = "finished"
@@ -228,7 +228,8 @@ def start_job(
     return job
 
 
-def submit(spec: BuildSpec | TrainSpec, *, label: str | None = None, **options: Any) -> Job:
+def submit(spec: BuildSpec | TrainSpec | ScrapeSpec | FetchSpec | ImportSpec, *, label: str | None = None,
+           **options: Any) -> Job:
     """Start the command of ``spec`` (``spec.to_argv(**options)``) in the background.
 
     The record keeps the spec, so a page finds its jobs by :attr:`Job.kind` and reads what a job

@@ -411,3 +411,65 @@ class TrainSpec:
         if args.command != "train":
             raise ConfigError(f"argv must be a `train` command; got {list(argv)[:1]}. Start it with 'train'.")
         return cls.from_args(args)
+
+
+@dataclass(frozen=True)
+class ScrapeSpec:
+    """``python -m core scrape``: NED's classification search for ``classes`` into ``out``."""
+
+    kind: ClassVar[str] = "scrape"
+
+    classes: tuple[str, ...]
+    out: str
+    max_pages: int = 0
+    """Result pages per class; 0: all."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
+        if not self.classes:
+            raise ConfigError("classes must name at least one NED class; got none. Use e.g. ('E', 'S0').")
+        if isinstance(self.max_pages, bool) or not isinstance(self.max_pages, int) or self.max_pages < 0:
+            raise ConfigError(f"max_pages must be an integer >= 0 (0: all); got {self.max_pages!r}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"classes": list(self.classes), "out": self.out, "max_pages": self.max_pages}
+
+    def to_argv(self) -> list[str]:
+        return ["scrape", "--classes", *self.classes, "--out", str(self.out)] + (
+            ["--max-pages", str(self.max_pages)] if self.max_pages else [])
+
+
+@dataclass(frozen=True)
+class FetchSpec:
+    """``python -m core fetch``: the images of a scraped catalogue into ``out``."""
+
+    kind: ClassVar[str] = "fetch"
+
+    catalog: str
+    out: str
+    retry_failed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"catalog": self.catalog, "out": self.out, "retry_failed": self.retry_failed}
+
+    def to_argv(self) -> list[str]:
+        return ["fetch", "--catalog", str(self.catalog), "--out", str(self.out)] + (
+            ["--retry-failed"] if self.retry_failed else [])
+
+
+@dataclass(frozen=True)
+class ImportSpec:
+    """``python -m core import``: a user's catalogue CSV and image folder as a source."""
+
+    kind: ClassVar[str] = "import"
+
+    catalog: str
+    images: str
+    name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"catalog": self.catalog, "images": self.images, "name": self.name}
+
+    def to_argv(self) -> list[str]:
+        return ["import", "--catalog", str(self.catalog), "--images", str(self.images)] + (
+            ["--name", self.name] if self.name else [])

@@ -9,6 +9,7 @@ import streamlit as st
 
 from core import jobs
 from core.errors import GalaxyMorphError
+from core.spec import FetchSpec, ImportSpec, ScrapeSpec
 from ui import common, session
 
 session.require_router()
@@ -32,20 +33,20 @@ with scrape_tab:
     max_pages = c2.number_input("Max pages per class (0 = all)", 0, 10_000, 2, key="data_max_pages")
     b1, b2, b3, _ = st.columns([1, 1, 1, 2])
     if b1.button("1. Scrape NED", key="data_scrape", type="primary", disabled=not terms, icon=":material/travel_explore:"):
-        args = ["scrape", "--classes", *terms, "--out", str(ned_dir)] + (["--max-pages", str(max_pages)] if max_pages else [])
-        st.session_state["data_job"] = jobs.start_job(args, label=f"scrape {', '.join(terms)}").id
+        spec = ScrapeSpec(classes=tuple(terms), out=str(ned_dir), max_pages=int(max_pages))
+        st.session_state["data_job"] = jobs.submit(spec, label=f"scrape {', '.join(terms)}").id
     has_catalog = (ned_dir / "catalog.csv").exists()
     if b2.button("2. Fetch images", key="data_fetch", disabled=not has_catalog, icon=":material/download:",
                  help=None if has_catalog else "Scrape first: there is no NED catalogue yet."):
-        st.session_state["data_job"] = jobs.start_job(["fetch", "--catalog", str(ned_dir / "catalog.csv"),
-                                                       "--out", str(ned_dir / "images")], label="fetch images").id
+        st.session_state["data_job"] = jobs.submit(FetchSpec(catalog=str(ned_dir / "catalog.csv"),
+                                                             out=str(ned_dir / "images")), label="fetch images").id
     manifest_path = ned_dir / "images" / "manifest.csv"
     manifest = pd.read_csv(manifest_path, dtype=str, keep_default_na=False) if manifest_path.exists() else pd.DataFrame()
     n_failed = int((manifest.get("status", pd.Series(dtype=str)).str.lower() == "failed").sum()) if not manifest.empty else 0
     if b3.button(f"Retry {n_failed} failed", key="data_retry", disabled=n_failed == 0, icon=":material/replay:"):
-        st.session_state["data_job"] = jobs.start_job(["fetch", "--catalog", str(ned_dir / "catalog.csv"),
-                                                       "--out", str(ned_dir / "images"), "--retry-failed"],
-                                                      label="retry failed fetches").id
+        st.session_state["data_job"] = jobs.submit(FetchSpec(catalog=str(ned_dir / "catalog.csv"),
+                                                             out=str(ned_dir / "images"), retry_failed=True),
+                                                   label="retry failed fetches").id
     if "data_job" in st.session_state:
         common.job_panel(st.session_state["data_job"], key="data_panel")
     if not manifest.empty:
@@ -73,9 +74,8 @@ with import_tab:
             for label, value in (("catalogue CSV", csv_path), ("image folder", images_dir)):
                 if not Path(value).exists():
                     raise GalaxyMorphError(f"{label} {value!r} does not exist. Give a path on the machine running the dashboard.")
-            args = ["import", "--catalog", csv_path, "--images", images_dir] + (["--name", name] if name else [])
-            st.session_state["data_import_job"] = jobs.start_job(args, label=f"import {name or Path(csv_path).stem}",
-                                                                 progress_flag=None).id
+            spec = ImportSpec(catalog=csv_path, images=images_dir, name=name or None)
+            st.session_state["data_import_job"] = jobs.submit(spec, label=f"import {name or Path(csv_path).stem}").id
         except GalaxyMorphError as exc:
             st.error(common.md(exc))
     if "data_import_job" in st.session_state:

@@ -11,7 +11,7 @@ import pytest
 from core import jobs
 from core.cli import build_parser
 from core.errors import ConfigError
-from core.spec import BuildSpec, TrainSpec
+from core.spec import BuildSpec, FetchSpec, ImportSpec, ScrapeSpec, TrainSpec
 from tests.test_jobs import data_dir  # noqa: F401 - a fixture: a data folder of its own, its jobs killed after
 
 
@@ -91,3 +91,23 @@ def test_build_command_line_defaults_are_the_spec_defaults() -> None:
     """argparse reads its defaults from BuildSpec: `build` with no option is BuildSpec's defaults."""
     args = build_parser().parse_args(["build"])
     assert BuildSpec.from_args(args, default_source="s", default_size=64) == BuildSpec(source="s")
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    (ScrapeSpec(classes=("E", "S0"), out="data/ned", max_pages=2),
+     {"command": "scrape", "classes": ["E", "S0"], "out": "data/ned", "max_pages": 2}),
+    (FetchSpec(catalog="data/ned/catalog.csv", out="data/ned/images", retry_failed=True),
+     {"command": "fetch", "catalog": "data/ned/catalog.csv", "out": "data/ned/images", "retry_failed": True}),
+    (ImportSpec(catalog="mine.csv", images="imgs", name="my-galaxies"),
+     {"command": "import", "catalog": "mine.csv", "images": "imgs", "name": "my-galaxies"}),
+])
+def test_the_data_pages_specs_are_command_lines_the_cli_reads(spec, expected) -> None:
+    """The Data page starts scrape, fetch and import from specs: their argv parse to the same choices."""
+    args = vars(build_parser().parse_args(spec.to_argv()))
+    assert {name: args[name] for name in expected} == expected
+    assert spec.kind == expected["command"]
+
+
+def test_a_scrape_spec_needs_classes() -> None:
+    with pytest.raises(ConfigError, match="at least one NED class"):
+        ScrapeSpec(classes=(), out="x")
