@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import catalogue, counts, dataset, images, jobs, labels, models, preprocessing, provenance, quality, report, runs
+from core import catalogue, counts, dataset, images, jobs, labels, preprocessing, provenance, quality, report, runs
 from core.builder import Selection, image_surveys, preprocess_defaults, select
 from core.config import get_settings
 from core.errors import GalaxyMorphError
@@ -28,7 +28,6 @@ from core.progress import Progress
 from core.quality import compute_metrics
 from core.sample import ensure_sample
 from core.spec import BuildSpec, QualityThresholds
-from core.training import device_name
 from ui.common import KIND_NAMES, model_label
 
 UNCLASSIFIED = labels.UNCLASSIFIED
@@ -513,6 +512,8 @@ def checked_datasets() -> tuple[list[Path], list[tuple[Path, str]]]:
 @st.cache_resource(show_spinner=False)
 def device_label() -> str:
     """Where training would run (``CPU``, or the GPU's name)."""
+    from core.training import device_name  # noqa: PLC0415 - Keras and TensorFlow load on the pages that train
+
     return device_name()
 
 
@@ -616,6 +617,8 @@ def saliency(run_path: str, image: np.ndarray) -> tuple[np.ndarray, int]:
     model = load_model(str(run_path), (Path(run_path) / "model.keras").stat().st_mtime)
     x = image.astype(np.float32)
     predicted = int(np.argmax(model.predict(x[None], verbose=0)[0]))
+    from core import models  # noqa: PLC0415 - Keras loads only where a model is explained
+
     return for_display(models.saliency(model, x, predicted)), predicted
 
 
@@ -624,6 +627,8 @@ def grad_cam(run_path: str, image: np.ndarray) -> tuple[np.ndarray, int]:
     model = load_model(str(run_path), (Path(run_path) / "model.keras").stat().st_mtime)
     x = image.astype(np.float32)
     predicted = int(np.argmax(model.predict(x[None], verbose=0)[0]))
+    from core import models  # noqa: PLC0415
+
     return for_display(models.grad_cam(model, x, predicted)), predicted
 
 
