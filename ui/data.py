@@ -19,7 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from core import catalogue, counts, dataset, images, jobs, labels, preprocessing, provenance, quality, report, runs
-from core.builder import Selection, image_surveys, preprocess_defaults, select
+from core.builder import LabelStage, Selection, image_surveys, label_stage, label_stage_key, preprocess_defaults, select
 from core.config import get_settings
 from core.errors import GalaxyMorphError
 from core.images import UPLOAD_LIMIT_BYTES, read_image
@@ -366,9 +366,19 @@ def _preprocess_defaults(source: str) -> preprocessing.PreprocessConfig:
     return preprocess_defaults(_source(source, _fingerprint(source)))
 
 
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _label_stage(key: tuple[Any, ...], _spec: BuildSpec, fingerprint: tuple[float, ...]) -> LabelStage:
+    # Keyed by ``key``, the spec fields it reads (label_stage_key), and the source's fingerprint; the
+    # leading underscore keeps the whole spec, whose sliders do not matter here, out of the key.
+    # A resource, as _source: select() only reads it.
+    return label_stage(_spec, _source(_spec.source, fingerprint))
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def _selection(spec: BuildSpec, fingerprint: tuple[float, ...]) -> Selection:
-    return select(spec, _source_metrics(spec.source, fingerprint), source=_source(spec.source, fingerprint))
+    labels = _label_stage(label_stage_key(spec), spec, fingerprint)
+    return select(spec, _source_metrics(spec.source, fingerprint), source=_source(spec.source, fingerprint),
+                  labels=labels)
 
 
 def selection(spec: BuildSpec) -> Selection:
