@@ -266,7 +266,40 @@ class Selection:
         )
 
 
-def select(spec: BuildSpec, metrics: pd.DataFrame, *, source: Source | None = None) -> Selection:
+@dataclasses.dataclass(frozen=True)
+class LabelStage:
+    """What :func:`select` decides from the catalogue alone (labels, conflicts, catalogue,
+    duplicates): the part no quality slider, crop or survey changes, so a preview can keep it."""
+
+    scheme: Scheme
+    catalog: str
+    candidates: pd.DataFrame
+    conflicts: ConflictReport
+    key: tuple[Any, ...]
+    """The spec fields it was computed from (:func:`label_stage_key`)."""
+
+
+def label_stage_key(spec: BuildSpec) -> tuple[Any, ...]:
+    """The fields of ``spec`` that :func:`label_stage` reads."""
+    return (spec.source, spec.scheme, spec.label_from, spec.conflicts, spec.exclude_dwarfs, spec.exclude_uncertain,
+            spec.catalog, spec.duplicate_arcsec)
+
+
+def label_stage(spec: BuildSpec, source: Source) -> LabelStage:
+    """The catalogue-only stage of :func:`select` for ``spec`` over ``source``."""
+    scheme = resolve_scheme(spec, source)
+    catalog = resolve_catalog(source, spec.catalog)
+    candidates, report = select_candidates(
+        source, scheme=scheme, label_from=spec.label_from, conflicts=spec.conflicts,
+        exclude_dwarfs=spec.exclude_dwarfs, exclude_uncertain=spec.exclude_uncertain, catalog=catalog,
+        duplicate_arcsec=spec.duplicate_arcsec,
+    )
+    return LabelStage(scheme=scheme, catalog=catalog, candidates=candidates, conflicts=report,
+                      key=label_stage_key(spec))
+
+
+def select(spec: BuildSpec, metrics: pd.DataFrame, *, source: Source | None = None,
+           labels: LabelStage | None = None) -> Selection:
     """Which objects a build of ``spec`` keeps, and why each other one is left out, from metrics alone.
 
     :func:`build` calls this, and so does the dashboard's preview, so the preview's counts are
@@ -280,6 +313,9 @@ def select(spec: BuildSpec, metrics: pd.DataFrame, *, source: Source | None = No
         the labels leave eligible).
     source : Source, optional
         ``spec.source`` loaded already.
+    labels : LabelStage, optional
+        :func:`label_stage` of a spec with the same :func:`label_stage_key` (a preview keeps it
+        while only sliders move); not changed here.
 
     Raises
     ------
@@ -288,16 +324,14 @@ def select(spec: BuildSpec, metrics: pd.DataFrame, *, source: Source | None = No
         several catalogues with objects that have no position (unless ``allow_duplicates``).
     """
     source = source if source is not None else load_source(spec.source)
-    scheme = resolve_scheme(spec, source)
+    labels = labels if labels is not None else label_stage(spec, source)
+    if labels.key != label_stage_key(spec):
+        raise ConfigError(f"labels were computed for {labels.key}, not for this spec's {label_stage_key(spec)}. "
+                          "Pass the label_stage() of this spec, or none.")
+    scheme, catalog, conflict_report = labels.scheme, labels.catalog, labels.conflicts
     config = resolve_centre(spec.preprocess, source.kind)
-    catalog = resolve_catalog(source, spec.catalog)
-    candidates, conflict_report = select_candidates(
-        source, scheme=scheme, label_from=spec.label_from, conflicts=spec.conflicts,
-        exclude_dwarfs=spec.exclude_dwarfs, exclude_uncertain=spec.exclude_uncertain, catalog=catalog,
-        duplicate_arcsec=spec.duplicate_arcsec,
-    )
-    unplaced = _check_positions(candidates, catalog=catalog, allow_duplicates=spec.allow_duplicates)
-    candidates = image_surveys(candidates, metrics)
+    unplaced = _check_positions(labels.candidates, catalog=catalog, allow_duplicates=spec.allow_duplicates)
+    candidates = image_surveys(labels.candidates, metrics)
     eligible = candidates[candidates["reason"] == ""]
     mix = survey_mix(eligible)
     chosen_survey, chosen_band = resolve_survey(eligible, survey=spec.survey, band=spec.band)

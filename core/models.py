@@ -18,8 +18,8 @@ import keras
 from keras import layers
 
 from core.errors import ConfigError
+from core.spec import MODEL_NAMES
 
-MODEL_NAMES = ("lenet5", "alexnet", "resnet18", "resnet34", "resnet50")
 
 
 def _check_common(input_size: int, channels: int, num_classes: int, *, min_size: int) -> None:

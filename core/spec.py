@@ -256,6 +256,8 @@ class BuildSpec:
         return cls.from_args(args, default_source=default_source, default_size=default_size)
 
 
+#: The architectures :func:`core.models.build_model` builds (here, so a page can list them without Keras).
+MODEL_NAMES: tuple[str, ...] = ("lenet5", "alexnet", "resnet18", "resnet34", "resnet50")
 #: What `train` runs when ``--models`` is left out.
 DEFAULT_MODELS: tuple[str, ...] = ("lenet5", "alexnet", "resnet18")
 

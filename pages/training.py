@@ -10,8 +10,7 @@ import streamlit as st
 
 from core import jobs, runs
 from core.errors import GalaxyMorphError
-from core.models import MODEL_NAMES
-from core.spec import TrainSpec
+from core.spec import MODEL_NAMES, TrainSpec
 from ui import charts, common, data, palette, session
 
 session.require_router()

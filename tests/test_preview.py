@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from core.builder import build, select
 from core.quality import compute_metrics
 from core.catalogue import catalogue_prefix, load_source
-from core.errors import GalaxyMorphError
+from core.errors import ConfigError, GalaxyMorphError
 from core.labels import CONFLICT_POLICIES
 from core.preprocessing import PreprocessConfig
 from core.spec import BuildSpec, QualityThresholds
@@ -127,3 +127,22 @@ def test_spec_refuses_what_the_command_line_cannot_say() -> None:
         spec.to_argv()
     with pytest.raises(GalaxyMorphError, match="min_quality must be in"):
         QualityThresholds(min_quality=1.5)
+
+
+def test_a_kept_label_stage_gives_the_same_selection(sources: dict[str, Path]) -> None:
+    """The preview keeps select()'s catalogue-only stage while sliders move: same answer, and a stage
+    of other label choices is refused rather than silently reused."""
+    from core.builder import label_stage
+
+    source = load_source(sources["sample"])
+    metrics = compute_metrics(source, n_jobs=1)
+    spec = BuildSpec(source=str(sources["sample"]), scheme="hubble3", catalog="all", survey="all")
+    labels = label_stage(spec, source)
+    before = labels.candidates.copy()
+    for thresholds in (QualityThresholds(), QualityThresholds(min_quality=0.0, min_size=0)):
+        moved = spec.replace(thresholds=thresholds)
+        pd.testing.assert_frame_equal(select(moved, metrics, source=source, labels=labels).table,
+                                      select(moved, metrics, source=source).table)
+    pd.testing.assert_frame_equal(labels.candidates, before)  # select() did not write into the kept stage
+    with pytest.raises(ConfigError, match="labels were computed for"):
+        select(spec.replace(conflicts="majority"), metrics, source=source, labels=labels)

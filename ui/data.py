@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import catalogue, counts, dataset, images, jobs, labels, models, preprocessing, provenance, quality, report, runs
-from core.builder import Selection, image_surveys, preprocess_defaults, select
+from core import catalogue, counts, dataset, images, jobs, labels, preprocessing, provenance, quality, report, runs
+from core.builder import LabelStage, Selection, image_surveys, label_stage, label_stage_key, preprocess_defaults, select
 from core.config import get_settings
 from core.errors import GalaxyMorphError
 from core.images import UPLOAD_LIMIT_BYTES, read_image
@@ -28,7 +28,6 @@ from core.progress import Progress
 from core.quality import compute_metrics
 from core.sample import ensure_sample
 from core.spec import BuildSpec, QualityThresholds
-from core.training import device_name
 from ui.common import KIND_NAMES, model_label
 
 UNCLASSIFIED = labels.UNCLASSIFIED
@@ -367,9 +366,19 @@ def _preprocess_defaults(source: str) -> preprocessing.PreprocessConfig:
     return preprocess_defaults(_source(source, _fingerprint(source)))
 
 
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _label_stage(key: tuple[Any, ...], _spec: BuildSpec, fingerprint: tuple[float, ...]) -> LabelStage:
+    # Keyed by ``key``, the spec fields it reads (label_stage_key), and the source's fingerprint; the
+    # leading underscore keeps the whole spec, whose sliders do not matter here, out of the key.
+    # A resource, as _source: select() only reads it.
+    return label_stage(_spec, _source(_spec.source, fingerprint))
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def _selection(spec: BuildSpec, fingerprint: tuple[float, ...]) -> Selection:
-    return select(spec, _source_metrics(spec.source, fingerprint), source=_source(spec.source, fingerprint))
+    labels = _label_stage(label_stage_key(spec), spec, fingerprint)
+    return select(spec, _source_metrics(spec.source, fingerprint), source=_source(spec.source, fingerprint),
+                  labels=labels)
 
 
 def selection(spec: BuildSpec) -> Selection:
@@ -513,6 +522,8 @@ def checked_datasets() -> tuple[list[Path], list[tuple[Path, str]]]:
 @st.cache_resource(show_spinner=False)
 def device_label() -> str:
     """Where training would run (``CPU``, or the GPU's name)."""
+    from core.training import device_name  # noqa: PLC0415 - Keras and TensorFlow load on the pages that train
+
     return device_name()
 
 
@@ -616,6 +627,8 @@ def saliency(run_path: str, image: np.ndarray) -> tuple[np.ndarray, int]:
     model = load_model(str(run_path), (Path(run_path) / "model.keras").stat().st_mtime)
     x = image.astype(np.float32)
     predicted = int(np.argmax(model.predict(x[None], verbose=0)[0]))
+    from core import models  # noqa: PLC0415 - Keras loads only where a model is explained
+
     return for_display(models.saliency(model, x, predicted)), predicted
 
 
@@ -624,6 +637,8 @@ def grad_cam(run_path: str, image: np.ndarray) -> tuple[np.ndarray, int]:
     model = load_model(str(run_path), (Path(run_path) / "model.keras").stat().st_mtime)
     x = image.astype(np.float32)
     predicted = int(np.argmax(model.predict(x[None], verbose=0)[0]))
+    from core import models  # noqa: PLC0415
+
     return for_display(models.grad_cam(model, x, predicted)), predicted
 
 
