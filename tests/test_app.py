@@ -83,6 +83,17 @@ def test_preview_follows_the_source_it_shows(app: AppTest, world: dict[str, Path
     assert app.selectbox(key="pp_colour").value == "grey"  # a choice made on this source is kept
 
 
+def test_preview_settings_survive_a_visit_to_another_page(app: AppTest) -> None:
+    """Streamlit forgets a widget's value on a run that does not draw it; the sliders must come back
+    at the build's defaults, not at their minimum (crop 0.1, size 32, quality 0), after another page."""
+    _open(app, "preprocessing")
+    _open(app, "statistics")
+    _open(app, "preprocessing")
+    assert app.slider(key="pp_crop").value == 0.5
+    assert app.select_slider(key="pp_size").value == 64
+    assert app.slider(key="pp_min_quality").value == 0.5
+
+
 def test_quality_slider_changes_the_kept_count(app: AppTest) -> None:
     _open(app, "preprocessing")
     for key in ("pp_crop", "pp_min_quality", "pp_min_size"):

@@ -332,11 +332,13 @@ def preprocess_settings(source: str) -> dict[str, Any]:
     when the source changed since they were set: a Galaxy Zoo source starts in colour at crop 0.3
     even after the sample (grey, 0.5) was previewed. Call it before the page draws its widgets."""
     defaults = default_preprocess(source)
-    if st.session_state.get("pp_defaults_for") != source:
-        for name, value in defaults.items():
+    changed = st.session_state.get("pp_defaults_for") != source
+    for name, value in defaults.items():
+        # Streamlit forgets a widget's value on a run that does not draw it (another page): fill it in again.
+        if changed or f"pp_{name}" not in st.session_state:
             st.session_state[f"pp_{name}"] = value
-        st.session_state["pp_defaults_for"] = source
-    return {name: st.session_state.get(f"pp_{name}", value) for name, value in defaults.items()}
+    st.session_state["pp_defaults_for"] = source
+    return {name: st.session_state[f"pp_{name}"] for name in defaults}
 
 
 def build_spec(source: str, scheme: str) -> BuildSpec:
