@@ -752,22 +752,28 @@ def _assign_names(galaxies: list[dict[str, Any]], seed: int) -> list[tuple[str, 
     used: set[str] = set()
     names = []
     for g, kind in zip(galaxies, kinds, strict=True):
-        primary = _unique(used, lambda kind=kind, g=g: _make_name(rng, kind, g["ra"], g["dec"]))
+        primary = _unique(used, lambda kind=kind, g=g: _make_name(rng, kind, g["ra"], g["dec"]),
+                          fallback=lambda: _make_name(rng, "PGC", 0.0, 0.0))
         second = ""
         if g["duplicate"]:
             other = "2MASX" if kind != "2MASX" else "PGC"
             d = g["duplicate"]
-            second = _unique(used, lambda other=other, d=d: _make_name(rng, other, d["ra"], d["dec"]))
+            second = _unique(used, lambda other=other, d=d: _make_name(rng, other, d["ra"], d["dec"]),
+                             fallback=lambda: _make_name(rng, "PGC", 0.0, 0.0))
         names.append((primary, second))
     return names
 
 
-def _unique(used: set[str], make: Callable[[], str]) -> str:
-    for _ in range(1000):
-        name = make()
-        if name not in used:
-            used.add(name)
-            return name
+def _unique(used: set[str], make: Callable[[], str], fallback: Callable[[], str] | None = None) -> str:
+    """A name from ``make`` not used yet; from ``fallback`` once ``make`` seems exhausted (the NGC has
+    only 7,840 numbers, so a sample of 16,000 galaxies, 60 % of them NGC, runs out: the rest are named
+    from a catalogue as large as PGC). Samples that never exhaust a catalogue are unchanged."""
+    for make_name in (make, fallback) if fallback is not None else (make,):
+        for _ in range(1000):
+            name = make_name()
+            if name not in used:
+                used.add(name)
+                return name
     raise RuntimeError("could not draw a unique name in 1000 tries")
 
 

@@ -521,3 +521,13 @@ def test_cli_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert (out / "catalog.csv").stat().st_mtime_ns == mtime
     assert main(["sample", "--out", str(out), "--n", "0"]) == 2
     assert "n must be a positive integer" in capsys.readouterr().err
+
+
+def test_a_sample_larger_than_the_ngc_still_gets_unique_names() -> None:
+    """60 % of the galaxies are NGC, which has 7,840 numbers: 16,000 galaxies used to fail to plan."""
+    from core.sample import _assign_names
+
+    galaxies = [{"ra": (i * 0.0225) % 360, "dec": -60 + (i * 0.0075) % 120, "duplicate": None} for i in range(16_000)]
+    names = [primary for primary, _ in _assign_names(galaxies, seed=0)]
+    assert len(set(names)) == 16_000
+    assert sum(re.fullmatch(r"NGC \d+", n) is not None for n in names) <= 7_840  # "NGC 1/IC 2" apart
