@@ -35,100 +35,88 @@ if metrics.empty:
 data.preprocess_settings(source)  # the source's build defaults, before the widgets read them
 
 with st.container(border=True):
-    c1, c2, c3, c4 = st.columns([2, 2, 1, 1])
+    c1, c2, c3, c4, c5 = st.columns(5)
     c1.slider("Crop (fraction of the image side)", 0.1, 1.0, step=0.05, key="pp_crop",
               help="The centred square kept around the galaxy, as a fraction of the shorter side.")
     c2.select_slider("Output size (pixels)", options=[32, 48, 64, 96, 128], key="pp_size")
     c3.selectbox("Stretch", data.STRETCHES, key="pp_stretch", help="How pixel values are mapped to [0, 1].")
-    c4.selectbox("Colour", list(data.CHANNELS), key="pp_colour",
-                 help="colour: three channels (gri for SDSS cutouts; the default for JPEG/PNG sources, where "
-                      "colour separates red ellipticals from blue spirals); grey: one (the default for FITS).")
+    c4.slider("Minimum quality score", 0.0, 1.0, step=0.01, key="pp_min_quality",
+              help="Quality score in [0, 1] (signal-to-noise, blank and saturated pixels, centring).")
+    c5.slider("Minimum image side (pixels)", 0, 256, step=4, key="pp_min_size",
+              help="Images whose shorter side is below this are rejected (too little detail to crop from).")
     prefixes = sorted(metrics["prefix"].dropna().unique())
     if st.session_state.get("pp_catalog") not in ("auto", "all", *prefixes):
         st.session_state["pp_catalog"] = "auto"  # a catalogue of the source shown before
-    left, right = st.columns(2)
+    left, middle, right = st.columns([2, 1, 2])
+    middle.selectbox("Colour", list(data.CHANNELS), key="pp_colour",
+                     help="colour: three channels (gri for SDSS cutouts; the default for JPEG/PNG sources, where "
+                          "colour separates red ellipticals from blue spirals); grey: one (the default for FITS).")
     left.selectbox("Catalogue (name prefix)", ["auto", "all", *prefixes], key="pp_catalog",
                    help="Keep only galaxies whose names come from one catalogue (NGC, UGC, …): auto = the most "
                         "common (build --catalog auto); all = every catalogue, one name per galaxy.")
     surveys = sorted(s for s in metrics["survey"].unique() if s)
     if st.session_state.get("pp_survey") not in ("auto", "all", *surveys):
         st.session_state["pp_survey"] = "auto"  # a survey of the source shown before
+    spec = data.build_spec(source, scheme)
     try:
-        auto = data.selection(data.build_spec(source, scheme).replace(survey="auto", band="auto")).survey
+        chosen = data.selection(spec)
+        auto = data.selection(spec.replace(survey="auto", band="auto")).survey
     except GalaxyMorphError as exc:
         common.stop_with(f"`python -m core build` would refuse these settings: {common.md(str(exc))}", kind="error")
     # No format_func: Streamlit's AppTest cannot set a selectbox whose labels differ from its options.
     right.selectbox(f"Survey (auto = {common.md(auto)})", ["auto", "all", *surveys], key="pp_survey",
                     help="Keep one survey's images (build --survey): auto = the most common; all = mix them.")
 
+filters = data.preprocess_settings(source)
+table = chosen.table
+kept = table[table["kept"]]
+by_class = pd.DataFrame({
+    "kept": pd.Series(chosen.kept_per_class()),
+    "rejected": table[~table["kept"]].groupby("label").size(),
+}).reindex(classes, fill_value=0).fillna(0).astype(int)
 
-@st.fragment
-def quality_and_counts() -> None:
-    """The quality sliders and everything they change: a step re-runs only this part of the page
-    (the image settings above and the examples below stay drawn), so the counts follow at once."""
-    with st.container(border=True):
-        q1, q2 = st.columns(2)
-        q1.slider("Minimum quality score", 0.0, 1.0, step=0.01, key="pp_min_quality",
-                  help="Quality score in [0, 1] (signal-to-noise, blank and saturated pixels, centring).")
-        q2.slider("Minimum image side (pixels)", 0, 256, step=4, key="pp_min_size",
-                  help="Images whose shorter side is below this are rejected (too little detail to crop from).")
-    spec = data.build_spec(source, scheme)
-    try:
-        chosen = data.selection(spec)
-    except GalaxyMorphError as exc:
-        common.stop_with(f"`python -m core build` would refuse these settings: {common.md(str(exc))}", kind="error")
-    table = chosen.table
-    kept = table[table["kept"]]
-    by_class = data.kept_and_rejected(chosen, classes)
+cols = st.columns(4)
+cols[0].metric("Kept objects", f"{len(kept):,}")
+cols[1].metric("Left out objects", f"{len(table) - len(kept):,}")
+cols[2].metric("Kept fraction", f"{len(kept) / max(1, len(table)):.0%}")
+cols[3].metric("Imbalance ratio (kept)", data.imbalance_text(by_class["kept"]), help="Largest class ÷ smallest class.")
+st.caption(f"Counted in objects (galaxies), as `python -m core build` counts them: catalogue "
+           f"**{common.md(chosen.catalog)}**, survey **{common.md(chosen.survey)}** / band **{common.md(chosen.band)}**, "
+           f"label conflicts **{common.md(spec.conflicts)}** (Class balance page). A build keeps exactly these, "
+           "unless an image fails to preprocess.")
 
-    cols = st.columns(4)
-    cols[0].metric("Kept objects", f"{len(kept):,}")
-    cols[1].metric("Left out objects", f"{len(table) - len(kept):,}")
-    cols[2].metric("Kept fraction", f"{len(kept) / max(1, len(table)):.0%}")
-    cols[3].metric("Imbalance ratio (kept)", data.imbalance_text(by_class["kept"]), help="Largest class ÷ smallest class.")
-    st.caption(f"Counted in objects (galaxies), as `python -m core build` counts them: catalogue "
-               f"**{common.md(chosen.catalog)}**, survey **{common.md(chosen.survey)}** / band "
-               f"**{common.md(chosen.band)}**, label conflicts **{common.md(spec.conflicts)}** (Class balance page). "
-               "A build keeps exactly these, unless an image fails to preprocess.")
+left, right = st.columns([1, 1])
+with left:
+    st.plotly_chart(charts.kept_rejected_bar(by_class["kept"], by_class["rejected"], title="Kept and left out per class"),
+                    key="pp_by_class")
+with right:
+    per_reason = chosen.reasons_per_class()
+    st.markdown("**Left out, by reason**")
+    if per_reason.empty:
+        st.caption("Nothing is left out with these settings.")
+    else:
+        per_reason = per_reason.reindex(columns=[c for c in [*classes, data.UNCLASSIFIED] if c in per_reason.columns])
+        per_reason = per_reason.assign(total=per_reason.sum(axis=1)).sort_values("total", ascending=False)
+        st.dataframe(per_reason.reset_index(), hide_index=True, width="stretch", key="pp_reasons")
 
-    left, right = st.columns([1, 1])
-    with left:
-        st.plotly_chart(charts.kept_rejected_bar(by_class["kept"], by_class["rejected"],
-                                                 title="Kept and left out per class"), key="pp_by_class")
-    with right:
-        per_reason = chosen.reasons_per_class()
-        st.markdown("**Left out, by reason**")
-        if per_reason.empty:
-            st.caption("Nothing is left out with these settings.")
-        else:
-            per_reason = per_reason.reindex(columns=[c for c in [*classes, data.UNCLASSIFIED] if c in per_reason.columns])
-            per_reason = per_reason.assign(total=per_reason.sum(axis=1)).sort_values("total", ascending=False)
-            st.dataframe(per_reason.reset_index(), hide_index=True, width="stretch", key="pp_reasons")
-
-    st.subheader("Quality metrics")
-    h1, h2 = st.columns(2)
-    classified = metrics[metrics["label"] != data.UNCLASSIFIED]  # every image, not only those the labels leave
-    h1.plotly_chart(charts.histogram_with_threshold(classified["quality"], threshold=spec.thresholds.min_quality,
-                    title="Quality score", x_title="quality score (0 = unusable, 1 = clean)"), key="pp_hist_quality")
-    h2.plotly_chart(charts.histogram_with_threshold(classified["min_side"], threshold=spec.thresholds.min_size,
-                    title="Image side", x_title="shorter image side (pixels)"), key="pp_hist_size")
-
-
-quality_and_counts()
-chosen = data.selection(data.build_spec(source, scheme))
-kept = chosen.table[chosen.table["kept"]]
+st.subheader("Quality metrics")
+h1, h2 = st.columns(2)
+classified = metrics[metrics["label"] != data.UNCLASSIFIED]  # every image, not only those the labels leave
+h1.plotly_chart(charts.histogram_with_threshold(classified["quality"], threshold=filters["min_quality"],
+                title="Quality score", x_title="quality score (0 = unusable, 1 = clean)"), key="pp_hist_quality")
+h2.plotly_chart(charts.histogram_with_threshold(classified["min_side"], threshold=filters["min_size"],
+                title="Image side", x_title="shorter image side (pixels)"), key="pp_hist_size")
 
 st.subheader("Before and after, per class")
 top = st.columns([1, 4])
 if top[0].button("Reshuffle", key="pp_reshuffle", icon=":material/shuffle:"):
     st.session_state["pp_seed"] = st.session_state.get("pp_seed", 0) + 1
 top[1].caption("Random kept images of each class (seeded, so the same until you reshuffle): the raw image, "
-               "then the preprocessed one the model sees. Drawn with the quality thresholds of the page's last "
-               "full run: the quality sliders update the counts above only; *Reshuffle* draws again.")
+               "then the preprocessed one the model sees.")
 examples = data.examples(kept, classes, per_class=4, seed=st.session_state.get("pp_seed", 0))
 for cls in classes:
     rows = examples[examples["label"] == cls]
-    st.markdown(f"**{common.md(cls)}**")
+    st.markdown(f"**{common.md(cls)}** — {int(by_class.loc[cls, 'kept'])} kept")
     if rows.empty:
         st.caption("No kept images of this class with these settings.")
         continue

@@ -389,15 +389,6 @@ def selection(spec: BuildSpec) -> Selection:
     return _selection(spec, _fingerprint(spec.source))
 
 
-def kept_and_rejected(chosen: Selection, classes: list[str]) -> pd.DataFrame:
-    """Objects kept and left out per class (rows: ``classes``; columns ``kept``, ``rejected``)."""
-    table = chosen.table
-    return pd.DataFrame({
-        "kept": pd.Series(chosen.kept_per_class()),
-        "rejected": table[~table["kept"]].groupby("label").size(),
-    }).reindex(classes, fill_value=0).fillna(0).astype(int)
-
-
 def examples(kept: pd.DataFrame, classes: list[str], *, per_class: int, seed: int) -> pd.DataFrame:
     """A seeded random choice of ``per_class`` kept images per class."""
     parts = []
