@@ -37,3 +37,4 @@ def test_without_positions_names_are_objects() -> None:
 def test_an_unlabelled_table_is_refused() -> None:
     with pytest.raises(ParseError, match="missing \\['label'\\]. Label the table first"):
         count_source(pd.DataFrame({"name": ["A"]}), classes=["E"])
+
