@@ -108,9 +108,10 @@ def per_class_violin(
     """One violin of ``column`` per class, with its quartiles, spanning only the data's range.
 
     Overlaid histograms of a few hundred objects per class hid each other; side by side the
-    classes' medians and spreads compare at a glance. A long tail (a few redshifts of 0.5 among
-    thousands below 0.1) would flatten every violin, so the axis ends a little above the 99th
-    percentile and a note says how many values lie beyond it.
+    classes' medians and spreads compare at a glance. A long tail (on the built-in sample 3 % of
+    the redshifts lie between 0.1 and 0.5, 95 % below 0.072) would flatten every violin, so the axis
+    then ends at 1.5 times the 95th percentile's distance from the minimum and a note says how many
+    values lie beyond it.
     """
     colors = class_colors(classes)
     fig = go.Figure()
@@ -123,9 +124,9 @@ def per_class_violin(
     fig.update_layout(showlegend=False)
     fig.update_yaxes(title=y_title)
     if len(shown):
-        low, top, high = float(shown.min()), float(shown.quantile(0.99)), float(shown.max())
-        if high - low > 2 * (top - low) > 0:
-            edge = top + 0.1 * (top - low)
+        low, top, high = float(shown.min()), float(shown.quantile(0.95)), float(shown.max())
+        if high - low > 3 * (top - low) > 0:
+            edge = top + 0.5 * (top - low)
             beyond = int((shown > edge).sum())
             fig.update_yaxes(range=[low - 0.02 * (edge - low), edge])
             fig.add_annotation(text=text(f"{beyond:,} above {edge:.3g} (up to {high:.3g}) not shown"), xref="paper",
