@@ -34,6 +34,7 @@ from core.dataset import Dataset
 from core.errors import ConfigError, GalaxyMorphError
 from core.io import append_jsonl, atomic_path, atomic_write_json, atomic_write_text
 from core.metrics import evaluate_predictions
+from core.device import device_name
 from core.models import MODEL_NAMES, build_model, count_params
 from core.splits import resplit
 
@@ -320,24 +321,6 @@ def balanced_class_weight(y: np.ndarray, n_classes: int) -> dict[int, float]:
 
 
 # --------------------------------------------------------------------------------------------- device
-
-
-def device_name() -> str:
-    """The accelerator training runs on: GPU names, or ``"CPU (<processor>)"``."""
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf  # noqa: PLC0415
-
-        gpus = tf.config.list_physical_devices("GPU")
-        if gpus:
-            names = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus]
-            return ", ".join(names)
-    processor = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            processor = next((ln.split(":", 1)[1].strip() for ln in handle if ln.startswith("model name")), "")
-    except OSError:
-        pass
-    return f"CPU ({processor}, {os.cpu_count()} cores)" if processor else "CPU"
 
 
 def _strategy(config: TrainConfig) -> Any:

@@ -24,6 +24,7 @@ from core.config import get_settings
 from core.errors import GalaxyMorphError
 from core.images import UPLOAD_LIMIT_BYTES, read_image
 from core.io import check_folder_name
+from core.device import device_name
 from core.progress import Progress
 from core.quality import compute_metrics
 from core.sample import ensure_sample
@@ -524,8 +525,6 @@ def checked_datasets() -> tuple[list[Path], list[tuple[Path, str]]]:
 @st.cache_resource(show_spinner=False)
 def device_label() -> str:
     """Where training would run (``CPU``, or the GPU's name)."""
-    from core.training import device_name  # noqa: PLC0415 - Keras and TensorFlow load on the pages that train
-
     return device_name()
 
 
