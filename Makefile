@@ -42,7 +42,7 @@ BENCH_SLOW := benchmarks/bench_scale.py
 bench: $(VENV)/.installed-dev browser
 	for b in $(filter-out $(BENCH_SLOW),$(wildcard benchmarks/bench_*.py)); do $(PY) $$b || exit 1; done
 
-## bench-scale: how sample, build and one epoch grow with 1,000, 4,000 and 16,000 galaxies (tens of minutes)
+## bench-scale: how sample, build and one epoch grow with 1,000, 4,000 and 16,000 galaxies (about 5 minutes on 2 idle cores)
 bench-scale: $(VENV)/.installed-dev
 	$(PY) $(BENCH_SLOW)
 
