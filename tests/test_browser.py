@@ -83,6 +83,22 @@ def require_chromium() -> None:
         pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
 
 
+def wait_until_healthy(proc: subprocess.Popen[bytes], url: str, *, timeout: float = 60.0) -> None:
+    """Poll the Streamlit server at ``url`` until it answers its health check; fail with its output
+    if the process ends or ``timeout`` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"streamlit did not come up: {proc.stdout.read().decode(errors='replace')[-2000:]}")
+            time.sleep(0.2)
+
+
 @contextlib.contextmanager
 def serve(data_dir: str | Path, runs_dir: str | Path, *, script: str | Path = "app.py",
           error_details: str | None = "full") -> Iterator[str]:
@@ -100,18 +116,8 @@ def serve(data_dir: str | Path, runs_dir: str | Path, *, script: str | Path = "a
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
     try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    proc.kill()
-                    pytest.fail(f"streamlit did not come up: {proc.stdout.read().decode(errors='replace')[-2000:]}")
-                time.sleep(0.2)
+        wait_until_healthy(proc, url)
         yield url
     finally:
         proc.terminate()

@@ -9,16 +9,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import tomllib
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.test_browser import CHROMIUM, _free_port, require_chromium, wait_until_healthy
+
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 def test_config_polls_the_code_instead_of_watching_folders() -> None:
@@ -42,11 +41,7 @@ def _inotify_watches(pid: int) -> int:
 
 @pytest.fixture
 def served(world: dict[str, Path]) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    if not CHROMIUM.exists():
-        if os.environ.get("REQUIRE_BROWSER") == "1":
-            pytest.fail(f"REQUIRE_BROWSER=1 but {CHROMIUM} is missing: apt-get install -y chromium")
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
-    from tests.test_browser import _free_port
+    require_chromium()
 
     port = _free_port()
     env = dict(os.environ, GALAXY_MORPH_DATA_DIR=str(world["data"]), GALAXY_MORPH_RUNS_DIR=str(world["runs"]))
@@ -56,16 +51,7 @@ def served(world: dict[str, Path]) -> Iterator[tuple[subprocess.Popen[bytes], st
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"streamlit did not come up: {proc.stdout.read().decode(errors='replace')[-2000:]}")
-            time.sleep(0.2)
+    wait_until_healthy(proc, url)
     yield proc, url
     proc.terminate()
     proc.wait(timeout=20)
