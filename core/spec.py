@@ -256,6 +256,11 @@ class BuildSpec:
         return cls.from_args(args, default_source=default_source, default_size=default_size)
 
 
+def _plain_fields(spec: Any) -> dict[str, Any]:
+    """A flat spec's fields as JSON-ready values, in field order (tuples as lists)."""
+    return {f.name: (list(v) if isinstance(v := getattr(spec, f.name), tuple) else v) for f in dataclasses.fields(spec)}
+
+
 #: The architectures :func:`core.models.build_model` builds (here, so a page can list them without Keras).
 MODEL_NAMES: tuple[str, ...] = ("lenet5", "alexnet", "resnet18", "resnet34", "resnet50")
 #: What `train` runs when ``--models`` is left out.
@@ -348,8 +353,7 @@ class TrainSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (tuples as lists)."""
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
-                for f in dataclasses.fields(self)}
+        return _plain_fields(self)
 
     @classmethod
     def from_dict(cls, values: Any) -> TrainSpec:
@@ -434,7 +438,7 @@ class ScrapeSpec:
             raise ConfigError(f"max_pages must be an integer >= 0 (0: all); got {self.max_pages!r}.")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"classes": list(self.classes), "out": self.out, "max_pages": self.max_pages}
+        return _plain_fields(self)
 
     def to_argv(self) -> list[str]:
         return ["scrape", "--classes", *self.classes, "--out", str(self.out)] + (
@@ -452,7 +456,7 @@ class FetchSpec:
     retry_failed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"catalog": self.catalog, "out": self.out, "retry_failed": self.retry_failed}
+        return _plain_fields(self)
 
     def to_argv(self) -> list[str]:
         return ["fetch", "--catalog", str(self.catalog), "--out", str(self.out)] + (
@@ -470,7 +474,7 @@ class ImportSpec:
     name: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"catalog": self.catalog, "images": self.images, "name": self.name}
+        return _plain_fields(self)
 
     def to_argv(self) -> list[str]:
         return ["import", "--catalog", str(self.catalog), "--images", str(self.images)] + (

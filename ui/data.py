@@ -21,10 +21,10 @@ import streamlit as st
 from core import catalogue, counts, dataset, images, jobs, labels, preprocessing, provenance, quality, report, runs
 from core.builder import LabelStage, Selection, image_surveys, label_stage, label_stage_key, preprocess_defaults, select
 from core.config import get_settings
+from core.device import device_name
 from core.errors import GalaxyMorphError
 from core.images import UPLOAD_LIMIT_BYTES, read_image
 from core.io import check_folder_name
-from core.device import device_name
 from core.progress import Progress
 from core.quality import compute_metrics
 from core.sample import ensure_sample
