@@ -394,20 +394,27 @@ def _optimizer(config: TrainConfig, *, steps_per_epoch: int) -> keras.optimizers
 def early_stopping_replay(val_losses: Sequence[float], patience: int) -> tuple[int, int]:
     """``(epochs run, best epoch)`` had training stopped with ``patience`` on this validation-loss curve.
 
-    The rule :class:`_RunCallback` applies (an epoch improves when its loss is strictly below the
-    best so far; stop after ``patience`` epochs without one; 0 never stops), replayed on a
+    The rule training applies (:func:`_stopping_step`: an epoch improves when its loss is strictly
+    below the best so far; stop after ``patience`` epochs without one; 0 never stops), replayed on a
     recorded ``history.csv``, so other patiences can be judged on validation data without training
     again. Exact for any patience up to the one the run was trained with.
     """
     best, best_epoch, wait = np.inf, 0, 0
     for epoch, loss in enumerate(val_losses, start=1):
-        if loss < best:
-            best, best_epoch, wait = loss, epoch, 0
-        else:
-            wait += 1
-        if patience and wait >= patience:
+        improved, wait, stop = _stopping_step(loss, best, wait, patience)
+        if improved:
+            best, best_epoch = loss, epoch
+        if stop:
             return epoch, best_epoch
     return len(val_losses), best_epoch
+
+
+def _stopping_step(loss: float, best: float, wait: int, patience: int) -> tuple[bool, int, bool]:
+    """``(improved, wait, stop)`` after an epoch whose validation loss is ``loss``: the one early-stopping
+    rule, shared by training and :func:`early_stopping_replay`."""
+    improved = bool(loss < best)
+    wait = 0 if improved else wait + 1
+    return improved, wait, bool(patience) and wait >= patience
 
 
 class _RunCallback(keras.callbacks.Callback):
@@ -467,13 +474,13 @@ class _RunCallback(keras.callbacks.Callback):
         state["train_seconds"] += seconds
         val_loss = logs.get("val_loss", np.inf)
         ckpt = self.run_dir / "checkpoint"
-        if val_loss < state["best_val_loss"]:
-            state.update(best_val_loss=val_loss, best_epoch=epoch + 1, wait=0)
+        improved, state["wait"], stop = _stopping_step(val_loss, state["best_val_loss"], state["wait"],
+                                                       self.config.patience)
+        if improved:
+            state.update(best_val_loss=val_loss, best_epoch=epoch + 1)
             with atomic_path(ckpt / "best.weights.h5") as tmp:
                 self.model.save_weights(tmp)
-        else:
-            state["wait"] += 1
-        if self.config.patience and state["wait"] >= self.config.patience:
+        if stop:
             self.model.stop_training = True
             state["stopped_early"] = True
         atomic_write_text(self.run_dir / "history.csv", pd.DataFrame(state["history"]).to_csv(index=False))
