@@ -21,7 +21,7 @@ install-dev: $(VENV)/.installed-dev
 ## run: install, make the built-in sample if it is missing, serve the dashboard on 127.0.0.1:$(PORT)
 run: $(VENV)/.installed
 	$(PY) -m core sample --out data/sample --if-missing
-	$(VENV)/bin/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) \
+	$(PY) -m ui.serve --server.address 127.0.0.1 --server.port $(PORT) \
 		--server.headless true --browser.gatherUsageStats false
 
 ## test: install with the test extras (and Debian's Chromium for the browser test, when root), run every test

@@ -1,4 +1,4 @@
-"""galaxy-morph dashboard: ``streamlit run app.py`` (or ``make run``).
+"""galaxy-morph dashboard: ``make run`` (``python -m ui.serve``, which warms imports; ``streamlit run app.py`` works too).
 
 The router: page config, first-run sample, session defaults, the shared sidebar (data source and
 class scheme), then the page the user picked. Pages are layout; ``core`` does the work.

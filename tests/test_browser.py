@@ -100,18 +100,20 @@ def wait_until_healthy(proc: subprocess.Popen[bytes], url: str, *, timeout: floa
 
 
 @contextlib.contextmanager
-def serve(data_dir: str | Path, runs_dir: str | Path, *, script: str | Path = "app.py",
+def serve(data_dir: str | Path, runs_dir: str | Path, *, script: str | Path | None = None,
           error_details: str | None = "full") -> Iterator[str]:
-    """``streamlit run`` on a free port of 127.0.0.1 with the project's ``.streamlit/config.toml``;
-    yields its URL once healthy. Tests see full error details (the shipped config hides them);
-    ``error_details=None`` keeps the config's setting."""
+    """The dashboard as ``make run`` serves it (``python -m ui.serve``), or ``streamlit run script``, on a
+    free port of 127.0.0.1 with the project's ``.streamlit/config.toml``; yields its URL once healthy.
+    Tests see full error details (the shipped config hides them); ``error_details=None`` keeps the
+    config's setting."""
     port = _free_port()
     env = dict(os.environ, GALAXY_MORPH_DATA_DIR=str(Path(data_dir).resolve()),
                GALAXY_MORPH_RUNS_DIR=str(Path(runs_dir).resolve()))
     if error_details is not None:
         env["STREAMLIT_CLIENT_SHOW_ERROR_DETAILS"] = error_details
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true", "--server.port", str(port),
+        [sys.executable, "-m", *(("ui.serve",) if script is None else ("streamlit", "run", str(script))),
+         "--server.headless", "true", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )

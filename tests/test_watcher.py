@@ -47,7 +47,7 @@ def served(world: dict[str, Path]) -> Iterator[tuple[subprocess.Popen[bytes], st
     env = dict(os.environ, GALAXY_MORPH_DATA_DIR=str(world["data"]), GALAXY_MORPH_RUNS_DIR=str(world["runs"]))
     # No --server.fileWatcherType: the test is about what .streamlit/config.toml says.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)],
+        [sys.executable, "-m", "ui.serve", "--server.port", str(port)],  # as make run serves it
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
