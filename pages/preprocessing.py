@@ -20,6 +20,9 @@ from ui import charts, common, data, session
 
 session.require_router()
 
+GRID_IMAGE_WIDTH = 150
+"""Pixels per picture of the before / after grid (four galaxies to a row)."""
+
 common.page_header(
     "Preprocessing preview",
     "Choose how images are cropped, stretched and resized, and which are too poor to keep. "
@@ -111,8 +114,8 @@ st.subheader("Before and after, per class")
 top = st.columns([1, 4])
 if top[0].button("Reshuffle", key="pp_reshuffle", icon=":material/shuffle:"):
     st.session_state["pp_seed"] = st.session_state.get("pp_seed", 0) + 1
-top[1].caption("Random kept images of each class (seeded, so the same until you reshuffle): the raw image, "
-               "then the preprocessed one the model sees.")
+top[1].caption("Random kept images of each class (seeded, so the same until you reshuffle): the raw images, "
+               "and under each the preprocessed one the model sees.")
 examples = data.examples(kept, classes, per_class=4, seed=st.session_state.get("pp_seed", 0))
 for cls in classes:
     rows = examples[examples["label"] == cls]
@@ -120,12 +123,15 @@ for cls in classes:
     if rows.empty:
         st.caption("No kept images of this class with these settings.")
         continue
-    grid = st.columns(8)
-    for i, (_, row) in enumerate(rows.iterrows()):
-        position = {axis: float(row[axis]) if pd.notna(row.get(axis)) else None for axis in ("ra", "dec")}
-        raw, processed = data.before_after(str(row["path"]), chosen.preprocess, **position)
-        grid[2 * i].image(raw, caption=common.md(row["name"]), width="stretch")
-        grid[2 * i + 1].image(processed, caption=f"after ({st.session_state['pp_size']} px)", width="stretch")
+    # Two image lists per class (raw above, after below, the same widths so they line up): a slider step
+    # redraws 6 elements here, not 24 images in 24 columns.
+    pairs = [data.before_after(str(row["path"]), chosen.preprocess,
+                               **{axis: float(row[axis]) if pd.notna(row.get(axis)) else None for axis in ("ra", "dec")})
+             for _, row in rows.iterrows()]
+    st.image([raw for raw, _ in pairs], caption=[common.md(n) for n in rows["name"]], width=GRID_IMAGE_WIDTH,
+             output_format="PNG")
+    st.image([after for _, after in pairs], caption=[f"after ({st.session_state['pp_size']} px)"] * len(pairs),
+             width=GRID_IMAGE_WIDTH, output_format="PNG")
 common.acknowledge(source)
 
 st.subheader("Build the dataset")

@@ -146,3 +146,31 @@ def test_a_kept_label_stage_gives_the_same_selection(sources: dict[str, Path]) -
     pd.testing.assert_frame_equal(labels.candidates, before)  # select() did not write into the kept stage
     with pytest.raises(ConfigError, match="labels were computed for"):
         select(spec.replace(conflicts="majority"), metrics, source=source, labels=labels)
+
+
+@pytest.mark.parametrize("source_key", ["sample", "gz1"])
+def test_preview_images_are_the_built_images(sources: dict[str, Path], source_key: str, tmp_path: Path) -> None:
+    """The "after" picture of the preview grid is the array the build saves for that galaxy (to 8-bit
+    rounding), and the raw picture is a thumbnail no wider than the grid needs."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from core.dataset import load_dataset
+    from ui.data import THUMBNAIL_SIDE, before_after, for_display
+
+    source = sources[source_key]
+    spec = BuildSpec(source=str(source), allow_duplicates=True)
+    preview = select(spec, compute_metrics(load_source(source), n_jobs=1))
+    built = load_dataset(build(spec, out=tmp_path / "built", n_jobs=1))
+    kept = preview.table[preview.table["kept"]].head(3)
+    assert len(kept) == 3
+    for _, row in kept.iterrows():
+        position = {axis: float(row[axis]) if pd.notna(row.get(axis)) else None for axis in ("ra", "dec")}
+        raw_png, after_png = before_after(str(row["path"]), preview.preprocess, **position)
+        after = np.asarray(Image.open(io.BytesIO(after_png)), dtype=np.float32) / 255
+        saved = for_display(built.x[int(np.flatnonzero(built.meta["name"].to_numpy() == row["name"])[0])])
+        assert after.shape == saved.shape
+        assert np.abs(after - saved).max() <= 0.5 / 255 + 1e-6
+        assert max(Image.open(io.BytesIO(raw_png)).size) <= THUMBNAIL_SIDE
