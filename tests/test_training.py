@@ -207,6 +207,11 @@ def test_config_round_trip_and_per_model_defaults():
     assert config.model_options == {"normalization": "batchnorm"} and config.class_weight is None
     assert TrainConfig.from_dict(config.to_dict()) == config
     assert default_config("resnet18", learning_rate=0.01).learning_rate == 0.01
+    # The big models' tuned recipe: a cosine schedule run to its end (chosen on gz1 validation folds).
+    for model in ("alexnet", "resnet18"):
+        tuned = default_config(model)
+        assert (tuned.schedule, tuned.epochs, tuned.patience) == ("cosine", 40, 0)
+    assert default_config("lenet5").schedule == "constant"
     with pytest.raises(ConfigError, match="unknown training parameters"):
         TrainConfig.from_dict({"model": "lenet5", "lr": 0.1})
 
