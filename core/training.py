@@ -211,8 +211,9 @@ def model_defaults(model: str, *, protocol: str = "tuned") -> dict[str, Any]:
       epoch, and patience 10 stopped real Galaxy Zoo runs near epoch 20 with the best at epoch 10.
       On three validation folds of the shipped cutouts (``benchmarks/study_gz1.py``) the schedule
       gained on every fold: ResNet +0.05 with 40 epochs (+0.06 with 60), AlexNet +0.03 (+0.05 with
-      60). 40, not 60: both at 60 epochs would not train within 25 minutes of a 2-core CPU on
-      ~1,300 galaxies.
+      60). 40, not 60: the three models took 14.1 minutes on 1,218 galaxies of a 2-core CPU; 60
+      epochs would take ~21 of the 25 minutes allowed, little margin for a further gain inside
+      the fold spread.
     """
     if model not in MODEL_NAMES:
         raise ConfigError(f"model must be one of {', '.join(MODEL_NAMES)}; got {model!r}.")

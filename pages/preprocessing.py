@@ -20,8 +20,8 @@ from ui import charts, common, data, session
 
 session.require_router()
 
-GRID_IMAGE_WIDTH = 150
-"""Pixels per picture of the before / after grid (four galaxies to a row)."""
+GRID_IMAGE_WIDTH = 150  # pixels per picture of the before / after grid: four galaxies to a row
+# (no docstring here: Streamlit's magic would draw a bare string on the page)
 
 common.page_header(
     "Preprocessing preview",
