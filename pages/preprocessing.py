@@ -125,9 +125,7 @@ for cls in classes:
         continue
     # Two image lists per class (raw above, after below, the same widths so they line up): a slider step
     # redraws 6 elements here, not 24 images in 24 columns.
-    pairs = [data.before_after(str(row["path"]), chosen.preprocess,
-                               **{axis: float(row[axis]) if pd.notna(row.get(axis)) else None for axis in ("ra", "dec")})
-             for _, row in rows.iterrows()]
+    pairs = [data.preview_pair(row, chosen.preprocess) for _, row in rows.iterrows()]
     st.image([raw for raw, _ in pairs], caption=[common.md(n) for n in rows["name"]], width=GRID_IMAGE_WIDTH,
              output_format="PNG")
     st.image([after for _, after in pairs], caption=[f"after ({st.session_state['pp_size']} px)"] * len(pairs),

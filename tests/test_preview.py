@@ -158,7 +158,7 @@ def test_preview_images_are_the_built_images(sources: dict[str, Path], source_ke
     from PIL import Image
 
     from core.dataset import load_dataset
-    from ui.data import THUMBNAIL_SIDE, before_after, for_display
+    from ui.data import THUMBNAIL_SIDE, for_display, preview_pair
 
     source = sources[source_key]
     spec = BuildSpec(source=str(source), allow_duplicates=True)
@@ -167,8 +167,7 @@ def test_preview_images_are_the_built_images(sources: dict[str, Path], source_ke
     kept = preview.table[preview.table["kept"]].head(3)
     assert len(kept) == 3
     for _, row in kept.iterrows():
-        position = {axis: float(row[axis]) if pd.notna(row.get(axis)) else None for axis in ("ra", "dec")}
-        raw_png, after_png = before_after(str(row["path"]), preview.preprocess, **position)
+        raw_png, after_png = preview_pair(row, preview.preprocess)  # what the page shows
         after = np.asarray(Image.open(io.BytesIO(after_png)), dtype=np.float32) / 255
         saved = for_display(built.x[int(np.flatnonzero(built.meta["name"].to_numpy() == row["name"])[0])])
         assert after.shape == saved.shape

@@ -408,7 +408,7 @@ def display_image(path: str) -> np.ndarray:
 
 
 THUMBNAIL_SIDE = 256
-"""Largest side of a raw image in the preview grid (a column of eight is ~150 px wide)."""
+"""Largest side of a raw image in the preview grid (its pictures are shown 150 px wide)."""
 
 
 @st.cache_data(max_entries=512, show_spinner=False)
@@ -426,6 +426,12 @@ def before_after(
     processed = preprocessing.preprocess(image, config, ra=ra, dec=dec)
     raw = for_display(preprocessing.stretch_image(image.data, "asinh"))
     return png_bytes(raw, max_side=THUMBNAIL_SIDE), png_bytes(for_display(processed))
+
+
+def preview_pair(row: pd.Series, config: preprocessing.PreprocessConfig) -> tuple[bytes, bytes]:
+    """:func:`before_after` of one row of a selection table, at its catalogue position where it has one."""
+    position = {axis: float(row[axis]) if pd.notna(row.get(axis)) else None for axis in ("ra", "dec")}
+    return before_after(str(row["path"]), config, **position)
 
 
 def png_bytes(array: np.ndarray, *, max_side: int | None = None) -> bytes:
