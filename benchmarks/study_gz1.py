@@ -154,26 +154,6 @@ def fold_dataset(dataset: Dataset, fold: int, folds: int) -> Dataset:
                    meta=pd.concat([meta, scored], ignore_index=True), classes=dataset.classes, manifest=manifest)
 
 
-def _cosine_optimizer(epochs: int, steps: int) -> Any:
-    """Patch ``core.training._optimizer`` to decay the learning rate along a cosine (study only).
-
-    ``TrainConfig`` has no schedule yet; the study measures whether one is worth adding.
-    """
-    import keras
-
-    from core import training
-
-    original = training._optimizer
-
-    def optimizer(config: Any) -> Any:
-        plain = original(config)
-        schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=epochs * steps, alpha=0.01)
-        return plain.__class__(**{**plain.get_config(), "learning_rate": schedule})
-
-    training._optimizer = optimizer
-    return original
-
-
 def _rotation_patch(turns: float) -> Any:
     """Patch ``core.training.augmentation`` to add a free rotation of up to ``turns`` x 360° (study only)."""
     import keras
@@ -214,13 +194,9 @@ def run_experiment(exp: Experiment, *, out: Path, folds: int, use_folds: int, se
         if exp.model == "baseline":
             rows.append(_baseline_fold(exp, data, fold=fold, seed=seed, out=out))
             continue
-        # Once TrainConfig has a schedule of its own, use it rather than the study's patch.
-        native = exp.cosine and "schedule" in {f.name for f in dataclasses.fields(training.TrainConfig)}
         config = training.default_config(exp.model, seed=seed,
-                                         **{**exp.train, **({"schedule": "cosine"} if native else {})})
+                                         **{**exp.train, **({"schedule": "cosine"} if exp.cosine else {})})
         n_train = int((data.split == "train").sum())
-        patch = exp.cosine and not native
-        original = _cosine_optimizer(config.epochs, int(np.ceil(n_train / config.batch_size))) if patch else None
         unrotated = _rotation_patch(exp.rotate) if exp.rotate else None
         run_dir = runs.create_run(out / "runs", model=exp.model, seed=seed, params=config.to_dict(),
                                   dataset_path=dataset.path, dataset_hash=data.content_hash)
@@ -230,8 +206,6 @@ def run_experiment(exp: Experiment, *, out: Path, folds: int, use_folds: int, se
             x_val, y_val, _ = data.subset("test")  # the fold (fold_dataset scores it as "test")
             tta = dihedral_accuracy(result.model, x_val, y_val)
         finally:
-            if original is not None:
-                training._optimizer = original
             if unrotated is not None:
                 training.augmentation = unrotated
             keras.backend.clear_session()
