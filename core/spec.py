@@ -271,6 +271,7 @@ _TRAIN_OPTIONS: tuple[tuple[str, str], ...] = (
     ("epochs", "--epochs"), ("batch_size", "--batch-size"), ("optimizer", "--optimizer"),
     ("learning_rate", "--learning-rate"), ("weight_decay", "--weight-decay"), ("shift", "--shift"),
     ("zoom", "--zoom"), ("patience", "--patience"), ("schedule", "--schedule"),
+    ("label_smoothing", "--label-smoothing"),
 )
 
 
@@ -294,7 +295,7 @@ class TrainSpec:
         0: the dataset's own split; K >= 3: stratified K-fold by object.
     repeats : int
         Split seeds (repeated K-fold, or stratified re-splits when ``folds`` is 0).
-    epochs, batch_size, optimizer, learning_rate, weight_decay, shift, zoom, patience, schedule
+    epochs, batch_size, optimizer, learning_rate, weight_decay, shift, zoom, patience, schedule, label_smoothing
         None: the model's (or protocol's) default.
     augment : bool
     class_weight : {"balanced", "none"}
@@ -319,6 +320,7 @@ class TrainSpec:
     zoom: float | None = None
     patience: int | None = None
     schedule: str | None = None
+    label_smoothing: float | None = None
     augment: bool = True
     class_weight: str = "balanced"
     mixed_precision: bool = False

@@ -22,6 +22,7 @@ from core.runs import create_run, list_runs, load_run
 from core.training import (
     EVENT_FIELDS,
     RandomDihedral,
+    SparseSmoothedCrossentropy,
     TrainConfig,
     balanced_class_weight,
     default_config,
@@ -161,6 +162,30 @@ def test_one_failing_model_does_not_stop_the_others(tmp_path):
     assert "input_size" in load_run(outcomes[0]["run_dir"]).config["error"]
 
 
+def test_smoothed_crossentropy_matches_the_formula_and_plain_crossentropy_without_smoothing():
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], np.float32)
+    labels = np.array([0, 1])
+    smoothing = 0.1
+    target = np.eye(3)[labels] * (1 - smoothing) + smoothing / 3
+    expected = -(target * np.log(probs)).sum(axis=1).mean()
+    got = float(SparseSmoothedCrossentropy(smoothing)(labels, probs))
+    assert got == pytest.approx(expected, rel=1e-5)
+    plain = float(keras.losses.SparseCategoricalCrossentropy()(labels, probs))
+    assert float(SparseSmoothedCrossentropy(0.0)(labels, probs)) == pytest.approx(plain, rel=1e-5)
+    assert got > plain  # smoothing puts a price on confident predictions
+
+
+def test_a_label_smoothed_run_trains_saves_and_resumes_from_its_checkpoint(dataset_path, tmp_path):
+    config = default_config("lenet5", epochs=2, batch_size=16, label_smoothing=0.1)
+    result = _train(dataset_path, tmp_path, config)
+    assert result.metrics["accuracy"] > 0.5
+    assert load_run(result.run_dir).config["params"]["label_smoothing"] == 0.1
+    # The checkpoint keeps the compiled loss; safe-mode loading must know it to resume.
+    checkpoint = next((result.run_dir / "checkpoint").glob("*.keras"))
+    restored = keras.saving.load_model(checkpoint, safe_mode=True)
+    assert isinstance(restored.loss, SparseSmoothedCrossentropy) and restored.loss.label_smoothing == 0.1
+
+
 def test_random_dihedral_gives_the_eight_symmetries_and_is_inactive_at_inference():
     image = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
     batch = np.repeat(image, 256, axis=0)
@@ -195,6 +220,8 @@ def test_balanced_class_weight_matches_scikit_learn():
         ({"folds": 2}, "folds must be 0 .* or an integer >= 3"),
         ({"folds": 5, "fold": 5}, r"fold must be an integer in \[0, 5\)"),
         ({"split_seed": -1}, "split_seed must be None or an integer >= 0"),
+        ({"label_smoothing": 0.5}, r"label_smoothing must be in \[0, 0.5\)"),
+        ({"label_smoothing": True}, r"label_smoothing must be in \[0, 0.5\)"),
     ],
 )
 def test_config_validation(kwargs, message):
