@@ -51,6 +51,11 @@ class Experiment:
     train: dict[str, Any] = dataclasses.field(default_factory=dict)
     cosine: bool = False
     rotate: float = 0.0
+    crop_radii: float = 0.0
+    """> 0: each galaxy's own crop, this many half-light radii on a side (clamped to ``crop_limits``)."""
+    crop_limits: tuple[float, float] = (0.15, 0.6)
+    train_fraction: float = 1.0
+    """< 1: train on this stratified share of each fold's training galaxies (a learning curve)."""
     note: str = ""
     reference: str = ""
     """The experiment it is compared with, fold by fold (default: ``<model>-base``)."""
@@ -114,6 +119,19 @@ def _experiments() -> list[Experiment]:
                    note="ResNet-18, cosine over 40 epochs, no early stop (the default)"),
         Experiment("alexnet-cosine40", "alexnet", train=cosine40, reference="alexnet-constant30",
                    note="AlexNet, cosine over 40 epochs, no early stop (the default)"),
+        # Third round: a crop that follows each galaxy's size, how much more data would give, label noise.
+        Experiment("lenet-radii4", "lenet5", crop_radii=4, note="crop side 4 half-light radii (0.15-0.6 of the frame)"),
+        Experiment("lenet-radii6", "lenet5", crop_radii=6, crop_limits=(0.15, 0.8),
+                   note="crop side 6 half-light radii (0.15-0.8 of the frame)"),
+        Experiment("lenet-half", "lenet5", train_fraction=0.5, note="half of the training galaxies"),
+        Experiment("lenet-quarter", "lenet5", train_fraction=0.25, note="a quarter of the training galaxies"),
+        Experiment("lenet-smooth0.1", "lenet5", train={"label_smoothing": 0.1}, note="label smoothing 0.1"),
+        Experiment("resnet-half", "resnet18", train_fraction=0.5, reference="resnet-cosine40",
+                   note="ResNet-18 (default), half of the training galaxies"),
+        Experiment("resnet-smooth0.1", "resnet18", train={"label_smoothing": 0.1}, reference="resnet-cosine40",
+                   note="ResNet-18 (default), label smoothing 0.1"),
+        Experiment("resnet-crop0.2", "resnet18", {"crop": 0.2}, reference="resnet-cosine40",
+                   note="ResNet-18 (default), crop 0.2: more pixels on the galaxy"),
     ]
     return out
 
@@ -154,6 +172,35 @@ def fold_dataset(dataset: Dataset, fold: int, folds: int) -> Dataset:
                    meta=pd.concat([meta, scored], ignore_index=True), classes=dataset.classes, manifest=manifest)
 
 
+def adaptive_crops(dataset: Dataset, radii: float, limits: tuple[float, float]) -> np.ndarray:
+    """The dataset's images again, each cropped to ``radii`` of its own half-light radius (a side
+    that follows the galaxy's size, so every galaxy fills the input alike), image centre, ``BASE``."""
+    from joblib import Parallel, delayed
+
+    from core.images import read_image
+    from core.preprocessing import measure_quality, preprocess
+
+    def one(path: str) -> np.ndarray:
+        image = read_image(path)
+        quality = measure_quality(image)
+        crop = float(np.clip(radii * quality["source_radius_px"] / quality["min_side"], *limits))
+        return preprocess(image, PreprocessConfig(**{**BASE, "crop": crop, "centre": "none"}))
+
+    return np.stack(Parallel(n_jobs=2)(delayed(one)(path) for path in dataset.meta["path"]))
+
+
+def training_share(data: Dataset, fraction: float, *, seed: int) -> Dataset:
+    """``data`` with only ``fraction`` of each class's training galaxies (validation and test kept)."""
+    rng = np.random.default_rng(seed)
+    split = data.meta["split"].to_numpy()
+    labels = data.meta["label"].to_numpy()
+    keep = np.ones(len(split), dtype=bool)
+    for label in data.meta["label"].unique():
+        idx = np.flatnonzero((split == "train") & (labels == label))
+        keep[rng.permutation(idx)[int(round(fraction * len(idx))):]] = False
+    return dataclasses.replace(data, x=data.x[keep], meta=data.meta[keep].reset_index(drop=True))
+
+
 def _rotation_patch(turns: float) -> Any:
     """Patch ``core.training.augmentation`` to add a free rotation of up to ``turns`` x 360° (study only)."""
     import keras
@@ -188,9 +235,13 @@ def run_experiment(exp: Experiment, *, out: Path, folds: int, use_folds: int, se
     from core import runs, training
 
     dataset = load_dataset(dataset_for(exp.preprocess, out))
+    if exp.crop_radii:
+        dataset = dataclasses.replace(dataset, x=adaptive_crops(dataset, exp.crop_radii, exp.crop_limits))
     rows = []
     for fold in range(min(use_folds, folds)):
         data = fold_dataset(dataset, fold, folds)
+        if exp.train_fraction < 1:
+            data = training_share(data, exp.train_fraction, seed=fold)
         if exp.model == "baseline":
             rows.append(_baseline_fold(exp, data, fold=fold, seed=seed, out=out))
             continue
