@@ -17,8 +17,10 @@ from tests.test_jobs import data_dir  # noqa: F401 - a fixture: a data folder of
 
 def test_train_spec_round_trips_through_its_command_line() -> None:
     spec = TrainSpec(dataset="data/datasets/h3", models=("lenet5", "resnet18"), seeds=(0, 2), protocol="equal",
-                     folds=5, repeats=2, epochs=7, learning_rate=3e-4, augment=False, xla=True, schedule="cosine")
+                     folds=5, repeats=2, epochs=7, learning_rate=3e-4, augment=False, xla=True, schedule="cosine",
+                     label_smoothing=0.1)
     assert TrainSpec.from_argv(spec.to_argv()) == spec
+    assert spec.overrides()["label_smoothing"] == 0.1
     assert TrainSpec.from_argv(spec.to_argv(resume=True)) == spec  # how to run is not what to train
     assert TrainSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
     assert spec.digest() == TrainSpec.from_argv(spec.to_argv()).digest()
