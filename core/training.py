@@ -52,6 +52,10 @@ class TrainingError(GalaxyMorphError):
     """Training could not go on (diverged to NaN, unusable dataset, bad checkpoint)."""
 
 
+#: Fields added after the first runs were recorded, with the value that means "as before".
+_LATER_FIELDS: dict[str, Any] = {"label_smoothing": 0.0}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Every parameter of one training run; validated on construction.
@@ -181,8 +185,16 @@ class TrainConfig:
             raise ConfigError(f"split_seed must be None or an integer >= 0; got {self.split_seed!r}.")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready parameters (what ``config.json`` stores under ``params``)."""
-        return dataclasses.asdict(self)
+        """JSON-ready parameters (what ``config.json`` stores under ``params``).
+
+        A field added after runs were first recorded is written only when it differs from its
+        default, so a run made before it keeps its config hash and ``--resume`` still finds it.
+        """
+        params = dataclasses.asdict(self)
+        for name, default in _LATER_FIELDS.items():
+            if params[name] == default:
+                del params[name]
+        return params
 
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> TrainConfig:

@@ -186,6 +186,18 @@ def test_a_label_smoothed_run_trains_saves_and_resumes_from_its_checkpoint(datas
     assert isinstance(restored.loss, SparseSmoothedCrossentropy) and restored.loss.label_smoothing == 0.1
 
 
+def test_a_config_without_label_smoothing_records_the_parameters_runs_had_before_the_option():
+    # A run recorded before label smoothing existed must keep its config hash, or --resume would
+    # retrain it instead of finding it.
+    config = default_config("resnet18")
+    params = config.to_dict()
+    assert "label_smoothing" not in params
+    assert TrainConfig.from_dict(params) == config
+    smoothed = default_config("resnet18", label_smoothing=0.1)
+    assert smoothed.to_dict()["label_smoothing"] == 0.1
+    assert TrainConfig.from_dict(smoothed.to_dict()) == smoothed
+
+
 def test_random_dihedral_gives_the_eight_symmetries_and_is_inactive_at_inference():
     image = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
     batch = np.repeat(image, 256, axis=0)
