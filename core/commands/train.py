@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--class-weight", choices=("balanced", "none"), default="balanced",
                         help="weight classes against imbalance (default: balanced)")
     parser.add_argument("--label-smoothing", type=float, default=None,
-                        help="share of each target spread over all classes, against label noise (default: per model)")
+                        help="share of each target spread over all classes, against label noise (default 0)")
     parser.add_argument("--patience", type=int, default=None, help="early-stopping patience in epochs; 0 = off (10)")
     parser.add_argument("--mixed-precision", action="store_true", help="mixed_float16 (GPU)")
     parser.add_argument("--xla", action="store_true", help="compile the train step with XLA (jit_compile)")
