@@ -370,9 +370,9 @@ def paired_tests(runs: list[Run], *, alpha: float = ALPHA) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=PAIRED_COLUMNS[:-2])
     table["p_holm"] = holm(table["p_value"].to_numpy()) if len(table) else []
     significant = table["p_holm"] < alpha
-    table["better"] = np.where(significant, np.where(table["difference"] > 0, table["model_a"], table["model_b"]),
-                               None)
-    table["better"] = table["better"].where(significant, None)
+    better = np.where(significant, np.where(table["difference"] > 0, table["model_a"], table["model_b"]), None)
+    # object dtype: pandas 3 would infer a string column and turn None into NaN.
+    table["better"] = pd.Series(better, index=table.index, dtype=object)
     return table[PAIRED_COLUMNS]
 
 
@@ -389,7 +389,7 @@ def verdicts(tests: pd.DataFrame) -> list[str]:
     lines = []
     for row in tests.itertuples():
         p = format_p(row.p_holm)
-        if row.better is None:
+        if pd.isna(row.better):
             lines.append(f"no significant difference between {model_label(row.model_a)} and "
                          f"{model_label(row.model_b)} ({p}, Holm)")
         else:

@@ -255,6 +255,13 @@ def test_folds_are_combined_with_the_corrected_t_test_and_holm_across_pairs(tmp_
     resnet_lenet = "lenet5 vs resnet18"
     assert expected[resnet_lenet] == pytest.approx(0.015058, abs=2e-6)
     assert tests.loc[resnet_lenet, "better"] == "resnet18"
+    # A mix of significant and non-significant pairs: the latter must read as such, not as "nan is better".
+    assert adjusted[resnet_lenet] < 0.05 < adjusted["alexnet vs lenet5"]
+    said = verdicts(tests)
+    assert f"ResNet-18 is better than LeNet-5 (p = {adjusted[resnet_lenet]:.2g}, Holm)" in said
+    assert any(line.startswith("no significant difference between") and "LeNet-5" in line and "AlexNet" in line
+               and f"p = {adjusted['alexnet vs lenet5']:.2g}" in line for line in said)
+    assert len(said) == 3 and not any("nan" in line for line in said)
     # Interval between folds for one model: the corrected t interval of its five accuracies.
     summary = summary_table(runs)
     assert summary.loc["lenet5", "n_splits"] == 5 and summary.loc["lenet5", "interval"] == "between splits"
