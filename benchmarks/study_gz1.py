@@ -174,19 +174,27 @@ def fold_dataset(dataset: Dataset, fold: int, folds: int) -> Dataset:
 
 def adaptive_crops(dataset: Dataset, radii: float, limits: tuple[float, float]) -> np.ndarray:
     """The dataset's images again, each cropped to ``radii`` of its own half-light radius (a side
-    that follows the galaxy's size, so every galaxy fills the input alike), image centre, ``BASE``."""
-    from joblib import Parallel, delayed
+    that follows the galaxy's size, so every galaxy fills the input alike), image centre, ``BASE``.
 
+    The radii are the quality metrics the build already measured (cached with the source).
+    """
+    from core.parallel import run_parallel
+    from core.quality import compute_metrics
+
+    metrics = compute_metrics(ROOT / "data" / "gz1").set_index("path")
+    sizes = metrics.loc[dataset.meta["path"], ["source_radius_px", "min_side"]].to_numpy(dtype=float)
+    crops = np.clip(radii * sizes[:, 0] / sizes[:, 1], *limits)
+    return np.stack(list(run_parallel(_crop_to, [(str(path), float(crop))
+                                                 for path, crop in zip(dataset.meta["path"], crops)])))
+
+
+def _crop_to(task: tuple[str, float]) -> np.ndarray:
+    """One image of :func:`adaptive_crops`: ``BASE`` with its own crop, at the image centre."""
     from core.images import read_image
-    from core.preprocessing import measure_quality, preprocess
+    from core.preprocessing import preprocess
 
-    def one(path: str) -> np.ndarray:
-        image = read_image(path)
-        quality = measure_quality(image)
-        crop = float(np.clip(radii * quality["source_radius_px"] / quality["min_side"], *limits))
-        return preprocess(image, PreprocessConfig(**{**BASE, "crop": crop, "centre": "none"}))
-
-    return np.stack(Parallel(n_jobs=2)(delayed(one)(path) for path in dataset.meta["path"]))
+    path, crop = task
+    return preprocess(read_image(path), PreprocessConfig(**{**BASE, "crop": crop, "centre": "none"}))
 
 
 def training_share(data: Dataset, fraction: float, *, seed: int) -> Dataset:
