@@ -9,6 +9,7 @@ reason and go on (see :func:`read_images`).
 
 from __future__ import annotations
 
+import bz2
 import contextlib
 import gzip
 import io
@@ -37,7 +38,9 @@ logger = logging.getLogger(__name__)
 
 ImageFormat = Literal["fits", "jpeg", "png"]
 
-FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fits.fz", ".fz")
+FITS_SUFFIXES = (
+    ".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fits.bz2", ".fit.bz2", ".fts.bz2", ".fits.fz", ".fz"
+)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 # Longest first, so ".fits.gz" wins over ".gz".
 _KNOWN_SUFFIXES = sorted(FITS_SUFFIXES + IMAGE_SUFFIXES, key=len, reverse=True)
@@ -45,6 +48,7 @@ _KNOWN_SUFFIXES = sorted(FITS_SUFFIXES + IMAGE_SUFFIXES, key=len, reverse=True)
 UPLOAD_LIMIT_BYTES = 50 * 2**20
 
 _GZIP_MAGIC = b"\x1f\x8b"
+_BZIP2_MAGIC = b"BZh"  # SDSS serves its frames as .fits.bz2
 _FITS_MAGIC = b"SIMPLE  ="
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -56,6 +60,12 @@ _COPY_CHUNK = 1 << 20
 # Gunzipped FITS up to this size is parsed in memory: a temporary file costs ~10 ms to create and
 # remove, and astropy's three in-memory copies are still small here.
 _IN_MEMORY = 64 * 2**20
+
+# Scans (SOS markers) a JPEG may hold. libjpeg's default progressive script writes 10 scans for
+# colour and 6 for grey, mozjpeg's optimised scripts a few more; each scan costs a full pass over
+# the coefficients, so a file that repeats one scan thousands of times costs minutes of CPU.
+MAX_JPEG_SCANS = 100
+_JPEG_SOS = b"\xff\xda"  # inside entropy-coded data 0xFF is always followed by 0x00 or a restart marker
 
 # ITU-R BT.601 luma, the weights Pillow's "L" mode uses, applied in float to keep 16-bit depth.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -108,17 +118,19 @@ class ImageData:
 def read_image(
     path: str | os.PathLike[str], *, rgb: bool = False, max_pixels: int | None = None
 ) -> ImageData:
-    """Read a FITS (optionally gzipped), JPEG or PNG file as a float32 image.
+    """Read a FITS (optionally gzip- or bzip2-compressed), JPEG or PNG file as a float32 image.
 
     FITS: the first HDU with at least 2-D data is used (primary, extension or tile-compressed
     ``.fits.fz``); singleton axes are squeezed, and a real cube gives its first plane (logged).
-    ``BSCALE``/``BZERO`` are applied, ``BLANK`` and non-finite pixels become NaN. Gzip is
-    detected by its magic bytes, whatever the file is called. All-zero or tiny images are
+    ``BSCALE``/``BZERO`` are applied, ``BLANK`` and non-finite pixels become NaN (also those that
+    scaling pushes past float32). Gzip and bzip2 are detected by their magic bytes, whatever the
+    file is called. All-zero or tiny images are
     returned: judging them is :func:`core.preprocessing.measure_quality`'s job.
 
     Nothing is decoded before the image's size is known from its header: an image (or cube)
-    of more than ``max_pixels`` pixels is refused, and gzip data is inflated as a stream that
-    stops at :func:`inflate_limit` bytes, so a decompression bomb costs neither memory nor time.
+    of more than ``max_pixels`` pixels is refused, compressed data is inflated as a stream that
+    stops at :func:`inflate_limit` bytes, and a JPEG of more than :data:`MAX_JPEG_SCANS` scans is
+    refused, so a decompression or scan bomb costs neither memory nor time.
 
     Parameters
     ----------
@@ -137,8 +149,9 @@ def read_image(
     Raises
     ------
     ImageReadError
-        The file is missing, empty, truncated, not an image, too large, or has no 2-D data; the
-        message names the file and the reason, and never quotes the file's content.
+        The file is missing, empty, truncated, not an image, too large, or has no 2-D data
+        (random groups, tables only, 1-D, a single pixel, zero-size axes). This is the only
+        exception: whatever else a library raises on an odd file becomes one, naming the file.
 
     Examples
     --------
@@ -148,6 +161,29 @@ def read_image(
     """
     path = Path(path)
     limit = get_settings().max_image_pixels if max_pixels is None else int(max_pixels)
+    # One contract for every caller: whatever the file holds, the only exception is ImageReadError,
+    # so a batch records one line for an odd file and goes on.
+    try:
+        return _read_any(path, rgb=rgb, max_pixels=limit)
+    except ImageReadError:
+        raise
+    except MemoryError:
+        raise ImageReadError(path, "not enough memory to read it. Use a smaller cutout.") from None
+    except RecursionError as exc:
+        raise ImageReadError(path, "cannot be read (its structure nests too deeply).") from exc
+    except Exception as exc:  # noqa: BLE001 - see comment above
+        logger.debug("%s: unexpected %s while reading", path, type(exc).__name__, exc_info=True)
+        raise ImageReadError(path, f"cannot be read ({type(exc).__name__}: {_short(str(exc))}).") from exc
+
+
+def _short(text: str, width: int = 200) -> str:
+    """One line of at most ``width`` characters of a library's message (it may quote file content)."""
+    line = " ".join(text.split())
+    return line if len(line) <= width else f"{line[:width]}… ({len(line) - width} more characters)"
+
+
+def _read_any(path: Path, *, rgb: bool, max_pixels: int) -> ImageData:
+    limit = max_pixels
     try:
         handle = open(path, "rb")  # noqa: SIM115 - closed by the with below, after the error mapping
     except FileNotFoundError:
@@ -161,16 +197,21 @@ def read_image(
         if not head:
             raise ImageReadError(path, "empty file (0 bytes). Delete it and fetch the image again.")
         handle.seek(0)
-        compressed = head.startswith(_GZIP_MAGIC)
-        with _gzip_errors(path):
-            stream: io.RawIOBase | gzip.GzipFile | io.BufferedReader = handle
-            if compressed:
-                stream = _Capped(path, gzip.GzipFile(fileobj=handle, mode="rb"), max_pixels=limit)
+        codec = "gzip" if head.startswith(_GZIP_MAGIC) else "bzip2" if head.startswith(_BZIP2_MAGIC) else ""
+        compressed = bool(codec)
+        with _decompression_errors(path, codec):
+            stream: Any = handle
+            if codec == "gzip":
+                stream = _Capped(path, gzip.GzipFile(fileobj=handle, mode="rb"), max_pixels=limit, codec=codec)
+            elif codec == "bzip2":
+                stream = _Capped(path, bz2.BZ2File(handle, mode="rb"), max_pixels=limit, codec=codec)
             head = stream.read(len(_FITS_MAGIC))
             stream.seek(0)
             if head.startswith(_FITS_MAGIC):
-                return _read_fits(path, stream, compressed=compressed, max_pixels=limit)
+                file_size = None if compressed else os.fstat(handle.fileno()).st_size
+                return _read_fits(path, stream, compressed=compressed, max_pixels=limit, file_size=file_size)
             if head.startswith(_JPEG_MAGIC):
+                _check_jpeg_scans(path, stream)
                 return _read_pillow(path, stream, "jpeg", rgb=rgb, max_pixels=limit)
             if head.startswith(_PNG_MAGIC):
                 return _read_pillow(path, stream, "png", rgb=rgb, max_pixels=limit)
@@ -178,7 +219,7 @@ def read_image(
     # What the file holds is never quoted: it may be any file the user can read, not an image.
     name = path.name.lower()
     if compressed or name.endswith(FITS_SUFFIXES):
-        what = "its gzip-compressed data" if compressed else "it"
+        what = f"its {codec}-compressed data" if compressed else "it"
         looks = ", and looks like an HTML or XML page" if head.lstrip().startswith(b"<") else ""
         raise ImageReadError(
             path, f"not a FITS file ({what} does not start with 'SIMPLE  ='{looks}). "
@@ -186,7 +227,28 @@ def read_image(
         )
     if name.endswith(IMAGE_SUFFIXES):
         raise ImageReadError(path, "not a valid JPEG or PNG file (it does not start with a JPEG or PNG signature).")
-    raise ImageReadError(path, "unsupported format (not FITS, JPEG or PNG). Use FITS (.fits, .fits.gz), JPEG or PNG.")
+    raise ImageReadError(
+        path, "unsupported format (not FITS, JPEG or PNG). Use FITS (.fits, .fits.gz, .fits.bz2), JPEG or PNG."
+    )
+
+
+def _check_jpeg_scans(path: Path, stream: Any) -> None:
+    """Refuse a JPEG with more than :data:`MAX_JPEG_SCANS` scans before Pillow decodes any of them.
+
+    Counting SOS markers is exact: entropy-coded data never holds 0xFF 0xDA (an 0xFF there is
+    followed by a stuffed 0x00 or a restart marker). Read in chunks, so it costs one pass of I/O.
+    """
+    scans, previous = 0, b""
+    while chunk := stream.read(_COPY_CHUNK):
+        scans += (previous[-1:] + chunk).count(_JPEG_SOS)
+        previous = chunk
+        if scans > MAX_JPEG_SCANS:
+            raise ImageReadError(
+                path, f"JPEG with more than {MAX_JPEG_SCANS} scans; a camera or survey writes at most a few "
+                "dozen. Each scan costs a full decoding pass, so this may be a scan bomb; re-save it as a "
+                "baseline JPEG or PNG."
+            )
+    stream.seek(0)
 
 
 def read_upload(
@@ -267,27 +329,30 @@ def read_images(
 
 
 @contextlib.contextmanager
-def _gzip_errors(path: Path) -> Iterator[None]:
+def _decompression_errors(path: Path, codec: str) -> Iterator[None]:
     try:
         yield
     except EOFError:
         raise ImageReadError(
-            path, "truncated gzip file (the download was cut off). Delete it and fetch the image again."
+            path, f"truncated {codec or 'FITS'} file (the download was cut off). Delete it and fetch the image again."
         ) from None
     except (gzip.BadGzipFile, zlib.error) as exc:
         raise ImageReadError(
             path, f"corrupt gzip data ({exc}). Delete it and fetch the image again."
         ) from None
-    except OSError as exc:  # the disk, not the data: EIO, a file removed under a network mount
+    except OSError as exc:
+        if codec == "bzip2" and exc.errno is None:  # bz2 reports bad data as a bare OSError
+            raise ImageReadError(path, f"corrupt bzip2 data ({exc}). Delete it and fetch the image again.") from None
+        # the disk, not the data: EIO, a file removed under a network mount
         raise ImageReadError(path, f"cannot be read ({exc.strerror or exc}).") from exc
 
 
 class _Capped(io.RawIOBase):
-    """A read-only gunzip stream that refuses to go past :func:`inflate_limit` of ``max_pixels``."""
+    """A read-only decompressing stream that refuses to go past :func:`inflate_limit` of ``max_pixels``."""
 
-    def __init__(self, path: Path, raw: gzip.GzipFile, *, max_pixels: int) -> None:
+    def __init__(self, path: Path, raw: gzip.GzipFile | bz2.BZ2File, *, max_pixels: int, codec: str) -> None:
         super().__init__()
-        self._path, self._raw, self._max_pixels = path, raw, max_pixels
+        self._path, self._raw, self._max_pixels, self._codec = path, raw, max_pixels, codec
         self._cap = inflate_limit(max_pixels)
 
     def readable(self) -> bool:
@@ -302,7 +367,7 @@ class _Capped(io.RawIOBase):
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         target = {io.SEEK_SET: 0, io.SEEK_CUR: self._raw.tell()}.get(whence)
         if target is None:  # SEEK_END would inflate the whole stream to find its end
-            raise OSError("seeking from the end of a gzip stream is not supported")
+            raise io.UnsupportedOperation("seeking from the end of a compressed stream is not supported")
         self._check(target + offset)
         return self._raw.seek(target + offset)
 
@@ -319,7 +384,7 @@ class _Capped(io.RawIOBase):
     def _check(self, end: int) -> None:
         if end > self._cap:
             raise ImageReadError(
-                self._path, f"gzip data inflates to more than {self._cap / 2**20:,.0f} MB, more than an image of "
+                self._path, f"{self._codec} data inflates to more than {self._cap / 2**20:,.0f} MB, more than an image of "
                 f"max_image_pixels = {self._max_pixels:,} can need. It may be a decompression bomb; if it is "
                 "a real image, raise max_image_pixels."
             )
@@ -379,11 +444,13 @@ def _header_int(path: Path, cards: dict[str, str], key: str, index: int, *, defa
         ) from None
 
 
-def _scan_fits(path: Path, stream: Any, *, max_pixels: int) -> int | None:
+def _scan_fits(path: Path, stream: Any, *, max_pixels: int, file_size: int | None = None) -> int | None:
     """Walk the headers up to the first HDU with 2-D data, refusing any HDU too large to decode.
 
     Data between headers is skipped (a seek, or a capped gunzip for compressed files). Returns the
     offset where that HDU's data ends, or None when the file has no such HDU (astropy names why).
+    With ``file_size`` (an uncompressed file), data cut off before its end is refused by name; a
+    last block short of its padding is not (astropy reads it, and real archives write such files).
     """
     for index in itertools.count():
         cards = _header_cards(path, stream, index)
@@ -419,13 +486,18 @@ def _scan_fits(path: Path, stream: Any, *, max_pixels: int) -> int | None:
                 f"max_image_pixels = {max_pixels:,} can need. It may be hostile; if it is real, raise max_image_pixels."
             )
         if image and sum(n > 1 for n in pixel_axes) >= 2:
+            if file_size is not None and not compressed_image and header_end + data_bytes > file_size:
+                raise ImageReadError(
+                    path, f"truncated FITS file: the data of HDU {index} needs {header_end + data_bytes:,} bytes "
+                    f"and the file has {file_size:,} (the download was cut off). Fetch the image again."
+                )
             return end
         stream.seek(end)
     raise AssertionError("unreachable")  # pragma: no cover - itertools.count never ends
 
 
-def _read_fits(path: Path, stream: Any, *, compressed: bool, max_pixels: int) -> ImageData:
-    end = _scan_fits(path, stream, max_pixels=max_pixels)
+def _read_fits(path: Path, stream: Any, *, compressed: bool, max_pixels: int, file_size: int | None) -> ImageData:
+    end = _scan_fits(path, stream, max_pixels=max_pixels, file_size=file_size)
     stream.seek(0)
     if not compressed:
         return _parse_fits(path, path, max_pixels=max_pixels)
@@ -465,32 +537,42 @@ def _parse_fits(path: Path, source: Any, *, max_pixels: int) -> ImageData:
                     raise _too_large(path, hdu.shape[::-1], max_pixels)
                 header = hdu.header.copy()
                 data, squeezed_ok = _image_plane(path, hdu)
+                data = _scale(data, header)
     except ImageReadError:
         raise
     except Exception as exc:  # noqa: BLE001 - see comment above
-        raise ImageReadError(path, f"corrupt FITS file ({type(exc).__name__}: {exc}).") from exc
-    data = _scale(data, header)
+        raise ImageReadError(path, f"corrupt FITS file ({type(exc).__name__}: {_short(str(exc))}).") from exc
     wcs = _celestial_wcs(path, header, data.shape) if squeezed_ok else None
     return ImageData(data=data, header=header, wcs=wcs, path=path, format="fits")
 
 
 def _first_image_hdu(hdul: fits.HDUList) -> tuple[fits.hdu.base.ExtensionHDU | None, str]:
+    """The first HDU with 2-D pixels, or None and the reason, naming what the file holds instead."""
     seen = []
-    one_d = False
+    found: set[str] = set()
     for index, hdu in enumerate(hdul):
+        if isinstance(hdu, fits.GroupsHDU):  # a kind of PrimaryHDU to astropy, but visibilities
+            seen.append(f"{index}:random groups")
+            found.add("random-groups data (interferometer visibilities, not pixels)")
+            continue
         if not isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)):
             seen.append(f"{index}:{type(hdu).__name__}")
+            if isinstance(hdu, (fits.BinTableHDU, fits.TableHDU)):
+                found.add("tables only")
             continue
         shape = tuple(int(n) for n in (hdu.shape or ()))
         big = [n for n in shape if n > 1]
         if len(big) >= 2:
             return hdu, ""
-        if shape and all(n > 0 for n in shape):
-            one_d = True
+        if shape and 0 in shape:
+            found.add("zero-size data (an axis of length 0)")
+        elif shape and not big:
+            found.add(f"a single pixel ({' x '.join(str(n) for n in shape[::-1])}), not an image")
+        elif shape:
+            found.add("1-D data (a spectrum or a list), not an image")
         seen.append(f"{index}:{type(hdu).__name__}{list(shape) or ' (no data)'}")
-    if one_d:
-        return None, f"1-D data, not an image (HDUs: {', '.join(seen)})."
-    return None, f"no image HDU with 2-D data (HDUs: {', '.join(seen)})."
+    what = "; ".join(sorted(found)) or "no image HDU with 2-D data"
+    return None, f"{what} (HDUs: {', '.join(seen)})."
 
 
 def _image_plane(path: Path, hdu: fits.hdu.base.ExtensionHDU) -> tuple[np.ndarray, bool]:
@@ -519,7 +601,9 @@ def _scale(data: np.ndarray, header: fits.Header) -> np.ndarray:
         blank = None
     # float64 for the arithmetic keeps int32 + BZERO exact enough before the final cast. Done in
     # bands of rows, so the float64 copy of a large image is never held whole.
-    work_dtype = np.float64 if integer and data.dtype.itemsize >= 4 else np.float32
+    # So does a BSCALE or BZERO beyond float32's range (1e300 would be inf, and 0 * inf NaN).
+    huge = max(abs(bscale), abs(bzero)) > np.finfo(np.float32).max
+    work_dtype = np.float64 if integer and (data.dtype.itemsize >= 4 or huge) else np.float32
     out = np.empty(data.shape, dtype=np.float32)
     rows = max(1, _BAND // max(1, data.shape[1]))
     for start in range(0, len(data), rows):
@@ -527,14 +611,17 @@ def _scale(data: np.ndarray, header: fits.Header) -> np.ndarray:
         band = raw.astype(work_dtype)
         if blank is not None:
             band[raw == blank] = np.nan
-        if bscale != 1.0:
-            band *= bscale
-        if bzero != 0.0:
-            band += bzero
+        with np.errstate(over="ignore", invalid="ignore"):
+            if bscale != 1.0:
+                band *= bscale
+            if bzero != 0.0:
+                band += bzero
         scaled = out[start : start + rows]
-        scaled[...] = band
-        if not integer:  # after the cast: a float64 beyond float32's range became inf there
-            scaled[~np.isfinite(scaled)] = np.nan
+        with np.errstate(over="ignore", invalid="ignore"):
+            scaled[...] = band
+        # After the cast: a value beyond float32's range became inf there, from float data or from
+        # an integer times a huge BSCALE (BSCALE = 1e300 on int16).
+        scaled[~np.isfinite(scaled)] = np.nan
     return out
 
 

@@ -187,7 +187,7 @@ CASES = [
          r"3-D cube of 4000 x 4000 x 1000 = 16,000,000,000 pixels is larger than max_image_pixels"),
     Case("negative-naxis", "negative.fits", lambda: _primary(-32, -5, 10),
          r"corrupt FITS header in HDU 0: NAXIS = 2, axes \[-5, 10\].*axes must be >= 0"),
-    Case("zero-naxis", "zero.fits", lambda: _primary(-32, 0, 0), r"no image HDU with 2-D data"),
+    Case("zero-naxis", "zero.fits", lambda: _primary(-32, 0, 0), r"zero-size data \(an axis of length 0\)"),
     Case("bad-bitpix", "bitpix.fits", lambda: _primary(12, 8, 8), r"BITPIX one of 8, 16, 32, 64, -32, -64"),
     # Real but odd images: read, in bounded memory.
     Case("4d-cube-first-plane", "cube4.fits", lambda: _fits_bytes(np.ones((2, 3, 16, 24), np.float32)), "shape=16,24",
@@ -393,3 +393,58 @@ def test_classify_page_reads_an_upload_with_a_long_suffix(classify) -> None:
     classify.run()
     assert not classify.exception and not classify.error, [e.value for e in [*classify.exception, *classify.error]]
     assert any(display_name(name)[:40] in h.value.replace("\\", "") for h in classify.subheader)
+
+
+# -- audit 2 (issue 22), the rows that live in core/images.py ---------------------------------------
+
+
+def _progressive_jpeg(size: int = 64) -> bytes:
+    gradient = np.add.outer(np.arange(size), np.arange(size)).astype(np.uint8)
+    return _pillow(Image.fromarray(gradient).convert("RGB"), "JPEG", progressive=True, quality=90)
+
+
+def _repeat_last_scan(jpeg: bytes, times: int) -> bytes:
+    """The JPEG with its last scan (SOS marker to EOI) written ``times`` more times: a scan bomb.
+
+    A refinement scan read again only refines the same coefficients, so libjpeg decodes the file,
+    one full pass per scan.
+    """
+    last = jpeg.rindex(b"\xff\xda")
+    end = jpeg.rindex(b"\xff\xd9")
+    return jpeg[:end] + jpeg[last:end] * times + jpeg[end:]
+
+
+def test_audit2_row07_progressive_jpeg_scan_bomb_refused(tmp_path: Path) -> None:
+    from core.images import MAX_JPEG_SCANS, read_image
+
+    real = _progressive_jpeg()
+    scans = real.count(b"\xff\xda")
+    assert 2 < scans <= 12  # what an encoder writes (Pillow/libjpeg's progressive script)
+    assert read_image(_write(tmp_path / "real.jpg", real)).data.shape == (64, 64)
+    bomb = _repeat_last_scan(real, 5 * MAX_JPEG_SCANS)
+    with Image.open(io.BytesIO(bomb)) as opened:  # the bomb is a JPEG Pillow would decode
+        opened.load()
+    with pytest.raises(ImageReadError, match=rf"bomb.jpg: JPEG with more than {MAX_JPEG_SCANS} scans"):
+        read_image(_write(tmp_path / "bomb.jpg", bomb))
+    # Also gzipped, and as an upload on Classify.
+    with pytest.raises(ImageReadError, match="scan bomb"):
+        read_image(_write(tmp_path / "bomb.jpg.gz", gzip.compress(bomb)))
+    with pytest.raises(ImageReadError, match=r"^upload\.jpg: JPEG with more than"):
+        read_upload("upload.jpg", bomb)
+
+
+def test_audit2_row19_int16_with_bscale_1e300_gives_nan_not_inf(tmp_path: Path) -> None:
+    from core.images import read_image
+
+    values = np.arange(-512, 512, dtype=">i2").reshape(32, 32)
+    header = _primary(16, 32, 32, extra=(_card("BSCALE", "1.0E+300"),))
+    image = read_image(_write(tmp_path / "bscale.fits", header + values.tobytes().ljust(2880, b"\0")))
+    assert not np.isinf(image.data).any()
+    # Every pixel but the zero overflows float32: missing, as the reader documents for inf.
+    assert np.isnan(image.data).sum() == values.size - 1
+    assert image.data[values == 0] == 0.0
+
+
+def _write(path: Path, payload: bytes) -> Path:
+    path.write_bytes(payload)
+    return path

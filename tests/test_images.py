@@ -168,13 +168,13 @@ def test_truncated_gzip(tmp_path: Path) -> None:
 
 def test_truncated_fits_data(tmp_path: Path) -> None:
     plain = _fits_bytes(fits.PrimaryHDU(np.ones((64, 64), np.float32)))
-    with pytest.raises(ImageReadError, match="corrupt FITS"):
+    with pytest.raises(ImageReadError, match=r"truncated FITS file: the data of HDU 0 needs 19,264 bytes and the file has 2,980"):
         read_image(_write(tmp_path / "t.fits", plain[:2880 + 100]))
 
 
 def test_no_image_hdu_and_one_d(tmp_path: Path) -> None:
     table = _fits_bytes([fits.PrimaryHDU(), _table_hdu()])
-    with pytest.raises(ImageReadError, match="no image HDU.*BinTableHDU"):
+    with pytest.raises(ImageReadError, match=r"tables only \(HDUs: 0:PrimaryHDU \(no data\), 1:BinTableHDU\)"):
         read_image(_write(tmp_path / "table.fits", table))
     with pytest.raises(ImageReadError, match="1-D data"):
         read_image(_write(tmp_path / "spec.fits", _fits_bytes(fits.PrimaryHDU(np.arange(10.0)))))
