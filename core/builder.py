@@ -457,6 +457,9 @@ def build(
     selection = select(spec, metrics, source=source)
     candidates = selection.table
     val_fraction, test_fraction = spec.val_fraction, spec.test_fraction
+    unreadable = candidates[candidates["reason"] == "unreadable"]
+    for name, path, error in zip(unreadable["name"], unreadable["path"], unreadable["read_error"]):
+        logger.warning("%s left out: %s: %s", name, path, error)  # one line per bad file; the batch goes on
 
     kept = candidates[candidates["kept"]].reset_index(drop=True)
     _check_classes(kept, the_scheme.classes, val_fraction=val_fraction, test_fraction=test_fraction)
@@ -472,6 +475,8 @@ def build(
             progress=progress,
         )
         if failures:
+            for name, error in failures.items():
+                logger.warning("%s left out: %s", name, error)
             failed = candidates["name"].isin(list(failures)).to_numpy()
             candidates.loc[failed, "kept"] = False
             candidates.loc[failed, "reason"] = "preprocess_error"
@@ -694,9 +699,12 @@ def _check_positions(candidates: pd.DataFrame, *, catalog: str, allow_duplicates
     raise GalaxyMorphError(
         f"--catalog all needs a position (ra, dec) for every object, to find one galaxy listed under two names; "
         f"{len(unplaced)} of {len(alive)} objects with an image have none (e.g. {examples}), so such a galaxy "
-        "could land in two splits and inflate the test accuracy. Run `python -m core fetch` again (it records "
-        "positions from NED's listing and the FITS headers, also for earlier downloads, without a request), add "
-        "ra, dec columns to the catalogue, keep one catalogue (--catalog auto), or pass --allow-duplicates."
+        "could land in two splits and inflate the test accuracy. Positions can come from: `python -m core fetch` "
+        "again (NED's listing and the FITS headers, also for earlier downloads, without a request); "
+        "`python -m core import` again for imported FITS files (it reads OBJCTRA/OBJCTDEC, the WCS or RA/DEC "
+        "from each header; JPEG and PNG carry none); ra, dec columns in the catalogue; `python -m core scrape` "
+        "again (NED's result pages carry RA and Dec). Or keep one catalogue (--catalog auto), or pass "
+        "--allow-duplicates."
     )
 
 
@@ -825,8 +833,10 @@ def _preprocess_chunk(task: tuple[str, int, list[tuple[str, float, float, dict[s
             image = read_image(path, rgb=config.channels == 3)
             x[start + i] = preprocessing.preprocess(image, config, ra=_finite(ra), dec=_finite(dec), metrics=metrics)
             errors.append("")
-        except (ImageReadError, ValueError) as exc:
+        except ImageReadError as exc:
             errors.append(str(exc))
+        except Exception as exc:  # noqa: BLE001 - one odd image is one line, never the end of the batch
+            errors.append(f"{path}: preprocessing failed ({type(exc).__name__}: {exc})")
     x.flush()
     return errors
 

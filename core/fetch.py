@@ -45,7 +45,7 @@ from astroquery.ipac.ned import NedClass
 from core.config import Settings, get_settings
 from core.errors import ConfigError, FetchError, GalaxyMorphError, ImageReadError, ParseError
 from core.http import PoliteClient
-from core.images import inflate_limit, read_image
+from core.images import header_position, inflate_limit, read_image
 from core.io import append_jsonl, atomic_path, read_jsonl
 from core.progress import Progress
 
@@ -269,34 +269,12 @@ def parse_listing_position(html: str) -> tuple[float, float] | None:
 def fits_position(path: str | Path) -> tuple[float, float, str] | None:
     """(RA, Dec, where) of the object a FITS cutout shows, from its header; ``None`` when it has none.
 
-    ``OBJCTRA``/``OBJCTDEC`` (the Digitized Sky Survey's object position) first, then the WCS at the
-    image centre (``"fits_wcs"``). The ``RA``/``DEC`` keywords are not used: in many headers they
-    are the telescope's pointing, not the object.
+    See :func:`core.images.header_position` for the keywords and their order.
     """
     try:
-        image = read_image(path)
+        return header_position(read_image(path))
     except ImageReadError:
         return None
-    header = image.header
-    ra_text, dec_text = header.get("OBJCTRA"), header.get("OBJCTDEC")
-    if isinstance(ra_text, str) and isinstance(dec_text, str):
-        from astropy import units as u
-        from astropy.coordinates import SkyCoord
-
-        try:
-            coord = SkyCoord(ra_text, dec_text, unit=(u.hourangle, u.deg))
-            return float(coord.ra.deg), float(coord.dec.deg), "fits_header"
-        except ValueError:
-            logger.warning("%s: unreadable OBJCTRA/OBJCTDEC %r %r", path, ra_text, dec_text)
-    if image.wcs is not None and image.wcs.has_celestial:
-        height, width = image.data.shape[:2]
-        try:
-            ra, dec = image.wcs.celestial.all_pix2world([[(width - 1) / 2, (height - 1) / 2]], 0)[0]
-        except Exception:  # noqa: BLE001 - any failing WCS just gives no position
-            return None
-        if np.isfinite(ra) and np.isfinite(dec):
-            return float(ra) % 360.0, float(dec), "fits_wcs"
-    return None
 
 
 class RoutedNed(NedClass):

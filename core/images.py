@@ -684,6 +684,67 @@ def _read_pillow(path: Path, stream: Any, fmt: ImageFormat, *, rgb: bool, max_pi
     return ImageData(data=array, header=None, wcs=None, path=path, format=fmt)
 
 
+#: Where :func:`header_position` found a position, in the order it looks.
+POSITION_ORIGINS = {
+    "fits_header": "OBJCTRA/OBJCTDEC keywords (the object's position, as DSS and FIRST cutouts carry it)",
+    "fits_wcs": "the WCS at the image centre",
+    "fits_ra_dec": "RA/DEC keywords (the pointing: the object's position for a cutout, not for a wide frame)",
+}
+
+
+def header_position(image: ImageData) -> tuple[float, float, str] | None:
+    """(RA, Dec in degrees, origin) of what a FITS image shows, from its header; None without one.
+
+    ``OBJCTRA``/``OBJCTDEC`` first (``"fits_header"``), then the WCS at the image centre
+    (``"fits_wcs"``), then the ``RA``/``DEC`` keywords (``"fits_ra_dec"``), in degrees or
+    sexagesimal. The origin is recorded with the position, so a user can tell how far to trust
+    it (see :data:`POSITION_ORIGINS`). A value that does not parse or lies outside the sky is skipped.
+    """
+    header = image.header
+    if header is None:
+        return None
+    found = _keyword_position(header.get("OBJCTRA"), header.get("OBJCTDEC"), sexagesimal_only=True)
+    if found is not None:
+        return (*found, "fits_header")
+    if image.wcs is not None:
+        height, width = image.data.shape[:2]
+        try:  # through SkyCoord, so a galactic (GLON/GLAT) or FK4 WCS gives ICRS RA/Dec too
+            from astropy.wcs.utils import pixel_to_skycoord
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                centre = pixel_to_skycoord((width - 1) / 2, (height - 1) / 2, image.wcs.celestial).icrs
+            ra, dec = float(centre.ra.degree), float(centre.dec.degree)
+        except Exception:  # noqa: BLE001 - any failing WCS just gives no position from it
+            ra, dec = np.nan, np.nan
+        if np.isfinite(ra) and np.isfinite(dec) and -90 <= dec <= 90:
+            return float(ra) % 360.0, float(dec), "fits_wcs"
+    found = _keyword_position(header.get("RA"), header.get("DEC"), sexagesimal_only=False)
+    return (*found, "fits_ra_dec") if found is not None else None
+
+
+def _keyword_position(ra: object, dec: object, *, sexagesimal_only: bool) -> tuple[float, float] | None:
+    """Degrees from two header values: numbers are degrees, text is ``HH MM SS`` / ``DD MM SS``."""
+    if ra is None or dec is None or isinstance(ra, bool) or isinstance(dec, bool):
+        return None
+    try:
+        if isinstance(ra, (int, float)) and isinstance(dec, (int, float)):
+            if sexagesimal_only:
+                return None
+            ra_deg, dec_deg = float(ra), float(dec)
+        else:
+            from astropy import units as u
+            from astropy.coordinates import Angle
+
+            ra_deg = float(Angle(str(ra).strip(), unit=u.hourangle).degree)
+            dec_deg = float(Angle(str(dec).strip(), unit=u.deg).degree)
+    except Exception:  # noqa: BLE001 - a header's text is anything; an unreadable one gives no position
+        return None
+    if not (np.isfinite(ra_deg) and np.isfinite(dec_deg) and 0 <= ra_deg < 360 and -90 <= dec_deg <= 90):
+        return None
+    return ra_deg, dec_deg
+
+
 def luminance(rgb: np.ndarray) -> np.ndarray:
     """float32 luma (ITU-R BT.601 weights, as Pillow's "L") of an ``(H, W, 3)`` array."""
     rgb = np.asarray(rgb, dtype=np.float32)

@@ -12,6 +12,17 @@ Every image must resolve (symlinks followed) inside the image folder: a ``file``
 its row with the reason, so a catalogue cannot make ``build`` read other files of the machine.
 Unmatched rows and unmatched files are counted, logged with examples and written to
 ``import_report.json``.
+
+The image folder may be a ``python -m core fetch`` output folder (it holds ``manifest.csv``):
+rows are then matched by name through that manifest, whatever the files are called, and a row
+whose fetch failed is reported with the fetch's reason, not as "not found".
+
+Every matched row gets a position (``ra``, ``dec``) and says where it came from in
+``position_from``: the catalogue's own columns first (``catalogue``), then the fetch manifest
+(NED's listing or the FITS header, as fetch recorded it), then the FITS header (``fits_header``
+for OBJCTRA/OBJCTDEC, ``fits_wcs`` for the WCS at the image centre, ``fits_ra_dec`` for the
+RA/DEC keywords; see :func:`core.images.header_position`). With positions, ``build --catalog
+all`` finds one galaxy imported under two names.
 """
 
 from __future__ import annotations
@@ -20,18 +31,23 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from core.catalogue import read_catalogue
 from core.config import Settings, get_settings
-from core.errors import ConfigError
+from core.errors import ConfigError, ImageReadError
 from core.io import IMPORTED, atomic_path, atomic_write_json, check_folder_name, check_replaceable
 
 logger = logging.getLogger(__name__)
 
 #: Image file endings the importer looks for, in order of preference when a name has several.
-IMAGE_ENDINGS = (".fits.gz", ".fit.gz", ".fts.gz", ".fits", ".fit", ".fts", ".png", ".jpeg", ".jpg")
+IMAGE_ENDINGS = (
+    ".fits.gz", ".fit.gz", ".fts.gz", ".fits.bz2", ".fit.bz2", ".fts.bz2", ".fits.fz",
+    ".fits", ".fit", ".fts", ".png", ".jpeg", ".jpg",
+)
 EXAMPLES = 5
 
 
@@ -50,6 +66,9 @@ class ImportResult:
         Image files (relative to the image folder) that no row uses.
     ambiguous : list of (name, [files])
         Rows whose name matched several files; the first by :data:`IMAGE_ENDINGS` order was used.
+    positions : dict
+        How many matched rows got their position from where (``catalogue``, ``fits_wcs``...,
+        ``""`` for none).
     """
 
     out: Path
@@ -57,6 +76,7 @@ class ImportResult:
     unmatched_rows: list[tuple[str, str]] = field(default_factory=list)
     unmatched_files: list[str] = field(default_factory=list)
     ambiguous: list[tuple[str, list[str]]] = field(default_factory=list)
+    positions: dict[str, int] = field(default_factory=dict)
 
 
 def name_key(text: str) -> str:
@@ -141,6 +161,7 @@ def import_source(
         candidates.sort(key=lambda p: (rank[_ending(p)], str(p)))
 
     csv_dir = catalog.resolve().parent
+    fetched = _fetch_manifest(images_root)
     result = ImportResult(out=out_dir, catalog=table.iloc[0:0])
     paths: list[str | None] = []
     for row in table.itertuples(index=False):
@@ -148,6 +169,13 @@ def import_source(
         if not str(row.classification):
             paths.append(None)
             result.unmatched_rows.append((object_name, "empty classification"))
+            continue
+        record = fetched.get(object_name)
+        if record is not None:
+            found, problem = _fetched_file(record, images_root)
+            if found is None:
+                result.unmatched_rows.append((object_name, problem))
+            paths.append(str(found) if found else None)
             continue
         if row.file:
             found, problem = _resolve_file(str(row.file), csv_dir, images_root)
@@ -169,6 +197,8 @@ def import_source(
 
     table = table.assign(file=paths)
     matched = table[table["file"].notna()].reset_index(drop=True)
+    matched = _add_positions(matched, fetched)
+    result.positions = {str(k): int(v) for k, v in matched["position_from"].value_counts().items()}
     used = set(matched["file"])
     result.unmatched_files = [str(p.relative_to(images_root)) for p in files if str(p) not in used]
     if matched.empty:
@@ -190,6 +220,8 @@ def import_source(
             "unmatched_rows": [{"name": n, "reason": r} for n, r in result.unmatched_rows],
             "unmatched_files": result.unmatched_files,
             "ambiguous": [{"name": n, "files": f} for n, f in result.ambiguous],
+            "positions": result.positions,
+            "fetch_folder": bool(fetched),
         },
     )
     if result.unmatched_rows:
@@ -226,3 +258,73 @@ def _resolve_file(file: str, csv_dir: Path, images_root: Path) -> tuple[Path | N
     if refused:
         return None, "file {file} lies outside the image folder {images} (refused)"
     return None, "file {file} not found next to the CSV or in {images}"
+
+
+def _fetch_manifest(images_root: Path) -> dict[str, dict[str, str]]:
+    """The records of a ``fetch`` output folder's ``manifest.csv`` by name; empty for any other folder.
+
+    A damaged manifest is no fetch folder: it is logged and the folder is matched by file name.
+    """
+    path = images_root / "manifest.csv"
+    if not path.is_file():
+        return {}
+    try:
+        manifest = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        logger.warning("%s is not a readable fetch manifest (%s); matching files by name", path, exc)
+        return {}
+    if not {"name", "status", "file"} <= set(manifest.columns):
+        return {}
+    records: dict[str, dict[str, str]] = {}
+    for record in manifest.to_dict("records"):
+        name = str(record["name"]).strip()
+        # An image that is there wins over an attempt that failed, as in core.catalogue.
+        if name not in records or (record["status"] == "ok" and records[name]["status"] != "ok"):
+            records[name] = {str(k): str(v) for k, v in record.items()}
+    return records
+
+
+def _fetched_file(record: dict[str, str], images_root: Path) -> tuple[Path | None, str]:
+    """The image a fetch manifest record names, inside the folder, or None and why."""
+    status, reason = record.get("status", ""), record.get("reason", "")
+    if status != "ok" or not record.get("file"):
+        return None, f"fetch {status or 'failed'}" + (f": {reason}" if reason else "")
+    candidate = (images_root / record["file"]).resolve()
+    if not candidate.is_relative_to(images_root):
+        return None, f"fetch manifest names {record['file']!r}, outside the image folder (refused)"
+    if not candidate.is_file():
+        return None, f"fetched file {record['file']!r} is missing from the image folder; run fetch again"
+    return candidate, ""
+
+
+def _add_positions(matched: pd.DataFrame, fetched: dict[str, dict[str, str]]) -> pd.DataFrame:
+    """``ra``, ``dec`` and ``position_from`` for each matched row (see the module docstring)."""
+    from core.images import header_position, read_image
+
+    ra = matched["ra"].to_numpy(dtype=float).copy()
+    dec = matched["dec"].to_numpy(dtype=float).copy()
+    origin = np.where(np.isfinite(ra) & np.isfinite(dec), "catalogue", "").astype(object)
+    for i, (name, path) in enumerate(zip(matched["name"], matched["file"])):
+        if origin[i]:
+            continue
+        found = _manifest_position(fetched.get(str(name)))
+        if found is None and _ending(Path(path)) not in (".png", ".jpeg", ".jpg"):
+            try:
+                found = header_position(read_image(path))
+            except ImageReadError as exc:
+                logger.info("no position for %s: %s", name, exc)  # build will report the file itself
+        if found is not None:
+            ra[i], dec[i], origin[i] = found
+    return matched.assign(ra=ra, dec=dec, position_from=origin)
+
+
+def _manifest_position(record: dict[str, Any] | None) -> tuple[float, float, str] | None:
+    if record is None:
+        return None
+    try:
+        ra, dec = float(record.get("ra") or "nan"), float(record.get("dec") or "nan")
+    except ValueError:
+        return None
+    if not (np.isfinite(ra) and np.isfinite(dec) and 0 <= ra < 360 and -90 <= dec <= 90):
+        return None
+    return ra, dec, str(record.get("position_from") or "fetch")

@@ -222,8 +222,8 @@ def _measure_chunk(items: Sequence[tuple[str, float, float]]) -> list[dict[str, 
             row["header_band"] = _header_text(image.header, BAND_KEYWORDS)
         except ImageReadError as exc:
             row["read_error"] = exc.reason
-        except (ValueError, MemoryError) as exc:  # a readable file with pathological pixels
-            row["read_error"] = f"metrics failed: {exc}"
+        except Exception as exc:  # noqa: BLE001 - a readable file with pathological pixels: one line, go on
+            row["read_error"] = f"metrics failed ({type(exc).__name__}: {exc})"
         rows.append(row)
     return rows
 

@@ -78,3 +78,90 @@ def test_nan_border_of_a_reprojected_image_is_nan_not_zero() -> None:
     assert 0 < missing.sum() < image.data.size / 2
     h, w = image.data.shape
     assert not missing[h // 2 - 5 : h // 2 + 5, w // 2 - 5 : w // 2 + 5].any()  # the centre is whole
+
+
+# -- import and build over the corpus --------------------------------------------------------------
+
+# Names under several catalogues, so --catalog all has to find one galaxy under two names. The
+# pairs: NED's DSS1 plate of MESSIER 001 and UKIDSS's WFCAM image of the Crab (0.5" apart), and
+# CFHT's frame of SA 110 served plain and as .fits.bz2.
+NAMES = {
+    "ned_dss1_query_images.fits": "MESSIER 001",
+    "ukidss_image.fits": "UKIDSS J053432+220052",
+    "cadc_query_images.fits": "SA 110",
+    "cadc_query_images.fits.bz2": "CFHT SA110-A",
+    "astropy_comp.fits": "NGC 1316",
+    "first_image.fits": "FIRST J105007+304037",
+}
+CLASSES = ("E", "S0", "Sb")
+# Every readable file is kept (the quality rules are tested elsewhere), in a split that has room for 3 classes.
+LOOSE = ["--min-quality", "0", "--min-size", "0", "--min-snr", "0", "--min-finite", "0", "--max-saturated", "1",
+         "--extent", "0", "--size", "16", "--val", "0.25", "--test", "0.25"]
+
+
+def _corpus_catalogue(path: Path, files: list[str]) -> Path:
+    readable = [f for f in files if f in set(EXPECTED.loc[EXPECTED["outcome"] == "image", "file"])]
+    rows = [
+        {"name": NAMES.get(file, f"CORPUS {i:02d}"), "file": file,
+         "classification": CLASSES[readable.index(file) % 3] if file in readable else "E"}
+        for i, file in enumerate(files)
+    ]
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_import_then_build_over_the_whole_corpus_gives_one_line_per_bad_file(tmp_path, caplog, capsys) -> None:
+    from core.cli import main
+
+    files = sorted(EXPECTED["file"])
+    catalogue = _corpus_catalogue(tmp_path / "corpus.csv", files)
+    assert main(["import", "--catalog", str(catalogue), "--images", str(CORPUS), "--out", str(tmp_path / "src")]) == 0
+    imported = pd.read_csv(tmp_path / "src" / "catalog.csv", keep_default_na=False).set_index("file")
+    assert len(imported) == len(files)  # import matches files; reading them is build's job
+    caplog.clear()
+    code = main(["build", "--source", str(tmp_path / "src"), "--catalog", "all", "--allow-duplicates",
+                 *LOOSE, "--out", str(tmp_path / "ds")])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-2000:]
+    assert "Traceback" not in captured.err
+    lines = [r.getMessage() for r in caplog.records if " left out: " in r.getMessage()]
+    refused = EXPECTED[EXPECTED["outcome"] == "refused"]
+    assert len(lines) == len(refused)
+    for file, reason in zip(refused["file"], refused["reason"]):
+        mine = [line for line in lines if f"/fits_corpus/{file}: " in line]
+        assert len(mine) == 1 and reason in mine[0] and "\n" not in mine[0], (file, mine)
+    images = pd.read_parquet(tmp_path / "ds" / "images.parquet")
+    images["file"] = images["path"].map(lambda p: Path(p).name)
+    readable = images[images["file"].isin(set(EXPECTED.loc[EXPECTED["outcome"] == "image", "file"]))]
+    # Every readable file is kept, but one of each pair of the same galaxy (those have positions).
+    assert readable.loc[~readable["kept"], "reason"].str.startswith("duplicate_of:").tolist() == [True, True]
+    assert readable["kept"].sum() == len(readable) - 2
+
+
+def test_imported_fits_positions_find_each_duplicate_pair_and_build_keeps_it_once(tmp_path, capsys) -> None:
+    from core.cli import main
+    from core.images import header_position
+
+    placed = [f for f in EXPECTED.loc[EXPECTED["outcome"] == "image", "file"]
+              if header_position(read_image(CORPUS / f)) is not None]
+    assert len(placed) == 13  # all but the cube without WCS and two maps without a sky WCS
+    catalogue = _corpus_catalogue(tmp_path / "placed.csv", placed)
+    assert main(["import", "--catalog", str(catalogue), "--images", str(CORPUS), "--out", str(tmp_path / "src")]) == 0
+    out = capsys.readouterr().out
+    assert "positions: 3 from fits_header, 10 from fits_wcs" in out
+    imported = pd.read_csv(tmp_path / "src" / "catalog.csv", keep_default_na=False).set_index("name")
+    assert imported.loc["MESSIER 001", "position_from"] == "fits_header"  # OBJCTRA/OBJCTDEC
+    assert imported.loc["UKIDSS J053432+220052", "position_from"] == "fits_wcs"
+    assert imported.loc["MESSIER 001", ["ra", "dec"]].astype(float).tolist() == pytest.approx([83.63321, 22.01446], abs=1e-5)
+    # NGC 1316's header is B1950 (FK4): the position is ICRS, as NED gives it (50.674, -37.208).
+    assert imported.loc["NGC 1316", ["ra", "dec"]].astype(float).tolist() == pytest.approx([50.674, -37.208], abs=0.02)
+    # Without --allow-duplicates: every object has a position now.
+    code = main(["build", "--source", str(tmp_path / "src"), "--catalog", "all", *LOOSE, "--out", str(tmp_path / "ds")])
+    assert code == 0, capsys.readouterr().err[-2000:]
+    images = pd.read_parquet(tmp_path / "ds" / "images.parquet").set_index("name")
+    for first, second in (("MESSIER 001", "UKIDSS J053432+220052"), ("SA 110", "CFHT SA110-A")):
+        pair = images.loc[[first, second]]
+        assert pair["kept"].sum() == 1, pair[["kept", "reason"]]
+        loser = pair[~pair["kept"]]
+        assert loser["reason"].iloc[0] == f"duplicate_of:{pair[pair['kept']].index[0]}"
+    assert images["kept"].sum() == 11

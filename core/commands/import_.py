@@ -14,11 +14,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Match catalogue rows (name and classification columns, any case; e.g. NED_list.csv with Name, "
             "Redshift, Classification, Requested) to image files by a file column or by file name, and write "
-            "a source folder (catalog.csv + import_report.json) that build and the dashboard use."
+            "a source folder (catalog.csv + import_report.json) that build and the dashboard use. A fetch output "
+            "folder is matched by name through its manifest.csv. Each row gets a position (ra, dec) from the "
+            "catalogue, the fetch manifest, or the FITS header (OBJCTRA/OBJCTDEC, the WCS, RA/DEC), with its "
+            "origin in position_from."
         ),
     )
     parser.add_argument("--catalog", required=True, help="catalogue CSV")
-    parser.add_argument("--images", required=True, help="folder of images (searched recursively)")
+    parser.add_argument(
+        "--images", required=True,
+        help="folder of images (searched recursively), or a fetch output folder (matched through its manifest)",
+    )
     parser.add_argument("--name", default=None, help="source name (default: the CSV's file name)")
     parser.add_argument("--out", default=None, help="source folder (default: <data_dir>/imported/NAME)")
     parser.add_argument(
@@ -43,6 +49,11 @@ def run(args: argparse.Namespace) -> int:
         progress.total = len(result.catalog) + len(result.unmatched_rows)
         progress.update(progress.total, failed=len(result.unmatched_rows), step="match")
     print(f"imported {len(result.catalog)} rows with images into {result.out}/catalog.csv")
+    placed = {k: v for k, v in sorted(result.positions.items()) if k}
+    unplaced = result.positions.get("", 0)
+    if placed or unplaced:
+        where = ", ".join(f"{n} from {k}" for k, n in placed.items()) or "none"
+        print(f"positions: {where}" + (f"; {unplaced} rows without one" if unplaced else ""))
     if result.unmatched_rows:
         examples = "; ".join(f"{n} ({r})" for n, r in result.unmatched_rows[:EXAMPLES])
         print(f"{len(result.unmatched_rows)} rows without an image, e.g. {examples}", file=sys.stderr)
