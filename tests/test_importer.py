@@ -16,6 +16,7 @@ from core.catalogue import load_source
 from core.config import get_settings
 from core.errors import ConfigError, ParseError
 from core.importer import import_source, name_key
+from tests.fixture_server import ned_server  # noqa: F401 - fixture
 
 DATA = Path(__file__).parent / "data" / "ned"
 ROOT = Path(__file__).parent.parent
@@ -120,3 +121,31 @@ def test_cli_imports_the_real_gz1_sample(tmp_path):
     assert catalog["classification"].value_counts().to_dict() == {"Spiral": 200, "EdgeOn": 200, "E": 200}
     assert all(Path(f).is_file() for f in catalog["file"])
     assert json.loads((tmp_path / "imported" / "gz1" / "import_report.json").read_text())["unmatched_files"] == []
+
+
+def test_import_reads_a_fetch_folder_by_name_and_reports_failed_fetches(ned_server, tmp_path):
+    """A real fetch output folder (files named with a hash suffix, some fetches failed) imports directly."""
+    from core.fetch import fetch_images
+    from core.importer import import_source
+
+    names = ["MESSIER 001", "NGC 0001", "NGC 0003", "NGC 0005"]
+    settings = get_settings(ned_base_url=ned_server.url, request_interval=0.0, request_timeout=0.5, max_retries=0,
+                            data_dir=tmp_path)
+    fetch_images(pd.DataFrame({"name": names}), out=tmp_path / "fetched", prefer=["DSS1", "DSS2"], settings=settings)
+    manifest = pd.read_csv(tmp_path / "fetched" / "manifest.csv", keep_default_na=False).set_index("name")
+    assert manifest["status"].tolist() == ["ok", "ok", "failed", "no_image"]
+    assert not (tmp_path / "fetched" / "MESSIER_001.fits.gz").exists()  # hash-suffixed names: no name match
+    # The fetch's own names.csv, with classifications added, is the catalogue; it lists every name.
+    catalogue = pd.read_csv(tmp_path / "fetched" / "names.csv").assign(classification=["Pec", "Sb", "E", "E"])
+    catalogue.to_csv(tmp_path / "classes.csv", index=False)
+    result = import_source(tmp_path / "classes.csv", tmp_path / "fetched", out=tmp_path / "src", settings=settings)
+    assert result.catalog["name"].tolist() == ["MESSIER 001", "NGC 0001"]
+    reasons = dict(result.unmatched_rows)
+    assert reasons["NGC 0003"].startswith("fetch failed: ") and "not a FITS file" in reasons["NGC 0003"]
+    assert reasons["NGC 0005"] == "fetch no_image: NED lists no FITS image"
+    # The positions fetch recorded come along, with their origin.
+    table = result.catalog.set_index("name")
+    assert table.loc["MESSIER 001", "position_from"] == "listing"
+    assert table.loc["MESSIER 001", ["ra", "dec"]].astype(float).tolist() == pytest.approx([83.63321, 22.01446], abs=1e-4)
+    report = json.loads((tmp_path / "src" / "import_report.json").read_text())
+    assert report["fetch_folder"] is True and report["unmatched_files"] == []
