@@ -2,7 +2,10 @@
 
 The original study built its catalogue from NED's classification-search result pages
 (``cgi-bin/OBJatt``): one query per class term, several pages each, one bar-delimited row per
-object (name | redshift | classification) inside the ``<pre>`` block of the page's first table.
+object inside the ``<pre>`` block of the page's first table. NED writes more than one layout of
+that block: three columns (name | redshift | classification) for the seed's options, eleven with
+RA and Dec for the form's defaults. The parser finds the header line and maps columns by their
+names, so both give the same rows, and RA/Dec are kept when the page has them.
 Fetching goes through :class:`core.http.PoliteClient` (limiter, retries, page cache); parsing is
 the pure function :func:`parse_result_page`, which refuses any page whose layout it does not
 recognise rather than returning an empty table that looks like success.
@@ -36,7 +39,7 @@ SPIRAL_CODE = 1168
 BAR_FAMILIES = {"A": 1327, "AB": 1576, "B": 1924}
 STAGES = {"a": 2302, "ab": 2312, "b": 2322, "bc": 2332, "c": 2341, "cd": 2351, "d": 2360}
 
-CATALOG_COLUMNS = ["name", "redshift", "classification", "requested", "page", "query_url", "fetched_at"]
+CATALOG_COLUMNS = ["name", "redshift", "classification", "requested", "ra", "dec", "page", "query_url", "fetched_at"]
 _SPIRAL_TERM = re.compile(r"^S(AB|A|B)?(ab|bc|cd|a|b|c|d)?$")
 _PAGE_OF = re.compile(r"Page\s+(\d+)\s+of\s+(\d+)", re.IGNORECASE)
 
@@ -91,15 +94,43 @@ def search_params(term: str, page: int) -> list[tuple[str, str]]:
 
 @dataclass(frozen=True)
 class ResultPage:
-    """One parsed result page: its rows and its place in the result set."""
+    """One parsed result page: its rows and its place in the result set.
 
-    rows: list[tuple[str, float, str]]
+    ``rows`` are ``(name, redshift or NaN, classification, ra or NaN, dec or NaN)``, RA and Dec
+    in degrees when the page has those columns (NED's default layout), NaN otherwise.
+    """
+
+    rows: list[tuple[str, float, str, float, float]]
     page: int
     n_pages: int
+    has_positions: bool = False
+
+
+# Header names (lower case, spaces squeezed) of the columns the catalogue needs, by role. NED's
+# seed layout says "Object Name | Redshift | Classification"; its default layout "Object Name",
+# "RA", "DEC", "Redshift", "Redshift Qualifier" (or "z Qual"), "Galaxy Morphology".
+_ROLE_PATTERNS: dict[str, tuple[re.Pattern[str], ...]] = {
+    "name": (re.compile(r"^(object )?name$"), re.compile(r"\bname\b")),
+    "redshift": (re.compile(r"^(redshift|z)( \(?z\)?)?$"),),
+    "classification": (
+        re.compile(r"morpholog"), re.compile(r"^(galaxy )?classification$"), re.compile(r"^(morph(ological)? )?type$"),
+    ),
+    "ra": (re.compile(r"^r\.?a\.?( \(?(j2000|deg|degrees)\)?)?$"), re.compile(r"^right ascension")),
+    "dec": (re.compile(r"^dec(l|lination)?\.?( \(?(j2000|deg|degrees)\)?)?$"),),
+}
+_NEEDED = ("name", "redshift", "classification")
+_RULE = re.compile(r"^[\s|=+-]*$")  # a separator line: bars, dashes, equals signs only
+_MISSING = {"", "...", "N/A", "n/a", "-"}
 
 
 def parse_result_page(html: str | bytes, *, url: str) -> ResultPage:
-    """Parse one ``OBJatt`` result page.
+    """Parse one ``OBJatt`` result page, in whichever layout NED wrote it.
+
+    The header line is found in the first ``<pre>`` block, whatever comes before it (a title,
+    the query, NED's preamble); columns are mapped by their header names, so extra columns are
+    ignored and their order does not matter. Rows may be bounded by ``|`` or not. RA and Dec
+    are kept when the page has them, in degrees (NED writes ``12h30m49.4s`` / ``+12d23m28s`` or
+    decimal degrees).
 
     Parameters
     ----------
@@ -111,14 +142,13 @@ def parse_result_page(html: str | bytes, *, url: str) -> ResultPage:
     Returns
     -------
     ResultPage
-        ``rows`` as ``(name, redshift or NaN, classification)``.
 
     Raises
     ------
     ParseError
-        If the first ``<table>`` has no ``<pre>`` block, the header is not
-        ``name | redshift | classification``, a row does not have three fields or a numeric
-        redshift, or the "Page N of M" line is missing.
+        If the page has no ``<pre>`` block, no line in it names the object name, redshift and
+        classification columns (the message says which are missing), a row has another number of
+        fields than the header or a redshift that is not a number, or "Page N of M" is missing.
     """
     if isinstance(html, str):
         html = html.encode("utf-8")
@@ -127,59 +157,79 @@ def parse_result_page(html: str | bytes, *, url: str) -> ResultPage:
     except (ValueError, lxml.etree.ParserError) as exc:
         raise ParseError(f"{url}: not an HTML page ({exc}).") from exc
     tables = root.xpath("//table")
-    if not tables:
-        raise ParseError(f"{url}: no <table> in the page; NED's result layout may have changed.")
-    pres = tables[0].xpath(".//pre")
+    pres = tables[0].xpath(".//pre") if tables else []
+    pres = pres or root.xpath("//pre")
     if not pres:
-        raise ParseError(f"{url}: no <pre> block in the first <table>; NED's result layout may have changed.")
-    pre = pres[0]
-    strong = pre.find(".//strong")
-    if strong is None:
-        raise ParseError(f"{url}: no <strong> header line in the <pre> block; NED's layout may have changed.")
-    _check_header(strong.text_content(), url=url)
-    lines = pre.text_content().splitlines()
-    header_text = " ".join(strong.text_content().split())
-    rows: list[tuple[str, float, str]] = []
-    header_seen = False
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
+        where = "in the first <table>" if tables else "in the page (and no <table>)"
+        raise ParseError(f"{url}: no <pre> block {where}; NED's result layout may have changed.")
+    lines = pres[0].text_content().splitlines()
+    header_at, columns = _find_header(lines, url=url)
+    rows: list[tuple[str, float, str, float, float]] = []
+    for number, line in enumerate(lines[header_at + 1 :], start=header_at + 2):
+        if _RULE.match(line):
             continue
-        if not header_seen:
-            if " ".join(line.split()) == header_text:
-                header_seen = True
-                continue
-            raise ParseError(f"{url}: line {number} {line.strip()!r} comes before the header of the <pre> block.")
-        rows.append(_parse_row(line, url=url, number=number))
+        rows.append(_parse_row(line, columns, url=url, number=number))
     page, n_pages = _page_of(root, url=url)
-    return ResultPage(rows=rows, page=page, n_pages=n_pages)
+    return ResultPage(rows=rows, page=page, n_pages=n_pages, has_positions="ra" in columns and "dec" in columns)
 
 
-def _check_header(text: str, *, url: str) -> None:
-    fields = [f.strip().lower() for f in text.split("|")]
-    ok = (
-        len(fields) == 3
-        and "name" in fields[0]
-        and ("redshift" in fields[1] or fields[1] == "z")
-        and ("class" in fields[2] or "morph" in fields[2] or "type" in fields[2])
-    )
-    if not ok:
+def _fields(line: str) -> list[str]:
+    """``|``-separated fields of a line, without the empty ones a leading or trailing ``|`` makes."""
+    text = line.strip()
+    if text.startswith("|"):
+        text = text[1:]
+    if text.endswith("|"):
+        text = text[:-1]
+    return [" ".join(f.split()) for f in text.split("|")]
+
+
+def _find_header(lines: list[str], *, url: str) -> tuple[int, dict[str, int]]:
+    """The header line's index and the column of each role, from the first line naming the needed ones."""
+    best: tuple[int, dict[str, int]] | None = None
+    for index, line in enumerate(lines):
+        if "|" not in line:
+            continue
+        columns = _map_columns(_fields(line))
+        if all(role in columns for role in _NEEDED):
+            return index, columns
+        if best is None and "name" in columns:
+            best = (index, columns)
+    if best is not None:
+        missing = [role for role in _NEEDED if role not in best[1]]
         raise ParseError(
-            f"{url}: header {text.strip()!r} is not 'Object Name | Redshift | Classification'; "
+            f"{url}: the header {lines[best[0]].strip()[:200]!r} has no {' or '.join(missing)} column; "
             "NED's result layout may have changed."
         )
+    raise ParseError(
+        f"{url}: no header line naming object name, redshift and classification columns in the <pre> block; "
+        "NED's result layout may have changed."
+    )
 
 
-def _parse_row(line: str, *, url: str, number: int) -> tuple[str, float, str]:
-    fields = [f.strip() for f in line.split("|")]
-    if len(fields) != 3:
+def _map_columns(names: list[str]) -> dict[str, int]:
+    lowered = [name.lower() for name in names]
+    columns: dict[str, int] = {}
+    for role, patterns in _ROLE_PATTERNS.items():
+        for pattern in patterns:  # earlier patterns are the better match: "Galaxy Morphology" over "Type"
+            hits = [i for i, name in enumerate(lowered) if pattern.search(name) and i not in columns.values()]
+            if hits:
+                columns[role] = hits[0]
+                break
+    columns["_count"] = len(names)
+    return columns
+
+
+def _parse_row(line: str, columns: dict[str, int], *, url: str, number: int) -> tuple[str, float, str, float, float]:
+    fields = _fields(line)
+    if len(fields) != columns["_count"]:
         raise ParseError(
-            f"{url}: line {number} {line.strip()!r} has {len(fields)} '|'-separated fields; expected 3 "
-            "(name | redshift | classification)."
+            f"{url}: line {number} {line.strip()[:200]!r} has {len(fields)} '|'-separated fields; the header "
+            f"has {columns['_count']}."
         )
-    name, redshift_text, classification = fields
+    name, redshift_text, classification = (fields[columns[role]] for role in _NEEDED)
     if not name:
-        raise ParseError(f"{url}: line {number} {line.strip()!r} has an empty object name.")
-    if redshift_text in {"", "...", "N/A"}:
+        raise ParseError(f"{url}: line {number} {line.strip()[:200]!r} has an empty object name.")
+    if redshift_text in _MISSING:
         redshift = math.nan
     else:
         try:
@@ -188,18 +238,44 @@ def _parse_row(line: str, *, url: str, number: int) -> tuple[str, float, str]:
             raise ParseError(
                 f"{url}: line {number}: redshift {redshift_text!r} of {name!r} is not a number."
             ) from None
-    return name, redshift, classification
+    ra, dec = math.nan, math.nan
+    if "ra" in columns and "dec" in columns:
+        ra, dec = _position(fields[columns["ra"]], fields[columns["dec"]])
+        if math.isnan(ra) and fields[columns["ra"]] not in _MISSING:
+            logger.warning("%s: line %d: position %r %r of %r not understood; left empty",
+                           url, number, fields[columns["ra"]], fields[columns["dec"]], name)
+    return name, redshift, classification, ra, dec
+
+
+def _position(ra_text: str, dec_text: str) -> tuple[float, float]:
+    """Degrees from NED's RA/Dec cells (decimal degrees or ``12h30m49.4s`` / ``+12d23m28s``); NaN if unreadable."""
+    if ra_text in _MISSING or dec_text in _MISSING:
+        return math.nan, math.nan
+    try:
+        ra, dec = float(ra_text), float(dec_text)
+    except ValueError:
+        from astropy import units as u
+        from astropy.coordinates import Angle
+
+        try:
+            ra = float(Angle(ra_text, unit=u.hourangle).degree)
+            dec = float(Angle(dec_text, unit=u.deg).degree)
+        except Exception:  # noqa: BLE001 - any text astropy cannot read is no position
+            return math.nan, math.nan
+    if not (0 <= ra < 360 and -90 <= dec <= 90):
+        return math.nan, math.nan
+    return ra, dec
 
 
 def _page_of(root: lxml.html.HtmlElement, *, url: str) -> tuple[int, int]:
-    for form in root.xpath("//form"):
-        match = _PAGE_OF.search(" ".join(form.text_content().split()))
-        if match:
-            page, n_pages = int(match.group(1)), int(match.group(2))
-            if not 1 <= page <= n_pages:
-                raise ParseError(f"{url}: 'Page {page} of {n_pages}' is not a valid page number.")
-            return page, n_pages
-    raise ParseError(f"{url}: no 'Page N of M' in a <form>; NED's result layout may have changed.")
+    """"Page N of M" wherever the page says it (a <form> in the seed layout, free text elsewhere)."""
+    match = _PAGE_OF.search(" ".join(root.text_content().split()))
+    if match is None:
+        raise ParseError(f"{url}: no 'Page N of M' in the page; NED's result layout may have changed.")
+    page, n_pages = int(match.group(1)), int(match.group(2))
+    if not 1 <= page <= n_pages:
+        raise ParseError(f"{url}: 'Page {page} of {n_pages}' is not a valid page number.")
+    return page, n_pages
 
 
 @dataclass
@@ -287,7 +363,8 @@ def scrape(
     _write_catalog(catalog, out)
     atomic_write_json(
         out / "scrape_report.json",
-        {"classes": terms, "rows": len(catalog), "failures": failures, "server": settings.ned_base_url},
+        {"classes": terms, "rows": len(catalog), "rows_with_position": int(catalog["ra"].notna().sum()),
+         "failures": failures, "server": settings.ned_base_url},
     )
     return ScrapeResult(catalog=catalog, failures=failures, requests=requests_made)
 
@@ -310,12 +387,14 @@ def _scrape_term(client: PoliteClient, term: str, *, settings: Settings, max_pag
             )
         if not parsed.rows:
             logger.warning("%s: no objects on page %d of %d", page.url, page_number, n_pages)
-        for name, redshift, classification in parsed.rows:
+        for name, redshift, classification, ra, dec in parsed.rows:
             records.append(
                 {
                     "name": name,
                     "redshift": redshift,
                     "classification": classification,
+                    "ra": ra,
+                    "dec": dec,
                     "requested": term,
                     "page": page_number,
                     "query_url": page.url,

@@ -66,16 +66,17 @@ def test_search_params_carry_neds_fixed_parameters():
 def test_parse_result_page_exact_rows():
     page = parse_result_page((DATA / "objatt" / "1010_p2.html").read_text(), url="u")
     assert (page.page, page.n_pages) == (2, 3)
-    assert page.rows[0] == ("NGC 1399", 0.004755, "E1 pec")
+    assert page.rows[0][:3] == ("NGC 1399", 0.004755, "E1 pec")
     assert page.rows[1][0] == "[ABC2001] 12" and math.isnan(page.rows[1][1]) and page.rows[1][2] == "E"
-    assert page.rows[2] == ("ESO 540- G 003", 0.02431, "E?")
+    assert page.rows[2][:3] == ("ESO 540- G 003", 0.02431, "E?")
+    assert not page.has_positions and all(math.isnan(row[3]) and math.isnan(row[4]) for row in page.rows)
 
 
 @pytest.mark.parametrize(
     ("html", "expected"),
     [
         ((DATA / "objatt" / "1168-1924_p1.html").read_text(), r"http://x/p: no <pre> block in the first <table>"),
-        ("<html><body><p>Service down</p></body></html>", r"http://x/p: no <table>"),
+        ("<html><body><p>Service down</p></body></html>", r"http://x/p: no <pre> block in the page \(and no <table>\)"),
         (
             "<table><tr><td><pre><strong>Name | Redshift | Type</strong>\nNGC 1 | abc | E\n</pre></td></tr></table>"
             "<form>Page 1 of 1</form>",
@@ -83,11 +84,11 @@ def test_parse_result_page_exact_rows():
         ),
         (
             "<table><tr><td><pre><strong>Name | Velocity | Type</strong>\n</pre></td></tr></table><form>Page 1 of 1</form>",
-            r"header 'Name \| Velocity \| Type' is not",
+            r"the header 'Name \| Velocity \| Type' has no redshift column",
         ),
         (
             "<table><tr><td><pre><strong>Name | Redshift | Type</strong>\nNGC 1 | 0.1 | E\n</pre></td></tr></table>",
-            r"no 'Page N of M' in a <form>",
+            r"no 'Page N of M' in the page",
         ),
     ],
 )
@@ -177,3 +178,84 @@ def test_real_ned_first_page_of_s0a(tmp_path):
     assert result.failures == {}
     assert len(result.catalog) > 0
     assert result.catalog["classification"].str.contains("S0", regex=False).mean() > 0.5
+
+
+# -- NED's default layout (eleven columns, RA and Dec) -------------------------------------------
+
+
+def test_default_layout_page_parses_by_header_names_and_keeps_positions():
+    page = parse_result_page((DATA / "objatt_default" / "1010_p1.html").read_text(), url="u")
+    assert (page.page, page.n_pages) == (1, 3) and page.has_positions
+    assert [row[:3] for row in page.rows] == [
+        ("NGC 4486", 0.004283, "E+0-1 pec;NLRG Sy"),
+        ("NGC 4472", 0.003272, "E2"),
+        ("MESSIER 105", 0.003008, "E1"),
+    ]
+    # 12h30m49.4s +12d23m28s
+    assert page.rows[0][3:] == pytest.approx((187.705833, 12.391111), abs=1e-6)
+    missing = parse_result_page((DATA / "objatt_default" / "1010_p2.html").read_text(), url="u").rows[1]
+    assert missing[0] == "[ABC2001] 12" and math.isnan(missing[3]) and math.isnan(missing[4])
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Object Name | Redshift | Classification",  # the seed's
+        "|No.|Essential Note|Object Name|RA|DEC|Object Type|Redshift|z Qual|Galaxy Morphology|Activity Type|No.|",
+        "Classification | Object Name | Redshift (z)",  # another order
+    ],
+)
+def test_columns_are_found_by_name_whatever_precedes_the_header(header):
+    fields = [f.strip() for f in header.strip("|").split("|")]
+    values = {"Object Name": "NGC 1", "Redshift": "0.1", "Redshift (z)": "0.1", "Classification": "Sb",
+              "Galaxy Morphology": "Sb", "RA": "00h07m15.8s", "DEC": "+27d42m29s"}
+    row = "|".join(values.get(f, "x") for f in fields)
+    if header.startswith("|"):
+        row = f"|{row}|"
+    html = f"<table><tr><td><pre>NED says hello\nSome preamble\n{header}\n{row}\n</pre></td></tr></table>Page 1 of 1"
+    parsed = parse_result_page(html, url="u").rows
+    assert [r[:3] for r in parsed] == [("NGC 1", 0.1, "Sb")]
+
+
+@pytest.mark.parametrize(
+    ("header", "missing"),
+    [
+        ("|Object Name|RA|DEC|Redshift|Object Type|", "classification"),  # G, QSO...: not a morphology
+        ("|Object Name|RA|DEC|Redshift Qualifier|Galaxy Morphology|", "redshift"),
+        ("|Object Name|RA|DEC|Activity Type|Redshift|", "classification"),
+    ],
+)
+def test_a_needed_column_missing_is_one_line_naming_it(header, missing):
+    html = f"<table><tr><td><pre>{header}\n</pre></td></tr></table>Page 1 of 1"
+    with pytest.raises(ParseError, match=rf"^u: the header .* has no {missing} column; NED's result layout"):
+        parse_result_page(html, url="u")
+
+
+def test_both_layouts_scrape_to_the_same_catalogue_rows_and_the_default_one_has_positions(tmp_path):
+    import shutil
+
+    default_root = tmp_path / "default"
+    shutil.copytree(DATA, default_root)
+    shutil.rmtree(default_root / "objatt")
+    shutil.copytree(DATA / "objatt_default", default_root / "objatt")
+    catalogs = {}
+    for layout, root in (("seed", DATA), ("default", default_root)):
+        server = FixtureServer(root).start()
+        try:
+            result = scrape(["E"], out=tmp_path / layout, settings=_settings(server, tmp_path / layout),
+                            cache_dir=tmp_path / layout / "cache")
+        finally:
+            server.stop()
+        assert result.failures == {}
+        catalogs[layout] = result.catalog
+    columns = ["name", "redshift", "classification", "requested", "page"]
+    pd.testing.assert_frame_equal(catalogs["seed"][columns], catalogs["default"][columns])
+    assert catalogs["seed"][["ra", "dec"]].isna().all().all()
+    default = catalogs["default"].set_index("name")
+    assert default["ra"].notna().sum() == 5
+    assert default.loc["MESSIER 105", ["ra", "dec"]].tolist() == pytest.approx([161.956667, 12.581667], abs=1e-6)
+    # The scraped catalogue is a source with positions: build can find duplicates without a request.
+    from core.catalogue import read_catalogue
+
+    written = read_catalogue(tmp_path / "default" / "catalog.csv")
+    assert written["ra"].notna().sum() == 5

@@ -52,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {len(result.catalog)} rows ({result.catalog['name'].nunique()} objects) to {out}/catalog.csv; "
         f"per class: {counts}; {result.requests} requests"
     )
+    if len(result.catalog):
+        placed = int(result.catalog["ra"].notna().sum())
+        print(f"positions (RA, Dec) from NED's pages: {placed} of {len(result.catalog)} rows"
+              + ("" if placed else "; fetch records them from NED's image listings"))
     for term, message in result.failures.items():
         print(f"failed: class {term}: {message}", file=sys.stderr)
     return 1 if result.failures else 0
