@@ -10,7 +10,9 @@ of a classification task (``hubble3``, ``hubble4``, ``seed6``, ``gz1`` or the us
 NED appends notes to a type after a ``;`` (``SA(s)ab;LINER Sy1.8``, ``E+0-1 pec;NLRG Sy``): only
 the part before the first ``;`` is read, so an AGN host keeps its class. Ranges inside one family
 are that family (``E0-1``, ``Sb/c`` = Sbc, ``SBa/b`` = SBab), and luminosity classes (``Sc I-II``)
-and activity tags (``Sbc LINER/HII``) after the type are ignored.
+and activity tags (``Sbc LINER/HII``) after the type are ignored. RC3's outer rings (``(R)``,
+``(R')``, ``R_1``, ``(R_1R_2')``) before the type say nothing of its family, bar or stage, and a
+stage written on both sides of the inner variety (NGC 1365's ``(R')SBb(s)b``) is read once.
 
 Transitional types written with two families (``E/S0``, ``E-S0``, ``S/Irr``, ``Sd/Im``) are parsed
 as ``family="unknown"`` unless both sides are the same family (``D/cD``): they sit on a class
@@ -129,6 +131,8 @@ def parse_morphology(text: str | None) -> Morphology:
     s = re.sub(r"\bSy\s+(?=\d)|\bBL\s+(?=Lac)|\bH\s+(?=II\b)", lambda m: m.group(0).replace(" ", ""), s)
     s = s.replace(":", " ").replace("?", " ").replace("^", "")
     s = re.sub(r"^\s*\(?R'?_?\d?'?\)?\s*(?=[SIE])", "", s)  # outer ring (R), (R'), R_1': not inner variety
+    # The stage written on both sides of the inner variety, as NED has NGC 1365: SBb(s)b = SB(s)b.
+    s = re.sub(rf"({'|'.join(sorted(STAGES, key=len, reverse=True))})(\([^()]*\))\1(?![a-z])", r"\2\1", s)
     ring = None
     for inner in re.findall(r"\(([^()]*)\)", s):
         variety = inner.replace("'", "").strip()

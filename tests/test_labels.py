@@ -329,3 +329,47 @@ def test_unclassified_types_are_counted_by_frequency_once_per_object():
     assert counts.to_dict() == {"Pec": 2, "S": 2, "Im": 1}
     assert list(counts.index) == ["Pec", "S", "Im"]
     assert unclassified_types(df, top=1).to_dict() == {"Pec": 2}
+
+
+# RC3 types with an outer ring ((R), (R'), R_1, (R_1R_2')) and a bar family, as NED writes them:
+# raw -> (family, bar, stage, inner ring, hubble3, seed6). The outer ring says nothing about the
+# family, bar or stage, and the inner variety is the one in parentheses after the bar.
+RINGED_TYPES = {
+    "(R')SBb(s)b; HII Sy1.8": ("S", "B", "b", "s", "Spiral", "SB"),  # NGC 1365
+    "(R')SBb(s)b": ("S", "B", "b", "s", "Spiral", "SB"),
+    "(R)SAB(r)0/a": ("S0/a", "AB", None, "r", "S0", "S0/a"),
+    "(R)SAB(r)ab": ("S", "AB", "ab", "r", "Spiral", "SAB"),
+    "(R)SAB(r)b?": ("S", "AB", "b", "r", "Spiral", "SAB"),  # uncertain: left out only by --exclude-uncertain
+    "(R')SAB(rs)bc": ("S", "AB", "bc", "rs", "Spiral", "SAB"),
+    "(R')SAB(s)cd": ("S", "AB", "cd", "s", "Spiral", "SAB"),
+    "(R)SB(r)0+": ("S0", "B", None, "r", "S0", "S0"),
+    "(R)SB0^0(s)": ("S0", "B", None, "s", "S0", "S0"),
+    "(R)SAB0^-(rs)": ("S0", "AB", None, "rs", "S0", "S0"),
+    "(R)SAB(r)0^+": ("S0", "AB", None, "r", "S0", "S0"),
+    "(R)SA0+ pec": ("S0", "A", None, None, "S0", "S0"),
+    "(R_1)SB(r)a": ("S", "B", "a", "r", "Spiral", "SB"),
+    "(R'_1)SB(rs)b": ("S", "B", "b", "rs", "Spiral", "SB"),
+    "(R1R2')SB(r)ab": ("S", "B", "ab", "r", "Spiral", "SB"),
+    "(R)SA(s)a": ("S", "A", "a", "s", "Spiral", "SA"),
+    "(R')SA(r)c": ("S", "A", "c", "r", "Spiral", "SA"),
+    "(R')SB(s)m": ("S", "B", "m", "s", "Spiral", "SB"),
+    "(R)SAB(s)0/a pec": ("S0/a", "AB", None, "s", "S0", "S0/a"),
+    "(R') SB(r)b": ("S", "B", "b", "r", "Spiral", "SB"),
+    "R'SB(s)ab": ("S", "B", "ab", "s", "Spiral", "SB"),
+    "(R)SBa": ("S", "B", "a", None, "Spiral", "SB"),
+    "(R')SB(rs)bc: sp": ("S", "B", "bc", "rs", "Spiral", "SB"),
+    "(R)SB(rs)0/a": ("S0/a", "B", None, "rs", "S0", "S0/a"),
+}
+
+
+def test_at_least_twenty_ringed_types_are_listed():
+    assert len(RINGED_TYPES) >= 20
+
+
+@pytest.mark.parametrize("raw", list(RINGED_TYPES))
+def test_rc3_outer_ring_and_bar_types_are_read(raw):
+    family, bar, stage, ring, hubble3, seed6 = RINGED_TYPES[raw]
+    m = parse_morphology(raw)
+    assert (m.family, m.bar, m.stage, m.ring) == (family, bar, stage, ring)
+    assert get_scheme("hubble3").classify(raw) == hubble3
+    assert get_scheme("seed6").classify(raw) == seed6
