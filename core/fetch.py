@@ -109,7 +109,8 @@ class ImageLink:
     refcode : str
         NED's short reference code (``dss1``, ``cop1995``).
     survey : str
-        ``DSS1``, ``DSS2``, ``2MASS``, ``SDSS``... when the refcode names one, else the refcode.
+        ``DSS1``, ``DSS2``, ``2MASS``, ``SDSS``... when the refcode names one, else the telescope
+        NED's listing gives for the image (``ROSAT_PSPC``, spaces as ``_``), else the refcode.
     colour : str
         ``red``/``blue``/``ir`` for the DSS emulsions, else the band in lower case.
     """
@@ -123,8 +124,12 @@ class ImageLink:
     colour: str
 
 
-def parse_image_link(url: str, *, name: str) -> ImageLink:
-    """Parse one image link of ``name``'s listing.
+def parse_image_link(url: str, *, name: str, telescope: str = "") -> ImageLink:
+    """Parse one image link of ``name``'s listing; ``telescope`` is the listing's Telescope cell for it.
+
+    A refcode such as ``cop1995`` names a paper, not a survey: without a known survey in the
+    refcode, the survey is the telescope (``ROSAT_PSPC``), so ``--prefer`` rules and the
+    dashboard's survey filter see the instrument.
 
     Raises
     ------
@@ -140,7 +145,7 @@ def parse_image_link(url: str, *, name: str) -> ImageLink:
             "'OBJECT:I:BAND:REFCODE.fits.gz'; NED's link format may have changed."
         )
     _, _, band, refcode = parts
-    survey = refcode
+    survey = "_".join(telescope.split()) or refcode
     for pattern, label in _SURVEY_REFCODES:
         match = pattern.match(refcode)
         if match:
@@ -315,16 +320,45 @@ def map_link(link: str, *, origin: str) -> str:
     return origin.rstrip("/") + "/" + rest.lstrip("/")
 
 
+def listing_telescopes(html: str) -> dict[str, str]:
+    """File name -> the Telescope cell of its row, from NED's image listing (empty when it has no such column)."""
+    import lxml.html
+
+    try:
+        root = lxml.html.fromstring(html.encode("utf-8") if isinstance(html, str) else html)
+    except (ValueError, lxml.etree.ParserError):
+        return {}
+    telescopes: dict[str, str] = {}
+    for table in root.xpath("//table"):
+        headers = [" ".join(th.text_content().split()).lower() for th in table.xpath(".//th")]
+        if "telescope" not in headers:
+            continue
+        column = headers.index("telescope")
+        for row in table.xpath(".//tr[td]"):
+            cells = row.xpath("./td")
+            if len(cells) <= column:
+                continue
+            telescope = " ".join(cells[column].text_content().split())
+            for href in row.xpath(".//a/@href"):
+                file_name = unquote(urlsplit(href).path.rsplit("/", 1)[-1])
+                if file_name.lower().endswith(IMAGE_SUFFIX) and telescope and telescope != "N/A":
+                    telescopes.setdefault(file_name, telescope)
+    return telescopes
+
+
 def list_images(name: str, *, ned: RoutedNed, settings: Settings) -> list[ImageLink]:
     """Every FITS image NED lists for ``name``, links on the configured origin, in NED's order.
 
     Links whose file name cannot be parsed are logged and left out.
     """
     links = []
-    for raw in ned.get_image_list(name):
+    raws = ned.get_image_list(name)
+    telescopes = listing_telescopes(ned.last_listing) if ned.last_listing else {}
+    for raw in raws:
         url = map_link(raw, origin=settings.image_origin)
+        file_name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
         try:
-            links.append(parse_image_link(url, name=name))
+            links.append(parse_image_link(url, name=name, telescope=telescopes.get(file_name, "")))
         except ParseError as exc:
             logger.warning("%s", exc)
     return links

@@ -286,3 +286,26 @@ def test_images_fetched_before_positions_get_them_from_their_file_without_a_requ
     row = pd.read_csv(out / "manifest.csv", keep_default_na=False).iloc[0]
     assert row["position_from"] == "fits_header" and (row["ra"], row["dec"]) == pytest.approx(M1_HEADER, abs=1e-9)
     assert list(read_jsonl(out / "manifest.jsonl"))[-1]["position_from"] == "fits_header"  # not read again
+
+
+def test_survey_names_come_from_neds_listing_not_reference_codes(ned_server, tmp_path):
+    from core.fetch import listing_telescopes
+
+    telescopes = listing_telescopes((DATA / "imgdata" / "MESSIER_001.html").read_text())
+    assert telescopes["p083n22a:I:0.1-2.4keV:cop1995.fits.gz"] == "ROSAT_PSPC"
+    assert telescopes["h083n22a:I:0.1-2.4keV:cps1998.fits.gz"] == "ROSAT_HRI"
+    assert listing_telescopes("<html><body>no table</body></html>") == {}
+    xray = parse_image_link("http://h/img5/x/p083n22a:I:0.1-2.4keV:cop1995.fits.gz", name="M 1", telescope="ROSAT PSPC")
+    assert (xray.survey, xray.refcode) == ("ROSAT_PSPC", "cop1995")
+    # A survey the refcode names keeps its name: the DSS plate is DSS1, not "Palomar 48-inch Schmidt".
+    dss = parse_image_link("http://h/MESSIER_001:I:103aE:dss1.fits.gz", name="M 1", telescope="Palomar 48-inch Schmidt")
+    assert dss.survey == "DSS1"
+    out = tmp_path / "images"
+    fetch_images(pd.DataFrame({"name": ["MESSIER 001"]}), out=out, prefer=["DSS1"], settings=_settings(ned_server, tmp_path))
+    inventory = pd.read_csv(out / "inventory.csv", keep_default_na=False)
+    assert sorted(set(inventory["survey"])) == ["DSS1", "ROSAT_HRI", "ROSAT_PSPC"]
+    assert "cop1995" in set(inventory["refcode"])
+    # A --prefer rule can name the instrument.
+    links = [parse_image_link(u, name="M 1", telescope=t) for u, t in (
+        ("http://h/MESSIER_001:I:103aE:dss1.fits.gz", ""), ("http://h/h083n22a:I:0.1-2.4keV:cps1998.fits.gz", "ROSAT_HRI"))]
+    assert select_image(links, ["ROSAT_HRI"]).refcode == "cps1998"
