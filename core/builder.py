@@ -476,7 +476,7 @@ def build(
         )
         if failures:
             for name, error in failures.items():
-                logger.warning("%s left out: %s", name, error)
+                logger.warning("%s left out: %s", name, error)  # one line per bad file; the batch goes on
             failed = candidates["name"].isin(list(failures)).to_numpy()
             candidates.loc[failed, "kept"] = False
             candidates.loc[failed, "reason"] = "preprocess_error"
@@ -833,10 +833,10 @@ def _preprocess_chunk(task: tuple[str, int, list[tuple[str, float, float, dict[s
             image = read_image(path, rgb=config.channels == 3)
             x[start + i] = preprocessing.preprocess(image, config, ra=_finite(ra), dec=_finite(dec), metrics=metrics)
             errors.append("")
-        except ImageReadError as exc:
+        except (ImageReadError, ValueError) as exc:
             errors.append(str(exc))
         except Exception as exc:  # noqa: BLE001 - one odd image is one line, never the end of the batch
-            errors.append(f"{path}: preprocessing failed ({type(exc).__name__}: {exc})")
+            errors.append(f"preprocessing failed ({type(exc).__name__}: {exc})")
     x.flush()
     return errors
 

@@ -817,13 +817,25 @@ def _as_2d(data: np.ndarray) -> np.ndarray:
 # quality
 
 
-QUALITY_VERSION = 1  # bump when measure_quality's output changes
+QUALITY_VERSION = 2  # bump when measure_quality's output changes (2: the metrics inside each crop)
+
+#: Crop fractions at which :func:`measure_quality` also measures the crop-dependent metrics, so a
+#: filter looks up the crop in use instead of reading the image again (the sliders stay instant).
+CROP_FRACTIONS: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
+#: The metrics that depend on the crop: a NaN border or a saturated star far outside the crop
+#: says nothing of what the network sees.
+CROP_METRICS: tuple[str, ...] = ("finite_fraction", "saturated_fraction", "snr")
+
+
+def crop_column(metric: str, fraction: float) -> str:
+    """The column of ``metric`` measured inside a crop of ``fraction``: ``finite_fraction_c050``."""
+    return f"{metric}_c{round(fraction * 100):03d}"
 
 
 def measure_quality(
     image: ImageData, *, ra: float | None = None, dec: float | None = None
 ) -> dict[str, float | bool]:
-    """Crop-independent quality metrics of one image, computed once and stored.
+    """Quality metrics of one image, computed once and stored: of the whole frame, and inside crops.
 
     Returns
     -------
@@ -842,7 +854,10 @@ def measure_quality(
         (over ``min_side``); ``saturated_fraction`` (finite pixels at a maximum plateau of at
         least 4 pixels, or at/above ``SATURATE``/``DATAMAX``); ``wcs_ok``; and
         ``background_plane_a/b/c``, the sky plane ``a + b*x + c*y`` that :func:`preprocess`
-        reuses when given these metrics.
+        reuses when given these metrics. And for each fraction ``f`` of :data:`CROP_FRACTIONS`,
+        the :data:`CROP_METRICS` inside the square crop of side ``f * min_side`` around the galaxy
+        centre, the crop :func:`preprocess` cuts (columns :func:`crop_column`), over the part of
+        the crop inside the image; the S/N counts the part of the galaxy's footprint in the crop.
     """
     image = _as_image(image)
     data = _working_data(image, colour=False)
@@ -868,13 +883,16 @@ def measure_quality(
             saturated_fraction=0.0, background_plane_a=math.nan, background_plane_b=math.nan,
             background_plane_c=math.nan,
         )
+        for fraction in CROP_FRACTIONS:
+            for name in CROP_METRICS:
+                metrics[crop_column(name, fraction)] = metrics[name]
         return metrics
     background = _background(data)
     # The fitted plane, not just the level: a sky gradient above the detection threshold would
     # otherwise join half the image to the galaxy's footprint.
     sub = _sky_subtracted(data, background)
     x, y = _find_centre(sub, image.wcs, ra, dec, "auto", background.noise)
-    snr, radius = _source_snr_radius(sub, (x, y), background.noise)
+    snr, radius, footprint = _source_snr_radius(sub, (x, y), background.noise)
     metrics.update(
         background_level=background.level,
         background_noise=background.noise,
@@ -890,11 +908,58 @@ def measure_quality(
         background_plane_b=background.plane[1],
         background_plane_c=background.plane[2],
     )
+    for fraction in CROP_FRACTIONS:
+        metrics.update(_crop_metrics(data, finite, image.header, (x, y), fraction, footprint, background.noise))
     return metrics
 
 
-def _source_snr_radius(sub: np.ndarray, centre: tuple[float, float], noise: float) -> tuple[float, float]:
-    """Integrated S/N and half-light radius of the connected footprint at ``centre``."""
+@dataclass(frozen=True)
+class _Footprint:
+    """The galaxy's footprint on the block-averaged image that measured it."""
+
+    reduced: np.ndarray
+    mask: np.ndarray
+    block: int
+
+
+def _crop_metrics(
+    data: np.ndarray, finite: np.ndarray, header: Any, centre: tuple[float, float], fraction: float,
+    footprint: _Footprint | None, noise: float,
+) -> dict[str, float]:
+    """:data:`CROP_METRICS` inside the ``fraction`` crop around ``centre`` (the crop preprocess cuts)."""
+    height, width = data.shape
+    side = max(1, int(round(fraction * min(height, width))))
+    x_lo, y_lo = int(round(centre[0] - (side - 1) / 2)), int(round(centre[1] - (side - 1) / 2))
+    x_hi, y_hi = x_lo + side, y_lo + side
+    window = (slice(max(y_lo, 0), max(min(y_hi, height), 0)), slice(max(x_lo, 0), max(min(x_hi, width), 0)))
+    inside = finite[window]
+    n_finite = int(inside.sum())
+    values = data[window][inside]
+    saturated = _saturated_fraction(values, header, n_finite) if n_finite else 0.0
+    snr = 0.0
+    if footprint is not None and noise > 0:
+        block = footprint.block
+        rows = (np.arange(footprint.mask.shape[0]) + 0.5) * block - 0.5
+        cols = (np.arange(footprint.mask.shape[1]) + 0.5) * block - 0.5
+        pick = np.ix_((rows >= y_lo - 0.5) & (rows < y_hi - 0.5), (cols >= x_lo - 0.5) & (cols < x_hi - 0.5))
+        mask = footprint.mask[pick]
+        n_pixels = float(mask.sum()) * block * block
+        if n_pixels > 0:
+            flux = float(footprint.reduced[pick][mask].sum()) * block * block
+            snr = max(flux / (noise * math.sqrt(n_pixels)), 0.0)
+    return {
+        # Over the part of the crop inside the image: padding past the edge is a centring matter
+        # (an off-centre galaxy), not a missing pixel of the image.
+        crop_column("finite_fraction", fraction): n_finite / inside.size if inside.size else 0.0,
+        crop_column("saturated_fraction", fraction): saturated,
+        crop_column("snr", fraction): snr,
+    }
+
+
+def _source_snr_radius(
+    sub: np.ndarray, centre: tuple[float, float], noise: float
+) -> tuple[float, float, _Footprint | None]:
+    """Integrated S/N, half-light radius and footprint of the connected footprint at ``centre``."""
     reduced, block = _reduced(sub, 128)
     smooth = ndimage.gaussian_filter(reduced, 1.0, mode="constant")
     # Block-averaging divides white noise by `block`; a sigma=1 Gaussian by 2 * sqrt(pi).
@@ -902,7 +967,7 @@ def _source_snr_radius(sub: np.ndarray, centre: tuple[float, float], noise: floa
     threshold = 3 * smooth_noise if noise > 0 else 0.0
     labels, n_labels = ndimage.label(smooth > threshold)
     if n_labels == 0:
-        return 0.0, 0.0
+        return 0.0, 0.0, None
     cx = min(max(int((centre[0] + 0.5) / block), 0), reduced.shape[1] - 1)
     cy = min(max(int((centre[1] + 0.5) / block), 0), reduced.shape[0] - 1)
     label = labels[cy, cx]
@@ -911,9 +976,10 @@ def _source_snr_radius(sub: np.ndarray, centre: tuple[float, float], noise: floa
         y_lo, x_lo = max(0, cy - 2), max(0, cx - 2)
         near = labels[y_lo : cy + 3, x_lo : cx + 3]
         if not near.any():
-            return 0.0, 0.0
+            return 0.0, 0.0, None
         label = np.bincount(near[near > 0]).argmax()
     footprint = labels == label
+    whole = _Footprint(reduced=reduced, mask=footprint, block=block)
     flux_pixels = reduced[footprint]
     flux = float(flux_pixels.sum()) * block * block
     n_pixels = float(footprint.sum()) * block * block
@@ -925,10 +991,10 @@ def _source_snr_radius(sub: np.ndarray, centre: tuple[float, float], noise: floa
     order = np.argsort(distance)
     cumulative = np.cumsum(np.clip(flux_pixels[order], 0, None))
     if cumulative[-1] <= 0:
-        return max(snr, 0.0), 0.0
+        return max(snr, 0.0), 0.0, whole
     half = int(np.searchsorted(cumulative, 0.5 * cumulative[-1]))
     radius = float(distance[order][min(half, order.size - 1)])
-    return max(snr, 0.0), radius
+    return max(snr, 0.0), radius, whole
 
 
 def _deblended(

@@ -26,7 +26,15 @@ from core.catalogue import Source, load_source
 from core.errors import ConfigError, ImageReadError
 from core.io import atomic_path
 from core.parallel import resolve_jobs, run_parallel
-from core.preprocessing import QUALITY_VERSION, _is_integer, _is_number, measure_quality
+from core.preprocessing import (
+    CROP_FRACTIONS,
+    CROP_METRICS,
+    QUALITY_VERSION,
+    _is_integer,
+    _is_number,
+    crop_column,
+    measure_quality,
+)
 from core.progress import Progress
 from core.spec import QualityThresholds
 
@@ -54,12 +62,16 @@ COLUMNS: dict[str, float | bool | str] = {
     "read_error": "",
 }
 """The metric columns the rules read, and the value a missing column stands for."""
+CROP_COLUMNS: tuple[str, ...] = tuple(crop_column(m, f) for m in CROP_METRICS for f in CROP_FRACTIONS)
+"""The same metrics measured inside each crop of :data:`core.preprocessing.CROP_FRACTIONS`; a rule
+reads the one of the crop in use (a table without them, from an older cache, falls back to the
+whole frame's)."""
 
 
 def from_pandas(metrics: pd.DataFrame) -> pl.LazyFrame:
     """The :data:`COLUMNS` of a pandas metrics table as a lazy frame (numbers coerced, as pandas would)."""
     data: dict[str, object] = {}
-    for name in COLUMNS:
+    for name in (*COLUMNS, *CROP_COLUMNS):
         if name not in metrics:
             continue
         column = metrics[name]
@@ -88,8 +100,9 @@ def quality_expr() -> pl.Expr:
 def _prepared(metrics: pl.LazyFrame) -> pl.LazyFrame:
     present = set(metrics.collect_schema().names())
     fill = [pl.lit(value).alias(name) for name, value in COLUMNS.items() if name not in present]
+    fill += [pl.lit(None, pl.Float64).alias(name) for name in CROP_COLUMNS if name not in present]
     frame = metrics.with_columns(fill) if fill else metrics
-    numeric = [name for name in COLUMNS if name not in ("blank", "read_error")]
+    numeric = [name for name in (*COLUMNS, *CROP_COLUMNS) if name not in ("blank", "read_error")]
     # Polars orders NaN above every number (NaN >= 32 is true), numpy compares it false: as null,
     # a missing metric fails every ">= limit" rule and no "> limit" rule, as apply_quality_filter documents.
     return frame.with_columns(
@@ -108,16 +121,16 @@ def reason_code(thresholds: QualityThresholds, *, crop: float | str = 0.5) -> pl
     crop_value = pl.col(crop) if isinstance(crop, str) else pl.lit(float(crop))
     t = thresholds
 
-    def below(name: str, limit: float) -> pl.Expr:
-        return ~(pl.col(name) >= limit).fill_null(False)
+    def below(column: pl.Expr, limit: float) -> pl.Expr:
+        return ~(column >= limit).fill_null(False)
 
     rules = [
         pl.col("read_error").str.len_chars() > 0,
         pl.col("blank").fill_null(True),
-        below("min_side", t.min_size),
-        below("finite_fraction", t.min_finite),
-        (pl.col("saturated_fraction") > t.max_saturated).fill_null(False),
-        below("snr", t.min_snr),
+        below(pl.col("min_side"), t.min_size),
+        below(at_crop("finite_fraction", crop_value), t.min_finite),
+        (at_crop("saturated_fraction", crop_value) > t.max_saturated).fill_null(False),
+        below(at_crop("snr", crop_value), t.min_snr),
         pl.col("quality") < t.min_quality,
         (t.extent * pl.col("source_radius_frac") > crop_value / 2).fill_null(False),
     ]
@@ -125,6 +138,21 @@ def reason_code(thresholds: QualityThresholds, *, crop: float | str = 0.5) -> pl
     for number, rule in enumerate(rules[1:], start=2):
         code = code.when(rule).then(pl.lit(number, pl.UInt8))
     return code.otherwise(pl.lit(0, pl.UInt8)).alias("reason_code")
+
+
+def at_crop(metric: str, crop: pl.Expr) -> pl.Expr:
+    """``metric`` as measured inside the crop of :data:`~core.preprocessing.CROP_FRACTIONS` nearest ``crop``.
+
+    A lookup, not a measurement: each metric was measured once per crop fraction, so a slider
+    move re-reads a column. Rows without that column's value (an older cache) use the whole
+    frame's. A crop beyond the largest fraction uses the largest.
+    """
+    fractions = sorted(CROP_FRACTIONS)
+    chain = pl.when(crop < (fractions[0] + fractions[1]) / 2).then(pl.col(crop_column(metric, fractions[0])))
+    for low, high in zip(fractions[1:-1], fractions[2:]):
+        chain = chain.when(crop < (low + high) / 2).then(pl.col(crop_column(metric, low)))
+    chain = chain.otherwise(pl.col(crop_column(metric, fractions[-1])))
+    return pl.coalesce(chain, pl.col(metric))
 
 
 def with_quality(metrics: pl.LazyFrame) -> pl.LazyFrame:
@@ -401,6 +429,10 @@ def apply_quality_filter(
     4. ``missing_pixels``: ``finite_fraction < min_finite``;
     5. ``saturated``: ``saturated_fraction > max_saturated``;
     6. ``low_snr``: ``snr < min_snr``;
+
+    Rules 4-6 read the metric measured inside the crop in use (:func:`at_crop`): a NaN border
+    or a saturated star outside the crop is not what the network sees. The quality score of
+    rule 7 stays the whole frame's, so it ranks images the same whatever the crop.
     7. ``low_quality``: ``quality < min_quality``;
     8. ``galaxy_exceeds_crop``: ``extent * source_radius_frac > crop / 2`` (the galaxy, taken as
        ``extent`` half-light radii, would not fit in the crop; with the default ``extent=1``,

@@ -501,18 +501,36 @@ def test_default_filter_on_a_generated_sample(tmp_path: Path) -> None:
         peak = find_centre(image, mode="peak")
         error = float(np.hypot(peak[0] - row.centre_x, peak[1] - row.centre_y))
         metrics["peak_error"] = error / max(row.half_light_px, 3.0)
+        metrics["clipped_in_crop"] = _clipped_inside(image, (row.centre_x, row.centre_y), crop=0.5)
         rows.append(metrics | {"wart": row.wart})
     out = apply_quality_filter(pd.DataFrame(rows), min_quality=0.5, min_size=32, crop=0.5)
     kept = out.groupby("wart")["kept"].mean()
     assert kept.get("none", 1.0) >= 0.95
-    for wart in ("blank", "thumbnail", "saturated"):
+    for wart in ("blank", "thumbnail"):
         assert kept.get(wart, 0.0) == 0.0, wart
-    for wart in ("low_snr", "nan_region"):
-        assert kept.get(wart, 0.0) <= 0.25, wart
+    # The saturated wart clips the brightest object, sometimes a star far from the galaxy: an image
+    # is rejected exactly when clipped pixels fall inside the crop the network sees.
+    saturated = out[out["wart"] == "saturated"]
+    assert saturated["clipped_in_crop"].any() and not saturated["clipped_in_crop"].all()
+    assert (saturated["kept"] == ~saturated["clipped_in_crop"]).all(), saturated[["kept", "clipped_in_crop"]]
+    assert kept.get("low_snr", 0.0) <= 0.25
+    # A NaN stripe or block is missing pixels only where it crosses the crop.
+    holes = out[out["wart"] == "nan_region"]
+    holes_in_crop = holes["finite_fraction_c050"] < 0.99
+    assert holes_in_crop.any() and (holes.loc[holes_in_crop, "reason"] == "missing_pixels").all()
+    assert (holes["finite_fraction"] < 0.99).sum() > holes_in_crop.sum()  # some lie outside the crop only
     assert kept.get("off_centre", 1.0) >= 0.9
     # Centring without the WCS still finds the shifted galaxies (within a half-light radius).
     shifted = out[out["wart"] == "off_centre"]
     assert len(shifted) > 0 and (shifted["peak_error"] < 1.0).all()
+
+
+def _clipped_inside(image, centre: tuple[float, float], *, crop: float) -> bool:
+    """Whether pixels at the header's SATURATE level lie inside the ``crop`` square around ``centre``."""
+    data = image.data
+    half = crop * min(data.shape) / 2
+    ys, xs = np.nonzero(data >= float(image.header["SATURATE"]) * (1 - 1e-6))
+    return bool(((np.abs(xs - centre[0]) <= half) & (np.abs(ys - centre[1]) <= half)).any())
 
 
 def test_quality_filter_takes_one_crop_per_row():

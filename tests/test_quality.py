@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import polars as pl
+import pytest
 
 from core import quality
 from core.quality import apply_quality_filter
@@ -44,3 +46,50 @@ def test_counts_per_move_are_the_decisions_counted() -> None:
     counted = counted.set_index(["label", "reason"])["n"].sort_index()
     assert counted.astype(int).to_dict() == expected.astype(int).to_dict()
     assert set(decided["reason"]) == {"", *quality.REASONS}
+
+
+# -- metrics inside the crop in use (issue 21) ------------------------------------------------------
+
+
+def test_a_nan_border_outside_the_crop_is_not_missing_pixels_of_that_crop(monkeypatch):
+    """reproject's reference image has NaN borders; its centre, the crop, has none."""
+    from core.images import read_image
+    from core.preprocessing import crop_column, measure_quality
+
+    path = Path(__file__).parent / "data" / "fits_corpus" / "reproject_2d_gal2equ.fits"
+    metrics = measure_quality(read_image(path))
+    assert metrics["finite_fraction"] < 0.9  # 300 of 1,849 pixels are NaN
+    assert metrics[crop_column("finite_fraction", 0.5)] == 1.0
+    assert metrics[crop_column("finite_fraction", 1.0)] < 0.9
+    table = pd.DataFrame([metrics])
+    # The sliders move over the stored table: no image is read again.
+    monkeypatch.setattr("core.images.read_image", lambda *a, **k: pytest.fail("an image was read"))
+    loose = dict(min_quality=0.0, min_snr=0.0, min_size=0, extent=0.0)
+    assert apply_quality_filter(table, crop=0.5, **loose)["reason"].tolist() == [""]
+    assert apply_quality_filter(table, crop=1.0, **loose)["reason"].tolist() == ["missing_pixels"]
+    # An older cache without the crop columns: the whole frame's value, as before.
+    old = table.drop(columns=[c for c in table.columns if "_c0" in c or "_c1" in c])
+    assert apply_quality_filter(old, crop=0.5, **loose)["reason"].tolist() == ["missing_pixels"]
+
+
+def test_a_saturated_star_and_blank_rows_far_from_the_galaxy_do_not_reject_a_small_crop():
+    from core.images import ImageData
+    from core.preprocessing import crop_column, measure_quality
+
+    rng = np.random.default_rng(5)
+    yy, xx = np.indices((200, 200))
+    data = 100 + rng.normal(0, 2, (200, 200)) + 400 * np.exp(-((xx - 100) ** 2 + (yy - 100) ** 2) / (2 * 8.0**2))
+    data[5:15, 180:190] = 5000.0  # a saturated star plateau in a corner
+    data[190:, :] = np.nan  # blank rows at the top
+    image = ImageData(data=data.astype(np.float32), header=None, wcs=None, path=Path("synthetic"), format="fits")
+    metrics = measure_quality(image)
+    assert metrics["saturated_fraction"] > 1e-3 and metrics["finite_fraction"] < 0.99
+    assert metrics[crop_column("saturated_fraction", 0.4)] == 0.0
+    assert metrics[crop_column("finite_fraction", 0.4)] == 1.0
+    # The S/N of the crop counts the part of the galaxy's footprint inside it: all of it at 0.4.
+    assert metrics[crop_column("snr", 0.4)] == pytest.approx(metrics["snr"], rel=1e-6)
+    assert metrics[crop_column("snr", 0.2)] > 0
+    table = pd.DataFrame([metrics])
+    judged = {crop: apply_quality_filter(table, crop=crop, min_quality=0.0, extent=0.0)["reason"].iloc[0]
+              for crop in (0.4, 0.45, 1.0)}
+    assert judged == {0.4: "", 0.45: "", 1.0: "missing_pixels"}
