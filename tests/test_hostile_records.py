@@ -157,17 +157,24 @@ def test_a_crafted_job_record_is_never_signalled_nor_its_files_read(
     assert _tree(jobs_folder.parent.parent / "outside") == outside_before and HOSTNAME.read_text() == hostname
 
 
-def test_the_same_record_untouched_is_trusted_and_stops_its_process(
-    jobs_folder: Path, sleeper: subprocess.Popen[bytes]
-) -> None:
-    """The control for the table above: the checks, not a broken signal path, keep those processes alive."""
-    (jobs_folder / f"{JOB_ID}.log").write_text("epoch 1/3\n")
-    (jobs_folder / f"{JOB_ID}.json").write_text(json.dumps(_record(jobs_folder, sleeper.pid)))
-    job = jobs.load_job(JOB_ID)
-    assert jobs.job_problem(job) is None and jobs.job_status(job) == jobs.RUNNING
-    assert jobs.tail_log(job) == "epoch 1/3"
-    assert jobs.stop_job(JOB_ID) is True
-    assert sleeper.wait(timeout=30) == -15
+def test_the_same_record_untouched_is_trusted_and_stops_its_process(jobs_folder: Path, tmp_path: Path) -> None:
+    """The control for the table above: the checks, not a broken signal path, keep those processes alive.
+    The process has the command line start_job gives a job's wrapper (issue 22, row 2)."""
+    from tests.test_hostile_round2_records import _wrapper_lookalike
+
+    lookalike = _wrapper_lookalike(tmp_path, _record(jobs_folder, os.getpid()))
+    try:
+        (jobs_folder / f"{JOB_ID}.log").write_text("epoch 1/3\n")
+        (jobs_folder / f"{JOB_ID}.json").write_text(json.dumps(_record(jobs_folder, lookalike.pid)))
+        job = jobs.load_job(JOB_ID)
+        assert jobs.job_problem(job) is None and jobs.job_status(job) == jobs.RUNNING
+        assert jobs.tail_log(job) == "epoch 1/3"
+        assert jobs.stop_job(JOB_ID) is True
+        assert lookalike.wait(timeout=30) == -15
+    finally:
+        if lookalike.poll() is None:
+            lookalike.kill()
+        lookalike.wait()
 
 
 # --------------------------------------------------------------------------- damaged datasets and runs
