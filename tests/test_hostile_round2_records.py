@@ -58,6 +58,7 @@ def _core(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.C
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """The real dashboard (``python -m ui.serve``, as ``make run`` starts it) on 127.0.0.1; its port."""
     root = tmp_path_factory.mktemp("served")
+    (root / "none.toml").write_text("# defaults only\n")
     port = _free_port()
     env = _clean_env(GALAXY_MORPH_DATA_DIR=str(root / "data"), GALAXY_MORPH_RUNS_DIR=str(root / "runs"),
                      GALAXY_MORPH_CONFIG=str(root / "none.toml"))
@@ -200,3 +201,213 @@ def test_row02_job_record_naming_a_foreign_process_is_not_trusted(jobs_folder: P
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+
+
+# --------------------------------------------------------------------------- row 3: named pipes
+
+
+from tests.test_hostile_records import _run_folder, copied  # noqa: E402,F401 - the shared fixture
+
+
+def _fifo(path: Path) -> Path:
+    """Put a named pipe where ``path`` was: opening it for reading waits for a writer that never comes."""
+    path.unlink(missing_ok=True)
+    os.mkfifo(path)
+    return path
+
+
+def _release(paths: list[Path]) -> None:
+    """Let a reader stuck on one of these pipes go (it sees end of file), so a failing test ends."""
+    for path in paths:
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+
+
+def _env(copied: dict[str, Path]) -> dict[str, str]:
+    (copied["root"] / "none.toml").write_text("# defaults only\n")
+    return _clean_env(STREAMLIT_CLIENT_SHOW_ERROR_DETAILS="full", GALAXY_MORPH_DATA_DIR=str(copied["data"]), GALAXY_MORPH_RUNS_DIR=str(copied["runs"]),
+                      GALAXY_MORPH_CONFIG=str(copied["root"] / "none.toml"))
+
+
+FIFO_REASON = "it is a named pipe (FIFO), not a regular file"
+
+
+@pytest.mark.parametrize("name", ["manifest.json", "x.npy", "meta.parquet"])
+def test_row03_fifo_in_a_dataset_is_refused_by_train(name: str, copied: dict[str, Path]) -> None:
+    pipe = _fifo(copied["dataset"] / name)
+    try:
+        done = _core("train", "--dataset", str(copied["dataset"]), "--models", "lenet5", "--epochs", "1",
+                     env=_env(copied), timeout=120)
+    finally:
+        _release([pipe])
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"error: {pipe} is damaged: {FIFO_REASON}" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("name", ["metrics.json", "config.json"])
+def test_row03_fifo_in_a_run_is_refused_by_compare(name: str, copied: dict[str, Path]) -> None:
+    pipe = _fifo(_run_folder(copied) / name)
+    try:
+        done = _core("compare", "--out", str(copied["root"] / "report"), env=_env(copied), timeout=120)
+    finally:
+        _release([pipe])
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"error: {pipe} is damaged: {FIFO_REASON}" in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_row03_fifo_image_and_records_in_a_source_do_not_hang_build(copied: dict[str, Path]) -> None:
+    """A shared tar archive can carry pipes: in place of an image, the metrics cache and an import report."""
+    source = copied["data"] / "sample"
+    catalogue = (source / "catalog.csv").read_text().splitlines()
+    image = source / catalogue[1].split(",")[[c.strip() for c in catalogue[0].split(",")].index("file")]
+    pipes = [_fifo(image), _fifo(source / ".cache" / "metrics.parquet"), _fifo(source / "import_report.json")]
+    out = copied["root"] / "built"
+    try:
+        done = _core("build", "--source", str(source), "--out", str(out), "--size", "32", "--min-quality", "0",
+                     "--min-size", "0", "--catalog", "all", "--jobs", "1", env=_env(copied), timeout=240)
+    finally:
+        _release(pipes)
+    assert done.returncode == 0, done.stderr[-3000:]
+    import pandas as pd
+
+    images = pd.read_parquet(out / "images.parquet")
+    reason = images.loc[images["path"] == str(image), "reason"].tolist()
+    assert len(reason) == 1 and FIFO_REASON in reason[0], reason
+
+
+APP_PROBE = """
+import json, sys
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file(sys.argv[1], default_timeout=120)
+at.run()
+if sys.argv[2] != "home":
+    at.switch_page(f"pages/{sys.argv[2]}.py")
+    at.run()
+print(json.dumps({"exceptions": [e.value for e in at.exception],
+                  "problems": [list(map(str, d.value["problem"])) for d in at.dataframe if "problem" in d.value.columns]}))
+"""
+
+
+def _page(copied: dict[str, Path], page: str, *, timeout: float = 240) -> dict[str, list]:
+    """Open a dashboard page (AppTest) in a subprocess, so a page that hangs fails the test."""
+    try:
+        done = subprocess.run([sys.executable, "-c", APP_PROBE, str(ROOT / "app.py"), page], cwd=ROOT,
+                              env=_env(copied), capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the {page} page hung for {timeout} s")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_row03_fifo_in_a_dataset_and_a_run_does_not_hang_the_home_page(copied: dict[str, Path]) -> None:
+    pipes = [_fifo(copied["dataset"] / "manifest.json"), _fifo(_run_folder(copied) / "metrics.json")]
+    try:
+        seen = _page(copied, "home")
+    finally:
+        _release(pipes)
+    assert seen["exceptions"] == []
+    problems = sorted(p for table in seen["problems"] for p in table)
+    assert len(problems) == 2, problems
+    assert all(FIFO_REASON in p for p in problems) and {str(p) for p in pipes} == {p.split(" is damaged")[0] for p in problems}
+
+
+# --------------------------------------------------------------------------- rows 8 and 10: run files
+
+
+def _pad_model_config(model: Path, *, padding: int) -> None:
+    """Rewrite ``model.keras`` with ``padding`` bytes of whitespace in its config.json: still valid JSON,
+    a few kB compressed, ``padding`` bytes unpacked."""
+    import zipfile
+
+    with zipfile.ZipFile(model) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    members["config.json"] += b" " * padding
+    with zipfile.ZipFile(model.with_suffix(".tmp"), "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    model.unlink()  # a hard link to the session's model: never write through it
+    model.with_suffix(".tmp").rename(model)
+
+
+def test_row08_model_config_padded_past_its_cap_is_refused_from_the_zip_directory(copied: dict[str, Path]) -> None:
+    from core.runs import RunDamagedError, load_run
+
+    run = load_run(_run_folder(copied, "lenet5"))
+    _pad_model_config(run.path / "model.keras", padding=40 * 2**20)
+    assert (run.path / "model.keras").stat().st_size < 2**20  # small on disk, 40 MB unpacked
+    with pytest.raises(RunDamagedError, match=r"model\.keras is damaged: its member 'config\.json' unpacks to "
+                                              r"41,9\d\d,\d\d\d bytes, more than the 16 MB allowed"):
+        run.model()
+    seen = _page(copied, "classify")
+    assert seen["exceptions"] == []
+    assert any("model.keras is damaged: its member 'config.json'" in p for table in seen["problems"] for p in table)
+
+
+def _truncated(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+# (case, file, damage of its bytes, what the message says after "is damaged: ")
+RUN_FILE_CASES = [
+    ("predictions empty", "predictions.csv", lambda d: b"", "it is not a readable CSV table (EmptyDataError)"),
+    ("predictions not UTF-8", "predictions.csv", lambda d: b"\xff\xfe\x00n\x00a" * 50, "it is not a readable CSV"),
+    ("predictions ragged", "predictions.csv", lambda d: d + b"1,2,3,4,5,6,7,8,9,10,11,12\n", "ParserError"),
+    ("predictions without probabilities", "predictions.csv", lambda d: b"name,true,pred\nNGC 1,E,E\n",
+     "it lacks the columns"),
+    ("predictions with an unknown class", "predictions.csv", lambda d: d.replace(b",E,", b",Q,", 1),
+     "its 'true' and 'pred' columns must hold the run's classes"),
+    ("history empty", "history.csv", lambda d: b"", "it is not a readable CSV table (EmptyDataError)"),
+    ("history without val_accuracy", "history.csv", lambda d: b"epoch,loss\n1,0.5\n", "it lacks the columns"),
+    ("history accuracy as text", "history.csv", lambda d: d.replace(b"\n1,", b"\none,", 1),
+     "its columns must hold numbers"),
+]
+
+
+@pytest.mark.parametrize(("case", "name", "damage", "says"), RUN_FILE_CASES, ids=[c[0] for c in RUN_FILE_CASES])
+def test_row10_damaged_run_files_are_one_message_naming_the_file(
+    case: str, name: str, damage: object, says: str, copied: dict[str, Path]
+) -> None:
+    from core.runs import load_run, split_damaged
+
+    runs = [load_run(p.parent) for p in sorted(copied["runs"].glob("*/config.json"))]
+    file = _run_folder(copied, "alexnet") / name
+    file.write_bytes(damage(file.read_bytes()))  # type: ignore[operator]
+    usable, damaged = split_damaged(runs)
+    assert sorted(r.model_name for r in usable) == ["lenet5", "resnet18"]
+    assert len(damaged) == 1 and damaged[0][0] == file.parent
+    assert damaged[0][1].startswith(f"{file} is damaged: ") and says in damaged[0][1], damaged
+
+
+def test_row10_compare_lists_a_run_with_damaged_files_and_compares_the_rest(copied: dict[str, Path]) -> None:
+    predictions = _run_folder(copied, "alexnet") / "predictions.csv"
+    predictions.write_bytes(b"")
+    out = copied["root"] / "report"
+    done = _core("compare", "--out", str(out), env=_env(copied), timeout=180)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    lines = [line for line in done.stderr.splitlines() if line.startswith("damaged, left out: ")]
+    assert lines == [f"damaged, left out: {predictions} is damaged: it is not a readable CSV table (EmptyDataError). "
+                     f"Delete the run folder {predictions.parent} and train that model again."]
+    import pandas as pd
+
+    assert sorted(pd.read_csv(out / "runs.csv")["model"]) == ["lenet5", "resnet18"]
+
+
+def test_row10_pages_list_runs_with_damaged_files(copied: dict[str, Path]) -> None:
+    predictions = _run_folder(copied, "alexnet") / "predictions.csv"
+    predictions.write_bytes(b"")
+    model = _run_folder(copied, "resnet18") / "model.keras"
+    data = model.read_bytes()
+    model.unlink()
+    model.write_bytes(_truncated(data))
+    seen = _page(copied, "comparison")
+    assert seen["exceptions"] == []
+    problems = [p for table in seen["problems"] for p in table]
+    assert problems == [f"{predictions} is damaged: it is not a readable CSV table (EmptyDataError). "
+                        f"Delete the run folder {predictions.parent} and train that model again."]
+    seen = _page(copied, "classify")
+    assert seen["exceptions"] == []
+    problems = [p for table in seen["problems"] for p in table]
+    assert len(problems) == 1 and problems[0].startswith(f"{model} is damaged: it is not a Keras model archive"), problems
