@@ -353,7 +353,9 @@ def test_import_refuses_files_outside_the_image_folder(
     assert report["matched_rows"] == 1
     assert [r["name"] for r in report["unmatched_rows"]] == ["NGC 7"]
     assert reason in report["unmatched_rows"][0]["reason"]
-    assert load_source(out).table["path"].tolist() == [str((images / "NGC_1.fits.gz").resolve())]
+    # The matched image is placed under the source (issue 22, row 4): a copy of the one in --images.
+    assert load_source(out).table["path"].tolist() == [str(out.resolve() / "images" / "NGC_1.fits.gz")]
+    assert (out / "images" / "NGC_1.fits.gz").read_bytes() == (images / "NGC_1.fits.gz").read_bytes()
     after = {k: v for k, v in _tree(tmp_path).items() if not k.startswith("data/")}
     assert after == before  # written: only the source folder under data/
 
@@ -386,10 +388,10 @@ def test_a_crafted_catalogue_cannot_point_the_builder_outside_its_source(
     (source / "catalog.csv").write_text(f"name,classification,file\nNGC 1,E,{pictures / 'good.fits.gz'}\nNGC 2,E,{cell}\n")
 
     table = load_source(source).table
-    assert table["path"].tolist() == [str(pictures / "good.fits.gz"), None]
-    assert table["image_reason"].tolist() == ["", f"file outside the source folder {source.resolve()} (refused)"]
-    measured = compute_metrics(source, n_jobs=1)
-    assert measured["path"].tolist() == [str(pictures / "good.fits.gz")]  # the builder reads only that one
+    # import_report.json widens nothing (issue 22, row 4): the image folder it names is outside too.
+    assert table["path"].tolist() == [None, None]
+    assert table["image_reason"].str.startswith(f"file outside the source folder {source.resolve()} (refused)").all()
+    assert compute_metrics(source, n_jobs=1).empty  # the builder reads none of them
 
 
 # --------------------------------------------------------------------------- the dashboard

@@ -411,3 +411,41 @@ def test_row10_pages_list_runs_with_damaged_files(copied: dict[str, Path]) -> No
     assert seen["exceptions"] == []
     problems = [p for table in seen["problems"] for p in table]
     assert len(problems) == 1 and problems[0].startswith(f"{model} is damaged: it is not a Keras model archive"), problems
+
+
+# --------------------------------------------------------------------------- row 4: import_report.json
+
+
+FITS = ROOT / "tests" / "data" / "ned" / "img" / "NGC_4486_I_IIIaF_dss2.fits.gz"
+
+
+def test_row04_import_report_cannot_widen_the_source_confinement(tmp_path: Path) -> None:
+    """A shared source folder whose import_report.json says {"images": "/"}: its catalogue may not
+    name images anywhere on the machine; a real import places its images under the source."""
+    import shutil
+
+    from core.catalogue import load_source
+    from core.quality import compute_metrics
+
+    elsewhere = tmp_path / "home" / "pictures"
+    elsewhere.mkdir(parents=True)
+    shutil.copy(FITS, elsewhere / "private.fits.gz")
+    crafted = tmp_path / "data" / "imported" / "shared"
+    crafted.mkdir(parents=True)
+    (crafted / "import_report.json").write_text(json.dumps({"catalog": "x", "images": "/", "matched_rows": 1}))
+    (crafted / "catalog.csv").write_text(f"name,classification,file\nNGC 1,E,{elsewhere / 'private.fits.gz'}\n")
+    table = load_source(crafted).table
+    assert table["path"].tolist() == [None]
+    assert table["image_reason"][0].startswith(f"file outside the source folder {crafted.resolve()} (refused)")
+    assert compute_metrics(crafted, n_jobs=1).empty  # nothing outside the source is read
+
+    # A real import of that folder: its images now live under the source, and still load.
+    csv = tmp_path / "mine.csv"
+    csv.write_text("name,classification\nprivate,E\n")
+    out = tmp_path / "data" / "imported" / "mine"
+    done = _core("import", "--catalog", str(csv), "--images", str(elsewhere), "--out", str(out),
+                 env=_clean_env(GALAXY_MORPH_CONFIG=os.environ["GALAXY_MORPH_CONFIG"]), timeout=120)
+    assert done.returncode == 0, done.stderr
+    paths = load_source(out).table["path"].tolist()
+    assert paths == [str(out.resolve() / "images" / "private.fits.gz")]
+    assert Path(paths[0]).read_bytes() == FITS.read_bytes()
