@@ -11,7 +11,6 @@ listed under two names never lands in two splits.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import ConfigError, ParseError
+from core.io import open_regular
 
 logger = logging.getLogger(__name__)
 
@@ -260,10 +260,10 @@ def load_source(path: str | Path) -> Source:
     ``images/manifest.csv`` joined on ``name`` (first ``ok`` image per name), and a name
     whose download failed keeps ``path=None`` with the manifest's ``image_reason``.
 
-    A ``file`` must resolve (symlinks followed) inside the source folder, or, for a source
-    written by ``python -m core import``, inside the image folder its ``import_report.json``
-    names; any other row keeps ``path=None`` and says why in ``image_reason``, so a crafted
-    catalogue cannot make the builder read files elsewhere on the machine.
+    A ``file`` must resolve (symlinks followed) inside the source folder (``python -m core
+    import`` places its images there; its ``import_report.json`` widens nothing); any other row
+    keeps ``path=None`` and says why in ``image_reason``, so a crafted catalogue or report cannot
+    make the builder read files elsewhere on the machine.
 
     Raises
     ------
@@ -276,11 +276,12 @@ def load_source(path: str | Path) -> Source:
     kind = source_kind(root, classifications=table["classification"])
     if kind == "ned":
         table = _join_manifest(table, root)
-    allowed = [root, *_imported_image_root(root)]
     paths = [_resolve(root, f) for f in table["file"]]
-    outside = [p is not None and not _inside(p, allowed) for p in paths]
+    outside = [p is not None and not _inside(p, [root]) for p in paths]
     if any(outside):
         reason = f"file outside the source folder {root} (refused)"
+        if (root / "import_report.json").exists():
+            reason += "; import the folder again (`python -m core import`) to place its images inside"
         if "image_reason" not in table:
             table["image_reason"] = ""
         table.loc[outside, "image_reason"] = reason
@@ -289,16 +290,6 @@ def load_source(path: str | Path) -> Source:
         paths = [None if out else p for p, out in zip(paths, outside)]
     table["path"] = pd.Series(paths, index=table.index, dtype=object)
     return Source(root=root, kind=kind, catalogue_path=catalogue_path, table=table)
-
-
-def _imported_image_root(root: Path) -> list[Path]:
-    """The image folder an imported source references in place (from its ``import_report.json``)."""
-    try:
-        report = json.loads((root / "import_report.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return []
-    images = report.get("images") if isinstance(report, dict) else None
-    return [Path(images).resolve()] if isinstance(images, str) and Path(images).is_absolute() else []
 
 
 def _inside(path: str, roots: list[Path]) -> bool:
@@ -373,7 +364,7 @@ def list_sources(data_dir: str | Path) -> list[SourceSummary]:
             catalogue = find_catalogue(root)
         except ConfigError:
             continue
-        with open(catalogue, "rb") as handle:
+        with open_regular(catalogue) as handle:
             n_rows = max(0, sum(1 for line in handle if line.strip()) - 1)
         summaries.append(SourceSummary(root=root, kind=source_kind(root), n_rows=n_rows))
     return summaries

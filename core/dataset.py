@@ -38,7 +38,7 @@ import pandas as pd
 import pyarrow
 
 from core.errors import ConfigError, GalaxyMorphError
-from core.io import DATASET, check_replaceable, process_umask, read_json_object
+from core.io import DATASET, check_regular, check_replaceable, process_umask, read_json_object
 
 try:
     import fcntl
@@ -103,7 +103,7 @@ class Dataset:
     def images_table(self) -> pd.DataFrame:
         """Every candidate image with metrics, ``kept`` and ``reason`` (empty if not saved)."""
         path = self.path / "images.parquet"
-        return pd.read_parquet(path) if path.exists() else pd.DataFrame()
+        return pd.read_parquet(path) if path.exists() and check_regular(path) else pd.DataFrame()
 
 
 def content_hash(x: np.ndarray, meta: pd.DataFrame) -> str:
@@ -332,6 +332,11 @@ def _checked_parts(path: Path) -> tuple[dict[str, Any], pd.DataFrame, tuple[int,
         raise GalaxyMorphError(
             f"{path} is not a dataset folder (missing {', '.join(missing)}). Build one with `python -m core build`."
         )
+    for name in ("manifest.json", "x.npy", "meta.parquet"):  # a named pipe would block the reads below
+        try:
+            check_regular(path / name)
+        except OSError as exc:
+            raise _damaged(path / name, str(exc)) from exc
     manifest = read_manifest(path)
     classes = list(manifest["classes"])
     shape = _x_shape(path / "x.npy")

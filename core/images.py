@@ -33,6 +33,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.config import get_settings
 from core.errors import ImageReadError
+from core.io import RefusedFileError, open_regular
 
 logger = logging.getLogger(__name__)
 
@@ -185,11 +186,14 @@ def _short(text: str, width: int = 200) -> str:
 def _read_any(path: Path, *, rgb: bool, max_pixels: int) -> ImageData:
     limit = max_pixels
     try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed by the with below, after the error mapping
+        handle = open_regular(path)  # a named pipe would block open(); closed by the with below
     except FileNotFoundError:
         raise ImageReadError(path, "file not found. Check the path or fetch the image again.") from None
     except IsADirectoryError:
         raise ImageReadError(path, "is a directory, not an image file.") from None
+    except RefusedFileError as exc:
+        reason = "is a directory, not an image file." if path.is_dir() else f"{exc.reason}; refused."
+        raise ImageReadError(path, reason) from None
     except OSError as exc:
         raise ImageReadError(path, f"cannot be opened ({exc.strerror or exc}).") from exc
     with handle:

@@ -6,7 +6,10 @@ Classification, Requested). Each row is matched to an image by its ``file`` colu
 the image folder or the CSV's folder, or absolute; in every case inside the image folder) or,
 without one, by file name: the object
 name and the file stem compared with everything but letters and digits removed, case ignored
-(``NGC 4486`` ~ ``ngc_4486.fits.gz``). Images are referenced in place by absolute path, not copied.
+(``NGC 4486`` ~ ``ngc_4486.fits.gz``). The matched images are placed under the source, in
+``images/`` (hard links where the file system allows, else copies), and the catalogue names them
+relative to it: a source is confined to its own folder, so a shared source whose
+``import_report.json`` names another folder (even ``/``) cannot make ``build`` read it.
 Every image must resolve (symlinks followed) inside the image folder: a ``file`` that climbs out
 (``../../etc/passwd``), an absolute path elsewhere or a symlink pointing outside is refused for
 its row with the reason, so a catalogue cannot make ``build`` read other files of the machine.
@@ -28,7 +31,10 @@ all`` finds one galaxy imported under two names.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,6 +212,7 @@ def import_source(
             f"no row of {catalog} matched an image in {images} ({len(table)} rows, {len(files)} image files; "
             f"e.g. {result.unmatched_rows[:3]}). Add a 'file' column or name the files after the objects."
         )
+    matched = matched.assign(file=_place_images(list(matched["file"]), images_root, out_dir))
     result.catalog = matched
     with atomic_path(out_dir / "catalog.csv") as tmp:
         matched.to_csv(tmp, index=False)
@@ -237,6 +244,44 @@ def import_source(
             "%d image files match no row, e.g. %s", len(result.unmatched_files), result.unmatched_files[:EXAMPLES]
         )
     return result
+
+
+def _place_images(files: list[str], images_root: Path, out_dir: Path) -> list[str]:
+    """Link (or copy) each of ``files`` into ``out_dir/images/`` at its path inside ``images_root``;
+    return the catalogue cells, relative to ``out_dir``.
+
+    The new folder is filled under a temporary name and swapped in whole, so a killed import
+    leaves the previous images (or none), never a mix.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".images.", suffix=".tmp", dir=out_dir))
+    cells = []
+    try:
+        for file in files:
+            relative = Path(file).relative_to(images_root)
+            target = staging / relative
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(Path(file).resolve(), target)
+                except OSError:  # another file system, or links refused: copy
+                    shutil.copy2(Path(file).resolve(), target)
+            cells.append(f"images/{relative.as_posix()}")
+        final = out_dir / "images"
+        previous = None
+        if final.exists() or final.is_symlink():
+            previous = out_dir / f".images.old.{os.getpid()}.tmp"
+            os.replace(final, previous)
+        os.replace(staging, final)
+        if previous is not None:
+            if previous.is_dir() and not previous.is_symlink():
+                shutil.rmtree(previous)
+            else:
+                previous.unlink()
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return cells
 
 
 def _ending(path: Path) -> str:

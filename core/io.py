@@ -16,11 +16,12 @@ import contextlib
 import json
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from core.errors import ConfigError
 
@@ -77,6 +78,85 @@ def append_jsonl(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
         os.write(fd, line)
     finally:
         os.close(fd)
+
+
+class RefusedFileError(OSError):
+    """A file read back from disk that is not a regular file (a named pipe, device, socket or
+    folder) or is larger than the reader's cap. ``str()`` is the reason alone, e.g. "it is a named
+    pipe (FIFO), not a regular file", for the caller's "<file> is damaged: <reason>"."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        super().__init__(reason)
+        self.filename = str(path)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _check_stat(path: str | os.PathLike[str], info: os.stat_result, max_bytes: int | None) -> os.stat_result:
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((name for test, name in _KINDS if test(info.st_mode)), "not a plain file")
+        raise RefusedFileError(path, f"it is {kind}, not a regular file")
+    if max_bytes is not None and info.st_size > max_bytes:
+        raise RefusedFileError(path, f"it is larger than {_size(max_bytes)} ({_size(info.st_size)})")
+    return info
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:,.0f} MB" if n >= 2**20 else f"{n:,} bytes"
+
+
+def check_regular(path: str | os.PathLike[str], *, max_bytes: int | None = None) -> os.stat_result:
+    """``os.stat`` of ``path`` (symlinks followed), refusing what a reader must not open.
+
+    A named pipe blocks ``open()`` forever and a device never ends, so every file read back from
+    disk (datasets, runs, sources, images) is checked before a library opens it by name.
+
+    Raises
+    ------
+    RefusedFileError
+        If ``path`` is not a regular file, or is larger than ``max_bytes``.
+    FileNotFoundError
+        If it does not exist.
+    """
+    return _check_stat(path, os.stat(path), max_bytes)
+
+
+def open_regular(path: str | os.PathLike[str], *, max_bytes: int | None = None) -> BinaryIO:
+    """Open ``path`` for binary reading only if it is a regular file (within ``max_bytes``).
+
+    Opened with ``O_NONBLOCK`` and checked with ``fstat`` on the open descriptor, so a named pipe
+    swapped in after a check cannot block the open, and what is read is what was checked.
+
+    Raises
+    ------
+    RefusedFileError
+        As :func:`check_regular`; other ``OSError``s as ``open`` does.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    try:
+        _check_stat(path, os.fstat(fd), max_bytes)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular_bytes(path: str | os.PathLike[str], *, max_bytes: int) -> bytes:
+    """The bytes of the regular file ``path``, refused above ``max_bytes`` (also if it grows while read)."""
+    with open_regular(path, max_bytes=max_bytes) as handle:
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise RefusedFileError(path, f"it is larger than {_size(max_bytes)}")
+    return data
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -281,14 +361,12 @@ def read_json_object(path: str | os.PathLike[str], *, max_bytes: int) -> dict[st
         With the reason (too large, not readable JSON, not an object), for the caller to wrap
         in its own error that names the file and what to do.
     """
-    file = Path(path)
     try:
-        too_large = file.stat().st_size > max_bytes
-        value = None if too_large else json.loads(file.read_text(encoding="utf-8"))
+        value = json.loads(read_regular_bytes(path, max_bytes=max_bytes).decode("utf-8"))
+    except RefusedFileError as exc:
+        raise ValueError(exc.reason) from exc
     except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise ValueError(f"it is not readable JSON ({exc})") from exc
-    if too_large:
-        raise ValueError(f"it is larger than {max_bytes // 2**20} MB")
     if not isinstance(value, dict):
         raise ValueError(f"it holds a JSON {type(value).__name__}, not an object")
     return value

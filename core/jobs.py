@@ -15,7 +15,9 @@ dashboard session, the CLI, a test) sees the same answer.
 A record is a file anyone with write access to the folder can craft, and the dashboard signals
 its pid and shows its log. So a record is trusted only when its command is ``python -m core
 <known command>``, its log, exit and progress files lie inside the jobs folder (symlinks
-resolved) and its pid still has the start time recorded at launch; any other record is
+resolved) and its pid still has the start time recorded at launch and, while it lives, the job's
+own command line (``python -m core.jobs JOB_ID.exit.json ... -- python -m core ...``: a start
+time alone can be copied from ``/proc/PID/stat``); any other record is
 ``unknown``: listed with the reason (:func:`job_problem`), never signalled, its files not read.
 
 Examples
@@ -329,7 +331,32 @@ def job_problem(job: Job) -> str | None:
             return f"its {kind} file lies outside the jobs folder {folder}"
     if job.proc_start is None:
         return "it has no process start time, so its pid cannot be told from a recycled one"
+    # Anyone can read a process's start time in /proc/PID/stat, so a record that copies it names
+    # a live process; only the job's own command line (its exit file carries the job id) proves it.
+    argv = _process_argv(job.pid)
+    if argv and _proc_start_time(job.pid) == job.proc_start and argv != _wrapper_argv(job, argv):
+        return (f"its pid {job.pid} is another process: its command line is not this job's "
+                f"`python -m core.jobs {job.record_file.stem}.exit.json ... -- python -m core ...`")
     return None
+
+
+def _wrapper_argv(job: Job, argv: list[str]) -> list[str] | None:
+    """The command line :func:`start_job` gives the wrapper of ``job`` (its stop grace taken from
+    ``argv``, the one field the record does not keep), or None if the record cannot have one."""
+    if job.id != job.record_file.stem or job.exit_file.name != f"{job.id}.exit.json" or len(argv) < 5:
+        return None
+    if not Path(argv[0]).name.startswith("python") or argv[0] != job.command[0]:
+        return None
+    return [argv[0], "-m", "core.jobs", str(job.exit_file), argv[4], "--", *job.command]
+
+
+def _process_argv(pid: int) -> list[str] | None:
+    """The command line of process ``pid`` (empty for a zombie), or None if it cannot be read."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return [part.decode("utf-8", errors="surrogateescape") for part in raw.split(b"\0")[:-1]]
 
 
 def job_exit(job: Job) -> dict[str, Any] | None:
@@ -449,7 +476,10 @@ def _is_alive(job: Job) -> bool:
         return False  # gone, or no /proc to tell it from a recycled pid: never take it for the job
     if state == "Z":
         return False
-    return job.proc_start is not None and _proc_start_time(job.pid) == job.proc_start
+    if job.proc_start is None or _proc_start_time(job.pid) != job.proc_start:
+        return False
+    argv = _process_argv(job.pid)
+    return argv is not None and argv == _wrapper_argv(job, argv)
 
 
 def _wrap(argv: Sequence[str]) -> int:

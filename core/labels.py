@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import ConfigError, ParseError
+from core.io import read_regular_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -312,10 +313,13 @@ def get_scheme(name_or_path: str | Path) -> Scheme:
     return Scheme(name=path.stem, classes=classes, rule=rule, description=f"user mapping {path}")
 
 
+#: Largest scheme mapping file read (a mapping of every NED type string is a few hundred kB).
+MAX_MAPPING_BYTES = 16 * 2**20
+
 def _read_mapping(path: Path) -> tuple[list[tuple[str, str]], tuple[str, ...]]:
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
+        text = read_regular_bytes(path, max_bytes=MAX_MAPPING_BYTES).decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"scheme file {path} cannot be read ({exc}).") from exc
     declared: list[str] | None = None
     if path.suffix.lower() == ".json":

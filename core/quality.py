@@ -24,7 +24,7 @@ import polars as pl
 
 from core.catalogue import Source, load_source
 from core.errors import ConfigError, ImageReadError
-from core.io import atomic_path
+from core.io import atomic_path, check_regular
 from core.parallel import resolve_jobs, run_parallel
 from core.preprocessing import (
     CROP_FRACTIONS,
@@ -360,6 +360,7 @@ def _read_cache(path: Path) -> pd.DataFrame:
     if not path.exists():
         return _empty_cache()
     try:
+        check_regular(path)  # a named pipe would block the read
         cache = pd.read_parquet(path)
     except Exception as exc:  # noqa: BLE001 - any unreadable cache is rebuilt, never fatal
         logger.warning("metrics cache %s unreadable (%s); measuring again", path, exc)

@@ -15,14 +15,18 @@ A run whose ``status`` is ``running`` but whose process is gone (same host, pid 
 reported as ``stale``: it was killed and can be continued with ``train --resume``.
 
 Files read back are checked before use (:class:`RunDamagedError`): ``config.json`` and
-``metrics.json`` must be JSON objects of the expected fields and types, so a truncated or
-hand-edited file gives one message naming it instead of a traceback somewhere downstream.
+``metrics.json`` must be JSON objects of the expected fields and types, ``predictions.csv`` and
+``history.csv`` tables of the expected columns, and ``model.keras`` a zip whose members' sizes (read
+from its directory, before anything is unpacked) stay under caps, so a truncated, hand-edited or
+crafted file gives one message naming it instead of a traceback somewhere downstream. Every one is
+refused unless it is a regular file (:func:`core.io.check_regular`: a named pipe would block).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import json
 import logging
 import math
@@ -30,6 +34,8 @@ import os
 import platform
 import secrets
 import socket
+import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,8 +44,8 @@ import numpy as np
 import pandas as pd
 
 from core.config import get_settings
-from core.errors import GalaxyMorphError
-from core.io import atomic_write_json, read_json_object, read_jsonl
+from core.errors import GalaxyMorphError, shorten
+from core.io import RefusedFileError, atomic_write_json, open_regular, read_json_object, read_jsonl, read_regular_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +58,14 @@ LIST_COLUMNS = (
 )
 #: Run JSON files are a few kilobytes; a larger one is not ours and is not read whole.
 MAX_JSON_BYTES = 8 * 2**20
+#: Largest ``predictions.csv`` / ``history.csv`` read (a test set of a million galaxies is ~100 MB).
+MAX_TABLE_BYTES = 256 * 2**20
+#: Largest ``model.keras`` opened, and what its members may unpack to (from the zip directory):
+#: Keras reads ``config.json`` whole into memory, so a 1.8 MB file padded with whitespace cost 4 GB.
+MAX_MODEL_BYTES = 4 * 2**30
+MODEL_MEMBER_BYTES = {"config.json": 16 * 2**20, "metadata.json": 2**20}
+MAX_MODEL_MEMBER_BYTES = 4 * 2**30
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
 #: Metrics that ``evaluate`` and ``compare`` read from every finished run: numbers (or null).
 METRIC_NUMBERS = (
     "accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro", "ece", "params", "train_seconds",
@@ -326,9 +340,18 @@ class Run:
 
     @property
     def history(self) -> pd.DataFrame:
-        """One row per finished epoch (empty before the first)."""
+        """One row per finished epoch (empty before the first).
+
+        Raises
+        ------
+        RunDamagedError
+            If ``history.csv`` is there but not a table of numbers with :data:`HISTORY_COLUMNS`.
+        """
         path = self.path / "history.csv"
-        return pd.read_csv(path) if path.exists() else pd.DataFrame()
+        history = _read_table(path, HISTORY_COLUMNS)
+        if not all(pd.api.types.is_numeric_dtype(history[c]) for c in HISTORY_COLUMNS if c in history):
+            raise _damaged(path, f"its columns must hold numbers ({', '.join(HISTORY_COLUMNS)})")
+        return history
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -348,24 +371,127 @@ class Run:
 
     @property
     def predictions(self) -> pd.DataFrame:
-        """``name, true, pred, prob_<class>...`` per test galaxy (empty until finished)."""
+        """``name, true, pred, prob_<class>...`` per test galaxy (empty until finished).
+
+        Raises
+        ------
+        RunDamagedError
+            If ``predictions.csv`` is there but lacks those columns or holds other classes.
+        """
         path = self.path / "predictions.csv"
-        return pd.read_csv(path) if path.exists() else pd.DataFrame()
+        probabilities = tuple(f"prob_{c}" for c in self.classes)
+        predictions = _read_table(path, ("name", "true", "pred", *probabilities))
+        if predictions.empty or not self.classes:
+            return predictions
+        classes = set(self.classes)
+        if not (set(predictions["true"].astype(str)) | set(predictions["pred"].astype(str))) <= classes:
+            raise _damaged(path, f"its 'true' and 'pred' columns must hold the run's classes {self.classes}")
+        if not all(pd.api.types.is_numeric_dtype(predictions[c]) for c in probabilities):
+            raise _damaged(path, "its prob_<class> columns must hold numbers")
+        return predictions
 
     def events(self) -> list[dict[str, Any]]:
         """Progress events written so far."""
         return read_jsonl(self.path / "events.jsonl")
 
     def model(self) -> Any:
-        """The trained inference model, loaded with ``safe_mode=True``."""
-        import keras  # noqa: PLC0415 - keep listing runs fast
+        """The trained inference model, loaded with ``safe_mode=True`` (:func:`load_keras_model`).
 
-        import core.models  # noqa: F401, PLC0415 - registers the custom layers for deserialisation
-
+        Raises
+        ------
+        RunDamagedError
+            If ``model.keras`` is not a regular file, exceeds a size cap or cannot be loaded.
+        """
         path = self.path / "model.keras"
         if not path.exists():
             raise RunNotFoundError(f"run {self.id} has no model.keras (status {self.status}). Finish or resume it first.")
+        return load_keras_model(path, damaged=_damaged)
+
+    def files_problem(self, files: Iterable[str] = ("predictions.csv", "history.csv")) -> str | None:
+        """Why one of ``files`` (``predictions.csv``, ``history.csv``, ``model.keras``) cannot be used,
+        or None: the message of its :class:`RunDamagedError`. Missing files are no problem here."""
+        try:
+            for name in files:
+                if name == "predictions.csv":
+                    self.predictions  # noqa: B018 - reads and checks the file
+                elif name == "history.csv":
+                    self.history  # noqa: B018
+                elif name == "model.keras" and (self.path / name).exists():
+                    check_model_archive(self.path / name, damaged=_damaged)
+                elif name not in ("predictions.csv", "history.csv", "model.keras"):
+                    raise ValueError(f"files must name predictions.csv, history.csv or model.keras; got {name!r}.")
+        except RunDamagedError as exc:
+            return str(exc)
+        return None
+
+
+def split_damaged(runs: Iterable[Run], files: Iterable[str] = ("predictions.csv", "history.csv"),
+                  ) -> tuple[list[Run], list[tuple[Path, str]]]:
+    """The runs whose ``files`` can be used, and ``(folder, message)`` of the others
+    (:meth:`Run.files_problem`): ``compare``, Model comparison and Classify list those and go on."""
+    usable, damaged = [], []
+    files = tuple(files)
+    for run in runs:
+        problem = run.files_problem(files)
+        if problem is None:
+            usable.append(run)
+        else:
+            damaged.append((run.path, problem))
+    return usable, damaged
+
+
+def _read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    """A CSV table of a run folder with ``columns``, empty when the file is absent."""
+    if not path.exists():
+        return pd.DataFrame()
+    try:
+        table = pd.read_csv(io.BytesIO(read_regular_bytes(path, max_bytes=MAX_TABLE_BYTES)))
+    except RefusedFileError as exc:
+        raise _damaged(path, exc.reason) from exc
+    except (OSError, ValueError) as exc:  # EmptyDataError, ParserError and UnicodeDecodeError are ValueErrors
+        raise _damaged(path, f"it is not a readable CSV table ({type(exc).__name__})") from exc
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise _damaged(path, f"it lacks the columns {shorten(missing)}")
+    return table
+
+
+def check_model_archive(path: Path, *, damaged: Any) -> None:
+    """Refuse a ``.keras`` file before Keras opens it: it must be a regular file under
+    :data:`MAX_MODEL_BYTES`, a zip with ``config.json``, and no member may unpack (by the sizes in
+    the zip directory, which bound what the reader returns) to more than its cap in
+    :data:`MODEL_MEMBER_BYTES` (:data:`MAX_MODEL_MEMBER_BYTES` for the weights).
+
+    ``damaged(path, reason)`` makes the exception raised (the run's or the checkpoint's).
+    """
+    try:
+        with open_regular(path, max_bytes=MAX_MODEL_BYTES) as handle, zipfile.ZipFile(handle) as archive:
+            members = archive.infolist()
+    except RefusedFileError as exc:
+        raise damaged(path, exc.reason) from exc
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise damaged(path, f"it is not a Keras model archive ({type(exc).__name__}: {shorten(exc)})") from exc
+    if "config.json" not in {m.filename for m in members}:
+        raise damaged(path, "it is not a Keras model archive (no config.json)")
+    for member in members:
+        limit = MODEL_MEMBER_BYTES.get(member.filename, MAX_MODEL_MEMBER_BYTES)
+        if member.file_size > limit:
+            raise damaged(path, f"its member {shorten(member.filename)!r} unpacks to {member.file_size:,} bytes, "
+                                f"more than the {limit // 2**20:,} MB allowed")
+
+
+def load_keras_model(path: Path, *, damaged: Any) -> Any:
+    """:func:`check_model_archive`, then ``keras.saving.load_model(path, safe_mode=True)``; whatever
+    Keras raises on a damaged archive becomes ``damaged(path, reason)``."""
+    import keras  # noqa: PLC0415 - keep listing runs fast
+
+    import core.models  # noqa: F401, PLC0415 - registers the custom layers for deserialisation
+
+    check_model_archive(path, damaged=damaged)
+    try:
         return keras.saving.load_model(path, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001 - Keras raises anything (KeyError, TypeError, OSError...) on bad input
+        raise damaged(path, f"it cannot be loaded as a Keras model ({type(exc).__name__}: {shorten(exc)})") from exc
 
 
 def load_run(path: str | Path) -> Run:

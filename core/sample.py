@@ -88,7 +88,6 @@ import dataclasses
 import datetime
 import gzip
 import io
-import json
 import logging
 import math
 import re
@@ -110,6 +109,7 @@ from core.io import (
     atomic_write_json,
     atomic_write_text,
     check_replaceable,
+    read_json_object,
     read_jsonl,
 )
 from core.progress import Progress
@@ -337,8 +337,8 @@ def sample_is_current(out: str | Path, *, n: int = 2000, seed: int = 0) -> bool:
     if not (out / "catalog.csv").exists() or not meta_path.exists():
         return False
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        meta = read_json_object(meta_path, max_bytes=2**20)  # refuses a named pipe, which would block
+    except ValueError:
         return False
     return (
         meta.get("version") == SAMPLE_VERSION
@@ -380,8 +380,8 @@ def _prepare_folder(out: Path, params: dict[str, Any], *, force: bool) -> None:
         previous = None
         if (out / _PARAMS_FILE).exists():
             try:
-                previous = json.loads((out / _PARAMS_FILE).read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
+                previous = read_json_object(out / _PARAMS_FILE, max_bytes=2**20)
+            except ValueError:
                 previous = None
         if previous != params:
             # A finished sample or a run with other parameters: start from scratch.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import report
+from core import report, runs
 from core.errors import GalaxyMorphError
 from core.images import display_name
 from ui import charts, common, data, palette, session
@@ -28,6 +28,8 @@ candidates = report.first_seed_runs(report.in_model_order(
     data.load_runs(tuple(finished[finished["dataset"] == dataset]["path"]))))
 # The gradient-boosting baseline classifies features of a dataset's images, not an uploaded image.
 candidates = [r for r in candidates if (r.path / "model.keras").exists()]
+candidates, damaged_models = runs.split_damaged(candidates, files=("model.keras",))
+common.damaged_notice(damaged_models, what="run", key="cls_damaged_models")
 if not candidates:
     common.stop_with("Only the baseline was trained on this dataset; train a network to classify an image.")
 # A model sees what it was trained on or nothing: runs whose dataset folder was rebuilt or
@@ -103,7 +105,11 @@ st.subheader("Class probabilities")
 columns = st.columns(len(candidates))
 for column, run in zip(columns, candidates):
     with column:
-        probs = data.predict(run.path, steps["final"])
+        try:
+            probs = data.predict(run.path, steps["final"])
+        except runs.RunDamagedError as exc:  # an archive that passed the size checks but does not load
+            st.warning(common.md(str(exc)))
+            continue
         best = max(probs, key=probs.get)
         model = common.md(common.model_label(run.model_name))
         st.markdown(f"**{model}** → **{common.md(best)}** ({probs[best]:.0%})")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import report
+from core import report, runs
 from ui import charts, common, data, present, session
 
 session.require_router()
@@ -44,7 +44,10 @@ else:
                                                         f"seed {candidates.loc[i, 'seed']} · {i[:15]}")
 if not chosen:
     common.stop_with("Choose at least one run above.")
-runs_list = data.load_runs(tuple(candidates.loc[chosen, "path"]))
+runs_list, damaged_files = runs.split_damaged(data.load_runs(tuple(candidates.loc[chosen, "path"])))
+common.damaged_notice(damaged_files, what="run", key="cmp_damaged_files")
+if not runs_list:
+    common.stop_with("None of the chosen runs can be read; choose others above.")
 groups = {report.dataset_name(group): group for group in report.by_dataset(runs_list).values()}
 experiment = shown_before.get("experiment") if shown_before.get("experiment") in groups else list(groups)[-1]
 if len(groups) > 1 and not presenting:

@@ -157,17 +157,24 @@ def test_a_crafted_job_record_is_never_signalled_nor_its_files_read(
     assert _tree(jobs_folder.parent.parent / "outside") == outside_before and HOSTNAME.read_text() == hostname
 
 
-def test_the_same_record_untouched_is_trusted_and_stops_its_process(
-    jobs_folder: Path, sleeper: subprocess.Popen[bytes]
-) -> None:
-    """The control for the table above: the checks, not a broken signal path, keep those processes alive."""
-    (jobs_folder / f"{JOB_ID}.log").write_text("epoch 1/3\n")
-    (jobs_folder / f"{JOB_ID}.json").write_text(json.dumps(_record(jobs_folder, sleeper.pid)))
-    job = jobs.load_job(JOB_ID)
-    assert jobs.job_problem(job) is None and jobs.job_status(job) == jobs.RUNNING
-    assert jobs.tail_log(job) == "epoch 1/3"
-    assert jobs.stop_job(JOB_ID) is True
-    assert sleeper.wait(timeout=30) == -15
+def test_the_same_record_untouched_is_trusted_and_stops_its_process(jobs_folder: Path, tmp_path: Path) -> None:
+    """The control for the table above: the checks, not a broken signal path, keep those processes alive.
+    The process has the command line start_job gives a job's wrapper (issue 22, row 2)."""
+    from tests.test_hostile_round2_records import _wrapper_lookalike
+
+    lookalike = _wrapper_lookalike(tmp_path, _record(jobs_folder, os.getpid()))
+    try:
+        (jobs_folder / f"{JOB_ID}.log").write_text("epoch 1/3\n")
+        (jobs_folder / f"{JOB_ID}.json").write_text(json.dumps(_record(jobs_folder, lookalike.pid)))
+        job = jobs.load_job(JOB_ID)
+        assert jobs.job_problem(job) is None and jobs.job_status(job) == jobs.RUNNING
+        assert jobs.tail_log(job) == "epoch 1/3"
+        assert jobs.stop_job(JOB_ID) is True
+        assert lookalike.wait(timeout=30) == -15
+    finally:
+        if lookalike.poll() is None:
+            lookalike.kill()
+        lookalike.wait()
 
 
 # --------------------------------------------------------------------------- damaged datasets and runs
@@ -346,7 +353,9 @@ def test_import_refuses_files_outside_the_image_folder(
     assert report["matched_rows"] == 1
     assert [r["name"] for r in report["unmatched_rows"]] == ["NGC 7"]
     assert reason in report["unmatched_rows"][0]["reason"]
-    assert load_source(out).table["path"].tolist() == [str((images / "NGC_1.fits.gz").resolve())]
+    # The matched image is placed under the source (issue 22, row 4): a copy of the one in --images.
+    assert load_source(out).table["path"].tolist() == [str(out.resolve() / "images" / "NGC_1.fits.gz")]
+    assert (out / "images" / "NGC_1.fits.gz").read_bytes() == (images / "NGC_1.fits.gz").read_bytes()
     after = {k: v for k, v in _tree(tmp_path).items() if not k.startswith("data/")}
     assert after == before  # written: only the source folder under data/
 
@@ -379,10 +388,10 @@ def test_a_crafted_catalogue_cannot_point_the_builder_outside_its_source(
     (source / "catalog.csv").write_text(f"name,classification,file\nNGC 1,E,{pictures / 'good.fits.gz'}\nNGC 2,E,{cell}\n")
 
     table = load_source(source).table
-    assert table["path"].tolist() == [str(pictures / "good.fits.gz"), None]
-    assert table["image_reason"].tolist() == ["", f"file outside the source folder {source.resolve()} (refused)"]
-    measured = compute_metrics(source, n_jobs=1)
-    assert measured["path"].tolist() == [str(pictures / "good.fits.gz")]  # the builder reads only that one
+    # import_report.json widens nothing (issue 22, row 4): the image folder it names is outside too.
+    assert table["path"].tolist() == [None, None]
+    assert table["image_reason"].str.startswith(f"file outside the source folder {source.resolve()} (refused)").all()
+    assert compute_metrics(source, n_jobs=1).empty  # the builder reads none of them
 
 
 # --------------------------------------------------------------------------- the dashboard

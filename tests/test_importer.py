@@ -119,7 +119,8 @@ def test_cli_imports_the_real_gz1_sample(tmp_path):
     assert "imported 600 rows" in proc.stdout
     catalog = pd.read_csv(tmp_path / "imported" / "gz1" / "catalog.csv")
     assert catalog["classification"].value_counts().to_dict() == {"Spiral": 200, "EdgeOn": 200, "E": 200}
-    assert all(Path(f).is_file() for f in catalog["file"])
+    # The images are placed under the source (issue 22, row 4), named relative to it.
+    assert all((tmp_path / "imported" / "gz1" / f).is_file() for f in catalog["file"])
     assert json.loads((tmp_path / "imported" / "gz1" / "import_report.json").read_text())["unmatched_files"] == []
 
 

@@ -28,12 +28,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the runs, print the table and the verdicts per dataset, write the report files."""
+    import sys
     from pathlib import Path
 
-    from core.errors import GalaxyMorphError
+    from core.errors import GalaxyMorphError, shorten_message
     from core.io import REPORT, atomic_write_json, check_replaceable
     from core.report import by_dataset, dataset_name, deduplicate, finished, write_report
-    from core.runs import resolve_run, scan_runs
+    from core.runs import resolve_run, scan_runs, split_damaged
 
     check_replaceable(args.out, kind=REPORT)  # before any table is printed: the report could not be written
     # A run that cannot be read stops the comparison: leaving it out would change the result
@@ -58,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
     if problems:
         more = f" (and {len(problems) - 1} more run(s) that cannot be read)" if len(problems) > 1 else ""
         raise GalaxyMorphError(problems[0] + more)
+    # Damaged predictions or history leave that run out, said on stderr; the others are compared.
+    runs, unusable = split_damaged(runs)
+    for _, message in unusable:
+        print(f"damaged, left out: {shorten_message(message)}", file=sys.stderr)
     if not runs:
         raise GalaxyMorphError("no runs to compare. Train some with `python -m core train --dataset ...`.")
     groups = by_dataset(deduplicate(finished(runs)))
