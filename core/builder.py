@@ -53,6 +53,7 @@ from core.preprocessing import QUALITY_VERSION, PreprocessConfig
 from core.quality import METRICS_VERSION, _file_key, _finite, apply_quality_filter, compute_metrics
 from core.progress import Progress
 from core.spec import QUALITY_FIELDS, BuildSpec, QualityThresholds
+from core.splits import SPLIT_FILE, read_split_file, split_around_test
 
 logger = logging.getLogger(__name__)
 
@@ -366,6 +367,7 @@ def _params(spec: BuildSpec, source: Source, scheme: Scheme, *, catalog: str, co
         "val_fraction": float(spec.val_fraction),
         "test_fraction": float(spec.test_fraction),
         "builder_version": BUILDER_VERSION,
+        **({"split_file_sha256": sha} if (sha := _file_sha(source.root / SPLIT_FILE)) else {}),
         "metrics_version": METRICS_VERSION,
         "quality_version": QUALITY_VERSION,
     }
@@ -480,7 +482,10 @@ def build(
             _drop_rows(x_path, keep_rows)
             kept = kept[keep_rows].reset_index(drop=True)
             _check_classes(kept, the_scheme.classes, val_fraction=val_fraction, test_fraction=test_fraction)
-        kept["split"] = split_by_object(kept["label"], seed=spec.seed, val_fraction=val_fraction, test_fraction=test_fraction)
+        frozen = read_split_file(source.root)  # a source's own test set outlives any crop or threshold
+        kept["split"] = split_by_object(kept["label"], seed=spec.seed, val_fraction=val_fraction, test_fraction=test_fraction) \
+            if frozen is None else split_around_test(kept["label"], kept["name"].str.strip().isin(frozen), seed=spec.seed,
+                                                     val_fraction=val_fraction, test_fraction=test_fraction)
         classes = list(the_scheme.classes)
         kept["y"] = kept["label"].map({c: i for i, c in enumerate(classes)}).astype(np.int64)
         candidates["split"] = candidates["name"].map(dict(zip(kept["name"], kept["split"]))).fillna("")
