@@ -34,8 +34,8 @@ with st.container(border=True):
                             format_func=common.model_label, key="train_models")
     c1, c2, c3, c4 = st.columns([1, 1, 1, 1.2])
     epochs = c1.number_input("Epochs (max, early stopping on)", 1, 500, None, key="train_epochs",
-                             placeholder="each model's default",
-                             help="Leave empty for each model's own default (see docs/MODELS.md, section 'One protocol').")
+                             placeholder="the protocol's default",
+                             help="Leave empty for the protocol's default (see docs/MODELS.md, section 'One protocol').")
     seeds_text = c2.text_input("Seeds (comma-separated)", "0", key="train_seeds",
                                help="One run per model and seed; the comparison averages over seeds.")
     batch = c3.select_slider("Batch size", [16, 32, 64, 128], value=32, key="train_batch")
