@@ -227,3 +227,12 @@ def test_the_default_build_and_the_study_build_of_gz1_test_the_same_frozen_names
     scored = np.concatenate([study.fold_dataset(data, fold=f, k=5, seed=0).meta.query("split == 'test'")["name"]
                              for f in range(5)])
     assert sorted(scored) == sorted(names[split != "test"])  # every train + validation galaxy scored once
+
+
+def test_build_refuses_a_damaged_split_file_before_reading_an_image(tmp_path, monkeypatch):
+    monkeypatch.setenv("GALAXY_MORPH_DATA_DIR", str(tmp_path / "data"))
+    source = _gz1_copy(tmp_path / "gz1", per_class=3)
+    (source / SPLIT_FILE).write_text("name,split\nSDSS 1,validation\n")
+    with pytest.raises(ConfigError, match=r"split.csv, row 2: split must be 'test'; got 'validation'"):
+        build(BuildSpec(source=str(source)), out=tmp_path / "out", n_jobs=1)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "data").exists()  # nothing measured or written
