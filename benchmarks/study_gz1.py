@@ -179,21 +179,25 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     csv = args.out / "study.csv"
-    results = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=["model", "fold", "seed"])
-    dataset = None if args.table and not (args.out / "datasets" / "gz1-default").exists() else study_dataset(args.out)
+    results = pd.read_csv(csv) if csv.exists() else pd.DataFrame()
+    built = args.out / "datasets" / "gz1-default"
+    if args.table:  # the dataset the results came from, as it is (None: counts left out)
+        dataset = load_dataset(built) if built.exists() else None
+    else:
+        dataset = study_dataset(args.out)
     if not args.table:
         # Fold by fold, every model: a study stopped early still has paired folds.
         for fold in range(args.folds):
             for model in args.models:
-                done = (results["model"] == model) & (results["fold"] == fold) & (results["seed"] == args.seed)
-                if done.any():
+                if not results.empty and ((results["model"] == model) & (results["fold"] == fold)
+                                          & (results["seed"] == args.seed)).any():
                     continue
                 row = run_fold(dataset, model, fold=fold, k=args.folds, seed=args.seed, out=args.out)
                 results = pd.concat([results, pd.DataFrame([row])], ignore_index=True)
                 results.to_csv(csv, index=False)
                 logging.info("%s fold %d: %.3f (%d/%d) in %.0f s", model, fold, row["accuracy"], row["correct"],
                              row["n_scored"], row["seconds"])
-    results = results[results["seed"] == args.seed]
+    results = results[results["seed"] == args.seed] if not results.empty else results
     text = table(results, dataset, k=args.folds) if not results.empty else "No results yet."
     (args.out / "study.md").write_text(text + "\n", encoding="utf-8")
     print(text)
