@@ -53,6 +53,7 @@ from core.preprocessing import QUALITY_VERSION, PreprocessConfig
 from core.quality import METRICS_VERSION, _file_key, _finite, apply_quality_filter, compute_metrics
 from core.progress import Progress
 from core.spec import QUALITY_FIELDS, BuildSpec, QualityThresholds
+from core.splits import SPLIT_FILE, read_split_file, split_around_test
 
 logger = logging.getLogger(__name__)
 
@@ -366,6 +367,7 @@ def _params(spec: BuildSpec, source: Source, scheme: Scheme, *, catalog: str, co
         "val_fraction": float(spec.val_fraction),
         "test_fraction": float(spec.test_fraction),
         "builder_version": BUILDER_VERSION,
+        **({"split_file_sha256": sha} if (sha := _file_sha(source.root / SPLIT_FILE)) else {}),
         "metrics_version": METRICS_VERSION,
         "quality_version": QUALITY_VERSION,
     }
@@ -426,6 +428,7 @@ def build(
     # Checked now, before any image is read; apply_quality_filter's messages name the parameter.
     apply_quality_filter(pd.DataFrame(columns=list(_FILTER_COLUMNS)), crop=config.crop, **spec.thresholds.to_dict())
     the_scheme = resolve_scheme(spec, source)
+    frozen = read_split_file(source.root)  # a damaged split file is refused before any image is read
     params = _params(spec, source, the_scheme, catalog=resolve_catalog(source, spec.catalog), config=config)
     out = Path(out) if out is not None else get_settings().data_dir / "datasets" / _auto_name(source, params)
     # Before any image is read: a folder that is not a dataset of ours is refused at once.
@@ -485,7 +488,11 @@ def build(
             _drop_rows(x_path, keep_rows)
             kept = kept[keep_rows].reset_index(drop=True)
             _check_classes(kept, the_scheme.classes, val_fraction=val_fraction, test_fraction=test_fraction)
-        kept["split"] = split_by_object(kept["label"], seed=spec.seed, val_fraction=val_fraction, test_fraction=test_fraction)
+        if frozen is None:
+            kept["split"] = split_by_object(kept["label"], seed=spec.seed, val_fraction=val_fraction, test_fraction=test_fraction)
+        else:  # the source's own test set, whatever crop or threshold kept the rest
+            kept["split"] = split_around_test(kept["label"], kept["name"].str.strip().isin(frozen), seed=spec.seed,
+                                              val_fraction=val_fraction, test_fraction=test_fraction)
         classes = list(the_scheme.classes)
         kept["y"] = kept["label"].map({c: i for i, c in enumerate(classes)}).astype(np.int64)
         candidates["split"] = candidates["name"].map(dict(zip(kept["name"], kept["split"]))).fillna("")

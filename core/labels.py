@@ -4,7 +4,7 @@ NED writes morphologies in the revised Hubble notation of de Vaucouleurs (RC3): 
 S0, S, I), a bar family (SA, SAB, SB), an inner-ring variety ((r), (s), (rs)), a stage (a ... m)
 and qualifiers (``pec``, ``sp`` for edge-on, ``:`` or ``?`` for uncertain). :func:`parse_morphology`
 turns one string into a :class:`Morphology`; a :class:`Scheme` turns a morphology into a class
-of a classification task (``hubble3``, ``hubble4``, ``seed6``, ``gz1`` or the user's own mapping);
+of a classification task (``hubble3``, ``hubble4``, ``seed6``, ``gz1``, ``gz1disc`` or the user's own mapping);
 :func:`resolve_conflicts` reduces a table with several rows per object to one label per object.
 
 NED appends notes to a type after a ``;`` (``SA(s)ab;LINER Sy1.8``, ``E+0-1 pec;NLRG Sy``): only
@@ -205,7 +205,7 @@ class Scheme:
     Attributes
     ----------
     name : str
-        ``hubble3``, ``hubble4``, ``seed6``, ``gz1``, or the mapping file's stem.
+        ``hubble3``, ``hubble4``, ``seed6``, ``gz1``, ``gz1disc``, or the mapping file's stem.
     classes : tuple of str
         The classes in their fixed order (the index is the integer label ``y``).
     description : str
@@ -257,6 +257,12 @@ def _gz1(raw: str) -> str | None:
     return raw.strip()
 
 
+def _gz1_disc(raw: str) -> str | None:
+    # GZ1's "EdgeOn" is its third choice, "edge-on or winding not visible": a disc either way.
+    label = raw.strip()
+    return {"E": "E", "EdgeOn": "Disc", "Spiral": "Disc"}.get(label)
+
+
 BUILTIN_SCHEMES: dict[str, tuple[tuple[str, ...], Callable[[str], str | None], str]] = {
     "hubble3": (("E", "S0", "Spiral"), _hubble3, "E (incl. cD) / S0 (incl. S0/a) / Spiral (S with a stage, Sa-Sm)"),
     "hubble4": (("E", "S0", "Spiral", "Irr"), _hubble4, "hubble3 plus irregulars (I, Im, IBm)"),
@@ -265,7 +271,17 @@ BUILTIN_SCHEMES: dict[str, tuple[tuple[str, ...], Callable[[str], str | None], s
         _seed6,
         "the original study's search classes: spirals by bar family, lenticulars whatever their bar",
     ),
-    "gz1": (("E", "EdgeOn", "Spiral"), _gz1, "Galaxy Zoo 1 labels as shipped in data/gz1 (identity)"),
+    "gz1": (
+        ("E", "EdgeOn", "Spiral"),
+        _gz1,
+        "Galaxy Zoo 1 votes as shipped in data/gz1: E (elliptical), EdgeOn (GZ1's third choice: a spiral seen "
+        "edge-on OR whose winding could not be seen, so some face-on discs), Spiral (visible winding)",
+    ),
+    "gz1disc": (
+        ("E", "Disc"),
+        _gz1_disc,
+        "Galaxy Zoo 1 as elliptical vs disc: EdgeOn + Spiral are Disc, as GZ1's combined spiral fraction counts them",
+    ),
 }
 
 

@@ -1,4 +1,4 @@
-"""The three architectures compared by the tool, as uncompiled Keras 3 models.
+"""The architectures compared by the tool, as uncompiled Keras 3 models.
 
 Every builder takes the input side, the number of channels (1 or 3) and the class count, and
 returns a Functional ``keras.Model`` built only from ``keras.layers`` and ``keras.ops``, so the
@@ -71,9 +71,10 @@ def lenet5(
         "average" is the original subsampling; "max" the modern option.
     native_size : bool
         Keep the input's own side instead of resizing to 32 px (the equal training protocol,
-        where every model sees the same pixels); C5 then sees more than 1×1 and F6 grows.
+        where every model sees the same pixels); C5 then sees more than 1×1 and F6 grows. An
+        input smaller than 32 px is still enlarged to 32: the three 5×5 convolutions need it.
     """
-    _check_common(input_size, channels, num_classes, min_size=8 if not native_size else 32)
+    _check_common(input_size, channels, num_classes, min_size=8)
     if activation not in ("tanh", "relu"):
         raise ConfigError(f"activation must be 'tanh' or 'relu'; got {activation!r}. Use 'tanh' for the original.")
     if pooling not in ("average", "max"):
@@ -81,7 +82,7 @@ def lenet5(
     pool = layers.AveragePooling2D if pooling == "average" else layers.MaxPooling2D
     inputs = keras.Input((input_size, input_size, channels), name="image")
     x = inputs
-    if input_size != 32 and not native_size:
+    if input_size != 32 and (not native_size or input_size < 32):
         x = layers.Resizing(32, 32, interpolation="bilinear", antialias=True, name="resize_32")(x)
     x = layers.Conv2D(6, 5, activation=activation, name="c1")(x)
     x = pool(2, name="s2")(x)
@@ -135,7 +136,8 @@ def alexnet(
     """AlexNet after Krizhevsky, Sutskever & Hinton (2012), "ImageNet classification with deep CNNs".
 
     Five convolutions (96@11×11 stride 4, 256@5×5, 384@3×3, 384@3×3, 256@3×3), 3×3/2 max-pools
-    after the first, second and fifth, two dense layers with dropout, softmax output.
+    after the first, second and fifth, two dense layers (fc6, fc7) each followed by dropout,
+    softmax output.
 
     ``form="faithful"`` (227-px input) keeps the paper's two-GPU grouping (C2, C4, C5 in two
     groups): 60,965,224 parameters at 1000 classes, the paper's "60 million".
@@ -152,7 +154,7 @@ def alexnet(
     dense_units : int or None
         Width of the two dense layers; ``None`` means 4096 (faithful) or 1024 (scaled).
     dropout : float
-        Dropout rate before each dense layer (the paper: 0.5).
+        Dropout rate on the outputs of fc6 and fc7 (the paper: 0.5).
     bn_momentum : float
         Momentum of the batch-norm moving statistics; 0.9 suits the few steps per epoch of a
         small dataset (Keras' 0.99 leaves validation at chance for many epochs).
@@ -196,8 +198,10 @@ def alexnet(
     x = layers.MaxPooling2D(3, strides=2, padding=padding, name="pool5")(x)
     x = layers.Flatten(name="flatten")(x)
     for i in (6, 7):
-        x = layers.Dropout(dropout, name=f"drop{i}")(x)
+        # The paper drops the *outputs* of fc6 and fc7 ("we use dropout in the first two
+        # fully-connected layers"; Caffe's reference net: fc6 -> relu6 -> drop6, fc7 -> relu7 -> drop7).
         x = layers.Dense(units, activation="relu", name=f"fc{i}")(x)
+        x = layers.Dropout(dropout, name=f"drop{i}")(x)
     return keras.Model(inputs, _classifier(x, num_classes), name=f"alexnet_{form}")
 
 
@@ -236,6 +240,43 @@ def _bottleneck_block(x: Any, filters: int, *, strides: int, momentum: float, na
     return layers.Activation("relu", name=f"{name}_out")(layers.Add(name=f"{name}_add")([shortcut, y]))
 
 
+@keras.saving.register_keras_serializable(package="galaxy_morph")
+class PaddedIdentityShortcut(layers.Layer):
+    """He et al.'s parameter-free shortcut ("option A"): subsample by ``strides``, zero-pad the new channels.
+
+    Where a small-image ResNet stage halves the map and doubles the filters, the identity is taken
+    at every other pixel and the extra channels are zeros, so the shortcut adds no parameter.
+    """
+
+    def __init__(self, filters: int, strides: int = 2, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.filters, self.strides = int(filters), int(strides)
+
+    def call(self, inputs: Any) -> Any:
+        x = inputs[:, :: self.strides, :: self.strides, :]
+        extra = self.filters - int(inputs.shape[-1])
+        return keras.ops.pad(x, [[0, 0], [0, 0], [0, 0], [extra // 2, extra - extra // 2]])
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        side = [None if s is None else -(-s // self.strides) for s in input_shape[1:3]]
+        return (input_shape[0], *side, self.filters)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "filters": self.filters, "strides": self.strides}
+
+
+def _small_basic_block(x: Any, filters: int, *, strides: int, momentum: float, name: str) -> Any:
+    shortcut = x if strides == 1 and x.shape[-1] == filters else PaddedIdentityShortcut(
+        filters, strides, name=f"{name}_pad")(x)
+    y = _conv_bn(x, filters, 3, strides=strides, momentum=momentum, name=f"{name}_a", relu=True)
+    y = _conv_bn(y, filters, 3, strides=1, momentum=momentum, name=f"{name}_b", relu=False)
+    return layers.Activation("relu", name=f"{name}_out")(layers.Add(name=f"{name}_add")([shortcut, y]))
+
+
+SMALL_RESNET_DEPTHS = (20, 32, 44, 56, 110)
+"""The depths ``6n + 2`` of He et al.'s small-image ResNets (2016, section 4.2, table 6)."""
+
+
 def resnet(
     *,
     depth: int = 18,
@@ -243,45 +284,69 @@ def resnet(
     channels: int = 3,
     num_classes: int = 1000,
     bn_momentum: float = 0.9,
-    stem_pool: bool = True,
+    stem_pool: bool | None = None,
 ) -> keras.Model:
-    """ResNet-18/34/50 after He, Zhang, Ren & Sun (2016), "Deep residual learning for image recognition".
+    """ResNet after He, Zhang, Ren & Sun (2016), "Deep residual learning for image recognition".
 
-    7×7/2 stem with 3×3/2 max-pool, four stages of basic (18, 34) or bottleneck (50) blocks at
-    64/128/256/512 filters, projection shortcuts where the shape changes, global average
-    pooling, softmax. Convolutions have no bias (batch norm follows each), so the trainable
-    parameters equal the reference counts: 11,689,512 (ResNet-18) and 25,557,032 (ResNet-50)
-    at 1000 classes. Works from 32 px (the last stage is then 1×1).
+    Two forms, chosen by ``depth``:
 
-    Deviations: batch-norm momentum 0.9 by default (see ``bn_momentum``); optionally no stem
-    max-pool (``stem_pool``).
+    - **ImageNet form** (18, 34, 50; the paper's table 1): 7×7/2 stem with 3×3/2 max-pool, four
+      stages of basic (18, 34) or bottleneck (50) blocks at 64/128/256/512 filters, projection
+      shortcuts where the shape changes ("option B"). Trainable parameters equal the reference
+      counts: 11,689,512 (ResNet-18) and 25,557,032 (ResNet-50) at 1000 classes. Works from
+      32 px, but a 64-px image is 16×16 entering stage 1 and 2×2 leaving it.
+    - **Small-image form** (20, 32, 44, 56, 110 = 6n + 2; the paper's section 4.2, for 32-px
+      CIFAR images): a 3×3 stem of 16 filters, no max-pool, three stages of ``n`` basic blocks
+      at 16/32/64 filters (maps at the input side, 1/2 and 1/4 of it), parameter-free
+      zero-padded identity shortcuts ("option A", :class:`PaddedIdentityShortcut`), global
+      average pooling. 0.27 M parameters (ResNet-20), 0.46 M (32), 0.85 M (56), as the paper
+      lists: a network sized for a few thousand small images, where ResNet-18 has 11 M.
+
+    Both end in global average pooling and a softmax. Convolutions have no bias (batch norm
+    follows each). Deviations: batch-norm momentum 0.9 by default (see ``bn_momentum``); the
+    small-image form keeps its maps at the input side (64 px here, 32 in the paper); optionally
+    no stem max-pool in the ImageNet form (``stem_pool``).
 
     Parameters
     ----------
-    depth : {18, 34, 50}
+    depth : {18, 34, 50, 20, 32, 44, 56, 110}
     bn_momentum : float
         Momentum of the batch-norm moving statistics; 0.9 suits small datasets with few steps
         per epoch (Keras' default 0.99 needs hundreds of steps before validation is usable).
-    stem_pool : bool
-        The paper's 3×3/2 max-pool after the stem. ``False`` keeps twice the resolution in every
-        stage (for small inputs such as 64-px galaxies, whose bulge is only a few pixels wide)
-        at about 4× the compute.
+    stem_pool : bool or None
+        ImageNet form only: the paper's 3×3/2 max-pool after the stem (None: on). ``False``
+        keeps twice the resolution in every stage at about 4× the compute. The small-image
+        form has no stem pool.
     """
-    if depth not in _RESNET_LAYOUTS:
-        raise ConfigError(f"depth must be 18, 34 or 50; got {depth!r}. Use 18 for small datasets.")
-    _check_common(input_size, channels, num_classes, min_size=32)
+    if depth not in _RESNET_LAYOUTS and depth not in SMALL_RESNET_DEPTHS:
+        raise ConfigError(
+            f"depth must be 18, 34 or 50 (ImageNet form) or one of {', '.join(map(str, SMALL_RESNET_DEPTHS))} "
+            f"(small-image form); got {depth!r}. Use 20 for small images and datasets."
+        )
+    _check_common(input_size, channels, num_classes, min_size=8 if depth in SMALL_RESNET_DEPTHS else 32)
     if not 0.0 < bn_momentum < 1.0:
         raise ConfigError(f"bn_momentum must be in (0, 1); got {bn_momentum!r}. Use 0.9 for small datasets.")
-    kind, repeats = _RESNET_LAYOUTS[depth]
-    block = _basic_block if kind == "basic" else _bottleneck_block
     inputs = keras.Input((input_size, input_size, channels), name="image")
-    x = _conv_bn(inputs, 64, 7, strides=2, momentum=bn_momentum, name="stem", relu=True)
-    if stem_pool:
-        x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
-    for stage, (filters, count) in enumerate(zip((64, 128, 256, 512), repeats), start=1):
-        for i in range(count):
-            strides = 2 if (i == 0 and stage > 1) else 1
-            x = block(x, filters, strides=strides, momentum=bn_momentum, name=f"stage{stage}_block{i + 1}")
+    if depth in SMALL_RESNET_DEPTHS:
+        if stem_pool:
+            raise ConfigError(f"stem_pool must be None or False for ResNet-{depth}; got {stem_pool!r}. "
+                              "The small-image form has no stem pool.")
+        x = _conv_bn(inputs, 16, 3, strides=1, momentum=bn_momentum, name="stem", relu=True)
+        for stage, filters in enumerate((16, 32, 64), start=1):
+            for i in range((depth - 2) // 6):
+                strides = 2 if (i == 0 and stage > 1) else 1
+                x = _small_basic_block(x, filters, strides=strides, momentum=bn_momentum,
+                                       name=f"stage{stage}_block{i + 1}")
+    else:
+        kind, repeats = _RESNET_LAYOUTS[depth]
+        block = _basic_block if kind == "basic" else _bottleneck_block
+        x = _conv_bn(inputs, 64, 7, strides=2, momentum=bn_momentum, name="stem", relu=True)
+        if stem_pool is None or stem_pool:
+            x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+        for stage, (filters, count) in enumerate(zip((64, 128, 256, 512), repeats), start=1):
+            for i in range(count):
+                strides = 2 if (i == 0 and stage > 1) else 1
+                x = block(x, filters, strides=strides, momentum=bn_momentum, name=f"stage{stage}_block{i + 1}")
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     return keras.Model(inputs, _classifier(x, num_classes), name=f"resnet{depth}")
 
@@ -305,6 +370,9 @@ def build_model(
         "resnet18": lambda **kw: resnet(depth=18, **kw),
         "resnet34": lambda **kw: resnet(depth=34, **kw),
         "resnet50": lambda **kw: resnet(depth=50, **kw),
+        "resnet20": lambda **kw: resnet(depth=20, **kw),
+        "resnet32": lambda **kw: resnet(depth=32, **kw),
+        "resnet56": lambda **kw: resnet(depth=56, **kw),
     }
     if name not in builders:
         raise ConfigError(f"model must be one of {', '.join(MODEL_NAMES)}; got {name!r}.")

@@ -262,7 +262,8 @@ def _plain_fields(spec: Any) -> dict[str, Any]:
 
 
 #: The architectures :func:`core.models.build_model` builds (here, so a page can list them without Keras).
-MODEL_NAMES: tuple[str, ...] = ("lenet5", "alexnet", "resnet18", "resnet34", "resnet50")
+MODEL_NAMES: tuple[str, ...] = ("lenet5", "alexnet", "resnet18", "resnet34", "resnet50", "resnet20", "resnet32",
+                                 "resnet56")
 #: What `train` runs when ``--models`` is left out.
 DEFAULT_MODELS: tuple[str, ...] = ("lenet5", "alexnet", "resnet18")
 
@@ -290,7 +291,8 @@ class TrainSpec:
     models : tuple of str
     seeds : tuple of int
         One run per model, seed, fold and repeat.
-    protocol : {"tuned", "equal"}
+    protocol : {"equal", "tuned"}
+        equal (the default): one recipe for every model; tuned: per-model recipes.
     folds : int
         0: the dataset's own split; K >= 3: stratified K-fold by object.
     repeats : int
@@ -308,7 +310,7 @@ class TrainSpec:
     dataset: str
     models: tuple[str, ...] = DEFAULT_MODELS
     seeds: tuple[int, ...] = (0,)
-    protocol: str = "tuned"
+    protocol: str = "equal"
     folds: int = 0
     repeats: int = 1
     epochs: int | None = None

@@ -7,17 +7,22 @@ name land in the same part, so an object never trains and tests the same model) 
 **stratified** by class (each fold gets its class's objects in turn, so per-class counts differ
 by at most one between folds). Validation is carved from the training folds: with fold ``f`` as
 test, fold ``f + 1`` (mod k) is validation and the rest train.
+
+A source may also freeze its test set in a ``split.csv`` (:func:`read_split_file`): the builder
+then keeps those galaxies as test whatever crop or quality threshold keeps (a filtered-out one
+just drops out) and draws train and validation from the rest (:func:`split_around_test`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from core.dataset import SPLITS, Dataset
-from core.errors import GalaxyMorphError
+from core.errors import ConfigError, GalaxyMorphError
 
 
 def _objects(labels: np.ndarray, names: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -110,3 +115,93 @@ def resplit(dataset: Dataset, *, folds: int, fold: int, split_seed: int | None) 
         fractions = tuple(float(np.mean(own == s)) for s in SPLITS)
         split = shuffle_split(labels, names, fractions=fractions, seed=split_seed)
     return dataclasses.replace(dataset, meta=dataset.meta.assign(split=split))
+
+
+# --------------------------------------------------------------------------------------------- frozen test set
+
+SPLIT_FILE = "split.csv"
+"""A source's frozen test set: ``name,split`` rows, ``split`` always ``test`` (see :func:`read_split_file`)."""
+
+
+def read_split_file(root: str | Path) -> frozenset[str] | None:
+    """The test names a source folder freezes in its ``split.csv``, or None when it has none.
+
+    The file is read as untrusted: a table of ``name`` and ``split`` columns, every ``split``
+    ``test``. Names are stripped; a name that the catalogue does not list simply never matches.
+
+    Raises
+    ------
+    ConfigError
+        If the file cannot be read, lacks a column, or holds another split than ``test``.
+    """
+    path = Path(root) / SPLIT_FILE
+    if not path.is_file():
+        return None
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ConfigError(f"split file {path} is not a readable CSV ({exc}). Fix it or delete it to split afresh.") from exc
+    columns = {str(c).strip().lower(): c for c in table.columns}
+    missing = [c for c in ("name", "split") if c not in columns]
+    if missing:
+        raise ConfigError(f"split file {path} must have the columns name and split; it lacks {missing} "
+                          f"(found {list(table.columns)[:5]}). Write one 'name,test' row per test galaxy.")
+    splits = table[columns["split"]].str.strip().str.lower()
+    wrong = table.index[splits != "test"]
+    if len(wrong):
+        row = int(wrong[0])
+        raise ConfigError(f"split file {path}, row {row + 2}: split must be 'test'; got {table.loc[row, columns['split']]!r}. "
+                          "The file freezes the test set; build draws train and validation from the rest.")
+    names = table[columns["name"]].str.strip()
+    return frozenset(names[names != ""])
+
+
+def split_around_test(labels: np.ndarray, is_test: np.ndarray, *, seed: int, val_fraction: float,
+                      test_fraction: float) -> np.ndarray:
+    """``train``/``val``/``test`` per row when the test rows are given (a source's frozen test set).
+
+    Validation is drawn from the other rows, stratified by class and seeded, with the share it
+    has of them in an ordinary split: ``val_fraction / (1 - test_fraction)``. Rows must be
+    distinct objects (the builder removes duplicates first).
+    """
+    labels = np.asarray(labels, dtype=object)
+    is_test = np.asarray(is_test, dtype=bool)
+    split = np.where(is_test, "test", "train").astype(object)
+    share = val_fraction / (1 - test_fraction)
+    rng = np.random.default_rng(seed)
+    for cls in sorted(set(labels[~is_test]), key=str):
+        members = rng.permutation(np.flatnonzero((labels == cls) & ~is_test))
+        split[members[: int(round(share * len(members)))]] = "val"
+    return split
+
+
+def freeze_test_split(root: str | Path, labels: pd.Series, names: pd.Series, *, fraction: float = 0.15,
+                      seed: int = 0) -> Path:
+    """Draw a source's test set once and write it to ``root/split.csv``; refuse to replace one.
+
+    Stratified by class: within each class the names are shuffled (seeded) and the first
+    ``round(fraction * n)`` kept. Draw it from the whole catalogue, before any filter, so that no
+    build setting chooses which galaxies are tested.
+
+    Raises
+    ------
+    ConfigError
+        If ``root`` already has a split file (a frozen test set is never redrawn silently), or
+        ``fraction`` is not in (0, 1).
+    """
+    from core.io import atomic_write_text  # noqa: PLC0415
+
+    path = Path(root) / SPLIT_FILE
+    if path.exists():
+        raise ConfigError(f"{path} exists; a frozen test set is not redrawn. Delete it first to draw a new one.")
+    if not 0 < fraction < 1:
+        raise ConfigError(f"fraction must be in (0, 1); got {fraction!r}. Use e.g. 0.15.")
+    table = pd.DataFrame({"name": pd.Series(names, dtype=str).str.strip().to_numpy(),
+                          "label": pd.Series(labels, dtype=str).to_numpy()}).drop_duplicates("name")
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for cls in sorted(table["label"].unique()):
+        members = table.loc[table["label"] == cls, "name"].to_numpy()
+        chosen += list(rng.permutation(members)[: int(round(fraction * len(members)))])
+    out = pd.DataFrame({"name": sorted(chosen), "split": "test"})
+    return atomic_write_text(path, out.to_csv(index=False))

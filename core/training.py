@@ -75,7 +75,8 @@ class TrainConfig:
         "cosine" decays the learning rate from ``learning_rate`` to 0 over ``epochs`` epochs
         (Loshchilov & Hutter 2017, without restarts), step by step.
     protocol : {"tuned", "equal"}
-        Which defaults :func:`default_config` started from (recorded with the run).
+        Which defaults :func:`default_config` started from (recorded with the run). The field's
+        own default stays "tuned": runs recorded before the protocol existed were tuned ones.
     augment : bool
         Random 90° rotations, flips, shifts and zoom during training only.
     shift, zoom : float
@@ -206,43 +207,56 @@ class TrainConfig:
         return cls(**params)
 
 
-def model_defaults(model: str, *, protocol: str = "tuned") -> dict[str, Any]:
+#: The one recipe of the equal protocol: every model gets exactly this (see :func:`model_defaults`).
+EQUAL_RECIPE: dict[str, Any] = {"epochs": 30, "optimizer": "adamw", "learning_rate": 1e-3, "weight_decay": 1e-4,
+                                "schedule": "cosine", "protocol": "equal"}
+
+#: Under the equal protocol, what a model gets that the others do not, and why it cannot go without.
+#: The builder options here are written to each run (``protocol_differences`` in its ``config.json``).
+_EQUAL_DIFFERENCES: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
+    "lenet5": ({"activation": "relu", "pooling": "max", "native_size": True}, (
+        "LeNet-5: ReLU and max pooling in place of the paper's tanh and average subsampling (with tanh, a "
+        "61 k-parameter net is still far from converged after the common epoch budget)",
+        "LeNet-5: images smaller than 32 px are enlarged to 32 px inside the model (its three 5x5 "
+        "convolutions need at least 32 px); larger ones are seen at their own size like every model",
+    )),
+    "alexnet": ({"normalization": "batchnorm"}, (
+        "AlexNet: batch normalisation in place of local response normalisation after conv1 and conv2 "
+        "(with LRN the 9 M-parameter net stays at chance for many epochs on ~1,000 images)",
+    )),
+}
+
+
+def model_defaults(model: str, *, protocol: str = "equal") -> dict[str, Any]:
     """The defaults of ``model`` under ``protocol``, and why.
 
-    ``"equal"``: the same recipe for every model, so that a difference between models is the
-    architecture's: AdamW (lr 1e-3, weight decay 1e-4) with a cosine schedule over 30 epochs,
-    batch 32, patience 10, and every model at the dataset's own input size (LeNet-5 is not
-    resized to 32 px). Only what an architecture cannot run without differs: batch norm in
-    AlexNet (in place of LRN) and ReLU/max pooling in LeNet-5, as in the tuned protocol.
+    ``"equal"`` (the default): one recipe for every model (:data:`EQUAL_RECIPE`), so that a
+    difference between models is the architecture's: AdamW (lr 1e-3, weight decay 1e-4) with a
+    cosine schedule over 30 epochs, batch 32, the same augmentation, class weights and input
+    size (LeNet-5 is not resized to 32 px), and the same epoch-selection rule (the weights of
+    the epoch with the lowest validation loss, early stopping after 10 epochs without a better
+    one). Only what an architecture cannot run without differs, and
+    :func:`protocol_differences` says what and why: ReLU/max pooling in LeNet-5 and batch norm
+    in AlexNet (in place of LRN).
 
-    ``"tuned"`` (the default): per-model settings. All: batch 32 (≈20 steps per epoch on the
-    built-in sample's ~650 training galaxies).
+    ``"tuned"``: per-model recipes, chosen for this project on validation folds of the shipped
+    Galaxy Zoo cutouts, one model at a time (not nested: the folds that chose a recipe also
+    scored it, so a tuned comparison favours the models whose recipe was searched longest).
+    All: batch 32.
 
-    - LeNet-5: lr 1e-3, 40 epochs (a 61 k-parameter net is ~1 s per epoch on CPU), ReLU/max-pool
-      because tanh/average pooling converges several times slower in few epochs; a constant rate
-      and early stopping with patience 10, chosen on validation-loss behaviour: on ~140 validation
-      galaxies the loss jumps from epoch to epoch, and a shorter patience stops on such a jump.
-    - AlexNet (scaled form): lr 3e-4 and batch norm in place of LRN: with the paper's LRN and
-      lr 1e-3 the 9 M-parameter net often stays at chance for many epochs on ~1,400 images.
+    - LeNet-5: lr 1e-3, 40 epochs, ReLU/max-pool, a constant rate and early stopping with patience 10.
+    - AlexNet (scaled form): lr 3e-4 and batch norm in place of LRN.
     - ResNet: AdamW lr 1e-3, weight decay 1e-4, BN momentum 0.9 (built into :func:`core.models.resnet`).
     - AlexNet and ResNet: a cosine schedule over 40 epochs without early stopping (the best epoch's
-      weights are still restored). At a constant rate their validation loss jumps from epoch to
-      epoch, and patience 10 stopped real Galaxy Zoo runs near epoch 20 with the best at epoch 10.
-      On three validation folds of the shipped cutouts (``benchmarks/study_gz1.py``) the schedule
-      gained on every fold: ResNet +0.05 with 40 epochs (+0.06 with 60), AlexNet +0.03 (+0.05 with
-      60). 40, not 60: the three models took 14.1 minutes on 1,218 galaxies of a 2-core CPU; 60
-      epochs would take ~21 of the 25 minutes allowed, little margin for a further gain inside
-      the fold spread.
+      weights are still restored).
     """
     if model not in MODEL_NAMES:
         raise ConfigError(f"model must be one of {', '.join(MODEL_NAMES)}; got {model!r}.")
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {protocol!r}.")
     if protocol == "equal":
-        options = {"lenet5": {"activation": "relu", "pooling": "max", "native_size": True},
-                   "alexnet": {"normalization": "batchnorm"}}.get(model, {})
-        return {"epochs": 30, "optimizer": "adamw", "learning_rate": 1e-3, "weight_decay": 1e-4,
-                "schedule": "cosine", "protocol": "equal", "model_options": options}
+        options = _EQUAL_DIFFERENCES.get(model, ({}, ()))[0]
+        return {**EQUAL_RECIPE, "model_options": dict(options)}
     if model == "lenet5":
         return {"epochs": 40, "learning_rate": 1e-3, "model_options": {"activation": "relu", "pooling": "max"}}
     cosine = {"epochs": 40, "schedule": "cosine", "patience": 0}
@@ -251,10 +265,28 @@ def model_defaults(model: str, *, protocol: str = "tuned") -> dict[str, Any]:
     return {**cosine, "learning_rate": 1e-3, "weight_decay": 1e-4, "optimizer": "adamw"}
 
 
-def default_config(model: str, *, protocol: str | None = "tuned", **overrides: Any) -> TrainConfig:
-    """A :class:`TrainConfig` with :func:`model_defaults` for ``model`` and ``protocol`` (None = tuned), then
+def protocol_differences(config: TrainConfig) -> list[str]:
+    """What ``config`` gives its model that the protocol does not give every model, one sentence each.
+
+    Under ``equal``: the architecture options a model cannot run without (empty for ResNet). Under
+    ``tuned``: the model's own recipe. Written to each run's ``config.json`` so a comparison can
+    list them.
+    """
+    if config.protocol == "equal":
+        options, reasons = _EQUAL_DIFFERENCES.get(config.model, ({}, ()))
+        # An option a user changed away from the protocol's is no longer the protocol's difference.
+        return list(reasons) if all(config.model_options.get(k) == v for k, v in options.items()) else [
+            f"{config.model}: model options {config.model_options}"]
+    recipe = (f"{config.optimizer}, lr {config.learning_rate:g}, weight decay {config.weight_decay:g}, "
+              f"{config.schedule} schedule, {config.epochs} epochs, patience {config.patience}")
+    extra = f", model options {config.model_options}" if config.model_options else ""
+    return [f"{config.model}: per-model recipe ({recipe}{extra})"]
+
+
+def default_config(model: str, *, protocol: str | None = "equal", **overrides: Any) -> TrainConfig:
+    """A :class:`TrainConfig` with :func:`model_defaults` for ``model`` and ``protocol`` (None = equal), then
     ``overrides`` (``None`` = default)."""
-    params = {"model": model, **model_defaults(model, protocol=protocol or "tuned")}
+    params = {"model": model, **model_defaults(model, protocol=protocol or "equal")}
     params.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig(**params)
 
@@ -813,7 +845,8 @@ def train_many(
             run = unfinished
         run_dir = run.path if run is not None else runs.create_run(
             root, model=config.model, seed=config.seed, params=params, dataset_path=dataset.path,
-            dataset_hash=dataset.content_hash, dataset_manifest=dataset.manifest)
+            dataset_hash=dataset.content_hash, dataset_manifest=dataset.manifest,
+            extra={"protocol_differences": protocol_differences(config)})
         try:
             result = train(dataset, config, run_dir=run_dir, progress_callback=progress_callback,
                            resume=run is not None)

@@ -34,8 +34,8 @@ with st.container(border=True):
                             format_func=common.model_label, key="train_models")
     c1, c2, c3, c4 = st.columns([1, 1, 1, 1.2])
     epochs = c1.number_input("Epochs (max, early stopping on)", 1, 500, None, key="train_epochs",
-                             placeholder="each model's default",
-                             help="Leave empty for each model's own default (see docs/MODELS.md, section 'One protocol').")
+                             placeholder="the protocol's default",
+                             help="Leave empty for the protocol's default (see docs/MODELS.md, section 'One protocol').")
     seeds_text = c2.text_input("Seeds (comma-separated)", "0", key="train_seeds",
                                help="One run per model and seed; the comparison averages over seeds.")
     batch = c3.select_slider("Batch size", [16, 32, 64, 128], value=32, key="train_batch")
@@ -44,9 +44,9 @@ with st.container(border=True):
                     help="Compiles the training step. Keras cannot compile the shift and zoom augmentation, so "
                          "those are off (rotations and flips stay), and so is op determinism.")
     c1, c2, c3 = st.columns([1, 1, 1])
-    protocol = c1.selectbox("Protocol", ["tuned", "equal"], key="train_protocol",
-                            help="tuned: each model's own optimiser, learning rate and epochs; equal: one optimiser, "
-                                 "cosine schedule and epoch budget for every model, LeNet-5 at the dataset's size.")
+    protocol = c1.selectbox("Protocol", ["equal", "tuned"], key="train_protocol",
+                            help="equal: one recipe (optimiser, schedule, epochs, input size) for every model; "
+                                 "tuned: per-model recipes.")
     folds = c2.number_input("Folds (0 = the dataset's split)", 0, 10, 0, key="train_folds",
                             help="K >= 3: stratified K-fold by object, every galaxy tested once; the comparison "
                                  "then reports the spread over folds and a corrected paired test.")

@@ -199,16 +199,17 @@ def test_comparison_computes_saliency_and_grad_cam_for_every_model(app: AppTest)
 
 def test_comparison_never_pools_two_protocols(world: dict[str, Path], tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    # The world's runs, and a copy of each recorded as the equal protocol: two experiments on one dataset.
+    # The world's runs (the default equal protocol), and a copy of each recorded as the tuned protocol: two
+    # experiments on one dataset.
     import shutil
 
     runs_dir = tmp_path / "runs"
     shutil.copytree(world["runs"], runs_dir)
     for run in sorted(runs_dir.iterdir()):
-        twin = runs_dir / f"{run.name}-eq"
+        twin = runs_dir / f"{run.name}-tuned"
         shutil.copytree(run, twin)
         config = json.loads((twin / "config.json").read_text())
-        config["params"]["protocol"] = "equal"
+        config["params"]["protocol"] = "tuned"
         (twin / "config.json").write_text(json.dumps({**config, "id": twin.name}))
     monkeypatch.setenv("GALAXY_MORPH_DATA_DIR", str(world["data"]))
     monkeypatch.setenv("GALAXY_MORPH_RUNS_DIR", str(runs_dir))
@@ -216,7 +217,7 @@ def test_comparison_never_pools_two_protocols(world: dict[str, Path], tmp_path: 
     at.run()
     _open(at, "comparison")
     experiment = at.selectbox(key="cmp_experiment")
-    assert len(experiment.options) == 2 and experiment.value.endswith("-equal")
+    assert sorted(option.endswith("-equal") for option in experiment.options) == [False, True]
     assert len(at.dataframe[0].value.columns) == len(MODELS)  # one column per model, not per model x protocol
     experiment.set_value(experiment.options[0]).run()
     assert not at.exception and len(at.dataframe[0].value.columns) == len(MODELS)

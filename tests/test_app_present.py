@@ -40,7 +40,7 @@ def test_a_shared_link_opens_the_comparison_as_a_presentation(world, monkeypatch
     # No sidebar (no source or scheme selector), only a way out.
     assert not at.sidebar.children and [b.key for b in at.button] == ["present_leave"]
     _open(at, "comparison")
-    assert [t.value for t in at.title] == ["LeNet\\-5 vs AlexNet vs ResNet\\-18 · tiny · 1 seed"]
+    assert [t.value for t in at.title] == ["LeNet\\-5 vs AlexNet vs ResNet\\-18 · tiny \\(equal protocol\\) · 1 seed"]
     # No selectors, no saliency, no exports.
     assert not at.selectbox and not at.multiselect and not at.button and not at.get("download_button")
     # The corrected verdict, one sentence, first thing under the title.

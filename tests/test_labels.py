@@ -128,6 +128,16 @@ def test_scheme_classes_are_ordered():
     assert get_scheme("seed6").classes == ("E", "S0", "S0/a", "SA", "SAB", "SB")
 
 
+def test_gz1disc_scheme_puts_both_gz1_spiral_choices_in_one_disc_class():
+    # GZ1's third choice ("EdgeOn") was a spiral seen edge-on or one whose winding could not be seen; GZ1's
+    # combined spiral fraction counts it as spiral, so E vs disc is EdgeOn + Spiral against E.
+    disc = get_scheme("gz1disc")
+    assert disc.classes == ("E", "Disc")
+    assert disc.classify_many(["E", "EdgeOn", " Spiral", "S0", "", None]) == [
+        "E", "Disc", "Disc", UNCLASSIFIED, UNCLASSIFIED, UNCLASSIFIED]
+    assert "edge-on OR whose winding could not be seen" in get_scheme("gz1").description
+
+
 def test_gz1_scheme_is_identity_on_its_labels():
     gz1 = get_scheme("gz1")
     assert gz1.classify_many(["E", "EdgeOn", "Spiral", " Spiral ", "SA(s)b", None]) == [

@@ -12,6 +12,7 @@ import pytest
 from core.errors import ConfigError
 from core.models import (
     LocalResponseNormalization,
+    PaddedIdentityShortcut,
     alexnet,
     build_model,
     count_params,
@@ -42,7 +43,7 @@ def test_resnet_trainable_parameters_match_the_reference_counts(depth, expected)
     assert count_params(model, trainable_only=True) == expected
 
 
-@pytest.mark.parametrize("name", ["lenet5", "alexnet", "resnet18", "resnet50"])
+@pytest.mark.parametrize("name", ["lenet5", "alexnet", "resnet18", "resnet50", "resnet20"])
 @pytest.mark.parametrize(("size", "channels"), [(32, 1), (64, 3)])
 def test_every_model_maps_images_to_class_probabilities(name, size, channels):
     model = build_model(name, input_size=size, channels=channels, num_classes=3)
@@ -50,6 +51,87 @@ def test_every_model_maps_images_to_class_probabilities(name, size, channels):
     proba = keras.ops.convert_to_numpy(model(x, training=False))
     assert proba.shape == (2, 3)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def _layer_table(model):
+    """``(layer name, kind, the layer it reads from)`` of a chain-shaped model, input excluded."""
+    rows = []
+    for layer in model.layers[1:]:
+        inbound = layer._inbound_nodes[0].input_tensors[0]._keras_history.operation.name
+        rows.append((layer.name, type(layer).__name__, inbound))
+    return rows
+
+
+@pytest.mark.parametrize(("size", "form"), [(227, "faithful"), (64, "scaled")])
+def test_alexnet_follows_the_papers_layer_table_with_dropout_after_fc6_and_fc7(size, form):
+    # Krizhevsky et al. 2012, section 3.5 and figure 2 (as Caffe's bvlc_alexnet writes it):
+    # conv1 -> norm1 -> pool1 -> conv2 -> norm2 -> pool2 -> conv3 -> conv4 -> conv5 -> pool5
+    # -> fc6 -> drop6 -> fc7 -> drop7 -> fc8 (softmax). Dropout acts on the outputs of fc6 and fc7.
+    model = alexnet(input_size=size, channels=3, num_classes=1000, form=form)
+    assert _layer_table(model) == [
+        ("conv1", "Conv2D", "image"), ("conv1_lrn", "LocalResponseNormalization", "conv1"),
+        ("pool1", "MaxPooling2D", "conv1_lrn"),
+        ("conv2", "Conv2D", "pool1"), ("conv2_lrn", "LocalResponseNormalization", "conv2"),
+        ("pool2", "MaxPooling2D", "conv2_lrn"),
+        ("conv3", "Conv2D", "pool2"), ("conv4", "Conv2D", "conv3"), ("conv5", "Conv2D", "conv4"),
+        ("pool5", "MaxPooling2D", "conv5"), ("flatten", "Flatten", "pool5"),
+        ("fc6", "Dense", "flatten"), ("drop6", "Dropout", "fc6"),
+        ("fc7", "Dense", "drop6"), ("drop7", "Dropout", "fc7"),
+        ("predictions", "Dense", "drop7"),
+    ]
+    assert [model.get_layer(n).rate for n in ("drop6", "drop7")] == [0.5, 0.5]
+    units = 4096 if form == "faithful" else 1024
+    assert [model.get_layer(n).units for n in ("fc6", "fc7")] == [units, units]
+    filters = [(model.get_layer(f"conv{i}").filters, model.get_layer(f"conv{i}").kernel_size) for i in range(1, 6)]
+    first = (11, 11) if form == "faithful" else (5, 5)
+    assert filters == [(96, first), (256, (5, 5)), (384, (3, 3)), (384, (3, 3)), (256, (3, 3))]
+
+
+def test_alexnet_drops_fc7s_output_in_training_only():
+    # With dropout after fc7, the classifier sees a different fc7 output on every training call.
+    model = alexnet(input_size=32, channels=1, num_classes=3, normalization="none", dropout=0.5)
+    features = keras.Model(model.input, model.get_layer("drop7").output)
+    x = np.random.default_rng(4).random((4, 32, 32, 1), dtype=np.float32)
+    fc7 = keras.ops.convert_to_numpy(keras.Model(model.input, model.get_layer("fc7").output)(x))
+    dropped = keras.ops.convert_to_numpy(features(x, training=True))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(features(x, training=False)), fc7, rtol=1e-6)
+    zeroed = (dropped == 0) & (fc7 != 0)
+    assert 0.3 < zeroed.sum() / max((fc7 != 0).sum(), 1) < 0.7
+
+
+@pytest.mark.parametrize(("depth", "expected"), [(20, 269_722), (32, 464_154), (56, 853_018)])
+def test_small_image_resnet_matches_the_papers_table(depth, expected):
+    # He et al. 2016, section 4.2 and table 6: 6n + 2 layers, 3x3 stem of 16 filters, no max-pool,
+    # stages of 16/32/64 filters on 32/16/8-px maps, option-A shortcuts: 0.27 M, 0.46 M, 0.85 M parameters.
+    # Count for n blocks per stage: stem 3*3*3*16 + BN 32; stage 1: 2n 3x3 16->16 convs + BN; stage 2:
+    # one 16->32 and 2n-1 32->32 convs + BN; stage 3 likewise at 64; the 64 -> 10 softmax (650).
+    model = resnet(depth=depth, input_size=32, channels=3, num_classes=10)
+    assert count_params(model, trainable_only=True) == expected
+    assert round(expected / 1e6, 2) == {20: 0.27, 32: 0.46, 56: 0.85}[depth]
+    n = (depth - 2) // 6
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert len(convs) + 1 == depth  # every weighted layer but the output is a 3x3 convolution: no projections
+    assert {c.kernel_size for c in convs} == {(3, 3)}
+    assert (convs[0].filters, convs[0].strides) == (16, (1, 1))
+    assert not any(isinstance(layer, keras.layers.MaxPooling2D) for layer in model.layers)
+    assert [model.get_layer(f"stage{s}_block{n}_out").output.shape[1:] for s in (1, 2, 3)] == [
+        (32, 32, 16), (16, 16, 32), (8, 8, 64)]
+
+
+def test_small_image_resnet_keeps_64_px_galaxies_at_16_px_in_its_last_stage():
+    small = build_model("resnet20", input_size=64, channels=3, num_classes=3)
+    imagenet = build_model("resnet18", input_size=64, channels=3, num_classes=3)
+    assert small.get_layer("stage3_block3_out").output.shape[1:3] == (16, 16)
+    assert imagenet.get_layer("stage4_block2_out").output.shape[1:3] == (2, 2)
+    assert count_params(small, trainable_only=True) < count_params(imagenet, trainable_only=True) / 40
+
+
+def test_padded_identity_shortcut_subsamples_and_pads_with_zeros():
+    x = np.arange(2 * 4 * 4 * 3, dtype=np.float32).reshape(2, 4, 4, 3)
+    out = keras.ops.convert_to_numpy(PaddedIdentityShortcut(7, 2)(x))
+    assert out.shape == (2, 2, 2, 7)
+    np.testing.assert_array_equal(out[..., 2:5], x[:, ::2, ::2, :])
+    assert not out[..., :2].any() and not out[..., 5:].any()
 
 
 def test_lenet5_resizes_other_sizes_inside_the_model():
@@ -98,7 +180,8 @@ def test_local_response_normalization_matches_the_formula():
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: resnet(depth=20), "depth must be 18, 34 or 50"),
+        (lambda: resnet(depth=21), "depth must be 18, 34 or 50 .* or one of 20, 32"),
+        (lambda: resnet(depth=20, input_size=32, num_classes=3, stem_pool=True), "stem_pool must be None or False"),
         (lambda: resnet(depth=18, input_size=16, num_classes=3), "input_size must be an integer >= 32"),
         (lambda: lenet5(channels=2), "channels must be 1 or 3"),
         (lambda: lenet5(num_classes=1), "num_classes must be an integer >= 2"),
@@ -114,8 +197,10 @@ def test_bad_options_raise_clear_errors(call, message):
         call()
 
 
-def test_saved_models_load_in_safe_mode(tmp_path):
-    model = alexnet(input_size=32, channels=1, num_classes=3, normalization="lrn")
+@pytest.mark.parametrize("name", ["alexnet", "resnet20"])
+def test_saved_models_load_in_safe_mode(tmp_path, name):
+    options = {"normalization": "lrn"} if name == "alexnet" else {}
+    model = build_model(name, input_size=32, channels=1, num_classes=3, **options)
     x = np.random.default_rng(2).random((2, 32, 32, 1), dtype=np.float32)
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)

@@ -27,9 +27,12 @@ from core.training import (
     balanced_class_weight,
     default_config,
     early_stopping_replay,
+    protocol_differences,
     train,
     train_many,
 )
+from core.cli import build_parser
+from core.spec import TrainSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -248,9 +251,9 @@ def test_config_round_trip_and_per_model_defaults():
     assert default_config("resnet18", learning_rate=0.01).learning_rate == 0.01
     # The big models' tuned recipe: a cosine schedule run to its end (chosen on gz1 validation folds).
     for model in ("alexnet", "resnet18"):
-        tuned = default_config(model)
+        tuned = default_config(model, protocol="tuned")
         assert (tuned.schedule, tuned.epochs, tuned.patience) == ("cosine", 40, 0)
-    assert default_config("lenet5").schedule == "constant"
+    assert default_config("lenet5", protocol="tuned").schedule == "constant"
     with pytest.raises(ConfigError, match="unknown training parameters"):
         TrainConfig.from_dict({"model": "lenet5", "lr": 0.1})
 
@@ -276,13 +279,52 @@ def test_train_folds_rotates_the_test_fold_and_compare_aggregates_over_them(tmp_
     assert paired_tests(runs).empty  # one model: nothing to pair
 
 
+def test_the_equal_protocol_is_the_default_and_every_model_records_what_it_alone_gets():
+    models = ("lenet5", "alexnet", "resnet18", "resnet20")
+    assert {default_config(m).protocol for m in models} == {"equal"}
+    assert TrainSpec(dataset="d").protocol == "equal"
+    assert build_parser().parse_args(["train", "--dataset", "d"]).protocol == "equal"
+    differences = {m: protocol_differences(default_config(m)) for m in models}
+    assert differences["resnet18"] == differences["resnet20"] == []
+    assert [d.split(":")[0] for d in differences["lenet5"]] == ["LeNet-5", "LeNet-5"]
+    assert "batch normalisation in place of local response normalisation" in differences["alexnet"][0]
+    # A model option changed away from the protocol's is listed as such, not as the protocol's reason.
+    assert protocol_differences(default_config("alexnet", model_options={"normalization": "lrn"})) == [
+        "alexnet: model options {'normalization': 'lrn'}"]
+    assert protocol_differences(default_config("resnet18", protocol="tuned"))[0].startswith(
+        "resnet18: per-model recipe (adamw, lr 0.001, weight decay 0.0001, cosine schedule, 40 epochs")
+
+
+def test_a_run_of_train_many_records_its_protocol_differences(tmp_path):
+    from core.runs import iter_runs
+
+    path = make_separable_dataset(tmp_path / "tiny", n=60, size=16)
+    outcomes = train_many(path, models=["lenet5"], seeds=[0], runs_dir=tmp_path / "runs",
+                          overrides={"epochs": 1, "batch_size": 16})
+    assert outcomes[0]["status"] == "finished"
+    (run,) = iter_runs(tmp_path / "runs")
+    assert run.config["params"]["protocol"] == "equal"
+    assert run.config["protocol_differences"] == protocol_differences(default_config("lenet5"))
+
+
+def test_runs_recorded_under_the_former_tuned_default_keep_their_config_hash():
+    # Runs trained before `equal` became the default were tuned ones: `train --protocol tuned --resume` must
+    # find them, so the tuned recipe's parameters are exactly those they recorded.
+    recorded = {"model": "alexnet", "epochs": 40, "batch_size": 32, "optimizer": "adam", "learning_rate": 3e-4,
+                "weight_decay": 0.0, "schedule": "cosine", "protocol": "tuned", "augment": True, "shift": 0.05,
+                "zoom": 0.1, "class_weight": "balanced", "patience": 0, "seed": 0, "mixed_precision": False,
+                "xla": False, "distribute": "auto", "model_options": {"normalization": "batchnorm"},
+                "events_every": 5, "deterministic": True, "folds": 0, "fold": 0, "split_seed": None}
+    assert default_config("alexnet", protocol="tuned").to_dict() == recorded
+
+
 def test_equal_protocol_gives_every_model_the_same_recipe_and_input_size():
-    configs = {m: default_config(m, protocol="equal") for m in ("lenet5", "alexnet", "resnet18")}
+    configs = {m: default_config(m, protocol="equal") for m in ("lenet5", "alexnet", "resnet18", "resnet20")}
     recipe = {(c.optimizer, c.learning_rate, c.weight_decay, c.schedule, c.epochs, c.batch_size, c.patience, c.protocol)
               for c in configs.values()}
     assert recipe == {("adamw", 1e-3, 1e-4, "cosine", 30, 32, 10, "equal")}
     assert configs["lenet5"].model_options["native_size"] is True
-    tuned = default_config("lenet5")
+    tuned = default_config("lenet5", protocol="tuned")
     assert tuned.protocol == "tuned" and tuned.schedule == "constant" and "native_size" not in tuned.model_options
     # LeNet-5 at the dataset's 64 px: no resizing layer, and F6 sees C5's 9 x 9 x 120 map.
     from core.models import build_model

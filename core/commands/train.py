@@ -18,17 +18,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Train every MODEL for every SEED on the dataset's own split, with the same augmentation, class "
             "weights and early stopping, writing runs/RUN_ID/ (config, history, events, checkpoint, model, "
             "test predictions and metrics). A failing model does not stop the others. Options left out use "
-            "each model's defaults (see docs/MODELS.md, section 'One protocol')."
+            "the protocol's defaults (see docs/MODELS.md, section 'One protocol')."
         ),
     )
     parser.add_argument("--dataset", required=True, help="dataset folder written by `python -m core build`")
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS),
-                        help="lenet5, alexnet, resnet18, resnet34, resnet50, or baseline (gradient boosting on "
+                        help="lenet5, alexnet, resnet18, resnet34, resnet50, resnet20, resnet32, resnet56 (small-image ResNets), "
+                             "or baseline (gradient boosting on "
                              "morphology features, a floor for the networks) (default: lenet5 alexnet resnet18)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="random seeds, one run each (default: 0)")
-    parser.add_argument("--protocol", choices=("tuned", "equal"), default="tuned",
-                        help="tuned: per-model defaults; equal: one optimiser, cosine schedule, epoch budget and "
-                             "input size for every model (default: tuned)")
+    parser.add_argument("--protocol", choices=("equal", "tuned"), default="equal",
+                        help="equal: one recipe for every model (optimiser, schedule, epochs, batch, augmentation, "
+                             "input size, epoch selection; each run records what its architecture cannot go "
+                             "without); tuned: per-model recipes (default: equal)")
     parser.add_argument("--schedule", choices=("constant", "cosine"), default=None,
                         help="learning-rate schedule (default: per protocol; cosine under equal)")
     parser.add_argument("--folds", type=int, default=0,
