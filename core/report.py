@@ -497,6 +497,26 @@ _LATEX_SPECIALS = str.maketrans({
 })
 
 
+#: What a spreadsheet reads as the start of a formula (or a DDE command) in a cell.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def inert_csv(table: pd.DataFrame) -> str:
+    """``table`` as CSV (no index) that a spreadsheet opens as plain text: every text cell and
+    header starting with one of :data:`FORMULA_STARTS` gets a leading ``'`` (OWASP's CSV injection
+    advice), so a galaxy, class, model or dataset named ``=HYPERLINK(...)`` stays a name. Numbers
+    are left alone: ``-0.5`` is a number, not a formula."""
+
+    def inert(value: object) -> object:
+        return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+    safe = table.rename(columns=inert)
+    for column in safe.columns:
+        if safe[column].dtype == object or pd.api.types.is_string_dtype(safe[column].dtype):
+            safe[column] = safe[column].map(inert)
+    return safe.to_csv(index=False)
+
+
 def latex_escape(text: str) -> str:
     r"""``text`` as literal LaTeX text: a model label ``$\input{/etc/passwd}$`` is printed, not run.
 
@@ -840,7 +860,7 @@ def write_report(runs: list[Run], out_dir: str | Path, *, title: str = "galaxy-m
     paths = {"report.json": atomic_write_json(out / "report.json", {
         "written_by": "galaxy-morph compare", "runs": [r.id for r in done]})}
     for name, table in tables.items():
-        paths[name] = atomic_write_text(out / name, table.to_csv(index=False))
+        paths[name] = atomic_write_text(out / name, inert_csv(table))
     paths["summary.tex"] = atomic_write_text(out / "summary.tex", latex_table(summary, best=best))
     paths["report.html"] = atomic_write_text(out / "report.html", _html(title, done, summary, tests,
                                                                         tables["mcnemar.csv"], best))

