@@ -96,7 +96,8 @@ def run_fold(dataset: Dataset, model: str, *, fold: int, k: int, seed: int, out:
     data = fold_dataset(dataset, fold=fold, k=k, seed=seed)
     config = training.default_config(model, seed=seed)
     run_dir = runs.create_run(out / "runs", model=model, seed=seed, params=config.to_dict(), dataset_path=data.path,
-                              dataset_hash=data.content_hash, extra={"study_fold": fold, "study_folds": k})
+                              dataset_hash=data.content_hash, extra={"study_fold": fold, "study_folds": k,
+                                     "protocol_differences": training.protocol_differences(config)})
     started = time.monotonic()
     result = training.train(data, config, run_dir=run_dir)
     keras.backend.clear_session()

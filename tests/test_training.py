@@ -307,6 +307,18 @@ def test_a_run_of_train_many_records_its_protocol_differences(tmp_path):
     assert run.config["protocol_differences"] == protocol_differences(default_config("lenet5"))
 
 
+def test_folds_on_a_dataset_with_a_frozen_test_set_warn_that_they_train_on_it(tmp_path, caplog):
+    x = np.zeros((9, 32, 32, 1), np.float32)
+    meta = pd.DataFrame({"name": [f"G{i}" for i in range(9)], "label": ["a", "b", "c"] * 3, "y": [0, 1, 2] * 3,
+                         "split": ["train"] * 3 + ["val"] * 3 + ["test"] * 3, "path": [""] * 9})
+    frozen = save_dataset(tmp_path / "frozen", x=x, meta=meta, classes=["a", "b", "c"],
+                          manifest={"params": {"size": 32, "split_file_sha256": "ab12"}})
+    with caplog.at_level("WARNING", logger="core.training"):
+        assert train_many(frozen, models=[], seeds=[0], runs_dir=tmp_path / "runs", folds=3) == []
+        assert train_many(frozen, models=[], seeds=[0], runs_dir=tmp_path / "runs") == []
+    assert [r.message.count("frozen test galaxies are trained on") for r in caplog.records] == [1]
+
+
 def test_runs_recorded_under_the_former_tuned_default_keep_their_config_hash():
     # Runs trained before `equal` became the default were tuned ones: `train --protocol tuned --resume` must
     # find them, so the tuned recipe's parameters are exactly those they recorded.
