@@ -10,8 +10,8 @@ the cluster as one task:
   checkpoint) and creates every run folder through the run registry before submitting, so a task
   knows its folder and a retried task finds it;
 - a worker trains one run at a time (a process-wide lock: Keras seeds and TensorFlow's op
-  determinism are process-wide) with TensorFlow's thread pools sized to its share of its machine
-  (:func:`worker_threads`), and always asks :func:`core.training.train` to resume: a fresh folder
+  determinism are process-wide) with TensorFlow's thread pools sized by :func:`worker_threads`
+  (below), and always asks :func:`core.training.train` to resume: a fresh folder
   has no checkpoint, and a task the scheduler moved after its worker died (SIGKILL, lost machine)
   continues that run from its last epoch instead of starting a second one;
 - before anything is submitted every worker proves it can read the dataset (same content hash)
@@ -23,12 +23,14 @@ the cluster as one task:
 
 A deterministic run is a pure function of its config, its dataset and the number of threads
 TensorFlow splits an op over: AlexNet's predictions on a CPU differ between 1 and 2 intra-op threads
-(Eigen blocks a contraction by the thread count; LeNet-5's happen not to), with or without oneDNN.
+(LeNet-5's happen not to), with oneDNN on or off.
 So the thread count is part of the recipe (``threads``, recorded in each run's ``config.json``). By
 default every run of a grid uses the count a serial ``train`` on this machine uses (all its
 cores), and the grid gives the same bytes as serial training; ``threads="share"`` gives each worker
 its share of its machine (cores / worker processes there): faster on a machine with more workers
-than cores per run, not byte-identical to a serial run. See docs/SCALING.md.
+than cores per run, not byte-identical to a serial run. And a worker keeps dask's own draws off
+the Python ``random`` sequence Keras seeds initializers from (:func:`_keep_python_random_for_training`).
+See docs/SCALING.md.
 """
 
 from __future__ import annotations
