@@ -11,7 +11,7 @@ import streamlit as st
 from core import jobs, runs
 from core.errors import GalaxyMorphError
 from core.spec import MODEL_NAMES, TrainSpec
-from ui import charts, common, data, palette, session
+from ui import charts, common, data, grid, palette, session
 
 session.require_router()
 
@@ -65,6 +65,7 @@ except ValueError:
     seeds = []
     st.error(f"seeds must be whole numbers separated by commas; got {common.md(repr(seeds_text))}. Use e.g. 0, 1, 2.")
 
+on_cluster = grid.cluster_toggle(key="train_on_cluster")
 buttons = st.container(horizontal=True)
 start = buttons.button("Start training", key="train_start", type="primary", icon=":material/play_arrow:", disabled=not (models and seeds))
 resume = buttons.button("Resume unfinished", key="train_resume", icon=":material/replay:", disabled=not (models and seeds),
@@ -75,7 +76,8 @@ if start or resume:
                          folds=int(folds), repeats=int(repeats), batch_size=int(batch),
                          epochs=int(epochs) if epochs else None, mixed_precision=mixed, xla=xla,
                          shift=0.0 if xla else None, zoom=0.0 if xla else None)
-        job = jobs.submit(spec, label=f"train {', '.join(models)} × {spec.n_runs // len(models)} run(s)", resume=resume)
+        job = grid.submit(spec, label=f"train {', '.join(models)} × {spec.n_runs // len(models)} run(s)", resume=resume,
+                          on_cluster=on_cluster)
     except GalaxyMorphError as exc:
         st.error(common.md(exc))
     else:
@@ -87,6 +89,7 @@ if "train_job" not in st.session_state and train_jobs:
 if "train_job" in st.session_state:
     st.subheader("Current job")
     common.job_panel(st.session_state["train_job"], key="train_panel")
+    grid.grid_panel(st.session_state["train_job"], key="train_grid")
 
 
 def training_active() -> bool:

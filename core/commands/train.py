@@ -58,6 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--runs-dir", default=None, help="run registry folder (default: the runs_dir setting)")
     parser.add_argument("--resume", action="store_true",
                         help="skip experiments that finished; continue killed/stopped/failed ones from their checkpoint")
+    parser.add_argument("--threads", default=None,
+                        help="TensorFlow threads per run: a number, or 'share' (each dask worker's share of its "
+                             "machine); default: this machine's cores, so a dask grid gives serial training's bytes")
     parser.add_argument("--progress-file", default=None, help="also append every progress event to this file")
     parser.set_defaults(func=run)
 
@@ -69,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from core.io import append_jsonl
     from core.models import MODEL_NAMES
     from core.progress import format_duration
-    from core.training import train_many
+    from core.grid import format_grid, train_runs
 
     unknown = [m for m in args.models if m not in (*MODEL_NAMES, BASELINE_MODEL)]
     if unknown:
@@ -95,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
                              f"{event['model']} s{event['seed']} epoch {event['epoch']}/{event['epochs']}: "
                              f"loss {event['loss']:.4f} acc {event['accuracy']:.3f} val_loss {event['val_loss']:.4f} "
                              f"val_acc {event['val_accuracy']:.3f} ({format_duration(event.get('seconds'))})\n")
+        elif status == "grid":
+            sys.stderr.write(("\r" if tty else "") + format_grid(event) + "\n")
         elif status == "finished":
             sys.stderr.write(f"{event['model']} s{event['seed']}: finished, test accuracy "
                              f"{event.get('test_accuracy', float('nan')):.3f}\n")
@@ -109,14 +114,15 @@ def run(args: argparse.Namespace) -> int:
         overrides={"class_weight": spec.class_weight},
     ) if BASELINE_MODEL in spec.models else []
     if networks:
-        outcomes += train_many(
+        outcomes += train_runs(
             spec.dataset, models=networks, seeds=list(spec.seeds), runs_dir=args.runs_dir, resume=args.resume,
-            overrides=overrides, progress_callback=show, folds=spec.folds, repeats=spec.repeats,
+            overrides=overrides, progress_callback=show, folds=spec.folds, repeats=spec.repeats, threads=args.threads,
         )
     for o in outcomes:
         acc = "" if o["accuracy"] is None else f" test accuracy {o['accuracy']:.3f}"
         err = f" ({o['error']})" if o["error"] else ""
         where = "" if o.get("fold") is None else f" fold {o['fold']}"
         where += "" if o.get("split_seed") is None else f" split seed {o['split_seed']}"
+        where += f" on {o['worker']}" if o.get("worker") else ""
         print(f"{o['model']} seed {o['seed']}{where}: {o['status']}{acc}{err} -> {o['run_dir']}")
     return 1 if any(o["status"] == "failed" for o in outcomes) else 0
