@@ -182,7 +182,8 @@ def check_workers_see_data(client: Any, *, dataset: str | Path, dataset_hash: st
         Naming each worker that cannot, and why.
     """
     answers = client.run(_probe_data, str(dataset), dataset_hash, str(runs_dir), on_error="return")
-    problems = [f"worker {worker} " + (f"failed the check ({answer!r})" if isinstance(answer, BaseException) else answer)
+    problems = [f"worker {worker} " + (f"failed the check ({answer!r})" if isinstance(answer, BaseException)
+                                       else answer)
                 for worker, answer in sorted(answers.items()) if answer is not None]
     if problems:
         raise ConfigError(
@@ -394,7 +395,8 @@ def run_grid(
         rows.append(_row(config, run_dir, "queued"))
     # Distinct keys per grid and run: a key dask still remembers from another grid would not run again.
     grid_id = secrets.token_hex(4)
-    futures = {client.submit(train_task, task, key=f"train-{grid_id}-{i}", pure=False): i for i, task in tasks.items()}
+    futures = {client.submit(train_task, task, key=f"train-{grid_id}-{i}", pure=False): i
+               for i, task in tasks.items()}
     logger.info("grid %s: %d runs on %s (%d skipped)", grid_id, len(futures), scheduler, len(configs) - len(futures))
     watcher = _Watcher(client, rows, {future.key: i for future, i in futures.items()}, progress_callback)
     pending = set(futures)
@@ -467,8 +469,8 @@ def format_grid(event: dict[str, Any]) -> str:
         if state == "running" and n:
             running = [r for r in rows if isinstance(r, dict) and r.get("state") == "running"]
             text += " (" + ", ".join(
-                f"{r.get('run')} on {r.get('worker')}" + (f" epoch {r['epoch']}/{r.get('epochs')}" if r.get("epoch") else "")
-                for r in running) + ")"
+                f"{r.get('run')} on {r.get('worker')}"
+                + (f" epoch {r['epoch']}/{r.get('epochs')}" if r.get("epoch") else "") for r in running) + ")"
         parts.append(text)
     return f"grid of {len(rows)} runs: " + ", ".join(parts)
 

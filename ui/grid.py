@@ -29,7 +29,7 @@ def cluster_toggle(*, key: str) -> bool:
     if not scheduler:
         return False
     return st.toggle(
-        f"Spread the runs over the dask cluster `{common.md(scheduler)}`", value=True, key=key,
+        f"Spread the runs over the dask cluster {common.md(scheduler)}", value=True, key=key,
         help="Each run (model × fold × repeat × seed) goes to a worker of the cluster set by dask_scheduler; its "
              "workers must see the dataset and runs folders under the same paths. Off: one run after another here. "
              "See docs/SCALING.md.")
