@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,10 +32,10 @@ import pandas as pd
 
 from core.catalogue import Source, catalogue_prefix, find_duplicates, load_source
 from core.config import get_settings
-from core.dataset import is_dataset, remove_stale_staging, save_dataset
+from core.dataset import NAME_OVERHEAD, dataset_writer, is_dataset, save_dataset, staging_folder
 from core.errors import ConfigError, GalaxyMorphError, ImageReadError
 from core.images import IMAGE_SUFFIXES
-from core.io import DATASET, check_replaceable, process_umask
+from core.io import DATASET, check_output_path, check_replaceable
 from core.parallel import resolve_jobs, run_parallel
 from core.labels import (
     UNCLASSIFIED,
@@ -383,6 +382,7 @@ def build(
     force: bool = False,
     source: Source | None = None,
     replace_trained: bool = False,
+    force_while_training: bool = False,
 ) -> Path:
     """Build (or find) the dataset of ``spec``; return its folder.
 
@@ -409,6 +409,9 @@ def build(
         Also replace a dataset that finished runs (in the settings' runs folder) were trained on.
         Without it such a rebuild is refused before an image is read: the runs would then describe
         a dataset that no longer exists (:func:`core.provenance.dataset_change` flags them).
+    force_while_training : bool
+        Also replace a dataset that a running training (a run in status ``running`` whose process
+        is alive) reads. Without it that is refused before an image is read.
 
     Returns
     -------
@@ -418,8 +421,10 @@ def build(
     Raises
     ------
     GalaxyMorphError
-        For bad parameters, an ``out`` that may not be replaced, and when a class has too few
-        images left to split (the message names the class and what to change).
+        For bad parameters, an ``out`` that may not be replaced (or too long a name for the file
+        system, or under a file), when another build is writing ``out``
+        (:class:`core.dataset.DatasetBusyError`), and when a class has too few images left to
+        split (the message names the class and what to change).
     """
     if not isinstance(spec, BuildSpec):
         raise ConfigError(f"spec must be a BuildSpec; got {type(spec).__name__}. Build one with core.spec.BuildSpec(...).")
@@ -431,8 +436,23 @@ def build(
     frozen = read_split_file(source.root)  # a damaged split file is refused before any image is read
     params = _params(spec, source, the_scheme, catalog=resolve_catalog(source, spec.catalog), config=config)
     out = Path(out) if out is not None else get_settings().data_dir / "datasets" / _auto_name(source, params)
+    check_output_path(out, option="--out", extra_chars=NAME_OVERHEAD)
+    # Held until the new version is in place: a second build into the same folder is refused.
+    with dataset_writer(out):
+        saved, n_kept, n_candidates = _build_locked(
+            spec, source=source, config=config, the_scheme=the_scheme, params=params, out=out, n_jobs=n_jobs,
+            backend=backend, progress=progress, force=force, replace_trained=replace_trained,
+            force_while_training=force_while_training)
+    if n_kept is not None:
+        logger.info("dataset %s: %d images kept of %d candidates", saved, n_kept, n_candidates)
+    return saved
+
+
+def _build_locked(spec: BuildSpec, *, source: Source, config: PreprocessConfig, the_scheme: Scheme, params: dict[str, Any],
+                  out: Path, n_jobs: int | None, backend: str | None, progress: Progress | None, force: bool,
+                  replace_trained: bool, force_while_training: bool) -> tuple[Path, int | None, int | None]:
+    """:func:`build` from the output check on, under the dataset's writer lock."""
     # Before any image is read: a folder that is not a dataset of ours is refused at once.
-    remove_stale_staging(out.parent)
     manifest = check_replaceable(
         out, kind=DATASET, force=force, protect=[source.root],
         same=lambda old: _choices(old.get("params")) == _choices(params),
@@ -441,7 +461,9 @@ def build(
     if not force and manifest is not None and is_dataset(out):
         if manifest.get("params") == params and manifest.get("source_hash") == current_hash:
             logger.info("cache hit: %s already holds this dataset (same parameters, unchanged source)", out)
-            return out
+            return out, None, None
+    if manifest is not None and not force_while_training:
+        _refuse_if_training(out)
     if manifest is not None and not replace_trained:
         _refuse_if_trained(out)
 
@@ -467,12 +489,10 @@ def build(
     kept = candidates[candidates["kept"]].reset_index(drop=True)
     _check_classes(kept, the_scheme.classes, val_fraction=val_fraction, test_fraction=test_fraction)
     metric_columns = [c for c in metrics.columns if c not in ("path", "read_error")]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, x_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".x.npy", dir=out.parent)
-    os.close(handle)
-    x_path = Path(x_name)
-    os.chmod(x_path, 0o666 & ~process_umask())  # mkstemp makes it 0600; the dataset's files follow the umask
-    try:
+    # The array is written in a marked staging folder: a build killed meanwhile leaves nothing
+    # the next build of this target cannot recognise as its own and remove.
+    with staging_folder(out) as stage:
+        x_path = stage / "x.npy"
         failures = _preprocess_all(
             kept, config, x_path=x_path, metric_columns=metric_columns, n_jobs=n_jobs, backend=backend,
             progress=progress,
@@ -523,10 +543,7 @@ def build(
         }
         meta = kept[["name", "label", "y", "split", "path"]]
         saved = save_dataset(out, x=x_path, meta=meta, classes=classes, manifest=manifest, images=_images_table(candidates))
-    finally:
-        x_path.unlink(missing_ok=True)
-    logger.info("dataset %s: %d images kept of %d candidates", saved, len(kept), len(candidates))
-    return saved
+    return saved, len(kept), len(candidates)
 
 
 def build_dataset(
@@ -540,6 +557,7 @@ def build_dataset(
     progress: Progress | None = None,
     force: bool = False,
     replace_trained: bool = False,
+    force_while_training: bool = False,
     **choices: Any,
 ) -> Path:
     """:func:`build` with the spec's fields as keywords (tests and scripts build from Python this way).
@@ -563,7 +581,18 @@ def build_dataset(
         thresholds=QualityThresholds(**thresholds), **choices,
     )
     return build(spec, out=out, n_jobs=n_jobs, backend=backend, progress=progress, force=force, source=loaded,
-                 replace_trained=replace_trained)
+                 replace_trained=replace_trained, force_while_training=force_while_training)
+def _refuse_if_training(out: Path) -> None:
+    training = provenance.training_runs(out)
+    if training:
+        shown = ", ".join(run.id for run in training[:3]) + (" ..." if len(training) > 3 else "")
+        raise ConfigError(
+            f"--out {out} holds a dataset that {len(training)} running training(s) read ({shown}); replacing it now "
+            "would change their data under them. Wait for them to finish, build under another --out, or pass "
+            "--force-while-training to replace it anyway."
+        )
+
+
 def _refuse_if_trained(out: Path) -> None:
     dependent = provenance.dependent_runs(out)
     if dependent:

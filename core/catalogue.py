@@ -12,6 +12,7 @@ listed under two names never lands in two splits.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import ConfigError, ParseError
-from core.io import open_regular
+from core.io import name_limit, open_regular
 
 logger = logging.getLogger(__name__)
 
@@ -276,6 +277,7 @@ def load_source(path: str | Path) -> Source:
     kind = source_kind(root, classifications=table["classification"])
     if kind == "ned":
         table = _join_manifest(table, root)
+    _check_file_names(table, catalogue_path)
     paths = [_resolve(root, f) for f in table["file"]]
     outside = [p is not None and not _inside(p, [root]) for p in paths]
     if any(outside):
@@ -295,6 +297,22 @@ def load_source(path: str | Path) -> Source:
 def _inside(path: str, roots: list[Path]) -> bool:
     resolved = Path(path).resolve()
     return any(resolved.is_relative_to(r) for r in roots)
+
+
+def _check_file_names(table: pd.DataFrame, catalogue_path: Path) -> None:
+    """Refuse a ``file`` cell with a name longer than the file system allows, naming its row.
+
+    Checked before any image is read: the file cannot exist, and ``stat`` on it raises.
+    """
+    name_max = name_limit(catalogue_path.parent)
+    for row, (name, file) in enumerate(zip(table["name"], table["file"]), start=1):
+        longest = max((len(os.fsencode(part)) for part in Path(str(file)).parts), default=0)
+        if longest > name_max:
+            shown = str(file)[:60] + f"... ({len(str(file))} characters)"
+            raise ConfigError(
+                f"{catalogue_path}: the file of row {row} ({str(name)[:200]!r}), {shown!r}, has a name of {longest} "
+                f"bytes, too long for this file system (at most {name_max}). Fix that cell of the catalogue."
+            )
 
 
 def _resolve(root: Path, file: str) -> str | None:

@@ -12,21 +12,37 @@ split and the preprocessing are the same for every model. Reading checks every f
 (:func:`check_dataset`): a truncated, mistyped or misaligned file raises
 :class:`DatasetDamagedError` naming it, and ``x.npy`` is never unpickled.
 
-A save is staged in ``.<name>.XXXXXXXX.tmp/`` beside the folder, locked (``flock``) while it is
-written, and renamed into place; a save killed with ``kill -9`` leaves that folder behind, and the
-next save into the same parent removes it (:func:`remove_stale_staging`).
+Writers and readers of one dataset folder never see each other half-way:
+
+- A writer holds ``.<name>.lock`` beside the folder (:func:`dataset_writer`, an exclusive
+  ``flock``) for the whole build, so a second build into the same folder is refused with one line.
+- A save writes the new version into a fresh staging folder ``.<name>.XXXXXXXX.tmp/`` beside it,
+  marked as the tool's own by :data:`STAGING_MARKER` inside, and swaps it with the live folder in
+  one atomic step (``renameat2(RENAME_EXCHANGE)`` on Linux; two renames elsewhere).
+- A reader opens the folder once and reads every file relative to that open folder, under a
+  shared ``flock`` (:func:`_open_version`), so a swap during a load leaves it on the version it
+  started with. The replaced version is deleted only once no reader holds it; otherwise it stays
+  in its staging folder and the next build of the same target removes it.
+
+A build killed with ``kill -9`` leaves its staging folder behind; the next build of the same target
+removes it (:func:`remove_stale_staging`), and never a folder without the marker. The layout of
+the folder itself is unchanged, so datasets written before these rules load as they are.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
 import os
 import re
 import shutil
+import stat
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,7 +54,7 @@ import pandas as pd
 import pyarrow
 
 from core.errors import ConfigError, GalaxyMorphError
-from core.io import DATASET, check_regular, check_replaceable, process_umask, read_json_object
+from core.io import DATASET, check_replaceable, process_umask
 
 try:
     import fcntl
@@ -52,15 +68,26 @@ SPLITS = ("train", "val", "test")
 REQUIRED_META = ("name", "label", "y", "split")
 #: A manifest is a few kilobytes; a larger file is not one and is not read whole.
 MAX_MANIFEST_BYTES = 8 * 2**20
-#: Staging and moved-aside folders of :func:`save_dataset` (``tempfile.mkdtemp``'s 8 characters).
-STAGING_PATTERN = re.compile(r"\.(?P<name>.+)\.(?P<old>old-)?[a-z0-9_]{8}\.tmp")
-#: A staging folder younger than this is left alone even when unlocked: it may be one whose
-#: save has created it and not yet taken the lock.
-STALE_AFTER_S = 60.0 if fcntl is not None else 86400.0
+#: Names of staging folders (``tempfile.mkdtemp``'s 8 characters); only those holding
+#: :data:`STAGING_MARKER` for the same target are ever removed.
+STAGING_PATTERN = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")
+#: The file that marks a staging folder as the tool's own (JSON: ``written_by`` and ``target``).
+STAGING_MARKER = ".galaxy-morph-staging.json"
+_STAGING_WRITER = "galaxy-morph dataset save"
+#: What a staging folder may hold: the marker, the builder's array, the new and the replaced version.
+STAGING_ENTRIES = frozenset({STAGING_MARKER, "x.npy", "x.npy.kept", "new", "old"})
+#: Without ``flock`` (Windows) only the age tells a dead staging folder from a live one.
+STALE_AFTER_S = 86400.0
+#: Characters a staging or lock name adds to the dataset folder's name (``.NAME.XXXXXXXX.tmp``).
+NAME_OVERHEAD = len("..XXXXXXXX.tmp")
 
 
 class DatasetDamagedError(GalaxyMorphError):
     """A file of a dataset folder is truncated, of the wrong type or shape, or disagrees with the others."""
+
+
+class DatasetBusyError(ConfigError):
+    """Another process is writing the same dataset folder."""
 
 
 @dataclass(frozen=True)
@@ -101,9 +128,18 @@ class Dataset:
         return self.x[mask], self.y[mask], self.names[mask]
 
     def images_table(self) -> pd.DataFrame:
-        """Every candidate image with metrics, ``kept`` and ``reason`` (empty if not saved)."""
-        path = self.path / "images.parquet"
-        return pd.read_parquet(path) if path.exists() and check_regular(path) else pd.DataFrame()
+        """Every candidate image with metrics, ``kept`` and ``reason`` (empty if not saved).
+
+        Read when asked, from the folder's current version: if a build replaced the dataset
+        since it was loaded, that table would describe other images, so this raises instead.
+        """
+        with _open_version(self.path) as folder:
+            if _read_manifest(folder)["content_hash"] != self.content_hash:
+                raise GalaxyMorphError(f"{self.path} was rebuilt after it was loaded; load it again.")
+            if not folder.has("images.parquet"):
+                return pd.DataFrame()
+            with folder.open("images.parquet") as handle:
+                return pd.read_parquet(handle)
 
 
 def content_hash(x: np.ndarray, meta: pd.DataFrame) -> str:
@@ -125,6 +161,80 @@ def count_by_split(meta: pd.DataFrame, classes: list[str]) -> dict[str, dict[str
     return counts
 
 
+@contextlib.contextmanager
+def dataset_writer(out: str | Path) -> Iterator[Path]:
+    """Hold the writer lock of the dataset folder ``out`` for the block; yield ``out``.
+
+    The lock is an exclusive ``flock`` on ``.<name>.lock`` beside the folder (a file, never
+    deleted: removing a lock file lets two writers lock two files). It is re-entrant within a
+    thread, so :func:`save_dataset` inside a build's lock does not lock itself out, and it dies
+    with its process, so a killed build never blocks the next one. Taking it removes what killed
+    writers of ``out`` left (:func:`remove_stale_staging`).
+
+    Raises
+    ------
+    DatasetBusyError
+        If another process (or thread) holds it: a second build into the same folder.
+    """
+    out = Path(out)
+    lock = out.parent / f".{out.name}.lock"
+    key = (os.path.abspath(lock), threading.get_ident())
+    if key in _HELD_LOCKS:
+        yield out
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(lock, flags, 0o666 & ~process_umask())
+    except OSError as exc:
+        raise ConfigError(f"cannot create the lock file {lock} of the dataset {out} ({exc.strerror}). "
+                          "Choose an --out in a folder you can write to.") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(f"{lock} is not a regular file, so the dataset {out} cannot be locked; move it away.")
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise DatasetBusyError(
+                    f"another build is writing the dataset {out} right now (it holds {lock.name}). Wait for it "
+                    "to finish, or build into another --out."
+                ) from None
+        _HELD_LOCKS.add(key)
+        try:
+            remove_stale_staging(out)  # no other writer of ``out`` is alive: what is left is dead
+            yield out
+        finally:
+            _HELD_LOCKS.discard(key)
+    finally:
+        os.close(fd)
+
+
+_HELD_LOCKS: set[tuple[str, int]] = set()
+
+
+@contextlib.contextmanager
+def staging_folder(out: str | Path) -> Iterator[Path]:
+    """A fresh staging folder beside the dataset folder ``out``, marked as the tool's own; removed after.
+
+    The folder is ``.<name>.XXXXXXXX.tmp`` and holds :data:`STAGING_MARKER` from its first moment
+    on, so that a build killed while using it leaves something the next build of the same target
+    can recognise and remove (:func:`remove_stale_staging`). A replaced version still read by
+    someone is left in it for that next build. Call it inside :func:`dataset_writer`.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        (stage / STAGING_MARKER).write_text(
+            json.dumps({"written_by": _STAGING_WRITER, "target": out.name, "pid": os.getpid()}) + "\n",
+            encoding="utf-8")
+        yield stage
+    finally:
+        if not _in_use(stage):
+            shutil.rmtree(stage, ignore_errors=True)
+
+
 def save_dataset(
     out: str | Path,
     *,
@@ -136,10 +246,11 @@ def save_dataset(
 ) -> Path:
     """Validate and write a dataset folder atomically; return its path.
 
-    The folder is written beside ``out`` under a temporary name and renamed into place, so a
-    crash never leaves half a dataset, and an existing dataset at ``out`` is replaced whole.
-    ``out`` must be absent, empty or a dataset holding only dataset files
-    (:func:`core.io.check_replaceable`). The folder gets the mode the umask allows.
+    The new version is written into a staging folder beside ``out`` and swapped with the live
+    folder in one step, so a crash never leaves half a dataset and a reader sees the old version
+    or the new one, never a mix (see the module's notes). ``out`` must be absent, empty or a
+    dataset holding only dataset files (:func:`core.io.check_replaceable`), and no other process
+    may be writing it (:func:`dataset_writer`). The folder gets the mode the umask allows.
     ``manifest`` is completed with ``version``, ``classes``, ``counts``, ``n_images`` and
     ``content_hash``. ``x`` may be the path of a float32 ``.npy`` file on the same file system
     as ``out`` (the builder writes one through a memory map): it is moved into the folder, never
@@ -149,97 +260,173 @@ def save_dataset(
     ------
     GalaxyMorphError
         If the arrays and the table disagree (shapes, labels out of range, unknown splits), or
-        ``out`` holds anything but a dataset.
+        ``out`` holds anything but a dataset; :class:`DatasetBusyError` if another process is
+        writing it.
     """
     out = Path(out)
-    check_replaceable(out, kind=DATASET, option="out")
-    x_file = None if isinstance(x, np.ndarray) else Path(x)
-    if x_file is not None:
-        x = np.load(x_file, mmap_mode="r")
-    _validate(x, meta, classes)
-    meta = meta.reset_index(drop=True)
-    manifest = dict(manifest)
-    manifest.update(
-        version=FORMAT_VERSION,
-        classes=list(classes),
-        counts=count_by_split(meta, classes),
-        n_images=int(len(meta)),
-        image_shape=list(x.shape[1:]),
-        content_hash=content_hash(x, meta),
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_staging(out.parent)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        # Locked so that a cleanup by another save never takes this one for a killed one.
-        with _locked(staging):
-            # mkdtemp makes 0700; a dataset folder gets what a plain mkdir would.
-            os.chmod(staging, 0o777 & ~process_umask())
-            _write(staging, x=x, x_file=x_file, meta=meta, images=images, manifest=manifest)
+    with dataset_writer(out):
+        check_replaceable(out, kind=DATASET, option="out")
+        x_file = None if isinstance(x, np.ndarray) else Path(x)
+        if x_file is not None:
+            x = np.load(x_file, mmap_mode="r")
+        _validate(x, meta, classes)
+        meta = meta.reset_index(drop=True)
+        manifest = dict(manifest)
+        manifest.update(
+            version=FORMAT_VERSION,
+            classes=list(classes),
+            counts=count_by_split(meta, classes),
+            n_images=int(len(meta)),
+            image_shape=list(x.shape[1:]),
+            content_hash=content_hash(x, meta),
+        )
+        with staging_folder(out) as stage:
+            new = stage / "new"
+            new.mkdir()  # the mode a plain mkdir gives, as the dataset folder should have
+            _write(new, x=x, x_file=x_file, meta=meta, images=images, manifest=manifest)
             # Checked again: a build takes minutes, in which someone may have put files there.
             check_replaceable(out, kind=DATASET, option="out")
-            _replace_dir(staging, out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+            _swap_into_place(new, out, stage)
     return out
 
 
-def _write(staging: Path, *, x: np.ndarray, x_file: Path | None, meta: pd.DataFrame, images: pd.DataFrame | None,
+def _write(folder: Path, *, x: np.ndarray, x_file: Path | None, meta: pd.DataFrame, images: pd.DataFrame | None,
            manifest: dict[str, Any]) -> None:
     if x_file is not None:
-        os.replace(x_file, staging / "x.npy")
+        os.replace(x_file, folder / "x.npy")
     else:
-        np.save(staging / "x.npy", np.ascontiguousarray(x, dtype=np.float32))
-    meta.to_parquet(staging / "meta.parquet", index=False)
+        np.save(folder / "x.npy", np.ascontiguousarray(x, dtype=np.float32))
+    meta.to_parquet(folder / "meta.parquet", index=False)
     if images is not None:
-        images.reset_index(drop=True).to_parquet(staging / "images.parquet", index=False)
-    (staging / "manifest.json").write_text(
+        images.reset_index(drop=True).to_parquet(folder / "images.parquet", index=False)
+    (folder / "manifest.json").write_text(
         json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
     )
+    for name in os.listdir(folder):
+        _fsync(folder / name)
+    _fsync(folder)
 
 
-def remove_stale_staging(parent: str | Path) -> list[Path]:
-    """Remove the staging folders that killed saves left in ``parent``; return them.
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # a folder cannot be synced on every file system; a file must be
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            raise
+        logger.debug("fsync of %s: %s", path, exc)
+    finally:
+        os.close(fd)
 
-    Only folders named like :data:`STAGING_PATTERN`, holding nothing but dataset files, older
-    than :data:`STALE_AFTER_S` and not locked by a live save are touched. A moved-aside old
-    dataset (``.<name>.old-XXXXXXXX.tmp``) whose save died before the new one was renamed into
-    place is renamed back to ``<name>`` instead of deleted.
+
+def _swap_into_place(new: Path, out: Path, stage: Path) -> None:
+    """Make ``new`` the folder ``out``; a replaced ``out`` ends up inside ``stage``.
+
+    On Linux one ``renameat2(RENAME_EXCHANGE)`` swaps the two folders, so there is no moment
+    without ``out``. Elsewhere the old folder is renamed to ``stage/old`` first (and back if the
+    second rename fails); a reader that looks in between retries (:func:`_open_version`).
     """
-    parent = Path(parent)
+    if not out.exists():
+        new.rename(out)
+        return
+    if _exchange(new, out):
+        return
+    old = stage / "old"
+    out.rename(old)
+    try:
+        new.rename(out)
+    except OSError:
+        old.rename(out)
+        raise
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the folders ``a`` and ``b`` atomically; False where the system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):  # glibc before 2.28, musl
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    error = ctypes.get_errno()
+    if error in (errno.EINVAL, errno.ENOSYS, errno.EPERM, errno.ENOTSUP):  # file system without the flag
+        return False
+    raise OSError(error, os.strerror(error), str(b))
+
+
+def remove_stale_staging(out: str | Path) -> list[Path]:
+    """Remove what killed saves and builds of the dataset ``out`` left beside it; return those folders.
+
+    Only folders named like :data:`STAGING_PATTERN` for ``out``'s name that hold
+    :data:`STAGING_MARKER` naming ``out`` are touched, and only when they hold nothing but
+    :data:`STAGING_ENTRIES` and no reader still holds a version in them. :func:`dataset_writer`
+    calls it when it takes the lock, so no live writer of ``out`` can own one (call it only
+    there); a user's folder named like them (``.thesis.backup_1.tmp``) has no marker and is never
+    touched. A replaced dataset whose save died before the new one was in place (``out``
+    missing) is renamed back to ``out``.
+    """
+    out = Path(out)
     handled: list[Path] = []
-    if not parent.is_dir():
+    if not out.parent.is_dir():
         return handled
-    for entry in parent.iterdir():
+    for entry in out.parent.iterdir():
         match = STAGING_PATTERN.fullmatch(entry.name)
-        if match is None or entry.is_symlink() or not entry.is_dir():
+        if match is None or match["name"] != out.name or entry.is_symlink() or not entry.is_dir():
+            continue
+        if not _is_our_staging(entry, target=out.name):
             continue
         try:
-            if time.time() - entry.stat().st_mtime < STALE_AFTER_S:
-                continue
-            names = {p.name for p in entry.iterdir()}
+            names = set(os.listdir(entry))
+            young = time.time() - entry.stat().st_mtime < STALE_AFTER_S
         except OSError:
             continue
-        if not names <= DATASET.whole:
+        if (fcntl is None and young) or _in_use(entry):
+            continue
+        if not names <= STAGING_ENTRIES:
             logger.warning("left %s alone: it holds files a dataset save does not write", entry)
             continue
-        with _locked(entry) as locked:
-            if not locked:
-                continue
-            target = parent / match["name"]
-            if match["old"] and not target.exists() and is_dataset(entry):
-                entry.rename(target)
-                logger.warning("restored %s from %s (a save was killed while replacing it)", target, entry.name)
-            else:
-                shutil.rmtree(entry)
-                logger.info("removed %s, left by a killed dataset save", entry)
+        old = entry / "old"
+        if not out.exists() and old.is_dir() and is_dataset(old):
+            old.rename(out)
+            logger.warning("restored %s from %s (a save was killed while replacing it)", out, entry.name)
+        shutil.rmtree(entry)
+        logger.info("removed %s, left by a killed build of %s", entry, out.name)
         handled.append(entry)
     return handled
 
 
+def _is_our_staging(folder: Path, *, target: str) -> bool:
+    marker = folder / STAGING_MARKER
+    try:
+        if marker.is_symlink() or not marker.is_file() or marker.stat().st_size > 4096:
+            return False
+        content = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(content, dict) and content.get("written_by") == _STAGING_WRITER and content.get("target") == target
+
+
+def _in_use(stage: Path) -> bool:
+    """Whether a reader holds one of the versions inside the staging folder ``stage``."""
+    for sub in ("new", "old"):
+        folder = stage / sub
+        if folder.is_dir() and not folder.is_symlink():
+            with _locked(folder) as free:
+                if not free:
+                    return True
+    return False
+
+
 def load_dataset(path: str | Path, *, mmap: bool = False) -> Dataset:
     """Read a dataset folder written by :func:`save_dataset`.
+
+    Every file comes from one version of the folder, even while a build replaces it
+    (:func:`_open_version`).
 
     Parameters
     ----------
@@ -255,11 +442,16 @@ def load_dataset(path: str | Path, *, mmap: bool = False) -> Dataset:
         files is damaged (see :func:`check_dataset`).
     """
     path = Path(path)
-    manifest, meta, _ = _checked_parts(path)
-    try:
-        x = np.load(path / "x.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise _damaged(path / "x.npy", f"it cannot be read as an array ({exc})") from exc
+    with _open_version(path) as folder:
+        manifest, meta, shape, offset = _checked_parts(folder)
+        try:
+            with folder.open("x.npy") as handle:
+                if mmap:
+                    x = np.memmap(handle, dtype=np.float32, mode="r", offset=offset, shape=shape)
+                else:
+                    x = np.load(handle, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise _damaged(path / "x.npy", f"it cannot be read as an array ({exc})") from exc
     return Dataset(path=path, x=x, meta=meta, classes=list(manifest["classes"]), manifest=manifest)
 
 
@@ -269,14 +461,16 @@ def check_dataset(path: str | Path) -> None:
     ``manifest.json`` must be an object with the classes, counts and hash :func:`save_dataset`
     writes; ``x.npy`` a float32 ``(N, S, S, C)`` array whose header matches the file's size (read
     from the header, no pickles); ``meta.parquet`` one row per image with ``name, label, y,
-    split`` of the right types, ``y`` indexing the manifest's classes.
+    split`` of the right types, ``y`` indexing the manifest's classes. Every file must be a
+    regular file (a named pipe would block the reader).
 
     Raises
     ------
     GalaxyMorphError
         If a file is missing; :class:`DatasetDamagedError` naming the file if one is damaged.
     """
-    _checked_parts(Path(path))
+    with _open_version(Path(path)) as folder:
+        _checked_parts(folder)
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
@@ -288,11 +482,25 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         If it is not a JSON object with ``classes`` (distinct names), ``content_hash`` and, when
         present, well-formed ``counts``, ``n_images``, ``image_shape`` and ``params``.
     """
-    file = Path(path) / "manifest.json"
+    with _open_version(Path(path)) as folder:
+        return _read_manifest(folder)
+
+
+def _read_manifest(folder: _Folder) -> dict[str, Any]:
+    file = folder.path / "manifest.json"
     try:
-        manifest = read_json_object(file, max_bytes=MAX_MANIFEST_BYTES)
-    except ValueError as exc:
-        raise _damaged(file, str(exc)) from exc
+        with folder.open("manifest.json") as handle:
+            raw = handle.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as exc:
+        raise _damaged(file, f"it is not readable JSON ({exc})") from exc
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise _damaged(file, f"it is larger than {MAX_MANIFEST_BYTES // 2**20} MB")
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise _damaged(file, f"it is not readable JSON ({exc})") from exc
+    if not isinstance(manifest, dict):
+        raise _damaged(file, f"it holds a JSON {type(manifest).__name__}, not an object")
     classes = manifest.get("classes")
     if (not isinstance(classes, list) or not classes or not all(isinstance(c, str) and c for c in classes)
             or len(set(classes)) != len(classes)):
@@ -325,37 +533,109 @@ def _damaged(file: Path, reason: str) -> DatasetDamagedError:
     )
 
 
-def _checked_parts(path: Path) -> tuple[dict[str, Any], pd.DataFrame, tuple[int, ...]]:
-    """The manifest, the table and the shape of ``x`` (from its header) of a dataset, all checked."""
-    missing = [n for n in ("x.npy", "meta.parquet", "manifest.json") if not (path / n).exists()]
+@dataclass(frozen=True)
+class _Folder:
+    """One version of a dataset folder, held open: files are opened relative to it (``dir_fd``)."""
+
+    path: Path
+    fd: int | None
+
+    def has(self, name: str) -> bool:
+        try:
+            if self.fd is None:
+                os.stat(self.path / name)
+            else:
+                os.stat(name, dir_fd=self.fd)
+        except OSError:
+            return False
+        return True
+
+    def open(self, name: str) -> Any:
+        """``name`` opened for reading in binary; a file that is not a regular file is refused unopened."""
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)  # a FIFO must not block the open
+        fd = os.open(name, flags, dir_fd=self.fd) if self.fd is not None else os.open(self.path / name, flags)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise _damaged(self.path / name, "it is not a regular file")
+            if hasattr(os, "set_blocking"):
+                os.set_blocking(fd, True)
+            return os.fdopen(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
+
+
+_OPEN_ATTEMPTS = 200
+_OPEN_PAUSE_S = 0.01
+
+
+@contextlib.contextmanager
+def _open_version(path: Path) -> Iterator[_Folder]:
+    """Hold one version of the dataset folder ``path`` open for the block.
+
+    The folder is opened once and locked shared; it is kept only if ``path`` still names it
+    after the lock is taken (else a build swapped it meanwhile, and the next try gets the new
+    one). Files opened through the yielded folder then all come from that version, even if a
+    build swaps in another, and a build deletes a replaced version only once no reader holds it.
+    """
+    if fcntl is None or os.open not in os.supports_dir_fd:
+        yield _Folder(path, None)
+        return
+    for _ in range(_OPEN_ATTEMPTS):
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except FileNotFoundError:
+            time.sleep(_OPEN_PAUSE_S)  # a swap by two renames (no RENAME_EXCHANGE) has a moment without it
+            continue
+        except NotADirectoryError:
+            raise GalaxyMorphError(f"{path} is a file, not a dataset folder. Build one with `python -m core build`.") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                now = os.stat(path)
+            except (BlockingIOError, FileNotFoundError):
+                time.sleep(_OPEN_PAUSE_S)
+                continue
+            held = os.fstat(fd)
+            if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+                yield _Folder(path, fd)
+                return
+        finally:
+            os.close(fd)
+    if not path.exists():
+        raise GalaxyMorphError(f"{path} is not a dataset folder (it does not exist). Build one with `python -m core build`.")
+    raise GalaxyMorphError(f"{path} kept changing while it was read (a build is replacing it); try again.")
+
+
+def _checked_parts(folder: _Folder) -> tuple[dict[str, Any], pd.DataFrame, tuple[int, ...], int]:
+    """The manifest, the table, the shape of ``x`` and its data offset (from its header), all checked."""
+    path = folder.path
+    missing = [n for n in ("x.npy", "meta.parquet", "manifest.json") if not folder.has(n)]
     if missing:
         raise GalaxyMorphError(
             f"{path} is not a dataset folder (missing {', '.join(missing)}). Build one with `python -m core build`."
         )
-    for name in ("manifest.json", "x.npy", "meta.parquet"):  # a named pipe would block the reads below
-        try:
-            check_regular(path / name)
-        except OSError as exc:
-            raise _damaged(path / name, str(exc)) from exc
-    manifest = read_manifest(path)
+    manifest = _read_manifest(folder)
     classes = list(manifest["classes"])
-    shape = _x_shape(path / "x.npy")
+    shape, offset = _x_shape(folder)
     if "image_shape" in manifest and list(shape[1:]) != manifest["image_shape"]:
         raise _damaged(path / "x.npy", f"its images are {list(shape[1:])}, the manifest says {manifest['image_shape']}")
-    meta = _read_meta(path / "meta.parquet", classes)
+    meta = _read_meta(folder, classes)
     if len(meta) != shape[0]:
         raise _damaged(path / "meta.parquet", f"it has {len(meta)} rows but x.npy has {shape[0]} images")
-    return manifest, meta, shape
+    return manifest, meta, shape, offset
 
 
-def _x_shape(file: Path) -> tuple[int, ...]:
-    """``x.npy``'s shape from its header, after checking dtype, rank and that the file holds all of it."""
+def _x_shape(folder: _Folder) -> tuple[tuple[int, ...], int]:
+    """``x.npy``'s shape and data offset from its header, after checking dtype, rank and that the file holds all of it."""
+    file = folder.path / "x.npy"
     try:
-        with open(file, "rb") as handle:
+        with folder.open("x.npy") as handle:
             version = np.lib.format.read_magic(handle)
             header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             shape, fortran, dtype = header(handle)
             offset = handle.tell()
+            size = os.fstat(handle.fileno()).st_size
     except (OSError, ValueError, EOFError) as exc:
         raise _damaged(file, f"it is not a NumPy array file ({exc})") from exc
     if dtype != np.dtype(np.float32) or fortran:
@@ -363,15 +643,16 @@ def _x_shape(file: Path) -> tuple[int, ...]:
     if len(shape) != 4 or shape[1] != shape[2] or shape[3] not in (1, 3):
         raise _damaged(file, f"its shape must be (N, S, S, 1 or 3); got {shape}")
     expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    size = file.stat().st_size
     if size != expected:
         raise _damaged(file, f"it has {size:,} bytes where its header needs {expected:,} (truncated or padded)")
-    return tuple(int(n) for n in shape)
+    return tuple(int(n) for n in shape), offset
 
 
-def _read_meta(file: Path, classes: list[str]) -> pd.DataFrame:
+def _read_meta(folder: _Folder, classes: list[str]) -> pd.DataFrame:
+    file = folder.path / "meta.parquet"
     try:
-        meta = pd.read_parquet(file)
+        with folder.open("meta.parquet") as handle:
+            meta = pd.read_parquet(handle)
     except (OSError, ValueError, TypeError, pyarrow.ArrowException) as exc:
         raise _damaged(file, f"it is not a readable Parquet table ({type(exc).__name__})") from exc
     missing = [c for c in REQUIRED_META if c not in meta.columns]
@@ -413,26 +694,6 @@ def _validate(x: np.ndarray, meta: pd.DataFrame, classes: list[str]) -> None:
         mismatched = meta["label"].to_numpy() != np.asarray(classes, dtype=object)[y]
         if mismatched.any():
             raise GalaxyMorphError(f"label and y disagree for {int(mismatched.sum())} rows (e.g. {meta['name'][mismatched].iloc[0]!r}).")
-
-
-def _replace_dir(staging: Path, out: Path) -> None:
-    """Rename ``staging`` onto ``out``, moving an older ``out`` aside first and deleting it after."""
-    if not out.exists():
-        staging.rename(out)
-        return
-    old = out.with_name(f".{out.name}.old-{staging.name[-12:]}")
-    # Locked before it is moved, so the lock travels with it and no cleanup of another save
-    # takes the moved-aside dataset for a dead one.
-    with _locked(out) as locked:
-        if not locked:
-            raise ConfigError(f"another process is replacing {out}. Wait for it to finish, then run again.")
-        out.rename(old)
-        try:
-            staging.rename(out)
-        except OSError:
-            old.rename(out)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -13,17 +13,19 @@ e.g. a dataset's ``manifest.json``, says so). Anything else is refused with a on
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
 import stat
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from core.errors import ConfigError
+from core.errors import ConfigError, GalaxyMorphError
 
 
 @contextlib.contextmanager
@@ -332,6 +334,135 @@ def _a(noun: str) -> str:
 def _examples(names: list[str], limit: int = 3) -> str:
     shown = ", ".join(names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def check_output_path(path: str | os.PathLike[str], *, option: str = "--out", extra_chars: int = 0) -> Path:
+    """Return ``path`` if the file system can hold it as an output folder; raise :class:`ConfigError` if not.
+
+    Checked before any work, so a long build does not fail at its last step: every name in the
+    path must fit the file system's limit (``extra_chars`` more for the last one, where the tool
+    names staging files after it), the whole path its path limit, and the nearest existing
+    parent must be a folder, not a file.
+    """
+    target = Path(os.path.abspath(path))
+    existing = target
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if existing != target and not existing.is_dir():
+        raise ConfigError(f"{option} {_shorten(str(path))} is under {existing}, which is a file, not a folder. "
+                          "Choose a path inside a folder.")
+    folder = existing if existing.is_dir() else existing.parent
+    name_max = _path_limit(folder, "PC_NAME_MAX", 255)
+    for index, part in enumerate(target.parts[1:], start=2):
+        room = name_max - (extra_chars if index == len(target.parts) else 0)
+        if len(os.fsencode(part)) > room:
+            extra = f" (the tool adds {extra_chars} for its staging folder)" if index == len(target.parts) and extra_chars else ""
+            raise ConfigError(
+                f"{option}: the name {_shorten(part)} is {len(os.fsencode(part))} bytes; this file system allows "
+                f"{name_max} per name{extra}. Use a name of at most {room} characters."
+            )
+    path_max = _path_limit(folder, "PC_PATH_MAX", 4096)
+    if len(os.fsencode(str(target))) + extra_chars >= path_max:
+        raise ConfigError(f"{option} {_shorten(str(path))} is {len(os.fsencode(str(target)))} bytes long; this file "
+                          f"system allows {path_max - extra_chars - 1}. Use a shorter path.")
+    return Path(path)
+
+
+def name_limit(folder: str | os.PathLike[str]) -> int:
+    """The longest file name (in bytes) the file system of ``folder`` allows."""
+    return _path_limit(Path(folder), "PC_NAME_MAX", 255)
+
+
+def _path_limit(folder: Path, name: str, default: int) -> int:
+    try:
+        return int(os.pathconf(folder, name))
+    except (OSError, ValueError, AttributeError):  # no pathconf on Windows; an unknown limit
+        return default
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    """``text`` quoted, cut to ``limit`` characters with how much was left out."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+def is_out_of_space(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) says the disk or a file-size limit is full.
+
+    Libraries do not all keep ``errno``: pyarrow and h5py put it in the message.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _NO_SPACE_ERRNOS:
+            return True
+        text = str(current)
+        if any(phrase in text for phrase in _NO_SPACE_PHRASES):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+_NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_NO_SPACE_PHRASES = ("No space left on device", "Disk quota exceeded", "File too large", "errno 28", "errno = 28")
+
+
+class OutOfSpaceError(GalaxyMorphError):
+    """A write failed because the disk (or the process's file-size limit) is full."""
+
+
+@contextlib.contextmanager
+def out_of_space_as_error(path: str | os.PathLike[str], *, cleanup: Callable[[], None] | None = None) -> Iterator[None]:
+    """Turn a full disk inside the block into :class:`OutOfSpaceError` naming ``path``; run ``cleanup`` first.
+
+    ``cleanup`` removes the command's partial output; it runs only on that error.
+    """
+    try:
+        yield
+    except Exception as exc:
+        if not is_out_of_space(exc):
+            raise
+        if cleanup is not None:
+            cleanup()
+        raise OutOfSpaceError(f"no space left on {path}. Free some space (or choose a folder on another disk) "
+                              "and run the command again.") from exc
+
+
+def free_bytes(folder: str | os.PathLike[str]) -> int:
+    """Bytes a write into ``folder`` may still take: the free space, or the process's file-size limit if lower."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return 2**62
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY:
+            free = min(free, limit)
+    except (ImportError, ValueError, OSError):
+        pass
+    return free
+
+
+def preallocate(handle_or_fd: Any, size: int, *, path: str | os.PathLike[str]) -> None:
+    """Reserve ``size`` bytes for a file before writing it through a memory map.
+
+    A memory-mapped write to a full disk is a SIGBUS that kills the process; reserving the
+    blocks first turns it into an ``OSError`` (ENOSPC) here. Where the file system cannot
+    reserve (``EOPNOTSUPP``) or the system has no ``posix_fallocate``, nothing is done.
+    """
+    fd = handle_or_fd if isinstance(handle_or_fd, int) else handle_or_fd.fileno()
+    if not hasattr(os, "posix_fallocate"):
+        return
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            return
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
 
 
 def process_umask() -> int:

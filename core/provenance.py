@@ -141,5 +141,17 @@ def dependent_runs(dataset_path: str | Path, runs_dir: str | Path | None = None)
     ]
 
 
+def training_runs(dataset_path: str | Path, runs_dir: str | Path | None = None) -> list[runs.Run]:
+    """Runs in ``runs_dir`` training on the dataset folder ``dataset_path`` right now.
+
+    A run counts while its status is ``running`` and, on this host, its process is alive
+    (:func:`core.runs.effective_status`); a killed one is ``stale`` and does not hold the folder.
+    """
+    target = Path(dataset_path).resolve()
+    found, _ = runs.scan_runs(runs_dir)
+    return [run for run in found
+            if run.status == "running" and Path(str(run.config["dataset"].get("path", ""))).resolve() == target]
+
+
 def _finite(value: float | None) -> float | None:
     return float(value) if value is not None and np.isfinite(value) else None

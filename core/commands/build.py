@@ -115,17 +115,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--replace-trained", action="store_true",
         help="also replace a dataset that finished runs were trained on (they are then flagged as stale)",
     )
+    parser.add_argument(
+        "--force-while-training", action="store_true",
+        help="also replace a dataset that a running training reads (refused without it)",
+    )
     parser.add_argument("--progress-file", default=None, help="also append progress events (JSON lines) here")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Build, then print the folder, the counts per split and the reasons images were left out."""
-    import json
-
     from core.builder import QUALITY_DEFAULTS, build, preprocess_defaults
     from core.catalogue import load_source
     from core.config import get_settings
+    from core.dataset import read_manifest
     from core.labels import get_scheme
     from core.progress import Progress
     from core.spec import BuildSpec
@@ -139,8 +142,8 @@ def run(args: argparse.Namespace) -> int:
                                defaults=preprocess_defaults(source))
     with Progress(None, desc="build", stream=sys.stderr, events_path=args.progress_file) as progress:
         out = build(spec, out=args.out, n_jobs=args.jobs, progress=progress, force=args.force, source=source,
-                    replace_trained=args.replace_trained)
-    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+                    replace_trained=args.replace_trained, force_while_training=args.force_while_training)
+    manifest = read_manifest(out)
     print(f"dataset: {out}")
     print(f"classes: {', '.join(manifest['classes'])}; catalogue: {manifest['params']['catalog']}")
     mix = manifest.get("survey_mix", [])
