@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if not runs:
         raise GalaxyMorphError("no runs to compare. Train some with `python -m core train --dataset ...`.")
     groups = by_dataset(deduplicate(finished(runs)))
+    _flag_changed_datasets([r for group in groups.values() for r in group])
     if args.pool_datasets or len(groups) == 1:
         groups = {"all": [r for group in groups.values() for r in group]}
     outs = [Path(args.out) if len(groups) == 1 else Path(args.out) / dataset_name(group) for group in groups.values()]
@@ -84,6 +85,19 @@ def run(args: argparse.Namespace) -> int:
         paths = write_report(group, out, pool_datasets=args.pool_datasets)
         print(f"\nwrote {', '.join(sorted(paths))} to {out}")
     return 0
+
+
+def _flag_changed_datasets(runs: list) -> None:
+    """Say which runs were trained on a dataset folder that has been rebuilt since: their figures
+    describe data that is no longer there (they are still compared, as trained)."""
+    import sys
+
+    from core.provenance import dataset_change
+
+    for run in runs:
+        problem = dataset_change(run)
+        if problem is not None:
+            print(f"warning: dataset changed: {problem}", file=sys.stderr)
 
 
 def _print_comparison(runs: list, *, pool_datasets: bool) -> None:
