@@ -35,7 +35,7 @@ from core.config import get_settings
 from core.dataset import NAME_OVERHEAD, dataset_writer, is_dataset, save_dataset, staging_folder
 from core.errors import ConfigError, GalaxyMorphError, ImageReadError
 from core.images import IMAGE_SUFFIXES
-from core.io import DATASET, check_output_path, check_replaceable
+from core.io import DATASET, check_output_path, check_replaceable, out_of_space_as_error, preallocate
 from core.parallel import resolve_jobs, run_parallel
 from core.labels import (
     UNCLASSIFIED,
@@ -437,8 +437,9 @@ def build(
     params = _params(spec, source, the_scheme, catalog=resolve_catalog(source, spec.catalog), config=config)
     out = Path(out) if out is not None else get_settings().data_dir / "datasets" / _auto_name(source, params)
     check_output_path(out, option="--out", extra_chars=NAME_OVERHEAD)
-    # Held until the new version is in place: a second build into the same folder is refused.
-    with dataset_writer(out):
+    # Held until the new version is in place: a second build into the same folder is refused. On a
+    # full disk the staging folder goes with the error, so nothing partial is left.
+    with out_of_space_as_error(out), dataset_writer(out):
         saved, n_kept, n_candidates = _build_locked(
             spec, source=source, config=config, the_scheme=the_scheme, params=params, out=out, n_jobs=n_jobs,
             backend=backend, progress=progress, force=force, replace_trained=replace_trained,
@@ -893,7 +894,7 @@ def _preprocess_all(
     The array is never held whole: the workers write their chunks into a memory map of the file.
     """
     shape = (len(kept), config.size, config.size, config.channels)
-    np.lib.format.open_memmap(x_path, mode="w+", dtype=np.float32, shape=shape).flush()
+    _reserve(np.lib.format.open_memmap(x_path, mode="w+", dtype=np.float32, shape=shape), x_path)
     metrics = kept[list(metric_columns)].to_dict("records")
     items = list(zip(kept["path"], kept["ra"], kept["dec"], metrics))
     tasks = [(str(x_path), start, items[start : start + chunk_size], config.to_dict())
@@ -910,11 +911,23 @@ def _preprocess_all(
     return failures
 
 
+def _reserve(array: np.memmap, path: Path) -> None:
+    """Flush the new memory-mapped ``.npy`` file ``path`` and reserve its blocks on disk.
+
+    A worker writing through the map into a file the full disk cannot back dies of SIGBUS;
+    reserved blocks make the full disk an ``OSError`` here, before any image is written.
+    """
+    array.flush()
+    with open(path, "r+b") as handle:
+        preallocate(handle, os.fstat(handle.fileno()).st_size, path=path)
+
+
 def _drop_rows(x_path: Path, keep: np.ndarray, *, rows_per_copy: int = 1024) -> None:
     """Rewrite the ``.npy`` file ``x_path`` with only the rows where ``keep`` is true, a slab at a time."""
     x = np.load(x_path, mmap_mode="r")
     kept_path = x_path.with_name(x_path.name + ".kept")
     y = np.lib.format.open_memmap(kept_path, mode="w+", dtype=x.dtype, shape=(int(keep.sum()), *x.shape[1:]))
+    _reserve(y, kept_path)
     at = 0
     for start in range(0, len(x), rows_per_copy):
         slab = x[start : start + rows_per_copy][keep[start : start + rows_per_copy]]

@@ -2,7 +2,8 @@
 
 Each command lives in ``core/commands/<name>.py`` and exposes ``register(subparsers)``, which
 adds its parser and sets ``func`` (called with the parsed arguments, returning an exit code).
-User errors (:class:`core.errors.GalaxyMorphError`) are printed as one line and exit with 2;
+User errors (:class:`core.errors.GalaxyMorphError`) are printed as one line and exit with 2, and
+so is a full disk ("no space left on <path>"; the commands remove their partial output first);
 anything else is a bug and keeps its traceback.
 """
 
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 
 from core import __version__
 from core.errors import GalaxyMorphError
+from core.io import is_out_of_space
 
 COMMAND_MODULES = (
     "sample",
@@ -68,6 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # what it finished and marks its run "stopped" instead of dying mid-write.
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt) if in_main_thread else None
+    # Past a file-size limit (ulimit -f) a write then fails with EFBIG, like a full disk, instead
+    # of the signal killing the process mid-write.
+    previous_xfsz = signal.signal(signal.SIGXFSZ, signal.SIG_IGN) if in_main_thread and hasattr(signal, "SIGXFSZ") else None
     try:
         return int(args.func(args) or 0)
     except GalaxyMorphError as exc:
@@ -76,9 +81,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: what was finished is saved; run the same command again to resume.", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if not is_out_of_space(exc):
+            raise
+        print(f"error: no space left on {_written_path(exc, args)}. Free some space and run the command again.",
+              file=sys.stderr)
+        return EXIT_USER_ERROR
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
+            if previous_xfsz is not None:
+                signal.signal(signal.SIGXFSZ, previous_xfsz)
+
+
+def _written_path(exc: BaseException, args: argparse.Namespace) -> str:
+    """The command's output folder, else the file the failed write named."""
+    for option in ("out", "runs_dir"):
+        if getattr(args, option, None):
+            return str(getattr(args, option))
+    current: BaseException | None = exc
+    while current is not None:
+        if isinstance(current, OSError) and current.filename:
+            return str(current.filename)
+        current = current.__cause__ or current.__context__
+    return "the output folder's disk"
 
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:

@@ -45,7 +45,8 @@ import pandas as pd
 from core.catalogue import read_catalogue
 from core.config import Settings, get_settings
 from core.errors import ConfigError, ImageReadError
-from core.io import IMPORTED, atomic_path, atomic_write_json, check_folder_name, check_replaceable
+from core.io import (IMPORTED, atomic_path, atomic_write_json, check_folder_name, check_replaceable,
+                     out_of_space_as_error)
 
 logger = logging.getLogger(__name__)
 
@@ -212,25 +213,28 @@ def import_source(
             f"no row of {catalog} matched an image in {images} ({len(table)} rows, {len(files)} image files; "
             f"e.g. {result.unmatched_rows[:3]}). Add a 'file' column or name the files after the objects."
         )
-    matched = matched.assign(file=_place_images(list(matched["file"]), images_root, out_dir))
-    result.catalog = matched
-    with atomic_path(out_dir / "catalog.csv") as tmp:
-        matched.to_csv(tmp, index=False)
-    atomic_write_json(
-        out_dir / "import_report.json",
-        {
-            "catalog": str(catalog.resolve()),
-            "images": str(images_root),
-            "rows": len(table),
-            "matched_rows": len(matched),
-            "image_files": len(files),
-            "unmatched_rows": [{"name": n, "reason": r} for n, r in result.unmatched_rows],
-            "unmatched_files": result.unmatched_files,
-            "ambiguous": [{"name": n, "files": f} for n, f in result.ambiguous],
-            "positions": result.positions,
-            "fetch_folder": bool(fetched),
-        },
-    )
+    # On a full disk a folder this call created goes with the error: no half-written source is left.
+    created = not out_dir.exists()
+    with out_of_space_as_error(out_dir, cleanup=lambda: shutil.rmtree(out_dir, ignore_errors=True) if created else None):
+        matched = matched.assign(file=_place_images(list(matched["file"]), images_root, out_dir))
+        result.catalog = matched
+        with atomic_path(out_dir / "catalog.csv") as tmp:
+            matched.to_csv(tmp, index=False)
+        atomic_write_json(
+            out_dir / "import_report.json",
+            {
+                "catalog": str(catalog.resolve()),
+                "images": str(images_root),
+                "rows": len(table),
+                "matched_rows": len(matched),
+                "image_files": len(files),
+                "unmatched_rows": [{"name": n, "reason": r} for n, r in result.unmatched_rows],
+                "unmatched_files": result.unmatched_files,
+                "ambiguous": [{"name": n, "files": f} for n, f in result.ambiguous],
+                "positions": result.positions,
+                "fetch_folder": bool(fetched),
+            },
+        )
     if result.unmatched_rows:
         logger.warning(
             "%d of %d rows have no image, e.g. %s (all in %s)",

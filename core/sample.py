@@ -110,6 +110,7 @@ from core.io import (
     atomic_write_text,
     check_replaceable,
     read_json_object,
+    out_of_space_as_error,
     read_jsonl,
 )
 from core.progress import Progress
@@ -271,30 +272,33 @@ def generate_sample(
     n_jobs = resolve_jobs(n_jobs)
     out = Path(out)
     params = _params(n=n, seed=seed, rates=rates)
-    _prepare_folder(out, params, force=force)
+    # On a full disk a folder this call created goes with the error (one started earlier stays, to resume).
+    created = not out.exists()
+    with out_of_space_as_error(out, cleanup=lambda: shutil.rmtree(out, ignore_errors=True) if created else None):
+        _prepare_folder(out, params, force=force)
 
-    rows, specs = _plan(n=n, seed=seed, rates=rates)
-    done = {rec["file"]: rec for rec in read_jsonl(out / _PROGRESS_FILE) if (out / rec["file"]).exists()}
-    todo = [s for s in specs if s["file"] not in done]
-    logger.info("sample: %d galaxies, %d images (%d already written) in %s", n, len(specs), len(done), out)
-    if progress is not None:
-        if progress.total is None:
-            progress.total = len(specs)
-        if done:
-            progress.update(len(done))
-
-    for rec in run_parallel(_render_task, [(s, out) for s in todo], n_jobs=n_jobs):
-        append_jsonl(out / _PROGRESS_FILE, rec)
-        done[rec["file"]] = rec
+        rows, specs = _plan(n=n, seed=seed, rates=rates)
+        done = {rec["file"]: rec for rec in read_jsonl(out / _PROGRESS_FILE) if (out / rec["file"]).exists()}
+        todo = [s for s in specs if s["file"] not in done]
+        logger.info("sample: %d galaxies, %d images (%d already written) in %s", n, len(specs), len(done), out)
         if progress is not None:
-            progress.update(1)
+            if progress.total is None:
+                progress.total = len(specs)
+            if done:
+                progress.update(len(done))
 
-    _write_tables(out, rows, specs, done, params)
-    root = out.resolve()
-    measured = {str(root / file): rec["metrics"] for file, rec in done.items() if "metrics" in rec}
-    compute_metrics(root, measured=measured, n_jobs=n_jobs)
-    (out / _PROGRESS_FILE).unlink(missing_ok=True)
-    (out / _PARAMS_FILE).unlink(missing_ok=True)
+        for rec in run_parallel(_render_task, [(s, out) for s in todo], n_jobs=n_jobs):
+            append_jsonl(out / _PROGRESS_FILE, rec)
+            done[rec["file"]] = rec
+            if progress is not None:
+                progress.update(1)
+
+        _write_tables(out, rows, specs, done, params)
+        root = out.resolve()
+        measured = {str(root / file): rec["metrics"] for file, rec in done.items() if "metrics" in rec}
+        compute_metrics(root, measured=measured, n_jobs=n_jobs)
+        (out / _PROGRESS_FILE).unlink(missing_ok=True)
+        (out / _PARAMS_FILE).unlink(missing_ok=True)
     return out
 
 

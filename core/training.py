@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -32,7 +33,7 @@ import pandas as pd
 from core import runs
 from core.dataset import Dataset
 from core.errors import ConfigError, GalaxyMorphError
-from core.io import append_jsonl, atomic_path, atomic_write_json, atomic_write_text
+from core.io import append_jsonl, atomic_path, atomic_write_json, atomic_write_text, free_bytes, is_out_of_space
 from core.metrics import evaluate_predictions
 from core.device import device_name
 from core.models import MODEL_NAMES, build_model, count_params
@@ -567,6 +568,7 @@ class _RunCallback(keras.callbacks.Callback):
                                                        self.config.patience)
         if improved:
             state.update(best_val_loss=val_loss, best_epoch=epoch + 1)
+            _check_room(self.model, ckpt, optimizer=False)
             with atomic_path(ckpt / "best.weights.h5") as tmp:
                 self.model.save_weights(tmp)
         if stop:
@@ -578,12 +580,27 @@ class _RunCallback(keras.callbacks.Callback):
                   val_loss=row["val_loss"], val_accuracy=row["val_accuracy"], status="running", seconds=row["seconds"])
 
 
+def _check_room(model: keras.Model, folder: Path, *, optimizer: bool) -> None:
+    """Raise ENOSPC before saving ``model`` into ``folder`` if the disk cannot hold it.
+
+    h5py writing into a full disk does not fail cleanly (it prints errors from destructors and
+    has crashed the process), so the space is checked first: the weights' bytes, the optimiser's
+    (with ``optimizer``, up to twice the weights for Adam's moments), and a margin for the format.
+    """
+    weights = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.weights)
+    needed = int(weights * (3 if optimizer else 1) * 1.25) + 256 * 2**10
+    folder.mkdir(parents=True, exist_ok=True)
+    if free_bytes(folder) < needed:
+        raise OSError(errno.ENOSPC, f"No space left on device (saving the model needs about {needed:,} bytes)", str(folder))
+
+
 def _save_checkpoint(model: keras.Model, ckpt: Path, state: dict[str, Any]) -> None:
     """Model + optimiser to ``epoch-N.keras``, then ``state.json`` naming it, then drop older files.
 
     The state is written last, so after a crash it always names a complete model file.
     """
     name = f"epoch-{state['epoch']:04d}.keras"
+    _check_room(model, ckpt, optimizer=True)
     with atomic_path(ckpt / name) as tmp:
         model.save(tmp)
     atomic_write_json(ckpt / "state.json", {**state, "model_file": name})
@@ -671,9 +688,10 @@ def train(
         runs.set_status(run_dir, "stopped")
         raise
     except Exception as exc:
-        runs.set_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}")
-        append_jsonl(run_dir / "events.jsonl", {"time": time.time(), "run_id": run_id, "model": config.model,
-                                                "seed": config.seed, "status": "failed", "error": str(exc)})
+        with contextlib.suppress(OSError):  # on a full disk the record may not fit either: the run reads as stale
+            runs.set_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}")
+            append_jsonl(run_dir / "events.jsonl", {"time": time.time(), "run_id": run_id, "model": config.model,
+                                                    "seed": config.seed, "status": "failed", "error": str(exc)})
         raise
     finally:
         if config.mixed_precision:
@@ -773,6 +791,7 @@ def _finish(base: keras.Model, dataset: Dataset, config: TrainConfig, state: dic
                                 "pred": np.asarray(dataset.classes, dtype=object)[proba.argmax(axis=1)]})
     for k, cls in enumerate(dataset.classes):
         predictions[f"prob_{cls}"] = proba[:, k].round(6)
+    _check_room(base, run_dir, optimizer=True)
     with atomic_path(run_dir / "model.keras") as tmp:
         base.save(tmp)
     atomic_write_text(run_dir / "predictions.csv", predictions.to_csv(index=False))
@@ -860,6 +879,8 @@ def train_many(
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # one failing model must not stop the others; the run records why
+            if is_out_of_space(exc):  # ... but a full disk stops every other model too
+                raise
             logger.error("run %s failed: %s", run_dir.name, exc)
             outcomes.append({"model": config.model, "seed": config.seed, **where, "run_dir": str(run_dir),
                              "status": "failed", "accuracy": None, "error": f"{type(exc).__name__}: {exc}"})

@@ -23,6 +23,7 @@ import pytest
 
 from core.dataset import STAGING_MARKER, content_hash, load_dataset, save_dataset
 from tests.conftest import _copy_gz1
+from tests.fixture_server import ned_server  # noqa: F401 - fixture
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ["--size", "32", "--min-quality", "0", "--min-size", "0", "--extent", "0", "--catalog", "all", "--jobs", "1"]
@@ -285,17 +286,142 @@ def test_row18_build_force_is_refused_while_a_training_reads_the_dataset(source:
     assert load_dataset(out).content_hash != trained_on
 
 
-def test_row18_compare_flags_a_run_whose_dataset_changed_after_training(source: Path, tmp_path: Path) -> None:
-    out = tmp_path / "datasets" / "ds"
-    assert cli(["build", "--source", source, "--out", out, *BUILD], data_dir=tmp_path).returncode == 0
+@pytest.fixture(scope="module")
+def retrained(source: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A data folder with a finished LeNet-5 run whose dataset was rebuilt (another seed) after training."""
+    root = tmp_path_factory.mktemp("retrained")
+    out = root / "datasets" / "ds"
+    assert cli(["build", "--source", source, "--out", out, *BUILD], data_dir=root).returncode == 0
     trained = cli(["train", "--dataset", out, "--models", "lenet5", "--seeds", "0", "--epochs", "1", "--batch-size", "8"],
-                  data_dir=tmp_path)
+                  data_dir=root)
     assert trained.returncode == 0, trained.stderr
-    run_id = next(p.name for p in (tmp_path / "runs").iterdir() if (p / "config.json").exists())
+    run_id = next(p.name for p in (root / "runs").iterdir() if (p / "config.json").exists())
     rebuilt = cli(["build", "--source", source, "--out", out, *BUILD, "--seed", "5", "--force", "--replace-trained"],
-                  data_dir=tmp_path)
+                  data_dir=root)
     assert rebuilt.returncode == 0, rebuilt.stderr
-    done = cli(["compare", run_id, "--out", tmp_path / "report"], data_dir=tmp_path)
+    return root, run_id
+
+
+def test_row18_compare_flags_a_run_whose_dataset_changed_after_training(retrained: tuple[Path, str],
+                                                                        tmp_path: Path) -> None:
+    root, run_id = retrained
+    done = cli(["compare", run_id, "--out", tmp_path / "report"], data_dir=root)
     assert done.returncode == 0, done.stderr
     flagged = [line for line in (done.stdout + done.stderr).splitlines() if "dataset changed" in line]
     assert len(flagged) == 1 and run_id in flagged[0] and "earlier version" in flagged[0], done.stdout + done.stderr
+
+
+# --- row 9 -----------------------------------------------------------------------------------------
+
+
+class FullDisk:
+    """A folder on a 64 KiB tmpfs (or, where this process may not mount, one under an 8 KiB file-size limit)."""
+
+    def __init__(self, path: Path, *, mounted: bool) -> None:
+        self.path, self.mounted = path, mounted
+
+    def fill(self, leave: int) -> None:
+        """Take all but ``leave`` bytes of the tmpfs (nothing to do under a file-size limit)."""
+        if self.mounted:
+            free = shutil.disk_usage(self.path).free
+            (self.path / "filler").write_bytes(b"\0" * max(free - leave, 0))
+
+    def run(self, args: list[str], *, data_dir: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        def limit() -> None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
+
+        extra: dict[str, object] = {} if self.mounted else {"preexec_fn": limit}
+        if env:
+            extra["env"] = {**os.environ, "GALAXY_MORPH_DATA_DIR": str(data_dir),
+                            "GALAXY_MORPH_RUNS_DIR": str(data_dir / "runs"), **env}
+            done = subprocess.run([sys.executable, "-m", "core", *map(str, args)], cwd=ROOT, capture_output=True,
+                                  text=True, timeout=TIMEOUT_S, **extra)
+            assert "Traceback" not in done.stderr, done.stderr
+            return done
+        return cli(args, data_dir=data_dir, **extra)
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path):
+    folder = tmp_path / "full"
+    folder.mkdir()
+    try:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], capture_output=True,
+                                 timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        mounted = False
+    try:
+        yield FullDisk(folder, mounted=mounted)
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=30)
+
+
+def no_space(done: subprocess.CompletedProcess[str], where: Path) -> None:
+    line = one_line_error(done)
+    assert line.startswith(f"error: no space left on {where}"), line
+
+
+def leftovers(folder: Path) -> list[str]:
+    """What a command left under ``folder``, the test's own filler aside."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.name != "filler")
+
+
+def test_row09_build_on_a_full_disk_is_one_line_and_leaves_no_partial_dataset(source: Path, tmp_path: Path,
+                                                                               full_disk: FullDisk) -> None:
+    out = full_disk.path / "ds"
+    no_space(full_disk.run(["build", "--source", source, "--out", out, *BUILD], data_dir=tmp_path), out)
+    assert leftovers(full_disk.path) in ([], [".ds.lock"])
+
+
+def test_row09_sample_on_a_full_disk_is_one_line_and_leaves_no_partial_sample(tmp_path: Path,
+                                                                              full_disk: FullDisk) -> None:
+    out = full_disk.path / "sample"
+    no_space(full_disk.run(["sample", "--out", out, "--n", "60"], data_dir=tmp_path), out)
+    assert leftovers(full_disk.path) == []
+
+
+def test_row09_import_on_a_full_disk_is_one_line_and_leaves_no_partial_source(source: Path, tmp_path: Path,
+                                                                              full_disk: FullDisk) -> None:
+    catalogue = pd.read_csv(source / "catalog.csv")
+    big = pd.concat([catalogue] * 40, ignore_index=True)  # 1,200 rows: more than the space left
+    big["name"] = [f"{n} copy {i}" for i, n in enumerate(big["name"])]
+    big["file"] = [Path(f).name for f in big["file"]]  # found by name under --images
+    big.to_csv(tmp_path / "catalog.csv", index=False)
+    full_disk.fill(leave=4096)
+    out = full_disk.path / "imported"
+    no_space(full_disk.run(["import", "--catalog", tmp_path / "catalog.csv", "--images", source / "images", "--out", out],
+                           data_dir=tmp_path), out)
+    assert leftovers(full_disk.path) == []
+
+
+def test_row09_compare_on_a_full_disk_is_one_line_and_leaves_no_partial_report(retrained: tuple[Path, str],
+                                                                               full_disk: FullDisk) -> None:
+    root, run_id = retrained
+    out = full_disk.path / "report"
+    no_space(full_disk.run(["compare", run_id, "--out", out], data_dir=root), out)
+    assert leftovers(full_disk.path) == []
+
+
+def test_row09_train_on_a_full_disk_is_one_line_and_leaves_no_partial_file(source: Path, tmp_path: Path,
+                                                                           full_disk: FullDisk) -> None:
+    runs_dir = full_disk.path / "runs"
+    done = full_disk.run(["train", "--dataset", source.parent / "first", "--models", "lenet5", "--seeds", "0",
+                          "--epochs", "1", "--batch-size", "8", "--runs-dir", runs_dir], data_dir=tmp_path)
+    no_space(done, runs_dir)
+    partial = [name for name in leftovers(full_disk.path) if ".tmp" in name]
+    assert partial == []
+
+
+def test_row09_fetch_on_a_full_disk_is_one_line_and_keeps_what_was_fetched(ned_server, tmp_path: Path,
+                                                                           full_disk: FullDisk) -> None:
+    names = [f"KRT {n:03d}" for n in range(1, 13)]
+    pd.DataFrame({"name": names, "classification": "E"}).to_csv(tmp_path / "catalog.csv", index=False)
+    full_disk.fill(leave=12 * 1024)
+    out = full_disk.path / "images"
+    done = full_disk.run(["fetch", "--catalog", tmp_path / "catalog.csv", "--out", out], data_dir=tmp_path,
+                         env={"GALAXY_MORPH_NED_BASE_URL": ned_server.url, "GALAXY_MORPH_REQUEST_INTERVAL": "0.01"})
+    no_space(done, out)
+    assert [name for name in leftovers(full_disk.path) if ".tmp" in name] == []

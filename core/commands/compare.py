@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,8 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from core.errors import GalaxyMorphError, shorten_message
-    from core.io import REPORT, atomic_write_json, check_replaceable
-    from core.report import by_dataset, dataset_name, deduplicate, finished, write_report
+    from core.io import REPORT, check_replaceable, out_of_space_as_error
+    from core.report import by_dataset, dataset_name, deduplicate, finished
     from core.runs import resolve_run, scan_runs, split_damaged
 
     check_replaceable(args.out, kind=REPORT)  # before any table is printed: the report could not be written
@@ -70,6 +71,19 @@ def run(args: argparse.Namespace) -> int:
     if args.pool_datasets or len(groups) == 1:
         groups = {"all": [r for group in groups.values() for r in group]}
     outs = [Path(args.out) if len(groups) == 1 else Path(args.out) / dataset_name(group) for group in groups.values()]
+    # On a full disk a report folder this call created goes with the error: no partial report is left.
+    created = not Path(args.out).exists()
+    with out_of_space_as_error(args.out, cleanup=lambda: shutil.rmtree(args.out, ignore_errors=True) if created else None):
+        _write_reports(args, groups, outs)
+    return 0
+
+
+def _write_reports(args: argparse.Namespace, groups: dict, outs: list) -> None:
+    from pathlib import Path
+
+    from core.io import REPORT, atomic_write_json, check_replaceable
+    from core.report import dataset_name, write_report
+
     if len(groups) > 1:
         for out in outs:
             check_replaceable(out, kind=REPORT)
@@ -84,7 +98,6 @@ def run(args: argparse.Namespace) -> int:
         _print_comparison(group, pool_datasets=args.pool_datasets)
         paths = write_report(group, out, pool_datasets=args.pool_datasets)
         print(f"\nwrote {', '.join(sorted(paths))} to {out}")
-    return 0
 
 
 def _flag_changed_datasets(runs: list) -> None:
