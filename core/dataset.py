@@ -165,11 +165,12 @@ def count_by_split(meta: pd.DataFrame, classes: list[str]) -> dict[str, dict[str
 def dataset_writer(out: str | Path) -> Iterator[Path]:
     """Hold the writer lock of the dataset folder ``out`` for the block; yield ``out``.
 
-    The lock is an exclusive ``flock`` on ``.<name>.lock`` beside the folder (a file, never
-    deleted: removing a lock file lets two writers lock two files). It is re-entrant within a
-    thread, so :func:`save_dataset` inside a build's lock does not lock itself out, and it dies
-    with its process, so a killed build never blocks the next one. Taking it removes what killed
-    writers of ``out`` left (:func:`remove_stale_staging`).
+    The lock is an exclusive ``flock`` on ``.<name>.lock`` beside the folder, created for the
+    block and removed after it (a file of that name with other content, not ours, is used but
+    never removed). It is re-entrant within a thread, so :func:`save_dataset` inside a build's
+    lock does not lock itself out, and it dies with its process, so a killed build never blocks
+    the next one. Taking it removes what killed writers of ``out`` left
+    (:func:`remove_stale_staging`).
 
     Raises
     ------
@@ -183,31 +184,59 @@ def dataset_writer(out: str | Path) -> Iterator[Path]:
         yield out
         return
     out.parent.mkdir(parents=True, exist_ok=True)
-    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    fd = _take_lock(lock, out)
     try:
-        fd = os.open(lock, flags, 0o666 & ~process_umask())
-    except OSError as exc:
-        raise ConfigError(f"cannot create the lock file {lock} of the dataset {out} ({exc.strerror}). "
-                          "Choose an --out in a folder you can write to.") from exc
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ConfigError(f"{lock} is not a regular file, so the dataset {out} cannot be locked; move it away.")
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise DatasetBusyError(
-                    f"another build is writing the dataset {out} right now (it holds {lock.name}). Wait for it "
-                    "to finish, or build into another --out."
-                ) from None
         _HELD_LOCKS.add(key)
         try:
             remove_stale_staging(out)  # no other writer of ``out`` is alive: what is left is dead
             yield out
         finally:
             _HELD_LOCKS.discard(key)
+            # Removed while still held; the next writer checks that the name is still its file.
+            if os.pread(fd, len(_LOCK_TEXT) + 1, 0) == _LOCK_TEXT:
+                with contextlib.suppress(OSError):
+                    os.unlink(lock)
     finally:
         os.close(fd)
+
+
+_LOCK_TEXT = b"galaxy-morph dataset writer lock\n"
+
+
+def _take_lock(lock: Path, out: Path) -> int:
+    """Open, lock and return ``lock``'s descriptor, or raise :class:`DatasetBusyError`."""
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    for _ in range(_OPEN_ATTEMPTS):
+        try:
+            fd = os.open(lock, flags, 0o666 & ~process_umask())
+        except OSError as exc:
+            raise ConfigError(f"cannot create the lock file {lock} of the dataset {out} ({exc.strerror}). "
+                              "Choose an --out in a folder you can write to.") from exc
+        try:
+            held = os.fstat(fd)
+            if not stat.S_ISREG(held.st_mode):
+                raise ConfigError(f"{lock} is not a regular file, so the dataset {out} cannot be locked; move it away.")
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise DatasetBusyError(
+                        f"another build is writing the dataset {out} right now (it holds {lock.name}). Wait for it "
+                        "to finish, or build into another --out."
+                    ) from None
+            try:
+                now = os.stat(lock, follow_symlinks=False)
+            except FileNotFoundError:
+                now = None
+            if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+                if held.st_size == 0:
+                    os.pwrite(fd, _LOCK_TEXT, 0)
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # the previous holder removed the file between our open and our lock: again
+    raise DatasetBusyError(f"the lock file {lock} of the dataset {out} keeps changing; try again.")
 
 
 _HELD_LOCKS: set[tuple[str, int]] = set()

@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.dataset import STALE_AFTER_S, _locked, is_dataset, load_dataset, remove_stale_staging, save_dataset
+from core.dataset import (STAGING_MARKER, STALE_AFTER_S, DatasetBusyError, dataset_writer, is_dataset, load_dataset,
+                          save_dataset)
 from core.errors import ConfigError
 from core.io import check_folder_name
 from tests.conftest import _copy_gz1
@@ -297,7 +298,7 @@ def _stalled_save(out: Path) -> tuple[subprocess.Popen[str], Path]:
     proc = subprocess.Popen([sys.executable, "-c", _STALLED_SAVE, str(out)], cwd=ROOT, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
-    staging = Path(proc.stdout.readline().strip()).parent
+    staging = Path(proc.stdout.readline().strip()).parent.parent  # the file is written in <staging>/new/
     return proc, staging
 
 
@@ -307,25 +308,30 @@ def _age(path: Path) -> None:
     os.utime(path, (old, old))
 
 
-def test_a_killed_save_leaves_staging_that_the_next_build_removes(base: Path, tmp_path: Path) -> None:
+def test_a_killed_save_leaves_staging_that_the_next_build_of_the_target_removes(base: Path, tmp_path: Path) -> None:
     datasets = tmp_path / "datasets"
     proc, staging = _stalled_save(datasets / "ds")
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert staging.name.startswith(".ds.") and staging.name.endswith(".tmp") and staging.is_dir()
     assert not (datasets / "ds").exists()
-    _age(staging)
     (datasets / "mine.txt").write_text("not ours")
-    done = cli([a.replace("{w}", str(base)) for a in _build(str(datasets / "new"))], data_dir=tmp_path)
+    other = cli([a.replace("{w}", str(base)) for a in _build(str(datasets / "new"))], data_dir=tmp_path)
+    assert other.returncode == 0, other.stderr
+    assert staging.is_dir()  # another target's build leaves it alone
+    done = cli([a.replace("{w}", str(base)) for a in _build(str(datasets / "ds"))], data_dir=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert sorted(p.name for p in datasets.iterdir()) == ["mine.txt", "new"]
+    assert sorted(p.name for p in datasets.iterdir()) == ["ds", "mine.txt", "new"]
 
 
 def test_a_live_save_is_never_cleaned_even_when_old(tmp_path: Path) -> None:
     proc, staging = _stalled_save(tmp_path / "ds")
     try:
         _age(staging)
-        assert remove_stale_staging(tmp_path) == [] and staging.is_dir()
+        with pytest.raises(DatasetBusyError, match="another build is writing the dataset .*ds"):
+            with dataset_writer(tmp_path / "ds"):
+                pass
+        assert staging.is_dir()
     finally:
         assert proc.stdin is not None
         proc.stdin.write("\n")
@@ -334,41 +340,63 @@ def test_a_live_save_is_never_cleaned_even_when_old(tmp_path: Path) -> None:
     assert is_dataset(tmp_path / "ds") and not staging.exists()
 
 
-def test_only_the_tools_own_stale_folders_are_removed(tmp_path: Path) -> None:
-    stale = tmp_path / ".ds.abcd_123.tmp"
-    young = tmp_path / ".ds.efgh_456.tmp"
-    foreign = tmp_path / ".ds.ijkl_789.tmp"
-    unlike = [tmp_path / ".ds.tmp", tmp_path / "ds.abcd_123.tmp", tmp_path / ".ds.ABCD1234.tmp"]
-    for folder in (stale, young, foreign, *unlike):
-        folder.mkdir()
-        (folder / "x.npy").write_bytes(b"partial")
+def _staging(folder: Path, *, target: str) -> Path:
+    folder.mkdir()
+    (folder / STAGING_MARKER).write_text(json.dumps({"written_by": "galaxy-morph dataset save", "target": target}))
+    return folder
+
+
+def test_only_the_tools_own_staging_of_the_same_target_is_removed(tmp_path: Path) -> None:
+    stale = _staging(tmp_path / ".ds.abcd_123.tmp", target="ds")
+    (stale / "x.npy").write_bytes(b"partial")
+    other_target = _staging(tmp_path / ".ds2.efgh_456.tmp", target="ds2")
+    foreign = _staging(tmp_path / ".ds.ijkl_789.tmp", target="ds")
     (foreign / "thesis.tex").write_text("keep")
-    for folder in (stale, foreign, *unlike):
+    unmarked = [tmp_path / ".ds.mnop_012.tmp", tmp_path / ".ds.tmp", tmp_path / "ds.abcd_123.tmp",
+                tmp_path / ".ds.ABCD1234.tmp", tmp_path / ".ds.old-abcd_123.tmp"]
+    for folder in unmarked:
+        folder.mkdir()
+        (folder / "x.npy").write_bytes(b"mine")
+    lying = _staging(tmp_path / ".ds.qrst_345.tmp", target="other")  # a marker naming another target
+    for folder in (stale, other_target, foreign, lying, *unmarked):
         _age(folder)
-    assert remove_stale_staging(tmp_path) == [stale]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (young, foreign, *unlike))
+    with dataset_writer(tmp_path / "ds"):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        p.name for p in (other_target, foreign, lying, *unmarked))
 
 
 def test_a_save_killed_between_the_renames_gets_its_dataset_back(tmp_path: Path) -> None:
     x = np.zeros((2, 4, 4, 1), np.float32)
     meta = pd.DataFrame({"name": ["a", "b"], "label": ["E", "E"], "y": [0, 0], "split": ["train", "test"]})
     save_dataset(tmp_path / "ds", x=x, meta=meta, classes=["E"], manifest={})
-    moved = tmp_path / ".ds.old-abcd_123.tmp"
-    (tmp_path / "ds").rename(moved)  # where the killed save had put it aside
-    _age(moved)
-    assert remove_stale_staging(tmp_path) == [moved]
+    staging = _staging(tmp_path / ".ds.abcd_123.tmp", target="ds")
+    (tmp_path / "ds").rename(staging / "old")  # where a save without RENAME_EXCHANGE puts it aside
+    with dataset_writer(tmp_path / "ds"):
+        pass
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"] and is_dataset(tmp_path / "ds")
 
 
-def test_a_dataset_being_replaced_by_another_process_is_not_replaced_twice(tmp_path: Path) -> None:
+def test_a_dataset_being_written_by_another_writer_is_not_written_twice(tmp_path: Path) -> None:
+    import threading
+
     x = np.zeros((2, 4, 4, 1), np.float32)
     meta = pd.DataFrame({"name": ["a", "b"], "label": ["E", "E"], "y": [0, 0], "split": ["train", "test"]})
     save_dataset(tmp_path / "ds", x=x, meta=meta, classes=["E"], manifest={})
     first = load_dataset(tmp_path / "ds").content_hash
-    with _locked(tmp_path / "ds") as locked:
-        assert locked
-        with pytest.raises(ConfigError, match="another process is replacing .*ds"):
+    errors: list[BaseException] = []
+
+    def second_writer() -> None:
+        try:
             save_dataset(tmp_path / "ds", x=x + 1, meta=meta, classes=["E"], manifest={})
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            errors.append(exc)
+
+    with dataset_writer(tmp_path / "ds"):
+        thread = threading.Thread(target=second_writer)
+        thread.start()
+        thread.join(timeout=60)
+    assert len(errors) == 1 and isinstance(errors[0], DatasetBusyError), errors
     assert load_dataset(tmp_path / "ds").content_hash == first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
 
