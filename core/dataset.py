@@ -614,7 +614,11 @@ def _open_version(path: Path) -> Iterator[_Folder]:
         try:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         except FileNotFoundError:
-            time.sleep(_OPEN_PAUSE_S)  # a swap by two renames (no RENAME_EXCHANGE) has a moment without it
+            # A swap by two renames (no RENAME_EXCHANGE) has a moment without the folder, under
+            # its writer's lock; without a writer, a missing folder is just missing.
+            if not (path.parent / f".{path.name}.lock").exists():
+                break
+            time.sleep(_OPEN_PAUSE_S)
             continue
         except NotADirectoryError:
             raise GalaxyMorphError(f"{path} is a file, not a dataset folder. Build one with `python -m core build`.") from None

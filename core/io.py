@@ -259,7 +259,8 @@ def check_replaceable(
     ``path`` may be absent or empty; or hold a ``kind`` folder (by its marker) and then either
     ``same(marker)`` is true (identical parameters), ``force`` is set, or ``same`` is ``None``
     (the folder is cheap to remake, like a report). A folder replaced whole must also hold
-    nothing but ``kind``'s entries. A folder containing one of ``protect`` (the source being
+    nothing but ``kind``'s entries. A path the file system cannot hold is refused too
+    (:func:`check_output_path`). A folder containing one of ``protect`` (the source being
     read) is always refused.
 
     Returns
@@ -272,7 +273,7 @@ def check_replaceable(
     ConfigError
         With what ``path`` holds and what to do (choose another folder, or pass ``--force``).
     """
-    folder = Path(path)
+    folder = check_output_path(path, option=option)  # a name the file system cannot hold, or a path under a file
     if folder.is_symlink():
         raise ConfigError(
             f"{option} {folder} is a symbolic link; only folders this tool wrote are replaced. "

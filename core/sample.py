@@ -108,6 +108,7 @@ from core.io import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    check_output_path,
     check_replaceable,
     read_json_object,
     out_of_space_as_error,
@@ -272,6 +273,7 @@ def generate_sample(
     n_jobs = resolve_jobs(n_jobs)
     out = Path(out)
     params = _params(n=n, seed=seed, rates=rates)
+    check_output_path(out, option="out")
     # On a full disk a folder this call created goes with the error (one started earlier stays, to resume).
     created = not out.exists()
     with out_of_space_as_error(out, cleanup=lambda: shutil.rmtree(out, ignore_errors=True) if created else None):
