@@ -443,7 +443,7 @@ def build(
         saved, n_kept, n_candidates = _build_locked(
             spec, source=source, config=config, the_scheme=the_scheme, params=params, out=out, n_jobs=n_jobs,
             backend=backend, progress=progress, force=force, replace_trained=replace_trained,
-            force_while_training=force_while_training)
+            force_while_training=force_while_training, frozen=frozen)
     if n_kept is not None:
         logger.info("dataset %s: %d images kept of %d candidates", saved, n_kept, n_candidates)
     return saved
@@ -451,7 +451,8 @@ def build(
 
 def _build_locked(spec: BuildSpec, *, source: Source, config: PreprocessConfig, the_scheme: Scheme, params: dict[str, Any],
                   out: Path, n_jobs: int | None, backend: str | None, progress: Progress | None, force: bool,
-                  replace_trained: bool, force_while_training: bool) -> tuple[Path, int | None, int | None]:
+                  replace_trained: bool, force_while_training: bool,
+                  frozen: Any) -> tuple[Path, int | None, int | None]:
     """:func:`build` from the output check on, under the dataset's writer lock."""
     # Before any image is read: a folder that is not a dataset of ours is refused at once.
     manifest = check_replaceable(

@@ -54,7 +54,7 @@ import pandas as pd
 import pyarrow
 
 from core.errors import ConfigError, GalaxyMorphError
-from core.io import DATASET, check_replaceable, process_umask
+from core.io import DATASET, RefusedFileError, check_replaceable, open_regular, process_umask
 
 try:
     import fcntl
@@ -580,18 +580,14 @@ class _Folder:
         return True
 
     def open(self, name: str) -> Any:
-        """``name`` opened for reading in binary; a file that is not a regular file is refused unopened."""
-        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)  # a FIFO must not block the open
-        fd = os.open(name, flags, dir_fd=self.fd) if self.fd is not None else os.open(self.path / name, flags)
+        """``name`` opened for reading in binary; a file that is not a regular file is refused unopened
+        (a named pipe would block the reader)."""
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise _damaged(self.path / name, "it is not a regular file")
-            if hasattr(os, "set_blocking"):
-                os.set_blocking(fd, True)
-            return os.fdopen(fd, "rb")
-        except BaseException:
-            os.close(fd)
-            raise
+            if self.fd is None:
+                return open_regular(self.path / name)
+            return open_regular(name, dir_fd=self.fd)
+        except RefusedFileError as exc:
+            raise _damaged(self.path / name, exc.reason) from exc
 
 
 _OPEN_ATTEMPTS = 200

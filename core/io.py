@@ -129,11 +129,12 @@ def check_regular(path: str | os.PathLike[str], *, max_bytes: int | None = None)
     return _check_stat(path, os.stat(path), max_bytes)
 
 
-def open_regular(path: str | os.PathLike[str], *, max_bytes: int | None = None) -> BinaryIO:
+def open_regular(path: str | os.PathLike[str], *, max_bytes: int | None = None, dir_fd: int | None = None) -> BinaryIO:
     """Open ``path`` for binary reading only if it is a regular file (within ``max_bytes``).
 
     Opened with ``O_NONBLOCK`` and checked with ``fstat`` on the open descriptor, so a named pipe
     swapped in after a check cannot block the open, and what is read is what was checked.
+    With ``dir_fd``, ``path`` is relative to that open folder (a dataset version being read).
 
     Raises
     ------
@@ -141,7 +142,7 @@ def open_regular(path: str | os.PathLike[str], *, max_bytes: int | None = None) 
         As :func:`check_regular`; other ``OSError``s as ``open`` does.
     """
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(path, flags)
+    fd = os.open(path, flags, dir_fd=dir_fd)
     try:
         _check_stat(path, os.fstat(fd), max_bytes)
         if hasattr(os, "set_blocking"):
