@@ -273,7 +273,7 @@ def test_row18_build_force_is_refused_while_a_training_reads_the_dataset(source:
     from core import runs
 
     out = tmp_path / "datasets" / "ds"
-    assert cli(["build", "--source", source, "--out", out, *BUILD], data_dir=tmp_path).returncode == 0
+    shutil.copytree(source.parent / "first", out)  # what `build` wrote from this source with these options
     trained_on = load_dataset(out).content_hash
     # A run in status "running" whose process (this one) is alive: what `train` writes when it starts.
     runs.create_run(tmp_path / "runs", model="lenet5", seed=0, params={"epochs": 1}, dataset_path=out,
@@ -292,7 +292,7 @@ def retrained(source: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
     """A data folder with a finished LeNet-5 run whose dataset was rebuilt (another seed) after training."""
     root = tmp_path_factory.mktemp("retrained")
     out = root / "datasets" / "ds"
-    assert cli(["build", "--source", source, "--out", out, *BUILD], data_dir=root).returncode == 0
+    shutil.copytree(source.parent / "first", out)  # what `build` wrote from this source with these options
     trained = cli(["train", "--dataset", out, "--models", "lenet5", "--seeds", "0", "--epochs", "1", "--batch-size", "8"],
                   data_dir=root)
     assert trained.returncode == 0, trained.stderr
