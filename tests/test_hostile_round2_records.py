@@ -498,3 +498,48 @@ def test_row11_csv_exports_are_inert_in_a_spreadsheet(copied: dict[str, Path]) -
     import pandas as pd
 
     assert pd.api.types.is_float_dtype(pd.read_csv(out / "summary.csv")["accuracy_mean"])
+
+
+# --------------------------------------------------------------------------- row 15: checkpoint state
+
+
+def _state_cases(outside_model: Path) -> list[tuple[str, object, str]]:
+    return [
+        ("model_file climbs out", {"model_file": "../model.keras"}, "'model_file' must be the name of a file in"),
+        ("model_file absolute", {"model_file": str(outside_model)}, "'model_file' must be the name of a file in"),
+        ("model_file through a subfolder", {"model_file": "epoch-0001.keras/../../model.keras"},
+         "'model_file' must be the name of a file in"),
+        ("epoch as text", {"model_file": "epoch-0001.keras", "epoch": "1"}, "'epoch' must be a whole number"),
+        ("state truncated", '{"epoch": 1, "model_fi', "it is not readable JSON"),
+        ("state a list", "[1, 2]", "it holds a JSON list, not an object"),
+    ]
+
+
+def test_row15_checkpoint_state_names_only_files_in_its_own_folder(copied: dict[str, Path]) -> None:
+    import shutil
+
+    from core import runs
+    from core.dataset import load_dataset
+    from core.training import TrainingError, default_config, train
+
+    dataset = load_dataset(copied["dataset"])
+    config = default_config("lenet5", seed=0, epochs=1, batch_size=16, patience=0)
+    outside_model = _run_folder(copied, "lenet5") / "model.keras"
+    for case, state, says in _state_cases(outside_model):
+        run_dir = runs.create_run(copied["runs"], model="lenet5", seed=0, params=config.to_dict(),
+                                  dataset_path=dataset.path, dataset_hash=dataset.content_hash,
+                                  dataset_manifest=dataset.manifest)
+        ckpt = run_dir / "checkpoint"
+        ckpt.mkdir()
+        shutil.copy(outside_model, ckpt / "epoch-0001.keras")
+        shutil.copy(outside_model, run_dir / "model.keras")
+        base = {"epoch": 1, "best_val_loss": 1.0, "best_epoch": 1, "wait": 0, "history": [], "train_seconds": 1.0,
+                "stopped_early": False}
+        (ckpt / "state.json").write_text(state if isinstance(state, str) else json.dumps({**base, **state}))
+        with pytest.raises(TrainingError) as raised:
+            train(dataset, config, run_dir=run_dir, resume=True)
+        message = str(raised.value)
+        assert message.startswith(f"checkpoint state {ckpt / 'state.json'} is damaged: ") and says in message, (case, message)
+        assert message.endswith("Train the run again without --resume."), message
+        recorded = runs.read_config(run_dir)
+        assert recorded["status"] == "failed" and recorded["error"] == f"TrainingError: {message}"
