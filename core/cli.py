@@ -17,7 +17,7 @@ import threading
 from collections.abc import Sequence
 
 from core import __version__
-from core.errors import GalaxyMorphError
+from core.errors import GalaxyMorphError, shorten_message
 
 COMMAND_MODULES = (
     "sample",
@@ -61,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_shorten_record)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USER_ERROR
@@ -71,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except GalaxyMorphError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(shorten_message(f"error: {exc}"), file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted: what was finished is saved; run the same command again to resume.", file=sys.stderr)
@@ -79,6 +81,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _shorten_record(record: logging.LogRecord) -> bool:
+    """Log lines quote names (galaxies, files, classes) whole: a 50 MB name made 100 MB of stderr.
+    Format the message now and shorten it (:func:`core.errors.shorten_message`)."""
+    record.msg, record.args = shorten_message(record.getMessage()), None
+    return True
 
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:

@@ -543,3 +543,25 @@ def test_row15_checkpoint_state_names_only_files_in_its_own_folder(copied: dict[
         assert message.endswith("Train the run again without --resume."), message
         recorded = runs.read_config(run_dir)
         assert recorded["status"] == "failed" and recorded["error"] == f"TrainingError: {message}"
+
+
+# --------------------------------------------------------------------------- row 16: long names
+
+
+def test_row16_long_names_are_shortened_in_messages(tmp_path: Path) -> None:
+    """A catalogue name of a megabyte: warnings and summaries quote its first 200 characters and say
+    how much was cut, instead of the whole name (a 50 MB name made 104 MB of stderr)."""
+    import shutil
+
+    name = "N" * 1_000_000
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(FITS, images / "NGC_2.fits.gz")
+    csv = tmp_path / "cat.csv"
+    csv.write_text(f"name,classification,file\n{name},E,missing.fits\nNGC 2,E,\n{name}x,E,\n")
+    done = _core("import", "--catalog", str(csv), "--images", str(images), "--out", str(tmp_path / "data" / "src"),
+                 env=_clean_env(GALAXY_MORPH_CONFIG=os.environ["GALAXY_MORPH_CONFIG"]), timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(done.stderr) + len(done.stdout) < 20_000, len(done.stderr)
+    assert "N" * 200 + "… (999,800 more characters)" in done.stderr
+    assert "N" * 201 not in done.stderr and "Traceback" not in done.stderr
