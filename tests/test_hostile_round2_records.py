@@ -565,3 +565,36 @@ def test_row16_long_names_are_shortened_in_messages(tmp_path: Path) -> None:
     assert len(done.stderr) + len(done.stdout) < 20_000, len(done.stderr)
     assert "N" * 200 + "… (999,800 more characters)" in done.stderr
     assert "N" * 201 not in done.stderr and "Traceback" not in done.stderr
+
+
+JOB_PROBE = """
+import json, sys
+from pathlib import Path
+from core import jobs
+from core.io import read_jsonl
+from core.progress import read_progress
+listed = [j.id for j in jobs.list_jobs()]
+job = jobs.Job(id="x", label="x", command=[sys.executable, "-m", "core", "sample"], pid=2, started=0.0,
+               log_file=Path(sys.argv[1]) / "x.log", exit_file=Path(sys.argv[1]) / "x.exit.json",
+               record_file=Path(sys.argv[1]) / "x.json", proc_start=0)
+print(json.dumps({"listed": listed, "tail": jobs.tail_log(job), "exit": jobs.job_exit(job),
+                  "events": read_jsonl(Path(sys.argv[1]) / "x.progress.jsonl"),
+                  "progress": read_progress(Path(sys.argv[1]) / "x.progress.jsonl")}))
+"""
+
+
+def test_row03_fifo_job_records_and_logs_do_not_hang(jobs_folder: Path) -> None:
+    """The Training page lists jobs and tails their logs: pipes as a record, a log, an exit record
+    and a progress log are skipped, not waited on."""
+    pipes = [_fifo(jobs_folder / f"{JOB_ID}.json"), _fifo(jobs_folder / "x.log"), _fifo(jobs_folder / "x.exit.json"),
+             _fifo(jobs_folder / "x.progress.jsonl")]
+    env = _clean_env(GALAXY_MORPH_DATA_DIR=str(jobs_folder.parent), GALAXY_MORPH_CONFIG=os.environ["GALAXY_MORPH_CONFIG"])
+    try:
+        done = subprocess.run([sys.executable, "-c", JOB_PROBE, str(jobs_folder)], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("reading job records, logs or progress from named pipes hung")
+    finally:
+        _release(pipes)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == {"listed": [], "tail": "", "exit": None, "events": [], "progress": None}
