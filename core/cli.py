@@ -18,7 +18,7 @@ import threading
 from collections.abc import Sequence
 
 from core import __version__
-from core.errors import GalaxyMorphError
+from core.errors import GalaxyMorphError, shorten_message
 from core.io import is_out_of_space
 
 COMMAND_MODULES = (
@@ -63,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_shorten_record)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USER_ERROR
@@ -76,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except GalaxyMorphError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(shorten_message(f"error: {exc}"), file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted: what was finished is saved; run the same command again to resume.", file=sys.stderr)
@@ -105,6 +107,13 @@ def _written_path(exc: BaseException, args: argparse.Namespace) -> str:
             return str(current.filename)
         current = current.__cause__ or current.__context__
     return "the output folder's disk"
+
+
+def _shorten_record(record: logging.LogRecord) -> bool:
+    """Log lines quote names (galaxies, files, classes) whole: a 50 MB name made 100 MB of stderr.
+    Format the message now and shorten it (:func:`core.errors.shorten_message`)."""
+    record.msg, record.args = shorten_message(record.getMessage()), None
+    return True
 
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:

@@ -36,7 +36,7 @@ import requests
 
 from core.config import Settings, get_settings
 from core.errors import ConfigError, FetchError, GalaxyMorphError
-from core.io import atomic_path, atomic_write_bytes, atomic_write_json
+from core.io import atomic_path, atomic_write_bytes, atomic_write_json, read_json_object, read_regular_bytes
 
 try:
     import fcntl
@@ -44,6 +44,9 @@ except ImportError:  # not POSIX: the limiter falls back to its in-process lock
     fcntl = None  # type: ignore[assignment]
 
 logger = logging.getLogger(__name__)
+
+#: Largest cached page read back (NED's listing pages are tens of kB).
+MAX_CACHED_PAGE_BYTES = 64 * 2**20
 
 Params = Mapping[str, Any] | Sequence[tuple[str, Any]] | None
 
@@ -390,12 +393,13 @@ class PoliteClient:
         if not (body_path.exists() and meta_path.exists()):
             return None
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+            meta = read_json_object(meta_path, max_bytes=2**20)
+            if meta.get("url") != key_url:
+                return None
+            body = read_regular_bytes(body_path, max_bytes=MAX_CACHED_PAGE_BYTES)
+            text = body.decode(str(meta.get("encoding") or "utf-8"), errors="replace")
+        except (OSError, ValueError, LookupError):  # not a regular file, too large, damaged, unknown encoding
             return None
-        if meta.get("url") != key_url:
-            return None
-        text = body_path.read_bytes().decode(meta.get("encoding") or "utf-8", errors="replace")
         return Page(url=key_url, text=text, fetched_at=meta.get("fetched_at", ""), from_cache=True)
 
     def _write_cache(self, key_url: str, body: bytes, *, encoding: str, fetched_at: str) -> None:

@@ -162,13 +162,22 @@ def read_regular_bytes(path: str | os.PathLike[str], *, max_bytes: int) -> bytes
     return data
 
 
+#: Largest JSON-lines log read back (a run's events of a long training are a few MB).
+MAX_JSONL_BYTES = 256 * 2**20
+
+
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read the complete JSON lines of ``path``; a partly written last line is ignored."""
+    """Read the complete JSON lines of ``path``; a partly written last line is ignored, and so is a
+    file that is not a regular file or is larger than :data:`MAX_JSONL_BYTES` (no records)."""
     target = Path(path)
     if not target.exists():
         return []
+    try:
+        text = read_regular_bytes(target, max_bytes=MAX_JSONL_BYTES).decode("utf-8", errors="replace")
+    except OSError:
+        return []
     records = []
-    for line in target.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:

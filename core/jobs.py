@@ -46,7 +46,7 @@ import core
 from core.cli import COMMAND_MODULES
 from core.config import get_settings
 from core.errors import GalaxyMorphError
-from core.io import atomic_write_json
+from core.io import RefusedFileError, atomic_write_json, open_regular, read_regular_bytes
 from core.progress import read_progress
 from core.spec import BuildSpec, FetchSpec, ImportSpec, ScrapeSpec, TrainSpec
 
@@ -260,7 +260,7 @@ def load_job(job_id: str, *, data_dir: str | os.PathLike[str] | None = None) -> 
     try:
         if record_file.stat().st_size > MAX_RECORD_BYTES:
             raise ValueError(f"larger than {MAX_RECORD_BYTES:,} bytes")
-        record = json.loads(record_file.read_text(encoding="utf-8"))
+        record = json.loads(read_regular_bytes(record_file, max_bytes=MAX_RECORD_BYTES).decode("utf-8"))
         if not isinstance(record, dict):
             raise TypeError(f"a JSON {type(record).__name__}, not an object")
         command, pid, proc_start = record["command"], record["pid"], record.get("proc_start")
@@ -365,9 +365,7 @@ def job_exit(job: Job) -> dict[str, Any] | None:
     if job_problem(job) is not None:
         return None
     try:
-        if job.exit_file.stat().st_size > MAX_RECORD_BYTES:
-            return None
-        record = json.loads(job.exit_file.read_text(encoding="utf-8"))
+        record = json.loads(read_regular_bytes(job.exit_file, max_bytes=MAX_RECORD_BYTES).decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     return record if isinstance(record, dict) else None
@@ -434,12 +432,12 @@ def tail_log(job: Job, *, lines: int = 20, max_bytes: int = 64_000) -> str:
     if job_problem(job) is not None:
         return ""
     try:
-        with open(job.log_file, "rb") as handle:
+        with open_regular(job.log_file) as handle:
             handle.seek(0, os.SEEK_END)
             size = handle.tell()
             handle.seek(max(0, size - max_bytes))
             data = handle.read().decode("utf-8", errors="replace")
-    except FileNotFoundError:
+    except (FileNotFoundError, RefusedFileError):  # not written yet, or not a regular file (a pipe would block)
         return ""
     # A terminal bar redraws with "\r"; only its last state is worth showing.
     text = [line.rstrip("\r").rsplit("\r", 1)[-1] for line in data.rstrip("\n").split("\n")]

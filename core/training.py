@@ -16,9 +16,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import json
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -32,8 +32,9 @@ import pandas as pd
 
 from core import runs
 from core.dataset import Dataset
-from core.errors import ConfigError, GalaxyMorphError
-from core.io import append_jsonl, atomic_path, atomic_write_json, atomic_write_text, free_bytes, is_out_of_space
+from core.errors import ConfigError, GalaxyMorphError, shorten
+from core.io import (append_jsonl, atomic_path, atomic_write_json, atomic_write_text, free_bytes, is_out_of_space,
+                     read_json_object)
 from core.metrics import evaluate_predictions
 from core.device import device_name
 from core.models import MODEL_NAMES, build_model, count_params
@@ -609,14 +610,42 @@ def _save_checkpoint(model: keras.Model, ckpt: Path, state: dict[str, Any]) -> N
             old.unlink(missing_ok=True)
 
 
+#: A checkpoint's state.json holds counters and one history row per epoch: kilobytes.
+MAX_STATE_BYTES = 16 * 2**20
+
 def _load_state(ckpt: Path) -> dict[str, Any] | None:
+    """The checkpoint's ``state.json``, checked: a record read back from disk names only a file of
+    its own folder (never ``../`` or an absolute path) and holds the counters training keeps.
+
+    Raises
+    ------
+    TrainingError
+        If the state is damaged or crafted, or the model file it names is missing.
+    """
     path = ckpt / "state.json"
     if not path.exists():
         return None
-    state = json.loads(path.read_text(encoding="utf-8"))
-    if not (ckpt / state.get("model_file", "")).exists():
-        raise TrainingError(f"checkpoint {ckpt} names {state.get('model_file')!r}, which is missing. Start a new run.")
+    try:
+        state = read_json_object(path, max_bytes=MAX_STATE_BYTES)
+    except ValueError as exc:
+        raise _damaged_state(path, str(exc)) from exc
+    name = state.get("model_file")
+    if not isinstance(name, str) or not re.fullmatch(r"epoch-\d{4,}\.keras", name):
+        raise _damaged_state(path, f"'model_file' must be the name of a file in {ckpt} (epoch-NNNN.keras); "
+                                   f"got {shorten(repr(name))}")
+    for key in ("epoch", "best_epoch", "wait"):
+        value = state.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise _damaged_state(path, f"'{key}' must be a whole number >= 0; got {shorten(repr(value))}")
+    if not isinstance(state.get("history"), list) or not isinstance(state.get("best_val_loss"), (int, float)):
+        raise _damaged_state(path, "'history' must be a list and 'best_val_loss' a number")
+    if not (ckpt / name).exists():
+        raise TrainingError(f"checkpoint {ckpt} names {name!r}, which is missing. Start a new run.")
     return state
+
+
+def _damaged_state(path: Path | str, reason: str) -> TrainingError:
+    return TrainingError(f"checkpoint state {path} is damaged: {reason}. Train the run again without --resume.")
 
 
 def _fresh_state() -> dict[str, Any]:
@@ -722,7 +751,7 @@ def _train(dataset: Dataset, config: TrainConfig, *, run_dir: Path, run_id: str,
     state = _load_state(ckpt) if resume else None
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         if state is not None:
-            fit_model = keras.saving.load_model(ckpt / state["model_file"], safe_mode=True)
+            fit_model = runs.load_keras_model(ckpt / state["model_file"], damaged=_damaged_state)
             logger.info("run %s: resuming after epoch %d", run_id, state["epoch"])
         else:
             if ckpt.exists():

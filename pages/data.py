@@ -41,7 +41,7 @@ with scrape_tab:
         st.session_state["data_job"] = jobs.submit(FetchSpec(catalog=str(ned_dir / "catalog.csv"),
                                                              out=str(ned_dir / "images")), label="fetch images").id
     manifest_path = ned_dir / "images" / "manifest.csv"
-    manifest = pd.read_csv(manifest_path, dtype=str, keep_default_na=False) if manifest_path.exists() else pd.DataFrame()
+    manifest = pd.read_csv(manifest_path, dtype=str, keep_default_na=False) if manifest_path.is_file() else pd.DataFrame()
     n_failed = int((manifest.get("status", pd.Series(dtype=str)).str.lower() == "failed").sum()) if not manifest.empty else 0
     if b3.button(f"Retry {n_failed} failed", key="data_retry", disabled=n_failed == 0, icon=":material/replay:"):
         st.session_state["data_job"] = jobs.submit(FetchSpec(catalog=str(ned_dir / "catalog.csv"),

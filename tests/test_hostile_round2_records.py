@@ -498,3 +498,103 @@ def test_row11_csv_exports_are_inert_in_a_spreadsheet(copied: dict[str, Path]) -
     import pandas as pd
 
     assert pd.api.types.is_float_dtype(pd.read_csv(out / "summary.csv")["accuracy_mean"])
+
+
+# --------------------------------------------------------------------------- row 15: checkpoint state
+
+
+def _state_cases(outside_model: Path) -> list[tuple[str, object, str]]:
+    return [
+        ("model_file climbs out", {"model_file": "../model.keras"}, "'model_file' must be the name of a file in"),
+        ("model_file absolute", {"model_file": str(outside_model)}, "'model_file' must be the name of a file in"),
+        ("model_file through a subfolder", {"model_file": "epoch-0001.keras/../../model.keras"},
+         "'model_file' must be the name of a file in"),
+        ("epoch as text", {"model_file": "epoch-0001.keras", "epoch": "1"}, "'epoch' must be a whole number"),
+        ("state truncated", '{"epoch": 1, "model_fi', "it is not readable JSON"),
+        ("state a list", "[1, 2]", "it holds a JSON list, not an object"),
+    ]
+
+
+def test_row15_checkpoint_state_names_only_files_in_its_own_folder(copied: dict[str, Path]) -> None:
+    import shutil
+
+    from core import runs
+    from core.dataset import load_dataset
+    from core.training import TrainingError, default_config, train
+
+    dataset = load_dataset(copied["dataset"])
+    config = default_config("lenet5", seed=0, epochs=1, batch_size=16, patience=0)
+    outside_model = _run_folder(copied, "lenet5") / "model.keras"
+    for case, state, says in _state_cases(outside_model):
+        run_dir = runs.create_run(copied["runs"], model="lenet5", seed=0, params=config.to_dict(),
+                                  dataset_path=dataset.path, dataset_hash=dataset.content_hash,
+                                  dataset_manifest=dataset.manifest)
+        ckpt = run_dir / "checkpoint"
+        ckpt.mkdir()
+        shutil.copy(outside_model, ckpt / "epoch-0001.keras")
+        shutil.copy(outside_model, run_dir / "model.keras")
+        base = {"epoch": 1, "best_val_loss": 1.0, "best_epoch": 1, "wait": 0, "history": [], "train_seconds": 1.0,
+                "stopped_early": False}
+        (ckpt / "state.json").write_text(state if isinstance(state, str) else json.dumps({**base, **state}))
+        with pytest.raises(TrainingError) as raised:
+            train(dataset, config, run_dir=run_dir, resume=True)
+        message = str(raised.value)
+        assert message.startswith(f"checkpoint state {ckpt / 'state.json'} is damaged: ") and says in message, (case, message)
+        assert message.endswith("Train the run again without --resume."), message
+        recorded = runs.read_config(run_dir)
+        assert recorded["status"] == "failed" and recorded["error"] == f"TrainingError: {message}"
+
+
+# --------------------------------------------------------------------------- row 16: long names
+
+
+def test_row16_long_names_are_shortened_in_messages(tmp_path: Path) -> None:
+    """A catalogue name of a megabyte: warnings and summaries quote its first 200 characters and say
+    how much was cut, instead of the whole name (a 50 MB name made 104 MB of stderr)."""
+    import shutil
+
+    name = "N" * 1_000_000
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(FITS, images / "NGC_2.fits.gz")
+    csv = tmp_path / "cat.csv"
+    csv.write_text(f"name,classification,file\n{name},E,missing.fits\nNGC 2,E,\n{name}x,E,\n")
+    done = _core("import", "--catalog", str(csv), "--images", str(images), "--out", str(tmp_path / "data" / "src"),
+                 env=_clean_env(GALAXY_MORPH_CONFIG=os.environ["GALAXY_MORPH_CONFIG"]), timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(done.stderr) + len(done.stdout) < 20_000, len(done.stderr)
+    assert "N" * 200 + "… (999,800 more characters)" in done.stderr
+    assert "N" * 201 not in done.stderr and "Traceback" not in done.stderr
+
+
+JOB_PROBE = """
+import json, sys
+from pathlib import Path
+from core import jobs
+from core.io import read_jsonl
+from core.progress import read_progress
+listed = [j.id for j in jobs.list_jobs()]
+job = jobs.Job(id="x", label="x", command=[sys.executable, "-m", "core", "sample"], pid=2, started=0.0,
+               log_file=Path(sys.argv[1]) / "x.log", exit_file=Path(sys.argv[1]) / "x.exit.json",
+               record_file=Path(sys.argv[1]) / "x.json", proc_start=0)
+print(json.dumps({"listed": listed, "tail": jobs.tail_log(job), "exit": jobs.job_exit(job),
+                  "events": read_jsonl(Path(sys.argv[1]) / "x.progress.jsonl"),
+                  "progress": read_progress(Path(sys.argv[1]) / "x.progress.jsonl")}))
+"""
+
+
+def test_row03_fifo_job_records_and_logs_do_not_hang(jobs_folder: Path) -> None:
+    """The Training page lists jobs and tails their logs: pipes as a record, a log, an exit record
+    and a progress log are skipped, not waited on."""
+    pipes = [_fifo(jobs_folder / f"{JOB_ID}.json"), _fifo(jobs_folder / "x.log"), _fifo(jobs_folder / "x.exit.json"),
+             _fifo(jobs_folder / "x.progress.jsonl")]
+    env = _clean_env(GALAXY_MORPH_DATA_DIR=str(jobs_folder.parent), GALAXY_MORPH_CONFIG=os.environ["GALAXY_MORPH_CONFIG"])
+    try:
+        done = subprocess.run([sys.executable, "-c", JOB_PROBE, str(jobs_folder)], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("reading job records, logs or progress from named pipes hung")
+    finally:
+        _release(pipes)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == {"listed": [], "tail": "", "exit": None, "events": [], "progress": None}

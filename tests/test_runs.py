@@ -37,7 +37,8 @@ def test_round_trip_of_a_finished_run(tmp_path):
     assert config["status"] == "running" and config["params"] == PARAMS
     assert config["dataset"] == {"path": str((tmp_path / "ds").resolve()), "content_hash": "abc123"}
     assert {"keras", "numpy", "python"} <= set(config["versions"])
-    pd.DataFrame({"epoch": [1, 2], "loss": [1.0, 0.5]}).to_csv(path / "history.csv", index=False)
+    pd.DataFrame({"epoch": [1, 2], "loss": [1.0, 0.5], "accuracy": [0.5, 0.7], "val_loss": [1.1, 0.6],
+                  "val_accuracy": [0.4, 0.6]}).to_csv(path / "history.csv", index=False)
     pd.DataFrame({"name": ["NGC 1"], "true": ["E"], "pred": ["E"], "prob_E": [0.9], "prob_S": [0.1]}).to_csv(
         path / "predictions.csv", index=False)
     atomic_write_json(path / "metrics.json", {"accuracy": 0.75, "macro_f1": 0.5, "balanced_accuracy": 0.6})

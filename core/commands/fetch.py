@@ -37,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Fetch, print a summary; exit 1 when some object failed (rerun with --retry-failed)."""
     from core.config import get_settings
+    from core.errors import shorten, shorten_message
     from core.fetch import DEFAULT_PREFER, fetch_images
 
     settings = get_settings()
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         f"requests; in {summary.manifest}: {counts}"
     )
     for name, reason in summary.failures[:10]:
-        print(f"failed: {name}: {reason}", file=sys.stderr)
+        print(shorten_message(f"failed: {shorten(name)}: {reason}"), file=sys.stderr)
     if len(summary.failures) > 10:
         print(f"... and {len(summary.failures) - 10} more failures (see {summary.manifest})", file=sys.stderr)
     if summary.failures:

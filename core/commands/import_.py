@@ -38,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Import and print what matched and what did not."""
     from core.config import get_settings
+    from core.errors import shorten
     from core.importer import EXAMPLES, import_source
     from core.progress import Progress
 
@@ -55,13 +56,11 @@ def run(args: argparse.Namespace) -> int:
         where = ", ".join(f"{n} from {k}" for k, n in placed.items()) or "none"
         print(f"positions: {where}" + (f"; {unplaced} rows without one" if unplaced else ""))
     if result.unmatched_rows:
-        examples = "; ".join(f"{n} ({r})" for n, r in result.unmatched_rows[:EXAMPLES])
+        examples = "; ".join(f"{shorten(n)} ({shorten(r)})" for n, r in result.unmatched_rows[:EXAMPLES])
         print(f"{len(result.unmatched_rows)} rows without an image, e.g. {examples}", file=sys.stderr)
     if result.unmatched_files:
-        print(
-            f"{len(result.unmatched_files)} image files match no row, e.g. {result.unmatched_files[:EXAMPLES]}",
-            file=sys.stderr,
-        )
+        examples = ", ".join(shorten(f) for f in result.unmatched_files[:EXAMPLES])
+        print(f"{len(result.unmatched_files)} image files match no row, e.g. {examples}", file=sys.stderr)
     if result.ambiguous:
         print(f"{len(result.ambiguous)} names matched several files; the first was used", file=sys.stderr)
     if result.unmatched_rows or result.unmatched_files:
