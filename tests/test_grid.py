@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from core.errors import ConfigError
-from core.grid import check_threads, format_grid, grid_event, train_runs
+from core.grid import check_threads, format_grid, grid_event, serial_threads, train_runs
 
 distributed = pytest.importorskip("distributed")
 
@@ -93,6 +93,12 @@ def test_a_grid_on_a_local_cluster_gives_the_bytes_of_serial_training(dataset, t
         assert metrics_a == metrics_b, key
         history_a, history_b = (pd.read_csv(run / "history.csv").drop(columns="seconds") for run in (a[key], b[key]))
         pd.testing.assert_frame_equal(history_a, history_b)
+        # The registry records the same run: everything but identity, times, process and where it ran.
+        config_a, config_b = (json.loads((run / "config.json").read_text()) for run in (a[key], b[key]))
+        for volatile in ("id", "created", "finished", "pid", "host", "timings"):
+            config_a.pop(volatile), config_b.pop(volatile)
+        assert config_b.pop("threads") == serial_threads() and config_b.pop("worker") in {o["worker"] for o in on_cluster}
+        assert config_a == config_b, key
     # Both workers trained, and the progress said which run ran where while it ran.
     workers = {o["worker"] for o in on_cluster}
     assert len(workers) == 2 and all(w.startswith("tcp://127.0.0.1:") for w in workers)
