@@ -113,7 +113,7 @@ def test_a_grid_on_a_local_cluster_gives_the_bytes_of_serial_training(dataset, t
 @pytest.mark.cluster
 def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(dataset, tmp_path):
     runs_dir = tmp_path / "runs"
-    epochs = 8
+    epochs = 6
     killed: dict[str, int] = {}
 
     def kill_first_worker_mid_run(event: dict) -> None:
@@ -181,7 +181,7 @@ def test_the_training_page_sends_the_grid_to_the_cluster_and_shows_where_each_ru
     assert at.toggle(key="train_on_cluster").label.replace("\\", "").endswith("dask cluster local:1")
     at.multiselect(key="train_models").set_value(["lenet5"])
     at.number_input(key="train_epochs").set_value(1)
-    at.number_input(key="train_folds").set_value(3)
+    at.text_input(key="train_seeds").set_value("0, 1")
     at.button(key="train_start").click()
     at.run()
     assert not at.exception, [e.value for e in at.exception]
@@ -194,7 +194,7 @@ def test_the_training_page_sends_the_grid_to_the_cluster_and_shows_where_each_ru
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     table = next(frame.value for frame in at.dataframe if "Worker" in frame.value.columns)
-    assert table["Run"].tolist() == ["lenet5 s0 f0", "lenet5 s0 f1", "lenet5 s0 f2"]
-    assert table["State"].tolist() == ["finished"] * 3 and table["Epoch"].tolist() == ["1/1"] * 3
+    assert table["Run"].tolist() == ["lenet5 s0", "lenet5 s1"]
+    assert table["State"].tolist() == ["finished"] * 2 and table["Epoch"].tolist() == ["1/1"] * 2
     assert table["Worker"].str.startswith("tcp://127.0.0.1:").all() and table["Worker"].nunique() == 1
-    assert any("3 finished" in caption.value for caption in at.caption)
+    assert any("2 finished" in caption.value for caption in at.caption)
