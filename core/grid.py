@@ -363,8 +363,15 @@ def run_grid(
     from core.dataset import load_dataset  # noqa: PLC0415
     from core.parallel import dask_client  # noqa: PLC0415
 
+    from core.training import protocol_differences  # noqa: PLC0415
+
     check_threads(threads)
     dataset = load_dataset(dataset_path, mmap=True)
+    manifest_params = dataset.manifest.get("params")
+    if (folds or repeats > 1) and isinstance(manifest_params, dict) and manifest_params.get("split_file_sha256"):
+        logger.warning("dataset %s has a frozen test set (its source's split.csv), but --folds/--repeats draw new "
+                       "test sets from all its galaxies, so the frozen test galaxies are trained on in other "
+                       "splits. Train on the dataset's own split to keep them for the end.", dataset.path)
     root = (Path(runs_dir) if runs_dir is not None else runs.default_runs_dir()).resolve()
     configs = grid_configs(models=models, seeds=seeds, folds=folds, repeats=repeats, overrides=overrides)
     client = dask_client(scheduler)
@@ -389,7 +396,8 @@ def run_grid(
                 continue
         run_dir = run.path if run is not None else runs.create_run(
             root, model=config.model, seed=config.seed, params=params, dataset_path=dataset.path,
-            dataset_hash=dataset.content_hash, dataset_manifest=dataset.manifest)
+            dataset_hash=dataset.content_hash, dataset_manifest=dataset.manifest,
+            extra={"protocol_differences": protocol_differences(config)})
         tasks[i] = GridTask(label=_label(config), params=params, dataset=str(dataset.path.resolve()),
                             dataset_hash=dataset.content_hash, run_dir=str(run_dir), threads=per_host)
         rows.append(_row(config, run_dir, "queued"))

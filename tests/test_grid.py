@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from core.errors import ConfigError
-from core.grid import check_threads, format_grid, grid_event, train_runs
+from core.grid import check_threads, format_grid, grid_event, serial_threads, train_runs
 
 distributed = pytest.importorskip("distributed")
 
@@ -93,6 +93,12 @@ def test_a_grid_on_a_local_cluster_gives_the_bytes_of_serial_training(dataset, t
         assert metrics_a == metrics_b, key
         history_a, history_b = (pd.read_csv(run / "history.csv").drop(columns="seconds") for run in (a[key], b[key]))
         pd.testing.assert_frame_equal(history_a, history_b)
+        # The registry records the same run: everything but identity, times, process and where it ran.
+        config_a, config_b = (json.loads((run / "config.json").read_text()) for run in (a[key], b[key]))
+        for volatile in ("id", "created", "finished", "pid", "host", "timings"):
+            config_a.pop(volatile), config_b.pop(volatile)
+        assert config_b.pop("threads") == serial_threads() and config_b.pop("worker") in {o["worker"] for o in on_cluster}
+        assert config_a == config_b, key
     # Both workers trained, and the progress said which run ran where while it ran.
     workers = {o["worker"] for o in on_cluster}
     assert len(workers) == 2 and all(w.startswith("tcp://127.0.0.1:") for w in workers)
@@ -107,7 +113,7 @@ def test_a_grid_on_a_local_cluster_gives_the_bytes_of_serial_training(dataset, t
 @pytest.mark.cluster
 def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(dataset, tmp_path):
     runs_dir = tmp_path / "runs"
-    epochs = 8
+    epochs = 6
     killed: dict[str, int] = {}
 
     def kill_first_worker_mid_run(event: dict) -> None:
@@ -175,7 +181,7 @@ def test_the_training_page_sends_the_grid_to_the_cluster_and_shows_where_each_ru
     assert at.toggle(key="train_on_cluster").label.replace("\\", "").endswith("dask cluster local:1")
     at.multiselect(key="train_models").set_value(["lenet5"])
     at.number_input(key="train_epochs").set_value(1)
-    at.number_input(key="train_folds").set_value(3)
+    at.text_input(key="train_seeds").set_value("0, 1")
     at.button(key="train_start").click()
     at.run()
     assert not at.exception, [e.value for e in at.exception]
@@ -188,7 +194,7 @@ def test_the_training_page_sends_the_grid_to_the_cluster_and_shows_where_each_ru
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     table = next(frame.value for frame in at.dataframe if "Worker" in frame.value.columns)
-    assert table["Run"].tolist() == ["lenet5 s0 f0", "lenet5 s0 f1", "lenet5 s0 f2"]
-    assert table["State"].tolist() == ["finished"] * 3 and table["Epoch"].tolist() == ["1/1"] * 3
+    assert table["Run"].tolist() == ["lenet5 s0", "lenet5 s1"]
+    assert table["State"].tolist() == ["finished"] * 2 and table["Epoch"].tolist() == ["1/1"] * 2
     assert table["Worker"].str.startswith("tcp://127.0.0.1:").all() and table["Worker"].nunique() == 1
-    assert any("3 finished" in caption.value for caption in at.caption)
+    assert any("2 finished" in caption.value for caption in at.caption)
