@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import unquote, unquote_plus, urljoin, urlsplit
 
-import numpy as np
 import pandas as pd
 import requests
 from astroquery.ipac.ned import NedClass

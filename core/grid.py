@@ -187,7 +187,7 @@ def check_workers_see_data(client: Any, *, dataset: str | Path, dataset_hash: st
                 for worker, answer in sorted(answers.items()) if answer is not None]
     if problems:
         raise ConfigError(
-            f"dask workers must read the dataset and write the runs folder under the same paths as this machine; got "
+            "dask workers must read the dataset and write the runs folder under the same paths as this machine; got "
             + "; ".join(problems)
             + ". Put both on a file system every worker mounts at the same path (see docs/SCALING.md), or train "
             "without dask_scheduler."
