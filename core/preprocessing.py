@@ -535,7 +535,9 @@ def stretch_image(
         scaled = ManualInterval(float(low), float(high))(data, clip=True)
         out = stretch(scaled, clip=True)
     out = np.nan_to_num(out.astype(np.float32, copy=False), nan=0.0, posinf=1.0, neginf=0.0)
-    return out
+    # float32 rounding of the stretch differs between CPUs (numpy picks its vector path by CPU):
+    # the top can come out at 1 - 6e-8 on one and a hair above 1 on another. The range is a promise.
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 @functools.lru_cache(maxsize=128)

@@ -163,7 +163,9 @@ def test_stretch_range_monotonic_and_nan_to_zero(kind: str) -> None:
     data[0, 0] = np.nan
     out = stretch_image(data, kind, (1.0, 99.0))
     assert out.dtype == np.float32 and out.shape == data.shape
-    assert out.min() == 0.0 and out.max() == 1.0
+    # In [0, 1] exactly (the promise), reaching both ends up to float32 rounding, which differs by CPU.
+    assert 0.0 <= out.min() and out.max() <= 1.0
+    assert out.min() == pytest.approx(0.0, abs=1e-6) and out.max() == pytest.approx(1.0, abs=1e-6)
     assert out[0, 0] == 0.0
     flat = out.ravel()[1:]
     assert (np.diff(flat) >= 0).all()
