@@ -6,6 +6,8 @@ class scheme), then the page the user picked. Pages are layout; ``core`` does th
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from ui import common, present, session
@@ -32,9 +34,11 @@ pages = {
     ],
 }
 # Presentation mode draws nothing in the sidebar, so Streamlit shows none: the pages sit in a bar on top.
+common.focus_style()
 presenting = present.active()
 page = st.navigation(pages, position="top" if presenting else "sidebar")
 if presenting:
+    present.hide_sidebar()
     st.button("Leave presentation mode", key="present_leave", on_click=present.leave, type="tertiary",
               icon=":material/close_fullscreen:")
 else:
@@ -43,13 +47,15 @@ else:
         st.selectbox(
             "Data source",
             options,
-            format_func=lambda p: sources[p],
+            # The folder name only: the sidebar is narrow, and a long label was cut off mid-word.
+            format_func=lambda p: Path(p).name,
             key="sidebar_source",
             on_change=common.adopt,
             args=("sidebar_source", "source"),
             kwargs={"then": lambda: st.session_state.update(scheme=ui_data.default_scheme(st.session_state["source"]))},
             help="Every page reads this source. Add sources on the Data page.",
         )
+        st.caption(common.md(sources[st.session_state["source"]].split(" — ", 1)[-1]))
         common.bind("sidebar_scheme", "scheme")
         st.selectbox(
             "Class scheme",
@@ -59,4 +65,7 @@ else:
             args=("sidebar_scheme", "scheme"),
             help="How raw morphological types are grouped into the classes the models learn.",
         )
+        st.button("Presentation mode", key="sidebar_present", on_click=present.enter, icon=":material/slideshow:",
+                  help="Results only, for a projector: no sidebar and no controls on any page. The address "
+                       "(…?present=1) opens in it too.")
 page.run()

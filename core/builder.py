@@ -489,7 +489,8 @@ def _build_locked(spec: BuildSpec, *, source: Source, config: PreprocessConfig, 
         logger.warning("%s left out: %s: %s", name, path, error)  # one line per bad file; the batch goes on
 
     kept = candidates[candidates["kept"]].reset_index(drop=True)
-    _check_classes(kept, the_scheme.classes, val_fraction=val_fraction, test_fraction=test_fraction)
+    _check_classes(kept, the_scheme.classes, val_fraction=val_fraction, test_fraction=test_fraction,
+                   reasons=selection.reasons())
     metric_columns = [c for c in metrics.columns if c not in ("path", "read_error")]
     # The array is written in a marked staging folder: a build killed meanwhile leaves nothing
     # the next build of this target cannot recognise as its own and remove.
@@ -810,17 +811,73 @@ def resolve_duplicates(candidates: pd.DataFrame) -> pd.DataFrame:
     return candidates
 
 
-def _check_classes(kept: pd.DataFrame, classes: Sequence[str], *, val_fraction: float, test_fraction: float) -> None:
-    """A class with too few images for the split is the user's problem to fix: say how."""
+REASON_TEXT: dict[str, str] = {
+    "conflict": "listed under types of different classes (Class balance: label conflicts)",
+    "dwarf": "a dwarf type, excluded by the Class balance switch",
+    "uncertain": "an uncertain type (E?, Sb:), excluded by the Class balance switch",
+    "unclassified": "a type the class scheme puts in no class",
+    "other_catalogue": "named from another catalogue than the one chosen (Catalogue selector)",
+    "no_image": "no image file",
+    "duplicate_of": "another name of a galaxy already counted",
+    "other_survey": "imaged by another survey than the one chosen (Survey selector)",
+    "other_band": "imaged in another band than the one chosen",
+    "unreadable": "the image file cannot be read",
+    "blank": "the image is blank (no finite pixel, or all equal)",
+    "too_small": "the image side is below the minimum",
+    "missing_pixels": "too many missing (NaN) pixels",
+    "saturated": "a saturated patch (a bright core or star)",
+    "low_snr": "too faint against the sky noise (signal-to-noise)",
+    "low_quality": "quality score below the minimum",
+    "galaxy_exceeds_crop": "the galaxy is bigger than the crop (more than half its light would be cut off)",
+    "preprocess_error": "the image failed to preprocess",
+}
+"""What each reason a build leaves an object out for means, in words (``duplicate_of:<name>`` as ``duplicate_of``)."""
+
+
+def _check_classes(
+    kept: pd.DataFrame, classes: Sequence[str], *, val_fraction: float, test_fraction: float,
+    reasons: dict[str, int] | None = None,
+) -> None:
+    """A class with too few images for the split is the user's problem to fix: say how, and what
+    removed the galaxies (``reasons``: names left out per reason, :meth:`Selection.reasons`)."""
     need = 1 + (val_fraction > 0) + (test_fraction > 0)
     counts = kept["label"].value_counts()
     short = {c: int(counts.get(c, 0)) for c in classes if counts.get(c, 0) < need}
-    if short:
-        listed = ", ".join(f"{c!r} has {n}" for c, n in short.items())
-        raise GalaxyMorphError(
-            f"after filtering, class {listed} kept image(s); a train/val/test split needs at least {need} per "
-            f"class. Lower --min-quality or --min-size, use --catalog all or --survey all, or pick a scheme without that class."
-        )
+    if not short:
+        return
+    removed = ""
+    if reasons:
+        top = sorted(reasons.items(), key=lambda item: -item[1])[:4]
+        removed = " Left out: " + ", ".join(f"{n:,} {why}" for why, n in top) + "."
+    remedy = ("Lower --min-quality or --min-size, use --catalog all or --survey all, or pick a scheme without "
+              "that class.")
+    if len(kept) == 0:
+        raise GalaxyMorphError(f"these settings keep no galaxy, so there is nothing to build.{removed} {remedy}")
+    listed = ", ".join(f"{c!r} has {n}" for c, n in short.items())
+    raise GalaxyMorphError(
+        f"after filtering, class {listed} kept image(s); a train/val/test split needs at least {need} per "
+        f"class.{removed} {remedy}"
+    )
+
+
+def split_sizes(selection: Selection, spec: BuildSpec) -> dict[str, int]:
+    """How many galaxies a build of ``spec`` puts in ``train``, ``val`` and ``test``, from its selection.
+
+    The build's own split (:func:`split_by_object`, same seed, same order), so the counts are
+    exact unless an image then fails to preprocess.
+
+    Raises
+    ------
+    GalaxyMorphError
+        When the build would refuse the selection (no galaxy kept, a class too small to split);
+        the message names what left the galaxies out.
+    """
+    kept = selection.table[selection.table["kept"]].reset_index(drop=True)
+    _check_classes(kept, selection.scheme.classes, val_fraction=spec.val_fraction, test_fraction=spec.test_fraction,
+                   reasons=selection.reasons())
+    split = split_by_object(kept["label"], seed=spec.seed, val_fraction=spec.val_fraction,
+                            test_fraction=spec.test_fraction)
+    return {name: int((split == name).sum()) for name in ("train", "val", "test")}
 
 
 def split_by_object(labels: pd.Series, *, seed: int, val_fraction: float, test_fraction: float) -> np.ndarray:

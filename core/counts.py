@@ -65,16 +65,9 @@ def count_source(
     missing = [c for c in ("name", "label") if c not in table.columns]
     if missing:
         raise ParseError(f"count_source needs columns name and label; missing {missing}. Label the table first.")
-    canonical: dict[str, str] = {}
-    if {"ra", "dec"} <= set(table.columns):
-        for group in find_duplicates(table, tolerance_arcsec=duplicate_arcsec):
-            canonical.update({name: group[0] for name in group})
+    canonical = galaxy_names(table, duplicate_arcsec=duplicate_arcsec)
     galaxy = table["name"].astype(str).map(lambda n: canonical.get(n, n))
-    resolved, report = resolve_conflicts(table[["name", "label"]], policy=policy)
-    labelled = resolved[resolved["label"] != UNCLASSIFIED]
-    # Two names of one galaxy count once, under the class of the first one listed.
-    labelled = labelled.assign(galaxy=labelled["name"].astype(str).map(lambda n: canonical.get(n, n)))
-    labelled = labelled.drop_duplicates("galaxy")
+    labelled, report = _labelled_objects(table, canonical, policy=policy)
     per_class = labelled.groupby("label").size().reindex(list(classes), fill_value=0)
     return SourceCounts(
         rows=len(table),
@@ -85,3 +78,61 @@ def count_source(
         policy=policy,
         per_class={str(k): int(v) for k, v in per_class.items()},
     )
+
+
+def galaxy_names(table: pd.DataFrame, *, duplicate_arcsec: float = 3.0) -> dict[str, str]:
+    """``{name: first name of its galaxy}`` for the names that share a galaxy with another name.
+
+    Names absent from the result are galaxies of their own. Two names whose positions (``ra``,
+    ``dec``) agree within ``duplicate_arcsec`` are one galaxy, the rule of :func:`count_source`
+    and of the build; without positions every name is its own galaxy.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"name": ["NGC 1", "UGC 9"], "ra": [1.0, 1.0], "dec": [2.0, 2.0]})
+    >>> galaxy_names(t)
+    {'NGC 1': 'NGC 1', 'UGC 9': 'NGC 1'}
+    """
+    canonical: dict[str, str] = {}
+    if {"ra", "dec"} <= set(table.columns):
+        for group in find_duplicates(table, tolerance_arcsec=duplicate_arcsec):
+            canonical.update({name: group[0] for name in group})
+    return canonical
+
+
+def left_out_objects(selection_table: pd.DataFrame, canonical: dict[str, str]) -> pd.DataFrame:
+    """The galaxies a build leaves out, one row each, from a selection's one-row-per-name table.
+
+    A galaxy is left out when none of its names is kept; it is counted once, under the reason of
+    its first name that is not merely ``duplicate_of`` another. Names of a kept galaxy are neither
+    kept nor left out: they are duplicate names. So kept + left out = :attr:`SourceCounts.objects`
+    (for the names the selection saw), the meaning of "objects" on every page.
+    """
+    galaxy = selection_table["name"].astype(str).map(lambda n: canonical.get(n, n))
+    table = selection_table.assign(galaxy=galaxy)
+    kept_galaxies = set(table.loc[table["kept"], "galaxy"])
+    left = table[~table["galaxy"].isin(kept_galaxies)]
+    mere_duplicate = left["reason"].astype(str).str.startswith("duplicate_of:")
+    left = left.assign(_dup=mere_duplicate.to_numpy()).sort_values("_dup", kind="stable")
+    return left.drop_duplicates("galaxy").drop(columns="_dup")
+
+
+def labelled_objects(table: pd.DataFrame, *, policy: str = "drop", duplicate_arcsec: float = 3.0) -> pd.DataFrame:
+    """One row per labelled object (the galaxies :attr:`SourceCounts.per_class` counts), with the
+    columns of its first catalogue row (``redshift``, ``ra``, ...) and ``galaxy`` (its first name).
+
+    A chart per class drawn from it counts what the class bars count (the redshift violins did
+    not: they counted catalogue rows, aliases and conflicting rows included).
+    """
+    return _labelled_objects(table, galaxy_names(table, duplicate_arcsec=duplicate_arcsec), policy=policy)[0]
+
+
+def _labelled_objects(table: pd.DataFrame, canonical: dict[str, str], *, policy: str) -> tuple[pd.DataFrame, object]:
+    resolved, report = resolve_conflicts(table[["name", "label"]], policy=policy)
+    labelled = resolved.loc[resolved["label"] != UNCLASSIFIED, ["name", "label"]]
+    # Two names of one galaxy count once, under the class of the first one listed.
+    labelled = labelled.assign(galaxy=labelled["name"].astype(str).map(lambda n: canonical.get(n, n)))
+    labelled = labelled.drop_duplicates("galaxy")
+    first_rows = table.drop(columns=["label"]).drop_duplicates("name")
+    return labelled.merge(first_rows, on="name", how="left"), report
+

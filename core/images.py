@@ -256,9 +256,12 @@ def _check_jpeg_scans(path: Path, stream: Any) -> None:
 
 
 def read_upload(
-    name: str, payload: bytes, *, max_bytes: int = UPLOAD_LIMIT_BYTES, max_pixels: int | None = None
+    name: str, payload: bytes, *, max_bytes: int = UPLOAD_LIMIT_BYTES, max_pixels: int | None = None,
+    rgb: bool = False,
 ) -> ImageData:
     """Read an uploaded file, given the name the browser sent and its bytes, as an image.
+
+    ``rgb`` keeps a colour JPEG or PNG in colour (:func:`read_image`), for a model trained on colour.
 
     The name is only shown, never used as a path: the bytes go to a temporary file whose suffix
     is taken from the name only when it is one :func:`read_image` knows, so a name of any length
@@ -283,7 +286,7 @@ def read_upload(
         path = Path(tmp) / f"upload{suffix}"
         path.write_bytes(payload)
         try:
-            return read_image(path, max_pixels=max_pixels)
+            return read_image(path, max_pixels=max_pixels, rgb=rgb)
         except ImageReadError as exc:
             raise ImageReadError(
                 shown, f"{_first_sentence(exc.reason)}. Upload a FITS, JPEG or PNG cutout of a galaxy."

@@ -285,6 +285,19 @@ BUILTIN_SCHEMES: dict[str, tuple[tuple[str, ...], Callable[[str], str | None], s
 }
 
 
+CLASS_DEFINITIONS: dict[str, dict[str, str]] = {
+    "gz1": {
+        "E": "Elliptical: the Galaxy Zoo 1 volunteers' leading vote was 'elliptical' (smooth, no disc or arms).",
+        "EdgeOn": "Galaxy Zoo 1's third choice: a spiral seen edge-on *or* a spiral whose winding could not be "
+                  "seen. So this class also holds some face-on discs; Galaxy Zoo's combined spiral fraction "
+                  "counts it as spiral.",
+        "Spiral": "Spiral arms whose winding was seen (clockwise and anticlockwise votes together).",
+    },
+}
+"""What each class of a scheme whose labels are not Hubble types means, for the dashboard (a source without
+NED type strings has no type-to-class diagram to explain it)."""
+
+
 def get_scheme(name_or_path: str | Path) -> Scheme:
     """A built-in scheme by name, or a user mapping file (``.json`` or ``.csv``).
 

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import GalaxyMorphError
-from ui import charts, common, data, palette, session
+from ui import charts, common, data, palette, present, session
 
 session.require_router()
 
@@ -16,33 +16,47 @@ common.page_header(
     "and how balanced those classes are before and after the quality filters.",
 )
 source = st.session_state["source"]
-common.bind("balance_scheme", "scheme")
-scheme = st.selectbox("Class scheme", data.scheme_names(), key="balance_scheme", on_change=common.adopt,
-                      args=("balance_scheme", "scheme"), help="Also in the sidebar; every page uses the same scheme.")
+presenting = present.presenting()  # results only: the choices made last, no widgets
+if presenting:
+    scheme = st.session_state["scheme"]
+else:
+    common.bind("balance_scheme", "scheme")
+    scheme = st.selectbox("Class scheme", data.scheme_names(), key="balance_scheme", on_change=common.adopt,
+                          args=("balance_scheme", "scheme"), help="Also in the sidebar; every page uses the same scheme.")
 TOP_TYPES = 15
 classes = data.scheme_classes(scheme)
 colors = palette.class_colors(classes)
 table = data.labelled(source, scheme)
 if table.empty:
     common.stop_with("This source has no catalogue rows yet — fetch or import galaxies on the **Data** page.")
-switches = st.columns(2)
-for column, name, label, tip in (
-    (switches[0], "dwarfs", "Exclude dwarfs (dE, dS0, dSph, dIrr)", "build --exclude-dwarfs"),
-    (switches[1], "uncertain", "Exclude uncertain types (E?, Sb:)", "build --exclude-uncertain"),
-):
-    common.bind(f"balance_exclude_{name}", f"exclude_{name}")
-    column.toggle(label, key=f"balance_exclude_{name}", on_change=common.adopt,
-                  args=(f"balance_exclude_{name}", f"exclude_{name}"),
-                  help=f"Leaves these types out of every class; the Preprocessing page's build passes `{tip}`.")
+# A source whose classifications are the classes already (Galaxy Zoo) has no type strings to map:
+# the NED-only switches, diagram and table would be empty.
+type_strings = data.has_type_strings(table)
+if type_strings and not presenting:
+    switches = st.columns(2)
+    for column, name, label, tip in (
+        (switches[0], "dwarfs", "Exclude dwarfs (dE, dS0, dSph, dIrr)", "build --exclude-dwarfs"),
+        (switches[1], "uncertain", "Exclude uncertain types (E?, Sb:)", "build --exclude-uncertain"),
+    ):
+        common.bind(f"balance_exclude_{name}", f"exclude_{name}")
+        column.toggle(label, key=f"balance_exclude_{name}", on_change=common.adopt,
+                      args=(f"balance_exclude_{name}", f"exclude_{name}"),
+                      help=f"Leaves these types out of every class; the Preprocessing page's build passes `{tip}`.")
 table = data.with_exclusions(table, **data.exclusions())
 excluded_names = set(table.loc[table["excluded"] != "", "name"])
 
 st.markdown(f"**Scheme `{scheme}`** — {data.scheme_description(scheme)} Classes: " + ", ".join(f"`{c}`" for c in classes))
-policy = st.segmented_control(
-    "Label conflicts (an object listed under different classes)",
-    ["drop", "majority", "first"], default="drop", key="balance_policy", required=True,
-    help="drop: leave the object out; majority: most frequent class wins; first: first listed class wins.",
-)
+definitions = data.class_definitions(scheme)
+if definitions:
+    st.markdown("\n".join(f"- **{common.md(c)}**: {text}" for c, text in definitions.items()))
+if presenting:
+    policy = st.session_state.get("balance_policy") or "drop"
+else:
+    policy = st.segmented_control(
+        "Label conflicts (an object listed under different classes)",
+        ["drop", "majority", "first"], default="drop", key="balance_policy", required=True,
+        help="drop: leave the object out; majority: most frequent class wins; first: first listed class wins.",
+    )
 resolved, report = data.resolved(source, scheme, policy)
 counted = data.source_counts(source, scheme, policy)
 before = pd.Series(counted.per_class)
@@ -59,24 +73,25 @@ cols[1].metric("Imbalance ratio (before)", data.imbalance_text(before), help="La
 cols[2].metric("Kept after filters", f"{int(after.sum()):,}")
 cols[3].metric("Imbalance ratio (after)", data.imbalance_text(after))
 
-flows = data.type_flows(table, top=TOP_TYPES)
-common_types = flows[flows["source"].isin(data.top_type_strings(table, top=TOP_TYPES))]
-st.plotly_chart(charts.type_bars(common_types, classes=[*classes, data.UNCLASSIFIED],
-                                 title=f"The {TOP_TYPES} most common raw NED type strings and the class each becomes"),
-                key="balance_types")
-others = len(table) - int(common_types["n"].sum())
-if others:
-    st.caption(f"Not shown: {others:,} catalogue rows with {data.type_strings(table) - TOP_TYPES:,} rarer type strings.")
+if type_strings:
+    flows = data.type_flows(table, top=TOP_TYPES)
+    common_types = flows[flows["source"].isin(data.top_type_strings(table, top=TOP_TYPES))]
+    st.plotly_chart(charts.type_bars(common_types, classes=[*classes, data.UNCLASSIFIED],
+                                     title=f"The {TOP_TYPES} most common raw NED type strings and the class each becomes"),
+                    key="balance_types")
+    others = len(table) - int(common_types["n"].sum())
+    if others:
+        st.caption(f"Not shown: {others:,} catalogue rows with {data.type_strings(table) - TOP_TYPES:,} rarer type strings.")
 
-st.markdown("#### Type strings this scheme leaves unclassified")
-dropped = data.unclassified_types(table)
-excluded = table.drop_duplicates("name")["excluded"].value_counts()
-st.caption(
-    f"{int(dropped['objects'].sum()):,} objects, {len(dropped):,} distinct strings, most frequent first: what "
-    "`python -m core build` leaves out as `unclassified`. Excluded by the switches above: "
-    f"{int(excluded.get('dwarf', 0)):,} dwarfs, {int(excluded.get('uncertain', 0)):,} uncertain types."
-)
-st.dataframe(dropped, hide_index=True, height=220, key="balance_unclassified", width="stretch")
+    st.markdown("#### Type strings this scheme leaves unclassified")
+    dropped = data.unclassified_types(table)
+    excluded = table.drop_duplicates("name")["excluded"].value_counts()
+    st.caption(
+        f"{int(dropped['objects'].sum()):,} objects, {len(dropped):,} distinct strings, most frequent first: what "
+        "`python -m core build` leaves out as `unclassified`. Excluded by the switches above: "
+        f"{int(excluded.get('dwarf', 0)):,} dwarfs, {int(excluded.get('uncertain', 0)):,} uncertain types."
+    )
+    st.dataframe(dropped, hide_index=True, height=220, key="balance_unclassified", width="stretch")
 
 left, right = st.columns(2)
 with left:
@@ -101,9 +116,14 @@ with right:
     if shown.empty:
         st.success("No label conflicts in this source.")
     else:
-        st.dataframe(shown[["name", "labels_seen", "outcome"]], hide_index=True, height=300, key="balance_conflicts",
+        # Each catalogue row of the object, as "type → class": "classes seen: Spiral" alone did not say what
+        # it conflicted with (its other row was a type the scheme leaves unclassified).
+        listed = data.listed_as(table, shown["name"])
+        shown = shown.assign(listed=shown["name"].map(listed).fillna(shown["labels_seen"]),
+                             outcome=shown["outcome"].replace({"dropped": "left out (drop policy)"}))
+        st.dataframe(shown[["name", "listed", "outcome"]], hide_index=True, height=300, key="balance_conflicts",
                      width="stretch", column_config={
                          "name": st.column_config.TextColumn("object", width="medium"),
-                         "labels_seen": st.column_config.TextColumn("classes seen", width="small"),
+                         "listed": st.column_config.TextColumn("listed as (type → class)", width="medium"),
                          "outcome": st.column_config.TextColumn("outcome", width="small")})
 common.acknowledge(source)

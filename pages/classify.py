@@ -7,7 +7,7 @@ import streamlit as st
 from core import report, runs
 from core.errors import GalaxyMorphError
 from core.images import display_name
-from ui import charts, common, data, palette, session
+from ui import charts, common, data, palette, present, session
 
 session.require_router()
 
@@ -22,8 +22,11 @@ common.damaged_notice(common.damaged_runs(table), what="run", key="cls_damaged_r
 if finished.empty:
     common.stop_with("No trained models yet — train on the **Training** page, then come back to classify.")
 
-dataset = st.selectbox("Models trained on", list(dict.fromkeys(finished["dataset"])), key="cls_dataset",
-                       format_func=lambda p: str(p).split("/")[-1])
+trained_on = list(dict.fromkeys(finished["dataset"]))
+if present.presenting():
+    dataset = st.session_state.get("cls_dataset") if st.session_state.get("cls_dataset") in trained_on else trained_on[-1]
+else:
+    dataset = st.selectbox("Models trained on", trained_on, key="cls_dataset", format_func=lambda p: str(p).split("/")[-1])
 candidates = report.first_seed_runs(report.in_model_order(
     data.load_runs(tuple(finished[finished["dataset"] == dataset]["path"]))))
 # The gradient-boosting baseline classifies features of a dataset's images, not an uploaded image.
@@ -58,28 +61,33 @@ uploaded = st.session_state.get("cls_upload")
 if uploaded is not None and st.session_state.get("cls_upload_seen") != uploaded.file_id:
     st.session_state["cls_upload_seen"] = uploaded.file_id
     st.session_state["cls_input"] = "upload"
-choice = st.radio("Classify", list(INPUTS), format_func=INPUTS.get, horizontal=True, key="cls_input")
-left, right = st.columns(2)
-# No type= filter: Streamlit enforces it (and refuses a name with a NUL) before this script runs,
-# as an exception the page cannot catch; read_upload judges the file by its content instead.
-upload = left.file_uploader("Image file", key="cls_upload",
-                            help="FITS (.fits, .fits.gz), JPEG or PNG, up to 50 MB.")
 source_table = data.labelled(st.session_state["source"], st.session_state["scheme"])
 names = list(source_table.loc[source_table["has_image"], "name"].drop_duplicates().head(500))
-picked = right.selectbox("…or a galaxy of the current source", ["—", *names], key="cls_name",
-                         on_change=lambda: st.session_state.update(cls_input="galaxy"))
-ned_name = right.text_input("…or a NED name to fetch (needs the internet)", key="cls_ned",
-                            placeholder="e.g. NGC 4486", on_change=lambda: st.session_state.update(cls_input="ned"))
-if choice != "upload" and upload is not None:
-    st.caption(f"The uploaded file is not used: classifying {INPUTS[choice]}. Choose *{INPUTS['upload']}* to use it.")
-upload = upload if choice == "upload" else None
-picked = picked if choice == "galaxy" else "—"
-ned_name = ned_name if choice == "ned" else ""
+if present.presenting():
+    # No controls: the galaxy picked last (or the first one of the source) goes through the models.
+    choice, upload, ned_name = "galaxy", None, ""
+    picked = st.session_state.get("cls_name") if st.session_state.get("cls_name") in names else names[0]
+else:
+    choice = st.radio("Classify", list(INPUTS), format_func=INPUTS.get, horizontal=True, key="cls_input")
+    left, right = st.columns(2)
+    # No type= filter: Streamlit enforces it (and refuses a name with a NUL) before this script runs,
+    # as an exception the page cannot catch; read_upload judges the file by its content instead.
+    upload = left.file_uploader("Image file", key="cls_upload",
+                                help="FITS (.fits, .fits.gz), JPEG or PNG, up to 50 MB.")
+    picked = right.selectbox("…or a galaxy of the current source", ["—", *names], key="cls_name",
+                             on_change=lambda: st.session_state.update(cls_input="galaxy"))
+    ned_name = right.text_input("…or a NED name to fetch (needs the internet)", key="cls_ned",
+                                placeholder="e.g. NGC 4486", on_change=lambda: st.session_state.update(cls_input="ned"))
+    if choice != "upload" and upload is not None:
+        st.caption(f"The uploaded file is not used: classifying {INPUTS[choice]}. Choose *{INPUTS['upload']}* to use it.")
+    upload = upload if choice == "upload" else None
+    picked = picked if choice == "galaxy" else "—"
+    ned_name = ned_name if choice == "ned" else ""
 
 position: dict[str, float | None] = {}
 try:
     if upload is not None:
-        image, label = data.read_upload(upload.name, upload.getvalue()), display_name(upload.name)
+        image, label = data.read_upload(upload.name, upload.getvalue(), channels=config.channels), display_name(upload.name)
     elif picked != "—":
         row = source_table.loc[source_table["name"] == picked].iloc[0]
         image, label = data.read_path(row["path"], channels=config.channels), picked
@@ -91,10 +99,31 @@ try:
 except GalaxyMorphError as exc:
     common.stop_with(common.md(exc), kind="error")
 
+run_classes = candidates[0].classes
+if picked != "—":
+    # What is known of a galaxy of the source: its class (in the source's scheme) and whether the
+    # models saw it in training, which makes their answer a recall, not a prediction.
+    truth = str(row["label"])
+    scheme = st.session_state["scheme"]
+    member = data.dataset_member(dataset, picked)
+    tested = any(picked in set(run.predictions.get("name", [])) for run in candidates)
+    if member is None:
+        where = "not in this dataset: the models never saw it"
+    elif tested:
+        where = f"a **test** galaxy of this dataset ({common.md(member[1])} split): the models never trained on it"
+    else:
+        where = (f"in this dataset's **{common.md(member[1])}** split: the models saw it while training, so "
+                 "their answer is not a fair test")
+    st.markdown(f"**{common.md(picked)}**: true class **{common.md(truth)}** ({common.md(scheme)} scheme); {where}.")
+    if truth not in run_classes or set(data.scheme_classes(scheme)) != set(run_classes):
+        st.warning(f"The source's {common.md(scheme)} scheme has classes "
+                   f"{', '.join(common.md(c) for c in data.scheme_classes(scheme))}; these models answer in "
+                   f"{', '.join(common.md(c) for c in run_classes)}. Their answer cannot be checked against the "
+                   "galaxy's class: pick the source and scheme the dataset was built from.")
 steps = data.steps_for(image, config, **position)
 st.subheader(f"Preprocessing of {common.md(label)}")
 for col, (step, array) in zip(st.columns(len(steps)), steps.items()):
-    shown, caption = data.step_for_display(step, array)
+    shown, caption = data.step_for_display(step, array, stretch=data.display_stretch(image))
     col.image(shown, caption=caption, width="stretch")
 st.caption(f"Crop {config.crop:g} of the side, {common.md(config.stretch)} stretch, "
            f"resized to {config.size} × {config.size} px.")

@@ -10,7 +10,7 @@ import streamlit as st
 from core import jobs
 from core.errors import GalaxyMorphError
 from core.spec import FetchSpec, ImportSpec, ScrapeSpec
-from ui import common, session
+from ui import common, present, session
 
 session.require_router()
 
@@ -22,6 +22,16 @@ common.page_header(
 settings = common.settings()
 ned_dir = Path(settings.data_dir) / "ned"
 CLASS_TERMS = ["E", "S0", "S0/a", "SA", "SAB", "SB", "S", "Irr"]
+
+if present.presenting():
+    # Results only: what was fetched and the jobs, no buttons or fields.
+    rows = common.job_table(jobs.list_jobs())
+    st.subheader("Background jobs")
+    if rows:
+        st.dataframe(pd.DataFrame(rows).drop(columns=["id"]), hide_index=True, key="data_jobs_present")
+    else:
+        st.caption("No background jobs yet.")
+    st.stop()
 
 scrape_tab, import_tab, jobs_tab = st.tabs(["NED scrape and fetch", "Import a folder", "All jobs"])
 

@@ -44,7 +44,7 @@ with right:
             counts = manifest.get("counts", {})
             rows.append({
                 "dataset": path.name,
-                "images": sum(sum(per_class.values()) for per_class in counts.values()),
+                "galaxies": sum(sum(per_class.values()) for per_class in counts.values()),
                 "classes": ", ".join(manifest.get("classes", [])),
                 "runs": sum(1 for p in runs["dataset"] if p and Path(p).resolve() == path.resolve()) if not runs.empty else 0,
             })

@@ -13,10 +13,12 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from core.builder import REASON_TEXT
 from core.config import get_settings
 from core.errors import GalaxyMorphError
 from core.io import check_folder_name
-from ui import charts, common, data, session
+
+from ui import charts, common, data, present, session
 
 session.require_router()
 
@@ -37,8 +39,16 @@ if metrics.empty:
 
 data.preprocess_settings(source)  # the source's build defaults, before the widgets read them
 
-with st.container(border=True):
-    c1, c2, c3, c4, c5 = st.columns(5)
+presenting = present.presenting()  # results only: the settings chosen last, no widgets
+prefixes = sorted(metrics["prefix"].dropna().unique())
+if st.session_state.get("pp_catalog") not in ("auto", "all", *prefixes):
+    st.session_state["pp_catalog"] = "auto"  # a catalogue of the source shown before
+surveys = sorted(s for s in metrics["survey"].unique() if s)
+if st.session_state.get("pp_survey") not in ("auto", "all", *surveys):
+    st.session_state["pp_survey"] = "auto"  # a survey of the source shown before
+controls = st.container(border=True) if not presenting else None
+if controls is not None:
+    c1, c2, c3, c4, c5 = controls.columns(5)
     c1.slider("Crop (fraction of the image side)", 0.1, 1.0, step=0.05, key="pp_crop",
               help="The centred square kept around the galaxy, as a fraction of the shorter side.")
     c2.select_slider("Output size (pixels)", options=[32, 48, 64, 96, 128], key="pp_size")
@@ -47,72 +57,92 @@ with st.container(border=True):
               help="Quality score in [0, 1] (signal-to-noise, blank and saturated pixels, centring).")
     c5.slider("Minimum image side (pixels)", 0, 256, step=4, key="pp_min_size",
               help="Images whose shorter side is below this are rejected (too little detail to crop from).")
-    prefixes = sorted(metrics["prefix"].dropna().unique())
-    if st.session_state.get("pp_catalog") not in ("auto", "all", *prefixes):
-        st.session_state["pp_catalog"] = "auto"  # a catalogue of the source shown before
-    left, middle, right = st.columns([2, 1, 2])
+    left, middle, right = controls.columns([2, 1, 2])
     middle.selectbox("Colour", list(data.CHANNELS), key="pp_colour",
                      help="colour: three channels (gri for SDSS cutouts; the default for JPEG/PNG sources, where "
                           "colour separates red ellipticals from blue spirals); grey: one (the default for FITS).")
     left.selectbox("Catalogue (name prefix)", ["auto", "all", *prefixes], key="pp_catalog",
                    help="Keep only galaxies whose names come from one catalogue (NGC, UGC, …): auto = the most "
                         "common (build --catalog auto); all = every catalogue, one name per galaxy.")
-    surveys = sorted(s for s in metrics["survey"].unique() if s)
-    if st.session_state.get("pp_survey") not in ("auto", "all", *surveys):
-        st.session_state["pp_survey"] = "auto"  # a survey of the source shown before
-    spec = data.build_spec(source, scheme)
-    try:
-        chosen = data.selection(spec)
-        auto = data.selection(spec.replace(survey="auto", band="auto")).survey
-    except GalaxyMorphError as exc:
-        common.stop_with(f"`python -m core build` would refuse these settings: {common.md(str(exc))}", kind="error")
+spec = data.build_spec(source, scheme)
+try:
+    chosen = data.selection(spec)
+    auto = data.selection(spec.replace(survey="auto", band="auto")).survey
+except GalaxyMorphError as exc:
+    common.stop_with(f"`python -m core build` would refuse these settings: {common.md(str(exc))}", kind="error")
+if controls is not None:
     # No format_func: Streamlit's AppTest cannot set a selectbox whose labels differ from its options.
     right.selectbox(f"Survey (auto = {common.md(auto)})", ["auto", "all", *surveys], key="pp_survey",
-                    help="Keep one survey's images (build --survey): auto = the most common; all = mix them.")
+                    help="Keep one survey's images (build --survey): auto = the most common, so a dataset does not "
+                         "mix photographic plates and CCDs; all = mix them.")
 
 filters = data.preprocess_settings(source)
 table = chosen.table
 kept = table[table["kept"]]
+# Objects are galaxies (core.counts): a galaxy left out is counted once however many names it has,
+# and the other names of a galaxy are duplicates, neither kept nor left out.
+left_out = data.left_out_objects(source, table)
+duplicates = len(table) - len(kept) - len(left_out)
 by_class = pd.DataFrame({
     "kept": pd.Series(chosen.kept_per_class()),
-    "rejected": table[~table["kept"]].groupby("label").size(),
+    "left out": left_out.groupby("label").size(),
 }).reindex(classes, fill_value=0).fillna(0).astype(int)
 
-cols = st.columns(4)
+cols = st.columns(5)
 cols[0].metric("Kept objects", f"{len(kept):,}")
-cols[1].metric("Left out objects", f"{len(table) - len(kept):,}")
-cols[2].metric("Kept fraction", f"{len(kept) / max(1, len(table)):.0%}")
-cols[3].metric("Imbalance ratio (kept)", data.imbalance_text(by_class["kept"]), help="Largest class ÷ smallest class.")
-st.caption(f"Counted in objects (galaxies), as `python -m core build` counts them: catalogue "
-           f"**{common.md(chosen.catalog)}**, survey **{common.md(chosen.survey)}** / band **{common.md(chosen.band)}**, "
-           f"label conflicts **{common.md(spec.conflicts)}** (Class balance page). A build keeps exactly these, "
-           "unless an image fails to preprocess.")
+cols[1].metric("Left out objects", f"{len(left_out):,}", help="Galaxies none of whose names is kept, each counted once.")
+cols[2].metric("Duplicate names", f"{duplicates:,}",
+               help="Further names of a galaxy counted already (same position within 3 arcsec): not more galaxies.")
+cols[3].metric("Kept fraction", f"{len(kept) / max(1, len(kept) + len(left_out)):.0%}", help="Of the objects.")
+cols[4].metric("Imbalance ratio (kept)", data.imbalance_text(by_class["kept"]), help="Largest class ÷ smallest class.")
+try:
+    sizes = data.split_sizes(spec)
+    refusal = None
+except GalaxyMorphError as exc:
+    sizes, refusal = None, str(exc)
+if refusal is not None:
+    st.error(f"A build with these settings would be refused: {common.md(refusal)}")
+else:
+    st.markdown(f"**A build makes {sum(sizes.values()):,} galaxies: {sizes['train']:,} for training, "
+                f"{sizes['val']:,} for validation, {sizes['test']:,} for testing** "
+                f"({1 - spec.val_fraction - spec.test_fraction:.0%} / {spec.val_fraction:.0%} / {spec.test_fraction:.0%}, "
+                "stratified by class, seed 0).")
+if not presenting:
+    st.caption(f"Counted in objects (galaxies), as `python -m core build` counts them: catalogue "
+               f"**{common.md(chosen.catalog)}**, survey **{common.md(chosen.survey)}** / band "
+               f"**{common.md(chosen.band)}**, label conflicts **{common.md(spec.conflicts)}** (Class balance page). "
+               "A build keeps exactly these, unless an image fails to preprocess.")
 
 left, right = st.columns([1, 1])
 with left:
-    st.plotly_chart(charts.kept_rejected_bar(by_class["kept"], by_class["rejected"], title="Kept and left out per class"),
-                    key="pp_by_class")
+    st.plotly_chart(charts.kept_rejected_bar(by_class["kept"], by_class["left out"], title="Kept and left out per class",
+                                             y_title="objects"), key="pp_by_class")
 with right:
-    per_reason = chosen.reasons_per_class()
-    st.markdown("**Left out, by reason**")
-    if per_reason.empty:
+    st.markdown("**Left out, by reason** (objects)")
+    if left_out.empty:
         st.caption("Nothing is left out with these settings.")
     else:
+        reasons = left_out["reason"].astype(str).map(lambda r: r.split(":")[0])
+        per_reason = pd.crosstab(reasons, left_out["label"]).rename_axis(index="reason", columns=None)
         per_reason = per_reason.reindex(columns=[c for c in [*classes, data.UNCLASSIFIED] if c in per_reason.columns])
         per_reason = per_reason.assign(total=per_reason.sum(axis=1)).sort_values("total", ascending=False)
-        st.dataframe(per_reason.reset_index(), hide_index=True, width="stretch", key="pp_reasons")
+        per_reason.insert(0, "what it means", [REASON_TEXT.get(r, "") for r in per_reason.index])
+        st.dataframe(per_reason.reset_index(), hide_index=True, width="stretch", key="pp_reasons",
+                     column_config={"what it means": st.column_config.TextColumn(width="large")})
 
 st.subheader("Quality metrics")
 h1, h2 = st.columns(2)
 classified = metrics[metrics["label"] != data.UNCLASSIFIED]  # every image, not only those the labels leave
 h1.plotly_chart(charts.histogram_with_threshold(classified["quality"], threshold=filters["min_quality"],
-                title="Quality score", x_title="quality score (0 = unusable, 1 = clean)"), key="pp_hist_quality")
+                title="Quality score", x_title="quality score (0 = unusable, 1 = clean)",
+                y_title="images of classified objects"), key="pp_hist_quality")
 h2.plotly_chart(charts.histogram_with_threshold(classified["min_side"], threshold=filters["min_size"],
-                title="Image side", x_title="shorter image side (pixels)"), key="pp_hist_size")
+                title="Image side", x_title="shorter image side (pixels)", y_title="images of classified objects"),
+                key="pp_hist_size")
 
 st.subheader("Before and after, per class")
 top = st.columns([1, 4])
-if top[0].button("Reshuffle", key="pp_reshuffle", icon=":material/shuffle:"):
+if not presenting and top[0].button("Reshuffle", key="pp_reshuffle", icon=":material/shuffle:"):
     st.session_state["pp_seed"] = st.session_state.get("pp_seed", 0) + 1
 top[1].caption("Random kept images of each class (seeded, so the same until you reshuffle): the raw images, "
                "and under each the preprocessed one the model sees.")
@@ -131,6 +161,8 @@ for cls in classes:
     st.image([after for _, after in pairs], caption=[f"after ({st.session_state['pp_size']} px)"] * len(pairs),
              width=GRID_IMAGE_WIDTH, output_format="PNG")
 common.acknowledge(source)
+if presenting:
+    st.stop()
 
 st.subheader("Build the dataset")
 name = st.text_input("Dataset name", value=data.suggest_dataset_name(source, scheme), key="pp_dataset_name",
@@ -147,7 +179,8 @@ if name_error is None and (Path(get_settings().data_dir) / "datasets" / name).ex
                           help="Without this, a dataset of that name built with other settings is kept and the "
                                "build stops with a message. A folder that is not a dataset is never replaced.")
 if st.button("Build and save dataset", key="pp_build", type="primary", icon=":material/save:",
-             disabled=name_error is not None):
+             disabled=name_error is not None or refusal is not None,
+             help="These settings keep too few galaxies: see the message above the charts." if refusal else None):
     st.session_state["pp_build_job"] = data.submit_build(source, scheme, name, force=replace).id
 if "pp_build_job" in st.session_state:
     common.job_panel(st.session_state["pp_build_job"], key="pp_build_panel")

@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ui import charts, common, data, palette, session
+from ui import charts, common, data, palette, present, session
 
 session.require_router()
 
@@ -32,31 +32,55 @@ cols[3].metric("Missing images", f"{n_missing:,}", help="Catalogue rows without 
 cols[4].metric("Unclassified rows", f"{int((table['label'] == data.UNCLASSIFIED).sum()):,}",
                help=f"Types that the {scheme} scheme does not map to a class.")
 
+definitions = data.class_definitions(scheme)
+if definitions:
+    st.markdown(f"**What the {common.md(scheme)} classes mean**")
+    st.markdown("\n".join(f"- **{common.md(c)}**: {text}" for c, text in definitions.items()))
+
 left, right = st.columns(2)
 with left:
     counts = pd.Series(counted.per_class)
     st.plotly_chart(charts.class_bar(counts, title="Labelled objects per class", colors=colors), key="stats_classes")
 with right:
-    prefixes = table.groupby("prefix")["name"].nunique().sort_values(ascending=False)
-    top = prefixes.head(12)
-    if len(prefixes) > 12:
-        top = pd.concat([top, pd.Series({"other": prefixes.iloc[12:].sum()})])
-    fig = go.Figure(go.Bar(x=top.to_numpy(), y=charts.texts(top.index), orientation="h",
-                           marker_color=palette.KEPT_COLOR))
-    fig.update_yaxes(autorange="reversed", title="catalogue (name prefix)")
-    fig.update_xaxes(title="objects")
-    st.plotly_chart(charts.style(fig, title="Catalogues the names come from"), key="stats_prefixes")
+    galaxies = data.galaxy_map(source)
+    named = table.assign(galaxy=table["name"].astype(str).map(lambda n: galaxies.get(n, n)))
+    prefixes = named.groupby("prefix")["galaxy"].nunique().sort_values(ascending=False)
+    if len(prefixes) <= 1:
+        st.markdown("**Catalogues the names come from**")
+        st.caption(f"Every name comes from one catalogue: **{common.md(prefixes.index[0] if len(prefixes) else '?')}** "
+                   f"({int(prefixes.sum()) if len(prefixes) else 0:,} objects).")
+    else:
+        top = prefixes.head(12)
+        if len(prefixes) > 12:
+            top = pd.concat([top, pd.Series({"other": prefixes.iloc[12:].sum()})])
+        fig = go.Figure(go.Bar(x=top.to_numpy(), y=charts.texts(top.index), orientation="h",
+                               marker_color=palette.KEPT_COLOR))
+        fig.update_yaxes(autorange="reversed", title="catalogue (name prefix)")
+        fig.update_xaxes(title="objects (a galaxy with names in two catalogues counts in both)")
+        st.plotly_chart(charts.style(fig, title="Catalogues the names come from"), key="stats_prefixes")
 
 left, right = st.columns(2)
 with left:
-    if table["redshift"].notna().any():
+    objects = data.labelled_objects(source, scheme)
+    colour = data.colours(source) if data.is_colour_source(source) else pd.DataFrame()
+    if objects["redshift"].notna().any():
         st.plotly_chart(
             charts.per_class_violin(
-                table[table["label"] != data.UNCLASSIFIED], column="redshift", classes=classes,
-                title="Redshift per class (catalogue rows)", y_title="redshift z",
+                objects, column="redshift", classes=classes,
+                title="Redshift per class (labelled objects with a redshift)", y_title="redshift z",
             ),
             key="stats_redshift",
         )
+    elif not colour.empty:
+        st.plotly_chart(
+            charts.per_class_violin(
+                objects.merge(colour, on="name"), column="red_blue", classes=classes,
+                title="Colour per class (labelled objects)", y_title="log10 red ÷ blue at the centre (i ÷ g)",
+            ),
+            key="stats_colour",
+        )
+        st.caption("Measured on the central fifth of each colour cutout: larger is redder. Ellipticals are redder "
+                   "than discs, which is why colour helps the models on this source.")
     else:
         st.info("No redshifts in this source's catalogue.")
 with right:
@@ -67,28 +91,43 @@ with right:
         # Cutouts are square: width against height was one diagonal line. Their side is what the
         # min-size filter and the crop act on.
         sized = sized.assign(side=sized[["width", "height"]].min(axis=1))
-        st.plotly_chart(charts.stacked_histogram(sized, column="side", classes=[*classes, data.UNCLASSIFIED],
-                                                 title="Image side (shorter one)", x_title="pixels", y_title="images"),
-                        key="stats_sizes")
+        sides = sized["side"].value_counts()
+        if len(sides) == 1:
+            st.markdown("**Image side**")
+            shape = sized.iloc[0]
+            st.caption(f"Every image ({len(sized):,}) is {int(shape['width'])} × {int(shape['height'])} px, so there "
+                       "is no size distribution to show.")
+        else:
+            st.plotly_chart(charts.stacked_histogram(sized, column="side", classes=[*classes, data.UNCLASSIFIED],
+                                                     title="Image side (shorter one)", x_title="pixels",
+                                                     y_title="images"),
+                            key="stats_sizes")
 
 st.subheader("Survey and band coverage")
-coverage = data.coverage(table, images)
+coverage = data.coverage(table, images, galaxies=galaxies)
 if coverage is None:
     st.caption("This source does not record surveys or bands (one image per object).")
 else:
-    matrix, per_object = coverage
+    matrix, per_object, with_image = coverage
     known = matrix.drop(index="?", errors="ignore")
-    if len(known) and known.to_numpy().sum():
-        top = known.sum(axis=1).idxmax()
-        st.caption(
-            f"{len(known)} survey(s) in this source. `python -m core build` keeps one survey and band, by default the "
-            f"most common: **{common.md(top)} / {common.md(known.loc[top].idxmax())}** ({int(known.loc[top].max()):,} of "
-            f"{int(matrix.to_numpy().sum()):,} objects with an image), so a dataset does not mix photographic plates "
-            "and CCDs. Pick another on the Preprocessing page or with `--survey` / `--band`."
-        )
-    left, right = st.columns([3, 2])
-    left.plotly_chart(charts.heatmap(matrix, title="Objects with an image, per survey and band", x_title="band", y_title="survey"), key="stats_coverage")
-    right.plotly_chart(charts.class_bar(per_object, title="Images per object", colors={k: palette.KEPT_COLOR for k in per_object.index}), key="stats_per_object")
+    if matrix.shape == (1, 1):
+        st.caption(f"Every image is from one survey and band: **{common.md(matrix.index[0])} / "
+                   f"{common.md(matrix.columns[0])}** ({with_image:,} objects with an image).")
+    else:
+        if len(known) and known.to_numpy().sum():
+            top = known.sum(axis=1).idxmax()
+            st.caption(
+                f"{len(known)} survey(s) in this source. `python -m core build` keeps one survey and band, by default "
+                f"the most common: **{common.md(top)} / {common.md(known.loc[top].idxmax())}** "
+                f"({int(known.loc[top].max()):,} of {with_image:,} objects with an image), so a dataset does not mix "
+                "photographic plates and CCDs. Pick another on the Preprocessing page or with `--survey` / `--band`."
+            )
+        left, right = st.columns([3, 2])
+        left.plotly_chart(charts.heatmap(matrix, title="Objects with an image, per survey and band", x_title="band",
+                                         y_title="survey"), key="stats_coverage")
+        right.plotly_chart(charts.class_bar(per_object, title="Images per object", y_title="objects",
+                                            colors={k: palette.KEPT_COLOR for k in per_object.index}),
+                           key="stats_per_object")
 
 st.subheader("Missing or failed images")
 failures = data.failures(table)
@@ -100,6 +139,9 @@ else:
     left.dataframe(by_reason.reset_index(), hide_index=True, key="stats_reasons")
     right.dataframe(failures, hide_index=True, height=240, key="stats_failures")
 
+if present.presenting():
+    common.acknowledge(source)
+    st.stop()
 st.subheader("Objects")
 query = st.text_input("Search names, types or classes", key="stats_search", placeholder="e.g. NGC 4, SB, Spiral")
 shown = data.search(table, query)
@@ -117,7 +159,7 @@ if rows:
     row = shown.iloc[rows[0]]
     left, right = st.columns([1, 2])
     if row["path"]:
-        left.image(data.display_image(str(row["path"])), caption=f"{common.md(row['name'])} (asinh stretch)",
+        left.image(data.display_image(str(row["path"])), caption=f"{common.md(row['name'])} (display stretch)",
                    width=280)
     else:
         left.warning(f"{common.md(row['name'])}: no image ({common.md(row.get('reason') or 'not fetched')}).")

@@ -8,18 +8,19 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import jobs, runs
+from core import device, jobs, runs
 from core.errors import GalaxyMorphError
+from core.progress import format_duration
 from core.spec import MODEL_NAMES, TrainSpec
-from ui import charts, common, data, grid, palette, session
+from ui import charts, common, data, grid, palette, present, session
 
 session.require_router()
 
 common.page_header(
     "Training",
-    "Train LeNet-5, AlexNet and ResNet on one dataset under one protocol (same split, same "
-    "augmentation, early stopping on validation loss). Training runs in the background: you can "
-    "close the browser and come back.",
+    "Train LeNet-5, AlexNet and ResNet on one dataset: the same split, augmentation and seeds for every model; "
+    "the protocol below sets each model's optimiser, schedule and stopping. Training runs in the background: "
+    "you can close the browser and come back.",
 )
 datasets, damaged_datasets = data.checked_datasets()
 common.damaged_notice(damaged_datasets, what="dataset", key="train_damaged_datasets")
@@ -27,37 +28,61 @@ if not datasets:
     common.stop_with("No usable dataset yet — tune the settings on **Preprocessing preview** and press *Build and save dataset* "
                      "(or run `python -m core build`).")
 
-with st.container(border=True):
-    c1, c2 = st.columns([2, 3])
-    dataset = c1.selectbox("Dataset", [str(p) for p in datasets], format_func=lambda p: Path(p).name, key="train_dataset")
-    models = c2.multiselect("Models", list(MODEL_NAMES), default=["lenet5", "alexnet", "resnet18"],
-                            format_func=common.model_label, key="train_models")
-    c1, c2, c3, c4 = st.columns([1, 1, 1, 1.2])
-    epochs = c1.number_input("Epochs (max, early stopping on)", 1, 500, None, key="train_epochs",
-                             placeholder="the protocol's default",
-                             help="Leave empty for the protocol's default (see docs/MODELS.md, section 'One protocol').")
-    seeds_text = c2.text_input("Seeds (comma-separated)", "0", key="train_seeds",
-                               help="One run per model and seed; the comparison averages over seeds.")
-    batch = c3.select_slider("Batch size", [16, 32, 64, 128], value=32, key="train_batch")
-    mixed = c4.toggle("Mixed precision (GPU)", key="train_mixed", help="float16 compute on a GPU; slower on a CPU.")
-    xla = c4.toggle("XLA compile (GPU)", key="train_xla",
-                    help="Compiles the training step. Keras cannot compile the shift and zoom augmentation, so "
-                         "those are off (rotations and flips stay), and so is op determinism.")
-    c1, c2, c3 = st.columns([1, 1, 1])
-    protocol = c1.selectbox("Protocol", ["equal", "tuned"], key="train_protocol",
-                            help="equal: one recipe (optimiser, schedule, epochs, input size) for every model; "
-                                 "tuned: per-model recipes.")
-    folds = c2.number_input("Folds (0 = the dataset's split)", 0, 10, 0, key="train_folds",
-                            help="K >= 3: stratified K-fold by object, every galaxy tested once; the comparison "
-                                 "then reports the spread over folds and a corrected paired test.")
-    repeats = c3.number_input("Repeats (split seeds)", 1, 10, 1, key="train_repeats",
-                              help="Repeat the split with another seed (repeated K-fold when folds >= 3).")
-    manifest = data.dataset_manifest(dataset)
-    n_images, side = manifest.get("n_images", "?"), manifest.get("image_shape", ["?"])[0]
-    st.caption(
-        f"{common.md(n_images)} images of {common.md(side)} px, classes "
-        + ", ".join(common.md(c) for c in manifest.get("classes", [])) + f" · device: {data.device_label()}"
-    )
+train_jobs = [j for j in jobs.list_jobs() if j.kind == "train"]
+running = [j for j in train_jobs if jobs.job_problem(j) is None and jobs.job_status(j) == jobs.RUNNING]
+presenting = present.presenting()  # results only: no form, the runs of the dataset chosen last
+PROTOCOL_TEXT = {  # the first is the default (core.spec.TrainSpec)
+    "equal": "one recipe for every model, so a difference is the architecture's: AdamW (lr 1e-3, weight decay 1e-4), "
+             "a cosine schedule over 30 epochs, early stopping after 10 epochs without a better validation loss, "
+             "every model at the dataset's image size.",
+    "tuned": "each model's own recipe. LeNet-5: Adam at a constant rate, stopped early when validation loss has "
+             "not improved for 10 epochs (at most 40). AlexNet and ResNet-18: a 40-epoch cosine schedule run to its "
+             "end, no early stopping; every model keeps its best epoch's weights (lowest validation loss).",
+}
+gpu = device.nvidia_driver_present()
+
+if presenting:
+    dataset = st.session_state.get("train_dataset") if st.session_state.get("train_dataset") in map(str, datasets) \
+        else str(datasets[0])
+    models, seeds_text, epochs = [], "", None
+else:
+    with st.container(border=True):
+        c1, c2 = st.columns([2, 3])
+        dataset = c1.selectbox("Dataset", [str(p) for p in datasets], format_func=lambda p: Path(p).name,
+                               key="train_dataset")
+        models = c2.multiselect("Models", list(MODEL_NAMES), default=["lenet5", "alexnet", "resnet18"],
+                                format_func=common.model_label, key="train_models")
+        c1, c2, c3, c4 = st.columns([1, 1, 1, 1.2])
+        epochs = c1.number_input("Epochs (at most)", 1, 500, None, key="train_epochs",
+                                 placeholder="the protocol's default",
+                                 help="Leave empty for the protocol's default per model (see docs/MODELS.md, section "
+                                      "'One protocol'). Early stopping, where the protocol has it, may end sooner.")
+        seeds_text = c2.text_input("Seeds (comma-separated)", "0", key="train_seeds",
+                                   help="One run per model and seed; the comparison averages over seeds.")
+        batch = c3.select_slider("Batch size", [16, 32, 64, 128], value=32, key="train_batch")
+        if gpu:
+            mixed = c4.toggle("Mixed precision (GPU)", key="train_mixed", help="float16 compute on a GPU; slower on a CPU.")
+            xla = c4.toggle("XLA compile (GPU)", key="train_xla",
+                            help="Compiles the training step. Keras cannot compile the shift and zoom augmentation, so "
+                                 "those are off (rotations and flips stay), and so is op determinism.")
+        else:
+            mixed = xla = False  # no GPU here: the options would only slow a CPU down
+            c4.caption(f"Device: {common.md(data.device_label())}. GPU options appear where a GPU is found.")
+        c1, c2, c3 = st.columns([1, 1, 1])
+        protocol = c1.selectbox("Protocol", list(PROTOCOL_TEXT), key="train_protocol",
+                                help="equal: one recipe for every model; tuned: each model's own recipe.")
+        folds = c2.number_input("Folds (0 = the dataset's split)", 0, 10, 0, key="train_folds",
+                                help="K >= 3: stratified K-fold by object, every galaxy tested once; the comparison "
+                                     "then reports the spread over folds and a corrected paired test.")
+        repeats = c3.number_input("Repeats (split seeds)", 1, 10, 1, key="train_repeats",
+                                  help="Repeat the split with another seed (repeated K-fold when folds >= 3).")
+        st.caption(f"**Protocol {common.md(protocol)}**: {PROTOCOL_TEXT[protocol]}")
+        manifest = data.dataset_manifest(dataset)
+        n_images, side = manifest.get("n_images", "?"), manifest.get("image_shape", ["?"])[0]
+        st.caption(
+            f"{common.md(n_images)} galaxies of {common.md(side)} px, classes "
+            + ", ".join(common.md(c) for c in manifest.get("classes", [])) + f" · device: {data.device_label()}"
+        )
 
 try:
     seeds = [int(s) for s in seeds_text.replace(" ", "").split(",") if s]
@@ -65,25 +90,39 @@ except ValueError:
     seeds = []
     st.error(f"seeds must be whole numbers separated by commas; got {common.md(repr(seeds_text))}. Use e.g. 0, 1, 2.")
 
-on_cluster = grid.cluster_toggle(key="train_on_cluster")
-buttons = st.container(horizontal=True)
-start = buttons.button("Start training", key="train_start", type="primary", icon=":material/play_arrow:", disabled=not (models and seeds))
-resume = buttons.button("Resume unfinished", key="train_resume", icon=":material/replay:", disabled=not (models and seeds),
-                   help="Skip finished runs of these settings and continue stopped or crashed ones from their checkpoint.")
-if start or resume:
-    try:
-        spec = TrainSpec(dataset=dataset, models=tuple(models), seeds=tuple(seeds), protocol=protocol,
-                         folds=int(folds), repeats=int(repeats), batch_size=int(batch),
-                         epochs=int(epochs) if epochs else None, mixed_precision=mixed, xla=xla,
-                         shift=0.0 if xla else None, zoom=0.0 if xla else None)
-        job = grid.submit(spec, label=f"train {', '.join(models)} × {spec.n_runs // len(models)} run(s)", resume=resume,
-                          on_cluster=on_cluster)
-    except GalaxyMorphError as exc:
-        st.error(common.md(exc))
-    else:
-        st.session_state["train_job"] = job.id
+if not presenting:
+    estimate = data.training_estimate(dataset, models, protocol=protocol, epochs=int(epochs) if epochs else None,
+                                      runs_per_model=len(seeds) * max(1, int(folds)) * int(repeats)) if models and seeds else None
+    if estimate is not None:
+        st.markdown(f"**Expected time: about {format_duration(estimate)}** on a 2-core CPU "
+                    "(measured speeds, docs/MODELS.md; at most, since early stopping can end sooner; a GPU is far faster).")
+    busy = bool(running)
+    on_cluster = grid.cluster_toggle(key="train_on_cluster")
+    buttons = st.container(horizontal=True)
+    why_not = "A training job is running: wait for it, or stop it below." if busy else None
+    start = buttons.button("Start training", key="train_start", type="primary", icon=":material/play_arrow:",
+                           disabled=busy or not (models and seeds), help=why_not)
+    resume = buttons.button("Resume unfinished", key="train_resume", icon=":material/replay:",
+                            disabled=busy or not (models and seeds),
+                            help=why_not or "Skip finished runs of these settings and continue stopped or crashed ones "
+                                            "from their checkpoint.")
+    if busy:
+        buttons.caption(f":material/hourglass_top: Training in progress: {common.md(running[0].label)}")
+    if start or resume:
+        try:
+            spec = TrainSpec(dataset=dataset, models=tuple(models), seeds=tuple(seeds), protocol=protocol,
+                             folds=int(folds), repeats=int(repeats), batch_size=int(batch),
+                             epochs=int(epochs) if epochs else None, mixed_precision=mixed, xla=xla,
+                             shift=0.0 if xla else None, zoom=0.0 if xla else None)
+            names = ", ".join(common.model_label(m) for m in models)
+            job = grid.submit(spec, label=f"Train {names} × {spec.n_runs // len(models)} run(s)", resume=resume,
+                              on_cluster=on_cluster)
+        except GalaxyMorphError as exc:
+            st.error(common.md(exc))
+        else:
+            st.session_state["train_job"] = job.id
+            st.rerun()  # draw the page again in its busy state (Start disabled)
 
-train_jobs = [j for j in jobs.list_jobs() if j.kind == "train"]
 if "train_job" not in st.session_state and train_jobs:
     st.session_state["train_job"] = train_jobs[0].id  # follow the latest after a reload
 if "train_job" in st.session_state:

@@ -10,8 +10,13 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
+
+from core.catalogue import load_source
+from core.counts import count_source, galaxy_names, left_out_objects
+from core.labels import get_scheme, label_table
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGES = ("home", "data", "statistics", "balance", "preprocessing", "training", "comparison", "classify")
@@ -132,9 +137,25 @@ def test_preview_shows_what_build_keeps(app: AppTest, world: dict[str, Path], tm
     spec = BuildSpec(source=str(world["sample"]), scheme="hubble3",
                      preprocess=PreprocessConfig(crop=0.5, size=app.select_slider(key="pp_size").value),
                      thresholds=QualityThresholds(min_quality=0.2, min_size=8))
-    manifest = json.loads((build(spec, out=tmp_path / "ds", n_jobs=1) / "manifest.json").read_text())
+    out = build(spec, out=tmp_path / "ds", n_jobs=1)
+    manifest = json.loads((out / "manifest.json").read_text())
     assert shown == sum(sum(counts.values()) for counts in manifest["counts"].values())
-    assert reasons == manifest["reasons"]
+    # The split sizes the page announces before Build are the build's.
+    sizes = {split: sum(counts.values()) for split, counts in manifest["counts"].items()}
+    announced = next(m.value for m in app.markdown if m.value.startswith("**A build makes"))
+    assert f"{sizes['train']:,} for training, {sizes['val']:,} for validation, {sizes['test']:,} for testing" in announced
+    # The page counts objects (galaxies); the manifest's reasons count names. A galaxy left out under
+    # two names is one left-out object; a further name of a kept galaxy is a duplicate, not left out.
+    names = pd.read_parquet(out / "images.parquet")
+    galaxies = galaxy_names(load_source(world["sample"]).table)  # the build's rule: same position, one galaxy
+    left = left_out_objects(names, galaxies)
+    assert reasons == left["reason"].map(lambda r: r.split(":")[0]).value_counts().to_dict()
+    duplicates = _metric(app, "Duplicate names")
+    assert shown + len(left) + int(duplicates) == len(names)
+    catalogue = load_source(world["sample"]).table
+    catalogue = catalogue.assign(label=label_table(catalogue, get_scheme("hubble3")).to_numpy())
+    assert shown + len(left) == count_source(catalogue, classes=["E", "S0", "Spiral"]).objects
+    assert sum(reasons.values()) <= sum(manifest["reasons"].values())
 
 
 def test_switching_scheme_changes_the_class_list(app: AppTest) -> None:

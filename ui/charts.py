@@ -59,8 +59,10 @@ def epoch_axis(fig: go.Figure, epochs: pd.Series) -> go.Figure:
     return fig
 
 
-def class_bar(counts: pd.Series, *, title: str, colors: Mapping[str, str] | None = None) -> go.Figure:
-    """Bar per class, coloured by class."""
+def class_bar(
+    counts: pd.Series, *, title: str, colors: Mapping[str, str] | None = None, y_title: str = "objects"
+) -> go.Figure:
+    """Bar per class, coloured by class; the y axis says what is counted."""
     colors = colors or class_colors(list(counts.index))
     fig = go.Figure(
         go.Bar(
@@ -71,39 +73,41 @@ def class_bar(counts: pd.Series, *, title: str, colors: Mapping[str, str] | None
             textposition="outside",
         )
     )
-    fig.update_yaxes(title="objects")
+    fig.update_yaxes(title=y_title)
     return style(fig, title=title)
 
 
-def kept_rejected_bar(kept: pd.Series, rejected: pd.Series, *, title: str) -> go.Figure:
-    """Stacked bars per class: kept and rejected images."""
+def kept_rejected_bar(kept: pd.Series, rejected: pd.Series, *, title: str, y_title: str = "objects") -> go.Figure:
+    """Stacked bars per class: kept and left-out objects (what the page's metrics count)."""
     fig = go.Figure(
         [
             go.Bar(name="kept", x=texts(kept.index), y=kept.to_numpy(), marker_color=KEPT_COLOR),
-            go.Bar(name="rejected", x=texts(rejected.index), y=rejected.to_numpy(), marker_color=REJECTED_COLOR),
+            go.Bar(name="left out", x=texts(rejected.index), y=rejected.to_numpy(), marker_color=REJECTED_COLOR),
         ]
     )
     fig.update_layout(barmode="stack")
-    fig.update_yaxes(title="images")
+    fig.update_yaxes(title=y_title)
     return style(fig, title=title)
 
 
 def histogram_with_threshold(
-    values: pd.Series, *, threshold: float | None, title: str, x_title: str, kept_above: bool = True
+    values: pd.Series, *, threshold: float | None, title: str, x_title: str, kept_above: bool = True,
+    y_title: str = "images",
 ) -> go.Figure:
     """Histogram of one quality metric with the slider's threshold drawn as a line."""
     values = values.dropna()
     fig = go.Figure(go.Histogram(x=values, nbinsx=40, marker_color=KEPT_COLOR, opacity=0.85))
     if threshold is not None:
-        fig.add_vline(
-            x=threshold,
-            line=dict(color=THRESHOLD_COLOR, width=2, dash="dash"),
-            annotation_text=f"{'≥' if kept_above else '≤'} {threshold:g} kept",
-            annotation_position="top right",
-        )
+        fig.add_vline(x=threshold, line=dict(color=THRESHOLD_COLOR, width=2, dash="dash"))
+        # Above the plot, not inside it: at the top of the plot the label sat on the tallest bars.
+        fig.add_annotation(x=threshold, xref="x", y=1, yref="paper", yanchor="bottom", xanchor="left",
+                           text=f"{'≥' if kept_above else '≤'} {threshold:g} kept", showarrow=False,
+                           font=dict(color=THRESHOLD_COLOR))
     fig.update_xaxes(title=x_title)
-    fig.update_yaxes(title="images")
-    return style(fig, title=title, height=280)
+    fig.update_yaxes(title=y_title)
+    fig = style(fig, title=title, height=280)
+    fig.update_layout(margin=dict(t=70))  # room for the threshold's label under the title
+    return fig
 
 
 def per_class_violin(

@@ -107,6 +107,19 @@ def stop_with(message: str, *, kind: str = "info") -> None:
     st.stop()
 
 
+# The keyboard's focus ring: thick and amber, unlike the selected page's shaded background, so a
+# Tab press shows where it landed in both themes.
+_FOCUS_STYLE = """<style>
+:focus-visible, a:focus-visible, button:focus-visible, [role="tab"]:focus-visible, [role="option"]:focus-visible {
+  outline: 3px solid #E69F00 !important; outline-offset: 2px !important; }
+</style>"""
+
+
+def focus_style() -> None:
+    """Draw a visible keyboard focus on every control (the router calls it once per run)."""
+    st.html(_FOCUS_STYLE)
+
+
 def page_header(title: str, caption: str) -> None:
     """The page title with a one-line explanation of what the page is for."""
     st.title(title)
@@ -254,11 +267,23 @@ def _draw_job_panel(job: jobs.Job, *, key: str) -> None:
     elif status == jobs.FAILED:
         exit_record = jobs.job_exit(job)
         code = exit_record["returncode"] if exit_record else "killed"
-        st.error(f"{md(job.label)} failed (exit {md(code)}). The last lines of its log are below.")
+        reason = failure_line(jobs.tail_log(job, lines=40))
+        st.error(f"{md(job.label)} failed (exit {md(code)})" + (f": {md(reason)}" if reason else ". The last lines of "
+                 "its log are below."))
     log = jobs.tail_log(job, lines=12)
     if log:
         with st.expander("Log", expanded=status == jobs.FAILED):
             st.code(log, language=None)
+
+
+def failure_line(log: str) -> str:
+    """The reason a command gave for failing (its last ``error: ...`` line), without the prefix; ``""`` if none.
+
+    Shown wrapped in the error box: in the log's code block a long reason ran off to the right."""
+    for line in reversed(log.splitlines()):
+        if line.startswith("error: "):
+            return line.removeprefix("error: ").strip()
+    return ""
 
 
 def job_figures(job: jobs.Job, status: str) -> tuple[float, str, list[tuple[str, str]]]:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import catalogue, counts, dataset, images, jobs, labels, preprocessing, provenance, quality, report, runs
+from core import builder, catalogue, counts, dataset, images, jobs, labels, preprocessing, provenance, quality, report, runs
 from core.builder import LabelStage, Selection, image_surveys, label_stage, label_stage_key, preprocess_defaults, select
 from core.config import get_settings
 from core.device import device_name
@@ -159,6 +159,13 @@ def dropped_conflicts(source: str, scheme: str, report: Any) -> pd.DataFrame:
     return pd.DataFrame({"name": seen.index, "labels_seen": seen.to_numpy(), "outcome": "dropped"})
 
 
+def listed_as(table: pd.DataFrame, names: pd.Series) -> pd.Series:
+    """``{name: "E1 → E; SAB(rs)bc → Spiral"}``: each distinct raw type of the named objects with its class."""
+    rows = table[table["name"].isin(set(names))]
+    pairs = rows["classification"].fillna("(none)").astype(str) + " → " + rows["label"].astype(str)
+    return pairs.groupby(rows["name"]).agg(lambda s: "; ".join(dict.fromkeys(s)))
+
+
 def type_flows(table: pd.DataFrame, *, top: int) -> pd.DataFrame:
     """``source, target, n``: objects per (raw type string, class), the ``top`` raw strings kept apart."""
     raw = _raw_types(table)
@@ -215,20 +222,85 @@ def image_table(source: str) -> pd.DataFrame:
     return metrics(source, st.session_state.get("scheme", default_scheme(source)))
 
 
-def coverage(table: pd.DataFrame, images: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.Series] | None:
-    """(objects per survey × band, objects per number of images), or None if not recorded.
+def coverage(
+    table: pd.DataFrame, images: pd.DataFrame | None = None, *, galaxies: dict[str, str] | None = None
+) -> tuple[pd.DataFrame, pd.Series, int] | None:
+    """(objects per survey × band, objects per number of images, objects with an image), or None if
+    not recorded.
 
-    Survey and band are the catalogue's (NED manifest, import columns), else the image headers' (``images``).
+    Objects are galaxies (``galaxies``: :func:`galaxy_map`), not names: two names of one galaxy
+    with an image each are one object with two images. Survey and band are the catalogue's (NED
+    manifest, import columns), else the image headers' (``images``).
     """
     table = image_surveys(table, images)
     if (table["survey"] == "").all() and (table["band"] == "").all():
         return None
     with_image = table[table["has_image"]]
+    galaxies = galaxies or {}
+    with_image = with_image.assign(galaxy=with_image["name"].astype(str).map(lambda n: galaxies.get(n, n)))
     matrix = with_image.pivot_table(index=with_image["survey"].replace("", "?"), columns=with_image["band"].replace("", "?"),
-                                    values="name", aggfunc=pd.Series.nunique, fill_value=0)
-    per_object = with_image.groupby("name").size().value_counts().sort_index()
+                                    values="galaxy", aggfunc=pd.Series.nunique, fill_value=0)
+    per_object = with_image.groupby("galaxy")["path"].nunique().value_counts().sort_index()
     per_object.index = [f"{n} image{'s' if n > 1 else ''}" for n in per_object.index]
-    return matrix, per_object
+    return matrix, per_object, int(with_image["galaxy"].nunique())
+
+
+def is_colour_source(source: str) -> bool:
+    """Whether ``build`` makes a colour dataset of this source by default (JPEG / PNG cutouts)."""
+    return int(_preprocess_defaults(source).channels) == 3
+
+
+def class_definitions(scheme: str) -> dict[str, str]:
+    """What each class of ``scheme`` means, where the scheme's labels are not Hubble types (``gz1``)."""
+    return dict(labels.CLASS_DEFINITIONS.get(scheme, {}))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _labelled_objects(source: str, scheme: str, policy: str, fingerprint: tuple[float, ...]) -> pd.DataFrame:
+    return counts.labelled_objects(_labelled(source, scheme, fingerprint), policy=policy)
+
+
+def labelled_objects(source: str, scheme: str, policy: str = "drop") -> pd.DataFrame:
+    """One row per labelled object, the objects :func:`source_counts` counts per class (:func:`core.counts.labelled_objects`)."""
+    return _labelled_objects(source, scheme, policy, _fingerprint(source))
+
+
+def galaxy_map(source: str) -> dict[str, str]:
+    """``{name: first name of its galaxy}`` for names that share a galaxy (:func:`core.counts.galaxy_names`)."""
+    return _galaxy_names(source, _fingerprint(source))
+
+
+def has_type_strings(table: pd.DataFrame) -> bool:
+    """Whether the catalogue's classifications are raw type strings the scheme maps (NED: ``SAB(rs)bc``),
+    not already the classes (Galaxy Zoo: ``Spiral``): only then is a type-to-class diagram worth showing."""
+    raw = table["classification"].astype(str).str.strip()
+    return bool((raw != table["label"].astype(str)).any())
+
+
+@st.cache_data(max_entries=4, show_spinner="Measuring colours (once per source) …")
+def _colours(source: str, fingerprint: tuple[float, ...]) -> pd.DataFrame:
+    rows = []
+    for name, path in _labelled(source, default_scheme(source), fingerprint)[["name", "path"]].dropna().drop_duplicates("path").itertuples(index=False):
+        try:
+            image = read_image(str(path), rgb=True)
+        except GalaxyMorphError:
+            continue
+        if image.data.ndim != 3 or image.data.shape[2] != 3:
+            continue
+        side = min(image.data.shape[:2])
+        half = max(2, side // 10)  # the central fifth: where the galaxy is in a cutout, not the sky
+        cy, cx = image.data.shape[0] // 2, image.data.shape[1] // 2
+        centre = image.data[cy - half:cy + half, cx - half:cx + half].reshape(-1, 3).astype(np.float64)
+        red, blue = centre[:, 0].mean(), centre[:, 2].mean()
+        if red > 0 and blue > 0:
+            rows.append({"name": name, "red_blue": float(np.log10(red / blue))})
+    return pd.DataFrame(rows, columns=["name", "red_blue"])
+
+
+def colours(source: str) -> pd.DataFrame:
+    """``name, red_blue``: log10 of the red over the blue channel in the central fifth of each colour
+    image (for SDSS gri cutouts, i over g: redder galaxies, larger values); empty for grey sources."""
+    return _colours(source, _fingerprint(source))
 
 
 def failures(table: pd.DataFrame) -> pd.DataFrame:
@@ -384,6 +456,27 @@ def _selection(spec: BuildSpec, fingerprint: tuple[float, ...]) -> Selection:
                   labels=labels)
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def _split_sizes(spec: BuildSpec, fingerprint: tuple[float, ...]) -> dict[str, int]:
+    return builder.split_sizes(_selection(spec, fingerprint), spec)
+
+
+def split_sizes(spec: BuildSpec) -> dict[str, int]:
+    """Training, validation and test galaxies of a build of ``spec`` (:func:`core.builder.split_sizes`);
+    raises the build's own :class:`~core.errors.GalaxyMorphError` when it would keep too few."""
+    return _split_sizes(spec, _fingerprint(spec.source))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _galaxy_names(source: str, fingerprint: tuple[float, ...]) -> dict[str, str]:
+    return counts.galaxy_names(catalogue.load_source(source).table)
+
+
+def left_out_objects(source: str, selection_table: pd.DataFrame) -> pd.DataFrame:
+    """The galaxies (objects) a selection leaves out, one row each (:func:`core.counts.left_out_objects`)."""
+    return counts.left_out_objects(selection_table, _galaxy_names(source, _fingerprint(source)))
+
+
 def selection(spec: BuildSpec) -> Selection:
     """What ``python -m core build`` keeps with ``spec``, per object (:func:`core.builder.select`, the
     build's own function); raises its :class:`~core.errors.GalaxyMorphError` for a spec it would refuse."""
@@ -402,9 +495,9 @@ def examples(kept: pd.DataFrame, classes: list[str], *, per_class: int, seed: in
 
 @st.cache_data(max_entries=512, show_spinner=False)
 def display_image(path: str) -> np.ndarray:
-    """An image scaled to [0, 1] for display (asinh stretch, north up)."""
-    image = read_image(path)
-    return for_display(preprocessing.stretch_image(image.data, "asinh"))
+    """An image scaled to [0, 1] for display (north up), in colour where the file has colour."""
+    image = read_image(path, rgb=True)
+    return for_display(preprocessing.stretch_image(image.data, display_stretch(image)))
 
 
 THUMBNAIL_SIDE = 256
@@ -422,10 +515,16 @@ def before_after(
     Encoded once here: every slider step redraws 24 of these, and ``st.image`` of an array re-encodes
     it each time (half the server time of a step), of PNG bytes it only reads the header.
     """
-    image = read_image(path)
+    image = read_image(path, rgb=config.channels == 3)  # as the build reads it: colour for a colour dataset
     processed = preprocessing.preprocess(image, config, ra=ra, dec=dec)
-    raw = for_display(preprocessing.stretch_image(image.data, "asinh"))
+    raw = for_display(preprocessing.stretch_image(image.data, display_stretch(image)))
     return png_bytes(raw, max_side=THUMBNAIL_SIDE), png_bytes(for_display(processed))
+
+
+def display_stretch(image: Any) -> str:
+    """How a raw image is stretched for the screen: a JPEG or PNG is display-ready already (an asinh
+    stretch on top amplified its noise), so only a linear one between its percentiles; FITS gets asinh."""
+    return "linear" if getattr(image, "format", "fits") in ("jpeg", "png") else "asinh"
 
 
 def preview_pair(row: pd.Series, config: preprocessing.PreprocessConfig) -> tuple[bytes, bytes]:
@@ -548,6 +647,23 @@ def checked_datasets() -> tuple[list[Path], list[tuple[Path, str]]]:
 
 
 @st.cache_resource(show_spinner=False)
+def training_estimate(dataset_path: str, models: list[str], *, protocol: str, epochs: int | None,
+                      runs_per_model: int) -> float | None:
+    """Seconds a training job should take on a 2-core CPU (:func:`core.estimate.training_seconds`), from the
+    dataset's training galaxies and image side and the protocol's epochs; None when the manifest lacks them."""
+    from core.estimate import training_seconds  # noqa: PLC0415
+    from core.training import model_defaults  # noqa: PLC0415 - imports Keras: only once a form is drawn
+
+    manifest = dataset_manifest(dataset_path)
+    counts, shape = manifest.get("counts", {}), manifest.get("image_shape") or [None]
+    train = counts.get("train") if isinstance(counts, dict) else None
+    n_train = sum(v for v in train.values() if isinstance(v, int)) if isinstance(train, dict) else None
+    if not n_train or not isinstance(shape[0], int):
+        return None
+    per_model = {m: epochs or int(model_defaults(m, protocol=protocol).get("epochs", 40)) for m in models}
+    return training_seconds(models, n_train=n_train, side=shape[0], epochs=per_model, runs_per_model=runs_per_model)
+
+
 def device_label() -> str:
     """Where training would run (``CPU``, or the GPU's name)."""
     return device_name()
@@ -636,6 +752,20 @@ def _dataset_index(path: str) -> tuple[np.ndarray, dict[str, int]]:
     return np.asarray(loaded.x), {str(n): i for i, n in enumerate(loaded.names)}
 
 
+@st.cache_data(max_entries=4, show_spinner=False)
+def _dataset_members(path: str, mtimes: tuple[float, ...]) -> dict[str, tuple[str, str]]:
+    meta = dataset.load_dataset(path, mmap=True).meta
+    return {str(n): (str(label), str(split)) for n, label, split in zip(meta["name"], meta["label"], meta["split"])}
+
+
+def dataset_member(path: str, name: str) -> tuple[str, str] | None:
+    """``(class, split)`` of galaxy ``name`` in a dataset, or None when the dataset does not hold it
+    (or is gone or damaged)."""
+    if not Path(path).is_dir() or dataset_problem(path) is not None:
+        return None
+    return _dataset_members(str(path), _dataset_mtimes(str(path))).get(str(name))
+
+
 def dataset_image(path: str, name: str, *, raw: bool = False) -> np.ndarray | None:
     """The preprocessed image of ``name`` in a dataset (as the models saw it), or None (also when
     the dataset is gone or damaged)."""
@@ -679,9 +809,10 @@ def exports(paths: tuple[str, ...]) -> dict[str, bytes]:
 # --------------------------------------------------------------------------- classify
 
 
-def read_upload(name: str, payload: bytes, *, max_bytes: int = UPLOAD_LIMIT_BYTES) -> Any:
-    """Read an uploaded file as an image (:func:`core.images.read_upload`); any name is safe."""
-    return images.read_upload(name, payload, max_bytes=max_bytes)
+def read_upload(name: str, payload: bytes, *, max_bytes: int = UPLOAD_LIMIT_BYTES, channels: int = 1) -> Any:
+    """Read an uploaded file as an image (:func:`core.images.read_upload`); any name is safe. In colour
+    when the model's inputs have 3 channels (a colour JPEG read grey would reach a colour model as grey)."""
+    return images.read_upload(name, payload, max_bytes=max_bytes, rgb=channels == 3)
 
 
 def read_path(path: str, *, channels: int = 1) -> Any:
@@ -719,17 +850,23 @@ def steps_for(image: Any, config: preprocessing.PreprocessConfig, *, ra: float |
 STRETCHED_STEPS = ("stretched", "final")
 
 
-def step_for_display(step: str, array: np.ndarray) -> tuple[np.ndarray, str]:
+def step_for_display(step: str, array: np.ndarray, *, stretch: str = "asinh") -> tuple[np.ndarray, str]:
     """A preprocessing step's image for the screen, and a caption saying how it is shown.
 
     Raw, background-subtracted and cropped pixels are in the image's own units (counts, or 0-255),
-    which ``st.image`` would clip to [0, 1]: they get a display-only asinh stretch between their
-    0.5 and 99.5 percentiles.
+    which ``st.image`` would clip to [0, 1]: they get a display-only ``stretch`` (:func:`display_stretch`)
+    between their 0.5 and 99.5 percentiles. The final image is shown with its pixels enlarged as
+    blocks, so it does not look like the stretched one drawn at the same width: it has far fewer.
     """
     name = step.replace("_", " ")
+    side = f"{array.shape[1]} × {array.shape[0]} px"
+    if step == "final":
+        factor = max(1, 256 // max(array.shape[:2]))
+        blocks = np.repeat(np.repeat(for_display(array), factor, axis=0), factor, axis=1)
+        return blocks, f"final, {side}: what the model sees"
     if step in STRETCHED_STEPS:
-        return for_display(array), f"{name} (as the model sees it)"
-    return for_display(preprocessing.stretch_image(array, "asinh")), f"{name} (display: asinh)"
+        return for_display(array), f"{name}, {side}"
+    return for_display(preprocessing.stretch_image(array, stretch)), f"{name}, {side} (display: {stretch})"
 
 
 def predict(run_path: str, x: np.ndarray) -> dict[str, float]:
