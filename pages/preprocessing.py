@@ -126,7 +126,7 @@ with right:
         per_reason = pd.crosstab(reasons, left_out["label"]).rename_axis(index="reason", columns=None)
         per_reason = per_reason.reindex(columns=[c for c in [*classes, data.UNCLASSIFIED] if c in per_reason.columns])
         per_reason = per_reason.assign(total=per_reason.sum(axis=1)).sort_values("total", ascending=False)
-        per_reason.insert(0, "what it means", [REASON_TEXT.get(r, "") for r in per_reason.index])
+        per_reason["what it means"] = [REASON_TEXT.get(r, "") for r in per_reason.index]
         st.dataframe(per_reason.reset_index(), hide_index=True, width="stretch", key="pp_reasons",
                      column_config={"what it means": st.column_config.TextColumn(width="large")})
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -235,3 +236,149 @@ def test_presentation_mode_hides_the_controls_and_survives_a_page_switch(server:
         page.wait_for_selector('[data-testid="stSidebar"]', timeout=60_000)
         assert "present" not in page.url
         browser.close()
+
+
+# --------------------------------------------------------------------------- the README walkthrough
+
+NUMBER = r"([\d,]+)"
+
+
+def _readme_numbers() -> dict[str, int]:
+    """The numbers the README's walkthrough promises a new user, read from the README itself."""
+    text = re.sub(r"\s+", " ", (ROOT / "README.md").read_text(encoding="utf-8"))
+    patterns = {
+        ("rows", "objects", "labelled"):
+            rf"\*\*{NUMBER} catalogue rows, {NUMBER} objects, {NUMBER} labelled objects\*\*",
+        ("default_kept", "default_of"): rf"keep \*\*{NUMBER} of the {NUMBER} objects\*\*",
+        ("all_kept",): rf"shows \*\*{NUMBER} kept objects\*\*",
+        ("build", "train", "val", "test"): rf"\*\*A build makes {NUMBER} galaxies: {NUMBER} for training, "
+                                           rf"{NUMBER} for validation, {NUMBER} for testing\*\*",
+        ("duplicates",): rf"as \*duplicate names\* \({NUMBER}\)",
+    }
+    found: dict[str, int] = {}
+    for names, pattern in patterns.items():
+        match = re.search(pattern, text)
+        assert match, f"the README's walkthrough no longer says {pattern!r}"
+        found.update({name: int(value.replace(",", "")) for name, value in zip(names, match.groups())})
+    return found
+
+
+@pytest.fixture(scope="module")
+def builtin_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder holding the README's built-in sample (2,000 galaxies, seed 0): the one ``make run``
+    made in data/sample when it is there, else made now (about a minute on 2 idle cores)."""
+    data = tmp_path_factory.mktemp("walkthrough")
+    shipped = ROOT / "data" / "sample"
+    if (shipped / "catalog.csv").exists():
+        (data / "sample").symlink_to(shipped, target_is_directory=True)
+    else:
+        from core.sample import generate_sample
+
+        generate_sample(data / "sample", n=2000, seed=0)
+    return data
+
+
+def _metrics(page: Page) -> dict[str, int]:
+    """The page's metrics as numbers (those that are whole numbers)."""
+    values = {}
+    for text in page.locator('[data-testid="stMetric"]').all_inner_texts():
+        label, _, value = text.partition("\n")
+        with contextlib.suppress(ValueError):
+            values[label.strip()] = int(value.strip().replace(",", ""))
+    return values
+
+
+def test_the_readme_walkthrough_shows_the_readme_numbers(builtin_sample: Path, tmp_path: Path) -> None:
+    """Steps 1 to 3 of the README, clicked in Chromium on the built-in sample: every number it quotes is on the page."""
+    from playwright.sync_api import sync_playwright
+
+    require_chromium()
+    promised = _readme_numbers()
+    with serve(builtin_sample, tmp_path / "runs") as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 900}, device_scale_factor=1)
+        page.goto(url, wait_until="domcontentloaded")  # step 1: Home
+        page.wait_for_selector('[data-testid="stMetricValue"]', timeout=300_000)
+        wait_ready(page)
+        home = _metrics(page)
+        assert (home["Catalogue rows"], home["Objects"], home["Labelled objects"]) == (
+            promised["rows"], promised["objects"], promised["labelled"])
+
+        page.get_by_role("link", name="Dataset statistics").click()  # step 2
+        page.wait_for_selector('[data-testid="stDataFrame"] canvas', timeout=300_000)
+        wait_ready(page)
+        assert _metrics(page)["Objects"] == promised["objects"]
+        page.get_by_role("link", name="Class balance").click()
+        page.get_by_text("Imbalance ratio (before)").wait_for(timeout=300_000)
+        wait_ready(page)
+        assert _metrics(page)["Labelled objects"] == promised["labelled"]
+
+        page.get_by_role("link", name="Preprocessing preview").click()  # step 3, with the defaults
+        page.wait_for_selector('[data-testid="stImage"] img', timeout=600_000)
+        wait_ready(page)
+        shown = _metrics(page)
+        assert shown["Kept objects"] == promised["default_kept"]
+        assert shown["Kept objects"] + shown["Left out objects"] == promised["default_of"] == promised["objects"]
+        assert shown["Duplicate names"] == promised["duplicates"]
+
+        page.locator('[data-testid="stSelectbox"]').filter(has_text="Survey").click()  # "set Survey to all"
+        page.get_by_role("option", name="all", exact=True).click()
+        page.wait_for_function(
+            "n => Array.from(document.querySelectorAll('[data-testid=stMetric]')).some("
+            "m => m.innerText.startsWith('Kept objects') && !m.innerText.includes(n))",
+            arg=f"{promised['default_kept']:,}", timeout=120_000)
+        wait_ready(page)
+        assert _metrics(page)["Kept objects"] == promised["all_kept"] == promised["build"]
+        sizes = page.get_by_text("A build makes").first.inner_text()
+        assert (f"A build makes {promised['build']:,} galaxies: {promised['train']:,} for training, "
+                f"{promised['val']:,} for validation, {promised['test']:,} for testing") in sizes
+        browser.close()
+
+
+# --------------------------------------------------------------------------- presentation mode on a projector
+
+CONTROLS = ", ".join(f'[data-testid="{t}"]' for t in (
+    "stSelectbox", "stMultiSelect", "stSlider", "stTextInput", "stNumberInput", "stFileUploader", "stCheckbox",
+    "stRadio", "stToggle", "stButtonGroup", "stTextArea"))
+PROJECTORS = ((1440, 900), (1024, 768))
+MAIN_LEFT = """() => Math.round(document.querySelector('[data-testid="stMainBlockContainer"]').getBoundingClientRect().left)"""
+
+
+def test_presentation_mode_is_clean_on_a_projector(server: str) -> None:
+    """Pressing the button hides the sidebar entirely (no empty strip), and no page shows a control but
+    the way out; a shot of every page at both projector sizes."""
+    from playwright.sync_api import sync_playwright
+
+    shots = _shots()
+    problems = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1024, "height": 768}, device_scale_factor=1)
+        page.goto(server, wait_until="domcontentloaded")
+        page.wait_for_selector('[data-testid="stMetricValue"]', timeout=180_000)
+        wait_ready(page)
+        left_with_sidebar = page.evaluate(MAIN_LEFT)
+        page.get_by_role("button", name="Presentation mode").click()
+        page.get_by_role("button", name="Leave presentation mode").wait_for(timeout=60_000)
+        wait_ready(page)
+        assert not page.locator('[data-testid="stSidebar"]').is_visible()
+        # The content moved into the sidebar's place: no grey strip left where it was.
+        assert page.evaluate(MAIN_LEFT) < left_with_sidebar - 150, (left_with_sidebar, page.evaluate(MAIN_LEFT))
+        for width, height in PROJECTORS:
+            page.set_viewport_size({"width": width, "height": height})
+            for path, name, _ in PAGES:
+                page.goto(f"{server}/{path}?present=1", wait_until="domcontentloaded")
+                page.get_by_role("button", name="Leave presentation mode").wait_for(timeout=180_000)
+                wait_ready(page)
+                if page.locator('[data-testid="stException"]').count():
+                    problems.append(f"{name}: {page.locator('[data-testid=stException]').first.inner_text()[:300]}")
+                controls = page.locator(CONTROLS)
+                buttons = [b for b in page.locator('[data-testid="stButton"] button').all_inner_texts()
+                           if "Leave presentation mode" not in b]
+                if controls.count() or buttons:
+                    problems.append(f"{name} at {width}px shows controls: {controls.count()} inputs, buttons {buttons}")
+                if page.locator('[data-testid="stSidebar"]').is_visible():
+                    problems.append(f"{name} at {width}px shows the sidebar")
+                _save_small(page.screenshot(), shots / f"present-{name}-{width}.png")
+        browser.close()
+    assert not problems, problems

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.builder import build, select
+from core.builder import REASON_TEXT, build, select, split_sizes
 from core.quality import compute_metrics
 from core.catalogue import catalogue_prefix, load_source
 from core.errors import ConfigError, GalaxyMorphError
@@ -67,13 +67,19 @@ def _check_preview_is_build(source: Path, out: Path, conflicts: str, values: dic
     try:
         folder = build(spec, out=out, n_jobs=1, force=True)
     except GalaxyMorphError as exc:
-        # Only a class too small to split may stop a build the preview showed; the preview shows that too.
-        assert "a train/val/test split needs at least 2 per class" in str(exc)
+        # Only a class too small to split may stop a build the preview showed; the preview refuses it
+        # up front, with the build's own words (what left the galaxies out included).
+        assert "a train/val/test split needs at least 2 per class" in str(exc) or "keep no galaxy" in str(exc)
         assert min(preview.kept_per_class().values()) < 2
+        with pytest.raises(GalaxyMorphError) as refused:
+            split_sizes(preview, spec)
+        assert str(refused.value) == str(exc)
         return
     manifest = json.loads((folder / "manifest.json").read_text())
     built = {c: sum(manifest["counts"][split][c] for split in manifest["counts"]) for c in manifest["classes"]}
     assert preview.kept_per_class() == built
+    # The sizes the page announces before Build are the build's split.
+    assert split_sizes(preview, spec) == {split: sum(manifest["counts"][split].values()) for split in ("train", "val", "test")}
     assert "preprocess_error" not in manifest["reasons"]
     assert preview.reasons() == manifest["reasons"]
     assert (preview.catalog, preview.survey, preview.band) == (
@@ -173,3 +179,25 @@ def test_preview_images_are_the_built_images(sources: dict[str, Path], source_ke
         assert after.shape == saved.shape
         assert np.abs(after - saved).max() <= 0.5 / 255 + 1e-6
         assert max(Image.open(io.BytesIO(raw_png)).size) <= THUMBNAIL_SIDE
+
+
+def test_a_build_that_keeps_no_galaxy_is_refused_naming_what_removed_them(sources) -> None:
+    spec = BuildSpec(source=str(sources["sample"]), preprocess=PreprocessConfig(crop=0.5, size=16),
+                     thresholds=QualityThresholds(min_quality=1.0, min_size=0))
+    preview = select(spec, compute_metrics(sources["sample"], n_jobs=1))
+    assert not preview.table["kept"].any()
+    with pytest.raises(GalaxyMorphError, match="these settings keep no galaxy") as refused:
+        split_sizes(preview, spec)
+    top_reason, n = max(preview.reasons().items(), key=lambda item: item[1])
+    assert f"{n:,} {top_reason}" in str(refused.value)
+    with pytest.raises(GalaxyMorphError, match="these settings keep no galaxy"):
+        build(spec, out=sources["out"] / "none", n_jobs=1)
+
+
+def test_every_reason_a_build_gives_is_explained() -> None:
+    from core.quality import REASONS
+
+    builder_reasons = {"conflict", "dwarf", "uncertain", "unclassified", "other_catalogue", "no_image",
+                       "duplicate_of", "other_survey", "other_band", "preprocess_error"}
+    assert set(REASONS) | builder_reasons <= set(REASON_TEXT)
+
