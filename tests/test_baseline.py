@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -81,9 +82,17 @@ def _dataset(out: Path, n: int = 90) -> Path:
     return save_dataset(out, x=x, meta=meta, classes=classes, manifest={"params": {}})
 
 
-def test_baseline_run_is_a_run_that_compare_reads(tmp_path):
-    dataset = _dataset(tmp_path / "ds")
-    outcomes = train_baseline_runs(dataset, seeds=[0, 1], runs_dir=tmp_path / "runs")
+@pytest.fixture(scope="module")
+def baseline_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[dict]]:
+    """The dataset, its runs folder and the outcomes of two baseline seeds, trained once for the module
+    (boosting 600 trees is most of this file's time)."""
+    root = tmp_path_factory.mktemp("baseline")
+    dataset = _dataset(root / "ds")
+    return dataset, root / "runs", train_baseline_runs(dataset, seeds=[0, 1], runs_dir=root / "runs")
+
+
+def test_baseline_run_is_a_run_that_compare_reads(baseline_runs):
+    dataset, runs_dir, outcomes = baseline_runs
     assert [o["status"] for o in outcomes] == ["finished", "finished"]
     run = load_run(outcomes[0]["run_dir"])
     assert run.model_name == "baseline" and run.status == "finished" and run.classes == ["E", "EdgeOn", "Spiral"]
@@ -98,8 +107,8 @@ def test_baseline_run_is_a_run_that_compare_reads(tmp_path):
     assert summary.loc["baseline", "accuracy_mean"] == 1.0
     config = json.loads((run.path / "config.json").read_text())
     assert config["params"]["max_iter"] == 200 and config["dataset"]["content_hash"]
-    again = train_baseline_runs(dataset, seeds=[0], runs_dir=tmp_path / "runs", resume=True)
-    assert again[0]["status"] == "skipped (finished)" and len(list_runs(tmp_path / "runs")) == 2
+    again = train_baseline_runs(dataset, seeds=[0], runs_dir=runs_dir, resume=True)
+    assert again[0]["status"] == "skipped (finished)" and len(list_runs(runs_dir)) == 2
 
 
 def test_train_command_runs_the_baseline_beside_nothing_else(tmp_path, capsys):
@@ -111,10 +120,13 @@ def test_train_command_runs_the_baseline_beside_nothing_else(tmp_path, capsys):
     assert main(["train", "--dataset", str(dataset), "--models", "baseline", "lenet6"]) == 2
 
 
-def test_comparison_shows_the_baseline_and_classify_says_it_cannot_classify_an_upload(tmp_path, monkeypatch):
+def test_comparison_shows_the_baseline_and_classify_says_it_cannot_classify_an_upload(baseline_runs, tmp_path,
+                                                                                     monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    train_baseline_runs(_dataset(tmp_path / "ds"), seeds=[0], runs_dir=tmp_path / "runs")
+    _, _, outcomes = baseline_runs
+    seed0 = Path(outcomes[0]["run_dir"])
+    shutil.copytree(seed0, tmp_path / "runs" / seed0.name)  # one seed, as trained alone
     monkeypatch.setenv("GALAXY_MORPH_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("GALAXY_MORPH_RUNS_DIR", str(tmp_path / "runs"))
     at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120)

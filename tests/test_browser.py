@@ -84,7 +84,7 @@ def require_chromium() -> None:
         pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
 
 
-def wait_until_healthy(proc: subprocess.Popen[bytes], url: str, *, timeout: float = 60.0) -> None:
+def wait_until_healthy(proc: subprocess.Popen[bytes], url: str, *, timeout: float = 180.0) -> None:
     """Poll the Streamlit server at ``url`` until it answers its health check; fail with its output
     if the process ends or ``timeout`` seconds pass first."""
     deadline = time.monotonic() + timeout
