@@ -851,9 +851,11 @@ def _check_classes(
         removed = " Left out: " + ", ".join(f"{n:,} {why}" for why, n in top) + "."
     remedy = ("Lower --min-quality or --min-size, use --catalog all or --survey all, or pick a scheme without "
               "that class.")
-    if len(kept) == 0:
-        raise GalaxyMorphError(f"these settings keep no galaxy, so there is nothing to build.{removed} {remedy}")
     listed = ", ".join(f"{c!r} has {n}" for c, n in short.items())
+    if len(kept) == 0:
+        raise GalaxyMorphError(
+            f"these settings keep no galaxy (class {listed} kept image(s)), so there is nothing to build.{removed} {remedy}"
+        )
     raise GalaxyMorphError(
         f"after filtering, class {listed} kept image(s); a train/val/test split needs at least {need} per "
         f"class.{removed} {remedy}"
