@@ -47,6 +47,10 @@ def test_a_rebuilt_dataset_shows_on_the_next_run(world: dict[str, Path], tmp_pat
     from core.preprocessing import PreprocessConfig
 
     data = tmp_path / "data"
+    data.mkdir()
+    # The world's sample as the built-in one: without it the router generates the 2,000-galaxy sample
+    # (minutes of this test's time on 2 cores).
+    (data / "sample").symlink_to(world["sample"], target_is_directory=True)
     monkeypatch.setenv("GALAXY_MORPH_DATA_DIR", str(data))
     monkeypatch.setenv("GALAXY_MORPH_RUNS_DIR", str(tmp_path / "runs"))
     out = data / "datasets" / "mine"

@@ -16,6 +16,7 @@ from core.cli import main
 from core.dataset import save_dataset
 from core.errors import ConfigError
 from core.runs import list_runs, load_run
+from core.sample import generate_sample
 
 SIZE = 32
 
@@ -127,6 +128,8 @@ def test_comparison_shows_the_baseline_and_classify_says_it_cannot_classify_an_u
     _, _, outcomes = baseline_runs
     seed0 = Path(outcomes[0]["run_dir"])
     shutil.copytree(seed0, tmp_path / "runs" / seed0.name)  # one seed, as trained alone
+    # A tiny built-in sample: without one the router generates the 2,000-galaxy sample first (minutes).
+    generate_sample(tmp_path / "data" / "sample", n=6, seed=0, n_jobs=1)
     monkeypatch.setenv("GALAXY_MORPH_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("GALAXY_MORPH_RUNS_DIR", str(tmp_path / "runs"))
     at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120)
