@@ -78,3 +78,15 @@ def test_a_presentation_drops_what_has_nothing_to_show(world, monkeypatch, tmp_p
     # Outside presentation mode the page says why the section is empty.
     at = _open(_app(world, monkeypatch, runs=runs), "comparison")
     assert "Paired tests between models" in [s.value for s in at.subheader]
+
+
+@pytest.mark.parametrize("page", ["home", "data", "statistics", "balance", "preprocessing", "training", "classify"])
+def test_no_page_shows_a_control_in_presentation_mode(world, monkeypatch, page) -> None:
+    """Results only on every page: no selector, slider, field or button but the way out."""
+    at = _open(_app(world, monkeypatch, present=True), page)
+    assert not at.exception, [e.value for e in at.exception]
+    controls = {kind: len(at.get(kind)) for kind in ("selectbox", "multiselect", "slider", "select_slider",
+                "text_input", "number_input", "checkbox", "toggle", "radio", "button_group", "file_uploader")}
+    assert not any(controls.values()), controls
+    assert [b.key for b in at.button] in ([], ["present_leave"])
+    assert at.title or at.subheader, "the page still shows its results"
