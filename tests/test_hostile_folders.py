@@ -458,8 +458,13 @@ def test_preprocessing_page_offers_to_replace_a_taken_name(world_app: Path, base
         assert not [c for c in at.checkbox if c.key == "pp_replace"]
         at.text_input(key="pp_dataset_name").set_value("taken")
         at.run()
-        assert not at.exception and not at.error, [e.value for e in (*at.exception, *at.error)]
-        assert at.checkbox(key="pp_replace").value is False and not at.button(key="pp_build").disabled
+        assert not at.exception, [e.value for e in at.exception]
+        # The only error allowed is the page's own refusal of settings that keep too few of this 12-galaxy
+        # sample to split; the taken name itself blocks nothing: the replace box is offered, unticked.
+        errors = [e.value for e in at.error]
+        refused = any("would be refused" in e for e in errors)
+        assert all("would be refused" in e for e in errors), errors
+        assert at.checkbox(key="pp_replace").value is False and at.button(key="pp_build").disabled == refused
     finally:
         shutil.rmtree(taken)
 
