@@ -90,7 +90,8 @@ def test_summary_is_mean_and_std_over_seeds(registry):
     assert summary.loc["lenet5", "accuracy_hi"] == pytest.approx(highs.mean())
     assert summary.loc["lenet5", "balanced_accuracy_lo"] < summary.loc["lenet5", "balanced_accuracy_mean"]
     text = format_summary(summary)
-    assert f"0.733 ± 0.094 [{lows.mean():.3f}, {highs.mean():.3f}]" in text and "resnet18" in text.splitlines()[0]
+    assert f"0.733 ± 0.094 [{lows.mean():.3f}, {highs.mean():.3f}]" in text and "ResNet-18" in text.splitlines()[0]
+    assert "Test galaxies (n)" in text.splitlines()[2]  # n right under the accuracy
     assert "95 % intervals" in text
 
 
@@ -108,7 +109,7 @@ def test_mcnemar_pairs_models_with_the_same_seed_and_the_verdict_takes_the_large
     tests = paired_tests(iter_runs(registry))
     assert len(tests) == 1 and tests.loc[0, "p_value"] == pytest.approx(2 / 2**6)
     assert tests.loc[0, "p_holm"] == pytest.approx(2 / 2**6) and tests.loc[0, "better"] == "resnet18"
-    assert verdicts(tests) == ["ResNet-18 is better than LeNet-5 (p = 0.031, Holm)"]
+    assert verdicts(tests) == ["ResNet-18 is better than LeNet-5 (p = 0.031, Holm-corrected)"]
     assert best_model(tests, ["lenet5", "resnet18"]) == "resnet18"
     matrix = paired_matrix(iter_runs(registry))
     assert matrix.loc["lenet5", "resnet18"] == pytest.approx(2 / 2**6)
@@ -151,7 +152,7 @@ def test_write_report_files_are_complete_and_self_contained(registry, tmp_path):
     tex = paths["summary.tex"].read_text()
     assert r"\begin{tabular}{lrr}" in tex and r"0.733 $\pm$ 0.094 [" in tex and "±" not in tex
     assert r"\textbf{0.983" in tex  # ResNet-18 is significantly better than the only other model
-    assert "<b>0.983" in html and "ResNet-18 is better than LeNet-5 (p = 0.031, Holm)" in html
+    assert "<b>0.983" in html and "ResNet-18 is better than LeNet-5 (p = 0.031, Holm-corrected)" in html
 
 
 def test_latex_escapes_model_names():
@@ -172,11 +173,13 @@ def test_compare_and_evaluate_commands(registry, tmp_path, capsys):
     out = tmp_path / "report"
     assert main(["compare", "--runs-dir", str(registry), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "lenet5" in printed and "McNemar" in printed and (out / "report.html").exists()
-    assert "ResNet-18 is better than LeNet-5 (p = 0.031, Holm)" in printed
-    # lenet5 seeds 0 and 1 got 6/10 and 8/10 ellipticals right (wrong at 0, 3, 6, 9 and at 0, 3: every third is E).
-    lows, highs = wilson_interval(np.array([6, 8]), np.array([10, 10]))
-    assert f"0.700 [{lows.mean():.3f}, {highs.mean():.3f}]" in printed
+    assert "LeNet-5" in printed and "McNemar" in printed and (out / "report.html").exists()
+    assert "ResNet-18 is better than LeNet-5 (p = 0.031, Holm-corrected)" in printed
+    # lenet5 seeds 0 and 1 got 6/10 and 8/10 ellipticals right (wrong at 0, 3, 6, 9 and at 0, 3: every third is E):
+    # pooled 14 of 20 predictions of the same 10 galaxies, so Wilson on 7 of 10, not the mean of two intervals.
+    low, high = wilson_interval(7, 10)
+    assert f"0.700 [{low:.3f}, {high:.3f}] (n = 10)" in printed
+    assert "one recipe" not in printed and "per-model recipes (tuned protocol)" in printed
     assert main(["evaluate", "--runs-dir", str(registry)]) == 0
     listing = capsys.readouterr().out
     assert listing.count("finished") == 4 and "alexnet" in listing
@@ -258,7 +261,7 @@ def test_folds_are_combined_with_the_corrected_t_test_and_holm_across_pairs(tmp_
     # A mix of significant and non-significant pairs: the latter must read as such, not as "nan is better".
     assert adjusted[resnet_lenet] < 0.05 < adjusted["alexnet vs lenet5"]
     said = verdicts(tests)
-    assert f"ResNet-18 is better than LeNet-5 (p = {adjusted[resnet_lenet]:.2g}, Holm)" in said
+    assert f"ResNet-18 is better than LeNet-5 (p = {adjusted[resnet_lenet]:.2g}, Holm-corrected)" in said
     assert any(line.startswith("no significant difference between") and "LeNet-5" in line and "AlexNet" in line
                and f"p = {adjusted['alexnet vs lenet5']:.2g}" in line for line in said)
     assert len(said) == 3 and not any("nan" in line for line in said)
@@ -276,11 +279,12 @@ def test_no_model_is_bold_unless_it_beats_every_other_significantly(tmp_path):
     _fake_run(root, "resnet18", 0, wrong=[0])
     tests = paired_tests(iter_runs(root))
     assert tests.loc[0, "better"] is None and tests.loc[0, "p_holm"] == pytest.approx(1.0)
-    assert verdicts(tests) == ["no significant difference between LeNet-5 and ResNet-18 (p = 1, Holm)"]
+    assert verdicts(tests) == ["no significant difference between LeNet-5 and ResNet-18 (p = 1, Holm-corrected)"]
+    assert not tests.loc[0, "replicated"]
     assert best_model(tests, ["lenet5", "resnet18"]) is None
     paths = write_report(iter_runs(root), tmp_path / "out")
     assert r"\textbf" not in paths["summary.tex"].read_text()
-    assert "<b>" not in paths["report.html"].read_text().split("<h2>Runs</h2>")[0]
+    assert "<b>" not in paths["report.html"].read_text().split("<h2>Recall per class")[0]
 
 
 def test_runs_of_the_equal_protocol_are_not_taken_for_re_runs_of_the_tuned_one(tmp_path):
@@ -318,15 +322,17 @@ def test_seeds_that_disagree_on_the_direction_give_no_verdict(tmp_path):
     assert "disagree" in tests.loc[0, "method"]
 
 
-def test_a_presentation_title_names_the_models_the_dataset_and_what_is_pooled(registry, tmp_path):
-    from core.report import presentation_title
+def test_a_title_names_the_models_the_dataset_the_protocol_and_what_is_pooled(registry, tmp_path):
+    from core.report import comparison_title as presentation_title
 
-    assert presentation_title(iter_runs(registry)) == "LeNet-5 vs ResNet-18 · h · 2 seeds"
+    # Runs that predate protocols were trained with per-model recipes: the title says so.
+    assert presentation_title(iter_runs(registry)) == "LeNet-5 vs ResNet-18 · h · per-model recipes (tuned protocol) · 2 seeds"
     folds = tmp_path / "folds"
     for fold in range(5):  # trained largest first: the title still reads smallest first
         for model in ("resnet18", "alexnet", "lenet5"):
             _fake_run(folds, model, 0, wrong=[fold], fold=fold, protocol="equal")
-    assert presentation_title(iter_runs(folds)) == "LeNet-5 vs AlexNet vs ResNet-18 · h (equal protocol) · 5 folds"
+    assert presentation_title(iter_runs(folds)) == ("LeNet-5 vs AlexNet vs ResNet-18 · h · one recipe for every model "
+                                                    "(equal protocol) · 5 folds")
     from core.report import in_model_order
 
     assert [r.model_name for r in in_model_order(iter_runs(folds))[::5]] == ["lenet5", "alexnet", "resnet18"]
@@ -337,14 +343,14 @@ def test_a_presentation_title_names_the_models_the_dataset_and_what_is_pooled(re
 def test_the_verdict_is_one_sentence_or_none(registry, tmp_path):
     from core.report import verdict_sentence
 
-    assert verdict_sentence(paired_tests(iter_runs(registry))) == "ResNet-18 is better than LeNet-5 (p = 0.031, Holm)."
+    assert verdict_sentence(paired_tests(iter_runs(registry))) == "ResNet-18 is better than LeNet-5 (p = 0.031, Holm-corrected)."
     _fake_run(tmp_path / "one", "lenet5", 0, wrong=[1])
     assert verdict_sentence(paired_tests(iter_runs(tmp_path / "one"))) is None
     # Three models, no pair differs: one clause, not three.
     for model, wrong in (("resnet18", [0, 1]), ("alexnet", [2])):
         _fake_run(tmp_path / "one", model, 0, wrong=wrong)
     assert verdict_sentence(paired_tests(iter_runs(tmp_path / "one"))) == (
-        "No significant difference between any two of LeNet-5, AlexNet and ResNet-18 (p = 1 for every pair, Holm).")
+        "No significant difference between any two of LeNet-5, AlexNet and ResNet-18 (p = 1 for every pair, Holm-corrected).")
     _fake_run(tmp_path / "one", "resnet34", 0, wrong=list(range(8)))  # far worse than AlexNet, but not p < 0.05
     said = verdict_sentence(paired_tests(iter_runs(tmp_path / "one")))
     assert said.startswith("No significant difference between any two of LeNet-5, AlexNet, ResNet-18 and ResNet-34 "
@@ -354,16 +360,16 @@ def test_the_verdict_is_one_sentence_or_none(registry, tmp_path):
 def test_sections_with_nothing_to_show_are_left_out(registry, tmp_path):
     from core.report import sections
 
-    everything = ["recall", "confusion", "per_class_f1", "learning_curves", "roc", "size_accuracy", "reliability",
-                  "paired_tests", "misclassified"]
+    everything = ["recall", "confusion", "accuracy", "per_class_f1", "learning_curves", "roc", "size_accuracy",
+                  "reliability", "paired_tests", "misclassified"]
     assert sections(iter_runs(registry)) == everything
     # One model, every test galaxy right, no history: no pairs to test, no mistakes, no curves.
     alone = _fake_run(tmp_path / "one", "lenet5", 0, wrong=[])
     (alone / "history.csv").unlink()
     assert sections(iter_runs(tmp_path / "one")) == [s for s in everything
                                                      if s not in ("paired_tests", "misclassified", "learning_curves")]
-    assert set(figures(iter_runs(tmp_path / "one"))) == {"confusion", "per_class_f1", "roc", "size_accuracy",
-                                                          "reliability"}
+    assert set(figures(iter_runs(tmp_path / "one"))) == {"accuracy", "confusion", "per_class_f1", "roc",
+                                                          "size_accuracy", "reliability"}
 
 
 def test_accuracy_axes_run_from_0_to_1(registry):
@@ -393,4 +399,4 @@ def test_the_page_and_the_html_report_draw_the_same_figures(registry, tmp_path):
     # The report's ROC has a panel per class and one legend: model names, not the first class's AUC.
     assert {t.name for t in figures(runs)["roc"].data if t.showlegend is not False} == {"LeNet-5", "ResNet-18", "chance"}
     html = write_report(runs, tmp_path / "out")["report.html"].read_text()
-    assert "Size vs accuracy (marker area: training time)" in html
+    assert "Size vs accuracy (one marker per run; marker area: training time)" in html
