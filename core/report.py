@@ -29,6 +29,7 @@ figures, so the dashboard and :func:`write_report` show the same numbers.
 
 from __future__ import annotations
 
+import functools
 import html
 import itertools
 import logging
@@ -311,7 +312,7 @@ def pooled_predictions(runs: list[Run]) -> dict[str, pd.DataFrame]:
     """
     frames: dict[str, list[pd.DataFrame]] = {}
     for run in in_model_order(deduplicate(finished(runs))):
-        predictions = run.predictions
+        predictions = _predictions(run)
         if not predictions.empty:
             frames.setdefault(run.model_name, []).append(predictions.assign(split=split_key(run), seed=run.seed))
     return {model: pd.concat(parts, ignore_index=True) for model, parts in frames.items()}
@@ -427,13 +428,12 @@ def mcnemar_table(runs: list[Run]) -> pd.DataFrame:
         if (a.model_name == b.model_name or a.seed != b.seed or split_key(a) != split_key(b)
                 or not _same_experiment(a, b)):
             continue
-        pa, pb = a.predictions.set_index("name"), b.predictions.set_index("name")
-        shared = pa.index.intersection(pb.index)
+        (names_a, right_a), (names_b, right_b) = _correct(a), _correct(b)
+        shared, in_a, in_b = np.intersect1d(names_a, names_b, assume_unique=True, return_indices=True)
         if len(shared) == 0:
             logger.warning("runs %s and %s share no test galaxies; not compared", a.id, b.id)
             continue
-        correct_a = (pa.loc[shared, "true"] == pa.loc[shared, "pred"]).to_numpy()
-        correct_b = (pb.loc[shared, "true"] == pb.loc[shared, "pred"]).to_numpy()
+        correct_a, correct_b = right_a[in_a], right_b[in_b]
         result = mcnemar(correct_a, correct_b)
         rows.append({"dataset": dataset_name([a]), "split": split_key(a), "seed": a.seed, "model_a": a.model_name,
                      "model_b": b.model_name, "n": len(shared), "n_train": a.config.get("n_train", np.nan), "acc_a": float(correct_a.mean()),
@@ -441,6 +441,31 @@ def mcnemar_table(runs: list[Run]) -> pd.DataFrame:
     columns = ["dataset", "split", "seed", "model_a", "model_b", "n", "n_train", "acc_a", "acc_b", "b", "c",
                "statistic", "p_value", "method"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _correct(run: Run) -> tuple[np.ndarray, np.ndarray]:
+    """The run's test galaxy names (unique) and whether each was classified correctly."""
+    predictions = _predictions(run)
+    if predictions.empty:
+        return np.array([], dtype=str), np.array([], dtype=bool)
+    frame = predictions.drop_duplicates("name")
+    return frame["name"].astype(str).to_numpy(), (frame["true"] == frame["pred"]).to_numpy()
+
+
+def _predictions(run: Run) -> pd.DataFrame:
+    """``run.predictions``, read once per version of the file: a comparison reads every run's predictions
+    for the table, each figure and each pair."""
+    path = run.path / "predictions.csv"
+    try:
+        stat = path.stat()
+    except OSError:
+        return pd.DataFrame()
+    return _read_predictions(str(path), stat.st_mtime_ns, stat.st_size).copy()
+
+
+@functools.lru_cache(maxsize=256)
+def _read_predictions(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
+    return pd.read_csv(path)
 
 
 PAIRED_COLUMNS = ["model_a", "model_b", "family", "n_splits", "n_pairs", "n", "acc_a", "acc_b", "difference",
@@ -852,11 +877,12 @@ def _colors(runs: list[Run]) -> dict[str, str]:
     return {m: model_color(m, i) for i, m in enumerate(dict.fromkeys(r.model_name for r in runs))}
 
 
-def _integer_epochs(fig: Any, last_epoch: float) -> None:
+def integer_epoch_axis(fig: Any, last_epoch: float) -> Any:
     """Whole-number epoch ticks at 1, 2, 5, 10 … steps (at most about ten), never 1.2, 1.4 …"""
     last = int(last_epoch) if last_epoch == last_epoch else 1
     step = next(s for s in (1, 2, 5, 10, 20, 50, 100, 200, 500, 10**9) if last / s <= 10)
     fig.update_xaxes(title="epoch", tick0=0 if step > 1 else 1, dtick=step, tickformat="d")
+    return fig
 
 
 def accuracy_figure(summary: pd.DataFrame) -> Any:
@@ -941,7 +967,7 @@ def learning_curves_figure(runs: list[Run]) -> Any:
                                  line=dict(color=colors[model])))
         fig.add_trace(go.Scatter(x=mean["epoch"], y=mean["val_accuracy"], name=_text(f"{name} validation"),
                                  line=dict(color=colors[model], dash="dash")))
-    _integer_epochs(fig, float(curves["epoch"].max()))
+    integer_epoch_axis(fig, float(curves["epoch"].max()))
     fig.update_yaxes(title="accuracy", range=list(ACCURACY_RANGE))
     return _titled(fig, "Learning curves (solid: train, dashed: validation)")
 
