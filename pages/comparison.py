@@ -93,7 +93,7 @@ if said:
 if family:
     st.caption(common.md(family[0]))
 
-left, right = st.columns([3, 2]) if "paired_tests" in sections else (st.container(), None)
+left, right = st.columns(2) if "paired_tests" in sections else (st.container(), None)
 with left:
     st.plotly_chart(charts.style(report.accuracy_figure(summary), height=90 + 55 * len(summary)),
                     key="cmp_accuracy_chart")

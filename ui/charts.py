@@ -216,8 +216,9 @@ def probability_bar(probs: dict[str, float], *, color: str) -> go.Figure:
 
 
 # Saliency / Grad-CAM over the galaxy: transparent where the map is 0, then yellow to dark red (YlOrRd).
-OVERLAY_COLORSCALE = [[0.0, "rgba(255,255,178,0)"], [0.15, "rgba(254,217,118,0.15)"], [0.4, "rgba(254,178,76,0.5)"],
-                      [0.7, "rgba(240,59,32,0.75)"], [1.0, "rgba(189,0,38,0.9)"]]
+# At most 65 % opaque, so the galaxy still shows under the strongest evidence.
+OVERLAY_COLORSCALE = [[0.0, "rgba(255,255,178,0)"], [0.15, "rgba(254,217,118,0.1)"], [0.4, "rgba(254,178,76,0.3)"],
+                      [0.7, "rgba(240,59,32,0.5)"], [1.0, "rgba(189,0,38,0.65)"]]
 
 
 def saliency_overlay(image: np.ndarray, heat: np.ndarray, *, title: str, scale_title: str) -> go.Figure:
