@@ -503,9 +503,8 @@ def test_runs_left_out_by_hand_are_named_in_the_title_with_the_holm_family_they_
     from core.report import comparison_title, excluded_note
 
     runs = _folds(tmp_path / "runs")
-    shown = [r for r in runs if r.model_name != "resnet18"]
-    left_out = [r for r in runs if r.model_name == "resnet18"][:1]
-    shown += [r for r in runs if r.model_name == "resnet18"][1:]
+    left_out = [r for r in runs if r.label == "resnet18 s0 f0"]
+    shown = [r for r in runs if r.label != "resnet18 s0 f0"]
     assert comparison_title(shown, excluded=left_out).endswith("· left out: ResNet-18 s0 f0")
     note = excluded_note(shown, runs)
     assert note.startswith("1 run left out by hand (ResNet-18 s0 f0)") and "Holm" in note
