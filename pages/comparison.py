@@ -64,8 +64,8 @@ if len(groups) > 1 and not presenting:
 st.session_state["cmp_shown"] = {"dataset": dataset, "runs": chosen, "experiment": experiment}
 runs_list = report.in_model_order(groups[experiment])
 # Every run of this experiment, chosen or not: those left out are named in the title and the exports.
-every = report.in_model_order(next(g for g in report.by_dataset(data.load_runs(tuple(candidates["path"]))).values()
-                                   if report.dataset_name(g) == experiment))
+readable, _ = runs.split_damaged(data.load_runs(tuple(candidates["path"])))
+every = report.in_model_order(next(g for g in report.by_dataset(readable).values() if report.dataset_name(g) == experiment))
 shown_ids = {r.id for r in runs_list}
 left_out = [r for r in report.deduplicate(report.finished(every)) if r.id not in shown_ids]
 models = list(dict.fromkeys(r.model_name for r in runs_list))
