@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8501
 
-.PHONY: run test install install-dev browser bench bench-scale clean
+.PHONY: run test install install-dev browser latex bench bench-scale clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,8 @@ run: $(VENV)/.installed
 	$(PY) -m ui.serve --server.address 127.0.0.1 --server.port $(PORT) \
 		--server.headless true --browser.gatherUsageStats false
 
-## test: install with the test extras (and Debian's Chromium for the browser test, when root), run every test
-test: $(VENV)/.installed-dev browser
+## test: install with the test extras (and Debian's Chromium and LaTeX for the browser and export tests, when root), run every test
+test: $(VENV)/.installed-dev browser latex
 	$(PY) -m pytest -m "not cluster"
 	$(PY) -m pytest -m cluster
 
@@ -33,6 +33,13 @@ test: $(VENV)/.installed-dev browser
 browser:
 	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+
+## latex: pdflatex, to compile the comparison's LaTeX export in its test (about 70 s, 150 MB); skipped like browser
+latex:
+	@if ! command -v pdflatex >/dev/null && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			texlive-latex-base texlive-latex-recommended >/dev/null; \
 	fi
 
 ## bench: the quick benchmarks (bench_browser.py among them), each printing its ratio against a baseline

@@ -49,6 +49,9 @@ class BaselineConfig:
     class_weight : {"balanced", None}
         "balanced" weights classes like the networks' ``class_weight="balanced"``.
     seed : int
+    folds, fold, split_seed : int, int, int or None
+        Which train/val/test split, as for the networks (:func:`core.splits.resplit`): the baseline
+        trained on the same folds is paired with each network fold by fold on the Comparison page.
     """
 
     max_iter: int = 200
@@ -57,6 +60,9 @@ class BaselineConfig:
     l2_regularization: float = 1.0
     class_weight: str | None = "balanced"
     seed: int = 0
+    folds: int = 0
+    fold: int = 0
+    split_seed: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_iter, int) or self.max_iter < 1:
@@ -73,10 +79,24 @@ class BaselineConfig:
             raise ConfigError(f"class_weight must be 'balanced', 'none' or None; got {self.class_weight!r}.")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed must be an integer >= 0; got {self.seed!r}.")
+        if isinstance(self.folds, bool) or not isinstance(self.folds, int) or self.folds < 0 or self.folds in (1, 2):
+            raise ConfigError(f"folds must be 0 (the dataset's own split) or an integer >= 3; got {self.folds!r}. "
+                              "Try 5.")
+        if isinstance(self.fold, bool) or not isinstance(self.fold, int) or not 0 <= self.fold < max(self.folds, 1):
+            raise ConfigError(f"fold must be an integer in [0, {max(self.folds, 1)}); got {self.fold!r}.")
+        if self.split_seed is not None and (isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int)
+                                            or self.split_seed < 0):
+            raise ConfigError(f"split_seed must be None or an integer >= 0; got {self.split_seed!r}.")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready parameters (what ``config.json`` stores under ``params``)."""
-        return dataclasses.asdict(self)
+        """JSON-ready parameters (what ``config.json`` stores under ``params``). The split is written only when
+        it is not the dataset's own, so runs recorded before folds keep their config hash (and ``--resume``
+        still finds them)."""
+        params = dataclasses.asdict(self)
+        if not self.folds and self.split_seed is None:
+            for key in ("folds", "fold", "split_seed"):
+                params.pop(key)
+        return params
 
 
 def feature_names(channels: int) -> list[str]:
@@ -220,7 +240,10 @@ def train_baseline(dataset: Dataset, config: BaselineConfig, *, run_dir: str | P
     """
     import joblib  # noqa: PLC0415
 
+    from core.splits import resplit  # noqa: PLC0415
+
     run_dir = Path(run_dir)
+    dataset = resplit(dataset, folds=config.folds, fold=config.fold, split_seed=config.split_seed)
     classes = list(dataset.classes)
     parts = {s: dataset.subset(s) for s in ("train", "val", "test")}
     for split, (_, y, _) in parts.items():
@@ -282,23 +305,29 @@ def train_baseline_runs(
     runs_dir: str | Path | None = None,
     resume: bool = False,
     overrides: dict[str, Any] | None = None,
+    folds: int = 0,
+    repeats: int = 1,
 ) -> list[dict[str, Any]]:
-    """One baseline run per seed on a dataset, in the shape of :func:`core.training.train_many`'s outcomes.
+    """One baseline run per seed (and fold and repeat, as :func:`core.training.train_many` makes them for the
+    networks) on a dataset, in the shape of its outcomes.
 
-    With ``resume``, a seed whose experiment (same parameters, same dataset) already finished is skipped.
+    With ``resume``, a run whose experiment (same parameters and split, same dataset) already finished is skipped.
     """
     from core.dataset import load_dataset  # noqa: PLC0415
 
     dataset = load_dataset(dataset_path)
     root = Path(runs_dir) if runs_dir is not None else runs.default_runs_dir()
     outcomes = []
-    for seed in seeds:
-        config = BaselineConfig(seed=seed, **(overrides or {}))
+    split_seeds: list[int | None] = list(range(repeats)) if folds or repeats > 1 else [None]
+    plans = [(seed, fold, split_seed) for split_seed in split_seeds for fold in range(max(folds, 1)) for seed in seeds]
+    for seed, fold, split_seed in plans:
+        config = BaselineConfig(seed=seed, folds=folds, fold=fold, split_seed=split_seed, **(overrides or {}))
+        where = {"fold": fold if folds else None, "split_seed": split_seed}
         params = config.to_dict()
         if resume:
             finished, _ = runs.find_resumable(root, config_hash_=runs.config_hash(params, dataset.content_hash))
             if finished is not None:
-                outcomes.append({"model": BASELINE_MODEL, "seed": seed, "run_dir": str(finished.path),
+                outcomes.append({"model": BASELINE_MODEL, "seed": seed, **where, "run_dir": str(finished.path),
                                  "status": "skipped (finished)", "accuracy": finished.metrics.get("accuracy"),
                                  "error": None})
                 continue
@@ -306,10 +335,10 @@ def train_baseline_runs(
                                   dataset_hash=dataset.content_hash, dataset_manifest=dataset.manifest)
         try:
             metrics = train_baseline(dataset, config, run_dir=run_dir)
-            outcomes.append({"model": BASELINE_MODEL, "seed": seed, "run_dir": str(run_dir), "status": "finished",
-                             "accuracy": metrics["accuracy"], "error": None})
+            outcomes.append({"model": BASELINE_MODEL, "seed": seed, **where, "run_dir": str(run_dir),
+                             "status": "finished", "accuracy": metrics["accuracy"], "error": None})
         except Exception as exc:  # like train_many: one failing run does not stop the others
             logger.error("run %s failed: %s", run_dir.name, exc)
-            outcomes.append({"model": BASELINE_MODEL, "seed": seed, "run_dir": str(run_dir), "status": "failed",
-                             "accuracy": None, "error": f"{type(exc).__name__}: {exc}"})
+            outcomes.append({"model": BASELINE_MODEL, "seed": seed, **where, "run_dir": str(run_dir),
+                             "status": "failed", "accuracy": None, "error": f"{type(exc).__name__}: {exc}"})
     return outcomes

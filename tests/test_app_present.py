@@ -40,12 +40,25 @@ def test_a_shared_link_opens_the_comparison_as_a_presentation(world, monkeypatch
     # No sidebar (no source or scheme selector), only a way out.
     assert not at.sidebar.children and [b.key for b in at.button] == ["present_leave"]
     _open(at, "comparison")
-    assert [t.value for t in at.title] == ["LeNet\\-5 vs AlexNet vs ResNet\\-18 · tiny \\(equal protocol\\) · 1 seed"]
-    # No selectors, no saliency, no exports.
-    assert not at.selectbox and not at.multiselect and not at.button and not at.get("download_button")
-    # The corrected verdict, one sentence, first thing under the title.
+    # The title always names the protocol.
+    assert [t.value.replace("\\", "") for t in at.title] == [
+        "LeNet-5 vs AlexNet vs ResNet-18 · tiny · one recipe for every model (equal protocol) · 1 seed"]
+    # No selectors and no saliency; the exports stay reachable.
+    assert not at.selectbox and not at.multiselect and not at.button
+    assert len(at.get("download_button")) == 4
+    # The corrected verdict first under the title: one split and one seed is never called "better".
     verdict = at.markdown[0].value.replace("\\", "")
-    assert verdict.startswith("**") and verdict.endswith("Holm).**") and ". " not in verdict, verdict
+    assert verdict.startswith("- **") and "Holm-corrected" in verdict and "is better than" not in verdict, verdict
+    # n and the corrected p-values only, with a legend: no raw McNemar table, no uncorrected column.
+    assert _chart(at, "Test accuracy with 95 % interval")["data"][0]["y"][0].startswith("LeNet-5 (n = ")
+    heatmap = _chart(at, "Paired tests between models")["data"][0]
+    assert heatmap["showscale"] and heatmap["colorbar"]["title"]["text"] == "Holm-corrected p"
+    frames = [d.value for d in at.dataframe]
+    assert not any("p (uncorrected)" in getattr(f, "columns", []) for f in frames)
+    assert list(frames[0].index) == ["Accuracy", "Test galaxies (n)", "Parameters", "Train time (s)"]
+    # The ROC's class can still be chosen; the long captions are gone.
+    assert at.get("button_group")
+    assert not any("over-confident" in c.value for c in at.caption)
     size = _chart(at, "Size vs accuracy")
     # Accuracy on [0, 1], and room above the plot for the title, so the tick "1" does not run into it.
     assert size["layout"]["yaxis"]["range"] == [0, 1] and size["layout"]["margin"]["t"] == 50
@@ -73,11 +86,13 @@ def test_a_presentation_drops_what_has_nothing_to_show(world, monkeypatch, tmp_p
     shutil.copytree(first, runs / first.name)
     at = _open(_app(world, monkeypatch, runs=runs, present=True), "comparison")
     subheaders = [s.value for s in at.subheader]
-    assert "Paired tests between models" not in subheaders and "Test-set metrics" in subheaders
-    assert not any("Holm)" in m.value for m in at.markdown)
-    # Outside presentation mode the page says why the section is empty.
+    assert "Test-set metrics" in subheaders
+    assert not any("Holm-corrected)" in m.value for m in at.markdown)
+    assert not any(json.loads(c.proto.spec)["layout"].get("title", {}).get("text", "").startswith("Paired tests")
+                   for c in at.get("plotly_chart"))
+    # Outside presentation mode the page says why there is no test.
     at = _open(_app(world, monkeypatch, runs=runs), "comparison")
-    assert "Paired tests between models" in [s.value for s in at.subheader]
+    assert any("Paired tests need two different models" in c.value for c in at.caption)
 
 
 @pytest.mark.parametrize("page", ["home", "data", "statistics", "balance", "preprocessing", "training", "classify"])
@@ -90,3 +105,20 @@ def test_no_page_shows_a_control_in_presentation_mode(world, monkeypatch, page) 
     assert not any(controls.values()), controls
     assert [b.key for b in at.button] in ([], ["present_leave"])
     assert at.title or at.subheader, "the page still shows its results"
+
+
+def test_runs_left_out_are_named_in_the_title_and_change_the_holm_family(world, monkeypatch) -> None:
+    at = _open(_app(world, monkeypatch), "comparison")
+    runs = at.multiselect(key="cmp_runs")
+    alexnet = [i for i in runs.value if "alexnet" in i]
+    runs.set_value([i for i in runs.value if i not in alexnet]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    title = at.markdown[0].value.replace("\\", "")
+    assert title.endswith("· left out: AlexNet s0"), title
+    warning = at.warning[0].value.replace("\\", "")
+    assert "1 run left out by hand (AlexNet s0)" in warning and "covers 1 model pair" in warning
+    assert "(with every run: 3)" in warning
+    # Presentation mode keeps the choice and says so too.
+    at.button(key="cmp_present").click().run()
+    assert at.title[0].value.replace("\\", "").endswith("· left out: AlexNet s0")
+    assert "left out by hand" in at.warning[0].value

@@ -121,6 +121,26 @@ def test_train_command_runs_the_baseline_beside_nothing_else(tmp_path, capsys):
     assert main(["train", "--dataset", str(dataset), "--models", "baseline", "lenet6"]) == 2
 
 
+def test_the_baseline_trains_on_the_networks_folds_and_is_paired_with_them_fold_by_fold(tmp_path, capsys):
+    dataset = _dataset(tmp_path / "ds")
+    runs_dir = tmp_path / "runs"
+    assert main(["train", "--dataset", str(dataset), "--models", "baseline", "--folds", "3",
+                 "--runs-dir", str(runs_dir)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in printed] == [f"baseline seed 0 fold {f} split seed 0" for f in range(3)]
+    runs = [load_run(p) for p in sorted(runs_dir.iterdir())]
+    assert sorted(report.split_key(r) for r in runs) == ["k3 f0 s0", "k3 f1 s0", "k3 f2 s0"]
+    # Each galaxy is in exactly one test fold: the pooled predictions cover the dataset once.
+    pooled = report.pooled_predictions(runs)["baseline"]
+    assert len(pooled) == 90 and pooled["name"].is_unique
+    # Resuming finds every fold; the dataset's own split keeps the parameters it had before folds existed.
+    again = train_baseline_runs(dataset, seeds=[0], runs_dir=runs_dir, resume=True, folds=3)
+    assert [o["status"] for o in again] == ["skipped (finished)"] * 3
+    assert "folds" not in BaselineConfig().to_dict()
+    with pytest.raises(ConfigError, match="folds must be 0"):
+        BaselineConfig(folds=2)
+
+
 def test_comparison_shows_the_baseline_and_classify_says_it_cannot_classify_an_upload(baseline_runs, tmp_path,
                                                                                      monkeypatch):
     from streamlit.testing.v1 import AppTest
@@ -137,8 +157,8 @@ def test_comparison_shows_the_baseline_and_classify_says_it_cannot_classify_an_u
     at.switch_page("pages/comparison.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    assert [m.value for m in at.markdown if m.body.endswith("· seed 0")] == ["**Boosting baseline** · seed 0"]
-    assert "Accuracy" in at.dataframe[0].value.index
+    assert at.markdown[0].value.replace("\\", "").startswith("#### Boosting baseline · ")
+    assert "Accuracy" in at.dataframe[0].value.index and list(at.dataframe[0].value.columns) == ["Boosting baseline"]
     at.switch_page("pages/classify.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]

@@ -4,6 +4,8 @@ files and the compare/evaluate commands."""
 from __future__ import annotations
 
 import json
+import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -90,7 +92,8 @@ def test_summary_is_mean_and_std_over_seeds(registry):
     assert summary.loc["lenet5", "accuracy_hi"] == pytest.approx(highs.mean())
     assert summary.loc["lenet5", "balanced_accuracy_lo"] < summary.loc["lenet5", "balanced_accuracy_mean"]
     text = format_summary(summary)
-    assert f"0.733 ± 0.094 [{lows.mean():.3f}, {highs.mean():.3f}]" in text and "resnet18" in text.splitlines()[0]
+    assert f"0.733 ± 0.094 [{lows.mean():.3f}, {highs.mean():.3f}]" in text and "ResNet-18" in text.splitlines()[0]
+    assert "Test galaxies (n)" in text.splitlines()[2]  # n right under the accuracy
     assert "95 % intervals" in text
 
 
@@ -108,7 +111,7 @@ def test_mcnemar_pairs_models_with_the_same_seed_and_the_verdict_takes_the_large
     tests = paired_tests(iter_runs(registry))
     assert len(tests) == 1 and tests.loc[0, "p_value"] == pytest.approx(2 / 2**6)
     assert tests.loc[0, "p_holm"] == pytest.approx(2 / 2**6) and tests.loc[0, "better"] == "resnet18"
-    assert verdicts(tests) == ["ResNet-18 is better than LeNet-5 (p = 0.031, Holm)"]
+    assert verdicts(tests) == ["ResNet-18 is better than LeNet-5 (p = 0.031, Holm-corrected)"]
     assert best_model(tests, ["lenet5", "resnet18"]) == "resnet18"
     matrix = paired_matrix(iter_runs(registry))
     assert matrix.loc["lenet5", "resnet18"] == pytest.approx(2 / 2**6)
@@ -151,7 +154,7 @@ def test_write_report_files_are_complete_and_self_contained(registry, tmp_path):
     tex = paths["summary.tex"].read_text()
     assert r"\begin{tabular}{lrr}" in tex and r"0.733 $\pm$ 0.094 [" in tex and "±" not in tex
     assert r"\textbf{0.983" in tex  # ResNet-18 is significantly better than the only other model
-    assert "<b>0.983" in html and "ResNet-18 is better than LeNet-5 (p = 0.031, Holm)" in html
+    assert "<b>0.983" in html and "ResNet-18 is better than LeNet-5 (p = 0.031, Holm-corrected)" in html
 
 
 def test_latex_escapes_model_names():
@@ -172,11 +175,13 @@ def test_compare_and_evaluate_commands(registry, tmp_path, capsys):
     out = tmp_path / "report"
     assert main(["compare", "--runs-dir", str(registry), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "lenet5" in printed and "McNemar" in printed and (out / "report.html").exists()
-    assert "ResNet-18 is better than LeNet-5 (p = 0.031, Holm)" in printed
-    # lenet5 seeds 0 and 1 got 6/10 and 8/10 ellipticals right (wrong at 0, 3, 6, 9 and at 0, 3: every third is E).
-    lows, highs = wilson_interval(np.array([6, 8]), np.array([10, 10]))
-    assert f"0.700 [{lows.mean():.3f}, {highs.mean():.3f}]" in printed
+    assert "LeNet-5" in printed and "McNemar" in printed and (out / "report.html").exists()
+    assert "ResNet-18 is better than LeNet-5 (p = 0.031, Holm-corrected)" in printed
+    # lenet5 seeds 0 and 1 got 6/10 and 8/10 ellipticals right (wrong at 0, 3, 6, 9 and at 0, 3: every third is E):
+    # pooled 14 of 20 predictions of the same 10 galaxies, so Wilson on 7 of 10, not the mean of two intervals.
+    low, high = wilson_interval(7, 10)
+    assert f"0.700 [{low:.3f}, {high:.3f}] (n = 10)" in printed
+    assert "one recipe" not in printed and "per-model recipes (tuned protocol)" in printed
     assert main(["evaluate", "--runs-dir", str(registry)]) == 0
     listing = capsys.readouterr().out
     assert listing.count("finished") == 4 and "alexnet" in listing
@@ -258,7 +263,7 @@ def test_folds_are_combined_with_the_corrected_t_test_and_holm_across_pairs(tmp_
     # A mix of significant and non-significant pairs: the latter must read as such, not as "nan is better".
     assert adjusted[resnet_lenet] < 0.05 < adjusted["alexnet vs lenet5"]
     said = verdicts(tests)
-    assert f"ResNet-18 is better than LeNet-5 (p = {adjusted[resnet_lenet]:.2g}, Holm)" in said
+    assert f"ResNet-18 is better than LeNet-5 (p = {adjusted[resnet_lenet]:.2g}, Holm-corrected)" in said
     assert any(line.startswith("no significant difference between") and "LeNet-5" in line and "AlexNet" in line
                and f"p = {adjusted['alexnet vs lenet5']:.2g}" in line for line in said)
     assert len(said) == 3 and not any("nan" in line for line in said)
@@ -276,11 +281,12 @@ def test_no_model_is_bold_unless_it_beats_every_other_significantly(tmp_path):
     _fake_run(root, "resnet18", 0, wrong=[0])
     tests = paired_tests(iter_runs(root))
     assert tests.loc[0, "better"] is None and tests.loc[0, "p_holm"] == pytest.approx(1.0)
-    assert verdicts(tests) == ["no significant difference between LeNet-5 and ResNet-18 (p = 1, Holm)"]
+    assert verdicts(tests) == ["no significant difference between LeNet-5 and ResNet-18 (p = 1, Holm-corrected)"]
+    assert not tests.loc[0, "replicated"]
     assert best_model(tests, ["lenet5", "resnet18"]) is None
     paths = write_report(iter_runs(root), tmp_path / "out")
     assert r"\textbf" not in paths["summary.tex"].read_text()
-    assert "<b>" not in paths["report.html"].read_text().split("<h2>Runs</h2>")[0]
+    assert "<b>" not in paths["report.html"].read_text().split("<h2>Recall per class")[0]
 
 
 def test_runs_of_the_equal_protocol_are_not_taken_for_re_runs_of_the_tuned_one(tmp_path):
@@ -318,15 +324,17 @@ def test_seeds_that_disagree_on_the_direction_give_no_verdict(tmp_path):
     assert "disagree" in tests.loc[0, "method"]
 
 
-def test_a_presentation_title_names_the_models_the_dataset_and_what_is_pooled(registry, tmp_path):
-    from core.report import presentation_title
+def test_a_title_names_the_models_the_dataset_the_protocol_and_what_is_pooled(registry, tmp_path):
+    from core.report import comparison_title as presentation_title
 
-    assert presentation_title(iter_runs(registry)) == "LeNet-5 vs ResNet-18 · h · 2 seeds"
+    # Runs that predate protocols were trained with per-model recipes: the title says so.
+    assert presentation_title(iter_runs(registry)) == "LeNet-5 vs ResNet-18 · h · per-model recipes (tuned protocol) · 2 seeds"
     folds = tmp_path / "folds"
     for fold in range(5):  # trained largest first: the title still reads smallest first
         for model in ("resnet18", "alexnet", "lenet5"):
             _fake_run(folds, model, 0, wrong=[fold], fold=fold, protocol="equal")
-    assert presentation_title(iter_runs(folds)) == "LeNet-5 vs AlexNet vs ResNet-18 · h (equal protocol) · 5 folds"
+    assert presentation_title(iter_runs(folds)) == ("LeNet-5 vs AlexNet vs ResNet-18 · h · one recipe for every model "
+                                                    "(equal protocol) · 5 folds")
     from core.report import in_model_order
 
     assert [r.model_name for r in in_model_order(iter_runs(folds))[::5]] == ["lenet5", "alexnet", "resnet18"]
@@ -337,14 +345,14 @@ def test_a_presentation_title_names_the_models_the_dataset_and_what_is_pooled(re
 def test_the_verdict_is_one_sentence_or_none(registry, tmp_path):
     from core.report import verdict_sentence
 
-    assert verdict_sentence(paired_tests(iter_runs(registry))) == "ResNet-18 is better than LeNet-5 (p = 0.031, Holm)."
+    assert verdict_sentence(paired_tests(iter_runs(registry))) == "ResNet-18 is better than LeNet-5 (p = 0.031, Holm-corrected)."
     _fake_run(tmp_path / "one", "lenet5", 0, wrong=[1])
     assert verdict_sentence(paired_tests(iter_runs(tmp_path / "one"))) is None
     # Three models, no pair differs: one clause, not three.
     for model, wrong in (("resnet18", [0, 1]), ("alexnet", [2])):
         _fake_run(tmp_path / "one", model, 0, wrong=wrong)
     assert verdict_sentence(paired_tests(iter_runs(tmp_path / "one"))) == (
-        "No significant difference between any two of LeNet-5, AlexNet and ResNet-18 (p = 1 for every pair, Holm).")
+        "No significant difference between any two of LeNet-5, AlexNet and ResNet-18 (p = 1 for every pair, Holm-corrected).")
     _fake_run(tmp_path / "one", "resnet34", 0, wrong=list(range(8)))  # far worse than AlexNet, but not p < 0.05
     said = verdict_sentence(paired_tests(iter_runs(tmp_path / "one")))
     assert said.startswith("No significant difference between any two of LeNet-5, AlexNet, ResNet-18 and ResNet-34 "
@@ -354,16 +362,16 @@ def test_the_verdict_is_one_sentence_or_none(registry, tmp_path):
 def test_sections_with_nothing_to_show_are_left_out(registry, tmp_path):
     from core.report import sections
 
-    everything = ["recall", "confusion", "per_class_f1", "learning_curves", "roc", "size_accuracy", "reliability",
-                  "paired_tests", "misclassified"]
+    everything = ["recall", "confusion", "accuracy", "per_class_f1", "learning_curves", "roc", "size_accuracy",
+                  "reliability", "paired_tests", "misclassified"]
     assert sections(iter_runs(registry)) == everything
     # One model, every test galaxy right, no history: no pairs to test, no mistakes, no curves.
     alone = _fake_run(tmp_path / "one", "lenet5", 0, wrong=[])
     (alone / "history.csv").unlink()
     assert sections(iter_runs(tmp_path / "one")) == [s for s in everything
                                                      if s not in ("paired_tests", "misclassified", "learning_curves")]
-    assert set(figures(iter_runs(tmp_path / "one"))) == {"confusion", "per_class_f1", "roc", "size_accuracy",
-                                                          "reliability"}
+    assert set(figures(iter_runs(tmp_path / "one"))) == {"accuracy", "confusion", "per_class_f1", "roc",
+                                                          "size_accuracy", "reliability"}
 
 
 def test_accuracy_axes_run_from_0_to_1(registry):
@@ -393,4 +401,187 @@ def test_the_page_and_the_html_report_draw_the_same_figures(registry, tmp_path):
     # The report's ROC has a panel per class and one legend: model names, not the first class's AUC.
     assert {t.name for t in figures(runs)["roc"].data if t.showlegend is not False} == {"LeNet-5", "ResNet-18", "chance"}
     html = write_report(runs, tmp_path / "out")["report.html"].read_text()
-    assert "Size vs accuracy (marker area: training time)" in html
+    assert "Size vs accuracy (one marker per run; marker area: training time)" in html
+
+
+# ------------------------------------------------------------------ issue 19 / 20: one unit, verdicts, exports
+
+
+def _folds(root, models=("lenet5", "alexnet", "resnet18"), *, wrong=None, protocol="equal"):
+    """Five folds of each model; ``wrong[model][fold]`` galaxies wrong (default: fold + model index)."""
+    for fold in range(5):
+        for i, model in enumerate(models):
+            count = wrong[model][fold] if wrong else fold + i
+            _fake_run(root, model, 0, wrong=list(range(count)), fold=fold,
+                      protocol=None if model == "baseline" else protocol)
+    return iter_runs(root)
+
+
+def test_with_folds_every_figure_pools_the_held_out_predictions_of_all_folds(tmp_path):
+    from core.report import confusion_figure, per_class_recall, pooled_note, reliability_figure, roc_figure
+
+    runs = _folds(tmp_path / "runs")
+    n_test = sum(r.metrics["n_test"] for r in runs if r.model_name == "lenet5")
+    assert n_test == 150
+    for model in ("lenet5", "alexnet", "resnet18"):
+        counts = np.asarray(confusion_figure(runs, model).data[0].customdata)
+        assert counts.sum() == n_test, model  # not one fold's 30
+    # LeNet-5 got 0 + 1 + 2 + 3 + 4 = 10 of the 150 wrong: the diagonal holds the 140 right ones.
+    assert np.trace(np.asarray(confusion_figure(runs, "lenet5").data[0].customdata)) == 140
+    assert "150 held-out predictions" in confusion_figure(runs, "lenet5").layout.title.text
+    reliability = reliability_figure(runs).data[0]
+    assert sum(reliability.customdata) == 150
+    assert "pooled" in roc_figure(runs, "S0").layout.title.text
+    assert pooled_note(runs) == "pooled over 5 folds: 150 held-out predictions per model"
+    # Per-class recall: Wilson on the pooled counts, never the mean of the five folds' bounds.
+    # LeNet-5's ellipticals (every third galaxy) wrong: 0, 1 (0), 1 (0), 1 (0, 3 -> 2 with index 3), ...
+    right = sum(sum(1 for i in range(0, 30, 3) if i >= fold) for fold in range(5))
+    low, high = wilson_interval(right, 50)
+    assert per_class_recall(runs).loc["E", "lenet5"] == f"{right / 50:.3f} [{low:.3f}, {high:.3f}] (n = 50)"
+    per_fold = [wilson_interval(sum(1 for i in range(0, 30, 3) if i >= fold), 10) for fold in range(5)]
+    assert f"{np.mean([b[0] for b in per_fold]):.3f}" != f"{low:.3f}"  # the two would differ here
+
+
+def test_n_test_sits_beside_every_accuracy(tmp_path):
+    from core.report import N_TEST_LABEL, accuracy_figure, summary_cells
+
+    runs = _folds(tmp_path / "runs")
+    summary = summary_table(runs)
+    assert summary.loc["lenet5", "n_test"] == 30 and summary.loc["lenet5", "n_test_pooled"] == 150
+    cells = summary_cells(summary)
+    assert list(cells.index[:2]) == ["Accuracy", N_TEST_LABEL]
+    assert cells.loc[N_TEST_LABEL, "lenet5"] == "150 (30 per split)"
+    chart = accuracy_figure(summary)
+    assert [t.y[0] for t in chart.data] == ["LeNet-5 (n = 150 (30 per split))", "AlexNet (n = 150 (30 per split))",
+                                            "ResNet-18 (n = 150 (30 per split))"]
+    assert chart.data[0].error_x.arrayminus[0] == pytest.approx(summary.loc["lenet5", "accuracy_mean"]
+                                                               - summary.loc["lenet5", "accuracy_lo"])
+
+
+def test_one_split_and_one_seed_is_not_called_better(tmp_path):
+    from core.report import verdict_sentence
+
+    root = tmp_path / "runs"
+    _fake_run(root, "lenet5", 0, wrong=list(range(12)))
+    _fake_run(root, "resnet18", 0, wrong=[])
+    tests = paired_tests(iter_runs(root))
+    assert tests.loc[0, "p_holm"] < 0.05 and tests.loc[0, "better"] == "resnet18" and not tests.loc[0, "replicated"]
+    assert verdicts(tests)[0].startswith("ResNet-18 was more accurate than LeNet-5 on this one split and seed (p < 0.001")
+    assert "is better than" not in verdict_sentence(tests)
+    assert best_model(tests, ["lenet5", "resnet18"]) is None
+    paths = write_report(iter_runs(root), tmp_path / "out")
+    assert r"\textbf" not in paths["summary.tex"].read_text()
+
+
+def test_each_network_is_tested_against_the_baseline_in_its_own_holm_family(tmp_path):
+    from core.report import floor_sentences, verdict_lines
+
+    wrong = {"lenet5": [6, 5, 7, 6, 6], "alexnet": [2, 3, 2, 2, 3], "resnet18": [1, 0, 1, 2, 0],
+             "baseline": [6, 6, 5, 7, 6]}
+    networks = paired_tests(_folds(tmp_path / "cnn", ("lenet5", "alexnet", "resnet18"), wrong=wrong))
+    # The baseline has no protocol of its own: it joins the networks' equal-protocol experiment.
+    runs = _folds(tmp_path / "all", ("lenet5", "alexnet", "resnet18", "baseline"), wrong=wrong)
+    assert len(summary_table(runs)) == 4
+    tests = paired_tests(runs)
+    assert sorted(tests["family"].value_counts().items()) == [("architectures", 3), ("baseline", 3)]
+    # Adding the baseline leaves the architectures' family, and so its Holm-corrected p-values, alone.
+    architectures = tests[tests["family"] == "architectures"].reset_index(drop=True)
+    assert architectures["p_holm"].tolist() == pytest.approx(networks["p_holm"].tolist())
+    floor = tests[tests["family"] == "baseline"]
+    assert floor["p_holm"].tolist() == pytest.approx(holm(floor["p_value"].to_numpy()).tolist())
+    said = floor_sentences(tests)
+    assert len(said) == 3 and said[0].startswith("LeNet-5 does not beat the gradient-boosting baseline")
+    assert said[2].startswith("ResNet-18 beats the gradient-boosting baseline") and "learned more" in said[2]
+    assert best_model(tests, list(summary_table(runs).index)) != "baseline"
+    assert any(line.startswith("Holm-corrected within each family") for line in verdict_lines(runs))
+    # Without a baseline the page says how to get the floor.
+    assert any("No gradient-boosting baseline" in line for line in verdict_lines(
+        [r for r in runs if r.model_name != "baseline"]))
+
+
+def test_runs_left_out_by_hand_are_named_in_the_title_with_the_holm_family_they_change(tmp_path):
+    from core.report import comparison_title, excluded_note
+
+    runs = _folds(tmp_path / "runs")
+    left_out = [r for r in runs if r.label == "resnet18 s0 f0"]
+    shown = [r for r in runs if r.label != "resnet18 s0 f0"]
+    assert comparison_title(shown, excluded=left_out).endswith("· left out: ResNet-18 s0 f0")
+    note = excluded_note(shown, runs)
+    assert note.startswith("1 run left out by hand (ResNet-18 s0 f0)") and "Holm" in note
+    assert excluded_note(runs, runs) is None
+    only_two = [r for r in runs if r.model_name != "resnet18"]
+    assert "covers 1 model pair of the runs shown (with every run: 3)" in excluded_note(only_two, runs)
+
+
+def test_the_exports_name_models_the_protocol_n_and_the_corrected_verdict(tmp_path):
+    runs = _folds(tmp_path / "runs")
+    paths = write_report(runs, tmp_path / "out")
+    for name in ("summary.csv", "runs.csv", "per_class.csv", "mcnemar.csv", "tests.csv"):
+        assert set(pd.read_csv(paths[name])["protocol"]) == {"equal"}, name
+    html = paths["report.html"].read_text()
+    title = "LeNet-5 vs AlexNet vs ResNet-18 · h · one recipe for every model (equal protocol) · 5 folds"
+    assert f"<h1>{title}</h1>" in html
+    headings = re.findall(r"<h2>(.*?)</h2>", html)
+    assert "F1 per class" in headings and "Confusion matrices" in headings and "ROC curves" in headings
+    assert not any("_" in h or h.islower() for h in headings), headings
+    assert "lenet5 s0" not in html and "per class f1" not in html
+    assert "p (Holm-corrected)" in html and "uncorrected" in html and "Test galaxies (n)" in html
+    tex = paths["summary.tex"].read_text()
+    assert "LeNet-5 & AlexNet & ResNet-18" in tex and "lenet5" not in tex
+    assert r"Test galaxies (n) & 150 (30 per split)" in tex and "Holm" in tex and "equal protocol" in tex
+    assert tex.isascii()
+
+
+def test_the_latex_export_loads_only_the_packages_it_lists_and_compiles(tmp_path):
+    import shutil
+    import subprocess
+
+    from core.report import LATEX_PACKAGES
+
+    runs = _folds(tmp_path / "runs")
+    tex = write_report(runs, tmp_path / "out")["summary.tex"]
+    text = tex.read_text()
+    used = set(re.findall(r"\\usepackage(?:\[[^]]*\])?\{([^}]*)\}", text))
+    assert used == set(LATEX_PACKAGES) and f"% Packages needed: {', '.join(LATEX_PACKAGES)}" in text
+    assert text.startswith("%") and r"\documentclass{article}" in text and text.rstrip().endswith(r"\end{document}")
+    pdflatex = shutil.which("pdflatex")
+    if pdflatex is None:
+        if os.environ.get("REQUIRE_LATEX") == "1":
+            pytest.fail("REQUIRE_LATEX=1 but pdflatex is missing: apt-get install texlive-latex-base "
+                        "texlive-latex-recommended")
+        pytest.skip("pdflatex is not installed (make latex)")
+    done = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape", tex.name],
+                          cwd=tex.parent, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert (tex.parent / "summary.pdf").stat().st_size > 1000
+
+
+def test_learning_curves_tick_whole_epochs_and_the_p_value_heatmap_has_a_legend(registry):
+    from core.report import learning_curves_figure, paired_figure
+
+    curves = learning_curves_figure(iter_runs(registry))
+    assert curves.layout.xaxis.dtick == 1 and curves.layout.xaxis.tickformat == "d"
+    heatmap = paired_figure(iter_runs(registry)).data[0]
+    assert heatmap.showscale and heatmap.colorbar.title.text == "Holm-corrected p"
+
+
+def test_all_figures_download_as_one_zip(registry):
+    import io
+    import zipfile
+
+    from core.report import figures, figures_zip
+
+    payload, note = figures_zip(iter_runs(registry), title="LeNet-5 vs ResNet-18")
+    names = zipfile.ZipFile(io.BytesIO(payload)).namelist()
+    count = len(figures(iter_runs(registry)))
+    assert sum(n.endswith(".html") for n in names) == count and "README.txt" in names
+    if "PNG (2x), SVG" in note:
+        archive = zipfile.ZipFile(io.BytesIO(payload))
+        pngs = [n for n in names if n.endswith(".png")]
+        svgs = [n for n in names if n.endswith(".svg")]
+        assert len(pngs) == len(svgs) == count
+        assert archive.read(pngs[0]).startswith(b"\x89PNG") and b"<svg" in archive.read(svgs[0])[:500]
+    elif os.environ.get("REQUIRE_BROWSER") == "1":
+        pytest.fail(f"REQUIRE_BROWSER=1 but the static figure export failed: {note}")
+    else:
+        assert "could not be drawn here" in note

@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from core.report import integer_epoch_axis
 from ui.palette import KEPT_COLOR, MISSING_COLOR, REJECTED_COLOR, THRESHOLD_COLOR, class_colors
 
 TEMPLATE = "plotly_white"
@@ -52,11 +53,8 @@ def style(fig: go.Figure, *, title: str | None = None, height: int = 360) -> go.
 
 
 def epoch_axis(fig: go.Figure, epochs: pd.Series) -> go.Figure:
-    """Whole-number epoch ticks at 1, 2, 5, 10 … steps (at most about ten), never 1.2, 1.4 …"""
-    last = int(epochs.max()) if len(epochs) else 1
-    step = next(s for s in (1, 2, 5, 10, 20, 50, 100, 200, 500, 10**9) if last / s <= 10)
-    fig.update_xaxes(title="epoch", tick0=0 if step > 1 else 1, dtick=step)
-    return fig
+    """Whole-number epoch ticks (:func:`core.report.integer_epoch_axis`), never 1.2, 1.4 …"""
+    return integer_epoch_axis(fig, float(epochs.max()) if len(epochs) else 1.0)
 
 
 def class_bar(
@@ -219,3 +217,35 @@ def probability_bar(probs: dict[str, float], *, color: str) -> go.Figure:
     fig.update_xaxes(range=[0, 1], title="probability")
     fig.update_yaxes(autorange="reversed")
     return style(fig, height=60 + 40 * len(classes))
+
+
+# Saliency / Grad-CAM over the galaxy: transparent where the map is 0, then yellow to dark red (YlOrRd).
+# At most 65 % opaque, so the galaxy still shows under the strongest evidence.
+OVERLAY_COLORSCALE = [[0.0, "rgba(255,255,178,0)"], [0.15, "rgba(254,217,118,0.1)"], [0.4, "rgba(254,178,76,0.3)"],
+                      [0.7, "rgba(240,59,32,0.5)"], [1.0, "rgba(189,0,38,0.65)"]]
+
+
+def saliency_overlay(image: np.ndarray, heat: np.ndarray, *, title: str, scale_title: str) -> go.Figure:
+    """An explanation map drawn in colour over the galaxy it explains, with a colour bar.
+
+    ``image``: the galaxy as displayed (2-D grey or 3-channel colour, values in [0, 1], top row first);
+    ``heat``: the map in [0, 1], same height and width. Where the map is near 0 the galaxy shows through.
+    """
+    image = np.clip(np.nan_to_num(np.asarray(image, dtype=np.float32)), 0.0, 1.0)
+    heat = np.clip(np.nan_to_num(np.asarray(heat, dtype=np.float32)), 0.0, 1.0)
+    if heat.shape[:2] != image.shape[:2]:
+        raise ValueError(f"heat must have the image's size {image.shape[:2]}; got {heat.shape[:2]}.")
+    fig = go.Figure()
+    if image.ndim == 3 and image.shape[2] == 3:
+        fig.add_trace(go.Image(z=(image * 255).astype(np.uint8), hoverinfo="skip"))
+    else:
+        grey = image[..., 0] if image.ndim == 3 else image
+        fig.add_trace(go.Heatmap(z=grey, colorscale="gray", zmin=0, zmax=1, showscale=False, hoverinfo="skip"))
+    fig.add_trace(go.Heatmap(z=heat, colorscale=OVERLAY_COLORSCALE, zmin=0, zmax=1,
+                             colorbar=dict(title=dict(text=text(scale_title), side="right"), thickness=12, len=0.9),
+                             hovertemplate="x %{x}, y %{y}: %{z:.2f}<extra></extra>"))
+    fig.update_xaxes(visible=False, constrain="domain")
+    fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x", constrain="domain")
+    fig.update_layout(title=dict(text=text(title), x=0, xanchor="left", font=dict(size=13)), height=280,
+                      margin=dict(l=0, r=0, t=40, b=0))
+    return fig

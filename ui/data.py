@@ -716,25 +716,9 @@ def styled_summary(summary: pd.DataFrame, *, best: str | None = None) -> Any:
 
 
 def misclassified_gallery(run_list: list[runs.Run], *, limit: int) -> pd.DataFrame:
-    """Test galaxies at least one model got wrong: truth, and each model's prediction and confidence."""
-    first = report.first_seed_runs(run_list)
-    merged = None
-    for run in first:
-        pred = run.predictions
-        if pred.empty:
-            continue
-        probs = [c for c in pred.columns if c.startswith("prob_")]
-        part = pd.DataFrame({"name": pred["name"], "true": pred["true"], f"pred_{run.model_name}": pred["pred"],
-                             f"conf_{run.model_name}": pred[probs].max(axis=1)})
-        merged = part if merged is None else merged.merge(part, on=["name", "true"], how="inner")
-    if merged is None:
-        return pd.DataFrame()
-    wrong = np.zeros(len(merged), dtype=int)
-    for run in first:
-        wrong += (merged[f"pred_{run.model_name}"] != merged["true"]).to_numpy()
-    merged["n_wrong"] = wrong
-    merged = merged[merged["n_wrong"] > 0].sort_values(["n_wrong", "name"], ascending=[False, True])
-    return merged.head(limit).reset_index(drop=True)
+    """Test galaxies at least one model got wrong, over the pooled held-out predictions of every fold and seed
+    (:func:`core.report.misclassified_gallery`)."""
+    return report.misclassified_gallery(run_list, limit=limit)
 
 
 def dataset_source(run: runs.Run) -> str | None:
@@ -799,11 +783,19 @@ def grad_cam(run_path: str, image: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 @st.cache_data(max_entries=8, show_spinner="Writing the report …")
-def exports(paths: tuple[str, ...]) -> dict[str, bytes]:
-    """``summary.csv``, ``summary.tex`` and ``report.html`` of these runs, as bytes for download."""
+def exports(paths: tuple[str, ...], left_out: tuple[str, ...] = ()) -> dict[str, bytes]:
+    """``summary.csv``, ``summary.tex``, ``report.html`` … of these runs, as bytes for download; ``left_out``:
+    the runs of the experiment left out by hand, named in the title of every file."""
     with tempfile.TemporaryDirectory() as tmp:
-        written = report.write_report(load_runs(paths), tmp)
+        written = report.write_report(load_runs(paths), tmp, excluded=load_runs(left_out))
         return {name: Path(p).read_bytes() for name, p in written.items()}
+
+
+@st.cache_data(max_entries=4, show_spinner="Drawing every figure as PNG and SVG …")
+def figures_zip(paths: tuple[str, ...], title: str) -> bytes:
+    """Every comparison figure as PNG, SVG and HTML in one zip (:func:`core.report.figures_zip`)."""
+    payload, _ = report.figures_zip(load_runs(paths), title=title)
+    return payload
 
 
 # --------------------------------------------------------------------------- classify

@@ -10,7 +10,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``compare`` command."""
     parser = subparsers.add_parser(
         "compare",
-        help="compare runs: intervals, Holm-corrected paired tests, CSV / LaTeX / HTML report",
+        help="compare runs: intervals, Holm-corrected paired tests, CSV / standalone LaTeX / HTML report",
         description="Compare finished runs (folders, ids or unique id prefixes; default: every finished run in "
                     "the registry), one dataset and protocol at a time. Prints a side-by-side table with 95 % "
                     "intervals and the verdict for every model pair, and writes runs.csv, summary.csv, per_class.csv, "
@@ -114,20 +114,25 @@ def _flag_changed_datasets(runs: list) -> None:
 
 
 def _print_comparison(runs: list, *, pool_datasets: bool) -> None:
-    from core.report import (best_model, format_p, format_summary, mcnemar_table, paired_tests, per_class_recall,
-                             summary_table, verdicts)
+    from core.report import (best_model, comparison_title, format_p, format_summary, mcnemar_table, model_label,
+                             paired_tests, per_class_recall, pooled_note, summary_table, verdict_lines)
 
     summary = summary_table(runs, pool_datasets=pool_datasets)
     tests = paired_tests(runs)
+    print(comparison_title(runs))
     print(format_summary(summary, best=best_model(tests, list(summary.index))))
-    print("\nRecall per class [95 % Wilson interval]:")
-    print(per_class_recall(runs).to_string())
+    print(f"\nRecall per class [95 % Wilson interval on the pooled counts; {pooled_note(runs)}]:")
+    print(per_class_recall(runs).rename(columns=model_label).to_string())
     if tests.empty:
         return
-    print("\nVerdicts (Holm-adjusted across the model pairs):")
-    for line, row in zip(verdicts(tests), tests.itertuples()):
-        print(f"  {line} [{row.method}]")
-    print("\nMcNemar per split and seed (shared test galaxies):")
+    print("\nVerdict:")
+    for line in verdict_lines(runs):
+        print(f"  {line}")
+    print("\nPaired tests per model pair:")
+    for row in tests.itertuples():
+        print(f"  {model_label(row.model_a)} vs {model_label(row.model_b)} [{row.family}]: {row.method}, n = {row.n:,.0f}, "
+              f"uncorrected {format_p(row.p_value)}, Holm-corrected {format_p(row.p_holm)}")
+    print("\nMcNemar per split and seed (shared test galaxies; uncorrected p-values):")
     for row in mcnemar_table(runs).itertuples():
-        print(f"  {row.split} seed {row.seed}: {row.model_a} vs {row.model_b}: b={row.b} c={row.c} "
-              f"{format_p(row.p_value)} ({row.method})")
+        print(f"  {row.split} seed {row.seed}: {model_label(row.model_a)} vs {model_label(row.model_b)}: b={row.b} "
+              f"c={row.c} {format_p(row.p_value)} ({row.method})")

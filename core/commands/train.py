@@ -106,12 +106,10 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.flush()
 
     networks = [m for m in spec.models if m != BASELINE_MODEL]
-    if BASELINE_MODEL in spec.models and (spec.folds or spec.repeats > 1):
-        raise ConfigError("the baseline trains on the dataset's own split; --folds and --repeats are for the "
-                          "networks. Train the baseline in a separate command without them.")
+    # The baseline trains on the networks' folds and repeats too, so the Comparison page pairs them split by split.
     outcomes = train_baseline_runs(
         spec.dataset, seeds=list(spec.seeds), runs_dir=args.runs_dir, resume=args.resume,
-        overrides={"class_weight": spec.class_weight},
+        overrides={"class_weight": spec.class_weight}, folds=spec.folds, repeats=spec.repeats,
     ) if BASELINE_MODEL in spec.models else []
     if networks:
         outcomes += train_runs(
