@@ -103,14 +103,23 @@ def run_fold(dataset: Dataset, model: str, *, fold: int, k: int, seed: int, out:
     keras.backend.clear_session()
     predictions = pd.read_csv(run_dir / "predictions.csv")
     wrong = predictions[predictions["true"] != predictions["pred"]]
-    e_edge = wrong["true"].isin(["E", "EdgeOn"]) & wrong["pred"].isin(["E", "EdgeOn"])
     split = data.split
     return {"model": model, "fold": fold, "seed": seed, "n_train": int((split == "train").sum()),
             "n_val": int((split == "val").sum()), "n_scored": len(predictions),
-            "correct": int(len(predictions) - len(wrong)), "errors": len(wrong), "errors_e_edgeon": int(e_edge.sum()),
+            "correct": int(len(predictions) - len(wrong)), "errors": len(wrong), **error_pairs(wrong),
             "accuracy": result.metrics["accuracy"], "best_epoch": result.metrics["best_epoch"],
             "epochs_done": result.metrics["epochs_done"], "train_seconds": result.metrics["train_seconds"],
             "seconds": round(time.monotonic() - started, 1), "run": run_dir.name}
+
+
+#: The three confusions of the gz1 scheme, as result columns: how many errors mix up each pair of classes.
+PAIRS = {"errors_e_edgeon": ("E", "EdgeOn"), "errors_e_spiral": ("E", "Spiral"),
+         "errors_edgeon_spiral": ("EdgeOn", "Spiral")}
+
+
+def error_pairs(wrong: pd.DataFrame) -> dict[str, int]:
+    """Misclassified rows (``true``, ``pred``) counted per unordered pair of classes (:data:`PAIRS`)."""
+    return {column: int((wrong["true"].isin(pair) & wrong["pred"].isin(pair)).sum()) for column, pair in PAIRS.items()}
 
 
 def decision(results: pd.DataFrame, *, k: int) -> list[str]:
@@ -155,16 +164,17 @@ def table(results: pd.DataFrame, dataset: Dataset | None, *, k: int) -> str:
         lines.append(f"Default build of data/gz1: {len(trainval)} train + validation galaxies ({counts}); its "
                      f"{int((dataset.split == 'test').sum())} test galaxies (frozen in data/gz1/split.csv) never read. "
                      f"{k} stratified folds; per outer fold: 1 fold scored, 1 fold picks the epoch, {k - 2} train.\n")
-    lines += ["| model | folds | accuracy, pooled over scored folds | mean ± sd over folds | errors that are E ↔ EdgeOn "
-              "| best epoch (mean) | train min / fold |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["| model | folds | accuracy, pooled over scored folds | mean ± sd over folds | errors: E ↔ EdgeOn "
+              "| E ↔ Spiral | EdgeOn ↔ Spiral | best epoch (mean) | train min / fold |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for model in [m for m in MODELS if m in set(results["model"])]:
         rows = results[results["model"] == model]
-        correct, n, errors, e_edge = (int(rows[c].sum()) for c in ("correct", "n_scored", "errors", "errors_e_edgeon"))
-        spread = rows["accuracy"].std(ddof=1) if len(rows) > 1 else float("nan")
-        share = f"{e_edge}/{errors} ({e_edge / errors:.0%})" if errors else "0/0"
+        correct, n, errors = (int(rows[c].sum()) for c in ("correct", "n_scored", "errors"))
+        spread = f"{rows['accuracy'].std(ddof=1):.3f}" if len(rows) > 1 else "— (1 fold)"
+        shares = [f"{int(rows[c].sum())}/{errors} ({rows[c].sum() / errors:.0%})" if errors else "0/0" for c in PAIRS]
         lines.append(f"| {model} | {len(rows)} | {correct / n:.3f} ({correct}/{n}) | {rows['accuracy'].mean():.3f} ± "
-                     f"{spread:.3f} | {share} | {rows['best_epoch'].mean():.1f} | {rows['train_seconds'].mean() / 60:.1f} |")
+                     f"{spread} | {' | '.join(shares)} | {rows['best_epoch'].mean():.1f} "
+                     f"| {rows['train_seconds'].mean() / 60:.1f} |")
     lines += ["", *decision(results, k=k)]
     return "\n".join(lines)
 
