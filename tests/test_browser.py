@@ -56,8 +56,10 @@ PAGE_READY = """() => {
   const app = document.querySelector('[data-testid="stApp"]');
   if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
   if (document.querySelector('[data-testid="stSkeleton"]')) return false;
-  if (all('[data-testid="stPlotlyChart"]').some(el => !el.querySelector('.main-svg'))) return false;
-  if (all('[data-testid="stDataFrame"]').some(el => !el.querySelector('canvas'))) return false;
+  // What sits in a closed expander is never drawn, by design: only what is shown must be ready.
+  const shown = (sel) => all(sel).filter(el => !el.closest('details:not([open]), [inert]'));
+  if (shown('[data-testid="stPlotlyChart"]').some(el => !el.querySelector('.main-svg'))) return false;
+  if (shown('[data-testid="stDataFrame"]').some(el => !el.querySelector('canvas'))) return false;
   return all('img').every(img => img.complete && img.naturalWidth > 0);
 }"""
 # Streamlit scrolls inside its main section, not the window: its height is the page's height.
