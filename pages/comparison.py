@@ -165,9 +165,18 @@ if "confusion" in sections:
 
 
 def draw(name: str) -> None:
-    """One figure of the grid, from core.report; the ROC's class is chosen with pills, in both modes."""
+    """One figure of the grid, from core.report. The ROC's class is chosen with pills; a presentation
+    shows no control, so it keeps the class chosen before it started (a plain key: a widget's own key
+    is dropped on a run that does not draw it)."""
     if name == "roc":
-        roc_class = st.pills("ROC class (one vs rest)", classes, default=classes[0], key="cmp_roc_class") or classes[0]
+        chosen = st.session_state.get("cmp_roc_chosen")
+        if presenting:
+            roc_class = chosen if chosen in classes else classes[0]
+        else:
+            # Pills draw their options as Markdown: a class name is shown as text (common.md).
+            roc_class = st.pills("ROC class (one vs rest)", classes, default=chosen if chosen in classes else classes[0],
+                                 format_func=common.md, key="cmp_roc_class") or classes[0]
+            st.session_state["cmp_roc_chosen"] = roc_class
         fig = report.roc_figure(runs_list, roc_class)
     else:
         fig = FIGURES[name](runs_list)
