@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -170,6 +171,9 @@ def test_the_training_page_sends_the_grid_to_the_cluster_and_shows_where_each_ru
 
     from core import jobs
 
+    # Streamlit's script runner makes app.py this process's __main__; put ours back afterwards, or every
+    # process spawned later (the cluster tests' dask workers) re-runs the dashboard as its main module.
+    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
     monkeypatch.setenv("GALAXY_MORPH_DATA_DIR", str(dataset.parent.parent))
     monkeypatch.setenv("GALAXY_MORPH_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("GALAXY_MORPH_DASK_SCHEDULER", "local:1")
