@@ -585,12 +585,19 @@ def build_dataset(
     )
     return build(spec, out=out, n_jobs=n_jobs, backend=backend, progress=progress, force=force, source=loaded,
                  replace_trained=replace_trained, force_while_training=force_while_training)
+
+
+def _first_run_ids(runs: list) -> str:
+    """The first three run ids, for a refusal that names the runs in the way."""
+    return ", ".join(run.id for run in runs[:3]) + (" ..." if len(runs) > 3 else "")
+
+
 def _refuse_if_training(out: Path) -> None:
     training = provenance.training_runs(out)
     if training:
-        shown = ", ".join(run.id for run in training[:3]) + (" ..." if len(training) > 3 else "")
         raise ConfigError(
-            f"--out {out} holds a dataset that {len(training)} running training(s) read ({shown}); replacing it now "
+            f"--out {out} holds a dataset that {len(training)} running training(s) read "
+            f"({_first_run_ids(training)}); replacing it now "
             "would change their data under them. Wait for them to finish, build under another --out, or pass "
             "--force-while-training to replace it anyway."
         )
@@ -599,9 +606,9 @@ def _refuse_if_training(out: Path) -> None:
 def _refuse_if_trained(out: Path) -> None:
     dependent = provenance.dependent_runs(out)
     if dependent:
-        shown = ", ".join(run.id for run in dependent[:3]) + (" ..." if len(dependent) > 3 else "")
         raise ConfigError(
-            f"--out {out} holds a dataset that {len(dependent)} finished run(s) were trained on ({shown}); "
+            f"--out {out} holds a dataset that {len(dependent)} finished run(s) were trained on "
+            f"({_first_run_ids(dependent)}); "
             "rebuilding it would leave them describing images that are gone. Build under another name with "
             "--out, or pass --replace-trained to replace it anyway (those runs are then flagged as stale)."
         )
