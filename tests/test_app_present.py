@@ -56,8 +56,8 @@ def test_a_shared_link_opens_the_comparison_as_a_presentation(world, monkeypatch
     frames = [d.value for d in at.dataframe]
     assert not any("p (uncorrected)" in getattr(f, "columns", []) for f in frames)
     assert list(frames[0].index) == ["Accuracy", "Test galaxies (n)", "Parameters", "Train time (s)"]
-    # The ROC's class can still be chosen; the long captions are gone.
-    assert at.get("button_group")
+    # No pills on a projector: the ROC shows the class chosen before presenting (the first by default).
+    assert not at.get("button_group")
     assert not any("over-confident" in c.value for c in at.caption)
     size = _chart(at, "Size vs accuracy")
     # Accuracy on [0, 1], and room above the plot for the title, so the tick "1" does not run into it.
