@@ -819,7 +819,7 @@ def _as_2d(data: np.ndarray) -> np.ndarray:
 # quality
 
 
-QUALITY_VERSION = 2  # bump when measure_quality's output changes (2: the metrics inside each crop)
+QUALITY_VERSION = 3  # bump when measure_quality's output changes (2: the metrics inside each crop; 3: saturation at the frame's level)
 
 #: Crop fractions at which :func:`measure_quality` also measures the crop-dependent metrics, so a
 #: filter looks up the crop in use instead of reading the image again (the sliders stay instant).
@@ -895,6 +895,9 @@ def measure_quality(
     sub = _sky_subtracted(data, background)
     x, y = _find_centre(sub, image.wcs, ra, dec, "auto", background.noise)
     snr, radius, footprint = _source_snr_radius(sub, (x, y), background.noise)
+    # One saturation level for the frame: inside a crop the galaxy's own brightest pixels would
+    # otherwise make a 'plateau' (an 8-bit cutout's core repeats its top value) and pass for saturation.
+    level = _saturation_level(values, image.header)
     metrics.update(
         background_level=background.level,
         background_noise=background.noise,
@@ -905,13 +908,13 @@ def measure_quality(
         snr=snr,
         source_radius_px=radius,
         source_radius_frac=radius / min_side,
-        saturated_fraction=_saturated_fraction(values, image.header, n_finite),
+        saturated_fraction=_saturated_fraction(values, level, n_finite),
         background_plane_a=background.plane[0],
         background_plane_b=background.plane[1],
         background_plane_c=background.plane[2],
     )
     for fraction in CROP_FRACTIONS:
-        metrics.update(_crop_metrics(data, finite, image.header, (x, y), fraction, footprint, background.noise))
+        metrics.update(_crop_metrics(data, finite, level, (x, y), fraction, footprint, background.noise))
     return metrics
 
 
@@ -925,10 +928,11 @@ class _Footprint:
 
 
 def _crop_metrics(
-    data: np.ndarray, finite: np.ndarray, header: Any, centre: tuple[float, float], fraction: float,
+    data: np.ndarray, finite: np.ndarray, saturation_level: float, centre: tuple[float, float], fraction: float,
     footprint: _Footprint | None, noise: float,
 ) -> dict[str, float]:
-    """:data:`CROP_METRICS` inside the ``fraction`` crop around ``centre`` (the crop preprocess cuts)."""
+    """:data:`CROP_METRICS` inside the ``fraction`` crop around ``centre`` (the crop preprocess cuts);
+    pixels count as saturated at the frame's level (:func:`_saturation_level`)."""
     height, width = data.shape
     side = max(1, int(round(fraction * min(height, width))))
     x_lo, y_lo = int(round(centre[0] - (side - 1) / 2)), int(round(centre[1] - (side - 1) / 2))
@@ -937,7 +941,7 @@ def _crop_metrics(
     inside = finite[window]
     n_finite = int(inside.sum())
     values = data[window][inside]
-    saturated = _saturated_fraction(values, header, n_finite) if n_finite else 0.0
+    saturated = _saturated_fraction(values, saturation_level, n_finite)
     snr = 0.0
     if footprint is not None and noise > 0:
         block = footprint.block
@@ -1019,8 +1023,9 @@ def _deblended(
     return footprint & (cores[iy, ix] == cores[cy, cx])
 
 
-def _saturated_fraction(values: np.ndarray, header: Any, n_finite: int) -> float:
-    top = float(values.max())
+def _saturation_level(values: np.ndarray, header: Any) -> float:
+    """The value from which a pixel counts as saturated: the header's SATURATE / DATAMAX, or the
+    image's maximum where at least 4 pixels share it (a clipped plateau); ``inf`` when neither."""
     limit = math.inf
     if header is not None:
         for key in ("SATURATE", "DATAMAX"):
@@ -1030,9 +1035,16 @@ def _saturated_fraction(values: np.ndarray, header: Any, n_finite: int) -> float
                 continue
             if math.isfinite(level):
                 limit = min(limit, level)
-    tolerance = 1e-6 * max(abs(top), 1.0)
-    at_top = int((values >= top - tolerance).sum())
-    count = int((values >= limit).sum()) if math.isfinite(limit) else 0
-    if at_top >= 4:
-        count = max(count, at_top)
-    return count / n_finite if n_finite else 0.0
+    if values.size:
+        top = float(values.max())
+        tolerance = 1e-6 * max(abs(top), 1.0)
+        if int((values >= top - tolerance).sum()) >= 4:
+            limit = min(limit, top - tolerance)
+    return limit
+
+
+def _saturated_fraction(values: np.ndarray, level: float, n_finite: int) -> float:
+    """The fraction of the ``n_finite`` pixels ``values`` at or above the saturation ``level``."""
+    if not n_finite or not math.isfinite(level):
+        return 0.0
+    return int((values >= level).sum()) / n_finite

@@ -93,3 +93,28 @@ def test_a_saturated_star_and_blank_rows_far_from_the_galaxy_do_not_reject_a_sma
     judged = {crop: apply_quality_filter(table, crop=crop, min_quality=0.0, extent=0.0)["reason"].iloc[0]
               for crop in (0.4, 0.45, 1.0)}
     assert judged == {0.4: "", 0.45: "", 1.0: "missing_pixels"}
+
+
+def test_an_8_bit_cutouts_core_repeating_its_top_value_is_not_saturated_inside_a_crop():
+    """A JPEG cutout's core repeats the crop's brightest value by quantisation; only the frame's own
+    clipped plateau (or the header's SATURATE) counts as saturation, in every crop as in the frame."""
+    from core.images import ImageData
+    from core.preprocessing import CROP_FRACTIONS, crop_column, measure_quality
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.indices((120, 120))
+    galaxy = 20 + rng.normal(0, 0.2, (120, 120)) + 150 * np.exp(-((xx - 60) ** 2 + (yy - 60) ** 2) / (2 * 15.0**2))
+    galaxy[10, 110] = 255.0  # one bright star pixel, far out: the frame's top, no plateau
+    quantised = np.clip(np.round(galaxy), 0, 255)
+    assert (quantised[50:70, 50:70] == quantised[50:70, 50:70].max()).sum() >= 4  # the core's plateau
+    image = ImageData(data=quantised.astype(np.float32), header=None, wcs=None, path=Path("cutout"), format="jpeg")
+    metrics = measure_quality(image)
+    assert metrics["saturated_fraction"] == 0.0
+    assert all(metrics[crop_column("saturated_fraction", f)] == 0.0 for f in CROP_FRACTIONS)
+    # A core clipped at the frame's top is saturation, and the crop sees all of it.
+    clipped = quantised.copy()
+    clipped[58:63, 58:63] = 255.0
+    metrics = measure_quality(ImageData(data=clipped.astype(np.float32), header=None, wcs=None,
+                                        path=Path("clipped"), format="jpeg"))
+    assert metrics["saturated_fraction"] == pytest.approx(26 / 120**2)
+    assert metrics[crop_column("saturated_fraction", 0.5)] == pytest.approx(25 / 60**2)  # the star lies outside
