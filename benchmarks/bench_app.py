@@ -2,7 +2,7 @@
 
 Each number is printed with a baseline measured in the same run: a page's warm render against
 its cold render (first visit: imports, catalogue, metrics), and the polars slider filter
-(:mod:`core.quality`) against the pandas path it replaced, on the same metrics table (the
+(:mod:`core.prepare.quality`) against the pandas path it replaced, on the same metrics table (the
 counts are checked equal). Goals: every page < 1 s warm, a slider move < 50 ms on 1,000,000
 rows and < 10 ms on 10,000.
 
@@ -30,10 +30,10 @@ PAGES = ("home", "data", "statistics", "balance", "preprocessing", "training", "
 def bench_pages(n: int) -> None:
     from streamlit.testing.v1 import AppTest
 
-    from core.builder import build_dataset
-    from core.preprocessing import PreprocessConfig
-    from core.sample import ensure_sample
-    from core.training import train_many
+    from core.prepare.builder import build_dataset
+    from core.prepare.preprocessing import PreprocessConfig
+    from core.acquire.sample import ensure_sample
+    from core.learn.training import train_many
 
     with tempfile.TemporaryDirectory() as tmp:
         data_dir, runs_dir = Path(tmp) / "data", Path(tmp) / "runs"
@@ -87,7 +87,7 @@ def _metrics_table(rows: int) -> pd.DataFrame:
 def _pandas_counts(metrics: pd.DataFrame, *, min_quality: float, min_size: int, crop: float) -> pd.Series:
     """The slider filter as the dashboard ran it before polars (numpy rules on the pandas table,
     the score recomputed per move), then counts per class and reason."""
-    from core.quality import REASONS as REJECTION_REASONS
+    from core.prepare.quality import REASONS as REJECTION_REASONS
     from core.spec import QualityThresholds
 
     t = QualityThresholds(min_quality=min_quality, min_size=min_size)
@@ -115,7 +115,7 @@ def bench_filter(sizes: list[int], moves: int = 10) -> None:
     """One slider move = new thresholds -> kept / left-out counts per class and reason."""
     import polars as pl
 
-    from core import quality
+    from core.prepare import quality
     from core.spec import QualityThresholds
 
     print("slider filter, per move (counts per class and reason; goal: < 50 ms at 1,000,000 rows, < 10 ms at 10,000)")

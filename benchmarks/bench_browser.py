@@ -50,10 +50,10 @@ def build_world(root: Path, n: int) -> tuple[Path, Path]:
     """Sample, dataset and two one-epoch runs, made in a child process so this one starts the pages cold."""
     data_dir, runs_dir = root / "data", root / "runs"
     code = textwrap.dedent(f"""
-        from core.builder import build_dataset
-        from core.preprocessing import PreprocessConfig
-        from core.sample import ensure_sample
-        from core.training import train_many
+        from core.prepare.builder import build_dataset
+        from core.prepare.preprocessing import PreprocessConfig
+        from core.acquire.sample import ensure_sample
+        from core.learn.training import train_many
         sample = ensure_sample({str(data_dir / "sample")!r}, n={n}, seed=0)
         dataset = build_dataset(sample, scheme="hubble3", preprocess=PreprocessConfig(size=32), min_quality=0.0,
                                 min_size=0, catalog="all", out={str(data_dir / "datasets" / "bench")!r})

@@ -3,8 +3,8 @@
 Builds (once) a 32-px dataset of the synthetic sample, then trains LeNet-5 and AlexNet on 3 folds
 for 2 epochs three ways, in this one process, and prints each wall time and its ratio to serial:
 
-- serial: :func:`core.training.train_many` here (TensorFlow on all cores);
-- grid: :func:`core.grid.run_grid` on a ``LocalCluster`` of ``--workers`` processes, each run with a
+- serial: :func:`core.learn.training.train_many` here (TensorFlow on all cores);
+- grid: :func:`core.learn.grid.run_grid` on a ``LocalCluster`` of ``--workers`` processes, each run with a
   serial run's thread count (the default: byte-identical predictions, checked and printed);
 - grid, share: the same with ``threads="share"`` (each worker its share of the cores; faster where
   workers outnumber a run's useful threads, not byte-identical).
@@ -56,12 +56,12 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "data" / "bench-grid")
     args = parser.parse_args()
 
-    from core.builder import build_dataset  # noqa: PLC0415
-    from core.grid import run_grid  # noqa: PLC0415
+    from core.prepare.builder import build_dataset  # noqa: PLC0415
+    from core.learn.grid import run_grid  # noqa: PLC0415
     from core.parallel import close_dask_clients, dask_client  # noqa: PLC0415
-    from core.preprocessing import PreprocessConfig  # noqa: PLC0415
-    from core.sample import ensure_sample  # noqa: PLC0415
-    from core.training import train_many  # noqa: PLC0415
+    from core.prepare.preprocessing import PreprocessConfig  # noqa: PLC0415
+    from core.acquire.sample import ensure_sample  # noqa: PLC0415
+    from core.learn.training import train_many  # noqa: PLC0415
 
     folder = args.out / f"n{args.n}"
     dataset = folder / "dataset"

@@ -41,13 +41,13 @@ def run_stage(stage: str, folder: Path, n: int) -> dict[str, float]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     sys.path.insert(0, str(ROOT))
-    from core.builder import build_dataset
-    from core.sample import generate_sample
+    from core.prepare.builder import build_dataset
+    from core.acquire.sample import generate_sample
 
     if stage == "train":
-        from core.dataset import load_dataset
-        from core.runs import create_run
-        from core.training import default_config, train
+        from core.prepare.dataset import load_dataset
+        from core.learn.runs import create_run
+        from core.learn.training import default_config, train
 
     tracemalloc.start()
     started = time.perf_counter()
@@ -70,8 +70,8 @@ def run_stage(stage: str, folder: Path, n: int) -> dict[str, float]:
 def metrics_pass(sample: Path) -> dict[str, float]:
     """Cold-cache quality metrics of ``sample`` with 1 worker, all cores, and a 2-worker LocalCluster."""
     sys.path.insert(0, str(ROOT))
-    from core.quality import CACHE_FILE, _measure_chunk, compute_metrics
-    from core.catalogue import load_source
+    from core.prepare.quality import CACHE_FILE, _measure_chunk, compute_metrics
+    from core.acquire.catalogue import load_source
     from core.config import get_settings
     from core.parallel import close_dask_clients, dask_client, run_parallel
 

@@ -2,7 +2,7 @@
 
 Prints, for each model at the dataset's default size (64 px, 1 channel, batch 32):
 
-- the training images/s of the model (augmentation included, as in :func:`core.training.train`),
+- the training images/s of the model (augmentation included, as in :func:`core.learn.training.train`),
 - the input pipeline's images/s alone (shuffle, batch, prefetch from memory),
 - their ratio (goal: pipeline >= 3x the model, so the model never waits for data);
 
@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from core.models import build_model  # noqa: E402
-from core.training import default_config, input_pipeline, training_model  # noqa: E402
+from core.learn.models import build_model  # noqa: E402
+from core.learn.training import default_config, input_pipeline, training_model  # noqa: E402
 
 
 def _compiled(base: keras.Model, model_name: str) -> keras.Model:

@@ -3,7 +3,7 @@
 On a machine with a GPU it
 
 1. checks that TensorFlow sees the GPU and that a training step's variables and ops land on it;
-2. trains ResNet-18 at 64 px (1 channel, 3 classes, augmentation as in ``core.training``) for a
+2. trains ResNet-18 at 64 px (1 channel, 3 classes, augmentation as in ``core.learn.training``) for a
    fixed number of steps in four variants: float32, ``--mixed-precision``, ``--xla``, both;
 3. trains the float32 variant on the CPU alone (GPUs hidden), the baseline;
 4. prints images/s of each variant and its ratio to the CPU figure.
@@ -39,8 +39,8 @@ def measure(*, mixed_precision: bool, xla: bool, steps: int, batch: int, size: i
     import numpy as np
     import tensorflow as tf
 
-    from core.models import build_model
-    from core.training import _optimizer, default_config, input_pipeline, training_model
+    from core.learn.models import build_model
+    from core.learn.training import _optimizer, default_config, input_pipeline, training_model
 
     # Shift and zoom cannot be compiled with XLA: every variant goes without them, so all four train the same graph.
     config = default_config("resnet18", mixed_precision=mixed_precision, xla=xla, batch_size=batch, shift=0.0, zoom=0.0)

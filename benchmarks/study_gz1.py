@@ -8,7 +8,7 @@ The train + validation galaxies are cut into ``--folds`` (5) stratified folds by
 fold ``f``: fold ``f`` is *scored*, fold ``f + 1`` is the inner validation set that picks the epoch
 (lowest validation loss, as ``train`` does), and the other folds train. So the fold that scores a
 model never chose its epoch. Every model gets the equal protocol's recipe
-(:func:`core.training.default_config`), one seed.
+(:func:`core.learn.training.default_config`), one seed.
 
 The decision rule, fixed in docs/DATA.md ("The validation study") before the runs: ResNet-20
 replaces ResNet-18 in the default comparison only if the corrected resampled t-test (Nadeau &
@@ -40,9 +40,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.dataset import Dataset, load_dataset  # noqa: E402
+from core.prepare.dataset import Dataset, load_dataset  # noqa: E402
 from core.spec import BuildSpec  # noqa: E402
-from core.splits import fold_split, stratified_kfold  # noqa: E402
+from core.prepare.splits import fold_split, stratified_kfold  # noqa: E402
 
 GZ1 = ROOT / "data" / "gz1"
 MODELS = ("lenet5", "alexnet", "resnet18", "resnet20")
@@ -52,8 +52,8 @@ INCUMBENT, VARIANTS = "resnet18", ("resnet20",)
 
 def default_spec() -> BuildSpec:
     """The spec ``python -m core build --source data/gz1`` builds (the CLI's own parser and defaults)."""
-    from core.builder import preprocess_defaults  # noqa: PLC0415
-    from core.catalogue import load_source  # noqa: PLC0415
+    from core.prepare.builder import preprocess_defaults  # noqa: PLC0415
+    from core.acquire.catalogue import load_source  # noqa: PLC0415
     from core.cli import build_parser  # noqa: PLC0415
     from core.config import get_settings  # noqa: PLC0415
 
@@ -64,7 +64,7 @@ def default_spec() -> BuildSpec:
 
 def study_dataset(out: Path) -> Dataset:
     """The default build of ``data/gz1`` (built once into ``OUT/datasets``, then found again)."""
-    from core.builder import build  # noqa: PLC0415
+    from core.prepare.builder import build  # noqa: PLC0415
 
     return load_dataset(build(default_spec(), out=out / "datasets" / "gz1-default"))
 
@@ -91,7 +91,7 @@ def run_fold(dataset: Dataset, model: str, *, fold: int, k: int, seed: int, out:
     """Train ``model`` on outer fold ``fold`` under the equal protocol; one result row."""
     import keras  # noqa: PLC0415
 
-    from core import runs, training  # noqa: PLC0415
+    from core.learn import runs, training  # noqa: PLC0415
 
     data = fold_dataset(dataset, fold=fold, k=k, seed=seed)
     config = training.default_config(model, seed=seed)
@@ -124,7 +124,7 @@ def error_pairs(wrong: pd.DataFrame) -> dict[str, int]:
 
 def decision(results: pd.DataFrame, *, k: int) -> list[str]:
     """The pre-registered rule applied: each variant against the incumbent, paired over the folds both ran."""
-    from core.metrics import corrected_resampled_t, holm  # noqa: PLC0415
+    from core.learn.metrics import corrected_resampled_t, holm  # noqa: PLC0415
 
     by_model = results.pivot_table(index="fold", columns="model", values="accuracy")
     tests = []

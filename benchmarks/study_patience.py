@@ -2,7 +2,7 @@
 
 Every finished run records its validation loss per epoch (``history.csv``). Early stopping with a
 smaller patience than the one a run was trained with would have stopped on the same curve, so
-:func:`core.training.early_stopping_replay` tells exactly where, and which epoch's weights it
+:func:`core.learn.training.early_stopping_replay` tells exactly where, and which epoch's weights it
 would have restored. This script replays patiences up to the trained one for every finished run
 of a runs folder and prints, per model, the mean epochs trained, the best validation loss reached
 and the validation accuracy of the restored weights. The test split is never read.
@@ -27,8 +27,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.runs import scan_runs  # noqa: E402
-from core.training import early_stopping_replay  # noqa: E402
+from core.learn.runs import scan_runs  # noqa: E402
+from core.learn.training import early_stopping_replay  # noqa: E402
 
 PATIENCES = (3, 5, 7, 10)
 

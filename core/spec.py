@@ -1,7 +1,7 @@
 """What a build or a training is: frozen specs the CLI parses into and the dashboard fills from widgets.
 
 :class:`BuildSpec` holds every choice of ``python -m core build`` (source, scheme, catalogue,
-survey and band, conflict policy, exclusions, :class:`~core.preprocessing.PreprocessConfig`,
+survey and band, conflict policy, exclusions, :class:`~core.prepare.preprocessing.PreprocessConfig`,
 :class:`QualityThresholds`, split); :meth:`BuildSpec.to_argv` writes the command line that
 rebuilds it and :meth:`BuildSpec.from_args` reads it back, so a page never writes argv by hand.
 :class:`QualityThresholds` owns the quality filter's defaults; the filter, the builder, the CLI
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from core.preprocessing import PreprocessConfig
+    from core.prepare.preprocessing import PreprocessConfig
 
 SPEC_VERSION = 1
 """Bump when a field's meaning changes, so :meth:`BuildSpec.digest` of an old spec no longer matches."""
@@ -37,7 +37,7 @@ def _number(value: object) -> bool:
 
 @dataclass(frozen=True)
 class QualityThresholds:
-    """The quality filter's thresholds (:func:`core.quality.apply_quality_filter` explains each rule).
+    """The quality filter's thresholds (:func:`core.prepare.quality.apply_quality_filter` explains each rule).
 
     Attributes
     ----------
@@ -83,7 +83,7 @@ QUALITY_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Quali
 
 
 def _default_preprocess() -> PreprocessConfig:
-    from core.preprocessing import PreprocessConfig  # noqa: PLC0415 - keeps this module cheap to import
+    from core.prepare.preprocessing import PreprocessConfig  # noqa: PLC0415 - keeps this module cheap to import
 
     return PreprocessConfig()
 
@@ -94,7 +94,7 @@ class BuildSpec:
 
     ``auto`` values (catalogue, survey, band, the preprocessing's centre) and ``scheme=None``
     stay unresolved here: the builder resolves them against the source, in one place
-    (:func:`core.builder.select`), for the preview and the build alike. Where the dataset goes
+    (:func:`core.prepare.builder.select`), for the preview and the build alike. Where the dataset goes
     (``--out``), parallelism and ``--force`` are how to run the build, not what it builds, and
     are not part of the spec.
 
@@ -109,7 +109,7 @@ class BuildSpec:
     catalog, survey, band : str
         ``"auto"`` (the most common), ``"all"``, or a name.
     label_from, conflicts : str
-        See :func:`core.labels.label_table` and :func:`core.labels.resolve_conflicts`.
+        See :func:`core.acquire.labels.label_table` and :func:`core.acquire.labels.resolve_conflicts`.
     exclude_dwarfs, exclude_uncertain : bool
     duplicate_arcsec : float
     allow_duplicates : bool
@@ -137,7 +137,7 @@ class BuildSpec:
     test_fraction: float = 0.15
 
     def __post_init__(self) -> None:
-        from core.preprocessing import PreprocessConfig  # noqa: PLC0415
+        from core.prepare.preprocessing import PreprocessConfig  # noqa: PLC0415
 
         object.__setattr__(self, "source", str(self.source))
         if self.scheme is not None:
@@ -194,7 +194,7 @@ class BuildSpec:
         if config.percentiles != fixed.percentiles or config.subtract_background != fixed.subtract_background:
             raise ConfigError(
                 f"percentiles {config.percentiles} and subtract_background={config.subtract_background} have no "
-                "`build` option; got a spec that changes them. Call core.builder.build(spec) from Python instead."
+                "`build` option; got a spec that changes them. Call core.prepare.builder.build(spec) from Python instead."
             )
         argv = ["build", "--source", self.source]
         if self.scheme is not None:
@@ -223,10 +223,10 @@ class BuildSpec:
     def from_args(cls, args: argparse.Namespace, *, default_source: str, default_size: int,
                   defaults: PreprocessConfig | None = None) -> BuildSpec:
         """The spec of parsed ``build`` arguments; options left out take ``defaults``, the source's
-        own preprocessing defaults (:func:`core.builder.preprocess_defaults`), else this module's."""
+        own preprocessing defaults (:func:`core.prepare.builder.preprocess_defaults`), else this module's."""
         import dataclasses  # noqa: PLC0415
 
-        from core.preprocessing import PreprocessConfig  # noqa: PLC0415
+        from core.prepare.preprocessing import PreprocessConfig  # noqa: PLC0415
 
         # An option left at None takes the default of the source kind: the defaults live there, not in argparse.
         options = {name: getattr(args, name, None) for name in ("crop", "crop_arcsec", "stretch", "channels", "centre")}
@@ -261,13 +261,13 @@ def _plain_fields(spec: Any) -> dict[str, Any]:
     return {f.name: (list(v) if isinstance(v := getattr(spec, f.name), tuple) else v) for f in dataclasses.fields(spec)}
 
 
-#: The architectures :func:`core.models.build_model` builds (here, so a page can list them without Keras).
+#: The architectures :func:`core.learn.models.build_model` builds (here, so a page can list them without Keras).
 MODEL_NAMES: tuple[str, ...] = ("lenet5", "alexnet", "resnet18", "resnet34", "resnet50", "resnet20", "resnet32",
                                  "resnet56")
 #: What `train` runs when ``--models`` is left out.
 DEFAULT_MODELS: tuple[str, ...] = ("lenet5", "alexnet", "resnet18")
 
-# The overrides a TrainSpec passes to core.training (None: each model's own default).
+# The overrides a TrainSpec passes to core.learn.training (None: each model's own default).
 _TRAIN_OPTIONS: tuple[tuple[str, str], ...] = (
     ("epochs", "--epochs"), ("batch_size", "--batch-size"), ("optimizer", "--optimizer"),
     ("learning_rate", "--learning-rate"), ("weight_decay", "--weight-decay"), ("shift", "--shift"),
@@ -280,7 +280,7 @@ _TRAIN_OPTIONS: tuple[tuple[str, str], ...] = (
 class TrainSpec:
     """Every choice of one ``python -m core train`` command; the Training page makes the same one.
 
-    Options left at None take each model's default (:func:`core.training.default_config`), so the
+    Options left at None take each model's default (:func:`core.learn.training.default_config`), so the
     defaults live in one place. How to run the training (``--resume``, the runs folder, the
     progress file) is not part of the spec.
 
@@ -382,7 +382,7 @@ class TrainSpec:
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def overrides(self) -> dict[str, Any]:
-        """The options :func:`core.training.train_many` takes (None: the model's default)."""
+        """The options :func:`core.learn.training.train_many` takes (None: the model's default)."""
         out: dict[str, Any] = {name: getattr(self, name) for name, _ in _TRAIN_OPTIONS}
         out.update(distribute=self.distribute, protocol=self.protocol, class_weight=self.class_weight,
                    mixed_precision=self.mixed_precision or None, xla=self.xla or None,

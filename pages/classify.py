@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import report, runs
+from core.learn import report, runs
 from core.errors import GalaxyMorphError
 from core.images import display_name
 from ui import charts, common, data, palette, present, session

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import report, runs
+from core.learn import report, runs
 from ui import charts, common, data, present, session
 
 session.require_router()
@@ -165,7 +165,7 @@ if "confusion" in sections:
 
 
 def draw(name: str) -> None:
-    """One figure of the grid, from core.report. The ROC's class is chosen with pills; a presentation
+    """One figure of the grid, from core.learn.report. The ROC's class is chosen with pills; a presentation
     shows no control, so it keeps the class chosen before it started (a plain key: a widget's own key
     is dropped on a run that does not draw it)."""
     if name == "roc":

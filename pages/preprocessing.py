@@ -1,6 +1,6 @@
 """Preprocessing preview: crop, size, stretch and quality sliders with instant kept / rejected counts.
 
-The sliders make a :class:`core.spec.BuildSpec`; the counts are :func:`core.builder.select` of it
+The sliders make a :class:`core.spec.BuildSpec`; the counts are :func:`core.prepare.builder.select` of it
 over the per-image metrics (computed once per source and cached), the function ``build`` itself
 calls, so they are the build's counts, in objects. Moving a slider never re-reads an image; the
 before / after grid re-processes only the few images shown.
@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core.builder import REASON_TEXT
+from core.prepare.builder import REASON_TEXT
 from core.config import get_settings
 from core.errors import GalaxyMorphError
 from core.io import check_folder_name
@@ -79,7 +79,7 @@ if controls is not None:
 filters = data.preprocess_settings(source)
 table = chosen.table
 kept = table[table["kept"]]
-# Objects are galaxies (core.counts): a galaxy left out is counted once however many names it has,
+# Objects are galaxies (core.acquire.counts): a galaxy left out is counted once however many names it has,
 # and the other names of a galaxy are duplicates, neither kept nor left out.
 left_out = data.left_out_objects(source, table)
 duplicates = len(table) - len(kept) - len(left_out)

@@ -8,7 +8,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import device, jobs, runs
+from core.learn import device, runs
+
+from core import jobs
 from core.errors import GalaxyMorphError
 from core.progress import format_duration
 from core.spec import MODEL_NAMES, TrainSpec

@@ -48,10 +48,10 @@ MODELS = ("lenet5", "alexnet", "resnet18")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A data folder with a sample, 30 galaxies of the shipped gz1 source and a dataset, and a runs
     folder with three finished runs."""
-    from core.builder import build_dataset
-    from core.preprocessing import PreprocessConfig
-    from core.sample import ensure_sample
-    from core.training import train_many
+    from core.prepare.builder import build_dataset
+    from core.prepare.preprocessing import PreprocessConfig
+    from core.acquire.sample import ensure_sample
+    from core.learn.training import train_many
 
     root = tmp_path_factory.mktemp("dashboard")
     data_dir, runs_dir = root / "data", root / "runs"

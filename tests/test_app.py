@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.catalogue import load_source
-from core.counts import count_source, galaxy_names, left_out_objects
-from core.labels import get_scheme, label_table
+from core.acquire.catalogue import load_source
+from core.acquire.counts import count_source, galaxy_names, left_out_objects
+from core.acquire.labels import get_scheme, label_table
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGES = ("home", "data", "statistics", "balance", "preprocessing", "training", "comparison", "classify")
@@ -65,7 +65,7 @@ def test_home_summarises_the_sample_source(app: AppTest, world: dict[str, Path])
 
 
 def test_preview_defaults_are_the_builders(app: AppTest) -> None:
-    from core.builder import DEFAULT_MIN_QUALITY, QUALITY_DEFAULTS
+    from core.prepare.builder import DEFAULT_MIN_QUALITY, QUALITY_DEFAULTS
 
     _open(app, "preprocessing")
     assert app.slider(key="pp_min_quality").value == DEFAULT_MIN_QUALITY
@@ -119,8 +119,8 @@ def test_quality_slider_changes_the_kept_count(app: AppTest) -> None:
 
 
 def test_preview_shows_what_build_keeps(app: AppTest, world: dict[str, Path], tmp_path: Path) -> None:
-    from core.builder import build
-    from core.preprocessing import PreprocessConfig
+    from core.prepare.builder import build
+    from core.prepare.preprocessing import PreprocessConfig
     from core.spec import BuildSpec, QualityThresholds
 
     _open(app, "preprocessing")
@@ -181,7 +181,7 @@ def test_switching_scheme_changes_the_class_list(app: AppTest) -> None:
 
 
 def data_classes(scheme: str) -> tuple[str, ...]:
-    from core.labels import get_scheme
+    from core.acquire.labels import get_scheme
 
     return get_scheme(scheme).classes
 
@@ -328,8 +328,8 @@ def test_gz1_images_show_upright_with_the_acknowledgement(app: AppTest, world: d
 
 
 def test_class_balance_lists_unclassified_types_and_exclusions_reach_the_build(app: AppTest, world) -> None:
-    from core.catalogue import load_source
-    from core.labels import get_scheme, label_table, unclassified_types
+    from core.acquire.catalogue import load_source
+    from core.acquire.labels import get_scheme, label_table, unclassified_types
 
     _open(app, "balance")
     shown = app.dataframe[0].value  # AppTest does not expose a dataframe's key

@@ -43,8 +43,8 @@ def test_a_changed_catalogue_shows_on_the_next_run(world: dict[str, Path], tmp_p
 def test_a_rebuilt_dataset_shows_on_the_next_run(world: dict[str, Path], tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Rebuilding a dataset under the same name (no run depends on it) shows its new size at once."""
-    from core.builder import build_dataset
-    from core.preprocessing import PreprocessConfig
+    from core.prepare.builder import build_dataset
+    from core.prepare.preprocessing import PreprocessConfig
 
     data = tmp_path / "data"
     data.mkdir()

@@ -208,7 +208,7 @@ def test_every_step_gets_a_display_stretch(world: dict[str, Path]) -> None:
     import pandas as pd
 
     from core.images import read_image
-    from core.preprocessing import PreprocessConfig, preprocess_steps
+    from core.prepare.preprocessing import PreprocessConfig, preprocess_steps
     from ui.data import for_display, step_for_display
 
     catalogue = pd.read_csv(world["sample"] / "catalog.csv")

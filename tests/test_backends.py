@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import pytest
 
-from core.models import build_model, grad_cam, saliency
+from core.learn.models import build_model, grad_cam, saliency
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ("lenet5", "alexnet", "resnet18")
@@ -28,7 +28,7 @@ EXPLAIN = """
 import sys
 import numpy as np
 import keras
-from core.models import build_model, grad_cam, saliency
+from core.learn.models import build_model, grad_cam, saliency
 
 assert keras.backend.backend() == "jax", keras.backend.backend()
 folder = sys.argv[1]

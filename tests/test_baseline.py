@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import report
-from core.baseline import BaselineConfig, feature_names, morphology_features, train_baseline_runs
+from core.learn import report
+from core.learn.baseline import BaselineConfig, feature_names, morphology_features, train_baseline_runs
 from core.cli import main
-from core.dataset import save_dataset
+from core.prepare.dataset import save_dataset
 from core.errors import ConfigError
-from core.runs import list_runs, load_run
-from core.sample import generate_sample
+from core.learn.runs import list_runs, load_run
+from core.acquire.sample import generate_sample
 
 SIZE = 32
 

@@ -274,7 +274,7 @@ def builtin_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if (shipped / "catalog.csv").exists():
         (data / "sample").symlink_to(shipped, target_is_directory=True)
     else:
-        from core.sample import generate_sample
+        from core.acquire.sample import generate_sample
 
         generate_sample(data / "sample", n=2000, seed=0)
     return data

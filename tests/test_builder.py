@@ -13,19 +13,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import core.builder
+import core.prepare.builder
 import core.images
-import core.preprocessing
-import core.quality
-from core.builder import build_dataset, select_candidates, split_by_object
-from core.quality import compute_metrics
-from core.catalogue import load_source
+import core.prepare.preprocessing
+import core.prepare.quality
+from core.prepare.builder import build_dataset, select_candidates, split_by_object
+from core.prepare.quality import compute_metrics
+from core.acquire.catalogue import load_source
 from core.cli import main
-from core.dataset import load_dataset
+from core.prepare.dataset import load_dataset
 from core.errors import GalaxyMorphError
-from core.labels import get_scheme
-from core.preprocessing import PreprocessConfig
-from core.sample import generate_sample
+from core.acquire.labels import get_scheme
+from core.prepare.preprocessing import PreprocessConfig
+from core.acquire.sample import generate_sample
 
 SMALL = PreprocessConfig(size=16)
 
@@ -122,7 +122,7 @@ def test_second_build_is_a_cache_hit_without_reading_images(built, sample, monke
         raise AssertionError("a cache hit must not read images")
 
     monkeypatch.setattr(core.images, "read_image", no_reading)
-    with caplog.at_level(logging.INFO, logger="core.builder"):
+    with caplog.at_level(logging.INFO, logger="core.prepare.builder"):
         again = build_dataset(sample, preprocess=SMALL, catalog="all", out=built, n_jobs=1)
     assert again == built
     assert "cache hit" in caplog.text
@@ -169,7 +169,7 @@ def test_corrupt_and_missing_files_are_recorded_and_the_rest_builds(sample, tmp_
 
 
 def test_an_image_that_fails_preprocessing_is_left_out_with_its_reason(sample, tmp_path, monkeypatch):
-    real = core.preprocessing.preprocess
+    real = core.prepare.preprocessing.preprocess
     victim = load_source(sample).table.query("name.str.startswith('NGC ') and classification == 'E1'")
     victim_path = Path(victim["path"].iloc[0])
 
@@ -178,7 +178,7 @@ def test_an_image_that_fails_preprocessing_is_left_out_with_its_reason(sample, t
             raise ValueError("crop leaves the image")
         return real(image, config, **kwargs)
 
-    monkeypatch.setattr(core.preprocessing, "preprocess", failing)
+    monkeypatch.setattr(core.prepare.preprocessing, "preprocess", failing)
     out = build_dataset(sample, preprocess=SMALL, out=tmp_path / "ds", n_jobs=1)
     images = pd.read_parquet(out / "images.parquet").set_index("name")
     name = victim["name"].iloc[0]
@@ -264,14 +264,14 @@ def test_cli_bad_scheme_exits_2_with_one_line(sample, capsys):
 
 
 def test_preprocessing_reuses_stored_metrics_with_identical_output(built, sample, tmp_path, monkeypatch):
-    real = core.preprocessing.preprocess
+    real = core.prepare.preprocessing.preprocess
     given: list[object] = []
 
     def measuring_again(image, config, **kwargs):
         given.append(kwargs.pop("metrics"))
         return real(image, config, **kwargs)
 
-    monkeypatch.setattr(core.preprocessing, "preprocess", measuring_again)
+    monkeypatch.setattr(core.prepare.preprocessing, "preprocess", measuring_again)
     again = build_dataset(sample, preprocess=SMALL, catalog="all", out=tmp_path / "again", n_jobs=1, force=True)
     reused, measured = load_dataset(built), load_dataset(again)
     assert len(given) == len(reused.meta) and all(isinstance(m, dict) and "background_level" in m for m in given)
@@ -287,7 +287,7 @@ def test_a_new_quality_version_measures_every_image_again(sample, tmp_path, monk
     measured = _record_measured_paths(monkeypatch)
     compute_metrics(source, n_jobs=1)
     assert measured == []
-    monkeypatch.setattr(core.quality, "QUALITY_VERSION", core.quality.QUALITY_VERSION + 1)
+    monkeypatch.setattr(core.prepare.quality, "QUALITY_VERSION", core.prepare.quality.QUALITY_VERSION + 1)
     compute_metrics(source, n_jobs=1)
     assert sorted(measured) == sorted(first["path"])
     assert "pixel_scale_arcsec" in first and (first.loc[first["read_error"] == "", "pixel_scale_arcsec"] > 0).all()
@@ -297,12 +297,12 @@ def test_thresholds_default_to_the_spec_and_are_recorded(built):
     from core.spec import QualityThresholds
 
     params = load_dataset(built).manifest["params"]
-    library = inspect.signature(core.quality.apply_quality_filter).parameters
+    library = inspect.signature(core.prepare.quality.apply_quality_filter).parameters
     defaults = QualityThresholds()
     for name in ("min_quality", "min_size", "min_snr", "min_finite", "max_saturated", "extent"):
         assert params[name] == library[name].default == getattr(defaults, name)
-    assert core.builder.DEFAULT_MIN_QUALITY == library["min_quality"].default
-    assert params["quality_version"] == core.preprocessing.QUALITY_VERSION
+    assert core.prepare.builder.DEFAULT_MIN_QUALITY == library["min_quality"].default
+    assert params["quality_version"] == core.prepare.preprocessing.QUALITY_VERSION
 
 
 def test_extent_and_min_snr_change_what_is_kept(built, sample, tmp_path):
@@ -347,7 +347,7 @@ def test_duplicates_keep_the_catalogues_name_then_the_better_image(tmp_path):
             kept=candidates["name"].map(kept).fillna(False).astype(bool),
         )
         frame["reason"] = np.where(frame["reason"] != "", frame["reason"], np.where(frame["kept"], "", "low_snr"))
-        resolved = core.builder.resolve_duplicates(frame)
+        resolved = core.prepare.builder.resolve_duplicates(frame)
         assert (resolved.loc[resolved["reason"].str.startswith("duplicate_of:"), "kept"] == False).all()  # noqa: E712
         return dict(zip(resolved["name"], resolved["reason"]))
 
@@ -382,9 +382,9 @@ def test_a_bad_image_under_one_name_no_longer_loses_its_galaxy(built, truth):
 
 def test_galaxy_zoo_cutouts_are_centred_on_the_image_by_default(tmp_path):
     auto = PreprocessConfig()
-    assert core.builder.resolve_centre(auto, "gz1").centre == "none"
-    assert core.builder.resolve_centre(auto, "sample").centre == "auto"
-    assert core.builder.resolve_centre(PreprocessConfig(centre="peak"), "gz1").centre == "peak"
+    assert core.prepare.builder.resolve_centre(auto, "gz1").centre == "none"
+    assert core.prepare.builder.resolve_centre(auto, "sample").centre == "auto"
+    assert core.prepare.builder.resolve_centre(PreprocessConfig(centre="peak"), "gz1").centre == "peak"
     root = tmp_path / "gz1"
     (root / "images").mkdir(parents=True)
     gz1 = Path(__file__).resolve().parents[1] / "data" / "gz1"
@@ -408,12 +408,12 @@ def test_crop_in_arcsec_judges_each_image_by_its_own_crop_fraction(sample, tmp_p
     candidates = frame[["path", "reason"]]
     measured = frame.drop(columns="reason")
     config = PreprocessConfig(crop=0.5, crop_arcsec=30.0)
-    thresholds = dict(core.builder.QUALITY_DEFAULTS)
-    judged = core.builder._apply_quality(candidates, measured, config=config, thresholds=thresholds)
+    thresholds = dict(core.prepare.builder.QUALITY_DEFAULTS)
+    judged = core.prepare.builder._apply_quality(candidates, measured, config=config, thresholds=thresholds)
     # 30" over 100 px of 1" is a 0.3 crop; of 0.25" a 1.2 crop; no WCS: crop=0.5 as preprocessing does.
     np.testing.assert_allclose(judged["crop_fraction"], [0.3, 1.2, 0.5])
     assert list(judged["reason"]) == ["", "", ""]
-    tight = core.builder._apply_quality(candidates, measured, config=config, thresholds={**thresholds, "extent": 2.0})
+    tight = core.prepare.builder._apply_quality(candidates, measured, config=config, thresholds={**thresholds, "extent": 2.0})
     assert list(tight["reason"]) == ["galaxy_exceeds_crop", "", ""]
 
 
@@ -425,19 +425,19 @@ def test_cli_passes_thresholds_and_centre(sample, tmp_path, capsys):
     assert "min_snr=40" in capsys.readouterr().out
     params = load_dataset(out).manifest["params"]
     assert params["min_snr"] == 40.0 and params["extent"] == 1.5 and params["preprocess"]["centre"] == "peak"
-    assert params["min_quality"] == core.builder.DEFAULT_MIN_QUALITY
+    assert params["min_quality"] == core.prepare.builder.DEFAULT_MIN_QUALITY
 
 
 def _record_measured_paths(monkeypatch) -> list[str]:
     """Let the builder measure as usual, and list every image path it measures."""
     measured: list[str] = []
-    real = core.quality._measure_chunk
+    real = core.prepare.quality._measure_chunk
 
     def counting(items):
         measured.extend(path for path, _, _ in items)
         return real(items)
 
-    monkeypatch.setattr(core.quality, "_measure_chunk", counting)
+    monkeypatch.setattr(core.prepare.quality, "_measure_chunk", counting)
     return measured
 
 
@@ -505,7 +505,7 @@ def test_catalog_all_without_positions_is_refused_unless_allowed(sample, tmp_pat
     # One catalogue needs no positions, also when it is all the source has (the Galaxy Zoo cutouts).
     candidates, _ = select_candidates(load_source(root), scheme=get_scheme("hubble3"), catalog="all")
     only_ngc = candidates[candidates["prefix"] == "NGC"]
-    assert core.builder._check_positions(only_ngc, catalog="all", allow_duplicates=False) == (only_ngc["reason"] == "").sum()
+    assert core.prepare.builder._check_positions(only_ngc, catalog="all", allow_duplicates=False) == (only_ngc["reason"] == "").sum()
     # Allowing duplicates builds, and says so in the manifest.
     assert build_dataset(root, preprocess=SMALL, catalog="auto", out=tmp_path / "ngc", n_jobs=1).is_dir()
     out = build_dataset(root, preprocess=SMALL, catalog="all", allow_duplicates=True, out=tmp_path / "all", n_jobs=1)
@@ -529,12 +529,12 @@ def test_survey_and_band_come_from_the_source_else_the_header():
     metrics = pd.DataFrame(
         {"path": ["a", "b", "c", "d"], "header_survey": ["X", "DSS2 red", "DSS2 red", "Y"], "header_band": ["", "RG610", "RG610", ""]}
     )
-    got = core.builder.image_surveys(table, metrics)
+    got = core.prepare.builder.image_surveys(table, metrics)
     assert got["survey"].tolist() == ["DSS2", "DSS2 red", "DSS2 red", "SDSS", ""]
     assert got["band"].tolist() == ["IIIaF", "RG610", "RG610", "r", ""]
-    mix = core.builder.survey_mix(got)
+    mix = core.prepare.builder.survey_mix(got)
     assert mix.values.tolist() == [["DSS2 red", "RG610", 2], ["DSS2", "IIIaF", 1], ["SDSS", "r", 1], ["", "", 1]]
-    resolve = core.builder.resolve_survey
+    resolve = core.prepare.builder.resolve_survey
     assert resolve(got) == ("DSS2 red", "RG610")
     assert resolve(got, survey="sdss") == ("SDSS", "r")
     assert resolve(got, survey="all") == ("all", "all")

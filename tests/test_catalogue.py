@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.catalogue import (
+from core.acquire.catalogue import (
     catalogue_prefix,
     find_duplicates,
     list_sources,
@@ -50,7 +50,7 @@ def test_aliases_any_case_and_sexagesimal_positions(tmp_path, caplog):
         "NGC 224,SA(s)b,-0.001,10.6847,41.2690,img/m31.fits,DSS\n"
         "NGC 1,Sb,x,999,0,,DSS\n"
     )
-    with caplog.at_level(logging.WARNING, logger="core.catalogue"):
+    with caplog.at_level(logging.WARNING, logger="core.acquire.catalogue"):
         df = read_catalogue(path)
     assert list(df.columns) == CONTRACT + ["survey"]
     assert df["classification"].tolist() == ["E0", "SA(s)b", "Sb"]

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from core.device import cpu_name, device_name, nvidia_driver_present
+from core.learn.device import cpu_name, device_name, nvidia_driver_present
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.skipif(nvidia_driver_present(), reason="this machine has an NVIDIA driver: the backend is asked")
 def test_without_a_gpu_the_label_needs_no_tensorflow() -> None:
-    code = ("import json, sys; from core.device import device_name; label = device_name(); "
+    code = ("import json, sys; from core.learn.device import device_name; label = device_name(); "
             "print(json.dumps([label, 'tensorflow' in sys.modules, 'keras' in sys.modules]))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
     label, tensorflow, keras = json.loads(done.stdout)

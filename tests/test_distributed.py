@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core.builder import build_dataset
-from core.preprocessing import PreprocessConfig
-from core.sample import generate_sample
+from core.prepare.builder import build_dataset
+from core.prepare.preprocessing import PreprocessConfig
+from core.acquire.sample import generate_sample
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,7 +27,7 @@ import json, sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from core.training import train_many
+from core.learn.training import train_many
 common = {"epochs": 2, "patience": 0, "augment": False}
 mirrored = train_many(sys.argv[1], models=["lenet5"], seeds=[0], runs_dir=sys.argv[2] + "/mirrored",
                       overrides={**common, "distribute": "mirrored", "batch_size": 8})

@@ -13,10 +13,10 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from core.catalogue import find_duplicates, load_source
+from core.acquire.catalogue import find_duplicates, load_source
 from core.config import get_settings
 from core.errors import ConfigError, FetchError, ParseError
-from core.fetch import (
+from core.acquire.fetch import (
     fetch_images,
     fits_position,
     image_path,
@@ -289,7 +289,7 @@ def test_images_fetched_before_positions_get_them_from_their_file_without_a_requ
 
 
 def test_survey_names_come_from_neds_listing_not_reference_codes(ned_server, tmp_path):
-    from core.fetch import listing_telescopes
+    from core.acquire.fetch import listing_telescopes
 
     telescopes = listing_telescopes((DATA / "imgdata" / "MESSIER_001.html").read_text())
     assert telescopes["p083n22a:I:0.1-2.4keV:cop1995.fits.gz"] == "ROSAT_PSPC"

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from core.errors import ConfigError
-from core.grid import check_threads, format_grid, grid_event, serial_threads, train_runs
+from core.learn.grid import check_threads, format_grid, grid_event, serial_threads, train_runs
 
 distributed = pytest.importorskip("distributed")
 
@@ -23,9 +23,9 @@ TIMINGS = ("train_seconds", "inference_img_per_s")
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """120 rendered galaxies at 32 px, enough for 3 stratified folds of three classes."""
-    from core.builder import build_dataset
-    from core.preprocessing import PreprocessConfig
-    from core.sample import ensure_sample
+    from core.prepare.builder import build_dataset
+    from core.prepare.preprocessing import PreprocessConfig
+    from core.acquire.sample import ensure_sample
 
     root = tmp_path_factory.mktemp("grid")
     sample = ensure_sample(root / "sample", n=120, seed=0)
@@ -75,7 +75,7 @@ def test_the_grid_line_names_each_running_run_and_its_worker():
 
 @pytest.mark.cluster
 def test_a_grid_on_a_local_cluster_gives_the_bytes_of_serial_training(dataset, tmp_path):
-    from core.training import train_many
+    from core.learn.training import train_many
 
     grid = {"models": ["lenet5", "alexnet"], "seeds": [0], "folds": 3, "overrides": TINY}
     serial = train_many(dataset, runs_dir=tmp_path / "serial", **grid)
@@ -147,7 +147,7 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(dataset, tmp_path)
 
 @pytest.mark.cluster
 def test_workers_that_cannot_see_the_data_are_refused_by_name(dataset, tmp_path):
-    from core.grid import check_workers_see_data
+    from core.learn.grid import check_workers_see_data
     from core.parallel import dask_client
 
     client = dask_client("local:2")

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.dataset import (STAGING_MARKER, STALE_AFTER_S, DatasetBusyError, dataset_writer, is_dataset, load_dataset,
+from core.prepare.dataset import (STAGING_MARKER, STALE_AFTER_S, DatasetBusyError, dataset_writer, is_dataset, load_dataset,
                           save_dataset)
 from core.errors import ConfigError
 from core.io import check_folder_name
@@ -41,8 +41,8 @@ BUILD = ["--size", "32", "--min-quality", "0", "--min-size", "0", "--extent", "0
 def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``data/src`` (30 real galaxies), ``data/datasets/ds`` built from it, ``data/sample`` (12 galaxies),
     ``mine/thesis.tex`` and an imported-looking ``data/ned`` (catalog.csv + images/, no marker)."""
-    from core.builder import build_dataset
-    from core.sample import generate_sample
+    from core.prepare.builder import build_dataset
+    from core.acquire.sample import generate_sample
 
     root = tmp_path_factory.mktemp("base")
     _copy_gz1(root / "data" / "src", n=30)
@@ -133,15 +133,15 @@ def _cli_preprocess(source: Path):
     """What `build --size 32` gives this source: its kind's defaults (colour cutouts differ) at 32 px."""
     import dataclasses
 
-    from core.builder import preprocess_defaults
-    from core.catalogue import load_source
+    from core.prepare.builder import preprocess_defaults
+    from core.acquire.catalogue import load_source
 
     return dataclasses.replace(preprocess_defaults(load_source(source)), size=32)
 
 
 def _own_dataset(w: Path) -> None:
     """A dataset built by this tool from the world's own source, so parameters can match."""
-    from core.builder import build_dataset
+    from core.prepare.builder import build_dataset
 
     build_dataset(w / "data" / "src", preprocess=_cli_preprocess(w / "data" / "src"), min_quality=0.0, min_size=0,
                   extent=0, catalog="all", n_jobs=1, out=w / "own")
@@ -164,7 +164,7 @@ def _import(catalog: str, out: str, *extra: str) -> list[str]:
 
 
 def _prior_import(w: Path) -> None:
-    from core.importer import import_source
+    from core.acquire.importer import import_source
 
     other = w / "data" / "src" / "other.csv"
     other.write_text((w / "data" / "src" / "catalog.csv").read_text())
@@ -278,7 +278,7 @@ def test_a_name_with_spaces_gets_a_hint() -> None:
 _STALLED_SAVE = textwrap.dedent("""
     import sys
     import numpy as np, pandas as pd
-    from core.dataset import save_dataset
+    from core.prepare.dataset import save_dataset
 
     class Stall:
         '''images table whose writing reports the staging folder, then waits for a line on stdin.'''

@@ -32,7 +32,7 @@ from PIL import Image
 
 from core.config import get_settings
 from core.errors import ImageReadError
-from core.fetch import fetch_images
+from core.acquire.fetch import fetch_images
 from core.images import UPLOAD_LIMIT_BYTES, display_name, inflate_limit, read_upload
 from tests.fixture_server import DATA, FixtureServer
 
@@ -236,7 +236,7 @@ def test_hostile_file_is_refused_or_read_in_bounded_memory(case: Case, tmp_path:
 
 
 def test_metrics_pass_records_each_refusal_and_measures_the_rest(tmp_path: Path) -> None:
-    from core.quality import compute_metrics
+    from core.prepare.quality import compute_metrics
 
     images = tmp_path / "source" / "images"
     images.mkdir(parents=True)

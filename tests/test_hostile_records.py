@@ -341,7 +341,7 @@ IMPORT_CASES: list[tuple[str, str, str]] = [
 def test_import_refuses_files_outside_the_image_folder(
     case: str, file: str, reason: str, images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from core.catalogue import load_source
+    from core.acquire.catalogue import load_source
 
     csv = tmp_path / "cat.csv"
     csv.write_text(f"name,classification,file\nNGC 1,E,{images / 'sub' / '..' / 'NGC_1.fits.gz'}\nNGC 7,Sb,{file}\n")
@@ -373,8 +373,8 @@ SOURCE_CASES: list[tuple[str, str]] = [
 def test_a_crafted_catalogue_cannot_point_the_builder_outside_its_source(
     case: str, file: str, tmp_path: Path
 ) -> None:
-    from core.quality import compute_metrics
-    from core.catalogue import load_source
+    from core.prepare.quality import compute_metrics
+    from core.acquire.catalogue import load_source
 
     source = tmp_path / "data" / "imported" / "crafted"
     pictures = tmp_path / "pictures"

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.dataset import STAGING_MARKER, content_hash, load_dataset, save_dataset
+from core.prepare.dataset import STAGING_MARKER, content_hash, load_dataset, save_dataset
 from tests.conftest import _copy_gz1
 from tests.fixture_server import ned_server  # noqa: F401 - fixture
 
@@ -57,11 +57,11 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-# A real build (core.builder.build_dataset, what `build` runs), stopped in the middle of preprocessing:
+# A real build (core.prepare.builder.build_dataset, what `build` runs), stopped in the middle of preprocessing:
 # it prints "paused" and waits for a line on stdin, holding whatever a build holds at that moment.
 _PAUSED_BUILD = textwrap.dedent("""
     import sys
-    from core.builder import build_dataset
+    from core.prepare.builder import build_dataset
     from core.progress import Progress
     from tests.test_hostile_round2_datasets import cli_preprocess
 
@@ -86,8 +86,8 @@ def cli_preprocess(source: str | Path):
     """What `build --size 32` gives this source."""
     import dataclasses
 
-    from core.builder import preprocess_defaults
-    from core.catalogue import load_source
+    from core.prepare.builder import preprocess_defaults
+    from core.acquire.catalogue import load_source
 
     return dataclasses.replace(preprocess_defaults(load_source(source)), size=32)
 
@@ -130,7 +130,7 @@ _REBUILDER = textwrap.dedent("""
     import sys
     import numpy as np
     import pandas as pd
-    from core.dataset import save_dataset
+    from core.prepare.dataset import save_dataset
 
     out, rounds = sys.argv[1], int(sys.argv[2])
     n = 4000
@@ -270,7 +270,7 @@ def test_row14_a_catalogue_file_name_too_long_is_one_line_naming_the_row(tmp_pat
 
 
 def test_row18_build_force_is_refused_while_a_training_reads_the_dataset(source: Path, tmp_path: Path) -> None:
-    from core import runs
+    from core.learn import runs
 
     out = tmp_path / "datasets" / "ds"
     shutil.copytree(source.parent / "first", out)  # what `build` wrote from this source with these options

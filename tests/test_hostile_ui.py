@@ -29,7 +29,7 @@ from hypothesis import given, settings, strategies
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
-from core.report import latex_escape, latex_table
+from core.learn.report import latex_escape, latex_table
 from ui.charts import text as plot_text
 from ui.common import md, md_code
 
@@ -107,11 +107,11 @@ def _trap_url(server: _Trap) -> str:
 def make_hostile_world(root: Path, *, trap: str) -> dict[str, Path]:
     """A data folder (sample ``sample`` with hostile names and types, dataset ``hostile``) and a
     runs folder (a LeNet-5 run and a copy of it that names a hostile model)."""
-    from core.builder import build_dataset
-    from core.labels import UNCLASSIFIED, get_scheme
-    from core.preprocessing import PreprocessConfig
-    from core.sample import ensure_sample
-    from core.training import train_many
+    from core.prepare.builder import build_dataset
+    from core.acquire.labels import UNCLASSIFIED, get_scheme
+    from core.prepare.preprocessing import PreprocessConfig
+    from core.acquire.sample import ensure_sample
+    from core.learn.training import train_many
 
     data_dir, runs_dir = root / "data", root / "runs"
     sample = ensure_sample(data_dir / "sample", n=120, seed=0, n_jobs=1)

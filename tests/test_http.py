@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import core.http
+import core.acquire.http
 from core.config import get_settings
 from core.errors import ConfigError, FetchError
-from core.http import PoliteClient, RateLimiter, full_url, request_lock_path
+from core.acquire.http import PoliteClient, RateLimiter, full_url, request_lock_path
 from tests.fixture_server import DATA, FixtureServer, assert_polite, ned_server  # noqa: F401 - fixture
 
 ROOT = DATA.parent.parent.parent
@@ -132,7 +132,7 @@ def test_a_garbled_lock_file_is_rewritten(tmp_path, caplog):
     lock = tmp_path / "deep" / "requests.lock"
     lock.parent.mkdir()
     lock.write_text("not a time at all, and longer than one record of the lock file" * 3)
-    with caplog.at_level(logging.WARNING, logger="core.http"):
+    with caplog.at_level(logging.WARNING, logger="core.acquire.http"):
         with RateLimiter().slot(0.01, lock_path=lock):
             pass
     assert "holds" in caplog.text and str(lock) in caplog.text
@@ -149,10 +149,10 @@ def test_an_unusable_lock_path_is_a_clear_error(tmp_path):
 
 
 def test_without_fcntl_the_limiter_warns_and_stays_exclusive_in_process(ned_server, tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(core.http, "fcntl", None)
+    monkeypatch.setattr(core.acquire.http, "fcntl", None)
     settings = _settings(ned_server, tmp_path)
     limiter = RateLimiter()
-    with caplog.at_level(logging.WARNING, logger="core.http"):
+    with caplog.at_level(logging.WARNING, logger="core.acquire.http"):
         clients = [PoliteClient(settings=settings, limiter=limiter) for _ in range(2)]
         threads = [
             threading.Thread(target=c.get_page, args=(ned_server.url + "cgi-bin/imgdata",), kwargs={"params": {"objname": n}})
@@ -179,7 +179,7 @@ def _flock_waiters(lock: Path) -> set[int]:
     return pids
 
 
-@pytest.mark.skipif(core.http.fcntl is None or not Path("/proc/locks").exists(), reason="needs flock and /proc/locks")
+@pytest.mark.skipif(core.acquire.http.fcntl is None or not Path("/proc/locks").exists(), reason="needs flock and /proc/locks")
 def test_a_scrape_and_a_fetch_run_together_take_turns(ned_server, tmp_path):
     interval = 0.2
     names = [f"KRT {n:03d}" for n in range(1, 7)]

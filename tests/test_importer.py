@@ -12,10 +12,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core.catalogue import load_source
+from core.acquire.catalogue import load_source
 from core.config import get_settings
 from core.errors import ConfigError, ParseError
-from core.importer import import_source, name_key
+from core.acquire.importer import import_source, name_key
 from tests.fixture_server import ned_server  # noqa: F401 - fixture
 
 DATA = Path(__file__).parent / "data" / "ned"
@@ -126,8 +126,8 @@ def test_cli_imports_the_real_gz1_sample(tmp_path):
 
 def test_import_reads_a_fetch_folder_by_name_and_reports_failed_fetches(ned_server, tmp_path):
     """A real fetch output folder (files named with a hash suffix, some fetches failed) imports directly."""
-    from core.fetch import fetch_images
-    from core.importer import import_source
+    from core.acquire.fetch import fetch_images
+    from core.acquire.importer import import_source
 
     names = ["MESSIER 001", "NGC 0001", "NGC 0003", "NGC 0005"]
     settings = get_settings(ned_base_url=ned_server.url, request_interval=0.0, request_timeout=0.5, max_retries=0,

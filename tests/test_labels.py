@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from core.errors import ConfigError
-from core.labels import (
+from core.acquire.labels import (
     FAMILIES,
     UNCLASSIFIED,
     exclusion_reasons,

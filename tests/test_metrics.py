@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from sklearn import metrics as skm
 
 from core.errors import GalaxyMorphError
-from core.metrics import (
+from core.learn.metrics import (
     aggregate_seeds,
     balanced_accuracy_from_confusion,
     bootstrap_intervals,

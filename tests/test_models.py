@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from core.errors import ConfigError
-from core.models import (
+from core.learn.models import (
     LocalResponseNormalization,
     PaddedIdentityShortcut,
     alexnet,

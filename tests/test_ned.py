@@ -12,7 +12,7 @@ import pytest
 
 from core.config import get_settings
 from core.errors import ConfigError, ParseError
-from core.ned import class_codes, parse_result_page, scrape, search_params
+from core.acquire.ned import class_codes, parse_result_page, scrape, search_params
 from tests.fixture_server import DATA, FixtureServer, assert_polite, ned_server  # noqa: F401 - fixture
 
 INTERVAL = 0.05
@@ -255,7 +255,7 @@ def test_both_layouts_scrape_to_the_same_catalogue_rows_and_the_default_one_has_
     assert default["ra"].notna().sum() == 5
     assert default.loc["MESSIER 105", ["ra", "dec"]].tolist() == pytest.approx([161.956667, 12.581667], abs=1e-6)
     # The scraped catalogue is a source with positions: build can find duplicates without a request.
-    from core.catalogue import read_catalogue
+    from core.acquire.catalogue import read_catalogue
 
     written = read_catalogue(tmp_path / "default" / "catalog.csv")
     assert written["ra"].notna().sum() == 5

@@ -14,13 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.builder import build_dataset
-from core.quality import CACHE_FILE, compute_metrics
-from core.dataset import content_hash, load_dataset, save_dataset
+from core.prepare.builder import build_dataset
+from core.prepare.quality import CACHE_FILE, compute_metrics
+from core.prepare.dataset import content_hash, load_dataset, save_dataset
 from core.errors import ConfigError
 from core.parallel import close_dask_clients, dask_client, resolve_jobs, run_parallel
-from core.preprocessing import PreprocessConfig
-from core.sample import generate_sample
+from core.prepare.preprocessing import PreprocessConfig
+from core.acquire.sample import generate_sample
 
 distributed = pytest.importorskip("distributed")
 get_task_stream = distributed.get_task_stream

@@ -17,7 +17,7 @@ from hypothesis.extra import numpy as hnp
 
 from core.errors import ConfigError, GalaxyMorphError
 from core.images import ImageData, read_image
-from core.preprocessing import (
+from core.prepare.preprocessing import (
     STEP_NAMES,
     PreprocessConfig,
     crop_image,
@@ -29,8 +29,8 @@ from core.preprocessing import (
     resize,
     stretch_image,
 )
-from core.quality import REASONS as REJECTION_REASONS
-from core.quality import apply_quality_filter, quality_score
+from core.prepare.quality import REASONS as REJECTION_REASONS
+from core.prepare.quality import apply_quality_filter, quality_score
 
 
 def _galaxy(
@@ -138,7 +138,7 @@ def test_wcs_centre_uses_the_catalogue_position() -> None:
 
 
 def test_wcs_mode_without_wcs_warns_and_uses_the_middle(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="core.preprocessing"):
+    with caplog.at_level(logging.WARNING, logger="core.prepare.preprocessing"):
         centre = find_centre(_image(_galaxy(64, x=10, y=10)), ra=150.0, dec=2.0, mode="wcs")
     assert centre == (31.5, 31.5)
     assert "valid WCS" in caplog.text
@@ -237,7 +237,7 @@ def test_crop_arcsec_uses_the_wcs_or_falls_back(caplog: pytest.LogCaptureFixture
     data = _galaxy(200)
     with_wcs = preprocess_steps(_image(data, wcs=_wcs(200, 0.5)), PreprocessConfig(crop_arcsec=40.0))
     assert with_wcs["cropped"].shape == (80, 80)
-    with caplog.at_level(logging.WARNING, logger="core.preprocessing"):
+    with caplog.at_level(logging.WARNING, logger="core.prepare.preprocessing"):
         without = preprocess_steps(_image(data), PreprocessConfig(crop_arcsec=40.0, crop=0.3))
     assert without["cropped"].shape == (60, 60)
     assert "needs a valid WCS" in caplog.text
@@ -491,7 +491,7 @@ def test_filter_validates_its_options(kwargs: dict, message: str) -> None:
 
 
 def test_default_filter_on_a_generated_sample(tmp_path: Path) -> None:
-    sample = pytest.importorskip("core.sample")
+    sample = pytest.importorskip("core.acquire.sample")
     rates = sample.SampleRates(low_snr=0.12, saturated=0.12, nan_region=0.12, blank=0.05, off_centre=0.12,
                                thumbnail=0.08, duplicate=0.0, conflict=0.0)
     sample.generate_sample(tmp_path / "s", n=70, seed=3, rates=rates, n_jobs=1)

@@ -1,4 +1,4 @@
-"""The preview's numbers are the build's: :func:`core.builder.select` (what the Preprocessing page
+"""The preview's numbers are the build's: :func:`core.prepare.builder.select` (what the Preprocessing page
 shows) against what ``build`` writes in ``manifest.json`` and ``images.parquet``, over random slider
 settings, every catalogue choice and every conflict policy, on a generated sample and on shipped
 Galaxy Zoo galaxies. The page itself is checked against ``select`` in tests/test_app.py."""
@@ -13,19 +13,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.builder import REASON_TEXT, build, select, split_sizes
-from core.quality import compute_metrics
-from core.catalogue import catalogue_prefix, load_source
+from core.prepare.builder import REASON_TEXT, build, select, split_sizes
+from core.prepare.quality import compute_metrics
+from core.acquire.catalogue import catalogue_prefix, load_source
 from core.errors import ConfigError, GalaxyMorphError
-from core.labels import CONFLICT_POLICIES
-from core.preprocessing import PreprocessConfig
+from core.acquire.labels import CONFLICT_POLICIES
+from core.prepare.preprocessing import PreprocessConfig
 from core.spec import BuildSpec, QualityThresholds
 from tests.conftest import _copy_gz1
 
 
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from core.sample import ensure_sample
+    from core.acquire.sample import ensure_sample
 
     root = tmp_path_factory.mktemp("preview")
     sample = ensure_sample(root / "sample", n=80, seed=3, n_jobs=1)
@@ -138,7 +138,7 @@ def test_spec_refuses_what_the_command_line_cannot_say() -> None:
 def test_a_kept_label_stage_gives_the_same_selection(sources: dict[str, Path]) -> None:
     """The preview keeps select()'s catalogue-only stage while sliders move: same answer, and a stage
     of other label choices is refused rather than silently reused."""
-    from core.builder import label_stage
+    from core.prepare.builder import label_stage
 
     source = load_source(sources["sample"])
     metrics = compute_metrics(source, n_jobs=1)
@@ -163,7 +163,7 @@ def test_preview_images_are_the_built_images(sources: dict[str, Path], source_ke
     import numpy as np
     from PIL import Image
 
-    from core.dataset import load_dataset
+    from core.prepare.dataset import load_dataset
     from ui.data import THUMBNAIL_SIDE, for_display, preview_pair
 
     source = sources[source_key]
@@ -195,7 +195,7 @@ def test_a_build_that_keeps_no_galaxy_is_refused_naming_what_removed_them(source
 
 
 def test_every_reason_a_build_gives_is_explained() -> None:
-    from core.quality import REASONS
+    from core.prepare.quality import REASONS
 
     builder_reasons = {"conflict", "dwarf", "uncertain", "unclassified", "other_catalogue", "no_image",
                        "duplicate_of", "other_survey", "other_band", "preprocess_error"}

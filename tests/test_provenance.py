@@ -15,11 +15,13 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import dataset, provenance, runs
-from core.builder import build_dataset
-from core.catalogue import load_source
+from core.prepare import dataset, provenance
+
+from core.learn import runs
+from core.prepare.builder import build_dataset
+from core.acquire.catalogue import load_source
 from core.errors import ConfigError
-from core.preprocessing import PreprocessConfig
+from core.prepare.preprocessing import PreprocessConfig
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
@@ -42,7 +44,7 @@ def _copy_world(world: dict[str, Path], out: Path) -> dict[str, Path]:
 def trained(world: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A LeNet-5 run on a dataset of the world's sample (every survey) with a test split of at
     least 20 galaxies."""
-    from core.training import train_many
+    from core.learn.training import train_many
 
     root = tmp_path_factory.mktemp("provenance")
     sample = root / "sample"

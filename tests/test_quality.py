@@ -1,4 +1,4 @@
-"""The polars quality filter (core/quality.py): numpy's NaN semantics, and counts equal to decisions."""
+"""The polars quality filter (core/prepare/quality.py): numpy's NaN semantics, and counts equal to decisions."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from core import quality
-from core.quality import apply_quality_filter
+from core.prepare import quality
+from core.prepare.quality import apply_quality_filter
 from core.spec import QualityThresholds
 
 CLEAN = {"min_side": 100.0, "finite_fraction": 1.0, "saturated_fraction": 0.0, "snr": 100.0,
@@ -54,7 +54,7 @@ def test_counts_per_move_are_the_decisions_counted() -> None:
 def test_a_nan_border_outside_the_crop_is_not_missing_pixels_of_that_crop(monkeypatch):
     """reproject's reference image has NaN borders; its centre, the crop, has none."""
     from core.images import read_image
-    from core.preprocessing import crop_column, measure_quality
+    from core.prepare.preprocessing import crop_column, measure_quality
 
     path = Path(__file__).parent / "data" / "fits_corpus" / "reproject_2d_gal2equ.fits"
     metrics = measure_quality(read_image(path))
@@ -74,7 +74,7 @@ def test_a_nan_border_outside_the_crop_is_not_missing_pixels_of_that_crop(monkey
 
 def test_a_saturated_star_and_blank_rows_far_from_the_galaxy_do_not_reject_a_small_crop():
     from core.images import ImageData
-    from core.preprocessing import crop_column, measure_quality
+    from core.prepare.preprocessing import crop_column, measure_quality
 
     rng = np.random.default_rng(5)
     yy, xx = np.indices((200, 200))
@@ -99,7 +99,7 @@ def test_an_8_bit_cutouts_core_repeating_its_top_value_is_not_saturated_inside_a
     """A JPEG cutout's core repeats the crop's brightest value by quantisation; only the frame's own
     clipped plateau (or the header's SATURATE) counts as saturation, in every crop as in the frame."""
     from core.images import ImageData
-    from core.preprocessing import CROP_FRACTIONS, crop_column, measure_quality
+    from core.prepare.preprocessing import CROP_FRACTIONS, crop_column, measure_quality
 
     rng = np.random.default_rng(3)
     yy, xx = np.indices((120, 120))

@@ -14,8 +14,8 @@ import pytest
 from core.cli import main
 from core.errors import GalaxyMorphError
 from core.io import atomic_write_json
-from core.metrics import corrected_resampled_t, evaluate_predictions, holm, wilson_interval
-from core.report import (
+from core.learn.metrics import corrected_resampled_t, evaluate_predictions, holm, wilson_interval
+from core.learn.report import (
     best_model,
     confusion_matrices,
     figures,
@@ -32,7 +32,7 @@ from core.report import (
     verdicts,
     write_report,
 )
-from core.runs import create_run, iter_runs, set_status
+from core.learn.runs import create_run, iter_runs, set_status
 
 CLASSES = ["E", "S0", "Spiral"]
 NAMES = [f"NGC {i}" for i in range(30)]
@@ -325,7 +325,7 @@ def test_seeds_that_disagree_on_the_direction_give_no_verdict(tmp_path):
 
 
 def test_a_title_names_the_models_the_dataset_the_protocol_and_what_is_pooled(registry, tmp_path):
-    from core.report import comparison_title as presentation_title
+    from core.learn.report import comparison_title as presentation_title
 
     # Runs that predate protocols were trained with per-model recipes: the title says so.
     assert presentation_title(iter_runs(registry)) == "LeNet-5 vs ResNet-18 · h · per-model recipes (tuned protocol) · 2 seeds"
@@ -335,7 +335,7 @@ def test_a_title_names_the_models_the_dataset_the_protocol_and_what_is_pooled(re
             _fake_run(folds, model, 0, wrong=[fold], fold=fold, protocol="equal")
     assert presentation_title(iter_runs(folds)) == ("LeNet-5 vs AlexNet vs ResNet-18 · h · one recipe for every model "
                                                     "(equal protocol) · 5 folds")
-    from core.report import in_model_order
+    from core.learn.report import in_model_order
 
     assert [r.model_name for r in in_model_order(iter_runs(folds))[::5]] == ["lenet5", "alexnet", "resnet18"]
     with pytest.raises(GalaxyMorphError, match="no finished runs"):
@@ -343,7 +343,7 @@ def test_a_title_names_the_models_the_dataset_the_protocol_and_what_is_pooled(re
 
 
 def test_the_verdict_is_one_sentence_or_none(registry, tmp_path):
-    from core.report import verdict_sentence
+    from core.learn.report import verdict_sentence
 
     assert verdict_sentence(paired_tests(iter_runs(registry))) == "ResNet-18 is better than LeNet-5 (p = 0.031, Holm-corrected)."
     _fake_run(tmp_path / "one", "lenet5", 0, wrong=[1])
@@ -360,7 +360,7 @@ def test_the_verdict_is_one_sentence_or_none(registry, tmp_path):
 
 
 def test_sections_with_nothing_to_show_are_left_out(registry, tmp_path):
-    from core.report import sections
+    from core.learn.report import sections
 
     everything = ["recall", "confusion", "accuracy", "per_class_f1", "learning_curves", "roc", "size_accuracy",
                   "reliability", "paired_tests", "misclassified"]
@@ -375,7 +375,7 @@ def test_sections_with_nothing_to_show_are_left_out(registry, tmp_path):
 
 
 def test_accuracy_axes_run_from_0_to_1(registry):
-    from core.report import (
+    from core.learn.report import (
         learning_curves_figure,
         per_class_f1_figure,
         reliability_figure,
@@ -392,7 +392,7 @@ def test_accuracy_axes_run_from_0_to_1(registry):
 
 
 def test_the_page_and_the_html_report_draw_the_same_figures(registry, tmp_path):
-    from core.report import model_color, size_accuracy_figure
+    from core.learn.report import model_color, size_accuracy_figure
 
     runs = iter_runs(registry)
     size = size_accuracy_figure(runs)
@@ -418,7 +418,7 @@ def _folds(root, models=("lenet5", "alexnet", "resnet18"), *, wrong=None, protoc
 
 
 def test_with_folds_every_figure_pools_the_held_out_predictions_of_all_folds(tmp_path):
-    from core.report import confusion_figure, per_class_recall, pooled_note, reliability_figure, roc_figure
+    from core.learn.report import confusion_figure, per_class_recall, pooled_note, reliability_figure, roc_figure
 
     runs = _folds(tmp_path / "runs")
     n_test = sum(r.metrics["n_test"] for r in runs if r.model_name == "lenet5")
@@ -443,7 +443,7 @@ def test_with_folds_every_figure_pools_the_held_out_predictions_of_all_folds(tmp
 
 
 def test_n_test_sits_beside_every_accuracy(tmp_path):
-    from core.report import N_TEST_LABEL, accuracy_figure, summary_cells
+    from core.learn.report import N_TEST_LABEL, accuracy_figure, summary_cells
 
     runs = _folds(tmp_path / "runs")
     summary = summary_table(runs)
@@ -459,7 +459,7 @@ def test_n_test_sits_beside_every_accuracy(tmp_path):
 
 
 def test_one_split_and_one_seed_is_not_called_better(tmp_path):
-    from core.report import verdict_sentence
+    from core.learn.report import verdict_sentence
 
     root = tmp_path / "runs"
     _fake_run(root, "lenet5", 0, wrong=list(range(12)))
@@ -474,7 +474,7 @@ def test_one_split_and_one_seed_is_not_called_better(tmp_path):
 
 
 def test_each_network_is_tested_against_the_baseline_in_its_own_holm_family(tmp_path):
-    from core.report import floor_sentences, verdict_lines
+    from core.learn.report import floor_sentences, verdict_lines
 
     wrong = {"lenet5": [6, 5, 7, 6, 6], "alexnet": [2, 3, 2, 2, 3], "resnet18": [1, 0, 1, 2, 0],
              "baseline": [6, 6, 5, 7, 6]}
@@ -500,7 +500,7 @@ def test_each_network_is_tested_against_the_baseline_in_its_own_holm_family(tmp_
 
 
 def test_runs_left_out_by_hand_are_named_in_the_title_with_the_holm_family_they_change(tmp_path):
-    from core.report import comparison_title, excluded_note
+    from core.learn.report import comparison_title, excluded_note
 
     runs = _folds(tmp_path / "runs")
     left_out = [r for r in runs if r.label == "resnet18 s0 f0"]
@@ -536,7 +536,7 @@ def test_the_latex_export_loads_only_the_packages_it_lists_and_compiles(tmp_path
     import shutil
     import subprocess
 
-    from core.report import LATEX_PACKAGES
+    from core.learn.report import LATEX_PACKAGES
 
     runs = _folds(tmp_path / "runs")
     tex = write_report(runs, tmp_path / "out")["summary.tex"]
@@ -557,7 +557,7 @@ def test_the_latex_export_loads_only_the_packages_it_lists_and_compiles(tmp_path
 
 
 def test_learning_curves_tick_whole_epochs_and_the_p_value_heatmap_has_a_legend(registry):
-    from core.report import learning_curves_figure, paired_figure
+    from core.learn.report import learning_curves_figure, paired_figure
 
     curves = learning_curves_figure(iter_runs(registry))
     assert curves.layout.xaxis.dtick == 1 and curves.layout.xaxis.tickformat == "d"
@@ -569,7 +569,7 @@ def test_all_figures_download_as_one_zip(registry):
     import io
     import zipfile
 
-    from core.report import figures, figures_zip
+    from core.learn.report import figures, figures_zip
 
     payload, note = figures_zip(iter_runs(registry), title="LeNet-5 vs ResNet-18")
     names = zipfile.ZipFile(io.BytesIO(payload)).namelist()

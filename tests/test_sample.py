@@ -14,10 +14,10 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from core import sample as sample_mod
+from core.acquire import sample as sample_mod
 from core.cli import main
 from core.errors import ConfigError, GalaxyMorphError
-from core.sample import (
+from core.acquire.sample import (
     CATALOG_COLUMNS,
     IMAGE_WARTS,
     REQUIRED_TYPES,
@@ -525,7 +525,7 @@ def test_cli_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 def test_a_sample_larger_than_the_ngc_still_gets_unique_names() -> None:
     """60 % of the galaxies are NGC, which has 7,840 numbers: 16,000 galaxies used to fail to plan."""
-    from core.sample import _assign_names
+    from core.acquire.sample import _assign_names
 
     galaxies = [{"ra": (i * 0.0225) % 360, "dec": -60 + (i * 0.0075) % 120, "duplicate": None} for i in range(16_000)]
     names = [primary for primary, _ in _assign_names(galaxies, seed=0)]

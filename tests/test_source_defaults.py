@@ -9,12 +9,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core.builder import COLOUR_CUTOUT_DEFAULTS, build_dataset, is_colour_source, preprocess_defaults
-from core.catalogue import load_source
+from core.prepare.builder import COLOUR_CUTOUT_DEFAULTS, build_dataset, is_colour_source, preprocess_defaults
+from core.acquire.catalogue import load_source
 from core.cli import main
-from core.dataset import load_dataset
-from core.preprocessing import PreprocessConfig
-from core.sample import generate_sample
+from core.prepare.dataset import load_dataset
+from core.prepare.preprocessing import PreprocessConfig
+from core.acquire.sample import generate_sample
 
 GZ1 = Path(__file__).resolve().parents[1] / "data" / "gz1"
 

@@ -13,13 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.builder import build
-from core.catalogue import load_source
-from core.dataset import load_dataset, save_dataset
+from core.prepare.builder import build
+from core.acquire.catalogue import load_source
+from core.prepare.dataset import load_dataset, save_dataset
 from core.errors import ConfigError, GalaxyMorphError
-from core.preprocessing import PreprocessConfig
+from core.prepare.preprocessing import PreprocessConfig
 from core.spec import BuildSpec, QualityThresholds
-from core.splits import (
+from core.prepare.splits import (
     SPLIT_FILE,
     fold_split,
     freeze_test_split,
@@ -207,7 +207,7 @@ def test_build_keeps_a_sources_frozen_test_names_whatever_crop_or_threshold_keep
 def test_the_default_build_and_the_study_build_of_gz1_test_the_same_frozen_names(tmp_path, monkeypatch):
     # The study (benchmarks/study_gz1.py, the only benchmark that builds data/gz1) builds exactly what
     # `python -m core build --source data/gz1` builds, and trains and scores on its train + validation only.
-    from core.builder import preprocess_defaults
+    from core.prepare.builder import preprocess_defaults
     from core.cli import build_parser
     from core.config import get_settings
 

@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.dataset import load_dataset, save_dataset
+from core.prepare.dataset import load_dataset, save_dataset
 from core.errors import ConfigError
 from core.io import read_jsonl
-from core.runs import create_run, list_runs, load_run
-from core.training import (
+from core.learn.runs import create_run, list_runs, load_run
+from core.learn.training import (
     EVENT_FIELDS,
     RandomDihedral,
     SparseSmoothedCrossentropy,
@@ -259,8 +259,8 @@ def test_config_round_trip_and_per_model_defaults():
 
 
 def test_train_folds_rotates_the_test_fold_and_compare_aggregates_over_them(tmp_path):
-    from core.report import paired_tests, summary_table
-    from core.runs import iter_runs
+    from core.learn.report import paired_tests, summary_table
+    from core.learn.runs import iter_runs
 
     path = make_separable_dataset(tmp_path / "tiny", n=90, size=16)
     outcomes = train_many(path, models=["lenet5"], seeds=[0], runs_dir=tmp_path / "runs", folds=3,
@@ -296,7 +296,7 @@ def test_the_equal_protocol_is_the_default_and_every_model_records_what_it_alone
 
 
 def test_a_run_of_train_many_records_its_protocol_differences(tmp_path):
-    from core.runs import iter_runs
+    from core.learn.runs import iter_runs
 
     path = make_separable_dataset(tmp_path / "tiny", n=60, size=16)
     outcomes = train_many(path, models=["lenet5"], seeds=[0], runs_dir=tmp_path / "runs",
@@ -313,7 +313,7 @@ def test_folds_on_a_dataset_with_a_frozen_test_set_warn_that_they_train_on_it(tm
                          "split": ["train"] * 3 + ["val"] * 3 + ["test"] * 3, "path": [""] * 9})
     frozen = save_dataset(tmp_path / "frozen", x=x, meta=meta, classes=["a", "b", "c"],
                           manifest={"params": {"size": 32, "split_file_sha256": "ab12"}})
-    with caplog.at_level("WARNING", logger="core.training"):
+    with caplog.at_level("WARNING", logger="core.learn.training"):
         assert train_many(frozen, models=[], seeds=[0], runs_dir=tmp_path / "runs", folds=3) == []
         assert train_many(frozen, models=[], seeds=[0], runs_dir=tmp_path / "runs") == []
     assert [r.message.count("frozen test galaxies are trained on") for r in caplog.records] == [1]
@@ -339,7 +339,7 @@ def test_equal_protocol_gives_every_model_the_same_recipe_and_input_size():
     tuned = default_config("lenet5", protocol="tuned")
     assert tuned.protocol == "tuned" and tuned.schedule == "constant" and "native_size" not in tuned.model_options
     # LeNet-5 at the dataset's 64 px: no resizing layer, and F6 sees C5's 9 x 9 x 120 map.
-    from core.models import build_model
+    from core.learn.models import build_model
 
     native = build_model("lenet5", input_size=64, channels=1, num_classes=3, **configs["lenet5"].model_options)
     assert not any(isinstance(layer, keras.layers.Resizing) for layer in native.layers)
@@ -363,7 +363,7 @@ def test_cosine_schedule_decays_the_learning_rate_to_zero_over_the_epochs(tmp_pa
 
 
 def test_grad_cam_hand_worked_and_on_each_model():
-    from core.models import build_model, grad_cam
+    from core.learn.models import build_model, grad_cam
 
     # Identity 1x1 convolution, global average pooling, a 2-way softmax: the class-0 score's gradient is the
     # same positive number at every position of the map, so Grad-CAM is the (non-negative) image scaled to 1.

@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from core.report import integer_epoch_axis
+from core.learn.report import integer_epoch_axis
 from ui.palette import KEPT_COLOR, MISSING_COLOR, REJECTED_COLOR, THRESHOLD_COLOR, class_colors
 
 TEMPLATE = "plotly_white"
@@ -34,7 +34,7 @@ def texts(values: Iterable[object]) -> list[str]:
 def style(fig: go.Figure, *, title: str | None = None, height: int = 360) -> go.Figure:
     """The shared look: white template, title top left, legend in its own strip under the plot.
 
-    Without ``title`` the figure keeps the one it has (the figures of :mod:`core.report` come titled).
+    Without ``title`` the figure keeps the one it has (the figures of :mod:`core.learn.report` come titled).
 
     A legend above the plot collides with the title once it wraps (six learning-curve traces),
     so it sits at the bottom of the figure, and the bottom margin grows with it.
@@ -53,7 +53,7 @@ def style(fig: go.Figure, *, title: str | None = None, height: int = 360) -> go.
 
 
 def epoch_axis(fig: go.Figure, epochs: pd.Series) -> go.Figure:
-    """Whole-number epoch ticks (:func:`core.report.integer_epoch_axis`), never 1.2, 1.4 …"""
+    """Whole-number epoch ticks (:func:`core.learn.report.integer_epoch_axis`), never 1.2, 1.4 …"""
     return integer_epoch_axis(fig, float(epochs.max()) if len(epochs) else 1.0)
 
 

@@ -14,14 +14,16 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core import jobs, report
-from core.catalogue import source_kind as catalogue_kind
+from core import jobs
+
+from core.learn import report
+from core.acquire.catalogue import source_kind as catalogue_kind
 from core.config import Settings, get_settings
-from core.counts import SourceCounts
+from core.acquire.counts import SourceCounts
 from core.errors import GalaxyMorphError
 from core.io import read_jsonl
 from core.progress import format_duration
-from core.runs import DAMAGED
+from core.learn.runs import DAMAGED
 from core.spec import TrainSpec
 
 KIND_NAMES = {
@@ -73,7 +75,7 @@ def settings() -> Settings:
 
 
 def model_label(model: str) -> str:
-    """``lenet5`` -> ``LeNet-5`` (:func:`core.report.model_label`: the HTML report names models alike)."""
+    """``lenet5`` -> ``LeNet-5`` (:func:`core.learn.report.model_label`: the HTML report names models alike)."""
     return report.model_label(model)
 
 
@@ -160,7 +162,7 @@ def changed_dataset_notice(items: Iterable[tuple[object, str]], *, key: str) -> 
 
 
 def damaged_runs(table: pd.DataFrame) -> list[tuple[str, str]]:
-    """``(folder, message)`` of the damaged rows of :func:`core.runs.list_runs`'s table."""
+    """``(folder, message)`` of the damaged rows of :func:`core.learn.runs.list_runs`'s table."""
     if table.empty:
         return []
     bad = table[table["status"] == DAMAGED]

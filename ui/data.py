@@ -18,16 +18,22 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import builder, catalogue, counts, dataset, images, jobs, labels, preprocessing, provenance, quality, report, runs
-from core.builder import LabelStage, Selection, image_surveys, label_stage, label_stage_key, preprocess_defaults, select
+from core.prepare import builder, dataset, preprocessing, provenance, quality
+
+from core.acquire import catalogue, counts, labels
+
+from core import images, jobs
+
+from core.learn import report, runs
+from core.prepare.builder import LabelStage, Selection, image_surveys, label_stage, label_stage_key, preprocess_defaults, select
 from core.config import get_settings
-from core.device import device_name
+from core.learn.device import device_name
 from core.errors import GalaxyMorphError
 from core.images import UPLOAD_LIMIT_BYTES, read_image
 from core.io import check_folder_name
 from core.progress import Progress
-from core.quality import compute_metrics
-from core.sample import ensure_sample
+from core.prepare.quality import compute_metrics
+from core.acquire.sample import ensure_sample
 from core.spec import BuildSpec, QualityThresholds
 from ui.common import KIND_NAMES, model_label
 
@@ -127,7 +133,7 @@ def _counts(source: str, scheme: str, policy: str, fingerprint: tuple[float, ...
 
 
 def source_counts(source: str, scheme: str, policy: str = "drop") -> counts.SourceCounts:
-    """Rows, objects, labelled objects and objects per class, as every page names them (:mod:`core.counts`)."""
+    """Rows, objects, labelled objects and objects per class, as every page names them (:mod:`core.acquire.counts`)."""
     return _counts(source, scheme, policy, _fingerprint(source))
 
 
@@ -261,12 +267,12 @@ def _labelled_objects(source: str, scheme: str, policy: str, fingerprint: tuple[
 
 
 def labelled_objects(source: str, scheme: str, policy: str = "drop") -> pd.DataFrame:
-    """One row per labelled object, the objects :func:`source_counts` counts per class (:func:`core.counts.labelled_objects`)."""
+    """One row per labelled object, the objects :func:`source_counts` counts per class (:func:`core.acquire.counts.labelled_objects`)."""
     return _labelled_objects(source, scheme, policy, _fingerprint(source))
 
 
 def galaxy_map(source: str) -> dict[str, str]:
-    """``{name: first name of its galaxy}`` for names that share a galaxy (:func:`core.counts.galaxy_names`)."""
+    """``{name: first name of its galaxy}`` for names that share a galaxy (:func:`core.acquire.counts.galaxy_names`)."""
     return _galaxy_names(source, _fingerprint(source))
 
 
@@ -386,7 +392,7 @@ CHANNELS: dict[str, int] = {label: channels for channels, label in COLOUR_CHOICE
 
 def default_preprocess(source: str) -> dict[str, Any]:
     """Slider defaults: those of ``python -m core build`` for this source (its kind's preprocessing,
-    :func:`core.builder.preprocess_defaults`, and :class:`core.spec.BuildSpec`'s choices)."""
+    :func:`core.prepare.builder.preprocess_defaults`, and :class:`core.spec.BuildSpec`'s choices)."""
     spec = BuildSpec(source=source, preprocess=_preprocess_defaults(source))
     return {
         "crop": float(spec.preprocess.crop),
@@ -462,7 +468,7 @@ def _split_sizes(spec: BuildSpec, fingerprint: tuple[float, ...]) -> dict[str, i
 
 
 def split_sizes(spec: BuildSpec) -> dict[str, int]:
-    """Training, validation and test galaxies of a build of ``spec`` (:func:`core.builder.split_sizes`);
+    """Training, validation and test galaxies of a build of ``spec`` (:func:`core.prepare.builder.split_sizes`);
     raises the build's own :class:`~core.errors.GalaxyMorphError` when it would keep too few."""
     return _split_sizes(spec, _fingerprint(spec.source))
 
@@ -473,12 +479,12 @@ def _galaxy_names(source: str, fingerprint: tuple[float, ...]) -> dict[str, str]
 
 
 def left_out_objects(source: str, selection_table: pd.DataFrame) -> pd.DataFrame:
-    """The galaxies (objects) a selection leaves out, one row each (:func:`core.counts.left_out_objects`)."""
+    """The galaxies (objects) a selection leaves out, one row each (:func:`core.acquire.counts.left_out_objects`)."""
     return counts.left_out_objects(selection_table, _galaxy_names(source, _fingerprint(source)))
 
 
 def selection(spec: BuildSpec) -> Selection:
-    """What ``python -m core build`` keeps with ``spec``, per object (:func:`core.builder.select`, the
+    """What ``python -m core build`` keeps with ``spec``, per object (:func:`core.prepare.builder.select`, the
     build's own function); raises its :class:`~core.errors.GalaxyMorphError` for a spec it would refuse."""
     return _selection(spec, _fingerprint(spec.source))
 
@@ -510,7 +516,7 @@ def before_after(
 ) -> tuple[bytes, bytes]:
     """PNGs of the raw image (display stretch, at most :data:`THUMBNAIL_SIDE` px) and the preprocessed one.
 
-    ``config`` is the build's (:attr:`core.builder.Selection.preprocess`, its centre resolved for the
+    ``config`` is the build's (:attr:`core.prepare.builder.Selection.preprocess`, its centre resolved for the
     source kind) and ``ra``/``dec`` the catalogue position, so the crop is the one the build makes.
     Encoded once here: every slider step redraws 24 of these, and ``st.image`` of an array re-encodes
     it each time (half the server time of a step), of PNG bytes it only reads the header.
@@ -579,7 +585,7 @@ def submit_build(source: str, scheme: str, name: str, *, force: bool = False) ->
 
 
 def runs_table() -> pd.DataFrame:
-    """Every run under the runs folder (see :func:`core.runs.list_runs`), newest last."""
+    """Every run under the runs folder (see :func:`core.learn.runs.list_runs`), newest last."""
     return runs.list_runs(get_settings().runs_dir)
 
 
@@ -601,7 +607,7 @@ def dataset_manifest(path: str) -> dict[str, Any]:
 
     Raises
     ------
-    core.dataset.DatasetDamagedError
+    core.prepare.dataset.DatasetDamagedError
         If the manifest is damaged.
     """
     manifest = Path(path) / "manifest.json"
@@ -628,7 +634,7 @@ def _dataset_problem(path: str, mtimes: tuple[float, ...]) -> str | None:
 def dataset_problem(path: str | Path) -> str | None:
     """Why the dataset at ``path`` cannot be used (the file and what to do), or None when it can.
 
-    Checks headers and the table only (:func:`core.dataset.check_dataset`), cached until one
+    Checks headers and the table only (:func:`core.prepare.dataset.check_dataset`), cached until one
     of its files changes.
     """
     return _dataset_problem(str(path), _dataset_mtimes(str(path)))
@@ -649,10 +655,10 @@ def checked_datasets() -> tuple[list[Path], list[tuple[Path, str]]]:
 @st.cache_resource(show_spinner=False)
 def training_estimate(dataset_path: str, models: list[str], *, protocol: str, epochs: int | None,
                       runs_per_model: int) -> float | None:
-    """Seconds a training job should take on a 2-core CPU (:func:`core.estimate.training_seconds`), from the
+    """Seconds a training job should take on a 2-core CPU (:func:`core.learn.estimate.training_seconds`), from the
     dataset's training galaxies and image side and the protocol's epochs; None when the manifest lacks them."""
-    from core.estimate import training_seconds  # noqa: PLC0415
-    from core.training import model_defaults  # noqa: PLC0415 - imports Keras: only once a form is drawn
+    from core.learn.estimate import training_seconds  # noqa: PLC0415
+    from core.learn.training import model_defaults  # noqa: PLC0415 - imports Keras: only once a form is drawn
 
     manifest = dataset_manifest(dataset_path)
     counts, shape = manifest.get("counts", {}), manifest.get("image_shape") or [None]
@@ -684,7 +690,7 @@ def _dataset_change(run_path: str, fingerprint: tuple[float, ...]) -> str | None
 
 def dataset_change(run: runs.Run) -> str | None:
     """Why ``run``'s dataset folder no longer holds what it was trained on, data included
-    (:func:`core.provenance.dataset_change`), or None; cached until the run's config or one of the
+    (:func:`core.prepare.provenance.dataset_change`), or None; cached until the run's config or one of the
     dataset's files changes."""
     config_mtime = (run.path / "config.json").stat().st_mtime
     fingerprint = (*_dataset_mtimes(str(run.config["dataset"]["path"])), config_mtime)
@@ -702,7 +708,7 @@ def changed_datasets(table: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def styled_summary(summary: pd.DataFrame, *, best: str | None = None) -> Any:
-    """:func:`core.report.summary_cells` with model labels; the accuracy of ``best`` (significantly better
+    """:func:`core.learn.report.summary_cells` with model labels; the accuracy of ``best`` (significantly better
     than every other model) in bold green, nothing bold otherwise."""
     table = report.summary_cells(summary)
     table.columns = [model_label(m) for m in table.columns]
@@ -717,7 +723,7 @@ def styled_summary(summary: pd.DataFrame, *, best: str | None = None) -> Any:
 
 def misclassified_gallery(run_list: list[runs.Run], *, limit: int) -> pd.DataFrame:
     """Test galaxies at least one model got wrong, over the pooled held-out predictions of every fold and seed
-    (:func:`core.report.misclassified_gallery`)."""
+    (:func:`core.learn.report.misclassified_gallery`)."""
     return report.misclassified_gallery(run_list, limit=limit)
 
 
@@ -763,21 +769,21 @@ def dataset_image(path: str, name: str, *, raw: bool = False) -> np.ndarray | No
 
 
 def saliency(run_path: str, image: np.ndarray) -> tuple[np.ndarray, int]:
-    """Gradient saliency of the predicted class (via :func:`core.models.saliency`), ready for display."""
+    """Gradient saliency of the predicted class (via :func:`core.learn.models.saliency`), ready for display."""
     model = load_model(str(run_path), (Path(run_path) / "model.keras").stat().st_mtime)
     x = image.astype(np.float32)
     predicted = int(np.argmax(model.predict(x[None], verbose=0)[0]))
-    from core import models  # noqa: PLC0415 - Keras loads only where a model is explained
+    from core.learn import models  # noqa: PLC0415 - Keras loads only where a model is explained
 
     return for_display(models.saliency(model, x, predicted)), predicted
 
 
 def grad_cam(run_path: str, image: np.ndarray) -> tuple[np.ndarray, int]:
-    """Grad-CAM of the predicted class (via :func:`core.models.grad_cam`), ready for display."""
+    """Grad-CAM of the predicted class (via :func:`core.learn.models.grad_cam`), ready for display."""
     model = load_model(str(run_path), (Path(run_path) / "model.keras").stat().st_mtime)
     x = image.astype(np.float32)
     predicted = int(np.argmax(model.predict(x[None], verbose=0)[0]))
-    from core import models  # noqa: PLC0415
+    from core.learn import models  # noqa: PLC0415
 
     return for_display(models.grad_cam(model, x, predicted)), predicted
 
@@ -793,7 +799,7 @@ def exports(paths: tuple[str, ...], left_out: tuple[str, ...] = ()) -> dict[str,
 
 @st.cache_data(max_entries=4, show_spinner="Drawing every figure as PNG and SVG …")
 def figures_zip(paths: tuple[str, ...], title: str) -> bytes:
-    """Every comparison figure as PNG, SVG and HTML in one zip (:func:`core.report.figures_zip`)."""
+    """Every comparison figure as PNG, SVG and HTML in one zip (:func:`core.learn.report.figures_zip`)."""
     payload, _ = report.figures_zip(load_runs(paths), title=title)
     return payload
 
@@ -814,8 +820,8 @@ def read_path(path: str, *, channels: int = 1) -> Any:
 
 
 def fetch_ned_image(name: str) -> Any:
-    """Fetch one image of ``name`` from NED (through ``core.fetch``) into a temporary folder and read it."""
-    from core.fetch import fetch_images  # noqa: PLC0415 - the network path is only needed here
+    """Fetch one image of ``name`` from NED (through ``core.acquire.fetch``) into a temporary folder and read it."""
+    from core.acquire.fetch import fetch_images  # noqa: PLC0415 - the network path is only needed here
 
     with tempfile.TemporaryDirectory() as tmp:
         fetch_images(pd.DataFrame({"name": [name]}), out=tmp)
@@ -827,7 +833,7 @@ def fetch_ned_image(name: str) -> Any:
 
 
 def trained_preprocessing(run: runs.Run) -> provenance.TrainedPreprocessing:
-    """The preprocessing ``run`` was trained with (:func:`core.provenance.trained_preprocessing`)."""
+    """The preprocessing ``run`` was trained with (:func:`core.prepare.provenance.trained_preprocessing`)."""
     return provenance.trained_preprocessing(run)
 
 

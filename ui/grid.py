@@ -1,7 +1,7 @@
 """The Training page's view of a grid on a dask cluster: where to submit, and which run runs where.
 
 ``train`` with the ``dask_scheduler`` setting spreads its runs over a dask cluster
-(:mod:`core.grid`) and appends a ``grid`` event (each run's state and worker) to the job's
+(:mod:`core.learn.grid`) and appends a ``grid`` event (each run's state and worker) to the job's
 progress file whenever that changes; this module reads the latest one back. Kept apart from
 ``pages/training.py`` so that the page only places three calls.
 """

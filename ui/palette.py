@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-# Pages take model colours from here; their home is core.report, whose HTML report uses them too.
-from core.report import model_color  # noqa: F401
+# Pages take model colours from here; their home is core.learn.report, whose HTML report uses them too.
+from core.learn.report import model_color  # noqa: F401
 
 CLASS_PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#999999")
 KEPT_COLOR, REJECTED_COLOR = "#3558a8", "#c8cdd8"

@@ -33,9 +33,9 @@ APP = Path(__file__).resolve().parent.parent / "app.py"
 
 WARM_MODULES: tuple[str, ...] = (
     "numpy", "pandas", "polars", "plotly.graph_objects",
-    "core.builder", "core.catalogue", "core.counts", "core.dataset", "core.device", "core.images", "core.io",
-    "core.jobs", "core.labels", "core.metrics", "core.preprocessing", "core.progress", "core.provenance",
-    "core.quality", "core.report", "core.runs", "core.sample", "core.spec",
+    "core.prepare.builder", "core.acquire.catalogue", "core.acquire.counts", "core.prepare.dataset", "core.learn.device", "core.images", "core.io",
+    "core.jobs", "core.acquire.labels", "core.learn.metrics", "core.prepare.preprocessing", "core.progress", "core.prepare.provenance",
+    "core.prepare.quality", "core.learn.report", "core.learn.runs", "core.acquire.sample", "core.spec",
 )
 """What the pages import beside Streamlit and ``ui`` (``tests/test_serve.py`` checks the list is complete)."""
 

@@ -1,4 +1,4 @@
-"""``python -m core build``: a dataset folder from a source folder (see :mod:`core.builder`)."""
+"""``python -m core build``: a dataset folder from a source folder (see :mod:`core.prepare.builder`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import dataclasses
 import sys
 from types import SimpleNamespace
 
-from core.labels import CONFLICT_POLICIES, LABEL_SOURCES
+from core.acquire.labels import CONFLICT_POLICIES, LABEL_SOURCES
 from core.spec import BuildSpec
 
 # The spec owns every default; argparse only reads them, so the CLI and the dashboard cannot disagree.
@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="hubble3, hubble4, seed6, gz1, or a .json/.csv mapping file (default: gz1 for a Galaxy Zoo source, else hubble3)",
     )
-    # Preprocessing defaults depend on the source (core.builder.preprocess_defaults): colour cutouts
+    # Preprocessing defaults depend on the source (core.prepare.builder.preprocess_defaults): colour cutouts
     # (JPEG/PNG) get colour, crop 0.3, linear stretch and the image centre; FITS sources the values below.
     cutouts = "; JPEG/PNG colour cutouts: "
     parser.add_argument("--crop", type=float, default=None,
@@ -125,11 +125,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build, then print the folder, the counts per split and the reasons images were left out."""
-    from core.builder import QUALITY_DEFAULTS, build, preprocess_defaults
-    from core.catalogue import load_source
+    from core.prepare.builder import QUALITY_DEFAULTS, build, preprocess_defaults
+    from core.acquire.catalogue import load_source
     from core.config import get_settings
-    from core.dataset import read_manifest
-    from core.labels import get_scheme
+    from core.prepare.dataset import read_manifest
+    from core.acquire.labels import get_scheme
     from core.progress import Progress
     from core.spec import BuildSpec
 

@@ -34,8 +34,8 @@ def run(args: argparse.Namespace) -> int:
 
     from core.errors import GalaxyMorphError, shorten_message
     from core.io import REPORT, check_replaceable, out_of_space_as_error
-    from core.report import by_dataset, dataset_name, deduplicate, finished
-    from core.runs import resolve_run, scan_runs, split_damaged
+    from core.learn.report import by_dataset, dataset_name, deduplicate, finished
+    from core.learn.runs import resolve_run, scan_runs, split_damaged
 
     check_replaceable(args.out, kind=REPORT)  # before any table is printed: the report could not be written
     # A run that cannot be read stops the comparison: leaving it out would change the result
@@ -82,7 +82,7 @@ def _write_reports(args: argparse.Namespace, groups: dict, outs: list) -> None:
     from pathlib import Path
 
     from core.io import REPORT, atomic_write_json, check_replaceable
-    from core.report import dataset_name, write_report
+    from core.learn.report import dataset_name, write_report
 
     if len(groups) > 1:
         for out in outs:
@@ -105,7 +105,7 @@ def _flag_changed_datasets(runs: list) -> None:
     describe data that is no longer there (they are still compared, as trained)."""
     import sys
 
-    from core.provenance import dataset_change
+    from core.prepare.provenance import dataset_change
 
     for run in runs:
         problem = dataset_change(run)
@@ -114,7 +114,7 @@ def _flag_changed_datasets(runs: list) -> None:
 
 
 def _print_comparison(runs: list, *, pool_datasets: bool) -> None:
-    from core.report import (best_model, comparison_title, format_p, format_summary, mcnemar_table, model_label,
+    from core.learn.report import (best_model, comparison_title, format_p, format_summary, mcnemar_table, model_label,
                              paired_tests, per_class_recall, pooled_note, summary_table, verdict_lines)
 
     summary = summary_table(runs, pool_datasets=pool_datasets)

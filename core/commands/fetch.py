@@ -1,4 +1,4 @@
-"""``python -m core fetch``: one NED image per catalogue object (see :mod:`core.fetch`)."""
+"""``python -m core fetch``: one NED image per catalogue object (see :mod:`core.acquire.fetch`)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     """Fetch, print a summary; exit 1 when some object failed (rerun with --retry-failed)."""
     from core.config import get_settings
     from core.errors import shorten, shorten_message
-    from core.fetch import DEFAULT_PREFER, fetch_images
+    from core.acquire.fetch import DEFAULT_PREFER, fetch_images
 
     settings = get_settings()
     catalog = args.catalog if args.catalog is not None else settings.data_dir / "ned" / "catalog.csv"

@@ -1,4 +1,4 @@
-"""``python -m core import``: a user's catalogue CSV plus image folder as a source (see :mod:`core.importer`)."""
+"""``python -m core import``: a user's catalogue CSV plus image folder as a source (see :mod:`core.acquire.importer`)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     """Import and print what matched and what did not."""
     from core.config import get_settings
     from core.errors import shorten
-    from core.importer import EXAMPLES, import_source
+    from core.acquire.importer import EXAMPLES, import_source
     from core.progress import Progress
 
     # import_source reports nothing while it works: the events say when it started, when it

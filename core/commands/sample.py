@@ -1,4 +1,4 @@
-"""``python -m core sample``: write the built-in synthetic sample sky (see :mod:`core.sample`)."""
+"""``python -m core sample``: write the built-in synthetic sample sky (see :mod:`core.acquire.sample`)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Generate (or, with ``--if-missing``, ensure) the sample and print where it is."""
     from core.config import get_settings
-    from core.sample import ensure_sample, generate_sample, sample_is_current
+    from core.acquire.sample import ensure_sample, generate_sample, sample_is_current
 
     settings = get_settings()
     out = args.out if args.out is not None else settings.data_dir / "sample"

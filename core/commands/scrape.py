@@ -1,4 +1,4 @@
-"""``python -m core scrape``: NED's classification search into a catalogue (see :mod:`core.ned`)."""
+"""``python -m core scrape``: NED's classification search into a catalogue (see :mod:`core.acquire.ned`)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Scrape, print a summary; exit 1 when a class term could not be scraped completely."""
     from core.config import get_settings
-    from core.ned import scrape
+    from core.acquire.ned import scrape
 
     settings = get_settings()
     out = args.out if args.out is not None else settings.data_dir / "ned"

@@ -67,12 +67,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train, print one line per run, return 1 if any run failed."""
-    from core.baseline import BASELINE_MODEL, train_baseline_runs
+    from core.learn.baseline import BASELINE_MODEL, train_baseline_runs
     from core.errors import ConfigError
     from core.io import append_jsonl
-    from core.models import MODEL_NAMES
+    from core.learn.models import MODEL_NAMES
     from core.progress import format_duration
-    from core.grid import format_grid, train_runs
+    from core.learn.grid import format_grid, train_runs
 
     unknown = [m for m in args.models if m not in (*MODEL_NAMES, BASELINE_MODEL)]
     if unknown:

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from core.catalogue import find_duplicates
+from core.acquire.catalogue import find_duplicates
 from core.errors import ParseError
-from core.labels import UNCLASSIFIED, resolve_conflicts
+from core.acquire.labels import UNCLASSIFIED, resolve_conflicts
 
 
 @dataclass(frozen=True)
@@ -42,11 +42,11 @@ def count_source(
     Parameters
     ----------
     table : DataFrame
-        One row per catalogue row, ``label`` from :func:`core.labels.label_table`.
+        One row per catalogue row, ``label`` from :func:`core.acquire.labels.label_table`.
     classes : sequence of str
         The scheme's classes, in order: ``per_class`` has each of them, zeros included.
     policy : {"drop", "majority", "first"}
-        How an object listed under different labels is settled (:func:`core.labels.resolve_conflicts`).
+        How an object listed under different labels is settled (:func:`core.acquire.labels.resolve_conflicts`).
     duplicate_arcsec : float
         Names closer than this on the sky are one object.
 

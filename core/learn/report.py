@@ -1,6 +1,6 @@
 """Comparing runs: tables, verdicts and figures for the dashboard, and the ``compare`` report on disk.
 
-Every function takes :class:`core.runs.Run` objects and returns plain tables (pandas) or plotly
+Every function takes :class:`core.learn.runs.Run` objects and returns plain tables (pandas) or plotly
 figures, so the dashboard and :func:`write_report` show the same numbers.
 
 - Runs are compared **within one dataset** (its content hash) **and protocol** (``tuned`` /
@@ -13,7 +13,7 @@ figures, so the dashboard and :func:`write_report` show the same numbers.
   runs** (every fold, repeat and seed), so with 5 folds the confusion matrix counts every test
   prediction of the 5 folds, never one fold's.
 - Intervals (95 %): with one split, each run's test-set interval (Wilson / stratified bootstrap,
-  :mod:`core.metrics`) averaged over seeds; with several splits (``train --folds`` /
+  :mod:`core.learn.metrics`) averaged over seeds; with several splits (``train --folds`` /
   ``--repeats``), the corrected resampled t interval over the per-split means. Per-class recall:
   Wilson on the pooled counts (:func:`per_class_recall`).
 - Paired tests: McNemar's test for every pair of runs of different models with the same seed and
@@ -42,7 +42,7 @@ import pandas as pd
 
 from core.errors import GalaxyMorphError
 from core.io import REPORT, atomic_write_json, atomic_write_text, check_replaceable
-from core.metrics import (
+from core.learn.metrics import (
     aggregate_seeds,
     expected_calibration_error,
     corrected_resampled_t,
@@ -57,7 +57,7 @@ from core.metrics import (
     roc_curve,
     wilson_interval,
 )
-from core.runs import Run
+from core.learn.runs import Run
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ INTERVAL_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro"
 # in MODEL_COLORS); unknown ids are shown as they are, after these.
 MODEL_LABELS = {"lenet5": "LeNet-5", "alexnet": "AlexNet", "resnet20": "ResNet-20", "resnet18": "ResNet-18",
                 "resnet34": "ResNet-34", "resnet50": "ResNet-50", "baseline": "Boosting baseline"}
-BASELINE = "baseline"  # core.baseline.BASELINE_MODEL (not imported: that module needs scikit-learn)
+BASELINE = "baseline"  # core.learn.baseline.BASELINE_MODEL (not imported: that module needs scikit-learn)
 PROTOCOL_WORDS = {"equal": "one recipe for every model (equal protocol)",
                   "tuned": "per-model recipes (tuned protocol)"}
 ALPHA = 0.05
@@ -406,7 +406,7 @@ def roc_curves(run: Run) -> pd.DataFrame:
 
 
 def reliability(run: Run, *, n_bins: int = 15) -> pd.DataFrame:
-    """The run's reliability diagram table (:func:`core.metrics.reliability_bins`) from its test predictions."""
+    """The run's reliability diagram table (:func:`core.learn.metrics.reliability_bins`) from its test predictions."""
     predictions = run.predictions
     if predictions.empty:
         raise GalaxyMorphError(f"run {run.id} has no predictions (status {run.status}).")

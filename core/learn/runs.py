@@ -3,7 +3,7 @@
 A run folder holds
 
 - ``config.json``: every training parameter, the dataset path and content hash, the dataset's
-  resolved preprocessing and source (what Classify repeats; :mod:`core.provenance`), package
+  resolved preprocessing and source (what Classify repeats; :mod:`core.prepare.provenance`), package
   versions, device, process id and host, and ``status`` (``running``, ``finished``, ``failed``,
   ``stopped``); rewritten atomically whenever the status changes;
 - ``events.jsonl``: progress events (per epoch and every few batches) for the dashboard;
@@ -94,7 +94,7 @@ def config_hash(params: dict[str, Any], dataset_hash: str) -> str:
 
 def package_versions() -> dict[str, str]:
     """Versions of the packages that change results, for the run's config."""
-    import keras  # noqa: PLC0415 - keep `core.runs` importable without loading Keras
+    import keras  # noqa: PLC0415 - keep `core.learn.runs` importable without loading Keras
 
     versions = {"python": platform.python_version(), "numpy": np.__version__, "keras": keras.__version__,
                 "keras_backend": keras.backend.backend()}
@@ -485,7 +485,7 @@ def load_keras_model(path: Path, *, damaged: Any) -> Any:
     Keras raises on a damaged archive becomes ``damaged(path, reason)``."""
     import keras  # noqa: PLC0415 - keep listing runs fast
 
-    import core.models  # noqa: F401, PLC0415 - registers the custom layers for deserialisation
+    import core.learn.models  # noqa: F401, PLC0415 - registers the custom layers for deserialisation
 
     check_model_archive(path, damaged=damaged)
     try:

@@ -5,13 +5,13 @@ A comparison worth reporting is a grid of independent runs, and that is where th
 a scheduler address, the setting image work uses; :mod:`core.parallel`) ``train`` hands each run to
 the cluster as one task:
 
-- the client plans the grid as :func:`core.training.train_many` does (same configs, same
+- the client plans the grid as :func:`core.learn.training.train_many` does (same configs, same
   ``--resume`` rule: a finished experiment is skipped, an unfinished one continues from its
   checkpoint) and creates every run folder through the run registry before submitting, so a task
   knows its folder and a retried task finds it;
 - a worker trains one run at a time (a process-wide lock: Keras seeds and TensorFlow's op
   determinism are process-wide) with TensorFlow's thread pools sized by :func:`worker_threads`
-  (below), and always asks :func:`core.training.train` to resume: a fresh folder
+  (below), and always asks :func:`core.learn.training.train` to resume: a fresh folder
   has no checkpoint, and a task the scheduler moved after its worker died (SIGKILL, lost machine)
   continues that run from its last epoch instead of starting a second one;
 - before anything is submitted every worker proves it can read the dataset (same content hash)
@@ -69,8 +69,8 @@ class GridTask:
 
 def grid_configs(*, models: list[str], seeds: list[int], folds: int, repeats: int,
                  overrides: dict[str, Any] | None) -> list[Any]:
-    """The :class:`~core.training.TrainConfig` of every run, in :func:`core.training.train_many`'s order."""
-    from core.training import default_config  # noqa: PLC0415 - keep `core.grid` importable without Keras
+    """The :class:`~core.learn.training.TrainConfig` of every run, in :func:`core.learn.training.train_many`'s order."""
+    from core.learn.training import default_config  # noqa: PLC0415 - keep `core.learn.grid` importable without Keras
 
     if not isinstance(repeats, int) or repeats < 1:
         raise ConfigError(f"repeats must be a positive integer; got {repeats!r}. Use 1 for a single split.")
@@ -150,7 +150,7 @@ def worker_threads(client: Any, threads: int | str | None) -> dict[str, int]:
 
 def _probe_data(dataset: str, dataset_hash: str, runs_dir: str) -> str | None:
     """On a worker: None if it reads the dataset (same content hash) and writes the runs folder, else why not."""
-    from core.dataset import check_dataset  # noqa: PLC0415
+    from core.prepare.dataset import check_dataset  # noqa: PLC0415
     from core.errors import GalaxyMorphError  # noqa: PLC0415
     from core.io import read_json_object  # noqa: PLC0415
 
@@ -211,7 +211,7 @@ _dataset_cache: dict[str, Any] = {}
 
 def _load_dataset_once(path: str, content_hash: str) -> Any:
     """The dataset, read once per worker process for all the runs it trains on it."""
-    from core.dataset import load_dataset  # noqa: PLC0415
+    from core.prepare.dataset import load_dataset  # noqa: PLC0415
 
     key = f"{path}\0{content_hash}"
     if key not in _dataset_cache:
@@ -245,7 +245,7 @@ def train_task(task: GridTask) -> dict[str, Any]:
     """
     import keras  # noqa: PLC0415
 
-    from core.training import TrainConfig, train  # noqa: PLC0415
+    from core.learn.training import TrainConfig, train  # noqa: PLC0415
 
     config = TrainConfig.from_dict(task.params)
     where = {"fold": config.fold if config.folds else None, "split_seed": config.split_seed}
@@ -266,7 +266,7 @@ def train_task(task: GridTask) -> dict[str, Any]:
                 raise ConfigError(f"the dataset at {task.dataset} changed since the grid started "
                                   f"(content hash {dataset.content_hash[:12]}, planned {task.dataset_hash[:12]}). "
                                   "Train again on the new dataset.")
-            from core import runs  # noqa: PLC0415
+            from core.learn import runs  # noqa: PLC0415
 
             runs.set_status(task.run_dir, "running", threads=threads, worker=outcome["worker"])
             result = train(dataset, config, run_dir=task.run_dir, resume=True)
@@ -280,7 +280,7 @@ def train_task(task: GridTask) -> dict[str, Any]:
 
 
 def _mark_failed(run_dir: str, exc: BaseException) -> None:
-    from core import runs  # noqa: PLC0415
+    from core.learn import runs  # noqa: PLC0415
     from core.errors import GalaxyMorphError  # noqa: PLC0415
 
     try:
@@ -301,7 +301,7 @@ def _executing_keys(dask_worker: Any) -> list[str]:
 def train_runs(dataset_path: str | Path, *, models: list[str], seeds: list[int], threads: int | str | None = None,
                scheduler: str | None = None, **options: Any) -> list[dict[str, Any]]:
     """The runs of ``train``: on the dask cluster of ``scheduler`` (default the ``dask_scheduler`` setting)
-    through :func:`run_grid`, or one after another here through :func:`core.training.train_many`.
+    through :func:`run_grid`, or one after another here through :func:`core.learn.training.train_many`.
 
     ``options`` are those both take (``runs_dir``, ``resume``, ``overrides``, ``progress_callback``,
     ``folds``, ``repeats``). ``threads`` sizes TensorFlow's thread pools (see :func:`run_grid`);
@@ -318,7 +318,7 @@ def train_runs(dataset_path: str | Path, *, models: list[str], seeds: list[int],
                           "dask_scheduler. Set dask_scheduler (e.g. 'local:2') or give a number of threads.")
     if threads is not None:
         set_threads(threads)
-    from core.training import train_many  # noqa: PLC0415
+    from core.learn.training import train_many  # noqa: PLC0415
 
     return train_many(dataset_path, models=models, seeds=seeds, **options)
 
@@ -338,7 +338,7 @@ def run_grid(
     threads: int | str | None = None,
     poll_seconds: float = 1.0,
 ) -> list[dict[str, Any]]:
-    """Train the grid :func:`core.training.train_many` would train, one task per run on the dask cluster
+    """Train the grid :func:`core.learn.training.train_many` would train, one task per run on the dask cluster
     ``scheduler``; return the same outcomes (plus the ``worker`` that trained each run).
 
     Parameters
@@ -359,11 +359,11 @@ def run_grid(
     ConfigError
         If the cluster cannot be reached, or a worker cannot read the dataset or write the runs folder.
     """
-    from core import runs  # noqa: PLC0415
-    from core.dataset import load_dataset  # noqa: PLC0415
+    from core.learn import runs  # noqa: PLC0415
+    from core.prepare.dataset import load_dataset  # noqa: PLC0415
     from core.parallel import dask_client  # noqa: PLC0415
 
-    from core.training import protocol_differences  # noqa: PLC0415
+    from core.learn.training import protocol_differences  # noqa: PLC0415
 
     check_threads(threads)
     dataset = load_dataset(dataset_path, mmap=True)
@@ -430,7 +430,7 @@ def run_grid(
 
 
 def _label(config: Any) -> str:
-    """``alexnet s0 f1 r2``: model, seed, fold and split seed, as :attr:`core.runs.Run.label` writes them."""
+    """``alexnet s0 f1 r2``: model, seed, fold and split seed, as :attr:`core.learn.runs.Run.label` writes them."""
     label = f"{config.model} s{config.seed}"
     if config.folds:
         label += f" f{config.fold}"

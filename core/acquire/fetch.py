@@ -18,7 +18,7 @@ The manifest also records each object's position (``ra``, ``dec``, ``position_fr
 extra request: NED's listing carries it in its Aladin links, and where it does not, the FITS
 file's ``OBJCTRA``/``OBJCTDEC`` or its WCS at the image centre (NED's cutouts are centred on the
 object) give it. The scraper's catalogue has no positions, and without them one galaxy listed
-under two names cannot be recognised (:func:`core.catalogue.find_duplicates`).
+under two names cannot be recognised (:func:`core.acquire.catalogue.find_duplicates`).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from astroquery.ipac.ned import NedClass
 
 from core.config import Settings, get_settings
 from core.errors import ConfigError, FetchError, GalaxyMorphError, ImageReadError, ParseError
-from core.http import PoliteClient
+from core.acquire.http import PoliteClient
 from core.images import header_position, inflate_limit, read_image
 from core.io import append_jsonl, atomic_path, read_jsonl
 from core.progress import Progress

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.dataset import SPLITS, Dataset
+from core.prepare.dataset import SPLITS, Dataset
 from core.errors import ConfigError, GalaxyMorphError
 
 

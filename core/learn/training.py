@@ -30,15 +30,15 @@ import keras
 import numpy as np
 import pandas as pd
 
-from core import runs
-from core.dataset import Dataset
+from core.learn import runs
+from core.prepare.dataset import Dataset
 from core.errors import ConfigError, GalaxyMorphError, shorten
 from core.io import (append_jsonl, atomic_path, atomic_write_json, atomic_write_text, free_bytes, is_out_of_space,
                      read_json_object)
-from core.metrics import evaluate_predictions
-from core.device import device_name
-from core.models import MODEL_NAMES, build_model, count_params
-from core.splits import resplit
+from core.learn.metrics import evaluate_predictions
+from core.learn.device import device_name
+from core.learn.models import MODEL_NAMES, build_model, count_params
+from core.prepare.splits import resplit
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class TrainConfig:
     Attributes
     ----------
     model : str
-        One of :data:`core.models.MODEL_NAMES`.
+        One of :data:`core.learn.models.MODEL_NAMES`.
     epochs, batch_size : int
     optimizer : {"adam", "adamw", "sgd"}
         SGD uses Nesterov momentum 0.9.
@@ -105,7 +105,7 @@ class TrainConfig:
     deterministic : bool
         Enable TensorFlow's op determinism (reproducible on CPU, a little slower); off with ``xla``.
     folds, fold, split_seed : int, int, int or None
-        Which train/val/test split (:func:`core.splits.resplit`): ``folds=0`` and no
+        Which train/val/test split (:func:`core.prepare.splits.resplit`): ``folds=0`` and no
         ``split_seed`` is the dataset's own split; ``folds=K`` (>= 3) trains on fold ``fold`` of
         a stratified K-fold split by object drawn with ``split_seed`` (0 if None); ``folds=0``
         with a ``split_seed`` is a stratified re-split with the dataset's own proportions.
@@ -248,7 +248,7 @@ def model_defaults(model: str, *, protocol: str = "equal") -> dict[str, Any]:
 
     - LeNet-5: lr 1e-3, 40 epochs, ReLU/max-pool, a constant rate and early stopping with patience 10.
     - AlexNet (scaled form): lr 3e-4 and batch norm in place of LRN.
-    - ResNet: AdamW lr 1e-3, weight decay 1e-4, BN momentum 0.9 (built into :func:`core.models.resnet`).
+    - ResNet: AdamW lr 1e-3, weight decay 1e-4, BN momentum 0.9 (built into :func:`core.learn.models.resnet`).
     - AlexNet and ResNet: a cosine schedule over 40 epochs without early stopping (the best epoch's
       weights are still restored).
     """
@@ -690,10 +690,10 @@ def train(
     Parameters
     ----------
     dataset : Dataset
-        From :func:`core.dataset.load_dataset`; its split is used as is.
+        From :func:`core.prepare.dataset.load_dataset`; its split is used as is.
     config : TrainConfig
     run_dir : Path
-        A folder made by :func:`core.runs.create_run`; every file of the run is written there.
+        A folder made by :func:`core.learn.runs.create_run`; every file of the run is written there.
     progress_callback : callable or None
         Called with each progress event (the dict also appended to ``events.jsonl``).
     resume : bool
@@ -855,7 +855,7 @@ def train_many(
     ----------
     folds : int
         0: the dataset's own split; K >= 3: stratified K-fold by object, one run per fold with
-        the test fold rotating (see :mod:`core.splits`).
+        the test fold rotating (see :mod:`core.prepare.splits`).
     repeats : int
         Number of split seeds (0 .. repeats-1): repeated K-fold with ``folds``, otherwise
         stratified re-splits with the dataset's own proportions. 1 with ``folds=0`` keeps the
@@ -866,7 +866,7 @@ def train_many(
     list of dict
         One ``{"model", "seed", "fold", "split_seed", "run_dir", "status", "accuracy", "error"}`` per run.
     """
-    from core.dataset import load_dataset  # noqa: PLC0415 - keeps import order simple for the CLI
+    from core.prepare.dataset import load_dataset  # noqa: PLC0415 - keeps import order simple for the CLI
 
     if not isinstance(repeats, int) or repeats < 1:
         raise ConfigError(f"repeats must be a positive integer; got {repeats!r}. Use 1 for a single split.")

@@ -1,8 +1,8 @@
 """Image quality of a source: the metrics table, its cache, the score and the filter.
 
-Every image is measured once (:func:`compute_metrics`: :func:`core.preprocessing.measure_quality`
+Every image is measured once (:func:`compute_metrics`: :func:`core.prepare.preprocessing.measure_quality`
 per image, cached per source in ``<source>/.cache/metrics.parquet``, keyed by file, size,
-modification time, :data:`METRICS_VERSION` and :data:`core.preprocessing.QUALITY_VERSION`); after
+modification time, :data:`METRICS_VERSION` and :data:`core.prepare.preprocessing.QUALITY_VERSION`); after
 that the sliders only filter the table. The filter's rules are polars expressions evaluated lazily,
 so they scale to a full NED scrape's million-row metrics table: :func:`filter_lazy` is the one
 implementation of the rules; :func:`apply_quality_filter` (pandas in, pandas out) calls it, and so
@@ -22,11 +22,11 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from core.catalogue import Source, load_source
+from core.acquire.catalogue import Source, load_source
 from core.errors import ConfigError, ImageReadError
 from core.io import atomic_path, check_regular
 from core.parallel import resolve_jobs, run_parallel
-from core.preprocessing import (
+from core.prepare.preprocessing import (
     CROP_FRACTIONS,
     CROP_METRICS,
     QUALITY_VERSION,
@@ -63,7 +63,7 @@ COLUMNS: dict[str, float | bool | str] = {
 }
 """The metric columns the rules read, and the value a missing column stands for."""
 CROP_COLUMNS: tuple[str, ...] = tuple(crop_column(m, f) for m in CROP_METRICS for f in CROP_FRACTIONS)
-"""The same metrics measured inside each crop of :data:`core.preprocessing.CROP_FRACTIONS`; a rule
+"""The same metrics measured inside each crop of :data:`core.prepare.preprocessing.CROP_FRACTIONS`; a rule
 reads the one of the crop in use (a table without them, from an older cache, falls back to the
 whole frame's)."""
 
@@ -141,7 +141,7 @@ def reason_code(thresholds: QualityThresholds, *, crop: float | str = 0.5) -> pl
 
 
 def at_crop(metric: str, crop: pl.Expr) -> pl.Expr:
-    """``metric`` as measured inside the crop of :data:`~core.preprocessing.CROP_FRACTIONS` nearest ``crop``.
+    """``metric`` as measured inside the crop of :data:`~core.prepare.preprocessing.CROP_FRACTIONS` nearest ``crop``.
 
     A lookup, not a measurement: each metric was measured once per crop fraction, so a slider
     move re-reads a column. Rows without that column's value (an older cache) use the whole
@@ -205,7 +205,7 @@ def count_lazy(
 METRICS_VERSION = 3
 """Bump when the builder's own cached columns change (2: ``pixel_scale_arcsec``; 3: ``header_survey``,
 ``header_band``); changes to
-:func:`~core.preprocessing.measure_quality` bump :data:`core.preprocessing.QUALITY_VERSION`."""
+:func:`~core.prepare.preprocessing.measure_quality` bump :data:`core.prepare.preprocessing.QUALITY_VERSION`."""
 CACHE_FILE = Path(".cache") / "metrics.parquet"
 _KEY_COLUMNS = ("path", "size", "mtime_ns", "ra", "dec", "metrics_version", "quality_version")
 SURVEY_KEYWORDS = ("SURVEY",)
@@ -303,7 +303,7 @@ def compute_metrics(
     Returns
     -------
     DataFrame
-        One row per path: :func:`~core.preprocessing.measure_quality` columns and
+        One row per path: :func:`~core.prepare.preprocessing.measure_quality` columns and
         ``read_error`` (``""`` when the file was read). A bad file never stops the batch.
     """
     source = source if isinstance(source, Source) else load_source(source)

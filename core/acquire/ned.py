@@ -6,7 +6,7 @@ object inside the ``<pre>`` block of the page's first table. NED writes more tha
 that block: three columns (name | redshift | classification) for the seed's options, eleven with
 RA and Dec for the form's defaults. The parser finds the header line and maps columns by their
 names, so both give the same rows, and RA/Dec are kept when the page has them.
-Fetching goes through :class:`core.http.PoliteClient` (limiter, retries, page cache); parsing is
+Fetching goes through :class:`core.acquire.http.PoliteClient` (limiter, retries, page cache); parsing is
 the pure function :func:`parse_result_page`, which refuses any page whose layout it does not
 recognise rather than returning an empty table that looks like success.
 """
@@ -27,7 +27,7 @@ import pandas as pd
 
 from core.config import Settings, get_settings
 from core.errors import ConfigError, FetchError, ParseError
-from core.http import PoliteClient
+from core.acquire.http import PoliteClient
 from core.io import atomic_path, atomic_write_json
 from core.progress import Progress
 

@@ -6,11 +6,11 @@ labels (a class scheme) -> label conflicts -> one catalogue -> positional duplic
 quality metrics -> one survey and band -> quality filter -> preprocessing -> stratified split by
 object -> save.
 
-Quality metrics are the slow part (every image is read); :func:`core.quality.compute_metrics` caches them
+Quality metrics are the slow part (every image is read); :func:`core.prepare.quality.compute_metrics` caches them
 per source in ``<source>/.cache/metrics.parquet``, keyed by file, size, modification time,
-:data:`core.quality.METRICS_VERSION` and :data:`core.preprocessing.QUALITY_VERSION`, so moving a quality slider
+:data:`core.prepare.quality.METRICS_VERSION` and :data:`core.prepare.preprocessing.QUALITY_VERSION`, so moving a quality slider
 or rebuilding with another crop never reads an unchanged image twice, and a change to
-:func:`~core.preprocessing.measure_quality` measures everything again. Preprocessing reuses each
+:func:`~core.prepare.preprocessing.measure_quality` measures everything again. Preprocessing reuses each
 image's stored sky and centre. A build with the same parameters over an unchanged source returns
 the existing dataset folder without reading any image.
 """
@@ -30,14 +30,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.catalogue import Source, catalogue_prefix, find_duplicates, load_source
+from core.acquire.catalogue import Source, catalogue_prefix, find_duplicates, load_source
 from core.config import get_settings
-from core.dataset import NAME_OVERHEAD, dataset_writer, is_dataset, save_dataset, staging_folder
+from core.prepare.dataset import NAME_OVERHEAD, dataset_writer, is_dataset, save_dataset, staging_folder
 from core.errors import ConfigError, GalaxyMorphError, ImageReadError
 from core.images import IMAGE_SUFFIXES
 from core.io import DATASET, check_output_path, check_replaceable, out_of_space_as_error, preallocate
 from core.parallel import resolve_jobs, run_parallel
-from core.labels import (
+from core.acquire.labels import (
     UNCLASSIFIED,
     ConflictReport,
     Scheme,
@@ -47,12 +47,12 @@ from core.labels import (
     resolve_conflicts,
     unclassified_types,
 )
-from core import preprocessing, provenance
-from core.preprocessing import QUALITY_VERSION, PreprocessConfig
-from core.quality import METRICS_VERSION, _file_key, _finite, apply_quality_filter, compute_metrics
+from core.prepare import preprocessing, provenance
+from core.prepare.preprocessing import QUALITY_VERSION, PreprocessConfig
+from core.prepare.quality import METRICS_VERSION, _file_key, _finite, apply_quality_filter, compute_metrics
 from core.progress import Progress
 from core.spec import QUALITY_FIELDS, BuildSpec, QualityThresholds
-from core.splits import SPLIT_FILE, read_split_file, split_around_test
+from core.prepare.splits import SPLIT_FILE, read_split_file, split_around_test
 
 logger = logging.getLogger(__name__)
 
@@ -408,7 +408,7 @@ def build(
     replace_trained : bool
         Also replace a dataset that finished runs (in the settings' runs folder) were trained on.
         Without it such a rebuild is refused before an image is read: the runs would then describe
-        a dataset that no longer exists (:func:`core.provenance.dataset_change` flags them).
+        a dataset that no longer exists (:func:`core.prepare.provenance.dataset_change` flags them).
     force_while_training : bool
         Also replace a dataset that a running training (a run in status ``running`` whose process
         is alive) reads. Without it that is refused before an image is read.
@@ -416,14 +416,14 @@ def build(
     Returns
     -------
     Path
-        The dataset folder (:func:`core.dataset.load_dataset` reads it).
+        The dataset folder (:func:`core.prepare.dataset.load_dataset` reads it).
 
     Raises
     ------
     GalaxyMorphError
         For bad parameters, an ``out`` that may not be replaced (or too long a name for the file
         system, or under a file), when another build is writing ``out``
-        (:class:`core.dataset.DatasetBusyError`), and when a class has too few images left to
+        (:class:`core.prepare.dataset.DatasetBusyError`), and when a class has too few images left to
         split (the message names the class and what to change).
     """
     if not isinstance(spec, BuildSpec):

@@ -1,6 +1,6 @@
 """Import a user's catalogue CSV and image folder as a source (``python -m core import``).
 
-The catalogue is normalised by :func:`core.catalogue.read_catalogue` (column names matched
+The catalogue is normalised by :func:`core.acquire.catalogue.read_catalogue` (column names matched
 case-insensitively and by alias, e.g. the original study's ``NED_list.csv`` with Name, Redshift,
 Classification, Requested). Each row is matched to an image by its ``file`` column (relative to
 the image folder or the CSV's folder, or absolute; in every case inside the image folder) or,
@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.catalogue import read_catalogue
+from core.acquire.catalogue import read_catalogue
 from core.config import Settings, get_settings
 from core.errors import ConfigError, ImageReadError
 from core.io import (IMPORTED, atomic_path, atomic_write_json, check_folder_name, check_replaceable,
@@ -327,7 +327,7 @@ def _fetch_manifest(images_root: Path) -> dict[str, dict[str, str]]:
     records: dict[str, dict[str, str]] = {}
     for record in manifest.to_dict("records"):
         name = str(record["name"]).strip()
-        # An image that is there wins over an attempt that failed, as in core.catalogue.
+        # An image that is there wins over an attempt that failed, as in core.acquire.catalogue.
         if name not in records or (record["status"] == "ok" and records[name]["status"] != "ok"):
             records[name] = {str(k): str(v) for k, v in record.items()}
     return records

@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core import runs
-from core.dataset import Dataset
+from core.learn import runs
+from core.prepare.dataset import Dataset
 from core.errors import ConfigError
 from core.io import atomic_path, atomic_write_json, atomic_write_text
-from core.metrics import evaluate_predictions
+from core.learn.metrics import evaluate_predictions
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class BaselineConfig:
         "balanced" weights classes like the networks' ``class_weight="balanced"``.
     seed : int
     folds, fold, split_seed : int, int, int or None
-        Which train/val/test split, as for the networks (:func:`core.splits.resplit`): the baseline
+        Which train/val/test split, as for the networks (:func:`core.prepare.splits.resplit`): the baseline
         trained on the same folds is paired with each network fold by fold on the Comparison page.
     """
 
@@ -229,18 +229,18 @@ def train_baseline(dataset: Dataset, config: BaselineConfig, *, run_dir: str | P
         Its split is used as is; ``val`` is only scored (``history.csv``), ``test`` evaluated once.
     config : BaselineConfig
     run_dir : Path
-        A folder made by :func:`core.runs.create_run` (model ``"baseline"``).
+        A folder made by :func:`core.learn.runs.create_run` (model ``"baseline"``).
 
     Returns
     -------
     dict
-        The test metrics written to ``metrics.json`` (those of :func:`core.metrics.evaluate_predictions`
+        The test metrics written to ``metrics.json`` (those of :func:`core.learn.metrics.evaluate_predictions`
         plus ``train_seconds``, ``inference_img_per_s`` and ``val_accuracy``; no ``params``: trees
         have no weights to count).
     """
     import joblib  # noqa: PLC0415
 
-    from core.splits import resplit  # noqa: PLC0415
+    from core.prepare.splits import resplit  # noqa: PLC0415
 
     run_dir = Path(run_dir)
     dataset = resplit(dataset, folds=config.folds, fold=config.fold, split_seed=config.split_seed)
@@ -308,12 +308,12 @@ def train_baseline_runs(
     folds: int = 0,
     repeats: int = 1,
 ) -> list[dict[str, Any]]:
-    """One baseline run per seed (and fold and repeat, as :func:`core.training.train_many` makes them for the
+    """One baseline run per seed (and fold and repeat, as :func:`core.learn.training.train_many` makes them for the
     networks) on a dataset, in the shape of its outcomes.
 
     With ``resume``, a run whose experiment (same parameters and split, same dataset) already finished is skipped.
     """
-    from core.dataset import load_dataset  # noqa: PLC0415
+    from core.prepare.dataset import load_dataset  # noqa: PLC0415
 
     dataset = load_dataset(dataset_path)
     root = Path(runs_dir) if runs_dir is not None else runs.default_runs_dir()

@@ -1,0 +1,1 @@
+"""Get data: NED's classification pages, its image listings and files, an import, or the built-in sample; the catalogue and labels."""

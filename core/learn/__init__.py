@@ -1,0 +1,1 @@
+"""Learn: the architectures, one training protocol, the run registry, metrics and the comparison report."""
