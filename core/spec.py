@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from core.errors import ConfigError
+from core.learn.registry import default_models
 
 if TYPE_CHECKING:
     from core.prepare.preprocessing import PreprocessConfig
@@ -261,11 +262,8 @@ def _plain_fields(spec: Any) -> dict[str, Any]:
     return {f.name: (list(v) if isinstance(v := getattr(spec, f.name), tuple) else v) for f in dataclasses.fields(spec)}
 
 
-#: The architectures :func:`core.learn.models.build_model` builds (here, so a page can list them without Keras).
-MODEL_NAMES: tuple[str, ...] = ("lenet5", "alexnet", "resnet18", "resnet34", "resnet50", "resnet20", "resnet32",
-                                 "resnet56")
-#: What `train` runs when ``--models`` is left out.
-DEFAULT_MODELS: tuple[str, ...] = ("lenet5", "alexnet", "resnet18")
+#: What `train` runs when ``--models`` is left out (the registry's default entries).
+DEFAULT_MODELS: tuple[str, ...] = default_models()
 
 # The overrides a TrainSpec passes to core.learn.training (None: each model's own default).
 _TRAIN_OPTIONS: tuple[tuple[str, str], ...] = (

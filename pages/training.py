@@ -13,7 +13,8 @@ from core.learn import device, runs
 from core import jobs
 from core.errors import GalaxyMorphError
 from core.progress import format_duration
-from core.spec import MODEL_NAMES, TrainSpec
+from core.learn import registry
+from core.spec import TrainSpec
 from ui import charts, common, data, grid, palette, present, session
 
 session.require_router()
@@ -52,7 +53,7 @@ else:
         c1, c2 = st.columns([2, 3])
         dataset = c1.selectbox("Dataset", [str(p) for p in datasets], format_func=lambda p: Path(p).name,
                                key="train_dataset")
-        models = c2.multiselect("Models", list(MODEL_NAMES), default=["lenet5", "alexnet", "resnet18"],
+        models = c2.multiselect("Models", list(registry.network_names()), default=list(registry.default_models()),
                                 format_func=common.model_label, key="train_models")
         c1, c2, c3, c4 = st.columns([1, 1, 1, 1.2])
         epochs = c1.number_input("Epochs (at most)", 1, 500, None, key="train_epochs",

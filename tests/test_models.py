@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from core.errors import ConfigError
+from core.learn.registry import network_names
 from core.learn.models import (
     LocalResponseNormalization,
     PaddedIdentityShortcut,
@@ -21,7 +22,7 @@ from core.learn.models import (
     saliency,
 )
 
-MODELS_PY = Path(__file__).resolve().parents[1] / "core" / "models.py"
+MODELS_PY = Path(__file__).resolve().parents[1] / "core" / "learn" / "models.py"
 
 
 def test_lenet5_classic_form_has_61706_parameters():
@@ -43,7 +44,7 @@ def test_resnet_trainable_parameters_match_the_reference_counts(depth, expected)
     assert count_params(model, trainable_only=True) == expected
 
 
-@pytest.mark.parametrize("name", ["lenet5", "alexnet", "resnet18", "resnet50", "resnet20"])
+@pytest.mark.parametrize("name", network_names())
 @pytest.mark.parametrize(("size", "channels"), [(32, 1), (64, 3)])
 def test_every_model_maps_images_to_class_probabilities(name, size, channels):
     model = build_model(name, input_size=size, channels=channels, num_classes=3)

@@ -6,14 +6,23 @@ import argparse
 import sys
 from typing import Any
 
+from core.learn.registry import FEATURES, entries, model_names
 from core.spec import DEFAULT_MODELS, TrainSpec
+
+
+def _models_help() -> str:
+    """Every registered model with its display name, the registry's order (read when the parser is built)."""
+    networks = ", ".join(f"{e.name} ({e.label})" for e in entries() if e.kind != FEATURES)
+    others = ", ".join(f"{e.name} ({e.label}, on hand-made features: a floor for the networks)"
+                       for e in entries(FEATURES))
+    return f"{networks}; or {others} (default: {' '.join(DEFAULT_MODELS)})"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train`` command."""
     parser = subparsers.add_parser(
         "train",
-        help="train LeNet-5 / AlexNet / ResNet on a dataset under one protocol",
+        help="train the registered models (LeNet-5, AlexNet, ResNet, ...) on a dataset under one protocol",
         description=(
             "Train every MODEL for every SEED on the dataset's own split, with the same augmentation, class "
             "weights and early stopping, writing runs/RUN_ID/ (config, history, events, checkpoint, model, "
@@ -22,10 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--dataset", required=True, help="dataset folder written by `python -m core build`")
-    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS),
-                        help="lenet5, alexnet, resnet18, resnet34, resnet50, resnet20, resnet32, resnet56 (small-image ResNets), "
-                             "or baseline (gradient boosting on "
-                             "morphology features, a floor for the networks) (default: lenet5 alexnet resnet18)")
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), choices=model_names(), metavar="MODEL",
+                        help=_models_help())
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="random seeds, one run each (default: 0)")
     parser.add_argument("--protocol", choices=("equal", "tuned"), default="equal",
                         help="equal: one recipe for every model (optimiser, schedule, epochs, batch, augmentation, "
@@ -67,20 +74,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train, print one line per run, return 1 if any run failed."""
-    from core.learn.baseline import BASELINE_MODEL, train_baseline_runs
-    from core.errors import ConfigError
     from core.io import append_jsonl
-    from core.learn.models import MODEL_NAMES
+    from core.learn.experiment import train_spec
+    from core.learn.grid import format_grid
     from core.progress import format_duration
-    from core.learn.grid import format_grid, train_runs
-
-    unknown = [m for m in args.models if m not in (*MODEL_NAMES, BASELINE_MODEL)]
-    if unknown:
-        raise ConfigError(f"--models must name {', '.join(MODEL_NAMES)} or {BASELINE_MODEL}; got {', '.join(unknown)}. "
-                          "Check the spelling.")
 
     spec = TrainSpec.from_args(args)
-    overrides = spec.overrides()
 
     def show(event: dict[str, Any]) -> None:
         if args.progress_file:
@@ -105,17 +104,8 @@ def run(args: argparse.Namespace) -> int:
                              f"{event.get('test_accuracy', float('nan')):.3f}\n")
         sys.stderr.flush()
 
-    networks = [m for m in spec.models if m != BASELINE_MODEL]
-    # The baseline trains on the networks' folds and repeats too, so the Comparison page pairs them split by split.
-    outcomes = train_baseline_runs(
-        spec.dataset, seeds=list(spec.seeds), runs_dir=args.runs_dir, resume=args.resume,
-        overrides={"class_weight": spec.class_weight}, folds=spec.folds, repeats=spec.repeats,
-    ) if BASELINE_MODEL in spec.models else []
-    if networks:
-        outcomes += train_runs(
-            spec.dataset, models=networks, seeds=list(spec.seeds), runs_dir=args.runs_dir, resume=args.resume,
-            overrides=overrides, progress_callback=show, folds=spec.folds, repeats=spec.repeats, threads=args.threads,
-        )
+    outcomes = train_spec(spec, runs_dir=args.runs_dir, resume=args.resume, progress_callback=show,
+                          threads=args.threads)
     for o in outcomes:
         acc = "" if o["accuracy"] is None else f" test accuracy {o['accuracy']:.3f}"
         err = f" ({o['error']})" if o["error"] else ""

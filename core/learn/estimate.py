@@ -12,17 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from core.errors import ConfigError
+from core.learn.registry import model_entry
 
 REFERENCE_SIDE = 64
-"""The image side (pixels) the speeds below were measured at."""
-CPU_IMAGES_PER_SECOND: dict[str, float] = {
-    "lenet5": 2400.0,  # 652 x 40 images in ~11 s, epoch overheads included
-    "alexnet": 137.0,  # 652 x 40 in 190 s
-    "resnet18": 141.0,  # 652 x 40 in 185 s
-    "resnet34": 75.0,  # about twice ResNet-18's work per image
-    "resnet50": 45.0,  # keras.applications.ResNet50: ~17 images/s at 128 px, i.e. ~68 at 64 px, less overhead
-}
-"""Training images per second at :data:`REFERENCE_SIDE` px on a 2-core CPU, epoch overheads included."""
+"""The image side (pixels) the registry's speeds were measured at."""
+# Each model's measured speed is its registry entry's ``cpu_images_per_second`` (core/learn/registry.py).
 UNKNOWN_IMAGES_PER_SECOND = 100.0
 """For a model with no measurement: the slower end of the measured ones."""
 
@@ -34,8 +28,8 @@ def training_seconds(
 
     Cost per image grows with its area, so for images larger than :data:`REFERENCE_SIDE` the speeds
     scale by ``(REFERENCE_SIDE / side) ** 2``; smaller ones keep the measured speed (fixed costs
-    dominate there), and so does LeNet-5, which the tuned protocol resizes to 32 px. Early stopping
-    can only make a run shorter.
+    dominate there), and so does a model that resizes every input to its own side (the registry's
+    ``fixed_input``: LeNet-5, at 32 px under the tuned protocol). Early stopping can only make a run shorter.
 
     Parameters
     ----------
@@ -60,8 +54,9 @@ def training_seconds(
                           f"{runs_per_model}. Read them from the dataset's manifest.")
     total = 0.0
     for model in models:
-        speed = CPU_IMAGES_PER_SECOND.get(model, UNKNOWN_IMAGES_PER_SECOND)
-        if model != "lenet5":
+        entry = model_entry(model)
+        speed = entry.cpu_images_per_second or UNKNOWN_IMAGES_PER_SECOND
+        if not entry.fixed_input:
             speed *= min(1.0, (REFERENCE_SIDE / side) ** 2)
         total += runs_per_model * int(epochs.get(model, 40)) * n_train / speed
     return total

@@ -7,19 +7,20 @@ softmax so that mixed-precision training keeps a stable loss.
 
 Inputs are float32 images in [0, 1] (the dataset contract); any resizing the architecture needs
 lives inside the model, so prediction repeats it automatically.
+
+Each builder here has one entry in :mod:`core.learn.registry` (name, label, paper, recipes), which
+:func:`build_model` reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import keras
 from keras import layers
 
 from core.errors import ConfigError
-from core.spec import MODEL_NAMES
-
+from core.learn.registry import model_entry
 
 
 def _check_common(input_size: int, channels: int, num_classes: int, *, min_size: int) -> None:
@@ -351,35 +352,21 @@ def resnet(
     return keras.Model(inputs, _classifier(x, num_classes), name=f"resnet{depth}")
 
 
-# --------------------------------------------------------------------------------------------- registry
+# --------------------------------------------------------------------------------------------- by name
 
 
 def build_model(
     name: str, *, input_size: int, channels: int, num_classes: int, **options: Any
 ) -> keras.Model:
-    """Build the model called ``name`` (one of :data:`MODEL_NAMES`); ``options`` go to its builder.
+    """Build the registered network ``name`` (:mod:`core.learn.registry`); ``options`` go to its builder.
 
     Raises
     ------
     ConfigError
-        If the name is unknown or an option is not accepted by that builder.
+        If the name is not a registered network (the message names the registered ones) or an option
+        is not accepted by that builder.
     """
-    builders: dict[str, Callable[..., keras.Model]] = {
-        "lenet5": lenet5,
-        "alexnet": alexnet,
-        "resnet18": lambda **kw: resnet(depth=18, **kw),
-        "resnet34": lambda **kw: resnet(depth=34, **kw),
-        "resnet50": lambda **kw: resnet(depth=50, **kw),
-        "resnet20": lambda **kw: resnet(depth=20, **kw),
-        "resnet32": lambda **kw: resnet(depth=32, **kw),
-        "resnet56": lambda **kw: resnet(depth=56, **kw),
-    }
-    if name not in builders:
-        raise ConfigError(f"model must be one of {', '.join(MODEL_NAMES)}; got {name!r}.")
-    try:
-        return builders[name](input_size=input_size, channels=channels, num_classes=num_classes, **options)
-    except TypeError as exc:
-        raise ConfigError(f"model {name}: unknown option in {sorted(options)} ({exc}).") from exc
+    return model_entry(name).build(input_size=input_size, channels=channels, num_classes=num_classes, **options)
 
 
 def count_params(model: keras.Model, *, trainable_only: bool = False) -> int:

@@ -57,6 +57,7 @@ from core.learn.metrics import (
     roc_curve,
     wilson_interval,
 )
+from core.learn import registry
 from core.learn.runs import Run
 
 logger = logging.getLogger(__name__)
@@ -67,20 +68,15 @@ _LABELS = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced acc.", "macro_
            "roc_auc_macro": "ROC AUC (OvR)", "ece": "ECE", "params": "Parameters", "train_seconds": "Train time (s)",
            "inference_img_per_s": "Inference (img/s)"}
 INTERVAL_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro")
-# The one table of model display names (pages, CLI, CSV / LaTeX / HTML exports), smallest first: this
-# order is the order of every table and figure. A new architecture adds one line here (and a colour
-# in MODEL_COLORS); unknown ids are shown as they are, after these.
-MODEL_LABELS = {"lenet5": "LeNet-5", "alexnet": "AlexNet", "resnet20": "ResNet-20", "resnet18": "ResNet-18",
-                "resnet34": "ResNet-34", "resnet50": "ResNet-50", "baseline": "Boosting baseline"}
-BASELINE = "baseline"  # core.learn.baseline.BASELINE_MODEL (not imported: that module needs scikit-learn)
+BASELINE = registry.BASELINE
 PROTOCOL_WORDS = {"equal": "one recipe for every model (equal protocol)",
                   "tuned": "per-model recipes (tuned protocol)"}
 ALPHA = 0.05
 
 
 def model_label(model: str) -> str:
-    """``lenet5`` -> ``LeNet-5`` (unknown names unchanged)."""
-    return MODEL_LABELS.get(model, model)
+    """``lenet5`` -> ``LeNet-5``, from the model's registry entry (unregistered names unchanged)."""
+    return registry.model_label(model)
 
 
 def protocol_words(name: str) -> str:
@@ -821,13 +817,6 @@ def latex_document(summary: pd.DataFrame, tests: pd.DataFrame, *, best: str | No
 # The one home of the comparison figures: the Comparison page and the HTML report both draw these.
 
 ACCURACY_RANGE = (0.0, 1.0)
-# Model colours, darker hues outside the Okabe-Ito class palette (ui/palette.py), so a chart of
-# models is never read as a chart of classes; kept here so the HTML report uses them too.
-MODEL_COLORS = {
-    "lenet5": "#6A3D9A", "alexnet": "#A6611A", "resnet20": "#3B7EA1", "resnet18": "#1F4E79", "resnet34": "#2E7D6B",
-    "resnet50": "#7F1D3F", "baseline": "#707070",
-}
-_MODEL_FALLBACK = ("#5E5E5E", "#8C6D31", "#3B6E8F", "#843C54")
 _GREY = "#999999"
 FIGURE_NAMES = ("accuracy", "per_class_f1", "learning_curves", "roc", "size_accuracy", "reliability", "paired_tests")
 # Headings of the figures in the HTML report and in the figure download, in words.
@@ -840,8 +829,11 @@ P_VALUE_COLORSCALE = [[0.0, "#08306B"], [ALPHA, "#6BAED6"], [ALPHA, "#E0E0E0"], 
 
 
 def model_color(model: str, index: int = 0) -> str:
-    """The colour of a model family (``lenet5``...); others get a fallback by position."""
-    return MODEL_COLORS.get(model, _MODEL_FALLBACK[index % len(_MODEL_FALLBACK)])
+    """The colour of a model, from its registry entry; unregistered ones get a fallback by position.
+
+    The registry's colours are darker hues outside the Okabe-Ito class palette (ui/palette.py), so a chart
+    of models is never read as a chart of classes."""
+    return registry.model_color(model, index)
 
 
 def _text(value: object) -> str:
@@ -1140,9 +1132,8 @@ def _smallest_first(models: list[str]) -> list[str]:
 
 
 def _model_rank(model: str) -> int:
-    # The order of MODEL_LABELS (LeNet-5 first); other models after them, in the order given.
-    order = list(MODEL_LABELS)
-    return order.index(model) if model in order else len(order)
+    # The registry's order (LeNet-5 first, the baseline last); unregistered models after them, in the order given.
+    return registry.model_rank(model)
 
 
 def in_model_order(runs: list[Run]) -> list[Run]:

@@ -485,7 +485,9 @@ def load_keras_model(path: Path, *, damaged: Any) -> Any:
     Keras raises on a damaged archive becomes ``damaged(path, reason)``."""
     import keras  # noqa: PLC0415 - keep listing runs fast
 
-    import core.learn.models  # noqa: F401, PLC0415 - registers the custom layers for deserialisation
+    from core.learn.registry import import_builders  # noqa: PLC0415
+
+    import_builders()  # each architecture's module registers its custom layers for deserialisation
 
     check_model_archive(path, damaged=damaged)
     try:
