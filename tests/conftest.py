@@ -41,7 +41,9 @@ def _empty_config(factory: pytest.TempPathFactory) -> str:
     return str(path)
 
 
-MODELS = ("lenet5", "alexnet", "resnet18")
+from core.learn.registry import default_models  # noqa: E402 - after the backend is chosen above
+
+MODELS = default_models()  # the registry's default comparison: LeNet-5, AlexNet, ResNet-18
 
 
 @pytest.fixture(scope="session")

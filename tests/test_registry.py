@@ -123,14 +123,15 @@ def test_a_name_is_registered_once_and_a_decorator_registers_the_builder_it_deco
         unregister_model("decorated")
 
 
-def test_the_cli_offers_a_registered_model_in_its_choices_and_help(toy, capsys):
-    from core.cli import build_parser
+def test_the_cli_offers_a_registered_model_in_its_help_and_names_them_all_for_an_unknown_one(toy, tmp_path, capsys):
+    from core.cli import build_parser, main
 
     args = build_parser().parse_args(["train", "--dataset", "d", "--models", TOY, "baseline"])
     assert args.models == [TOY, "baseline"]
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["train", "--dataset", "d", "--models", "vgg16"])
-    assert "invalid choice: 'vgg16'" in capsys.readouterr().err
+    # Refused before anything is read or trained: one line naming every registered model, the toy among them.
+    assert main(["train", "--dataset", str(tmp_path / "absent"), "--models", TOY, "vgg16"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "models must name lenet5, " in err and f"resnet50, {TOY}, baseline; got vgg16" in err
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())

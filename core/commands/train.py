@@ -6,13 +6,13 @@ import argparse
 import sys
 from typing import Any
 
-from core.learn.registry import FEATURES, entries, model_names
+from core.learn.registry import FEATURES, entries
 from core.spec import DEFAULT_MODELS, TrainSpec
 
 
 def _models_help() -> str:
     """Every registered model with its display name, the registry's order (read when the parser is built)."""
-    networks = ", ".join(f"{e.name} ({e.label})" for e in entries() if e.kind != FEATURES)
+    networks = ", ".join(f"{e.name} ({e.label})" for e in entries() if e.kind != FEATURES)  # registered ones
     others = ", ".join(f"{e.name} ({e.label}, on hand-made features: a floor for the networks)"
                        for e in entries(FEATURES))
     return f"{networks}; or {others} (default: {' '.join(DEFAULT_MODELS)})"
@@ -31,8 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--dataset", required=True, help="dataset folder written by `python -m core build`")
-    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), choices=model_names(), metavar="MODEL",
-                        help=_models_help())
+    # No argparse `choices`: an unknown name gets the project's one-line error naming every registered model.
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), metavar="MODEL", help=_models_help())
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="random seeds, one run each (default: 0)")
     parser.add_argument("--protocol", choices=("equal", "tuned"), default="equal",
                         help="equal: one recipe for every model (optimiser, schedule, epochs, batch, augmentation, "

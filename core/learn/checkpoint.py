@@ -25,8 +25,10 @@ from core.learn.protocol import TrainConfig
 EVENT_FIELDS = ("time", "run_id", "model", "seed", "epoch", "epochs", "batch", "batches", "loss", "accuracy",
                 "val_loss", "val_accuracy", "status")
 
+
 class TrainingError(GalaxyMorphError):
     """Training could not go on (diverged to NaN, unusable dataset, bad checkpoint)."""
+
 
 def early_stopping_replay(val_losses: Sequence[float], patience: int) -> tuple[int, int]:
     """``(epochs run, best epoch)`` had training stopped with ``patience`` on this validation-loss curve.

@@ -20,8 +20,10 @@ SCHEDULES = ("constant", "cosine")
 PROTOCOLS = ("tuned", "equal")
 DISTRIBUTE = ("auto", "none", "mirrored", "multiworker")
 
+
 #: Fields added after the first runs were recorded, with the value that means "as before".
 _LATER_FIELDS: dict[str, Any] = {"label_smoothing": 0.0}
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -172,6 +174,7 @@ class TrainConfig:
             raise ConfigError(f"unknown training parameters {unknown}; known: {sorted(known)}.")
         return cls(**params)
 
+
 def network_entry(model: str) -> ModelEntry:
     """The registry entry of the network ``model``.
 
@@ -190,6 +193,7 @@ def network_entry(model: str) -> ModelEntry:
 #: The one recipe of the equal protocol: every model gets exactly this (see :func:`model_defaults`).
 EQUAL_RECIPE: dict[str, Any] = {"epochs": 30, "optimizer": "adamw", "learning_rate": 1e-3, "weight_decay": 1e-4,
                                 "schedule": "cosine", "protocol": "equal"}
+
 
 def model_defaults(model: str, *, protocol: str = "equal") -> dict[str, Any]:
     """The defaults of ``model`` under ``protocol``, and why.

@@ -132,8 +132,10 @@ class ModelEntry:
         # Read-only views: an entry is shared by every caller, and a recipe handed out must not be edited in place.
         for name in ("builder_options", "equal_options"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
-        if self.tuned is not None:
-            object.__setattr__(self, "tuned", MappingProxyType(dict(self.tuned)))
+        if self.tuned is not None:  # one level deeper too: the recipe's model_options
+            object.__setattr__(self, "tuned", MappingProxyType({
+                key: MappingProxyType(dict(value)) if isinstance(value, Mapping) else value
+                for key, value in self.tuned.items()}))
         object.__setattr__(self, "equal_reasons", tuple(self.equal_reasons))
 
     def build(self, *, input_size: int, channels: int, num_classes: int, **options: Any) -> Any:
