@@ -10,8 +10,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui import common, present, session
-from ui import data as ui_data
+from ui import common, present, session, state
+from ui.services import sources as source_service
 
 st.set_page_config(page_title="galaxy-morph", page_icon=":material/auto_awesome:", layout="wide")
 
@@ -52,14 +52,14 @@ else:
             key="sidebar_source",
             on_change=common.adopt,
             args=("sidebar_source", "source"),
-            kwargs={"then": lambda: st.session_state.update(scheme=ui_data.default_scheme(st.session_state["source"]))},
+            kwargs={"then": state.adopt_source_scheme},
             help="Every page reads this source. Add sources on the Data page.",
         )
         st.caption(common.md(sources[st.session_state["source"]].split(" — ", 1)[-1]))
         common.bind("sidebar_scheme", "scheme")
         st.selectbox(
             "Class scheme",
-            ui_data.scheme_names(),
+            source_service.scheme_names(),
             key="sidebar_scheme",
             on_change=common.adopt,
             args=("sidebar_scheme", "scheme"),

@@ -44,9 +44,9 @@ from typing import Any
 
 import core
 from core.cli import COMMAND_MODULES
-from core.config import get_settings
 from core.errors import GalaxyMorphError
 from core.io import RefusedFileError, atomic_write_json, open_regular, read_regular_bytes
+from core.paths import data_layout
 from core.progress import read_progress
 from core.spec import BuildSpec, FetchSpec, ImportSpec, ScrapeSpec, TrainSpec
 
@@ -129,7 +129,7 @@ class Job:
 
 def jobs_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
     """``data_dir/jobs``, with ``data_dir`` from the settings when not given."""
-    return Path(data_dir if data_dir is not None else get_settings().data_dir) / "jobs"
+    return data_layout(data_dir=data_dir).jobs
 
 
 def start_job(

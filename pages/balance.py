@@ -6,7 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import GalaxyMorphError
-from ui import charts, common, data, palette, present, session
+from ui import charts, common, palette, present, session, state
+from ui.services import catalogue, preview, sources
 
 session.require_router()
 
@@ -21,17 +22,17 @@ if presenting:
     scheme = st.session_state["scheme"]
 else:
     common.bind("balance_scheme", "scheme")
-    scheme = st.selectbox("Class scheme", data.scheme_names(), key="balance_scheme", on_change=common.adopt,
+    scheme = st.selectbox("Class scheme", sources.scheme_names(), key="balance_scheme", on_change=common.adopt,
                           args=("balance_scheme", "scheme"), help="Also in the sidebar; every page uses the same scheme.")
 TOP_TYPES = 15
-classes = data.scheme_classes(scheme)
+classes = sources.scheme_classes(scheme)
 colors = palette.class_colors(classes)
-table = data.labelled(source, scheme)
+table = catalogue.labelled(source, scheme)
 if table.empty:
     common.stop_with("This source has no catalogue rows yet — fetch or import galaxies on the **Data** page.")
 # A source whose classifications are the classes already (Galaxy Zoo) has no type strings to map:
 # the NED-only switches, diagram and table would be empty.
-type_strings = data.has_type_strings(table)
+type_strings = catalogue.has_type_strings(table)
 if type_strings and not presenting:
     switches = st.columns(2)
     for column, name, label, tip in (
@@ -42,11 +43,11 @@ if type_strings and not presenting:
         column.toggle(label, key=f"balance_exclude_{name}", on_change=common.adopt,
                       args=(f"balance_exclude_{name}", f"exclude_{name}"),
                       help=f"Leaves these types out of every class; the Preprocessing page's build passes `{tip}`.")
-table = data.with_exclusions(table, **data.exclusions())
+table = catalogue.with_exclusions(table, **state.exclusions())
 excluded_names = set(table.loc[table["excluded"] != "", "name"])
 
-st.markdown(f"**Scheme `{scheme}`** — {data.scheme_description(scheme)} Classes: " + ", ".join(f"`{c}`" for c in classes))
-definitions = data.class_definitions(scheme)
+st.markdown(f"**Scheme `{scheme}`** — {sources.scheme_description(scheme)} Classes: " + ", ".join(f"`{c}`" for c in classes))
+definitions = sources.class_definitions(scheme)
 if definitions:
     st.markdown("\n".join(f"- **{common.md(c)}**: {text}" for c, text in definitions.items()))
 if presenting:
@@ -57,34 +58,34 @@ else:
         ["drop", "majority", "first"], default="drop", key="balance_policy", required=True,
         help="drop: leave the object out; majority: most frequent class wins; first: first listed class wins.",
     )
-resolved, report = data.resolved(source, scheme, policy)
-counted = data.source_counts(source, scheme, policy)
+resolved, report = catalogue.resolved(source, scheme, policy)
+counted = catalogue.source_counts(source, scheme, policy)
 before = pd.Series(counted.per_class)
-filters = data.preprocess_settings(source)
+filters = state.preprocess_settings(source)
 try:
-    after = pd.Series(data.selection(data.build_spec(source, scheme)).kept_per_class()).reindex(classes, fill_value=0)
+    after = pd.Series(preview.selection(state.build_spec(source, scheme)).kept_per_class()).reindex(classes, fill_value=0)
 except GalaxyMorphError as exc:
     common.stop_with(f"`python -m core build` would refuse the Preprocessing page's settings: {common.md(str(exc))}",
                      kind="error")
 
 cols = st.columns(4)
 common.count_metrics(counted, scheme, cols[:1], show=["labelled"])
-cols[1].metric("Imbalance ratio (before)", data.imbalance_text(before), help="Largest class ÷ smallest class.")
+cols[1].metric("Imbalance ratio (before)", catalogue.imbalance_text(before), help="Largest class ÷ smallest class.")
 cols[2].metric("Kept after filters", f"{int(after.sum()):,}")
-cols[3].metric("Imbalance ratio (after)", data.imbalance_text(after))
+cols[3].metric("Imbalance ratio (after)", catalogue.imbalance_text(after))
 
 if type_strings:
-    flows = data.type_flows(table, top=TOP_TYPES)
-    common_types = flows[flows["source"].isin(data.top_type_strings(table, top=TOP_TYPES))]
-    st.plotly_chart(charts.type_bars(common_types, classes=[*classes, data.UNCLASSIFIED],
+    flows = catalogue.type_flows(table, top=TOP_TYPES)
+    common_types = flows[flows["source"].isin(catalogue.top_type_strings(table, top=TOP_TYPES))]
+    st.plotly_chart(charts.type_bars(common_types, classes=[*classes, catalogue.UNCLASSIFIED],
                                      title=f"The {TOP_TYPES} most common raw NED type strings and the class each becomes"),
                     key="balance_types")
     others = len(table) - int(common_types["n"].sum())
     if others:
-        st.caption(f"Not shown: {others:,} catalogue rows with {data.type_strings(table) - TOP_TYPES:,} rarer type strings.")
+        st.caption(f"Not shown: {others:,} catalogue rows with {catalogue.type_strings(table) - TOP_TYPES:,} rarer type strings.")
 
     st.markdown("#### Type strings this scheme leaves unclassified")
-    dropped = data.unclassified_types(table)
+    dropped = catalogue.unclassified_types(table)
     excluded = table.drop_duplicates("name")["excluded"].value_counts()
     st.caption(
         f"{int(dropped['objects'].sum()):,} objects, {len(dropped):,} distinct strings, most frequent first: what "
@@ -111,14 +112,14 @@ with right:
         f"{report.dropped} dropped; {report.collapsed} duplicates agreed and were merged."
     )
     conflicts = resolved[resolved["conflict"]] if "conflict" in resolved else resolved.iloc[:0]
-    dropped = data.dropped_conflicts(source, scheme, report)
+    dropped = catalogue.dropped_conflicts(source, scheme, report)
     shown = pd.concat([conflicts.assign(outcome="kept as " + conflicts["label"].astype(str)), dropped])
     if shown.empty:
         st.success("No label conflicts in this source.")
     else:
         # Each catalogue row of the object, as "type → class": "classes seen: Spiral" alone did not say what
         # it conflicted with (its other row was a type the scheme leaves unclassified).
-        listed = data.listed_as(table, shown["name"])
+        listed = catalogue.listed_as(table, shown["name"])
         shown = shown.assign(listed=shown["name"].map(listed).fillna(shown["labels_seen"]),
                              outcome=shown["outcome"].replace({"dropped": "left out (drop policy)"}))
         st.dataframe(shown[["name", "listed", "outcome"]], hide_index=True, height=300, key="balance_conflicts",

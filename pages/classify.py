@@ -7,7 +7,8 @@ import streamlit as st
 from core.learn import report, runs
 from core.errors import GalaxyMorphError
 from core.images import display_name
-from ui import charts, common, data, palette, present, session
+from ui import charts, common, palette, present, session
+from ui.services import builds, catalogue, pictures, results, sources
 
 session.require_router()
 
@@ -16,7 +17,7 @@ common.page_header(
     "Upload a FITS, JPEG or PNG image (or pick a galaxy of the current source): it goes through exactly the "
     "preprocessing of the chosen dataset, then every trained model gives its class probabilities.",
 )
-table = data.runs_table()
+table = results.runs_table()
 finished = table[table["status"] == "finished"] if not table.empty else table
 common.damaged_notice(common.damaged_runs(table), what="run", key="cls_damaged_runs")
 if finished.empty:
@@ -28,7 +29,7 @@ if present.presenting():
 else:
     dataset = st.selectbox("Models trained on", trained_on, key="cls_dataset", format_func=lambda p: str(p).split("/")[-1])
 candidates = report.first_seed_runs(report.in_model_order(
-    data.load_runs(tuple(finished[finished["dataset"] == dataset]["path"]))))
+    results.load_runs(tuple(finished[finished["dataset"] == dataset]["path"]))))
 # The gradient-boosting baseline classifies features of a dataset's images, not an uploaded image.
 candidates = [r for r in candidates if (r.path / "model.keras").exists()]
 candidates, damaged_models = runs.split_damaged(candidates, files=("model.keras",))
@@ -37,7 +38,7 @@ if not candidates:
     common.stop_with("Only the baseline was trained on this dataset; train a network to classify an image.")
 # A model sees what it was trained on or nothing: runs whose dataset folder was rebuilt or
 # altered are refused.
-changed = [(run.path, change) for run in candidates if (change := data.dataset_change(run)) is not None]
+changed = [(run.path, change) for run in candidates if (change := results.dataset_change(run)) is not None]
 common.changed_dataset_notice(changed, key="cls_changed_runs")
 candidates = [run for run in candidates if run.path not in dict(changed)]
 if not candidates:
@@ -45,7 +46,7 @@ if not candidates:
                      "image prepared from the folder now would not be what they learnt from. Retrain them "
                      "on the **Training** page (or choose another dataset above).", kind="error")
 try:
-    trained = data.trained_preprocessing(candidates[0])
+    trained = results.trained_preprocessing(candidates[0])
 except GalaxyMorphError as exc:
     common.stop_with(common.md(exc), kind="error")
 config = trained.config
@@ -61,7 +62,7 @@ uploaded = st.session_state.get("cls_upload")
 if uploaded is not None and st.session_state.get("cls_upload_seen") != uploaded.file_id:
     st.session_state["cls_upload_seen"] = uploaded.file_id
     st.session_state["cls_input"] = "upload"
-source_table = data.labelled(st.session_state["source"], st.session_state["scheme"])
+source_table = catalogue.labelled(st.session_state["source"], st.session_state["scheme"])
 names = list(source_table.loc[source_table["has_image"], "name"].drop_duplicates().head(500))
 if present.presenting():
     # No controls: the galaxy picked last (or the first one of the source) goes through the models.
@@ -87,13 +88,13 @@ else:
 position: dict[str, float | None] = {}
 try:
     if upload is not None:
-        image, label = data.read_upload(upload.name, upload.getvalue(), channels=config.channels), display_name(upload.name)
+        image, label = pictures.read_upload(upload.name, upload.getvalue(), channels=config.channels), display_name(upload.name)
     elif picked != "—":
         row = source_table.loc[source_table["name"] == picked].iloc[0]
-        image, label = data.read_path(row["path"], channels=config.channels), picked
+        image, label = pictures.read_path(row["path"], channels=config.channels), picked
         position = {"ra": row.get("ra"), "dec": row.get("dec")}
     elif ned_name.strip():
-        image, label = data.fetch_ned_image(ned_name.strip()), ned_name.strip()
+        image, label = pictures.fetch_ned_image(ned_name.strip()), ned_name.strip()
     else:
         common.stop_with("Upload an image, pick a galaxy or type a NED name to classify it.")
 except GalaxyMorphError as exc:
@@ -105,7 +106,7 @@ if picked != "—":
     # models saw it in training, which makes their answer a recall, not a prediction.
     truth = str(row["label"])
     scheme = st.session_state["scheme"]
-    member = data.dataset_member(dataset, picked)
+    member = builds.dataset_member(dataset, picked)
     tested = any(picked in set(run.predictions.get("name", [])) for run in candidates)
     if member is None:
         where = "not in this dataset: the models never saw it"
@@ -115,15 +116,15 @@ if picked != "—":
         where = (f"in this dataset's **{common.md(member[1])}** split: the models saw it while training, so "
                  "their answer is not a fair test")
     st.markdown(f"**{common.md(picked)}**: true class **{common.md(truth)}** ({common.md(scheme)} scheme); {where}.")
-    if truth not in run_classes or set(data.scheme_classes(scheme)) != set(run_classes):
+    if truth not in run_classes or set(sources.scheme_classes(scheme)) != set(run_classes):
         st.warning(f"The source's {common.md(scheme)} scheme has classes "
-                   f"{', '.join(common.md(c) for c in data.scheme_classes(scheme))}; these models answer in "
+                   f"{', '.join(common.md(c) for c in sources.scheme_classes(scheme))}; these models answer in "
                    f"{', '.join(common.md(c) for c in run_classes)}. Their answer cannot be checked against the "
                    "galaxy's class: pick the source and scheme the dataset was built from.")
-steps = data.steps_for(image, config, **position)
+steps = pictures.steps_for(image, config, **position)
 st.subheader(f"Preprocessing of {common.md(label)}")
 for col, (step, array) in zip(st.columns(len(steps)), steps.items()):
-    shown, caption = data.step_for_display(step, array, stretch=data.display_stretch(image))
+    shown, caption = pictures.step_for_display(step, array, stretch=pictures.display_stretch(image))
     col.image(shown, caption=caption, width="stretch")
 st.caption(f"Crop {config.crop:g} of the side, {common.md(config.stretch)} stretch, "
            f"resized to {config.size} × {config.size} px.")
@@ -135,7 +136,7 @@ columns = st.columns(len(candidates))
 for column, run in zip(columns, candidates):
     with column:
         try:
-            probs = data.predict(run.path, steps["final"])
+            probs = results.predict(run.path, steps["final"])
         except runs.RunDamagedError as exc:  # an archive that passed the size checks but does not load
             st.warning(common.md(str(exc)))
             continue

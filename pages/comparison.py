@@ -9,11 +9,12 @@ from __future__ import annotations
 import streamlit as st
 
 from core.learn import report, runs
-from ui import charts, common, data, present, session
+from ui import charts, common, present, session
+from ui.services import builds, results
 
 session.require_router()
 
-table = data.runs_table()
+table = results.runs_table()
 finished = table[table["status"] == "finished"] if not table.empty else table
 presenting = present.active()
 if not presenting:
@@ -36,7 +37,7 @@ else:
                     help="Results only: no sidebar, no selectors. The address (…?present=1) opens in it too.")
     dataset = controls.selectbox("Dataset", datasets, index=last, format_func=lambda p: str(p).split("/")[-1],
                                  key="cmp_dataset")
-problem = data.dataset_problem(dataset)
+problem = builds.dataset_problem(dataset)
 common.damaged_notice([(dataset, problem)] if problem else [], what="dataset", key="cmp_damaged_dataset")
 candidates = finished[finished["dataset"] == dataset].set_index("id")
 runs_before = [i for i in shown_before.get("runs", []) if i in candidates.index] or list(candidates.index)
@@ -50,7 +51,7 @@ else:
                                        "the title then names the runs left out.")
 if not chosen:
     common.stop_with("Choose at least one run above.")
-runs_list, damaged_files = runs.split_damaged(data.load_runs(tuple(candidates.loc[chosen, "path"])))
+runs_list, damaged_files = runs.split_damaged(results.load_runs(tuple(candidates.loc[chosen, "path"])))
 common.damaged_notice(damaged_files, what="run", key="cmp_damaged_files")
 if not runs_list:
     common.stop_with("None of the chosen runs can be read; choose others above.")
@@ -64,7 +65,7 @@ if len(groups) > 1 and not presenting:
 st.session_state["cmp_shown"] = {"dataset": dataset, "runs": chosen, "experiment": experiment}
 runs_list = report.in_model_order(groups[experiment])
 # Every run of this experiment, chosen or not: those left out are named in the title and the exports.
-readable, _ = runs.split_damaged(data.load_runs(tuple(candidates["path"])))
+readable, _ = runs.split_damaged(results.load_runs(tuple(candidates["path"])))
 every = report.in_model_order(next(g for g in report.by_dataset(readable).values() if report.dataset_name(g) == experiment))
 shown_ids = {r.id for r in runs_list}
 left_out = [r for r in report.deduplicate(report.finished(every)) if r.id not in shown_ids]
@@ -110,20 +111,20 @@ if right is not None:
 paths, left_out_paths = tuple(str(r.path) for r in runs_list), tuple(str(r.path) for r in left_out)
 st.markdown("**Export**")
 e1, e2, e3, e4 = st.columns(4)
-e1.download_button("Summary CSV", lambda: data.exports(paths, left_out_paths)["summary.csv"], "summary.csv",
+e1.download_button("Summary CSV", lambda: results.exports(paths, left_out_paths)["summary.csv"], "summary.csv",
                    "text/csv", key="cmp_csv", on_click="ignore", icon=":material/table:")
-e2.download_button("LaTeX (standalone)", lambda: data.exports(paths, left_out_paths)["summary.tex"], "summary.tex",
+e2.download_button("LaTeX (standalone)", lambda: results.exports(paths, left_out_paths)["summary.tex"], "summary.tex",
                    "text/x-tex", key="cmp_tex", on_click="ignore", icon=":material/functions:",
                    help=f"Compiles with pdflatex; needs only {', '.join(report.LATEX_PACKAGES)}.")
-e3.download_button("HTML report", lambda: data.exports(paths, left_out_paths)["report.html"], "report.html",
+e3.download_button("HTML report", lambda: results.exports(paths, left_out_paths)["report.html"], "report.html",
                    "text/html", key="cmp_html", on_click="ignore", icon=":material/description:")
-e4.download_button("All figures (PNG + SVG)", lambda: data.figures_zip(paths, title), "figures.zip",
+e4.download_button("All figures (PNG + SVG)", lambda: results.figures_zip(paths, title), "figures.zip",
                    "application/zip", key="cmp_figures", on_click="ignore", icon=":material/download:",
                    help="Every figure of this page as PNG, SVG and interactive HTML in one zip (about a second per "
                         "image to draw).")
 
 st.subheader("Test-set metrics")
-shown_summary = data.styled_summary(summary, best=best)
+shown_summary = results.styled_summary(summary, best=best)
 if presenting:
     # On a projector: the accuracy, its n, the model's size and training time.
     compact = report.summary_cells(summary).loc[["Accuracy", report.N_TEST_LABEL, "Parameters", "Train time (s)"]]
@@ -198,8 +199,8 @@ for row in range(0, len(grid), 2):
             else:
                 draw(name)
 
-changed = [(run.path, change) for run in runs_list if (change := data.dataset_change(run)) is not None]
-gallery = data.misclassified_gallery(runs_list, limit=8)
+changed = [(run.path, change) for run in runs_list if (change := results.dataset_change(run)) is not None]
+gallery = results.misclassified_gallery(runs_list, limit=8)
 if not presenting or ("misclassified" in sections and not changed):
     st.subheader("Misclassified galaxies")
     common.changed_dataset_notice(changed, key="cmp_changed_runs")
@@ -212,11 +213,11 @@ elif not changed and not gallery.empty:
     if not presenting:
         st.caption(f"Held-out galaxies that at least one model gets wrong ({report.pooled_note(runs_list)}); with "
                    "several seeds, a model's most frequent prediction and how often it was wrong.")
-    source_path = data.dataset_source(runs_list[0])
+    source_path = results.dataset_source(runs_list[0])
     for chunk in range(0, len(gallery), 4):
         for col, (_, row) in zip(st.columns(4), gallery.iloc[chunk:chunk + 4].iterrows()):
             with col:
-                image = data.dataset_image(runs_list[0].config["dataset"]["path"], row["name"])
+                image = builds.dataset_image(runs_list[0].config["dataset"]["path"], row["name"])
                 if image is not None:
                     st.image(image, width="stretch")
                 lines = [f"**{common.md(row['name'])}** — true **{common.md(row['true'])}**"]
@@ -239,17 +240,17 @@ galaxy = st.selectbox("Galaxy", names, key="cmp_saliency_name")
 if st.button("Compute saliency maps", key="cmp_saliency", icon=":material/visibility:",
              disabled=problem is not None or bool(changed)):
     dataset_path = runs_list[0].config["dataset"]["path"]
-    image = data.dataset_image(dataset_path, galaxy, raw=True)
-    shown = data.dataset_image(dataset_path, galaxy)
+    image = builds.dataset_image(dataset_path, galaxy, raw=True)
+    shown = builds.dataset_image(dataset_path, galaxy)
     networks = [run for m in models if (run := report.run_holding_out(runs_list, m, str(galaxy))) is not None
                 and (run.path / "model.keras").exists()]  # the baseline has no gradients
     for col, run in zip(st.columns(max(1, len(networks))), networks):
-        heat, predicted = data.saliency(run.path, image)
+        heat, predicted = results.saliency(run.path, image)
         label = run.classes[predicted] if predicted < len(run.classes) else predicted
         model = common.model_label(run.model_name)
         col.plotly_chart(charts.saliency_overlay(shown, heat, title=f"{model} → {label}: |∂p/∂pixel|",
                                                  scale_title="saliency"), key=f"cmp_saliency_{run.id}")
-        cam, _ = data.grad_cam(run.path, image)
+        cam, _ = results.grad_cam(run.path, image)
         col.plotly_chart(charts.saliency_overlay(shown, cam, title=f"{model} → {label}: Grad-CAM",
                                                  scale_title="Grad-CAM"), key=f"cmp_gradcam_{run.id}")
         col.caption(common.md(f"{model}: run {run.label} (seed {run.seed}, split {report.split_key(run)})"))

@@ -9,8 +9,9 @@ import streamlit as st
 
 from core import jobs
 from core.errors import GalaxyMorphError
-from core.spec import FetchSpec, ImportSpec, ScrapeSpec
-from ui import common, present, session
+from core.spec import ImportSpec
+from ui import common, present, session, state
+from ui.services import sources
 
 session.require_router()
 
@@ -20,7 +21,6 @@ common.page_header(
     "catalogue CSV with a folder of images. Both run in the background and resume where they stopped.",
 )
 settings = common.settings()
-ned_dir = Path(settings.data_dir) / "ned"
 CLASS_TERMS = ["E", "S0", "S0/a", "SA", "SAB", "SB", "S", "Irr"]
 
 if present.presenting():
@@ -43,20 +43,16 @@ with scrape_tab:
     max_pages = c2.number_input("Max pages per class (0 = all)", 0, 10_000, 2, key="data_max_pages")
     b1, b2, b3, _ = st.columns([1, 1, 1, 2])
     if b1.button("1. Scrape NED", key="data_scrape", type="primary", disabled=not terms, icon=":material/travel_explore:"):
-        spec = ScrapeSpec(classes=tuple(terms), out=str(ned_dir), max_pages=int(max_pages))
+        spec = state.scrape_spec(terms, max_pages=int(max_pages))
         st.session_state["data_job"] = jobs.submit(spec, label=f"scrape {', '.join(terms)}").id
-    has_catalog = (ned_dir / "catalog.csv").exists()
+    has_catalog = sources.has_ned_catalogue()
     if b2.button("2. Fetch images", key="data_fetch", disabled=not has_catalog, icon=":material/download:",
                  help=None if has_catalog else "Scrape first: there is no NED catalogue yet."):
-        st.session_state["data_job"] = jobs.submit(FetchSpec(catalog=str(ned_dir / "catalog.csv"),
-                                                             out=str(ned_dir / "images")), label="fetch images").id
-    manifest_path = ned_dir / "images" / "manifest.csv"
-    manifest = pd.read_csv(manifest_path, dtype=str, keep_default_na=False) if manifest_path.is_file() else pd.DataFrame()
+        st.session_state["data_job"] = jobs.submit(state.fetch_spec(), label="fetch images").id
+    manifest = sources.ned_fetch_results()
     n_failed = int((manifest.get("status", pd.Series(dtype=str)).str.lower() == "failed").sum()) if not manifest.empty else 0
     if b3.button(f"Retry {n_failed} failed", key="data_retry", disabled=n_failed == 0, icon=":material/replay:"):
-        st.session_state["data_job"] = jobs.submit(FetchSpec(catalog=str(ned_dir / "catalog.csv"),
-                                                             out=str(ned_dir / "images"), retry_failed=True),
-                                                   label="retry failed fetches").id
+        st.session_state["data_job"] = jobs.submit(state.fetch_spec(retry_failed=True), label="retry failed fetches").id
     if "data_job" in st.session_state:
         common.job_panel(st.session_state["data_job"], key="data_panel")
     if not manifest.empty:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from ui import charts, common, data, session
+from ui import charts, common, session
+from ui.services import builds, catalogue, results
 
 session.require_router()
 
@@ -22,7 +23,7 @@ scheme = st.session_state["scheme"]
 
 st.subheader(f"Source: {common.md(Path(source).name)}")
 st.caption(f"{common.source_kind(Path(source))} — {common.md_code(source)}")
-counted = data.source_counts(source, scheme)
+counted = catalogue.source_counts(source, scheme)
 common.count_metrics(counted, scheme)
 
 left, right = st.columns([3, 2])
@@ -31,8 +32,8 @@ with left:
     st.plotly_chart(charts.class_bar(counts, title=f"Labelled objects per class ({scheme} scheme)"), key="home_classes")
 with right:
     st.markdown("#### Datasets and runs")
-    datasets, damaged_datasets = data.checked_datasets()
-    runs = data.runs_table()
+    datasets, damaged_datasets = builds.checked_datasets()
+    runs = results.runs_table()
     finished = runs[runs["status"] == "finished"] if not runs.empty else runs
     m1, m2 = st.columns(2)
     m1.metric("Saved datasets", len(datasets))
@@ -40,7 +41,7 @@ with right:
     if datasets:
         rows = []
         for path in datasets:
-            manifest = data.dataset_manifest(str(path))
+            manifest = builds.dataset_manifest(str(path))
             counts = manifest.get("counts", {})
             rows.append({
                 "dataset": path.name,
@@ -53,7 +54,7 @@ with right:
         st.caption("No dataset yet: build one on **Preprocessing preview**.")
     common.damaged_notice(damaged_datasets, what="dataset", key="home_damaged_datasets")
     common.damaged_notice(common.damaged_runs(runs), what="run", key="home_damaged_runs")
-    common.changed_dataset_notice(data.changed_datasets(runs), key="home_changed_runs")
+    common.changed_dataset_notice(results.changed_datasets(runs), key="home_changed_runs")
     st.markdown("#### Next steps")
     steps = []
     if not datasets:

@@ -8,17 +8,14 @@ before / after grid re-processes only the few images shown.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 
 from core.prepare.builder import REASON_TEXT
-from core.config import get_settings
 from core.errors import GalaxyMorphError
 from core.io import check_folder_name
-
-from ui import charts, common, data, present, session
+from ui import charts, common, present, session, state
+from ui.services import builds, catalogue, pictures, preview, sources
 
 session.require_router()
 
@@ -32,12 +29,12 @@ common.page_header(
 )
 source = st.session_state["source"]
 scheme = st.session_state["scheme"]
-classes = data.scheme_classes(scheme)
-metrics = data.metrics(source, scheme)
+classes = sources.scheme_classes(scheme)
+metrics = preview.metrics(source, scheme)
 if metrics.empty:
     common.stop_with("No readable images in this source yet — fetch or import galaxies on the **Data** page.")
 
-data.preprocess_settings(source)  # the source's build defaults, before the widgets read them
+state.preprocess_settings(source)  # the source's build defaults, before the widgets read them
 
 presenting = present.presenting()  # results only: the settings chosen last, no widgets
 prefixes = sorted(metrics["prefix"].dropna().unique())
@@ -52,22 +49,22 @@ if controls is not None:
     c1.slider("Crop (fraction of the image side)", 0.1, 1.0, step=0.05, key="pp_crop",
               help="The centred square kept around the galaxy, as a fraction of the shorter side.")
     c2.select_slider("Output size (pixels)", options=[32, 48, 64, 96, 128], key="pp_size")
-    c3.selectbox("Stretch", data.STRETCHES, key="pp_stretch", help="How pixel values are mapped to [0, 1].")
+    c3.selectbox("Stretch", state.STRETCHES, key="pp_stretch", help="How pixel values are mapped to [0, 1].")
     c4.slider("Minimum quality score", 0.0, 1.0, step=0.01, key="pp_min_quality",
               help="Quality score in [0, 1] (signal-to-noise, blank and saturated pixels, centring).")
     c5.slider("Minimum image side (pixels)", 0, 256, step=4, key="pp_min_size",
               help="Images whose shorter side is below this are rejected (too little detail to crop from).")
     left, middle, right = controls.columns([2, 1, 2])
-    middle.selectbox("Colour", list(data.CHANNELS), key="pp_colour",
+    middle.selectbox("Colour", list(state.CHANNELS), key="pp_colour",
                      help="colour: three channels (gri for SDSS cutouts; the default for JPEG/PNG sources, where "
                           "colour separates red ellipticals from blue spirals); grey: one (the default for FITS).")
     left.selectbox("Catalogue (name prefix)", ["auto", "all", *prefixes], key="pp_catalog",
                    help="Keep only galaxies whose names come from one catalogue (NGC, UGC, …): auto = the most "
                         "common (build --catalog auto); all = every catalogue, one name per galaxy.")
-spec = data.build_spec(source, scheme)
+spec = state.build_spec(source, scheme)
 try:
-    chosen = data.selection(spec)
-    auto = data.selection(spec.replace(survey="auto", band="auto")).survey
+    chosen = preview.selection(spec)
+    auto = preview.selection(spec.replace(survey="auto", band="auto")).survey
 except GalaxyMorphError as exc:
     common.stop_with(f"`python -m core build` would refuse these settings: {common.md(str(exc))}", kind="error")
 if controls is not None:
@@ -76,12 +73,12 @@ if controls is not None:
                     help="Keep one survey's images (build --survey): auto = the most common, so a dataset does not "
                          "mix photographic plates and CCDs; all = mix them.")
 
-filters = data.preprocess_settings(source)
+filters = state.preprocess_settings(source)
 table = chosen.table
 kept = table[table["kept"]]
 # Objects are galaxies (core.acquire.counts): a galaxy left out is counted once however many names it has,
 # and the other names of a galaxy are duplicates, neither kept nor left out.
-left_out = data.left_out_objects(source, table)
+left_out = catalogue.left_out_objects(source, table)
 duplicates = len(table) - len(kept) - len(left_out)
 by_class = pd.DataFrame({
     "kept": pd.Series(chosen.kept_per_class()),
@@ -94,9 +91,9 @@ cols[1].metric("Left out objects", f"{len(left_out):,}", help="Galaxies none of 
 cols[2].metric("Duplicate names", f"{duplicates:,}",
                help="Further names of a galaxy counted already (same position within 3 arcsec): not more galaxies.")
 cols[3].metric("Kept fraction", f"{len(kept) / max(1, len(kept) + len(left_out)):.0%}", help="Of the objects.")
-cols[4].metric("Imbalance ratio (kept)", data.imbalance_text(by_class["kept"]), help="Largest class ÷ smallest class.")
+cols[4].metric("Imbalance ratio (kept)", catalogue.imbalance_text(by_class["kept"]), help="Largest class ÷ smallest class.")
 try:
-    sizes = data.split_sizes(spec)
+    sizes = preview.split_sizes(spec)
     refusal = None
 except GalaxyMorphError as exc:
     sizes, refusal = None, str(exc)
@@ -124,7 +121,7 @@ with right:
     else:
         reasons = left_out["reason"].astype(str).map(lambda r: r.split(":")[0])
         per_reason = pd.crosstab(reasons, left_out["label"]).rename_axis(index="reason", columns=None)
-        per_reason = per_reason.reindex(columns=[c for c in [*classes, data.UNCLASSIFIED] if c in per_reason.columns])
+        per_reason = per_reason.reindex(columns=[c for c in [*classes, catalogue.UNCLASSIFIED] if c in per_reason.columns])
         per_reason = per_reason.assign(total=per_reason.sum(axis=1)).sort_values("total", ascending=False)
         per_reason["what it means"] = [REASON_TEXT.get(r, "") for r in per_reason.index]
         st.dataframe(per_reason.reset_index(), hide_index=True, width="stretch", key="pp_reasons",
@@ -132,7 +129,7 @@ with right:
 
 st.subheader("Quality metrics")
 h1, h2 = st.columns(2)
-classified = metrics[metrics["label"] != data.UNCLASSIFIED]  # every image, not only those the labels leave
+classified = metrics[metrics["label"] != catalogue.UNCLASSIFIED]  # every image, not only those the labels leave
 h1.plotly_chart(charts.histogram_with_threshold(classified["quality"], threshold=filters["min_quality"],
                 title="Quality score", x_title="quality score (0 = unusable, 1 = clean)",
                 y_title="images of classified objects"), key="pp_hist_quality")
@@ -146,7 +143,7 @@ if not presenting and top[0].button("Reshuffle", key="pp_reshuffle", icon=":mate
     st.session_state["pp_seed"] = st.session_state.get("pp_seed", 0) + 1
 top[1].caption("Random kept images of each class (seeded, so the same until you reshuffle): the raw images, "
                "and under each the preprocessed one the model sees.")
-examples = data.examples(kept, classes, per_class=4, seed=st.session_state.get("pp_seed", 0))
+examples = preview.examples(kept, classes, per_class=4, seed=st.session_state.get("pp_seed", 0))
 for cls in classes:
     rows = examples[examples["label"] == cls]
     st.markdown(f"**{common.md(cls)}** — {int(by_class.loc[cls, 'kept'])} kept")
@@ -155,7 +152,7 @@ for cls in classes:
         continue
     # Two image lists per class (raw above, after below, the same widths so they line up): a slider step
     # redraws 6 elements here, not 24 images in 24 columns.
-    pairs = [data.preview_pair(row, chosen.preprocess) for _, row in rows.iterrows()]
+    pairs = [pictures.preview_pair(row, chosen.preprocess) for _, row in rows.iterrows()]
     st.image([raw for raw, _ in pairs], caption=[common.md(n) for n in rows["name"]], width=GRID_IMAGE_WIDTH,
              output_format="PNG")
     st.image([after for _, after in pairs], caption=[f"after ({st.session_state['pp_size']} px)"] * len(pairs),
@@ -165,7 +162,7 @@ if presenting:
     st.stop()
 
 st.subheader("Build the dataset")
-name = st.text_input("Dataset name", value=data.suggest_dataset_name(source, scheme), key="pp_dataset_name",
+name = st.text_input("Dataset name", value=state.suggest_dataset_name(source, scheme), key="pp_dataset_name",
                      help="Letters, digits, '_', '-' and '.'; it becomes the folder name under datasets/.")
 try:
     check_folder_name(name, what="dataset name", example="sample-hubble3")
@@ -174,13 +171,13 @@ except GalaxyMorphError as exc:
     name_error = str(exc)
     st.error(common.md(name_error))
 replace = False
-if name_error is None and (Path(get_settings().data_dir) / "datasets" / name).exists():
+if name_error is None and builds.dataset_path(name).exists():
     replace = st.checkbox(f"Replace the saved dataset {name!r}", key="pp_replace",
                           help="Without this, a dataset of that name built with other settings is kept and the "
                                "build stops with a message. A folder that is not a dataset is never replaced.")
 if st.button("Build and save dataset", key="pp_build", type="primary", icon=":material/save:",
              disabled=name_error is not None or refusal is not None,
              help="These settings keep too few galaxies: see the message above the charts." if refusal else None):
-    st.session_state["pp_build_job"] = data.submit_build(source, scheme, name, force=replace).id
+    st.session_state["pp_build_job"] = state.submit_build(source, scheme, name, force=replace).id
 if "pp_build_job" in st.session_state:
     common.job_panel(st.session_state["pp_build_job"], key="pp_build_panel")

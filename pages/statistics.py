@@ -6,7 +6,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ui import charts, common, data, palette, present, session
+from ui import charts, common, palette, present, session
+from ui.services import catalogue, pictures, preview, sources
 
 session.require_router()
 
@@ -17,22 +18,22 @@ common.page_header(
 )
 source = st.session_state["source"]
 scheme = st.session_state["scheme"]
-table = data.labelled(source, scheme)
-classes = data.scheme_classes(scheme)
+table = catalogue.labelled(source, scheme)
+classes = sources.scheme_classes(scheme)
 colors = palette.class_colors(classes)
 if table.empty:
     common.stop_with("This source has no catalogue rows yet — fetch or import galaxies on the **Data** page.")
 
-images = data.image_table(source)
+images = preview.metrics(source, scheme)  # per image: sizes and quality, with its label
 n_missing = int((~table["has_image"]).sum())
-counted = data.source_counts(source, scheme)
+counted = catalogue.source_counts(source, scheme)
 cols = st.columns(5)
 common.count_metrics(counted, scheme, cols[:3])
 cols[3].metric("Missing images", f"{n_missing:,}", help="Catalogue rows without a readable image; see the list below.")
-cols[4].metric("Unclassified rows", f"{int((table['label'] == data.UNCLASSIFIED).sum()):,}",
+cols[4].metric("Unclassified rows", f"{int((table['label'] == catalogue.UNCLASSIFIED).sum()):,}",
                help=f"Types that the {scheme} scheme does not map to a class.")
 
-definitions = data.class_definitions(scheme)
+definitions = sources.class_definitions(scheme)
 if definitions:
     st.markdown(f"**What the {common.md(scheme)} classes mean**")
     st.markdown("\n".join(f"- **{common.md(c)}**: {text}" for c, text in definitions.items()))
@@ -42,7 +43,7 @@ with left:
     counts = pd.Series(counted.per_class)
     st.plotly_chart(charts.class_bar(counts, title="Labelled objects per class", colors=colors), key="stats_classes")
 with right:
-    galaxies = data.galaxy_map(source)
+    galaxies = catalogue.galaxy_map(source)
     named = table.assign(galaxy=table["name"].astype(str).map(lambda n: galaxies.get(n, n)))
     prefixes = named.groupby("prefix")["galaxy"].nunique().sort_values(ascending=False)
     if len(prefixes) <= 1:
@@ -61,8 +62,8 @@ with right:
 
 left, right = st.columns(2)
 with left:
-    objects = data.labelled_objects(source, scheme)
-    colour = data.colours(source) if data.is_colour_source(source) else pd.DataFrame()
+    objects = catalogue.labelled_objects(source, scheme)
+    colour = catalogue.colours(source) if sources.is_colour_source(source) else pd.DataFrame()
     if objects["redshift"].notna().any():
         st.plotly_chart(
             charts.per_class_violin(
@@ -98,13 +99,13 @@ with right:
             st.caption(f"Every image ({len(sized):,}) is {int(shape['width'])} × {int(shape['height'])} px, so there "
                        "is no size distribution to show.")
         else:
-            st.plotly_chart(charts.stacked_histogram(sized, column="side", classes=[*classes, data.UNCLASSIFIED],
+            st.plotly_chart(charts.stacked_histogram(sized, column="side", classes=[*classes, catalogue.UNCLASSIFIED],
                                                      title="Image side (shorter one)", x_title="pixels",
                                                      y_title="images"),
                             key="stats_sizes")
 
 st.subheader("Survey and band coverage")
-coverage = data.coverage(table, images, galaxies=galaxies)
+coverage = catalogue.coverage(table, images, galaxies=galaxies)
 if coverage is None:
     st.caption("This source does not record surveys or bands (one image per object).")
 else:
@@ -130,7 +131,7 @@ else:
                            key="stats_per_object")
 
 st.subheader("Missing or failed images")
-failures = data.failures(table)
+failures = catalogue.failures(table)
 if failures.empty:
     st.success("Every catalogue row has a readable image.")
 else:
@@ -144,7 +145,7 @@ if present.presenting():
     st.stop()
 st.subheader("Objects")
 query = st.text_input("Search names, types or classes", key="stats_search", placeholder="e.g. NGC 4, SB, Spiral")
-shown = data.search(table, query)
+shown = catalogue.search(table, query)
 st.caption(f"{len(shown):,} of {len(table):,} rows. Select a row to see its image.")
 # Survey and band only where the source records them (the samples have one image per object).
 columns = [c for c in ("name", "classification", "label", "redshift", "prefix", "survey", "band", "file")
@@ -159,7 +160,7 @@ if rows:
     row = shown.iloc[rows[0]]
     left, right = st.columns([1, 2])
     if row["path"]:
-        left.image(data.display_image(str(row["path"])), caption=f"{common.md(row['name'])} (display stretch)",
+        left.image(pictures.display_image(str(row["path"])), caption=f"{common.md(row['name'])} (display stretch)",
                    width=280)
     else:
         left.warning(f"{common.md(row['name'])}: no image ({common.md(row.get('reason') or 'not fetched')}).")

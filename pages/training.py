@@ -15,7 +15,8 @@ from core.errors import GalaxyMorphError
 from core.progress import format_duration
 from core.learn import registry
 from core.spec import TrainSpec
-from ui import charts, common, data, grid, palette, present, session
+from ui import charts, common, grid, palette, present, session
+from ui.services import builds, results
 
 session.require_router()
 
@@ -25,7 +26,7 @@ common.page_header(
     "the protocol below sets each model's optimiser, schedule and stopping. Training runs in the background: "
     "you can close the browser and come back.",
 )
-datasets, damaged_datasets = data.checked_datasets()
+datasets, damaged_datasets = builds.checked_datasets()
 common.damaged_notice(damaged_datasets, what="dataset", key="train_damaged_datasets")
 if not datasets:
     common.stop_with("No usable dataset yet — tune the settings on **Preprocessing preview** and press *Build and save dataset* "
@@ -70,7 +71,7 @@ else:
                                  "those are off (rotations and flips stay), and so is op determinism.")
         else:
             mixed = xla = False  # no GPU here: the options would only slow a CPU down
-            c4.caption(f"Device: {common.md(data.device_label())}. GPU options appear where a GPU is found.")
+            c4.caption(f"Device: {common.md(builds.device_label())}. GPU options appear where a GPU is found.")
         c1, c2, c3 = st.columns([1, 1, 1])
         protocol = c1.selectbox("Protocol", list(PROTOCOL_TEXT), key="train_protocol",
                                 help="equal: one recipe for every model; tuned: each model's own recipe.")
@@ -80,11 +81,11 @@ else:
         repeats = c3.number_input("Repeats (split seeds)", 1, 10, 1, key="train_repeats",
                                   help="Repeat the split with another seed (repeated K-fold when folds >= 3).")
         st.caption(f"**Protocol {common.md(protocol)}**: {PROTOCOL_TEXT[protocol]}")
-        manifest = data.dataset_manifest(dataset)
+        manifest = builds.dataset_manifest(dataset)
         n_images, side = manifest.get("n_images", "?"), manifest.get("image_shape", ["?"])[0]
         st.caption(
             f"{common.md(n_images)} galaxies of {common.md(side)} px, classes "
-            + ", ".join(common.md(c) for c in manifest.get("classes", [])) + f" · device: {data.device_label()}"
+            + ", ".join(common.md(c) for c in manifest.get("classes", [])) + f" · device: {builds.device_label()}"
         )
 
 try:
@@ -94,7 +95,7 @@ except ValueError:
     st.error(f"seeds must be whole numbers separated by commas; got {common.md(repr(seeds_text))}. Use e.g. 0, 1, 2.")
 
 if not presenting:
-    estimate = data.training_estimate(dataset, models, protocol=protocol, epochs=int(epochs) if epochs else None,
+    estimate = builds.training_estimate(dataset, models, protocol=protocol, epochs=int(epochs) if epochs else None,
                                       runs_per_model=len(seeds) * max(1, int(folds)) * int(repeats)) if models and seeds else None
     if estimate is not None:
         st.markdown(f"**Expected time: about {format_duration(estimate)}** on a 2-core CPU "
@@ -143,7 +144,7 @@ def training_active() -> bool:
                 return True
         except jobs.JobError:
             pass
-    table = data.runs_table()
+    table = results.runs_table()
     return not table.empty and bool((table["status"] == "running").any())
 
 
@@ -151,7 +152,7 @@ def runs_panel(*, live: bool) -> None:
     """One progress bar and loss / accuracy curves per run of the current dataset."""
     if live and not training_active():
         st.rerun()  # the whole page draws the final state once, without this fragment's timer
-    table = data.runs_table()
+    table = results.runs_table()
     table = table[table["dataset"] == str(Path(dataset).resolve())] if not table.empty else table
     if table.empty:
         st.info("No runs on this dataset yet — press **Start training**.")
@@ -195,7 +196,7 @@ def _curve(history: pd.DataFrame, metric: str, color: str, title: str) -> go.Fig
 
 
 st.subheader("Runs on this dataset")
-common.damaged_notice(common.damaged_runs(data.runs_table()), what="run", key="train_damaged_runs")
+common.damaged_notice(common.damaged_runs(results.runs_table()), what="run", key="train_damaged_runs")
 if training_active():
     live_runs_panel(live=True)
 else:

@@ -293,14 +293,14 @@ def test_classify_rejects_a_bad_upload_and_classifies_a_galaxy(app: AppTest) -> 
 
 def test_bad_upload_gets_a_clear_message(world: dict[str, Path]) -> None:
     from core.errors import GalaxyMorphError
-    from ui import data
+    from ui.services import pictures
 
     with pytest.raises(GalaxyMorphError, match="^notes.png: .*Upload a FITS, JPEG or PNG"):
-        data.read_upload("notes.png", b"this is not an image")
+        pictures.read_upload("notes.png", b"this is not an image")
     with pytest.raises(GalaxyMorphError, match="the file is empty"):
-        data.read_upload("empty.fits", b"")
+        pictures.read_upload("empty.fits", b"")
     with pytest.raises(GalaxyMorphError, match="limit is 1 MB"):
-        data.read_upload("big.fits", b"0" * (2 * 2**20), max_bytes=2**20)
+        pictures.read_upload("big.fits", b"0" * (2 * 2**20), max_bytes=2**20)
 
 
 
@@ -309,7 +309,7 @@ def test_gz1_images_show_upright_with_the_acknowledgement(app: AppTest, world: d
     import numpy as np
     from PIL import Image
 
-    from ui.data import display_image
+    from ui.services.pictures import display_image
 
     gz1 = world["data"] / "gz1"
     app.selectbox(key="sidebar_source").set_value(str(gz1))

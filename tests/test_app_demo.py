@@ -209,7 +209,7 @@ def test_every_step_gets_a_display_stretch(world: dict[str, Path]) -> None:
 
     from core.images import read_image
     from core.prepare.preprocessing import PreprocessConfig, preprocess_steps
-    from ui.data import for_display, step_for_display
+    from ui.services.pictures import for_display, step_for_display
 
     catalogue = pd.read_csv(world["sample"] / "catalog.csv")
     image = read_image(world["sample"] / catalogue["file"].iloc[0])

@@ -164,7 +164,7 @@ def test_preview_images_are_the_built_images(sources: dict[str, Path], source_ke
     from PIL import Image
 
     from core.prepare.dataset import load_dataset
-    from ui.data import THUMBNAIL_SIDE, for_display, preview_pair
+    from ui.services.pictures import THUMBNAIL_SIDE, for_display, preview_pair
 
     source = sources[source_key]
     spec = BuildSpec(source=str(source), allow_duplicates=True)

@@ -68,20 +68,20 @@ def test_a_run_stores_the_preprocessing_it_was_trained_with(trained: dict[str, P
 
 
 def test_classify_gives_the_probabilities_of_predictions_csv(trained: dict[str, Path]) -> None:
-    """The path the Classify page takes (ui.data helpers) on a test galaxy's source image repeats the run."""
-    from ui import data
+    """The path the Classify page takes (ui.services helpers) on a test galaxy's source image repeats the run."""
+    from ui.services import pictures, results
 
     run = runs.load_run(trained["run"])
     predictions = run.predictions
     assert len(predictions) >= 20
     catalogue = load_source(trained["sample"]).table.drop_duplicates("name").set_index("name")
-    config = data.trained_preprocessing(run).config
+    config = results.trained_preprocessing(run).config
     prob_columns = [f"prob_{c}" for c in run.classes]
     for _, row in predictions.head(20).iterrows():
         galaxy = catalogue.loc[row["name"]]
-        image = data.read_path(galaxy["path"], channels=config.channels)
-        x = data.steps_for(image, config, ra=galaxy["ra"], dec=galaxy["dec"])["final"]
-        probs = data.predict(str(run.path), x)
+        image = pictures.read_path(galaxy["path"], channels=config.channels)
+        x = pictures.steps_for(image, config, ra=galaxy["ra"], dec=galaxy["dec"])["final"]
+        probs = results.predict(str(run.path), x)
         np.testing.assert_allclose([probs[c] for c in run.classes], row[prob_columns].to_numpy(dtype=float),
                                    atol=1e-5, err_msg=row["name"])
 

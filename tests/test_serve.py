@@ -18,7 +18,8 @@ from ui import serve
 serve.prepare()
 frozen = gc.get_freeze_count() / (gc.get_freeze_count() + len(gc.get_objects()))
 before = set(sys.modules)
-import ui.charts, ui.common, ui.data, ui.palette, ui.present, ui.session
+import ui.charts, ui.common, ui.palette, ui.present, ui.session, ui.state
+import ui.services.builds, ui.services.catalogue, ui.services.pictures, ui.services.preview, ui.services.results
 late = sorted(m for m in set(sys.modules) - before if m.split(".")[0] in SLOW)
 print(json.dumps({"late": late, "frozen": frozen,
                   "ui_warmed": sorted(m for m in before if m.startswith("ui.") and m not in ("ui.serve", "ui.charts", "ui.palette"))}))

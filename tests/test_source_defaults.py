@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core.prepare.builder import COLOUR_CUTOUT_DEFAULTS, build_dataset, is_colour_source, preprocess_defaults
+from core.acquire.sources import COLOUR_CUTOUT_DEFAULTS
+from core.prepare.builder import build_dataset, is_colour_source, preprocess_defaults
 from core.acquire.catalogue import load_source
 from core.cli import main
 from core.prepare.dataset import load_dataset

@@ -17,7 +17,6 @@ import streamlit as st
 from core import jobs
 
 from core.learn import report
-from core.acquire.catalogue import source_kind as catalogue_kind
 from core.config import Settings, get_settings
 from core.acquire.counts import SourceCounts
 from core.errors import GalaxyMorphError
@@ -25,20 +24,7 @@ from core.io import read_jsonl
 from core.progress import format_duration
 from core.learn.runs import DAMAGED
 from core.spec import TrainSpec
-
-KIND_NAMES = {
-    "sample": "built-in synthetic sample",
-    "gz1": "built-in SDSS / Galaxy Zoo 1 sample",
-    "ned": "NED cache",
-    "imported": "imported folder",
-    "folder": "catalogue folder",
-}
-GZ1_ACKNOWLEDGEMENT = (
-    "Images: Sloan Digital Sky Survey (SDSS DR7); labels: Galaxy Zoo 1 (Lintott et al. 2008, "
-    "MNRAS 389, 1179; Lintott et al. 2011, MNRAS 410, 166). Funding for the SDSS and SDSS-II has "
-    "been provided by the Alfred P. Sloan Foundation, the Participating Institutions, the NSF, "
-    "the U.S. DOE, NASA, the Japanese Monbukagakusho, the Max Planck Society and HEFCE."
-)
+from ui.services import sources as source_service
 
 
 # Every ASCII punctuation character may be backslash-escaped in CommonMark, and escaping all of
@@ -81,13 +67,14 @@ def model_label(model: str) -> str:
 
 def source_kind(path: Path | str) -> str:
     """A human name for the kind of source a folder is (built-in sample, NED cache, import)."""
-    return KIND_NAMES.get(catalogue_kind(Path(path)), "catalogue folder")
+    return source_service.source_kind(path).label
 
 
 def acknowledge(source_path: Path | str | None) -> None:
-    """Show the SDSS / Galaxy Zoo credit under images of the shipped GZ1 sample."""
-    if source_path is not None and Path(source_path).name == "gz1":
-        st.caption(GZ1_ACKNOWLEDGEMENT)
+    """Show the credit its kind asks for (the SDSS / Galaxy Zoo one) under a source's images."""
+    credit = source_service.credit(source_path)
+    if credit:
+        st.caption(credit)
 
 
 def bind(widget_key: str, state_key: str) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
-from ui import data as ui_data
+from ui import state
+from ui.services import sources as source_service
 
 _ROUTER_RETRIED = "_router_retried"
 NO_SOURCE = "No data source found under the data folder — run `python -m core sample` or import a folder."
@@ -18,16 +19,16 @@ def init_session() -> dict[str, str]:
     :func:`require_router`, a page opened without it. Generates the built-in sample on the
     first run, and ends the page with a message when there is no source at all.
     """
-    ui_data.ensure_builtin_sample()
-    sources = ui_data.source_options()
+    source_service.ensure_builtin_sample()
+    sources = source_service.source_options()
     if not sources:
         st.error(NO_SOURCE)
         st.stop()
     if st.session_state.get("source") not in sources:
-        st.session_state["source"] = ui_data.default_source(sources)
-        st.session_state["scheme"] = ui_data.default_scheme(st.session_state["source"])
-    if st.session_state.get("scheme") not in ui_data.scheme_names():
-        st.session_state["scheme"] = ui_data.default_scheme(st.session_state["source"])
+        st.session_state["source"] = source_service.default_source(sources)
+        state.adopt_source_scheme()
+    if st.session_state.get("scheme") not in source_service.scheme_names():
+        state.adopt_source_scheme()
     return sources
 
 

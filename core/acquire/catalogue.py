@@ -20,13 +20,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.acquire.sources import candidate_folders, detect_kind
 from core.errors import ConfigError, ParseError
 from core.io import name_limit, open_regular
+from core.paths import data_layout
 
 logger = logging.getLogger(__name__)
 
 CATALOGUE_FILES = ("catalog.csv", "labels.csv")
-GZ1_LABELS = frozenset({"E", "EdgeOn", "Spiral"})
 
 # Canonical column -> accepted spellings, after lower-casing and turning spaces/dashes into "_".
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
@@ -196,7 +197,8 @@ class Source:
     root : Path
         The source folder.
     kind : str
-        ``sample``, ``gz1``, ``ned``, ``imported`` or ``folder``.
+        The name of its :class:`~core.acquire.sources.SourceKind` (``sample``, ``gz1``, ``ned``,
+        ``imported``, ``folder`` or a kind registered since).
     catalogue_path : Path
         The catalogue file read.
     table : DataFrame
@@ -240,18 +242,10 @@ def find_catalogue(root: str | Path) -> Path:
 
 
 def source_kind(root: Path, *, classifications: pd.Series | None = None) -> str:
-    """Guess what made a source folder, from its marker files and labels."""
-    if (root / "SAMPLE.json").is_file():
-        return "sample"
-    if (root / "images" / "manifest.csv").is_file():
-        return "ned"
-    if root.parent.name == "imported":
-        return "imported"
-    labels = set() if classifications is None else set(classifications.unique())
-    # "EdgeOn" is no NED type: with it, a table of only GZ1 labels is a Galaxy Zoo source.
-    if root.name == "gz1" or ("EdgeOn" in labels and labels <= GZ1_LABELS):
-        return "gz1"
-    return "folder"
+    """What made a source folder: the name of its kind in :mod:`core.acquire.sources`, from its
+    marker files, its place and its labels (``classifications``, where read)."""
+    labels = frozenset() if classifications is None else frozenset(classifications.unique())
+    return detect_kind(root, labels=labels).name
 
 
 def load_source(path: str | Path) -> Source:
@@ -370,12 +364,9 @@ def _join_manifest(table: pd.DataFrame, root: Path) -> pd.DataFrame:
 
 
 def list_sources(data_dir: str | Path) -> list[SourceSummary]:
-    """The sources under ``data_dir``: ``sample``, ``gz1``, ``ned``, then ``imported/*`` (sorted)."""
-    data_dir = Path(data_dir)
-    candidates = [data_dir / "sample", data_dir / "gz1", data_dir / "ned"]
-    imported = data_dir / "imported"
-    if imported.is_dir():
-        candidates += sorted(p for p in imported.iterdir() if p.is_dir())
+    """The sources under ``data_dir`` where the registered kinds keep them (:mod:`core.acquire.sources`):
+    ``sample``, ``gz1``, ``ned``, then ``imported/*`` (sorted), then those of kinds registered later."""
+    candidates = candidate_folders(data_layout(data_dir=data_dir))
     summaries = []
     for root in candidates:
         try:

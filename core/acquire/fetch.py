@@ -46,6 +46,7 @@ from core.errors import ConfigError, FetchError, GalaxyMorphError, ImageReadErro
 from core.acquire.http import PoliteClient
 from core.images import header_position, inflate_limit, read_image
 from core.io import append_jsonl, atomic_path, read_jsonl
+from core.paths import data_layout
 from core.progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -432,7 +433,7 @@ def fetch_images(
     names = _catalog_names(catalog)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    cache = Path(cache_dir) if cache_dir is not None else settings.data_dir / "cache" / "http"
+    cache = Path(cache_dir) if cache_dir is not None else data_layout(settings).http_cache
     journal = out / "manifest.jsonl"
 
     with _FolderLock(out / ".fetch.lock"):

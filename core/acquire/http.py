@@ -36,6 +36,7 @@ import requests
 from core.config import Settings, get_settings
 from core.errors import ConfigError, FetchError, GalaxyMorphError
 from core.io import atomic_path, atomic_write_bytes, atomic_write_json, read_json_object, read_regular_bytes
+from core.paths import data_layout
 
 try:
     import fcntl
@@ -52,7 +53,7 @@ Params = Mapping[str, Any] | Sequence[tuple[str, Any]] | None
 
 def request_lock_path(settings: Settings) -> Path:
     """The lock file shared by every process that uses ``settings.data_dir``."""
-    return settings.data_dir / ".cache" / "ned-requests.lock"
+    return data_layout(settings).request_lock
 
 
 class RateLimiter:

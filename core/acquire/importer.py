@@ -47,6 +47,7 @@ from core.config import Settings, get_settings
 from core.errors import ConfigError, ImageReadError
 from core.io import (IMPORTED, atomic_path, atomic_write_json, check_folder_name, check_replaceable,
                      out_of_space_as_error)
+from core.paths import data_layout
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ def import_source(
         raise ConfigError(f"images must be a folder; got {str(images)!r}, which is not one. Give the image folder.")
     table = read_catalogue(catalog)
     source_name = check_folder_name(name if name is not None else catalog.stem, example="--name my_galaxies")
-    out_dir = Path(out) if out is not None else settings.data_dir / "imported" / source_name
+    out_dir = Path(out) if out is not None else data_layout(settings).imported_source(source_name)
     images_root = images.resolve()
     check_replaceable(
         out_dir, kind=IMPORTED, force=force,

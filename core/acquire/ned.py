@@ -29,6 +29,7 @@ from core.config import Settings, get_settings
 from core.errors import ConfigError, FetchError, ParseError
 from core.acquire.http import PoliteClient
 from core.io import atomic_path, atomic_write_json
+from core.paths import data_layout
 from core.progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -344,7 +345,7 @@ def scrape(
     for term in terms:
         class_codes(term)  # every term is checked before the first request
     out = Path(out)
-    cache = Path(cache_dir) if cache_dir is not None else settings.data_dir / "cache" / "http"
+    cache = Path(cache_dir) if cache_dir is not None else data_layout(settings).http_cache
     frames: list[pd.DataFrame] = []
     failures: dict[str, str] = {}
     with PoliteClient(settings=settings, cache_dir=cache) as client, Progress(

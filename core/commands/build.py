@@ -128,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     from core.prepare.builder import QUALITY_DEFAULTS, build, preprocess_defaults
     from core.acquire.catalogue import load_source
     from core.config import get_settings
+    from core.paths import data_layout
     from core.prepare.dataset import read_manifest
     from core.acquire.labels import get_scheme
     from core.progress import Progress
@@ -137,8 +138,8 @@ def run(args: argparse.Namespace) -> int:
     # Bad input fails here, before a progress bar starts, so the user sees one error line.
     if args.scheme is not None:
         get_scheme(args.scheme)
-    source = load_source(args.source if args.source is not None else settings.data_dir / "sample")
-    spec = BuildSpec.from_args(args, default_source=str(settings.data_dir / "sample"), default_size=settings.image_size,
+    source = load_source(args.source if args.source is not None else data_layout(settings).sample)
+    spec = BuildSpec.from_args(args, default_source=str(data_layout(settings).sample), default_size=settings.image_size,
                                defaults=preprocess_defaults(source))
     with Progress(None, desc="build", stream=sys.stderr, events_path=args.progress_file) as progress:
         out = build(spec, out=args.out, n_jobs=args.jobs, progress=progress, force=args.force, source=source,

@@ -37,12 +37,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Fetch, print a summary; exit 1 when some object failed (rerun with --retry-failed)."""
     from core.config import get_settings
+    from core.paths import data_layout
     from core.errors import shorten, shorten_message
     from core.acquire.fetch import DEFAULT_PREFER, fetch_images
 
     settings = get_settings()
-    catalog = args.catalog if args.catalog is not None else settings.data_dir / "ned" / "catalog.csv"
-    out = args.out if args.out is not None else settings.data_dir / "ned" / "images"
+    catalog = args.catalog if args.catalog is not None else data_layout(settings).ned_catalogue
+    out = args.out if args.out is not None else data_layout(settings).ned_images
     summary = fetch_images(
         catalog,
         out=out,

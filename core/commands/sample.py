@@ -46,10 +46,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Generate (or, with ``--if-missing``, ensure) the sample and print where it is."""
     from core.config import get_settings
+    from core.paths import data_layout
     from core.acquire.sample import ensure_sample, generate_sample, sample_is_current
 
     settings = get_settings()
-    out = args.out if args.out is not None else settings.data_dir / "sample"
+    out = args.out if args.out is not None else data_layout(settings).sample
     n_jobs = args.workers if args.workers else None
     if args.if_missing and sample_is_current(out, n=args.n, seed=args.seed):
         print(f"sample already present in {out} (n={args.n}, seed={args.seed}); nothing to do")

@@ -34,10 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Scrape, print a summary; exit 1 when a class term could not be scraped completely."""
     from core.config import get_settings
+    from core.paths import data_layout
     from core.acquire.ned import scrape
 
     settings = get_settings()
-    out = args.out if args.out is not None else settings.data_dir / "ned"
+    out = args.out if args.out is not None else data_layout(settings).ned
     result = scrape(
         args.classes,
         out=out,

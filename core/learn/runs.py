@@ -43,8 +43,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.config import get_settings
 from core.errors import GalaxyMorphError, shorten
+from core.paths import runs_root
 from core.io import RefusedFileError, atomic_write_json, open_regular, read_json_object, read_jsonl, read_regular_bytes
 
 logger = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class RunDamagedError(GalaxyMorphError):
 
 def default_runs_dir() -> Path:
     """``runs_dir`` from the settings, read now."""
-    return Path(get_settings().runs_dir)
+    return runs_root()
 
 
 def config_hash(params: dict[str, Any], dataset_hash: str) -> str:

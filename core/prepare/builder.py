@@ -31,12 +31,13 @@ import numpy as np
 import pandas as pd
 
 from core.acquire.catalogue import Source, catalogue_prefix, find_duplicates, load_source
-from core.config import get_settings
+from core.acquire.sources import get_source_kind
 from core.prepare.dataset import NAME_OVERHEAD, dataset_writer, is_dataset, save_dataset, staging_folder
 from core.errors import ConfigError, GalaxyMorphError, ImageReadError
 from core.images import IMAGE_SUFFIXES
 from core.io import DATASET, check_output_path, check_replaceable, out_of_space_as_error, preallocate
 from core.parallel import resolve_jobs, run_parallel
+from core.paths import data_layout
 from core.acquire.labels import (
     UNCLASSIFIED,
     ConflictReport,
@@ -67,15 +68,6 @@ QUALITY_DEFAULTS: dict[str, float | int] = QualityThresholds().to_dict()
 DEFAULT_MIN_QUALITY: float = QualityThresholds.min_quality
 """The default quality-score threshold everywhere (0.5)."""
 _FILTER_COLUMNS = ("min_side", "source_radius_frac", "snr", "finite_fraction", "saturated_fraction", "background_flatness")
-CENTRED_KINDS: frozenset[str] = frozenset({"gz1"})
-"""Source kinds whose cutouts are centred on the galaxy already: ``centre="auto"`` means the image
-centre there, since peak-centring lands on a bright star in about 5 of the 600 Galaxy Zoo JPEGs."""
-COLOUR_CUTOUT_DEFAULTS: dict[str, Any] = {"channels": 3, "crop": 0.3, "stretch": "linear", "centre": "none"}
-"""Preprocessing of a source of colour cutouts (JPEG/PNG, like Galaxy Zoo's SDSS gri images) when the
-user leaves an option out. From the validation study ``benchmarks/study_gz1.py`` (docs/DATA.md, section
-"The shipped real sample"): colour separates ellipticals from spirals (grey loses ~5 points);
-the galaxy fills only the central 10–20 % of such a frame, so a 0.3 crop; the JPEG is already
-stretched, so a linear map of its percentiles; survey cutout services centre on the object."""
 
 
 # --------------------------------------------------------------------------- building
@@ -202,20 +194,19 @@ def is_colour_source(source: Source) -> bool:
 
 
 def preprocess_defaults(source: Source) -> PreprocessConfig:
-    """The preprocessing a source gets for every option the user leaves out.
-
-    :data:`COLOUR_CUTOUT_DEFAULTS` for colour cutouts (:func:`is_colour_source`), else
-    ``PreprocessConfig()`` (grey, crop 0.5, asinh: FITS images are single-band and linear).
+    """The preprocessing a source gets for every option the user leaves out: its kind's
+    (:class:`core.acquire.sources.SourceKind`) for colour cutouts (:func:`is_colour_source`; by default
+    :data:`~core.acquire.sources.COLOUR_CUTOUT_DEFAULTS`), else its kind's for FITS images (by default
+    ``PreprocessConfig()``: grey, crop 0.5, asinh, since FITS images are single-band and linear).
     Override single fields with ``dataclasses.replace(preprocess_defaults(source), crop=...)``.
     """
-    if is_colour_source(source):
-        return PreprocessConfig(**COLOUR_CUTOUT_DEFAULTS)
-    return PreprocessConfig()
+    kind = get_source_kind(source.kind)
+    return PreprocessConfig(**(kind.colour_preprocess if is_colour_source(source) else kind.grey_preprocess))
 
 
 def resolve_scheme(spec: BuildSpec, source: Source) -> Scheme:
-    """The spec's class scheme; ``None`` is ``gz1`` for a Galaxy Zoo source, else ``hubble3``."""
-    return get_scheme(spec.scheme if spec.scheme is not None else ("gz1" if source.kind == "gz1" else "hubble3"))
+    """The spec's class scheme; ``None`` is the source kind's default (``gz1`` for Galaxy Zoo, else ``hubble3``)."""
+    return get_scheme(spec.scheme if spec.scheme is not None else get_source_kind(source.kind).default_scheme)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -435,7 +426,7 @@ def build(
     the_scheme = resolve_scheme(spec, source)
     frozen = read_split_file(source.root)  # a damaged split file is refused before any image is read
     params = _params(spec, source, the_scheme, catalog=resolve_catalog(source, spec.catalog), config=config)
-    out = Path(out) if out is not None else get_settings().data_dir / "datasets" / _auto_name(source, params)
+    out = Path(out) if out is not None else data_layout().dataset(_auto_name(source, params))
     check_output_path(out, option="--out", extra_chars=NAME_OVERHEAD)
     # Held until the new version is in place: a second build into the same folder is refused. On a
     # full disk the staging folder goes with the error, so nothing partial is left.
@@ -624,11 +615,11 @@ def _choices(params: Any) -> Any:
 def resolve_centre(config: PreprocessConfig, kind: str) -> PreprocessConfig:
     """``config`` with its ``centre="auto"`` resolved for a source kind.
 
-    Cutouts of a kind in :data:`CENTRED_KINDS` (Galaxy Zoo) are centred on the galaxy already,
-    so ``"auto"`` becomes ``"none"`` (the image centre) there; elsewhere ``"auto"`` stays the
-    catalogue position through the WCS, else the brightest source. An explicit mode is kept.
+    Cutouts of a :attr:`~core.acquire.sources.SourceKind.centred` kind (Galaxy Zoo) are centred on
+    the galaxy already, so ``"auto"`` becomes ``"none"`` (the image centre) there; elsewhere ``"auto"``
+    stays the catalogue position through the WCS, else the brightest source. An explicit mode is kept.
     """
-    if config.centre == "auto" and kind in CENTRED_KINDS:
+    if config.centre == "auto" and get_source_kind(kind).centred:
         return dataclasses.replace(config, centre="none")
     return config
 
