@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8501
+# Test processes (pytest-xdist). Two keep both of CI's cores busy while a test waits on a browser, a
+# server or a subprocess; a file's tests stay in one process, so its module fixtures are built once.
+TEST_WORKERS ?= 2
 
 .PHONY: run test install install-dev browser latex bench bench-scale clean
 
@@ -26,7 +29,7 @@ run: $(VENV)/.installed
 
 ## test: install with the test extras (and Debian's Chromium and LaTeX for the browser and export tests, when root), run every test
 test: $(VENV)/.installed-dev browser latex
-	$(PY) -m pytest -m "not cluster"
+	$(PY) -m pytest -m "not cluster" -n $(TEST_WORKERS) --dist loadfile
 	$(PY) -m pytest -m cluster
 
 ## browser: Debian's Chromium for the real-browser test; skipped quietly where apt-get is not ours to use
