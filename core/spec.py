@@ -2,10 +2,9 @@
 
 :class:`BuildSpec` holds every choice of ``python -m core build`` (source, scheme, catalogue,
 survey and band, conflict policy, exclusions, :class:`~core.prepare.preprocessing.PreprocessConfig`,
-:class:`QualityThresholds`, split); :meth:`BuildSpec.to_argv` writes the command line that
+:class:`~core.prepare.quality.QualityThresholds`, split); :meth:`BuildSpec.to_argv` writes the command line that
 rebuilds it and :meth:`BuildSpec.from_args` reads it back, so a page never writes argv by hand.
-:class:`QualityThresholds` owns the quality filter's defaults; the filter, the builder, the CLI
-and the sliders read them from here. :class:`TrainSpec` does the same for ``python -m core train``.
+:class:`TrainSpec` does the same for ``python -m core train``.
 A background job (:func:`core.jobs.submit`) is started from a spec and keeps it in its record.
 
 Importing this module is cheap (no numpy, no pandas): the CLI reads the defaults for its help.
@@ -27,6 +26,7 @@ from core.learn.registry import default_models
 
 if TYPE_CHECKING:
     from core.prepare.preprocessing import PreprocessConfig
+    from core.prepare.quality import QualityThresholds
 
 SPEC_VERSION = 1
 """Bump when a field's meaning changes, so :meth:`BuildSpec.digest` of an old spec no longer matches."""
@@ -36,51 +36,10 @@ def _number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-@dataclass(frozen=True)
-class QualityThresholds:
-    """The quality filter's thresholds (:func:`core.prepare.quality.apply_quality_filter` explains each rule).
+def _default_thresholds() -> QualityThresholds:
+    from core.prepare.quality import QualityThresholds  # noqa: PLC0415 - keeps this module cheap to import
 
-    Attributes
-    ----------
-    min_quality : float, default 0.5
-        Quality score threshold in [0, 1].
-    min_size : int, default 32
-        Smallest image side in pixels.
-    min_snr : float, default 25
-        Smallest galaxy signal-to-noise.
-    min_finite : float, default 0.99
-        Smallest fraction of valid pixels.
-    max_saturated : float, default 1e-4
-        Largest fraction of saturated pixels.
-    extent : float, default 1
-        Half-light radii of the galaxy that must fit in the crop (0 turns the rule off).
-    """
-
-    min_quality: float = 0.5
-    min_size: int = 32
-    min_snr: float = 25.0
-    min_finite: float = 0.99
-    max_saturated: float = 1e-4
-    extent: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not _number(self.min_quality) or not 0 <= self.min_quality <= 1:
-            raise ConfigError(f"min_quality must be in [0, 1]; got {self.min_quality!r}. Use e.g. 0.3.")
-        if isinstance(self.min_size, bool) or not isinstance(self.min_size, int) or self.min_size < 0:
-            raise ConfigError(
-                f"min_size must be a non-negative integer; got {self.min_size!r}. Use a side in pixels, e.g. 32."
-            )
-        for name in ("min_snr", "min_finite", "max_saturated", "extent"):
-            value = getattr(self, name)
-            if not _number(value) or value < 0:
-                raise ConfigError(f"{name} must be a non-negative number; got {value!r}.")
-
-    def to_dict(self) -> dict[str, float | int]:
-        """``{name: value}`` in field order (``min_size`` an int, the rest floats)."""
-        return {f.name: (int if f.name == "min_size" else float)(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-
-QUALITY_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(QualityThresholds))
+    return QualityThresholds()
 
 
 def _default_preprocess() -> PreprocessConfig:
@@ -123,7 +82,7 @@ class BuildSpec:
     source: str
     scheme: str | None = None
     preprocess: PreprocessConfig = field(default_factory=_default_preprocess)
-    thresholds: QualityThresholds = field(default_factory=QualityThresholds)
+    thresholds: QualityThresholds = field(default_factory=_default_thresholds)
     catalog: str = "auto"
     survey: str = "auto"
     band: str = "auto"
@@ -139,6 +98,7 @@ class BuildSpec:
 
     def __post_init__(self) -> None:
         from core.prepare.preprocessing import PreprocessConfig  # noqa: PLC0415
+        from core.prepare.quality import QualityThresholds  # noqa: PLC0415
 
         object.__setattr__(self, "source", str(self.source))
         if self.scheme is not None:
@@ -236,6 +196,8 @@ class BuildSpec:
             size=args.size if args.size is not None else default_size,
             **{name: value for name, value in options.items() if value is not None},
         )
+        from core.prepare.quality import QUALITY_FIELDS, QualityThresholds  # noqa: PLC0415
+
         given = {name: getattr(args, name) for name in QUALITY_FIELDS if getattr(args, name, None) is not None}
         return cls(
             source=args.source if args.source is not None else default_source,

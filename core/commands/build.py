@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "auto = none for Galaxy Zoo cutouts, else wcs where the WCS allows, else peak (default: auto"
         + cutouts + "none)",
     )
-    # None: core.spec.QualityThresholds fills in its own defaults, so the CLI cannot drift from them.
+    # None: core.prepare.quality.QualityThresholds fills in its own defaults, so the CLI cannot drift from them.
     library = " (default: the quality filter's, printed after the build)"
     parser.add_argument("--min-quality", type=float, default=None, help="quality score threshold in [0, 1]" + library)
     parser.add_argument("--min-size", type=int, default=None, help="smallest image side in pixels" + library)
@@ -125,7 +125,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build, then print the folder, the counts per split and the reasons images were left out."""
-    from core.prepare.builder import QUALITY_DEFAULTS, build, preprocess_defaults
+    from core.prepare.builder import build, preprocess_defaults
+    from core.prepare.quality import QUALITY_FIELDS
     from core.acquire.catalogue import load_source
     from core.config import get_settings
     from core.paths import data_layout
@@ -157,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     for split, counts in manifest["counts"].items():
         print(f"  {split:5s} {sum(counts.values()):6d}  " + "  ".join(f"{c}={n}" for c, n in counts.items()))
     params = manifest["params"]
-    print("quality filter: " + ", ".join(f"{name}={params[name]:g}" for name in QUALITY_DEFAULTS if name in params))
+    print("quality filter: " + ", ".join(f"{name}={params[name]:g}" for name in QUALITY_FIELDS if name in params))
     reasons = manifest.get("reasons", {})
     if reasons:
         print("left out: " + ", ".join(f"{r}={n}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])))
