@@ -17,7 +17,7 @@ import logging
 import math
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -29,6 +29,7 @@ from scipy import ndimage, sparse
 
 from core.errors import ConfigError
 from core.images import ImageData, luminance
+from core.spec import option
 
 logger = logging.getLogger(__name__)
 
@@ -67,14 +68,17 @@ class PreprocessConfig:
         1: luminance; 3: colour (a grey image is repeated in the three channels).
     """
 
-    crop: float = 0.5
-    crop_arcsec: float | None = None
-    size: int = 64
-    stretch: Stretch = "asinh"
-    percentiles: tuple[float, float] = (0.5, 99.5)
-    subtract_background: bool = True
-    centre: CentreMode = "auto"
-    channels: Literal[1, 3] = 1
+    crop: float = field(default=0.5, metadata=option("crop side as a fraction of the image side"))
+    crop_arcsec: float | None = field(default=None, metadata=option("crop side in arcsec where the WCS allows"))
+    size: int = field(default=64, metadata=option("output side in pixels"))
+    stretch: Stretch = field(default="asinh", metadata=option("intensity stretch"))
+    percentiles: tuple[float, float] = field(default=(0.5, 99.5), metadata=option(
+        "pixel percentiles mapped to 0 and 1", cli=False))
+    subtract_background: bool = field(default=True, metadata=option("subtract the sky plane", cli=False))
+    centre: CentreMode = field(default="auto", metadata=option(
+        "crop centre: wcs (catalogue position), peak (brightest source), none (image centre); auto = none for "
+        "Galaxy Zoo cutouts, else wcs where the WCS allows, else peak"))
+    channels: Literal[1, 3] = field(default=1, metadata=option("1 grey, 3 colour"))
 
     def __post_init__(self) -> None:
         if not is_number(self.crop) or not 0 < self.crop <= 1:

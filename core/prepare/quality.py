@@ -45,6 +45,7 @@ from core.prepare.preprocessing import (
     working_data,
 )
 from core.progress import Progress
+from core.spec import option
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class QualityThresholds:
 
     The defaults were set on the built-in sample (2,057 images): they keep all its clean and
     off-centre images and reject all blank and tiny ones, 99 % of the saturated, 98 % of the
-    NaN-striped and 91 % of the low-S/N ones. Each field's ``help`` is the CLI's help for its flag.
+    NaN-striped and 91 % of the low-S/N ones. Each field's metadata is its ``build`` flag (:func:`core.spec.option`).
 
     Attributes
     ----------
@@ -77,14 +78,13 @@ class QualityThresholds:
         Half-light radii of the galaxy that must fit in the crop (rule 8; 0 turns the rule off).
     """
 
-    min_quality: float = field(default=0.5, metadata={"help": "quality score threshold in [0, 1]"})
-    min_size: int = field(default=32, metadata={"help": "smallest image side in pixels"})
-    min_snr: float = field(default=25.0, metadata={"help": "smallest galaxy S/N"})
-    min_finite: float = field(default=0.99, metadata={"help": "smallest fraction of valid pixels"})
-    max_saturated: float = field(default=1e-4, metadata={"help": "largest fraction of saturated pixels"})
-    extent: float = field(default=1.0, metadata={
-        "help": "drop a galaxy whose EXTENT half-light radii do not fit in the crop; larger is stricter, 0 turns "
-                "the rule off"})
+    min_quality: float = field(default=0.5, metadata=option("quality score threshold in [0, 1]"))
+    min_size: int = field(default=32, metadata=option("smallest image side in pixels"))
+    min_snr: float = field(default=25.0, metadata=option("smallest galaxy S/N"))
+    min_finite: float = field(default=0.99, metadata=option("smallest fraction of valid pixels"))
+    max_saturated: float = field(default=1e-4, metadata=option("largest fraction of saturated pixels"))
+    extent: float = field(default=1.0, metadata=option(
+        "drop a galaxy whose EXTENT half-light radii do not fit in the crop; larger is stricter, 0 turns the rule off"))
 
     def __post_init__(self) -> None:
         if not is_number(self.min_quality) or not 0 <= self.min_quality <= 1:
