@@ -50,7 +50,12 @@ SPEC_FILE_MAX_BYTES = 64_000
 
 
 def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer past float's range, e.g. 1e400 written out in a JSON file
+        return False
 
 
 def option(help: str | Callable[[], str], *, flag: str | None = None, default_help: str | None = None,
@@ -810,14 +815,14 @@ def _typed(value: Any, tp: Any, *, where: str, name: str) -> Any:
         return tuple(_typed(v, t, where=where, name=f"{name}[{i}]") for i, (v, t) in enumerate(zip(value, types)))
     good = {
         bool: isinstance(value, bool),
-        int: isinstance(value, int) and not isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63,
         float: _number(value),
         str: isinstance(value, str),
     }.get(base)
     if good is None:
         raise TypeError(f"{name}: no reader for the type {base!r}")  # a programming error: a field of a new type
     if not good:
-        what = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}[base]
+        what = {bool: "true or false", int: "a 64-bit integer", float: "a finite number", str: "a string"}[base]
         raise ConfigError(f"{where}: {name} must be {what}; got {shorten(repr(value))}.")
     return float(value) if base is float else value
 
@@ -848,7 +853,7 @@ def read_spec_file(path: str | os.PathLike[str], cls: type) -> Any:
         raise ConfigError(f"{where} cannot be read ({exc.strerror or exc}). Check the path.") from None
     try:
         values = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: "[[[[…" nested too deep
         raise ConfigError(f"{where} is not JSON ({shorten(str(exc))}). Write it with core.spec.write_spec_file.") from None
     if isinstance(values, dict) and "kind" in values:
         values = dict(values)
