@@ -638,29 +638,45 @@ def _walk_options(cls: type, prefix: tuple[str, ...], found: list[SpecOption]) -
         found.append(SpecOption((*prefix, f.name), flag, action, value_type, choices, text, default))
 
 
+class _SpecFlag(argparse.Action):
+    """Stores a spec flag's value and notes that it was given, so :func:`spec_from_args` tells a
+    flag the user typed from its default (and refuses it beside ``--spec FILE``)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+        setattr(namespace, "_spec_given", {*getattr(namespace, "_spec_given", ()), self.dest})
+
+
 def add_spec_options(parser: argparse.ArgumentParser, cls: type, *,
                      default_help: Mapping[str, str] | None = None) -> None:
     """Add the flags of ``cls`` (:func:`spec_options`) and ``--spec FILE`` to a command's parser.
 
-    Every flag defaults to None ("not given"), so :func:`spec_from_args` tells what the user
-    said from what the spec's defaults fill in. ``default_help`` replaces what the help says the
-    default is, by field name, where the command decides it (a build's source kind).
+    A flag's parsed default is its field's default, except where the command may decide it (a
+    nested config's field, or a field named in ``default_help``, such as a build's source kind):
+    there it is None, and :func:`spec_from_args` fills it in.
+    ``default_help`` replaces what the help says the default is, by field name.
     """
     for spec_option in spec_options(cls):
         text = spec_option.help
+        decided_elsewhere = len(spec_option.path) > 1  # a nested config's default: the command may decide it
         if default_help and spec_option.name in default_help:
             text = text.split(" (default: ")[0] + f" (default: {default_help[spec_option.name]})"
-        kwargs: dict[str, Any] = {"dest": spec_option.name, "default": None, "help": text}
-        if spec_option.action == "switch":
-            kwargs["action"] = "store_true"
-        elif spec_option.action == "negated":
-            kwargs["action"] = "store_false"
+            decided_elsewhere = True
+        default = spec_option.default
+        if decided_elsewhere or default is dataclasses.MISSING:
+            default = None
+        kwargs: dict[str, Any] = {"dest": spec_option.name, "help": text, "action": _SpecFlag,
+                                  "default": list(default) if isinstance(default, tuple) else default}
+        if spec_option.action in ("switch", "negated"):
+            kwargs.update(nargs=0, const=spec_option.action == "switch")
         else:
             kwargs.update(type=spec_option.type, choices=spec_option.choices,
                           metavar=None if spec_option.choices else spec_option.flag.lstrip("-").upper().replace("-", "_"))
             if spec_option.action == "list":
                 kwargs["nargs"] = "+"
         parser.add_argument(spec_option.flag, **kwargs)
+    parser.set_defaults(_spec_given=frozenset())  # _SpecFlag adds each flag given
     parser.add_argument("--spec", default=None, metavar="FILE",
                         help=f"read every {cls.kind} choice from this JSON file (as the dashboard's jobs write it); "
                              f"no other {cls.kind} option may be given with it")
@@ -680,7 +696,9 @@ def spec_from_args(cls: type, args: argparse.Namespace, **fallbacks: Any) -> Any
         file or a value is refused.
     """
     options = spec_options(cls)
-    given = {o.name: getattr(args, o.name) for o in options if getattr(args, o.name, None) is not None}
+    typed = getattr(args, "_spec_given", None)  # the flags given (a Namespace made by hand: its non-None values)
+    given = {o.name: getattr(args, o.name) for o in options
+             if (o.name in typed if typed is not None else getattr(args, o.name, None) is not None)}
     path = getattr(args, "spec", None)
     if path is not None:
         if given:
