@@ -592,12 +592,12 @@ def _check_choices(spec: Any) -> None:
             raise ConfigError(f"{f.name} must be one of {', '.join(map(repr, choices))}; got {shorten(repr(value))}.")
 
 
-@cache
 def spec_options(cls: type) -> tuple[SpecOption, ...]:
     """The command-line flags of a spec class, one per field with a flag, nested configs walked into.
 
     The flag, type, choices and help come from the field (its annotation, default and
-    :func:`option` metadata), so a new field is a new flag with nothing else to write.
+    :func:`option` metadata), so a new field is a new flag with nothing else to write. Made anew
+    on each call: a help or choices read from a registry show what is registered now.
     """
     found: list[SpecOption] = []
     _walk_options(cls, (), found)

@@ -185,7 +185,8 @@ def test_every_spec_field_is_a_flag_and_every_flag_of_a_choice_is_a_field(kind: 
         # The field's own default, or None where the command decides it (a source kind's preprocessing).
         own = list(f.default) if isinstance(f.default, tuple) else f.default
         assert action.default is None or action.default == own
-        assert f.metadata["help"] in action.help
+        help_text = f.metadata["help"]
+        assert (help_text() if callable(help_text) else help_text) in action.help
         default = f.default if f.default is not dataclasses.MISSING else None
         if default not in (None, True, False) and not f.metadata.get("default_help") and kind != "build":
             shown = " ".join(map(str, default)) if isinstance(default, tuple) else (
