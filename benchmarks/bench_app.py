@@ -88,7 +88,7 @@ def _pandas_counts(metrics: pd.DataFrame, *, min_quality: float, min_size: int, 
     """The slider filter as the dashboard ran it before polars (numpy rules on the pandas table,
     the score recomputed per move), then counts per class and reason."""
     from core.prepare.quality import REASONS as REJECTION_REASONS
-    from core.spec import QualityThresholds
+    from core.prepare.quality import QualityThresholds
 
     t = QualityThresholds(min_quality=min_quality, min_size=min_size)
     column = {name: pd.to_numeric(metrics[name], errors="coerce").to_numpy(dtype=float)
@@ -116,7 +116,7 @@ def bench_filter(sizes: list[int], moves: int = 10) -> None:
     import polars as pl
 
     from core.prepare import quality
-    from core.spec import QualityThresholds
+    from core.prepare.quality import QualityThresholds
 
     print("slider filter, per move (counts per class and reason; goal: < 50 ms at 1,000,000 rows, < 10 ms at 10,000)")
     print(f"{'rows':>10}{'pandas ms':>12}{'polars ms':>12}{'ratio':>8}")

@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.errors import ImageReadError  # noqa: E402
 from core.images import read_image  # noqa: E402
-from core.prepare.preprocessing import PreprocessConfig, measure_quality, preprocess  # noqa: E402
+from core.prepare.preprocessing import PreprocessConfig, preprocess  # noqa: E402
+from core.prepare.quality import measure_quality  # noqa: E402
 from core.acquire.sample import ensure_sample  # noqa: E402
 
 

@@ -35,8 +35,13 @@ COMMAND_MODULES = (
 EXIT_USER_ERROR = 2
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with every command that is installed."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser with every command that is installed, or with ``command`` alone.
+
+    A command's flags come from its spec, whose configs import numpy and astropy: ``main`` builds
+    only the parser of the command it runs, so ``python -m core train`` does not import the
+    preprocessing to make ``build``'s flags.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m core",
         description="Build a galaxy-morphology dataset from NED and compare LeNet-5, AlexNet and ResNet on it.",
@@ -45,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     subparsers = parser.add_subparsers(dest="command", metavar="<command>")
     for name in COMMAND_MODULES:
+        if command is not None and name.rstrip("_") != command:
+            continue
         try:
             module = importlib.import_module(f"core.commands.{name}")
         except ModuleNotFoundError as exc:
@@ -57,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the command, turn user errors into one line and exit code 2."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # The first word that is not an option names the command (the top-level options take no value).
+    named = next((word for word in argv if not word.startswith("-")), None)
+    parser = build_parser(named) if named in {n.rstrip("_") for n in COMMAND_MODULES} else build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),

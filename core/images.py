@@ -126,7 +126,7 @@ def read_image(
     ``BSCALE``/``BZERO`` are applied, ``BLANK`` and non-finite pixels become NaN (also those that
     scaling pushes past float32). Gzip and bzip2 are detected by their magic bytes, whatever the
     file is called. All-zero or tiny images are
-    returned: judging them is :func:`core.prepare.preprocessing.measure_quality`'s job.
+    returned: judging them is :func:`core.prepare.quality.measure_quality`'s job.
 
     Nothing is decoded before the image's size is known from its header: an image (or cube)
     of more than ``max_pixels`` pixels is refused, compressed data is inflated as a stream that

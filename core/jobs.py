@@ -5,7 +5,9 @@ A job runs in its own session (``start_new_session=True``), so it survives page 
 closes and even a restart of the dashboard; everything about it lives on disk under
 ``data_dir/jobs/``:
 
-- ``JOB_ID.json``: the record (command, pid, start time, progress file, log file);
+- ``JOB_ID.json``: the record (command, pid, start time, progress file, log file, spec);
+- ``JOB_ID.spec.json``: the spec a job was submitted with (:func:`submit`), which the command reads
+  (``python -m core build --spec JOB_ID.spec.json``): a spec travels as a file, not as argv;
 - ``JOB_ID.log``: the command's stdout and stderr;
 - ``JOB_ID.exit.json``: written by the wrapper process when the command ends (exit code).
 
@@ -48,7 +50,7 @@ from core.errors import GalaxyMorphError
 from core.io import RefusedFileError, atomic_write_json, open_regular, read_regular_bytes
 from core.paths import data_layout
 from core.progress import read_progress
-from core.spec import BuildSpec, FetchSpec, ImportSpec, ScrapeSpec, TrainSpec
+from core.spec import Spec, write_spec_file
 
 RUNNING = "running"
 FINISHED = "finished"
@@ -142,7 +144,7 @@ def start_job(
     env: Mapping[str, str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
     stop_grace: float = 30.0,
-    spec: Mapping[str, Any] | None = None,
+    spec: Spec | Mapping[str, Any] | None = None,
 ) -> Job:
     """Start ``python -m core <args>`` in the background and return its record.
 
@@ -167,8 +169,10 @@ def start_job(
         (``data/``) mean the same thing for the dashboard and the job.
     stop_grace : float
         Seconds a stopped command has to save its work before it is killed.
-    spec : mapping, optional
-        The spec ``args`` came from, kept in the record (:func:`submit` sets it).
+    spec : spec or mapping, optional
+        A spec (:mod:`core.spec`) is written to ``jobs/JOB_ID.spec.json``, which the command reads
+        (``--spec FILE`` follows the command name), and kept in the record; a mapping is only kept
+        in the record.
 
     Raises
     ------
@@ -189,6 +193,9 @@ def start_job(
     record_file = folder / f"{job_id}.json"
     if progress_file is None and progress_flag:
         progress_file = folder / f"{job_id}.progress.jsonl"
+    if spec is not None and not isinstance(spec, Mapping):
+        args[1:1] = ["--spec", write_spec_file(spec, folder / f"{job_id}.spec.json")]
+        spec = {"kind": spec.kind, **spec.to_dict()}
     if progress_flag:
         args += [progress_flag, str(progress_file)]
     command = [sys.executable, "-m", "core", *args]
@@ -230,18 +237,27 @@ def start_job(
     return job
 
 
-def submit(spec: BuildSpec | TrainSpec | ScrapeSpec | FetchSpec | ImportSpec, *, label: str | None = None,
-           **options: Any) -> Job:
-    """Start the command of ``spec`` (``spec.to_argv(**options)``) in the background.
+def submit(spec: Spec, *, label: str | None = None, env: Mapping[str, str] | None = None, **options: Any) -> Job:
+    """Start ``python -m core <spec.kind> --spec JOB_ID.spec.json`` in the background.
 
-    The record keeps the spec, so a page finds its jobs by :attr:`Job.kind` and reads what a job
-    does from :attr:`Job.spec` instead of parsing its command line.
+    The spec travels as a file the command reads (:func:`core.spec.read_spec_file`), never as
+    argv. ``options`` are how to run it, not what it does: ``out="data/datasets/x"`` becomes
+    ``--out data/datasets/x``, ``force=True`` / ``resume=True`` the bare flag. The record keeps
+    the spec, so a page finds its jobs by :attr:`Job.kind` and reads what a job does from
+    :attr:`Job.spec` instead of parsing its command line.
 
     Examples
     --------
-    >>> submit(TrainSpec(dataset="data/datasets/h3", seeds=(0, 1)), label="train")  # doctest: +SKIP
+    >>> submit(TrainSpec(dataset="data/datasets/h3", seeds=(0, 1)), label="train", resume=True)  # doctest: +SKIP
     """
-    return start_job(spec.to_argv(**options), label=label, spec={"kind": spec.kind, **spec.to_dict()})
+    args = [spec.kind]
+    for name, value in options.items():
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            args.append(flag)
+        elif value is not None and value is not False:
+            args += [flag, str(value)]
+    return start_job(args, label=label, spec=spec, env=env)
 
 
 def load_job(job_id: str, *, data_dir: str | os.PathLike[str] | None = None) -> Job:

@@ -65,11 +65,11 @@ def test_home_summarises_the_sample_source(app: AppTest, world: dict[str, Path])
 
 
 def test_preview_defaults_are_the_builders(app: AppTest) -> None:
-    from core.prepare.builder import DEFAULT_MIN_QUALITY, QUALITY_DEFAULTS
+    from core.prepare.quality import QualityThresholds
 
     _open(app, "preprocessing")
-    assert app.slider(key="pp_min_quality").value == DEFAULT_MIN_QUALITY
-    assert app.slider(key="pp_min_size").value == QUALITY_DEFAULTS["min_size"]
+    assert app.slider(key="pp_min_quality").value == QualityThresholds().min_quality
+    assert app.slider(key="pp_min_size").value == QualityThresholds().min_size
 
 
 def test_preview_follows_the_source_it_shows(app: AppTest, world: dict[str, Path]) -> None:
@@ -121,7 +121,8 @@ def test_quality_slider_changes_the_kept_count(app: AppTest) -> None:
 def test_preview_shows_what_build_keeps(app: AppTest, world: dict[str, Path], tmp_path: Path) -> None:
     from core.prepare.builder import build
     from core.prepare.preprocessing import PreprocessConfig
-    from core.spec import BuildSpec, QualityThresholds
+    from core.prepare.quality import QualityThresholds
+    from core.spec import BuildSpec
 
     _open(app, "preprocessing")
     # The defaults are build's: catalogue auto, survey auto, crop 0.5 (also for Galaxy Zoo cutouts).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import logging
@@ -294,15 +295,15 @@ def test_a_new_quality_version_measures_every_image_again(sample, tmp_path, monk
 
 
 def test_thresholds_default_to_the_spec_and_are_recorded(built):
-    from core.spec import QualityThresholds
+    from core.prepare.quality import QUALITY_VERSION, QualityThresholds
 
     params = load_dataset(built).manifest["params"]
     library = inspect.signature(core.prepare.quality.apply_quality_filter).parameters
-    defaults = QualityThresholds()
-    for name in ("min_quality", "min_size", "min_snr", "min_finite", "max_saturated", "extent"):
-        assert params[name] == library[name].default == getattr(defaults, name)
-    assert core.prepare.builder.DEFAULT_MIN_QUALITY == library["min_quality"].default
-    assert params["quality_version"] == core.prepare.preprocessing.QUALITY_VERSION
+    assert library["thresholds"].default is None  # QualityThresholds() inside: its defaults are the only ones
+    assert library["crop"].default == PreprocessConfig.crop
+    for name, value in QualityThresholds().to_dict().items():
+        assert params[name] == value
+    assert params["quality_version"] == QUALITY_VERSION
 
 
 def test_extent_and_min_snr_change_what_is_kept(built, sample, tmp_path):
@@ -408,12 +409,12 @@ def test_crop_in_arcsec_judges_each_image_by_its_own_crop_fraction(sample, tmp_p
     candidates = frame[["path", "reason"]]
     measured = frame.drop(columns="reason")
     config = PreprocessConfig(crop=0.5, crop_arcsec=30.0)
-    thresholds = dict(core.prepare.builder.QUALITY_DEFAULTS)
+    thresholds = core.prepare.quality.QualityThresholds()
     judged = core.prepare.builder._apply_quality(candidates, measured, config=config, thresholds=thresholds)
     # 30" over 100 px of 1" is a 0.3 crop; of 0.25" a 1.2 crop; no WCS: crop=0.5 as preprocessing does.
     np.testing.assert_allclose(judged["crop_fraction"], [0.3, 1.2, 0.5])
     assert list(judged["reason"]) == ["", "", ""]
-    tight = core.prepare.builder._apply_quality(candidates, measured, config=config, thresholds={**thresholds, "extent": 2.0})
+    tight = core.prepare.builder._apply_quality(candidates, measured, config=config, thresholds=dataclasses.replace(thresholds, extent=2.0))
     assert list(tight["reason"]) == ["galaxy_exceeds_crop", "", ""]
 
 
@@ -425,7 +426,7 @@ def test_cli_passes_thresholds_and_centre(sample, tmp_path, capsys):
     assert "min_snr=40" in capsys.readouterr().out
     params = load_dataset(out).manifest["params"]
     assert params["min_snr"] == 40.0 and params["extent"] == 1.5 and params["preprocess"]["centre"] == "peak"
-    assert params["min_quality"] == core.prepare.builder.DEFAULT_MIN_QUALITY
+    assert params["min_quality"] == core.prepare.quality.QualityThresholds().min_quality
 
 
 def _record_measured_paths(monkeypatch) -> list[str]:

@@ -23,14 +23,13 @@ from core.prepare.preprocessing import (
     crop_image,
     estimate_background,
     find_centre,
-    measure_quality,
     preprocess,
     preprocess_steps,
     resize,
     stretch_image,
 )
 from core.prepare.quality import REASONS as REJECTION_REASONS
-from core.prepare.quality import apply_quality_filter, quality_score
+from core.prepare.quality import QualityThresholds, apply_quality_filter, measure_quality, quality_score
 
 
 def _galaxy(
@@ -405,7 +404,7 @@ def test_filter_reports_the_first_failing_rule_in_order() -> None:
         background_flatness=[0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.01, 0.8, 0.8],
         source_radius_frac=[0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.05],
     )
-    out = apply_quality_filter(table, min_quality=0.5, min_size=32, crop=0.5)
+    out = apply_quality_filter(table, QualityThresholds(min_quality=0.5, min_size=32), 0.5)
     assert list(out["reason"]) == list(REJECTION_REASONS) + [""]
     assert list(out["kept"]) == [False] * 8 + [True]
     assert "quality" not in table  # the input is not modified
@@ -429,8 +428,8 @@ def test_measure_quality_of_a_colour_image_uses_luminance() -> None:
 
 def test_filter_crop_rule_follows_the_crop() -> None:
     table = _table(source_radius_frac=[0.3, 0.3])
-    assert list(apply_quality_filter(table, min_quality=0, min_size=0, crop=0.5)["kept"]) == [False, False]
-    assert list(apply_quality_filter(table, min_quality=0, min_size=0, crop=0.8)["kept"]) == [True, True]
+    assert list(apply_quality_filter(table, QualityThresholds(min_quality=0, min_size=0), 0.5)["kept"]) == [False, False]
+    assert list(apply_quality_filter(table, QualityThresholds(min_quality=0, min_size=0), 0.8)["kept"]) == [True, True]
 
 
 def test_filter_is_vectorised_over_a_big_table() -> None:
@@ -442,7 +441,7 @@ def test_filter_is_vectorised_over_a_big_table() -> None:
         "blank": rng.random(n) < 0.01, "min_side": rng.integers(16, 300, n).astype(float),
         "source_radius_frac": rng.uniform(0, 0.3, n),
     })
-    out = apply_quality_filter(table, min_quality=0.4, min_size=32, crop=0.5)
+    out = apply_quality_filter(table, QualityThresholds(min_quality=0.4, min_size=32), 0.5)
     assert out["quality"].between(0, 1).all()
     assert set(out["reason"]) <= set(REJECTION_REASONS) | {""}
     assert (out.loc[table["blank"], "reason"] == "blank").all()
@@ -480,11 +479,15 @@ def test_quality_score_formula_and_missing_values() -> None:
         ({"min_quality": 2.0}, r"min_quality must be in \[0, 1\]; got 2.0"),
         ({"min_size": -1}, r"min_size must be a non-negative integer; got -1"),
         ({"crop": 1.5}, r"crop must be in \(0, 1\]; got 1.5. Use a fraction of the image side."),
+        ({"thresholds": {"min_quality": 0.3}}, r"thresholds must be a QualityThresholds; got dict"),
     ],
 )
 def test_filter_validates_its_options(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        apply_quality_filter(_table(), **kwargs)
+        if "crop" in kwargs or "thresholds" in kwargs:
+            apply_quality_filter(_table(), kwargs.get("thresholds"), kwargs.get("crop", 0.5))
+        else:
+            apply_quality_filter(_table(), QualityThresholds(**kwargs))
 
 
 # ---------------------------------------------------------------------------- on the built-in sample
@@ -505,7 +508,7 @@ def test_default_filter_on_a_generated_sample(tmp_path: Path) -> None:
         metrics["peak_error"] = error / max(row.half_light_px, 3.0)
         metrics["clipped_in_crop"] = _clipped_inside(image, (row.centre_x, row.centre_y), crop=0.5)
         rows.append(metrics | {"wart": row.wart})
-    out = apply_quality_filter(pd.DataFrame(rows), min_quality=0.5, min_size=32, crop=0.5)
+    out = apply_quality_filter(pd.DataFrame(rows), QualityThresholds(min_quality=0.5, min_size=32), 0.5)
     kept = out.groupby("wart")["kept"].mean()
     assert kept.get("none", 1.0) >= 0.95
     for wart in ("blank", "thumbnail"):
@@ -541,7 +544,7 @@ def test_quality_filter_takes_one_crop_per_row():
         "min_side": [100, 100], "source_radius_frac": [0.1, 0.1], "snr": [100.0, 100.0],
         "finite_fraction": [1.0, 1.0], "saturated_fraction": [0.0, 0.0], "background_flatness": [1.0, 1.0],
     })
-    judged = apply_quality_filter(table, crop=np.array([0.5, 0.15]), min_quality=0.0)
+    judged = apply_quality_filter(table, QualityThresholds(min_quality=0.0), np.array([0.5, 0.15]))
     assert judged["reason"].tolist() == ["", "galaxy_exceeds_crop"]
     with pytest.raises(ConfigError, match="one per row"):
         apply_quality_filter(table, crop=np.array([0.5]))

@@ -19,7 +19,8 @@ from core.acquire.catalogue import catalogue_prefix, load_source
 from core.errors import ConfigError, GalaxyMorphError
 from core.acquire.labels import CONFLICT_POLICIES
 from core.prepare.preprocessing import PreprocessConfig
-from core.spec import BuildSpec, QualityThresholds
+from core.prepare.quality import QualityThresholds
+from core.spec import BuildSpec
 from tests.conftest import _copy_gz1
 
 

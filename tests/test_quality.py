@@ -12,7 +12,7 @@ import pytest
 
 from core.prepare import quality
 from core.prepare.quality import apply_quality_filter
-from core.spec import QualityThresholds
+from core.prepare.quality import QualityThresholds
 
 CLEAN = {"min_side": 100.0, "finite_fraction": 1.0, "saturated_fraction": 0.0, "snr": 100.0,
          "background_flatness": 1.0, "source_radius_frac": 0.05, "blank": False, "read_error": ""}
@@ -39,7 +39,7 @@ def test_counts_per_move_are_the_decisions_counted() -> None:
     })
     metrics.loc[rng.random(n) < 0.05, "snr"] = np.nan
     thresholds = QualityThresholds(min_quality=0.8, min_size=48, extent=1.5)
-    decided = apply_quality_filter(metrics, crop=0.4, **thresholds.to_dict())
+    decided = apply_quality_filter(metrics, thresholds, 0.4)
     expected = decided.groupby(["label", "reason"]).size().sort_index()
     scored = quality.with_quality(pl.from_pandas(metrics).lazy())
     counted = quality.count_lazy(scored, thresholds=thresholds, crop=0.4).collect().to_pandas()
@@ -54,7 +54,7 @@ def test_counts_per_move_are_the_decisions_counted() -> None:
 def test_a_nan_border_outside_the_crop_is_not_missing_pixels_of_that_crop(monkeypatch):
     """reproject's reference image has NaN borders; its centre, the crop, has none."""
     from core.images import read_image
-    from core.prepare.preprocessing import crop_column, measure_quality
+    from core.prepare.quality import crop_column, measure_quality
 
     path = Path(__file__).parent / "data" / "fits_corpus" / "reproject_2d_gal2equ.fits"
     metrics = measure_quality(read_image(path))
@@ -64,17 +64,17 @@ def test_a_nan_border_outside_the_crop_is_not_missing_pixels_of_that_crop(monkey
     table = pd.DataFrame([metrics])
     # The sliders move over the stored table: no image is read again.
     monkeypatch.setattr("core.images.read_image", lambda *a, **k: pytest.fail("an image was read"))
-    loose = dict(min_quality=0.0, min_snr=0.0, min_size=0, extent=0.0)
-    assert apply_quality_filter(table, crop=0.5, **loose)["reason"].tolist() == [""]
-    assert apply_quality_filter(table, crop=1.0, **loose)["reason"].tolist() == ["missing_pixels"]
+    loose = QualityThresholds(min_quality=0.0, min_snr=0.0, min_size=0, extent=0.0)
+    assert apply_quality_filter(table, loose, 0.5)["reason"].tolist() == [""]
+    assert apply_quality_filter(table, loose, 1.0)["reason"].tolist() == ["missing_pixels"]
     # An older cache without the crop columns: the whole frame's value, as before.
     old = table.drop(columns=[c for c in table.columns if "_c0" in c or "_c1" in c])
-    assert apply_quality_filter(old, crop=0.5, **loose)["reason"].tolist() == ["missing_pixels"]
+    assert apply_quality_filter(old, loose, 0.5)["reason"].tolist() == ["missing_pixels"]
 
 
 def test_a_saturated_star_and_blank_rows_far_from_the_galaxy_do_not_reject_a_small_crop():
     from core.images import ImageData
-    from core.prepare.preprocessing import crop_column, measure_quality
+    from core.prepare.quality import crop_column, measure_quality
 
     rng = np.random.default_rng(5)
     yy, xx = np.indices((200, 200))
@@ -90,7 +90,7 @@ def test_a_saturated_star_and_blank_rows_far_from_the_galaxy_do_not_reject_a_sma
     assert metrics[crop_column("snr", 0.4)] == pytest.approx(metrics["snr"], rel=1e-6)
     assert metrics[crop_column("snr", 0.2)] > 0
     table = pd.DataFrame([metrics])
-    judged = {crop: apply_quality_filter(table, crop=crop, min_quality=0.0, extent=0.0)["reason"].iloc[0]
+    judged = {crop: apply_quality_filter(table, QualityThresholds(min_quality=0.0, extent=0.0), crop)["reason"].iloc[0]
               for crop in (0.4, 0.45, 1.0)}
     assert judged == {0.4: "", 0.45: "", 1.0: "missing_pixels"}
 
@@ -99,7 +99,7 @@ def test_an_8_bit_cutouts_core_repeating_its_top_value_is_not_saturated_inside_a
     """A JPEG cutout's core repeats the crop's brightest value by quantisation; only the frame's own
     clipped plateau (or the header's SATURATE) counts as saturation, in every crop as in the frame."""
     from core.images import ImageData
-    from core.prepare.preprocessing import CROP_FRACTIONS, crop_column, measure_quality
+    from core.prepare.quality import CROP_FRACTIONS, crop_column, measure_quality
 
     rng = np.random.default_rng(3)
     yy, xx = np.indices((120, 120))

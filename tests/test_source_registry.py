@@ -20,7 +20,8 @@ from core.paths import DataLayout
 from core.prepare.builder import preprocess_defaults, select
 from core.prepare.preprocessing import PreprocessConfig
 from core.prepare.quality import compute_metrics
-from core.spec import BuildSpec, QualityThresholds
+from core.prepare.quality import QualityThresholds
+from core.spec import BuildSpec
 from tests.test_app import APP, _open
 
 MARKER = "SURVEYX.json"

@@ -18,7 +18,8 @@ from core.acquire.catalogue import load_source
 from core.prepare.dataset import load_dataset, save_dataset
 from core.errors import ConfigError, GalaxyMorphError
 from core.prepare.preprocessing import PreprocessConfig
-from core.spec import BuildSpec, QualityThresholds
+from core.prepare.quality import QualityThresholds
+from core.spec import BuildSpec
 from core.prepare.splits import (
     SPLIT_FILE,
     fold_split,

@@ -39,8 +39,7 @@ def submit(spec: TrainSpec, *, label: str, resume: bool, on_cluster: bool) -> jo
     """Start the training job of ``spec``: on the configured cluster, or here when ``on_cluster`` is off."""
     if on_cluster or not get_settings().dask_scheduler:
         return jobs.submit(spec, label=label, resume=resume)
-    return jobs.start_job(spec.to_argv(resume=resume), label=label, spec={"kind": spec.kind, **spec.to_dict()},
-                          env={"GALAXY_MORPH_DASK_SCHEDULER": ""})
+    return jobs.submit(spec, label=label, resume=resume, env={"GALAXY_MORPH_DASK_SCHEDULER": ""})
 
 
 def latest_grid(job: jobs.Job) -> pd.DataFrame:

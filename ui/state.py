@@ -19,7 +19,8 @@ from core import jobs
 from core.config import get_settings
 from core.io import check_folder_name
 from core.paths import data_layout
-from core.spec import BuildSpec, FetchSpec, QualityThresholds, ScrapeSpec
+from core.prepare.quality import QualityThresholds
+from core.spec import BuildSpec, FetchSpec, ScrapeSpec
 from ui.services.builds import dataset_path
 from ui.services.sources import default_scheme, preprocess_defaults
 

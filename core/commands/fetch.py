@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from core.spec import FetchSpec, add_spec_options
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``fetch`` command."""
@@ -18,8 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "only the failures."
         ),
     )
-    parser.add_argument("--catalog", default=None, help="catalogue CSV with a name column (default: <data_dir>/ned/catalog.csv)")
-    parser.add_argument("--out", default=None, help="image folder (default: <data_dir>/ned/images)")
+    add_spec_options(parser, FetchSpec)  # what to fetch: the FetchSpec fields (core.spec)
     parser.add_argument(
         "--prefer",
         nargs="+",
@@ -28,7 +29,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="ordered 'SURVEY [BAND]' rules, e.g. \"DSS2 red\" \"SDSS r\" (default: DSS2 red, DSS2, DSS1, SDSS r, SDSS, 2MASS K)",
     )
     parser.add_argument("--limit", type=int, default=None, help="process at most N objects in this run")
-    parser.add_argument("--retry-failed", action="store_true", help="process only objects that failed before")
     parser.add_argument("--cache-dir", default=None, help="page cache (default: <data_dir>/cache/http)")
     parser.add_argument("--progress-file", default=None, help="also append progress events (JSON lines) here")
     parser.set_defaults(func=run)
@@ -41,15 +41,16 @@ def run(args: argparse.Namespace) -> int:
     from core.errors import shorten, shorten_message
     from core.acquire.fetch import DEFAULT_PREFER, fetch_images
 
+    spec = FetchSpec.from_args(args)
     settings = get_settings()
-    catalog = args.catalog if args.catalog is not None else data_layout(settings).ned_catalogue
-    out = args.out if args.out is not None else data_layout(settings).ned_images
+    catalog = spec.catalog if spec.catalog is not None else data_layout(settings).ned_catalogue
+    out = spec.out if spec.out is not None else data_layout(settings).ned_images
     summary = fetch_images(
         catalog,
         out=out,
         prefer=args.prefer or DEFAULT_PREFER,
         limit=args.limit,
-        retry_failed=args.retry_failed,
+        retry_failed=spec.retry_failed,
         settings=settings,
         cache_dir=args.cache_dir,
         progress_stream=sys.stderr,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from core.spec import ImportSpec, add_spec_options
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``import`` command."""
@@ -20,12 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "origin in position_from."
         ),
     )
-    parser.add_argument("--catalog", required=True, help="catalogue CSV")
-    parser.add_argument(
-        "--images", required=True,
-        help="folder of images (searched recursively), or a fetch output folder (matched through its manifest)",
-    )
-    parser.add_argument("--name", default=None, help="source name (default: the CSV's file name)")
+    add_spec_options(parser, ImportSpec)  # what to import: the ImportSpec fields (core.spec)
     parser.add_argument("--out", default=None, help="source folder (default: <data_dir>/imported/NAME)")
     parser.add_argument(
         "--force", action="store_true",
@@ -44,8 +41,9 @@ def run(args: argparse.Namespace) -> int:
 
     # import_source reports nothing while it works: the events say when it started, when it
     # ended (done or failed, with the error) and how many rows matched an image.
+    spec = ImportSpec.from_args(args)
     with Progress(None, desc="import", stream=sys.stderr, events_path=args.progress_file) as progress:
-        result = import_source(args.catalog, args.images, name=args.name, out=args.out, settings=get_settings(),
+        result = import_source(spec.catalog, spec.images, name=spec.name, out=args.out, settings=get_settings(),
                                force=args.force)
         progress.total = len(result.catalog) + len(result.unmatched_rows)
         progress.update(progress.total, failed=len(result.unmatched_rows), step="match")

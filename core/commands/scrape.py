@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from core.spec import ScrapeSpec, add_spec_options
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``scrape`` command."""
@@ -18,14 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "(GALAXY_MORPH_NED_BASE_URL)."
         ),
     )
-    parser.add_argument(
-        "--classes",
-        nargs="+",
-        default=["E", "S0", "S0/a", "SA", "SAB", "SB"],
-        help="class terms: E S0 S0/a S Irr, bar families A AB B, spirals S[A|AB|B][a..d] (default: E S0 S0/a SA SAB SB)",
-    )
-    parser.add_argument("--out", default=None, help="output folder (default: <data_dir>/ned)")
-    parser.add_argument("--max-pages", type=int, default=None, help="stop each class after this many pages")
+    add_spec_options(parser, ScrapeSpec)  # what to scrape: the ScrapeSpec fields (core.spec)
     parser.add_argument("--cache-dir", default=None, help="page cache (default: <data_dir>/cache/http)")
     parser.add_argument("--progress-file", default=None, help="also append progress events (JSON lines) here")
     parser.set_defaults(func=run)
@@ -37,14 +32,15 @@ def run(args: argparse.Namespace) -> int:
     from core.paths import data_layout
     from core.acquire.ned import scrape
 
+    spec = ScrapeSpec.from_args(args)
     settings = get_settings()
-    out = args.out if args.out is not None else data_layout(settings).ned
+    out = spec.out if spec.out is not None else data_layout(settings).ned
     result = scrape(
-        args.classes,
+        list(spec.classes),
         out=out,
         settings=settings,
         cache_dir=args.cache_dir,
-        max_pages=args.max_pages,
+        max_pages=spec.max_pages or None,
         progress_stream=sys.stderr,
         events_path=args.progress_file,
     )

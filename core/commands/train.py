@@ -6,16 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from core.learn.registry import FEATURES, entries
-from core.spec import DEFAULT_MODELS, TrainSpec
-
-
-def _models_help() -> str:
-    """Every registered model with its display name, the registry's order (read when the parser is built)."""
-    networks = ", ".join(f"{e.name} ({e.label})" for e in entries() if e.kind != FEATURES)  # registered ones
-    others = ", ".join(f"{e.name} ({e.label}, on hand-made features: a floor for the networks)"
-                       for e in entries(FEATURES))
-    return f"{networks}; or {others} (default: {' '.join(DEFAULT_MODELS)})"
+from core.spec import TrainSpec, add_spec_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,38 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "the protocol's defaults (see docs/MODELS.md, section 'One protocol')."
         ),
     )
-    parser.add_argument("--dataset", required=True, help="dataset folder written by `python -m core build`")
-    # No argparse `choices`: an unknown name gets the project's one-line error naming every registered model.
-    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), metavar="MODEL", help=_models_help())
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="random seeds, one run each (default: 0)")
-    parser.add_argument("--protocol", choices=("equal", "tuned"), default="equal",
-                        help="equal: one recipe for every model (optimiser, schedule, epochs, batch, augmentation, "
-                             "input size, epoch selection; each run records what its architecture cannot go "
-                             "without); tuned: per-model recipes (default: equal)")
-    parser.add_argument("--schedule", choices=("constant", "cosine"), default=None,
-                        help="learning-rate schedule (default: per protocol; cosine under equal)")
-    parser.add_argument("--folds", type=int, default=0,
-                        help="stratified K-fold by object: one run per fold, test fold rotating, validation the next "
-                             "fold (default 0: the dataset's own split)")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="split seeds 0..R-1: repeated K-fold with --folds, else stratified re-splits (default 1)")
-    parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: per model)")
-    parser.add_argument("--batch-size", type=int, default=None, help="batch size per device (default: 32)")
-    parser.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default=None, help="default: per model")
-    parser.add_argument("--learning-rate", type=float, default=None, help="default: per model")
-    parser.add_argument("--weight-decay", type=float, default=None, help="decoupled weight decay (default: per model)")
-    parser.add_argument("--no-augment", action="store_true", help="no rotations/flips/shift/zoom during training")
-    parser.add_argument("--shift", type=float, default=None, help="largest random shift, fraction of the side (0.05)")
-    parser.add_argument("--zoom", type=float, default=None, help="largest random zoom, fraction (0.1)")
-    parser.add_argument("--class-weight", choices=("balanced", "none"), default="balanced",
-                        help="weight classes against imbalance (default: balanced)")
-    parser.add_argument("--label-smoothing", type=float, default=None,
-                        help="share of each target spread over all classes, against label noise (default 0)")
-    parser.add_argument("--patience", type=int, default=None, help="early-stopping patience in epochs; 0 = off (10)")
-    parser.add_argument("--mixed-precision", action="store_true", help="mixed_float16 (GPU)")
-    parser.add_argument("--xla", action="store_true", help="compile the train step with XLA (jit_compile)")
-    parser.add_argument("--distribute", choices=("auto", "none", "mirrored", "multiworker"), default="auto",
-                        help="auto: MirroredStrategy when >1 GPU; multiworker needs TF_CONFIG")
+    add_spec_options(parser, TrainSpec)  # every choice of the training: a TrainSpec field (core.spec)
     parser.add_argument("--runs-dir", default=None, help="run registry folder (default: the runs_dir setting)")
     parser.add_argument("--resume", action="store_true",
                         help="skip experiments that finished; continue killed/stopped/failed ones from their checkpoint")

@@ -8,9 +8,9 @@ object -> save.
 
 Quality metrics are the slow part (every image is read); :func:`core.prepare.quality.compute_metrics` caches them
 per source in ``<source>/.cache/metrics.parquet``, keyed by file, size, modification time,
-:data:`core.prepare.quality.METRICS_VERSION` and :data:`core.prepare.preprocessing.QUALITY_VERSION`, so moving a quality slider
+:data:`core.prepare.quality.METRICS_VERSION` and :data:`core.prepare.quality.QUALITY_VERSION`, so moving a quality slider
 or rebuilding with another crop never reads an unchanged image twice, and a change to
-:func:`~core.prepare.preprocessing.measure_quality` measures everything again. Preprocessing reuses each
+:func:`~core.prepare.quality.measure_quality` measures everything again. Preprocessing reuses each
 image's stored sky and centre. A build with the same parameters over an unchanged source returns
 the existing dataset folder without reading any image.
 """
@@ -49,10 +49,18 @@ from core.acquire.labels import (
     unclassified_types,
 )
 from core.prepare import preprocessing, provenance
-from core.prepare.preprocessing import QUALITY_VERSION, PreprocessConfig
-from core.prepare.quality import METRICS_VERSION, _file_key, _finite, apply_quality_filter, compute_metrics
+from core.prepare.preprocessing import PreprocessConfig, finite_or_none
+from core.prepare.quality import (
+    METRICS_VERSION,
+    QUALITY_FIELDS,
+    QUALITY_VERSION,
+    QualityThresholds,
+    apply_quality_filter,
+    compute_metrics,
+    file_key,
+)
 from core.progress import Progress
-from core.spec import QUALITY_FIELDS, BuildSpec, QualityThresholds
+from core.spec import BuildSpec
 from core.prepare.splits import SPLIT_FILE, read_split_file, split_around_test
 
 logger = logging.getLogger(__name__)
@@ -63,10 +71,6 @@ BUILDER_VERSION = 3
 UNCLASSIFIED_TYPES_SHOWN = 50
 """How many of the type strings a scheme leaves unclassified the manifest lists (most frequent first)."""
 
-QUALITY_DEFAULTS: dict[str, float | int] = QualityThresholds().to_dict()
-"""The quality filter's default thresholds (owned by :class:`core.spec.QualityThresholds`)."""
-DEFAULT_MIN_QUALITY: float = QualityThresholds.min_quality
-"""The default quality-score threshold everywhere (0.5)."""
 _FILTER_COLUMNS = ("min_side", "source_radius_frac", "snr", "finite_fraction", "saturated_fraction", "background_flatness")
 
 
@@ -80,7 +84,7 @@ def source_hash(source: Source) -> str:
     if source.kind == "ned" and manifest.exists():
         digest.update(manifest.read_bytes())
     for path in sorted(set(source.table["path"].dropna().astype(str))):
-        digest.update(f"{path}\x1f{_file_key(path)}\n".encode())
+        digest.update(f"{path}\x1f{file_key(path)}\n".encode())
     return digest.hexdigest()
 
 
@@ -327,7 +331,7 @@ def select(spec: BuildSpec, metrics: pd.DataFrame, *, source: Source | None = No
     mix = survey_mix(eligible)
     chosen_survey, chosen_band = resolve_survey(eligible, survey=spec.survey, band=spec.band)
     _mark_surveys(candidates, metrics, survey=chosen_survey, band=chosen_band)
-    candidates = _apply_quality(candidates, metrics, config=config, thresholds=spec.thresholds.to_dict())
+    candidates = _apply_quality(candidates, metrics, config=config, thresholds=spec.thresholds)
     candidates = resolve_duplicates(candidates)
     return Selection(
         table=candidates, scheme=scheme, catalog=catalog, survey=chosen_survey, band=chosen_band, survey_mix=mix,
@@ -422,7 +426,7 @@ def build(
     source = source if source is not None else load_source(spec.source)
     config = resolve_centre(spec.preprocess, source.kind)
     # Checked now, before any image is read; apply_quality_filter's messages name the parameter.
-    apply_quality_filter(pd.DataFrame(columns=list(_FILTER_COLUMNS)), crop=config.crop, **spec.thresholds.to_dict())
+    apply_quality_filter(pd.DataFrame(columns=list(_FILTER_COLUMNS)), spec.thresholds, config.crop)
     the_scheme = resolve_scheme(spec, source)
     frozen = read_split_file(source.root)  # a damaged split file is refused before any image is read
     params = _params(spec, source, the_scheme, catalog=resolve_catalog(source, spec.catalog), config=config)
@@ -557,7 +561,7 @@ def build_dataset(
     """:func:`build` with the spec's fields as keywords (tests and scripts build from Python this way).
 
     ``choices`` are :class:`~core.spec.BuildSpec` fields (``catalog="all"``, ``seed=1``, ...) and
-    :class:`~core.spec.QualityThresholds` fields (``min_quality=0.0``); the rest is as in :func:`build`.
+    :class:`~core.prepare.quality.QualityThresholds` fields (``min_quality=0.0``); the rest is as in :func:`build`.
     """
     thresholds = {name: choices.pop(name) for name in QUALITY_FIELDS if name in choices}
     unknown = sorted(set(choices) - {f.name for f in dataclasses.fields(BuildSpec)})
@@ -746,7 +750,7 @@ def _check_positions(candidates: pd.DataFrame, *, catalog: str, allow_duplicates
 
 
 def _apply_quality(
-    candidates: pd.DataFrame, metrics: pd.DataFrame, *, config: PreprocessConfig, thresholds: dict[str, float]
+    candidates: pd.DataFrame, metrics: pd.DataFrame, *, config: PreprocessConfig, thresholds: QualityThresholds
 ) -> pd.DataFrame:
     """Join metrics to candidates and apply the quality filter to those still eligible.
 
@@ -766,7 +770,7 @@ def _apply_quality(
     candidates["crop_fraction"] = _crop_fractions(candidates, config)
     if eligible.any():
         rows = candidates[eligible]
-        judged = apply_quality_filter(rows, crop=rows["crop_fraction"].to_numpy(dtype=float), **thresholds)
+        judged = apply_quality_filter(rows, thresholds, rows["crop_fraction"].to_numpy(dtype=float))
         reason = judged["reason"].to_numpy(dtype=object)
         candidates.loc[eligible, "quality"] = judged["quality"].to_numpy()
         candidates.loc[eligible, "reason"] = reason
@@ -926,7 +930,7 @@ def _preprocess_chunk(task: tuple[str, int, list[tuple[str, float, float, dict[s
     for i, (path, ra, dec, metrics) in enumerate(items):
         try:
             image = read_image(path, rgb=config.channels == 3)
-            x[start + i] = preprocessing.preprocess(image, config, ra=_finite(ra), dec=_finite(dec), metrics=metrics)
+            x[start + i] = preprocessing.preprocess(image, config, ra=finite_or_none(ra), dec=finite_or_none(dec), metrics=metrics)
             errors.append("")
         except (ImageReadError, ValueError) as exc:
             errors.append(str(exc))
