@@ -47,10 +47,8 @@ _LATEX_SPECIALS = str.maketrans({
     "—": "---", "·": r"\textperiodcentered{}", "→": r"$\rightarrow$",
 })
 
-
 # The only packages summary.tex loads (tests/test_report.py checks it and compiles it when pdflatex is there).
 LATEX_PACKAGES = ("booktabs",)
-
 
 #: What a spreadsheet reads as the start of a formula (or a DDE command) in a cell.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -190,11 +188,9 @@ _TEST_COLUMNS = {"model_a": "Model A", "model_b": "Model B", "family": "Holm fam
                  "acc_a": "Accuracy A", "acc_b": "Accuracy B", "difference": "A − B", "method": "Test",
                  "p_value": "p (uncorrected)", "p_holm": "p (Holm-corrected)", "better": "Significantly better"}
 
-
 _MCNEMAR_COLUMNS = {"split": "Split", "seed": "Seed", "model_a": "Model A", "model_b": "Model B",
                     "n": "Test galaxies (n)", "acc_a": "Accuracy A", "acc_b": "Accuracy B",
                     "b": "A right, B wrong", "c": "A wrong, B right", "p_value": "p (uncorrected)", "method": "Test"}
-
 
 _RUN_COLUMNS = {"label": "Run", "model": "Model", "seed": "Seed", "split": "Split", "protocol": "Protocol",
                 "n_train": "Training galaxies", "n_test": "Test galaxies (n)", "accuracy": "Accuracy",

@@ -40,22 +40,17 @@ from core.learn.runs import Run
 
 logger = logging.getLogger(__name__)
 
-
 ACCURACY_RANGE = (0.0, 1.0)
-
 
 _GREY = "#999999"
 
-
 FIGURE_NAMES = ("accuracy", "per_class_f1", "learning_curves", "roc", "size_accuracy", "reliability", "paired_tests")
-
 
 # Headings of the figures in the HTML report and in the figure download, in words.
 FIGURE_TITLES = {"accuracy": "Test accuracy with 95 % interval", "confusion": "Confusion matrices",
                  "per_class_f1": "F1 per class", "learning_curves": "Learning curves", "roc": "ROC curves",
                  "size_accuracy": "Size, training time and accuracy", "reliability": "Reliability diagram",
                  "paired_tests": "Paired tests (Holm-corrected p-values)"}
-
 
 # The p-value heatmap: shades of blue below ALPHA (a significant difference), greys above.
 P_VALUE_COLORSCALE = [[0.0, "#08306B"], [ALPHA, "#6BAED6"], [ALPHA, "#E0E0E0"], [1.0, "#FFFFFF"]]

@@ -29,16 +29,12 @@ from core.learn.runs import Run
 
 logger = logging.getLogger(__name__)
 
-
 SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro", "ece", "params", "train_seconds",
                    "inference_img_per_s")
 
-
 INTERVAL_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_macro")
 
-
 BASELINE = registry.BASELINE
-
 
 ALPHA = 0.05
 
@@ -415,7 +411,6 @@ def _read_predictions(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
 
 PAIRED_COLUMNS = ["model_a", "model_b", "family", "n_splits", "n_pairs", "n", "acc_a", "acc_b", "difference",
                   "method", "p_value", "p_holm", "replicated", "better"]
-
 
 FAMILIES = {"architectures": "the pairs of networks", "baseline": "each network against the baseline"}
 

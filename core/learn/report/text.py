@@ -27,9 +27,8 @@ from core.learn.report.tables import (
 from core.learn.runs import Run
 
 METRIC_LABELS = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced acc.", "macro_f1": "Macro F1",
-           "roc_auc_macro": "ROC AUC (OvR)", "ece": "ECE", "params": "Parameters", "train_seconds": "Train time (s)",
-           "inference_img_per_s": "Inference (img/s)"}
-
+                 "roc_auc_macro": "ROC AUC (OvR)", "ece": "ECE", "params": "Parameters", "train_seconds": "Train time (s)",
+                 "inference_img_per_s": "Inference (img/s)"}
 
 PROTOCOL_WORDS = {"equal": "one recipe for every model (equal protocol)",
                   "tuned": "per-model recipes (tuned protocol)"}
