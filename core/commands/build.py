@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from core.prepare.builder import COLOUR_CUTOUT_DEFAULTS
+from core.acquire.sources import COLOUR_CUTOUT_DEFAULTS
 from core.prepare.preprocessing import PreprocessConfig
 from core.spec import BuildSpec, add_spec_options
 
