@@ -30,12 +30,13 @@ import math
 import os
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from core.errors import ConfigError, shorten
+from core.fields import option
 from core.io import RefusedFileError, atomic_write_json, read_regular_bytes
 from core.learn.registry import FEATURES, default_models, entries
 
@@ -56,33 +57,6 @@ def _number(value: object) -> bool:
         return math.isfinite(value)
     except OverflowError:  # an integer past float's range, e.g. 1e400 written out in a JSON file
         return False
-
-
-def option(help: str | Callable[[], str], *, flag: str | None = None, default_help: str | None = None,
-           choices: tuple[Any, ...] | Callable[[], tuple[Any, ...]] | None = None, negate: str | None = None,
-           cli: bool = True) -> dict[str, Any]:
-    """A spec field's metadata: what its command-line flag says and does.
-
-    Parameters
-    ----------
-    help : str or callable
-        The flag's help; ``(default: ...)`` is added from the field's default. A callable is asked
-        when the flags are made (a list that a registry holds).
-    flag : str, optional
-        The flag, when not ``--`` + the field name with dashes (``--val`` for ``val_fraction``).
-    default_help : str, optional
-        What the help says the default is, when the field's own default is decided elsewhere
-        (the source's preprocessing, the settings, each model's recipe).
-    choices : tuple or callable, optional
-        Allowed values, when the type does not say them (a ``Literal`` does); a callable is asked
-        when the flags are made, so a module that owns the list is imported only then.
-    negate : str, optional
-        For a bool that is on by default: the flag that turns it off (``--no-augment``).
-    cli : bool
-        False: no flag (the value can be set only in a spec file or from Python).
-    """
-    return {"help": help, "flag": flag, "default_help": default_help, "choices": choices, "negate": negate,
-            "cli": cli}
 
 
 def _label_sources() -> tuple[str, ...]:

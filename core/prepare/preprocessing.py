@@ -29,7 +29,7 @@ from scipy import ndimage, sparse
 
 from core.errors import ConfigError
 from core.images import ImageData, luminance
-from core.spec import option
+from core.fields import option
 
 logger = logging.getLogger(__name__)
 

@@ -45,7 +45,7 @@ from core.prepare.preprocessing import (
     working_data,
 )
 from core.progress import Progress
-from core.spec import option
+from core.fields import option
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class QualityThresholds:
 
     The defaults were set on the built-in sample (2,057 images): they keep all its clean and
     off-centre images and reject all blank and tiny ones, 99 % of the saturated, 98 % of the
-    NaN-striped and 91 % of the low-S/N ones. Each field's metadata is its ``build`` flag (:func:`core.spec.option`).
+    NaN-striped and 91 % of the low-S/N ones. Each field's metadata is its ``build`` flag (:func:`core.fields.option`).
 
     Attributes
     ----------
