@@ -265,3 +265,17 @@ def test_folds_and_repeats_on_a_frozen_test_set_rotate_only_train_and_validation
         names, split = pd.Series(again.names), pd.Series(again.split)
         assert set(names[split == "test"]) == frozen and (split == "val").sum() == 15
         assert not np.array_equal(again.split, dataset.split)
+
+
+def test_the_study_applies_the_epoch_budget_rule_as_written():
+    # docs/MODELS.md, "The epoch budget": a model asks for more epochs only when its mean best validation
+    # epoch is >= 27 of 30; the default split's validation runs count beside the study's folds.
+    study = _study()
+    results = pd.DataFrame({"model": ["lenet5", "lenet5", "resnet20", "resnet20"], "best_epoch": [18, 24, 29, 23]})
+    lines = study.epoch_budget(results)
+    assert lines[0].endswith("No model reaches the last 10 % of the budget: 30 epochs stay.")
+    assert "- resnet20: best epochs [29, 23], mean 26.0 (< 27: the budget suffices)" in lines
+    lines = study.epoch_budget(results, extra_best_epochs={"resnet20": [30], "alexnet": [28]})
+    assert "resnet20, alexnet reach the last 10 % of the budget" in lines[0] or \
+        "alexnet, resnet20 reach the last 10 % of the budget" in lines[0]
+    assert "- resnet20: best epochs [29, 23, 30], mean 27.3 (≥ 27: asks for more epochs)" in lines
