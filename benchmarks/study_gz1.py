@@ -152,12 +152,13 @@ def decision(results: pd.DataFrame, *, k: int) -> list[str]:
     return lines
 
 
-#: The epoch-budget rule of docs/MODELS.md ("The epoch budget"), written before the check: a model asks for more
-#: epochs only when its mean best validation epoch is in the last 10 % of the budget.
+#: The epoch-budget rule of docs/MODELS.md ("The epoch budget"), written before the check: a model asks for
+#: more epochs only when its mean best validation epoch is in the last 10 % of the budget.
 EPOCH_BUDGET, LATE_SHARE = 30, 0.10
 
 
-def epoch_budget(results: pd.DataFrame, *, extra_best_epochs: dict[str, list[int]] | None = None) -> list[str]:
+def epoch_budget(results: pd.DataFrame, *,
+                 extra_best_epochs: dict[str, list[int]] | None = None) -> list[str]:
     """Step 1 of the epoch-budget rule per model: the mean best epoch (lowest validation loss) over its study
     folds and any ``extra_best_epochs`` (e.g. the default ``train`` runs' own validation split), and whether
     it reaches the last 10 % of the 30-epoch budget (then step 2, a 45-epoch run, decides)."""
@@ -171,11 +172,13 @@ def epoch_budget(results: pd.DataFrame, *, extra_best_epochs: dict[str, list[int
         mean = float(np.mean(best))
         asks = mean >= late
         asking += [model] if asks else []
-        lines.append(f"- {model}: best epochs {best}, mean {mean:.1f} "
-                     f"({'≥' if asks else '<'} {late:g}: {'asks for more epochs' if asks else 'the budget suffices'})")
-    verdict = (f"{', '.join(asking)} reach the last 10 % of the budget: a 45-epoch run on the same folds decides "
-               "(step 2); until then 30 stays." if asking else f"No model reaches the last 10 % of the budget: "
-               f"{EPOCH_BUDGET} epochs stay.")
+        said = f"≥ {late:g}: asks for more epochs" if asks else f"< {late:g}: the budget suffices"
+        lines.append(f"- {model}: best epochs {best}, mean {mean:.1f} ({said})")
+    if asking:
+        verdict = (f"{', '.join(asking)} reach the last 10 % of the budget: a 45-epoch run on the same folds "
+                   "decides (step 2); until then 30 stays.")
+    else:
+        verdict = f"No model reaches the last 10 % of the budget: {EPOCH_BUDGET} epochs stay."
     return [f"Epoch budget (step 1 of the rule in docs/MODELS.md): {verdict}", *lines]
 
 
@@ -229,8 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--seed", type=int, default=0, help="seeds the folds and the training")
     parser.add_argument("--table", action="store_true", help="print the table of the results so far and exit")
-    parser.add_argument("--default-runs", type=Path, help="a runs folder of `train` on the default build's own split: "
-                        "their best validation epochs join the epoch-budget check")
+    parser.add_argument("--default-runs", type=Path,
+                        help="a runs folder of `train` on the default build's own split: their best "
+                             "validation epochs join the epoch-budget check")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -255,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
                              row["n_scored"], row["seconds"])
     results = results[results["seed"] == args.seed] if not results.empty else results
     extra = default_split_best_epochs(args.default_runs) if args.default_runs else None
-    text = table(results, dataset, k=args.folds, extra_best_epochs=extra) if not results.empty else "No results yet."
+    text = (table(results, dataset, k=args.folds, extra_best_epochs=extra) if not results.empty
+            else "No results yet.")
     (args.out / "study.md").write_text(text + "\n", encoding="utf-8")
     print(text)
     return 0

@@ -369,8 +369,9 @@ def run_grid(
     dataset = load_dataset(dataset_path, mmap=True)
     manifest_params = dataset.manifest.get("params")
     if (folds or repeats > 1) and isinstance(manifest_params, dict) and manifest_params.get("split_file_sha256"):
-        logger.info("dataset %s has a frozen test set (its source's split.csv): the splits rotate train and "
-                    "validation over its other galaxies, and every one is scored on that test set.", dataset.path)
+        logger.info("dataset %s has a frozen test set (its source's split.csv): the splits rotate train "
+                    "and validation over its other galaxies, and every one is scored on that test set.",
+                    dataset.path)
     root = (Path(runs_dir) if runs_dir is not None else runs.default_runs_dir()).resolve()
     configs = grid_configs(models=models, seeds=seeds, folds=folds, repeats=repeats, overrides=overrides)
     client = dask_client(scheduler)

@@ -366,8 +366,9 @@ def train_many(
     dataset = load_dataset(dataset_path)
     params = dataset.manifest.get("params")
     if (folds or repeats > 1) and isinstance(params, dict) and params.get("split_file_sha256"):
-        logger.info("dataset %s has a frozen test set (its source's split.csv): the splits rotate train and "
-                    "validation over its other galaxies, and every one is scored on that test set.", dataset.path)
+        logger.info("dataset %s has a frozen test set (its source's split.csv): the splits rotate train "
+                    "and validation over its other galaxies, and every one is scored on that test set.",
+                    dataset.path)
     root = Path(runs_dir) if runs_dir is not None else runs.default_runs_dir()
     split_seeds: list[int | None] = list(range(repeats)) if folds or repeats > 1 else [None]
     overrides = dict(overrides or {})

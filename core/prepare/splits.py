@@ -103,7 +103,8 @@ def shuffle_split(labels: np.ndarray, names: np.ndarray, *, fractions: tuple[flo
 def has_frozen_test(dataset: Dataset) -> bool:
     """Whether the dataset's test rows are its source's frozen test set (built from a ``split.csv``)."""
     params = dataset.manifest.get("params") if isinstance(dataset.manifest, dict) else None
-    return isinstance(params, dict) and bool(params.get("split_file_sha256")) and bool((dataset.split == "test").any())
+    frozen = isinstance(params, dict) and bool(params.get("split_file_sha256"))
+    return frozen and bool((dataset.split == "test").any())
 
 
 def resplit(dataset: Dataset, *, folds: int, fold: int, split_seed: int | None) -> Dataset:
