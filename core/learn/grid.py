@@ -364,6 +364,7 @@ def run_grid(
     from core.parallel import dask_client  # noqa: PLC0415
 
     from core.learn.training import protocol_differences  # noqa: PLC0415
+    from core.prepare.splits import kept_frozen_test  # noqa: PLC0415
 
     check_threads(threads)
     dataset = load_dataset(dataset_path, mmap=True)
@@ -387,7 +388,9 @@ def run_grid(
         params = config.to_dict()
         run = None
         if resume:
-            finished, run = runs.find_resumable(root, config_hash_=runs.config_hash(params, dataset.content_hash))
+            finished, run = (r if r is not None and kept_frozen_test(r.config, dataset) else None
+                             for r in runs.find_resumable(root, config_hash_=runs.config_hash(params,
+                                                                                                dataset.content_hash)))
             if finished is not None:
                 outcomes[i] = {"model": config.model, "seed": config.seed, **where, "run_dir": str(finished.path),
                                "status": "skipped (finished)", "accuracy": finished.metrics.get("accuracy"),

@@ -40,7 +40,7 @@ from core.learn.models import build_model, count_params
 from core.learn.protocol import (EQUAL_RECIPE, PROTOCOLS, TrainConfig, default_config, model_defaults,
                                  protocol_differences)
 from core.prepare.dataset import Dataset
-from core.prepare.splits import resplit
+from core.prepare.splits import kept_frozen_test, resplit
 
 logger = logging.getLogger(__name__)
 
@@ -382,7 +382,8 @@ def train_many(
         chash = runs.config_hash(params, dataset.content_hash)
         run = None
         if resume:
-            finished, unfinished = runs.find_resumable(root, config_hash_=chash)
+            finished, unfinished = (r if r is not None and kept_frozen_test(r.config, dataset) else None
+                                    for r in runs.find_resumable(root, config_hash_=chash))
             if finished is not None:
                 outcomes.append({"model": config.model, "seed": config.seed, **where, "run_dir": str(finished.path),
                                  "status": "skipped (finished)", "accuracy": finished.metrics.get("accuracy"),

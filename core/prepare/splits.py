@@ -107,6 +107,19 @@ def has_frozen_test(dataset: Dataset) -> bool:
     return frozen and bool((dataset.split == "test").any())
 
 
+def kept_frozen_test(run_config: dict, dataset: Dataset) -> bool:
+    """Whether a run recorded in ``run_config`` kept ``dataset``'s frozen test set out of training.
+
+    Folds and re-splits of a dataset with a frozen test set drew test folds from all its galaxies
+    before they kept it; such a run has the same parameters (and config hash) as a correct one but
+    no ``split_file_sha256`` in its dataset record, so ``train --resume`` must train it again.
+    """
+    params = run_config.get("params") if isinstance(run_config.get("params"), dict) else {}
+    resplit_run = bool(params.get("folds")) or params.get("split_seed") is not None
+    recorded = run_config.get("dataset") if isinstance(run_config.get("dataset"), dict) else {}
+    return not (resplit_run and has_frozen_test(dataset) and not recorded.get("split_file_sha256"))
+
+
 def resplit(dataset: Dataset, *, folds: int, fold: int, split_seed: int | None) -> Dataset:
     """``dataset`` with its ``split`` column replaced; the arrays and the content hash stay the dataset's.
 
