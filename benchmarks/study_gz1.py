@@ -152,7 +152,53 @@ def decision(results: pd.DataFrame, *, k: int) -> list[str]:
     return lines
 
 
-def table(results: pd.DataFrame, dataset: Dataset | None, *, k: int) -> str:
+#: The epoch-budget rule of docs/MODELS.md ("The epoch budget"), written before the check: a model asks for
+#: more epochs only when its mean best validation epoch is in the last 10 % of the budget.
+EPOCH_BUDGET, LATE_SHARE = 30, 0.10
+
+
+def epoch_budget(results: pd.DataFrame, *,
+                 extra_best_epochs: dict[str, list[int]] | None = None) -> list[str]:
+    """Step 1 of the epoch-budget rule per model: the mean best epoch (lowest validation loss) over its study
+    folds and any ``extra_best_epochs`` (e.g. the default ``train`` runs' own validation split), and whether
+    it reaches the last 10 % of the 30-epoch budget (then step 2, a 45-epoch run, decides)."""
+    late = EPOCH_BUDGET * (1 - LATE_SHARE)
+    lines = []
+    asking = []
+    models = [m for m in MODELS if m in set(results["model"]) or m in (extra_best_epochs or {})]
+    for model in models:
+        best = [int(b) for b in results.loc[results["model"] == model, "best_epoch"]]
+        best += list((extra_best_epochs or {}).get(model, []))
+        mean = float(np.mean(best))
+        asks = mean >= late
+        asking += [model] if asks else []
+        said = f"≥ {late:g}: asks for more epochs" if asks else f"< {late:g}: the budget suffices"
+        lines.append(f"- {model}: best epochs {best}, mean {mean:.1f} ({said})")
+    if asking:
+        verdict = (f"{', '.join(asking)} reach the last 10 % of the budget: a 45-epoch run on the same folds "
+                   "decides (step 2); until then 30 stays.")
+    else:
+        verdict = f"No model reaches the last 10 % of the budget: {EPOCH_BUDGET} epochs stay."
+    return [f"Epoch budget (step 1 of the rule in docs/MODELS.md): {verdict}", *lines]
+
+
+def default_split_best_epochs(runs_dir: Path) -> dict[str, list[int]]:
+    """Best epochs of the finished equal-protocol runs in ``runs_dir`` trained on a default build's own split
+    (no folds): validation evidence for the epoch budget beside the study's folds."""
+    from core.learn.runs import iter_runs  # noqa: PLC0415
+
+    best: dict[str, list[int]] = {}
+    for run in iter_runs(runs_dir):
+        params = run.config.get("params", {})
+        epoch = run.metrics.get("best_epoch") if run.status == "finished" else None
+        if (run.model_name in MODELS and params.get("protocol") == "equal" and not params.get("folds")
+                and params.get("split_seed") is None and isinstance(epoch, int)):
+            best.setdefault(run.model_name, []).append(epoch)
+    return best
+
+
+def table(results: pd.DataFrame, dataset: Dataset | None, *, k: int,
+          extra_best_epochs: dict[str, list[int]] | None = None) -> str:
     """The study table in Markdown, with the exact counts it rests on, and the decision."""
     lines = []
     complete = all((results["model"] == m).sum() == k for m in MODELS)
@@ -175,7 +221,7 @@ def table(results: pd.DataFrame, dataset: Dataset | None, *, k: int) -> str:
         lines.append(f"| {model} | {len(rows)} | {correct / n:.3f} ({correct}/{n}) | {rows['accuracy'].mean():.3f} ± "
                      f"{spread} | {' | '.join(shares)} | {rows['best_epoch'].mean():.1f} "
                      f"| {rows['train_seconds'].mean() / 60:.1f} |")
-    lines += ["", *decision(results, k=k)]
+    lines += ["", *decision(results, k=k), "", *epoch_budget(results, extra_best_epochs=extra_best_epochs)]
     return "\n".join(lines)
 
 
@@ -186,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--seed", type=int, default=0, help="seeds the folds and the training")
     parser.add_argument("--table", action="store_true", help="print the table of the results so far and exit")
+    parser.add_argument("--default-runs", type=Path,
+                        help="a runs folder of `train` on the default build's own split: their best "
+                             "validation epochs join the epoch-budget check")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -209,7 +258,9 @@ def main(argv: list[str] | None = None) -> int:
                 logging.info("%s fold %d: %.3f (%d/%d) in %.0f s", model, fold, row["accuracy"], row["correct"],
                              row["n_scored"], row["seconds"])
     results = results[results["seed"] == args.seed] if not results.empty else results
-    text = table(results, dataset, k=args.folds) if not results.empty else "No results yet."
+    extra = default_split_best_epochs(args.default_runs) if args.default_runs else None
+    text = (table(results, dataset, k=args.folds, extra_best_epochs=extra) if not results.empty
+            else "No results yet.")
     (args.out / "study.md").write_text(text + "\n", encoding="utf-8")
     print(text)
     return 0

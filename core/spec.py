@@ -290,8 +290,9 @@ class TrainSpec:
         "equal: one recipe for every model (optimiser, schedule, epochs, batch, augmentation, input size, epoch "
         "selection; each run records what its architecture cannot go without); tuned: per-model recipes"))
     folds: int = field(default=0, metadata=option(
-        "stratified K-fold by object: one run per fold, test fold rotating, validation the next fold (0: the "
-        "dataset's own split)"))
+        "stratified K-fold by object: one run per fold, test fold rotating, validation the next fold; a dataset "
+        "with a frozen test set keeps it, and the folds rotate validation over the rest (0: the dataset's own "
+        "split)"))
     repeats: int = field(default=1, metadata=option(
         "split seeds 0..R-1: repeated K-fold with --folds, else stratified re-splits"))
     epochs: int | None = field(default=None, metadata=option("maximum epochs", default_help="per model"))

@@ -77,7 +77,9 @@ else:
                                 help="equal: one recipe for every model; tuned: each model's own recipe.")
         folds = c2.number_input("Folds (0 = the dataset's split)", 0, 10, 0, key="train_folds",
                                 help="K >= 3: stratified K-fold by object, every galaxy tested once; the comparison "
-                                     "then reports the spread over folds and a corrected paired test.")
+                                     "then reports the spread over folds and a corrected paired test. A dataset "
+                                     "with a frozen test set (data/gz1) keeps it: the folds rotate validation over "
+                                     "the rest, and the comparison scores them as one ensemble on that test set.")
         repeats = c3.number_input("Repeats (split seeds)", 1, 10, 1, key="train_repeats",
                                   help="Repeat the split with another seed (repeated K-fold when folds >= 3).")
         st.caption(f"**Protocol {common.md(protocol)}**: {PROTOCOL_TEXT[protocol]}")

@@ -585,3 +585,55 @@ def test_all_figures_download_as_one_zip(registry):
         pytest.fail(f"REQUIRE_BROWSER=1 but the static figure export failed: {note}")
     else:
         assert "could not be drawn here" in note
+
+
+def _frozen_folds(root, wrong):
+    """Five fold models per model, all scored on the same 30 frozen test galaxies (a dataset built from a
+    source with a split.csv): ``wrong[model][fold]`` lists the galaxies that fold model gets wrong."""
+    manifest = {"params": {"split_file_sha256": "ab" * 32}}
+    for fold in range(5):
+        for model, per_fold in wrong.items():
+            params = {"model": model, "seed": 0, "folds": 5, "fold": fold, "split_seed": 0, "protocol": "equal"}
+            path = create_run(root, model=model, seed=0, params=params, dataset_path=root / "h", dataset_hash="h",
+                              dataset_manifest=manifest)
+            pred = Y.copy()
+            pred[per_fold[fold]] = (pred[per_fold[fold]] + 1) % 3
+            proba = np.full((30, 3), 0.1)
+            proba[np.arange(30), pred] = 0.8
+            metrics = evaluate_predictions(Y, proba, classes=CLASSES)
+            metrics.update(params=1000, train_seconds=10.0, inference_img_per_s=100.0, epochs_done=2, best_epoch=2)
+            frame = pd.DataFrame({"name": NAMES, "true": np.array(CLASSES)[Y], "pred": np.array(CLASSES)[pred]})
+            for k, cls in enumerate(CLASSES):
+                frame[f"prob_{cls}"] = proba[:, k]
+            frame.to_csv(path / "predictions.csv", index=False)
+            atomic_write_json(path / "metrics.json", metrics)
+            set_status(path, "finished", classes=CLASSES, n_train=90)
+    return iter_runs(root)
+
+
+def test_folds_on_a_frozen_test_set_count_each_test_galaxy_once(tmp_path):
+    # Every fold scores the same 30 frozen test galaxies: pooling the five folds would count each
+    # galaxy five times as if independent. The fold models are scored as one mean-probability
+    # ensemble, so n is 30 everywhere: table, interval, figures, per-class counts and paired tests.
+    from core.learn.report import confusion_figure, per_class_recall, pooled_note
+
+    # LeNet-5's folds get galaxies 0-5 wrong in 3 of 5 folds (the ensemble too), ResNet-18's each
+    # get a different one wrong (the ensemble none).
+    wrong = {"lenet5": [list(range(6))] * 3 + [[]] * 2, "resnet18": [[0], [1], [2], [3], [4]]}
+    runs = _frozen_folds(tmp_path / "runs", wrong)
+    summary = summary_table(runs)
+    assert summary.loc["lenet5", "n_test"] == 30 and summary.loc["lenet5", "n_test_pooled"] == 30
+    assert summary.loc["lenet5", "accuracy_mean"] == pytest.approx(24 / 30)
+    low, high = wilson_interval(24, 30)
+    assert (summary.loc["lenet5", "accuracy_lo"], summary.loc["lenet5", "accuracy_hi"]) == pytest.approx((low, high))
+    assert summary.loc["resnet18", "accuracy_mean"] == 1.0
+    counts = np.asarray(confusion_figure(runs, "lenet5").data[0].customdata)
+    assert counts.sum() == 30 and np.trace(counts) == 24
+    assert per_class_recall(runs).loc["E", "resnet18"].endswith("(n = 10)")
+    note = pooled_note(runs)
+    assert "30 frozen test galaxies" in note and "ensemble of 5 fold models" in note
+    tests = paired_tests(runs)
+    # McNemar on the 30 shared galaxies: 6 that only ResNet-18 gets right, none the other way.
+    assert tests.loc[0, "n"] == 30 and tests.loc[0, "method"].startswith("McNemar")
+    assert tests.loc[0, "p_value"] == pytest.approx(mcnemar_table(runs)["p_value"].iloc[0])
+    assert len(mcnemar_table(runs)) == 1 and mcnemar_table(runs)["n"].iloc[0] == 30

@@ -239,3 +239,43 @@ def test_build_refuses_a_damaged_split_file_before_reading_an_image(tmp_path, mo
     with pytest.raises(ConfigError, match=r"split.csv, row 2: split must be 'test'; got 'validation'"):
         build(BuildSpec(source=str(source)), out=tmp_path / "out", n_jobs=1)
     assert not (tmp_path / "out").exists() and not (tmp_path / "data").exists()  # nothing measured or written
+
+
+def test_folds_and_repeats_on_a_frozen_test_set_rotate_only_train_and_validation(tmp_path):
+    # A dataset built from a source with a split.csv: K-fold must never train on its test galaxies.
+    # Folds rotate validation over the other galaxies, and every fold is scored on the frozen test set.
+    n = 90
+    meta = pd.DataFrame({"name": [f"G{i}" for i in range(n)], "label": np.array(["a", "b", "c"])[np.arange(n) % 3],
+                         "y": np.arange(n) % 3, "split": np.array(["train"] * 60 + ["val"] * 15 + ["test"] * 15)})
+    path = save_dataset(tmp_path / "d", x=np.zeros((n, 8, 8, 1), np.float32), meta=meta, classes=["a", "b", "c"],
+                        manifest={"params": {"split_file_sha256": "ab" * 32}})
+    dataset = load_dataset(path)
+    frozen = set(meta.loc[meta["split"] == "test", "name"])
+    validated = []
+    for fold in range(5):
+        part = resplit(dataset, folds=5, fold=fold, split_seed=0)
+        names, split = pd.Series(part.names), pd.Series(part.split)
+        assert set(names[split == "test"]) == frozen  # every fold scores the same frozen test galaxies
+        assert not (split[~names.isin(frozen)] == "test").any()
+        assert (split == "val").sum() == 15  # 75 non-test galaxies in 5 folds
+        validated += list(names[split == "val"])
+    assert sorted(validated) == sorted(set(meta["name"]) - frozen)  # each non-test galaxy validates once
+    for seed in (1, 2):
+        again = resplit(dataset, folds=0, fold=0, split_seed=seed)
+        names, split = pd.Series(again.names), pd.Series(again.split)
+        assert set(names[split == "test"]) == frozen and (split == "val").sum() == 15
+        assert not np.array_equal(again.split, dataset.split)
+
+
+def test_the_study_applies_the_epoch_budget_rule_as_written():
+    # docs/MODELS.md, "The epoch budget": a model asks for more epochs only when its mean best validation
+    # epoch is >= 27 of 30; the default split's validation runs count beside the study's folds.
+    study = _study()
+    results = pd.DataFrame({"model": ["lenet5", "lenet5", "resnet20", "resnet20"], "best_epoch": [18, 24, 29, 23]})
+    lines = study.epoch_budget(results)
+    assert lines[0].endswith("No model reaches the last 10 % of the budget: 30 epochs stay.")
+    assert "- resnet20: best epochs [29, 23], mean 26.0 (< 27: the budget suffices)" in lines
+    lines = study.epoch_budget(results, extra_best_epochs={"resnet20": [30], "alexnet": [28]})
+    assert "resnet20, alexnet reach the last 10 % of the budget" in lines[0] or \
+        "alexnet, resnet20 reach the last 10 % of the budget" in lines[0]
+    assert "- resnet20: best epochs [29, 23, 30], mean 27.3 (≥ 27: asks for more epochs)" in lines

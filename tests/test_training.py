@@ -307,16 +307,37 @@ def test_a_run_of_train_many_records_its_protocol_differences(tmp_path):
     assert run.config["protocol_differences"] == protocol_differences(default_config("lenet5"))
 
 
-def test_folds_on_a_dataset_with_a_frozen_test_set_warn_that_they_train_on_it(tmp_path, caplog):
-    x = np.zeros((9, 32, 32, 1), np.float32)
-    meta = pd.DataFrame({"name": [f"G{i}" for i in range(9)], "label": ["a", "b", "c"] * 3, "y": [0, 1, 2] * 3,
-                         "split": ["train"] * 3 + ["val"] * 3 + ["test"] * 3, "path": [""] * 9})
-    frozen = save_dataset(tmp_path / "frozen", x=x, meta=meta, classes=["a", "b", "c"],
-                          manifest={"params": {"size": 32, "split_file_sha256": "ab12"}})
-    with caplog.at_level("WARNING", logger="core.learn.training"):
-        assert train_many(frozen, models=[], seeds=[0], runs_dir=tmp_path / "runs", folds=3) == []
-        assert train_many(frozen, models=[], seeds=[0], runs_dir=tmp_path / "runs") == []
-    assert [r.message.count("frozen test galaxies are trained on") for r in caplog.records] == [1]
+def test_folds_on_a_dataset_with_a_frozen_test_set_never_train_on_it_and_score_it_once(tmp_path):
+    # A dataset built from a source with a split.csv: every fold trains and validates on the other
+    # galaxies and is scored on the frozen test set; the comparison scores the folds as one ensemble.
+    import shutil
+
+    from core.learn.report import summary_table
+    from core.learn.runs import iter_runs, set_status
+
+    shapes = load_dataset(make_separable_dataset(tmp_path / "shapes", n=90, size=16))
+    path = save_dataset(tmp_path / "frozen", x=np.asarray(shapes.x), meta=shapes.meta, classes=shapes.classes,
+                        manifest={"params": {"size": 16, "split_file_sha256": "ab12"}})
+    frozen = set(shapes.names[shapes.split == "test"])
+    # A finished fold run from before folds kept the frozen test set (no split_file_sha256 in its record):
+    # same parameters, same config hash, but it trained on test galaxies, so --resume trains it again.
+    overrides = {"epochs": 1, "batch_size": 16, "patience": 0}
+    old = create_run(tmp_path / "runs", model="lenet5", seed=0, dataset_path=path,
+                     params=default_config("lenet5", folds=3, fold=0, split_seed=0, **overrides).to_dict(),
+                     dataset_hash=load_dataset(path).content_hash)
+    set_status(old, "finished", classes=shapes.classes)
+    outcomes = train_many(path, models=["lenet5"], seeds=[0], runs_dir=tmp_path / "runs", folds=3,
+                          overrides=overrides, resume=True)
+    assert [o["status"] for o in outcomes] == ["finished"] * 3
+    shutil.rmtree(old)
+    runs = iter_runs(tmp_path / "runs")
+    for run in runs:
+        assert set(run.predictions["name"]) == frozen
+        assert run.config["n_test"] == len(frozen) and run.config["n_train"] + run.config["n_val"] == 90 - len(frozen)
+        assert run.config["dataset"]["split_file_sha256"] == "ab12"
+    summary = summary_table(runs)
+    assert summary.loc["lenet5", "n_test"] == len(frozen) == summary.loc["lenet5", "n_test_pooled"]
+    assert summary.loc["lenet5", "interval"] == "frozen test set, fold ensemble"
 
 
 def test_runs_recorded_under_the_former_tuned_default_keep_their_config_hash():

@@ -364,14 +364,15 @@ def run_grid(
     from core.parallel import dask_client  # noqa: PLC0415
 
     from core.learn.training import protocol_differences  # noqa: PLC0415
+    from core.prepare.splits import kept_frozen_test  # noqa: PLC0415
 
     check_threads(threads)
     dataset = load_dataset(dataset_path, mmap=True)
     manifest_params = dataset.manifest.get("params")
     if (folds or repeats > 1) and isinstance(manifest_params, dict) and manifest_params.get("split_file_sha256"):
-        logger.warning("dataset %s has a frozen test set (its source's split.csv), but --folds/--repeats draw new "
-                       "test sets from all its galaxies, so the frozen test galaxies are trained on in other "
-                       "splits. Train on the dataset's own split to keep them for the end.", dataset.path)
+        logger.info("dataset %s has a frozen test set (its source's split.csv): the splits rotate train "
+                    "and validation over its other galaxies, and every one is scored on that test set.",
+                    dataset.path)
     root = (Path(runs_dir) if runs_dir is not None else runs.default_runs_dir()).resolve()
     configs = grid_configs(models=models, seeds=seeds, folds=folds, repeats=repeats, overrides=overrides)
     client = dask_client(scheduler)
@@ -387,7 +388,9 @@ def run_grid(
         params = config.to_dict()
         run = None
         if resume:
-            finished, run = runs.find_resumable(root, config_hash_=runs.config_hash(params, dataset.content_hash))
+            finished, run = (r if r is not None and kept_frozen_test(r.config, dataset) else None
+                             for r in runs.find_resumable(root, config_hash_=runs.config_hash(params,
+                                                                                                dataset.content_hash)))
             if finished is not None:
                 outcomes[i] = {"model": config.model, "seed": config.seed, **where, "run_dir": str(finished.path),
                                "status": "skipped (finished)", "accuracy": finished.metrics.get("accuracy"),

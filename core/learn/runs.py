@@ -158,8 +158,9 @@ def create_run(
 def _trained_on(manifest: dict[str, Any]) -> dict[str, Any]:
     """What of a dataset's manifest a run needs to classify new images as it was trained."""
     params = manifest.get("params") if isinstance(manifest.get("params"), dict) else {}
+    # split_file_sha256: the test rows are the source's frozen test set, which folds keep (core.prepare.splits)
     stored = {"preprocess": params.get("preprocess"), "source": manifest.get("source"),
-              "source_kind": manifest.get("source_kind")}
+              "source_kind": manifest.get("source_kind"), "split_file_sha256": params.get("split_file_sha256")}
     return {key: value for key, value in stored.items() if value is not None}
 
 

@@ -40,7 +40,7 @@ from core.learn.models import build_model, count_params
 from core.learn.protocol import (EQUAL_RECIPE, PROTOCOLS, TrainConfig, default_config, model_defaults,
                                  protocol_differences)
 from core.prepare.dataset import Dataset
-from core.prepare.splits import resplit
+from core.prepare.splits import kept_frozen_test, resplit
 
 logger = logging.getLogger(__name__)
 
@@ -366,9 +366,9 @@ def train_many(
     dataset = load_dataset(dataset_path)
     params = dataset.manifest.get("params")
     if (folds or repeats > 1) and isinstance(params, dict) and params.get("split_file_sha256"):
-        logger.warning("dataset %s has a frozen test set (its source's split.csv), but --folds/--repeats draw new "
-                       "test sets from all its galaxies, so the frozen test galaxies are trained on in other "
-                       "splits. Train on the dataset's own split to keep them for the end.", dataset.path)
+        logger.info("dataset %s has a frozen test set (its source's split.csv): the splits rotate train "
+                    "and validation over its other galaxies, and every one is scored on that test set.",
+                    dataset.path)
     root = Path(runs_dir) if runs_dir is not None else runs.default_runs_dir()
     split_seeds: list[int | None] = list(range(repeats)) if folds or repeats > 1 else [None]
     overrides = dict(overrides or {})
@@ -382,7 +382,8 @@ def train_many(
         chash = runs.config_hash(params, dataset.content_hash)
         run = None
         if resume:
-            finished, unfinished = runs.find_resumable(root, config_hash_=chash)
+            finished, unfinished = (r if r is not None and kept_frozen_test(r.config, dataset) else None
+                                    for r in runs.find_resumable(root, config_hash_=chash))
             if finished is not None:
                 outcomes.append({"model": config.model, "seed": config.seed, **where, "run_dir": str(finished.path),
                                  "status": "skipped (finished)", "accuracy": finished.metrics.get("accuracy"),

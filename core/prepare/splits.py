@@ -10,7 +10,9 @@ test, fold ``f + 1`` (mod k) is validation and the rest train.
 
 A source may also freeze its test set in a ``split.csv`` (:func:`read_split_file`): the builder
 then keeps those galaxies as test whatever crop or quality threshold keeps (a filtered-out one
-just drops out) and draws train and validation from the rest (:func:`split_around_test`).
+just drops out) and draws train and validation from the rest (:func:`split_around_test`). Folds
+and re-splits of such a dataset rotate only train and validation and keep that test set
+(:func:`resplit`), so no fold ever trains on a frozen test galaxy.
 """
 
 from __future__ import annotations
@@ -98,20 +100,56 @@ def shuffle_split(labels: np.ndarray, names: np.ndarray, *, fractions: tuple[flo
     return np.asarray(SPLITS, dtype=object)[part[codes]]
 
 
+def has_frozen_test(dataset: Dataset) -> bool:
+    """Whether the dataset's test rows are its source's frozen test set (built from a ``split.csv``)."""
+    params = dataset.manifest.get("params") if isinstance(dataset.manifest, dict) else None
+    frozen = isinstance(params, dict) and bool(params.get("split_file_sha256"))
+    return frozen and bool((dataset.split == "test").any())
+
+
+def kept_frozen_test(run_config: dict, dataset: Dataset) -> bool:
+    """Whether a run recorded in ``run_config`` kept ``dataset``'s frozen test set out of training.
+
+    Folds and re-splits of a dataset with a frozen test set drew test folds from all its galaxies
+    before they kept it; such a run has the same parameters (and config hash) as a correct one but
+    no ``split_file_sha256`` in its dataset record, so ``train --resume`` must train it again.
+    """
+    params = run_config.get("params") if isinstance(run_config.get("params"), dict) else {}
+    resplit_run = bool(params.get("folds")) or params.get("split_seed") is not None
+    recorded = run_config.get("dataset") if isinstance(run_config.get("dataset"), dict) else {}
+    return not (resplit_run and has_frozen_test(dataset) and not recorded.get("split_file_sha256"))
+
+
 def resplit(dataset: Dataset, *, folds: int, fold: int, split_seed: int | None) -> Dataset:
     """``dataset`` with its ``split`` column replaced; the arrays and the content hash stay the dataset's.
 
     ``folds >= 3``: fold ``fold`` of :func:`stratified_kfold` with ``split_seed`` (0 if None).
     ``folds == 0`` and a ``split_seed``: :func:`shuffle_split` with the dataset's own split fractions.
     ``folds == 0`` and no seed: the dataset unchanged.
+
+    A dataset with a frozen test set (:func:`has_frozen_test`) keeps it in every split: the folds
+    (or re-splits) are drawn over its other galaxies only, fold ``fold`` as validation and the rest
+    train, and every split is scored on the same frozen test galaxies. A test galaxy is never
+    trained on, so the test set can still be evaluated once, at the end. The comparison then
+    scores the fold models as one ensemble on those galaxies (:func:`core.learn.report.fold_ensembles`).
     """
     if folds == 0 and split_seed is None:
         return dataset
     labels, names = dataset.meta["label"].to_numpy(dtype=object), dataset.names
-    if folds:
+    own = dataset.split
+    if has_frozen_test(dataset):
+        rest = own != "test"
+        split = np.asarray(own, dtype=object).copy()
+        if folds:
+            in_fold = stratified_kfold(labels[rest], names[rest], k=folds, seed=split_seed or 0)
+            split[rest] = np.where(in_fold == fold, "val", "train")
+        else:
+            val_share = float(np.mean(own[rest] == "val"))
+            split[rest] = shuffle_split(labels[rest], names[rest], fractions=(1 - val_share, val_share, 0.0),
+                                        seed=split_seed)
+    elif folds:
         split = fold_split(stratified_kfold(labels, names, k=folds, seed=split_seed or 0), k=folds, fold=fold)
     else:
-        own = dataset.split
         fractions = tuple(float(np.mean(own == s)) for s in SPLITS)
         split = shuffle_split(labels, names, fractions=fractions, seed=split_seed)
     return dataclasses.replace(dataset, meta=dataset.meta.assign(split=split))

@@ -36,9 +36,9 @@ titles, notes and cells in words), :mod:`~core.learn.report.figures` (plotly) an
 from __future__ import annotations
 
 from core.learn.report.tables import (
-    ALPHA, BASELINE, FAMILIES, INTERVAL_METRICS, PAIRED_COLUMNS, SUMMARY_METRICS, best_model, by_dataset,
-    comparable, confusion_matrices, dataset_hash, dataset_name, deduplicate, experiment_protocol, finished,
-    first_seed_runs, in_model_order, learning_curves, mcnemar_table, misclassified, misclassified_gallery,
+    ALPHA, BASELINE, FAMILIES, INTERVAL_METRICS, PAIRED_COLUMNS, SUMMARY_METRICS, FoldEnsemble, best_model,
+    by_dataset, comparable, confusion_matrices, dataset_hash, dataset_name, deduplicate, experiment_protocol, finished,
+    first_seed_runs, fold_ensembles, in_model_order, learning_curves, mcnemar_table, misclassified, misclassified_gallery,
     model_label, paired_matrix, paired_tests, per_class_recall, per_class_table, pooled_confusion,
     pooled_predictions, protocol, reliability, roc_curves, run_holding_out, run_metrics, runs_table, smallest_first,
     split_key, summary_table,
@@ -64,7 +64,7 @@ __all__ = [
     "P_VALUE_COLORSCALE", "SUMMARY_METRICS", "accuracy_figure", "best_model", "best_note", "by_dataset",
     "comparable", "comparison_title", "confusion_figure", "confusion_matrices", "dataset_hash", "dataset_name",
     "deduplicate", "excluded_note", "experiment_protocol", "figures", "figures_zip", "finished", "first_seed_runs",
-    "floor_sentences", "format_p", "format_summary", "in_model_order", "inert_csv", "integer_epoch_axis",
+    "floor_sentences", "fold_ensembles", "FoldEnsemble", "format_p", "format_summary", "in_model_order", "inert_csv", "integer_epoch_axis",
     "interval_note", "latex_document", "latex_escape", "latex_table", "latex_tests_table", "learning_curves",
     "learning_curves_figure", "mcnemar_table", "misclassified", "misclassified_gallery", "model_color",
     "model_label", "n_test_cell", "paired_figure", "paired_matrix", "paired_tests", "per_class_f1_figure",

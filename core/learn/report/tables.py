@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,8 @@ def split_key(run: Run) -> str:
     a 5-fold split with split seed 0) or ``shuffle s1`` (a stratified re-split with seed 1)."""
     params = run.config.get("params", {})
     folds, split_seed = int(params.get("folds", 0) or 0), params.get("split_seed")
+    if isinstance(run, FoldEnsemble):
+        return f"frozen test, k{folds} ensemble" if folds else "frozen test, re-split ensemble"
     if folds:
         return f"k{folds} f{int(params.get('fold', 0))} s{int(split_seed or 0)}"
     return "dataset" if split_seed is None else f"shuffle s{int(split_seed)}"
@@ -211,7 +214,7 @@ def summary_table(runs: list[Run], *, pool_datasets: bool = False) -> pd.DataFra
     GalaxyMorphError
         If no run has finished, or the runs come from several datasets and ``pool_datasets`` is off.
     """
-    done = comparable(runs, pool_datasets=pool_datasets)
+    done = fold_ensembles(comparable(runs, pool_datasets=pool_datasets))
     table = runs_table(done)
     if table.empty:
         raise GalaxyMorphError("no finished runs to compare. Train some with `python -m core train`.")
@@ -221,6 +224,8 @@ def summary_table(runs: list[Run], *, pool_datasets: bool = False) -> pd.DataFra
     summary["n_seeds"] = grouped["seed"].nunique()
     summary["n_splits"] = grouped["split"].nunique()
     summary["interval"] = np.where(summary["n_splits"] > 1, "between splits", "test set")
+    ensembled = grouped["split"].agg(lambda s: s.str.startswith("frozen test").all())
+    summary.loc[ensembled[ensembled].index, "interval"] = "frozen test set, fold ensemble"
     # n beside every accuracy: galaxies in one run's test set, and the held-out predictions the figures
     # pool (every split once; seeds repeat the same galaxies).
     summary["n_test"] = grouped["n_test"].mean().astype(float)
@@ -259,6 +264,97 @@ def per_class_table(runs: list[Run]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@dataclass(frozen=True, eq=False)
+class FoldEnsemble(Run):
+    """The fold (or re-split) models of one model and seed, scored as one on a frozen test set.
+
+    On a dataset whose test set is its source's frozen ``split.csv``, ``train --folds K`` rotates only
+    train and validation, so every fold model predicts the same test galaxies
+    (:func:`core.prepare.splits.resplit`). Pooling those predictions would count each test galaxy K
+    times as if it were independent. The ensemble averages the fold models' class probabilities per
+    galaxy (its prediction is the arg-max of the mean), so every count, interval and paired test has
+    n = the number of distinct test galaxies. ``metrics`` are the ensemble's on them, with
+    ``fold_accuracies`` (each fold model alone) and ``train_seconds`` summed over the folds (what the
+    ensemble cost).
+    """
+
+    members: tuple[Run, ...] = ()
+    ensembled: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def label(self) -> str:
+        return f"{self.model_name} s{self.seed} ensemble of {len(self.members)} folds"
+
+    @property
+    def history(self) -> pd.DataFrame:
+        return pd.DataFrame()
+
+    @property
+    def predictions(self) -> pd.DataFrame:
+        return self.ensembled.copy()
+
+    @functools.cached_property
+    def metrics(self) -> dict[str, Any]:  # type: ignore[override]
+        classes = self.classes
+        y = self.ensembled["true"].astype(str).map({c: k for k, c in enumerate(classes)}).to_numpy()
+        proba = self.ensembled[[f"prob_{c}" for c in classes]].to_numpy(dtype=np.float64)
+        metrics = evaluate_predictions(y, proba, classes=classes)
+        alone = [m.metrics for m in self.members]
+        metrics["fold_accuracies"] = [float(m.get("accuracy", np.nan)) for m in alone]
+        metrics["train_seconds"] = float(sum(float(m.get("train_seconds", 0) or 0) for m in alone))
+        for key in ("params", "inference_img_per_s", "epochs_done", "best_epoch"):
+            values = [float(m[key]) for m in alone if isinstance(m.get(key), (int, float))]
+            metrics[key] = float(np.mean(values)) if values else np.nan
+        return metrics
+
+
+def _frozen_resplit(run: Run) -> bool:
+    """The run is a fold or re-split of a dataset whose test set is its source's frozen one."""
+    params = run.config.get("params", {})
+    resplit = bool(params.get("folds")) or params.get("split_seed") is not None
+    return resplit and bool(run.config.get("dataset", {}).get("split_file_sha256")) and run.model_name != "?"
+
+
+def fold_ensembles(runs: list[Run]) -> list[Run]:
+    """``runs`` with the fold models that share a frozen test set replaced by one :class:`FoldEnsemble` per
+    experiment, model, seed and kind of split (folds / re-splits); every other run as it is.
+
+    A group whose members do not all predict the same galaxies is left as it is (the split is not a
+    frozen one after all).
+    """
+    groups: dict[tuple[str, str, int, int], list[Run]] = {}
+    for run in runs:
+        if _frozen_resplit(run) and not isinstance(run, FoldEnsemble):
+            folds = int(run.config.get("params", {}).get("folds", 0) or 0)
+            groups.setdefault((_experiment(run), run.model_name, run.seed, folds), []).append(run)
+    replaced: dict[str, Run] = {}
+    for members in groups.values():
+        frames = [_predictions(m) for m in members]
+        if len(members) < 2 or any(f.empty for f in frames):
+            continue
+        names = [frozenset(f["name"].astype(str)) for f in frames]
+        if any(n != names[0] for n in names):
+            continue
+        classes = members[0].classes
+        probabilities = [f"prob_{c}" for c in classes]
+        stacked = pd.concat([f.drop_duplicates("name") for f in frames], ignore_index=True)
+        mean = stacked.groupby("name", sort=True).agg({"true": "first", **{p: "mean" for p in probabilities}})
+        best = mean[probabilities].to_numpy().argmax(axis=1)
+        mean.insert(1, "pred", np.asarray(classes, dtype=object)[best])
+        first = members[0]
+        config = {**first.config, "id": f"{first.id}+{len(members) - 1}",
+                  "params": {**first.config.get("params", {}), "fold": None}}
+        ensemble = FoldEnsemble(path=first.path, config=config, members=tuple(members),
+                                ensembled=mean.reset_index())
+        replaced.update({m.id: ensemble for m in members})
+    kept: list[Run] = []
+    for run in runs:
+        chosen = replaced.get(run.id, run)
+        if not any(chosen is k for k in kept):
+            kept.append(chosen)
+    return kept
+
+
 def pooled_predictions(runs: list[Run]) -> dict[str, pd.DataFrame]:
     """Per model, the held-out predictions of all its runs (every fold, repeat and seed) in one table:
     ``name, true, pred, prob_<class>..., split, seed``. Models in :func:`in_model_order`.
@@ -267,7 +363,7 @@ def pooled_predictions(runs: list[Run]) -> dict[str, pd.DataFrame]:
     the table has as many rows as the folds' ``n_test`` add up to (times the seeds).
     """
     frames: dict[str, list[pd.DataFrame]] = {}
-    for run in in_model_order(deduplicate(finished(runs))):
+    for run in in_model_order(fold_ensembles(deduplicate(finished(runs)))):
         predictions = _predictions(run)
         if not predictions.empty:
             frames.setdefault(run.model_name, []).append(predictions.assign(split=split_key(run), seed=run.seed))
@@ -364,7 +460,7 @@ def mcnemar_table(runs: list[Run]) -> pd.DataFrame:
     statistic, p_value, method.
     """
     rows = []
-    done = deduplicate(finished(runs))
+    done = fold_ensembles(deduplicate(finished(runs)))
     for a, b in itertools.combinations(done, 2):
         if (a.model_name == b.model_name or a.seed != b.seed or split_key(a) != split_key(b)
                 or not _same_experiment(a, b)):
@@ -396,6 +492,8 @@ def _correct(run: Run) -> tuple[np.ndarray, np.ndarray]:
 def _predictions(run: Run) -> pd.DataFrame:
     """``run.predictions``, read once per version of the file: a comparison reads every run's predictions
     for the table, each figure and each pair."""
+    if isinstance(run, FoldEnsemble):
+        return run.predictions
     path = run.path / "predictions.csv"
     try:
         stat = path.stat()

@@ -14,10 +14,12 @@ from core.learn.metrics import format_mean_std
 from core.learn.report.tables import (
     BASELINE,
     FAMILIES,
+    FoldEnsemble,
     SUMMARY_METRICS,
     deduplicate,
     experiment_protocol,
     finished,
+    fold_ensembles,
     model_label,
     paired_tests,
     pooled_predictions,
@@ -40,12 +42,20 @@ def protocol_words(name: str) -> str:
 
 
 def pooled_note(runs: list[Run]) -> str:
-    """What the figures pool, in words: ``pooled over 5 folds: 580 held-out predictions per model``."""
-    done = deduplicate(finished(runs))
+    """What the figures pool, in words: ``pooled over 5 folds: 580 held-out predictions per model``, or for folds
+    on a frozen test set ``ensemble of 5 fold models (mean probability) on 85 frozen test galaxies ...``."""
+    done = fold_ensembles(deduplicate(finished(runs)))
+    ensembles = [r for r in done if isinstance(r, FoldEnsemble)]
     splits = {split_key(r) for r in done if r.model_name != BASELINE} or {split_key(r) for r in done}
     seeds = {r.seed for r in done}
     pooled = pooled_predictions(done)
     n = max((len(frame) for frame in pooled.values()), default=0)
+    if ensembles:
+        alone = [a for e in ensembles for a in e.metrics["fold_accuracies"]]
+        seeds_note = f" × {_count(len(seeds), 'seed')}" if len(seeds) > 1 else ""
+        return (f"ensemble of {len(ensembles[0].members)} fold models (mean probability) on "
+                f"{n // max(len(seeds), 1):,} frozen test galaxies{seeds_note}, each counted once; the fold "
+                f"models alone score {min(alone):.3f}–{max(alone):.3f}")
     kind = "fold" if all(s.startswith("k") for s in splits) else "split"
     what = [_count(len(splits), kind)] if len(splits) > 1 else []
     what += [_count(len(seeds), "seed")] if len(seeds) > 1 else []
@@ -164,7 +174,11 @@ def format_summary(summary: pd.DataFrame, *, best: str | None = None) -> str:
 
 def interval_note(summary: pd.DataFrame) -> str:
     """One sentence saying what ``±`` and ``[low, high]`` mean for this summary."""
-    if (summary["n_splits"] > 1).any():
+    if (summary["interval"] == "frozen test set, fold ensemble").any():
+        where = ("95 % intervals [low, high] on the frozen test set, each test galaxy counted once: Wilson "
+                 "for the accuracy of the fold models' mean-probability ensemble, stratified bootstrap for "
+                 "the others")
+    elif (summary["n_splits"] > 1).any():
         where = ("95 % intervals [low, high] between splits (corrected resampled t, Nadeau & Bengio 2003) where a "
                  "model has several splits, else on the test set")
     else:
