@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 import socket
@@ -291,7 +292,9 @@ def _metrics(page: Page) -> dict[str, int]:
 
 
 def test_the_readme_walkthrough_shows_the_readme_numbers(builtin_sample: Path, tmp_path: Path) -> None:
-    """Steps 1 to 3 of the README, clicked in Chromium on the built-in sample: every number it quotes is on the page."""
+    """The README's walkthrough clicked in Chromium on the built-in sample: every number it quotes is on the page
+    (steps 1 to 3), the build it asks for makes that many galaxies, the Training page starts with the settings it
+    names, and a model trained there (LeNet-5 for 1 epoch, to stay quick) is compared on that many test galaxies."""
     from playwright.sync_api import sync_playwright
 
     require_chromium()
@@ -334,6 +337,47 @@ def test_the_readme_walkthrough_shows_the_readme_numbers(builtin_sample: Path, t
         sizes = page.get_by_text("A build makes").first.inner_text()
         assert (f"A build makes {promised['build']:,} galaxies: {promised['train']:,} for training, "
                 f"{promised['val']:,} for validation, {promised['test']:,} for testing") in sizes
+
+        # "keep the suggested name (sample-hubble3) and click Build and save dataset"
+        assert page.get_by_label("Dataset name", exact=True).input_value() == "sample-hubble3"
+        page.get_by_role("button", name="Build and save dataset").click()
+        panel = page.locator('[data-testid="stProgress"]').filter(has_text="sample-hubble3")
+        panel.filter(has_text=re.compile(r"— (finished|failed|stopped)")).wait_for(timeout=300_000)
+        assert "— finished" in panel.first.inner_text(), panel.first.inner_text()
+        built = json.loads((builtin_sample / "datasets" / "sample-hubble3" / "manifest.json").read_text(encoding="utf-8"))
+        assert built["n_images"] == promised["build"]
+
+        page.get_by_role("link", name="Training").click()  # step 4: the settings the README names
+        page.get_by_role("button", name="Start training").wait_for(timeout=300_000)
+        wait_ready(page)
+        assert page.get_by_role("combobox", name="Dataset", exact=True).input_value() == "sample-hubble3"
+        models = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Models")
+        assert models.locator("[data-tag]").evaluate_all("tags => tags.map(t => t.ariaLabel)") == [
+            "LeNet-5", "AlexNet", "ResNet-18"]
+        assert page.get_by_label("Epochs (at most)", exact=True).input_value() == ""
+        assert page.get_by_label("Seeds (comma-separated)", exact=True).input_value() == "0"
+        batch = page.locator('[data-testid="stSlider"]').filter(has_text="Batch size")
+        assert batch.locator('[data-testid="stSliderThumbValue"]').inner_text() == "32"
+        assert page.get_by_role("combobox", name="Protocol", exact=True).input_value() == "equal"
+        assert page.get_by_label("Folds (0 = the dataset's split)", exact=True).input_value() == "0"
+        # One model for one epoch keeps the test short; the README's full run is in "What to expect".
+        for name in ("ResNet-18", "AlexNet"):
+            page.get_by_role("button", name=f"Remove {name}", exact=True).click()
+            wait_ready(page)
+        page.get_by_label("Epochs (at most)", exact=True).fill("1")
+        page.get_by_label("Epochs (at most)", exact=True).press("Enter")
+        wait_ready(page)
+        page.get_by_role("button", name="Start training").click()
+        page.get_by_text(re.compile(r"LeNet-5.*seed 0.*finished, test accuracy")).wait_for(timeout=300_000)
+
+        page.get_by_role("link", name="Model comparison").click()  # step 5
+        page.wait_for_selector(".js-plotly-plot .main-svg", timeout=300_000)
+        wait_ready(page)
+        title = page.locator("h4").first.inner_text()
+        assert "LeNet-5" in title and "sample-hubble3" in title, title
+        chart = page.locator('[data-testid="stPlotlyChart"]').first.text_content()
+        assert f"LeNet-5 (n = {promised['test']:,})" in chart, chart
+        assert not page.locator('[data-testid="stException"]').count()
         browser.close()
 
 
