@@ -388,6 +388,10 @@ CONTROLS = ", ".join(f'[data-testid="{t}"]' for t in (
     "stRadio", "stToggle", "stButtonGroup", "stTextArea"))
 PROJECTORS = ((1440, 900), (1024, 768))
 MAIN_LEFT = """() => Math.round(document.querySelector('[data-testid="stMainBlockContainer"]').getBoundingClientRect().left)"""
+# Where the first thing on the page starts (the way out of presentation mode), and where the bar of pages ends.
+LEAVE_TOP = """() => Math.round(Array.from(document.querySelectorAll('[data-testid="stButton"]'))
+  .find(b => b.innerText.includes('Leave presentation mode')).getBoundingClientRect().top)"""
+HEADER_BOTTOM = """() => Math.round(document.querySelector('[data-testid="stHeader"]').getBoundingClientRect().bottom)"""
 
 
 def test_presentation_mode_is_clean_on_a_projector(server: str) -> None:
@@ -425,6 +429,10 @@ def test_presentation_mode_is_clean_on_a_projector(server: str) -> None:
                     problems.append(f"{name} at {width}px shows controls: {controls.count()} inputs, buttons {buttons}")
                 if page.locator('[data-testid="stSidebar"]').is_visible():
                     problems.append(f"{name} at {width}px shows the sidebar")
+                # No empty band between the bar of pages and the content (it was ~130 px on every page).
+                top, bar = page.evaluate(LEAVE_TOP), page.evaluate(HEADER_BOTTOM)
+                if not bar <= top < 100:
+                    problems.append(f"{name} at {width}px starts at {top} px, under a bar ending at {bar} px")
                 _save_small(page.screenshot(), shots / f"present-{name}-{width}.png")
         browser.close()
     assert not problems, problems

@@ -15,9 +15,12 @@ _STATE = "present_mode"
 
 # Streamlit keeps the sidebar's column (an empty grey strip, ~300 px: a third of a 1024-px projector)
 # when a run that draws nothing in it follows one that did, until the page is loaded afresh.
+# Its main column also starts 6rem down, under the bar of pages: an empty band of ~130 px, a sixth of
+# a 768-px projector, above every title. 4rem clears the bar.
 _HIDE_SIDEBAR = """<style>
 section[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"],
 [data-testid="stExpandSidebarButton"], [data-testid="stSidebarCollapseButton"] { display: none !important; }
+[data-testid="stMainBlockContainer"] { padding-top: 4rem !important; }
 </style>"""
 
 
