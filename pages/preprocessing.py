@@ -124,8 +124,12 @@ with right:
         per_reason = per_reason.reindex(columns=[c for c in [*classes, catalogue.UNCLASSIFIED] if c in per_reason.columns])
         per_reason = per_reason.assign(total=per_reason.sum(axis=1)).sort_values("total", ascending=False)
         per_reason["what it means"] = [REASON_TEXT.get(r, "") for r in per_reason.index]
-        st.dataframe(per_reason.reset_index(), hide_index=True, width="stretch", key="pp_reasons",
-                     column_config={"what it means": st.column_config.TextColumn(width="large")})
+        if presenting:
+            # A static table wraps its text: in the scrolling grid the meanings were cut off on a projector.
+            st.table(per_reason)
+        else:
+            st.dataframe(per_reason.reset_index(), hide_index=True, width="stretch", key="pp_reasons",
+                         column_config={"what it means": st.column_config.TextColumn(width="large")})
 
 st.subheader("Quality metrics")
 h1, h2 = st.columns(2)

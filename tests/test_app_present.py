@@ -122,3 +122,14 @@ def test_runs_left_out_are_named_in_the_title_and_change_the_holm_family(world, 
     at.button(key="cmp_present").click().run()
     assert at.title[0].value.replace("\\", "").endswith("· left out: AlexNet s0")
     assert "left out by hand" in at.warning[0].value
+
+
+def test_the_reasons_left_out_keep_their_meaning_whole_on_a_projector(world, monkeypatch) -> None:
+    """Preprocessing in presentation mode: a static table, which wraps; the scrolling grid cut the meanings off
+    at 1024 and at 1440 px (docs/screenshots/present-preprocessing-*.png)."""
+    at = _open(_app(world, monkeypatch, present=True), "preprocessing")
+    assert not at.exception, [e.value for e in at.exception]
+    reasons = [t.value for t in at.table if "what it means" in t.value.columns]
+    assert reasons, "the reasons left out are not a static table"
+    assert all(reasons[0]["what it means"].str.len() > 0)
+    assert not any("what it means" in getattr(d.value, "columns", []) for d in at.dataframe)
