@@ -391,6 +391,17 @@ def test_accuracy_axes_run_from_0_to_1(registry):
     assert all(trace.cliponaxis is False for trace in size_accuracy_figure(runs).data)
 
 
+def test_headline_figures_keep_every_label_readable(registry):
+    """Seen in the presentation-mode screenshots: the top accuracy label was clipped by the plot area, and the
+    p-value colour bar's "0" sat on its "0.05 (significant below)"."""
+    from core.learn.report import accuracy_figure, paired_figure, summary_table
+
+    runs = iter_runs(registry)
+    assert all(trace.cliponaxis is False for trace in accuracy_figure(summary_table(runs)).data)
+    colorbar = paired_figure(runs).data[0].colorbar
+    assert list(colorbar.tickvals) == [0.05, 0.5, 1] and colorbar.ticktext[0] == "0.05 (significant below)"
+
+
 def test_the_page_and_the_html_report_draw_the_same_figures(registry, tmp_path):
     from core.learn.report import model_color, size_accuracy_figure
 

@@ -103,6 +103,7 @@ def accuracy_figure(summary: pd.DataFrame) -> Any:
             error_x=dict(type="data", symmetric=False, array=[max(0.0, high - mean)], arrayminus=[max(0.0, mean - low)],
                          thickness=2, width=6) if low == low else None,
             text=[f"{mean:.3f} [{low:.3f}, {high:.3f}]" if low == low else f"{mean:.3f}"], textposition="top center",
+            cliponaxis=False,  # the top row's label rises above the plot area: clipped, it was cut off
             name=_text(model_label(model)), showlegend=False,
             hovertemplate="accuracy %{x:.3f}<extra>%{y}</extra>"))
     lows = [float(v) for v in summary["accuracy_lo"] if v == v] or [float(summary["accuracy_mean"].min())]
@@ -259,8 +260,9 @@ def paired_figure(runs: list[Run]) -> Any:
     z = matrix.to_numpy(dtype=float)
     fig = go.Figure(go.Heatmap(
         z=z, x=labels, y=labels, colorscale=P_VALUE_COLORSCALE, zmin=0, zmax=1, showscale=True,
-        colorbar=dict(title=dict(text="Holm-corrected p", side="right"), tickvals=[0, ALPHA, 0.5, 1],
-                      ticktext=["0", f"{ALPHA:g} (significant below)", "0.5", "1"], thickness=14),
+        # No tick at 0: on a short chart its label sat on top of the 0.05 one.
+        colorbar=dict(title=dict(text="Holm-corrected p", side="right"), tickvals=[ALPHA, 0.5, 1],
+                      ticktext=[f"{ALPHA:g} (significant below)", "0.5", "1"], thickness=14),
         text=[["" if np.isnan(v) else f"{v:.3g}" for v in row] for row in z], texttemplate="%{text}",
         hovertemplate="%{y} vs %{x}: Holm-corrected p = %{z:.3g}<extra></extra>"))
     fig.update_yaxes(autorange="reversed")
