@@ -110,7 +110,8 @@ if not presenting:
                f"**{common.md(chosen.band)}**, label conflicts **{common.md(spec.conflicts)}** (Class balance page). "
                "A build keeps exactly these, unless an image fails to preprocess.")
 
-left, right = st.columns([1, 1])
+# On a projector one above the other: in half a 1024-px screen the reasons' meanings wrapped a word a line.
+left, right = st.columns([1, 1]) if not presenting else (st.container(), st.container())
 with left:
     st.plotly_chart(charts.kept_rejected_bar(by_class["kept"], by_class["left out"], title="Kept and left out per class",
                                              y_title="objects"), key="pp_by_class")

@@ -57,7 +57,8 @@ with right:
         fig = go.Figure(go.Bar(x=top.to_numpy(), y=charts.texts(top.index), orientation="h",
                                marker_color=palette.KEPT_COLOR))
         fig.update_yaxes(autorange="reversed", title="catalogue (name prefix)")
-        fig.update_xaxes(title="objects (a galaxy with names in two catalogues counts in both)")
+        # On two lines: in one, a half-width chart cut it off at 1024 px.
+        fig.update_xaxes(title="objects<br>(a galaxy with names in two catalogues counts in both)")
         st.plotly_chart(charts.style(fig, title="Catalogues the names come from"), key="stats_prefixes")
 
 left, right = st.columns(2)
