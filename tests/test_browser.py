@@ -127,7 +127,11 @@ def serve(data_dir: str | Path, runs_dir: str | Path, *, script: str | Path | No
         yield url
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:  # a script run still busy (e.g. saliency) on a loaded machine
+            proc.kill()
+            proc.wait(timeout=20)
 
 
 @pytest.fixture(scope="module")
