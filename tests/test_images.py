@@ -140,7 +140,7 @@ def test_degenerate_wcs_is_dropped(tmp_path: Path) -> None:
         ("empty.fits", b"", "empty file"),
         ("random.fits", bytes(range(256)) * 20, "not a FITS file"),
         ("page.fits.gz", b"<html><body>Error 500</body></html>", "not a FITS file"),
-        ("html.fits.gz", gzip.compress(b"<html>not found</html>"), "not a FITS file"),
+        ("html.fits.gz", gzip.compress(b"<html>not found</html>", mtime=0), "not a FITS file"),
         ("thing.xyz", b"\x00\x01\x02hello", "unsupported format"),
         ("bad.jpg", b"GIF89a.....", "not a valid JPEG or PNG"),
     ],
