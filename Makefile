@@ -29,7 +29,7 @@ run: $(VENV)/.installed
 
 ## test: install with the test extras (and Debian's Chromium and LaTeX for the browser and export tests, when root), run every test
 test: $(VENV)/.installed-dev browser latex
-	$(PY) -m pytest -m "not cluster" -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -m "not cluster" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 	$(PY) -m pytest -m cluster
 
 ## browser: Debian's Chromium for the real-browser test; skipped quietly where apt-get is not ours to use
