@@ -10,6 +10,7 @@ real data and runs:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import os
@@ -120,7 +121,7 @@ def serve(data_dir: str | Path, runs_dir: str | Path, *, script: str | Path | No
     if error_details is not None:
         env["STREAMLIT_CLIENT_SHOW_ERROR_DETAILS"] = error_details
     # The server's output goes to a file, not a pipe: nobody reads a pipe while the test runs, and a
-    # server that filled one (TensorFlow's log lines) blocked on its next write, even on SIGTERM.
+    # chatty server (TensorFlow's log lines) would block on its next write once it filled one.
     with tempfile.TemporaryFile() as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", *(("ui.serve",) if script is None else ("streamlit", "run", str(script))),
@@ -133,12 +134,23 @@ def serve(data_dir: str | Path, runs_dir: str | Path, *, script: str | Path | No
             wait_until_healthy(proc, url, log=log_file)
             yield url
         finally:
+            # A server takes about 3 s to stop after its last session; the test goes on meanwhile,
+            # and _reap_stopping_servers sees every one of them gone before the process exits.
             proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:  # a script run still busy (e.g. saliency): nothing to keep
-                proc.kill()
-                proc.wait(timeout=20)
+            _STOPPING.append(proc)
+
+
+_STOPPING: list[subprocess.Popen[bytes]] = []
+
+
+@atexit.register
+def _reap_stopping_servers() -> None:
+    for proc in _STOPPING:
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # a script run still busy (e.g. saliency): nothing to keep
+            proc.kill()
+            proc.wait(timeout=20)
 
 
 def wait_ready(page: Page) -> None:
