@@ -3,9 +3,12 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8501
-# Test processes (pytest-xdist). Two keep both of CI's cores busy while a test waits on a browser, a
-# server or a subprocess; a file's tests stay in one process, so its module fixtures are built once.
-TEST_WORKERS ?= 2
+# Test processes (pytest-xdist), a file at a time, the slowest files first (tests/conftest.py). Three on
+# CI's two cores: a third keeps the CPU busy while another waits on a browser, a server or a
+# subprocess (on 2 cores the suite took 444 s with three, 486 s with two, in the same hour).
+TEST_WORKERS ?= 3
+# The dask LocalCluster tests run in a pytest of their own, given only the files that hold them.
+CLUSTER_TESTS = $(shell grep -l "pytest.mark.cluster" tests/test_*.py)
 
 .PHONY: run test install install-dev browser latex bench bench-scale clean
 
@@ -29,8 +32,8 @@ run: $(VENV)/.installed
 
 ## test: install with the test extras (and Debian's Chromium and LaTeX for the browser and export tests, when root), run every test
 test: $(VENV)/.installed-dev browser latex
-	$(PY) -m pytest -m "not cluster" -n $(TEST_WORKERS) --dist loadfile
-	$(PY) -m pytest -m cluster
+	$(PY) -m pytest -m "not cluster" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=20
+	$(PY) -m pytest -m cluster $(CLUSTER_TESTS)
 
 ## browser: Debian's Chromium for the real-browser test; skipped quietly where apt-get is not ours to use
 browser:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +18,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--remote", action="store_true", help="also run tests that talk to the real NED")
 
 
+#: The files that take longest, slowest first (seconds of one process, measured with --durations on
+#: 2 cores). `make test` hands whole files to two processes in collection order
+#: (``--dist loadfile --no-loadscope-reorder``): long files first, so that the short ones fill the
+#: gaps and both processes finish together. Every other file keeps its place after these.
+SLOWEST_FILES = (
+    "test_browser.py", "test_hostile_browser.py", "test_training.py", "test_browser_walkthrough.py",
+    "test_hostile_folders.py", "test_browser_projector.py", "test_hostile_round2_datasets.py",
+    "test_hostile_images.py", "test_app.py", "test_backends.py", "test_hostile_round2_records.py",
+    "test_hostile_records.py", "test_app_present.py",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(SLOWEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
     if config.getoption("--remote"):
         return
     skip = pytest.mark.skip(reason="talks to the real NED; run with --remote")
@@ -82,3 +98,41 @@ def _copy_gz1(out: Path, *, n: int) -> None:
         shutil.copy2(shipped / file, out / file)
     shutil.copy2(shipped / "SOURCE.md", out / "SOURCE.md")
     rows.to_csv(out / "catalog.csv", index=False)
+
+
+@pytest.fixture(scope="module")
+def server(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The dashboard served on the test world (or on SCREENSHOT_DATA_DIR / SCREENSHOT_RUNS_DIR, for
+    the README's pictures), one server per test module."""
+    from tests.test_browser import require_chromium, serve
+
+    require_chromium()
+    data_dir, runs_dir = os.environ.get("SCREENSHOT_DATA_DIR"), os.environ.get("SCREENSHOT_RUNS_DIR")
+    if not (data_dir and runs_dir):
+        world = request.getfixturevalue("world")
+        data_dir, runs_dir = data_dir or str(world["data"]), runs_dir or str(world["runs"])
+    with serve(data_dir, runs_dir) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def trap() -> Iterator[Any]:
+    """A local HTTP server that counts the requests it gets (tests/hostile_world.py)."""
+    import threading
+
+    from tests.hostile_world import Trap, TrapHandler
+
+    server = Trap(("127.0.0.1", 0), TrapHandler)
+    server.hits = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def hostile_world(tmp_path_factory: pytest.TempPathFactory, trap: Any) -> dict[str, Any]:
+    from tests.hostile_world import make_hostile_world, trap_url
+
+    return make_hostile_world(tmp_path_factory.mktemp("hostile-ui"), trap=trap_url(trap))

@@ -5,24 +5,24 @@ By default the app runs on the test world (a 120-galaxy sample, 1-epoch runs) an
 go to screenshots-tmp/ (ignored by git). For the README pictures in docs/screenshots/, point it at
 real data and runs:
 
-    SCREENSHOT_DATA_DIR=data SCREENSHOT_RUNS_DIR=runs python -m pytest tests/test_browser.py -q
+    SCREENSHOT_DATA_DIR=data SCREENSHOT_RUNS_DIR=runs python -m pytest tests/test_browser.py tests/test_browser_projector.py -q
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
-import json
 import os
-import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import pytest
 
@@ -87,9 +87,10 @@ def require_chromium() -> None:
         pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
 
 
-def wait_until_healthy(proc: subprocess.Popen[bytes], url: str, *, timeout: float = 180.0) -> None:
+def wait_until_healthy(proc: subprocess.Popen[bytes], url: str, *, timeout: float = 180.0,
+                       log: IO[bytes] | None = None) -> None:
     """Poll the Streamlit server at ``url`` until it answers its health check; fail with its output
-    if the process ends or ``timeout`` seconds pass first."""
+    (its piped stdout, or the open file ``log``) if the process ends or ``timeout`` seconds pass first."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -99,7 +100,11 @@ def wait_until_healthy(proc: subprocess.Popen[bytes], url: str, *, timeout: floa
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                pytest.fail(f"streamlit did not come up: {proc.stdout.read().decode(errors='replace')[-2000:]}")
+                proc.wait()
+                if log is not None:
+                    log.seek(0)
+                output = log.read() if log is not None else proc.stdout.read()
+                pytest.fail(f"streamlit did not come up: {output.decode(errors='replace')[-2000:]}")
             time.sleep(0.2)
 
 
@@ -115,34 +120,37 @@ def serve(data_dir: str | Path, runs_dir: str | Path, *, script: str | Path | No
                GALAXY_MORPH_RUNS_DIR=str(Path(runs_dir).resolve()))
     if error_details is not None:
         env["STREAMLIT_CLIENT_SHOW_ERROR_DETAILS"] = error_details
-    proc = subprocess.Popen(
-        [sys.executable, "-m", *(("ui.serve",) if script is None else ("streamlit", "run", str(script))),
-         "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(proc, url)
-        yield url
-    finally:
-        proc.terminate()
+    # The server's output goes to a file, not a pipe: nobody reads a pipe while the test runs, and a
+    # chatty server (TensorFlow's log lines) would block on its next write once it filled one.
+    with tempfile.TemporaryFile() as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", *(("ui.serve",) if script is None else ("streamlit", "run", str(script))),
+             "--server.headless", "true", "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:  # a script run still busy (e.g. saliency) on a loaded machine
+            wait_until_healthy(proc, url, log=log_file)
+            yield url
+        finally:
+            # A server takes about 3 s to stop after its last session; the test goes on meanwhile,
+            # and _reap_stopping_servers sees every one of them gone before the process exits.
+            proc.terminate()
+            _STOPPING.append(proc)
+
+
+_STOPPING: list[subprocess.Popen[bytes]] = []
+
+
+@atexit.register
+def _reap_stopping_servers() -> None:
+    for proc in _STOPPING:
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # a script run still busy (e.g. saliency): nothing to keep
             proc.kill()
             proc.wait(timeout=20)
-
-
-@pytest.fixture(scope="module")
-def server(request: pytest.FixtureRequest) -> Iterator[str]:
-    require_chromium()
-    data_dir, runs_dir = os.environ.get("SCREENSHOT_DATA_DIR"), os.environ.get("SCREENSHOT_RUNS_DIR")
-    if not (data_dir and runs_dir):
-        world = request.getfixturevalue("world")
-        data_dir, runs_dir = data_dir or str(world["data"]), runs_dir or str(world["runs"])
-    with serve(data_dir, runs_dir) as url:
-        yield url
 
 
 def wait_ready(page: Page) -> None:
@@ -243,200 +251,3 @@ def test_presentation_mode_hides_the_controls_and_survives_a_page_switch(server:
         page.wait_for_selector('[data-testid="stSidebar"]', timeout=60_000)
         assert "present" not in page.url
         browser.close()
-
-
-# --------------------------------------------------------------------------- the README walkthrough
-
-NUMBER = r"([\d,]+)"
-
-
-def _readme_numbers() -> dict[str, int]:
-    """The numbers the README's walkthrough promises a new user, read from the README itself."""
-    text = re.sub(r"\s+", " ", (ROOT / "README.md").read_text(encoding="utf-8"))
-    patterns = {
-        ("rows", "objects", "labelled"):
-            rf"\*\*{NUMBER} catalogue rows, {NUMBER} objects, {NUMBER} labelled objects\*\*",
-        ("default_kept", "default_of"): rf"keep \*\*{NUMBER} of the {NUMBER} objects\*\*",
-        ("all_kept",): rf"shows \*\*{NUMBER} kept objects\*\*",
-        ("build", "train", "val", "test"): rf"\*\*A build makes {NUMBER} galaxies: {NUMBER} for training, "
-                                           rf"{NUMBER} for validation, {NUMBER} for testing\*\*",
-        ("duplicates",): rf"as \*duplicate names\* \({NUMBER}\)",
-    }
-    found: dict[str, int] = {}
-    for names, pattern in patterns.items():
-        match = re.search(pattern, text)
-        assert match, f"the README's walkthrough no longer says {pattern!r}"
-        found.update({name: int(value.replace(",", "")) for name, value in zip(names, match.groups())})
-    return found
-
-
-@pytest.fixture(scope="module")
-def builtin_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data folder holding the README's built-in sample (2,000 galaxies, seed 0): the one ``make run``
-    made in data/sample when it is there, else made now (about a minute on 2 idle cores)."""
-    data = tmp_path_factory.mktemp("walkthrough")
-    shipped = ROOT / "data" / "sample"
-    if (shipped / "catalog.csv").exists():
-        (data / "sample").symlink_to(shipped, target_is_directory=True)
-    else:
-        from core.acquire.sample import generate_sample
-
-        generate_sample(data / "sample", n=2000, seed=0)
-    return data
-
-
-def _metrics(page: Page) -> dict[str, int]:
-    """The page's metrics as numbers (those that are whole numbers)."""
-    values = {}
-    for text in page.locator('[data-testid="stMetric"]').all_inner_texts():
-        label, _, value = text.partition("\n")
-        with contextlib.suppress(ValueError):
-            values[label.strip()] = int(value.strip().replace(",", ""))
-    return values
-
-
-def test_the_readme_walkthrough_shows_the_readme_numbers(builtin_sample: Path, tmp_path: Path) -> None:
-    """The README's walkthrough clicked in Chromium on the built-in sample: every number it quotes is on the page
-    (steps 1 to 3), the build it asks for makes that many galaxies, the Training page starts with the settings it
-    names, and a model trained there (LeNet-5 for 1 epoch, to stay quick) is compared on that many test galaxies."""
-    from playwright.sync_api import sync_playwright
-
-    require_chromium()
-    promised = _readme_numbers()
-    with serve(builtin_sample, tmp_path / "runs") as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 900}, device_scale_factor=1)
-        page.goto(url, wait_until="domcontentloaded")  # step 1: Home
-        page.wait_for_selector('[data-testid="stMetricValue"]', timeout=300_000)
-        wait_ready(page)
-        home = _metrics(page)
-        assert (home["Catalogue rows"], home["Objects"], home["Labelled objects"]) == (
-            promised["rows"], promised["objects"], promised["labelled"])
-
-        page.get_by_role("link", name="Dataset statistics").click()  # step 2
-        page.wait_for_selector('[data-testid="stDataFrame"] canvas', timeout=300_000)
-        wait_ready(page)
-        assert _metrics(page)["Objects"] == promised["objects"]
-        page.get_by_role("link", name="Class balance").click()
-        page.get_by_text("Imbalance ratio (before)").wait_for(timeout=300_000)
-        wait_ready(page)
-        assert _metrics(page)["Labelled objects"] == promised["labelled"]
-
-        page.get_by_role("link", name="Preprocessing preview").click()  # step 3, with the defaults
-        page.wait_for_selector('[data-testid="stImage"] img', timeout=600_000)
-        wait_ready(page)
-        shown = _metrics(page)
-        assert shown["Kept objects"] == promised["default_kept"]
-        assert shown["Kept objects"] + shown["Left out objects"] == promised["default_of"] == promised["objects"]
-        assert shown["Duplicate names"] == promised["duplicates"]
-
-        page.locator('[data-testid="stSelectbox"]').filter(has_text="Survey").click()  # "set Survey to all"
-        page.get_by_role("option", name="all", exact=True).click()
-        page.wait_for_function(
-            "n => Array.from(document.querySelectorAll('[data-testid=stMetric]')).some("
-            "m => m.innerText.startsWith('Kept objects') && !m.innerText.includes(n))",
-            arg=f"{promised['default_kept']:,}", timeout=120_000)
-        wait_ready(page)
-        assert _metrics(page)["Kept objects"] == promised["all_kept"] == promised["build"]
-        sizes = page.get_by_text("A build makes").first.inner_text()
-        assert (f"A build makes {promised['build']:,} galaxies: {promised['train']:,} for training, "
-                f"{promised['val']:,} for validation, {promised['test']:,} for testing") in sizes
-
-        # "keep the suggested name (sample-hubble3) and click Build and save dataset"
-        assert page.get_by_label("Dataset name", exact=True).input_value() == "sample-hubble3"
-        page.get_by_role("button", name="Build and save dataset").click()
-        panel = page.locator('[data-testid="stProgress"]').filter(has_text="sample-hubble3")
-        panel.filter(has_text=re.compile(r"— (finished|failed|stopped)")).wait_for(timeout=300_000)
-        assert "— finished" in panel.first.inner_text(), panel.first.inner_text()
-        built = json.loads((builtin_sample / "datasets" / "sample-hubble3" / "manifest.json").read_text(encoding="utf-8"))
-        assert built["n_images"] == promised["build"]
-
-        page.get_by_role("link", name="Training").click()  # step 4: the settings the README names
-        page.get_by_role("button", name="Start training").wait_for(timeout=300_000)
-        wait_ready(page)
-        assert page.get_by_role("combobox", name="Dataset", exact=True).input_value() == "sample-hubble3"
-        models = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Models")
-        assert models.locator("[data-tag]").evaluate_all("tags => tags.map(t => t.ariaLabel)") == [
-            "LeNet-5", "AlexNet", "ResNet-18"]
-        assert page.get_by_label("Epochs (at most)", exact=True).input_value() == ""
-        assert page.get_by_label("Seeds (comma-separated)", exact=True).input_value() == "0"
-        batch = page.locator('[data-testid="stSlider"]').filter(has_text="Batch size")
-        assert batch.locator('[data-testid="stSliderThumbValue"]').inner_text() == "32"
-        assert page.get_by_role("combobox", name="Protocol", exact=True).input_value() == "equal"
-        assert page.get_by_label("Folds (0 = the dataset's split)", exact=True).input_value() == "0"
-        # One model for one epoch keeps the test short; the README's full run is in "What to expect".
-        for name in ("ResNet-18", "AlexNet"):
-            page.get_by_role("button", name=f"Remove {name}", exact=True).click()
-            wait_ready(page)
-        page.get_by_label("Epochs (at most)", exact=True).fill("1")
-        page.get_by_label("Epochs (at most)", exact=True).press("Enter")
-        wait_ready(page)
-        page.get_by_role("button", name="Start training").click()
-        page.get_by_text(re.compile(r"LeNet-5.*seed 0.*finished, test accuracy")).wait_for(timeout=300_000)
-
-        page.get_by_role("link", name="Model comparison").click()  # step 5
-        page.wait_for_selector(".js-plotly-plot .main-svg", timeout=300_000)
-        wait_ready(page)
-        title = page.locator("h4").first.inner_text()
-        assert "LeNet-5" in title and "sample-hubble3" in title, title
-        chart = page.locator('[data-testid="stPlotlyChart"]').first.text_content()
-        assert f"LeNet-5 (n = {promised['test']:,})" in chart, chart
-        assert not page.locator('[data-testid="stException"]').count()
-        browser.close()
-
-
-# --------------------------------------------------------------------------- presentation mode on a projector
-
-CONTROLS = ", ".join(f'[data-testid="{t}"]' for t in (
-    "stSelectbox", "stMultiSelect", "stSlider", "stTextInput", "stNumberInput", "stFileUploader", "stCheckbox",
-    "stRadio", "stToggle", "stButtonGroup", "stTextArea"))
-PROJECTORS = ((1440, 900), (1024, 768))
-MAIN_LEFT = """() => Math.round(document.querySelector('[data-testid="stMainBlockContainer"]').getBoundingClientRect().left)"""
-# Where the first thing on the page starts (the way out of presentation mode), and where the bar of pages ends.
-LEAVE_TOP = """() => Math.round(Array.from(document.querySelectorAll('[data-testid="stButton"]'))
-  .find(b => b.innerText.includes('Leave presentation mode')).getBoundingClientRect().top)"""
-HEADER_BOTTOM = """() => Math.round(document.querySelector('[data-testid="stHeader"]').getBoundingClientRect().bottom)"""
-
-
-def test_presentation_mode_is_clean_on_a_projector(server: str) -> None:
-    """Pressing the button hides the sidebar entirely (no empty strip), and no page shows a control but
-    the way out; a shot of every page at both projector sizes."""
-    from playwright.sync_api import sync_playwright
-
-    shots = _shots()
-    problems = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1024, "height": 768}, device_scale_factor=1)
-        page.goto(server, wait_until="domcontentloaded")
-        page.wait_for_selector('[data-testid="stMetricValue"]', timeout=180_000)
-        wait_ready(page)
-        left_with_sidebar = page.evaluate(MAIN_LEFT)
-        page.get_by_role("button", name="Presentation mode").click()
-        page.get_by_role("button", name="Leave presentation mode").wait_for(timeout=60_000)
-        wait_ready(page)
-        assert not page.locator('[data-testid="stSidebar"]').is_visible()
-        # The content moved into the sidebar's place: no grey strip left where it was.
-        assert page.evaluate(MAIN_LEFT) < left_with_sidebar - 150, (left_with_sidebar, page.evaluate(MAIN_LEFT))
-        for width, height in PROJECTORS:
-            page.set_viewport_size({"width": width, "height": height})
-            for path, name, _ in PAGES:
-                page.goto(f"{server}/{path}?present=1", wait_until="domcontentloaded")
-                page.get_by_role("button", name="Leave presentation mode").wait_for(timeout=180_000)
-                wait_ready(page)
-                if page.locator('[data-testid="stException"]').count():
-                    problems.append(f"{name}: {page.locator('[data-testid=stException]').first.inner_text()[:300]}")
-                controls = page.locator(CONTROLS)
-                buttons = [b for b in page.locator('[data-testid="stButton"] button').all_inner_texts()
-                           if "Leave presentation mode" not in b]
-                if controls.count() or buttons:
-                    problems.append(f"{name} at {width}px shows controls: {controls.count()} inputs, buttons {buttons}")
-                if page.locator('[data-testid="stSidebar"]').is_visible():
-                    problems.append(f"{name} at {width}px shows the sidebar")
-                # No empty band between the bar of pages and the content (it was ~130 px on every page).
-                top, bar = page.evaluate(LEAVE_TOP), page.evaluate(HEADER_BOTTOM)
-                if not bar <= top < 100:
-                    problems.append(f"{name} at {width}px starts at {top} px, under a bar ending at {bar} px")
-                _save_small(page.screenshot(), shots / f"present-{name}-{width}.png")
-        browser.close()
-    assert not problems, problems
