@@ -102,8 +102,8 @@ left, right = st.columns(2) if "paired_tests" in sections else (st.container(), 
 with left:
     st.plotly_chart(charts.style(report.accuracy_figure(summary), height=90 + 55 * len(summary)),
                     key="cmp_accuracy_chart")
-    st.caption(common.md(f"Protocol: {report.protocol_words(report.experiment_protocol(runs_list))}. "
-                         f"n = test galaxies per model; figures below: {report.pooled_note(runs_list)}."))
+    # The protocol and what the figures pool are in the title and the line under it: not said a third time.
+    st.caption("n = test galaxies per model; every figure below pools the same predictions.")
 if right is not None:
     with right:
         st.plotly_chart(charts.style(report.paired_figure(runs_list), height=90 + 55 * len(summary)),
