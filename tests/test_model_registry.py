@@ -242,7 +242,7 @@ def test_the_training_page_shows_the_estimate_of_the_protocol_chosen(tmp_path, m
 
     from core.acquire.sample import ensure_sample
     from core.learn.estimate import training_seconds
-    from core.progress import format_duration
+    from core.progress import format_estimate
     from tests.test_training import make_separable_dataset
 
     dataset = make_separable_dataset(tmp_path / "data" / "datasets" / "wide", n=60, size=64)
@@ -255,8 +255,9 @@ def test_the_training_page_shows_the_estimate_of_the_protocol_chosen(tmp_path, m
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     at.multiselect(key="train_models").set_value(["lenet5"])
-    at.number_input(key="train_epochs").set_value(100)
-    at.text_input(key="train_seeds").set_value(",".join(map(str, range(10)))).run()
+    at.number_input(key="train_epochs").set_value(500)
+    at.number_input(key="train_repeats").set_value(10)
+    at.text_input(key="train_seeds").set_value(",".join(map(str, range(50)))).run()
     n_train = json.loads((dataset / "manifest.json").read_text())["counts"]["train"]
     shown = {}
     for protocol in ("equal", "tuned"):
@@ -265,7 +266,14 @@ def test_the_training_page_shows_the_estimate_of_the_protocol_chosen(tmp_path, m
         said = [m.value for m in at.markdown if "Expected time" in m.value]
         assert len(said) == 1, [m.value for m in at.markdown]
         shown[protocol] = said[0]
-        seconds = training_seconds(["lenet5"], n_train=sum(n_train.values()), side=64, epochs={"lenet5": 100},
-                                   runs_per_model=10, protocol=protocol)
-        assert f"about {format_duration(seconds)}" in said[0], (protocol, said[0])
+        seconds = training_seconds(["lenet5"], n_train=sum(n_train.values()), side=64, epochs={"lenet5": 500},
+                                   runs_per_model=500, protocol=protocol)
+        assert f"{format_estimate(seconds)}** on a 2-core CPU under the {protocol} protocol" in said[0], said[0]
     assert shown["equal"] != shown["tuned"]
+
+
+def test_an_estimate_reads_in_minutes_not_as_a_clock_time():
+    from core.progress import format_estimate
+
+    assert [format_estimate(s) for s in (5, 89, 302, 3599, 3900, 6428)] == [
+        "under a minute", "about 1 min", "about 5 min", "about 1 h 00 min", "about 1 h 05 min", "about 1 h 47 min"]
