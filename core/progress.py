@@ -25,6 +25,15 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def format_estimate(seconds: float) -> str:
+    """An estimate in words, to the minute: ``about 5 min``, ``about 1 h 05 min``, ``under a minute`` (the
+    ``5:02`` of :func:`format_duration` reads like a clock time, with a precision an estimate does not have)."""
+    if seconds < 60:
+        return "under a minute"
+    minutes = round(seconds / 60)
+    return f"about {minutes} min" if minutes < 60 else f"about {minutes // 60} h {minutes % 60:02d} min"
+
+
 class Progress:
     """Count work done, show it, and log it.
 

@@ -1,7 +1,8 @@
 """Model comparison: the chosen runs side by side, with exports and a presentation mode (``?present=1``).
 
 One unit on every view: the table is over runs, every figure pools the held-out predictions of all
-of a model's runs (every fold and seed), and the title always names the protocol and any run left out.
+of a model's runs (every fold and seed), and the title always names the protocol and any run left out (by
+name in the line under it, with the dataset and the test galaxies per model).
 """
 
 from __future__ import annotations
@@ -75,13 +76,16 @@ sections = report.sections(runs_list)
 tests = report.paired_tests(runs_list)
 summary = report.summary_table(runs_list)
 best = report.best_model(tests, list(summary.index))
-title = report.comparison_title(runs_list, excluded=left_out)
+title = report.comparison_title(runs_list, excluded=left_out)  # one line: the figures' zip names it
+# Short enough for two lines at 1024 px (models, protocol, how many runs left out); the details under it.
+headline, details = report.comparison_headline(runs_list, excluded=left_out)
 
 # ------------------------------------------------------------------ the headline: title, verdict, accuracy, n
 if presenting:
-    st.title(common.md(title))
+    st.title(common.md(headline))
 else:
-    st.markdown(f"#### {common.md(title)}")
+    st.markdown(f"#### {common.md(headline)}")
+st.caption(common.md(details))
 if (note := report.excluded_note(runs_list, every)) is not None:
     st.warning(common.md(note), icon=":material/filter_alt:")
 said = report.verdict_lines(runs_list)
@@ -98,8 +102,8 @@ left, right = st.columns(2) if "paired_tests" in sections else (st.container(), 
 with left:
     st.plotly_chart(charts.style(report.accuracy_figure(summary), height=90 + 55 * len(summary)),
                     key="cmp_accuracy_chart")
-    st.caption(common.md(f"Protocol: {report.protocol_words(report.experiment_protocol(runs_list))}. "
-                         f"n = test galaxies per model; figures below: {report.pooled_note(runs_list)}."))
+    # The protocol and what the figures pool are in the title and the line under it: not said a third time.
+    st.caption("n = test galaxies per model; every figure below pools the same predictions.")
 if right is not None:
     with right:
         st.plotly_chart(charts.style(report.paired_figure(runs_list), height=90 + 55 * len(summary)),

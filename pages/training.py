@@ -12,7 +12,7 @@ from core.learn import device, runs
 
 from core import jobs
 from core.errors import GalaxyMorphError
-from core.progress import format_duration
+from core.progress import format_estimate
 from core.learn import registry
 from core.spec import TrainSpec
 from ui import charts, common, grid, palette, present, session
@@ -22,6 +22,9 @@ session.require_router()
 
 common.page_header(
     "Training",
+    # A presentation shows no form: its description would point at controls that are not there.
+    "Each run's progress and its loss and accuracy by epoch (solid: training, dashed: validation)."
+    if present.presenting() else
     "Train LeNet-5, AlexNet and ResNet on one dataset: the same split, augmentation and seeds for every model; "
     "the protocol below sets each model's optimiser, schedule and stopping. Training runs in the background: "
     "you can close the browser and come back.",
@@ -45,20 +48,21 @@ PROTOCOL_TEXT = {  # the first is the default (core.spec.TrainSpec)
 }
 gpu = device.nvidia_driver_present()
 
+
 if presenting:
     dataset = st.session_state.get("train_dataset") if st.session_state.get("train_dataset") in map(str, datasets) \
         else str(datasets[0])
     models, seeds_text, epochs = [], "", None
 else:
     with st.container(border=True):
-        c1, c2 = st.columns([2, 3])
+        c1, c2 = st.columns([1, 2])  # three model tags fit the field at 1024 px
         dataset = c1.selectbox("Dataset", [str(p) for p in datasets], format_func=lambda p: Path(p).name,
                                key="train_dataset")
         models = c2.multiselect("Models", list(registry.network_names()), default=list(registry.default_models()),
                                 format_func=common.model_label, key="train_models")
         c1, c2, c3, c4 = st.columns([1, 1, 1, 1.2])
         epochs = c1.number_input("Epochs (at most)", 1, 500, None, key="train_epochs",
-                                 placeholder="the protocol's default",
+                                 placeholder="default",
                                  help="Leave empty for the protocol's default per model (see docs/MODELS.md, section "
                                       "'One protocol'). Early stopping, where the protocol has it, may end sooner.")
         seeds_text = c2.text_input("Seeds (comma-separated)", "0", key="train_seeds",
@@ -87,7 +91,9 @@ else:
         n_images, side = manifest.get("n_images", "?"), manifest.get("image_shape", ["?"])[0]
         st.caption(
             f"{common.md(n_images)} galaxies of {common.md(side)} px, classes "
-            + ", ".join(common.md(c) for c in manifest.get("classes", [])) + f" · device: {builds.device_label()}"
+            + ", ".join(common.md(c) for c in manifest.get("classes", []))
+            # Without a GPU the device is already named beside the batch size.
+            + (f" · device: {common.md(builds.device_label())}" if gpu else "")
         )
 
 try:
@@ -100,8 +106,9 @@ if not presenting:
     estimate = builds.training_estimate(dataset, models, protocol=protocol, epochs=int(epochs) if epochs else None,
                                       runs_per_model=len(seeds) * max(1, int(folds)) * int(repeats)) if models and seeds else None
     if estimate is not None:
-        st.markdown(f"**Expected time: about {format_duration(estimate)}** on a 2-core CPU "
-                    "(measured speeds, docs/MODELS.md; at most, since early stopping can end sooner; a GPU is far faster).")
+        st.markdown(f"**Expected time: {format_estimate(estimate)}** on a 2-core CPU under the "
+                    f"{common.md(protocol)} protocol (measured speeds, docs/MODELS.md; at most, since early stopping "
+                    "can end sooner; a GPU is far faster).")
     busy = bool(running)
     on_cluster = grid.cluster_toggle(key="train_on_cluster")
     buttons = st.container(horizontal=True)
@@ -197,7 +204,7 @@ def _curve(history: pd.DataFrame, metric: str, color: str, title: str) -> go.Fig
     return charts.style(fig, title=title, height=240)
 
 
-st.subheader("Runs on this dataset")
+st.subheader(f"Runs on {common.md(Path(dataset).name)}")
 common.damaged_notice(common.damaged_runs(results.runs_table()), what="run", key="train_damaged_runs")
 if training_active():
     live_runs_panel(live=True)

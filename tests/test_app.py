@@ -195,10 +195,11 @@ def _class_axis(app: AppTest) -> list[str]:
 def test_comparison_shows_one_column_per_model(app: AppTest) -> None:
     _open(app, "comparison")
     assert set(app.multiselect(key="cmp_runs").value) and len(app.multiselect(key="cmp_runs").value) == len(MODELS)
-    # The title names the models, the dataset, the protocol and what is pooled (runs that predate protocols
-    # were trained with per-model recipes).
+    # The title names the models and the protocol; the line under it the dataset and the test galaxies (n).
     title = app.markdown[0].value.replace("\\", "")
-    assert title.startswith("#### LeNet-5 vs AlexNet vs ResNet-18 · tiny ·") and "protocol" in title, title
+    assert title.startswith("#### LeNet-5 vs AlexNet vs ResNet-18 · ") and title.endswith(" protocol"), title
+    details = [c.value.replace("\\", "") for c in app.caption if c.value.startswith("tiny · ")]
+    assert len(details) == 1 and "test galaxies per model" in details[0], [c.value for c in app.caption]
     summary = app.dataframe[0].value
     assert len(summary.columns) == len(MODELS)
     assert list(summary.index[:2]) == ["Accuracy", "Test galaxies (n)"]

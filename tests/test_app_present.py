@@ -40,9 +40,12 @@ def test_a_shared_link_opens_the_comparison_as_a_presentation(world, monkeypatch
     # No sidebar (no source or scheme selector), only a way out.
     assert not at.sidebar.children and [b.key for b in at.button] == ["present_leave"]
     _open(at, "comparison")
-    # The title always names the protocol.
-    assert [t.value.replace("\\", "") for t in at.title] == [
-        "LeNet-5 vs AlexNet vs ResNet-18 · tiny · one recipe for every model (equal protocol) · 1 seed"]
+    # The title always names the protocol, and fits two lines of a 1024-px projector: the dataset, what the
+    # protocol means and the test galaxies per model go in a smaller line under it.
+    assert [t.value.replace("\\", "") for t in at.title] == ["LeNet-5 vs AlexNet vs ResNet-18 · equal protocol"]
+    details = at.caption[0].value.replace("\\", "")
+    assert details.startswith("tiny · one recipe for every model · one split and seed: ") and details.endswith(
+        " test galaxies per model"), details
     # No selectors and no saliency; the exports stay reachable.
     assert not at.selectbox and not at.multiselect and not at.button
     assert len(at.get("download_button")) == 4
@@ -114,13 +117,15 @@ def test_runs_left_out_are_named_in_the_title_and_change_the_holm_family(world, 
     runs.set_value([i for i in runs.value if i not in alexnet]).run()
     assert not at.exception, [e.value for e in at.exception]
     title = at.markdown[0].value.replace("\\", "")
-    assert title.endswith("· left out: AlexNet s0"), title
+    assert title.endswith("· 1 run left out"), title
+    assert any(c.value.replace("\\", "").endswith("· left out: AlexNet s0") for c in at.caption)
     warning = at.warning[0].value.replace("\\", "")
     assert "1 run left out by hand (AlexNet s0)" in warning and "covers 1 model pair" in warning
     assert "(with every run: 3)" in warning
     # Presentation mode keeps the choice and says so too.
     at.button(key="cmp_present").click().run()
-    assert at.title[0].value.replace("\\", "").endswith("· left out: AlexNet s0")
+    assert at.title[0].value.replace("\\", "").endswith("· 1 run left out")
+    assert at.caption[0].value.replace("\\", "").endswith("· left out: AlexNet s0")
     assert "left out by hand" in at.warning[0].value
 
 

@@ -148,7 +148,8 @@ def test_the_readme_walkthrough_shows_the_readme_numbers(builtin_sample: Path, t
         page.wait_for_selector(".js-plotly-plot .main-svg", timeout=300_000)
         wait_ready(page)
         title = page.locator("h4").first.inner_text()
-        assert "LeNet-5" in title and "sample-hubble3" in title, title
+        assert "LeNet-5" in title and "equal protocol" in title, title
+        page.get_by_text(re.compile(r"^sample-hubble3 · one recipe for every model")).first.wait_for(timeout=60_000)
         chart = page.locator('[data-testid="stPlotlyChart"]').first.text_content()
         assert f"LeNet-5 (n = {promised['test']:,})" in chart, chart
         assert not page.locator('[data-testid="stException"]').count()

@@ -201,3 +201,79 @@ def test_the_training_page_offers_a_registered_model_and_shows_its_run(toy_world
     assert any("Expected time" in m.value for m in at.markdown)
     progress = [p.proto.text for p in at.get("progress")]
     assert any("ToyNet" in text and "finished" in text for text in progress), progress
+
+
+def test_the_time_estimate_follows_the_protocol_lenet5_computes_on_64_px_under_the_equal_one():
+    """Under the equal protocol LeNet-5 is built with native_size and computes on the dataset's 64 px; under the
+    tuned one it resizes to 32 px inside the model. The estimate used the 32-px speed for both."""
+    from core.learn.estimate import computed_side, images_per_second, training_seconds
+
+    assert computed_side("lenet5", side=64, protocol="equal") == 64
+    assert computed_side("lenet5", side=64, protocol="tuned") == 32
+    assert computed_side("lenet5", side=16, protocol="equal") == 32  # enlarged to 32: its convolutions need it
+    assert computed_side("alexnet", side=64, protocol="tuned") == 64
+    assert images_per_second("lenet5", side=64, protocol="equal") < images_per_second("lenet5", side=64, protocol="tuned")
+    same = {"n_train": 667, "side": 64, "epochs": {"lenet5": 30}}
+    equal, tuned = (training_seconds(["lenet5"], **same, protocol=p) for p in ("equal", "tuned"))
+    assert equal > 1.5 * tuned  # the measured 64-px speed is ~1,400 images/s against ~2,400 at 32 px
+    assert equal == pytest.approx(667 * 30 / 1400)  # the walkthrough's run: 14.2 s
+    # Larger images cost more under the equal protocol only; AlexNet's speed does not depend on it.
+    assert images_per_second("lenet5", side=128, protocol="equal") == pytest.approx(1400 / 4)
+    assert images_per_second("lenet5", side=128, protocol="tuned") == 2400
+    assert (training_seconds(["alexnet"], **{**same, "epochs": {"alexnet": 30}}, protocol="equal")
+            == training_seconds(["alexnet"], **{**same, "epochs": {"alexnet": 30}}, protocol="tuned"))
+
+
+def test_speeds_are_kept_per_image_side_and_a_single_number_is_at_64_px(toy):
+    assert dict(model_entry("lenet5").cpu_images_per_second) == {64: 1400.0, 32: 2400.0}
+    entry = register_model("speedy", builder=toynet, label="Speedy", color="#000000", cpu_images_per_second=500)
+    try:
+        assert dict(entry.cpu_images_per_second) == {64: 500.0}
+    finally:
+        unregister_model("speedy")
+    with pytest.raises(ConfigError, match="mapping of image sides"):
+        register_model("bad", builder=toynet, label="Bad", color="#000000", cpu_images_per_second={4: 10.0})
+    assert "bad" not in registry.model_names()
+
+
+def test_the_training_page_shows_the_estimate_of_the_protocol_chosen(tmp_path, monkeypatch):
+    """A 64-px dataset, LeNet-5 alone, the epochs fixed: the equal protocol's estimate is the longer one."""
+    from streamlit.testing.v1 import AppTest
+
+    from core.acquire.sample import ensure_sample
+    from core.learn.estimate import training_seconds
+    from core.progress import format_estimate
+    from tests.test_training import make_separable_dataset
+
+    dataset = make_separable_dataset(tmp_path / "data" / "datasets" / "wide", n=60, size=64)
+    ensure_sample(tmp_path / "data" / "sample", n=12, seed=0)
+    monkeypatch.setenv("GALAXY_MORPH_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GALAXY_MORPH_RUNS_DIR", str(tmp_path / "runs"))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page("pages/training.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.multiselect(key="train_models").set_value(["lenet5"])
+    at.number_input(key="train_epochs").set_value(500)
+    at.number_input(key="train_repeats").set_value(10)
+    at.text_input(key="train_seeds").set_value(",".join(map(str, range(50)))).run()
+    n_train = json.loads((dataset / "manifest.json").read_text())["counts"]["train"]
+    shown = {}
+    for protocol in ("equal", "tuned"):
+        at.selectbox(key="train_protocol").set_value(protocol).run()
+        assert not at.exception, [e.value for e in at.exception]
+        said = [m.value for m in at.markdown if "Expected time" in m.value]
+        assert len(said) == 1, [m.value for m in at.markdown]
+        shown[protocol] = said[0]
+        seconds = training_seconds(["lenet5"], n_train=sum(n_train.values()), side=64, epochs={"lenet5": 500},
+                                   runs_per_model=500, protocol=protocol)
+        assert f"{format_estimate(seconds)}** on a 2-core CPU under the {protocol} protocol" in said[0], said[0]
+    assert shown["equal"] != shown["tuned"]
+
+
+def test_an_estimate_reads_in_minutes_not_as_a_clock_time():
+    from core.progress import format_estimate
+
+    assert [format_estimate(s) for s in (5, 89, 302, 3599, 3900, 6428)] == [
+        "under a minute", "about 1 min", "about 5 min", "about 1 h 00 min", "about 1 h 05 min", "about 1 h 47 min"]

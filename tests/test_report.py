@@ -524,6 +524,48 @@ def test_runs_left_out_by_hand_are_named_in_the_title_with_the_holm_family_they_
     assert "covers 1 model pair of the runs shown (with every run: 3)" in excluded_note(only_two, runs)
 
 
+def test_the_page_title_fits_a_projector_and_keeps_the_protocol_n_and_the_runs_left_out(tmp_path):
+    """At 1024 px the one-line title wrapped onto 3 lines of the page's h1 (docs/screenshots/present-comparison-1024.png):
+    the page shows a short title and the details in a smaller line under it."""
+    from core.learn.report import comparison_headline
+
+    runs = _folds(tmp_path / "runs")
+    title, details = comparison_headline(runs)
+    assert title == "LeNet-5 vs AlexNet vs ResNet-18 · equal protocol"
+    assert details == "h · one recipe for every model · pooled over 5 folds: 150 held-out predictions per model"
+    left_out = [r for r in runs if r.label == "resnet18 s0 f0"]
+    title, details = comparison_headline([r for r in runs if r not in left_out], excluded=left_out)
+    assert title == "LeNet-5 vs AlexNet vs ResNet-18 · equal protocol · 1 run left out"
+    assert details.endswith(" · left out: ResNet-18 s0 f0")
+    # 41 characters filled one line of the h1 at 1024 px: two lines hold the three default models' title.
+    assert len(title) <= 2 * 41
+    one_split = tmp_path / "one"
+    for model in ("lenet5", "resnet18"):
+        _fake_run(one_split, model, 0, wrong=[1], protocol="tuned")
+    assert comparison_headline(iter_runs(one_split)) == (
+        "LeNet-5 vs ResNet-18 · tuned protocol", "h · per-model recipes · one split and seed: 30 test galaxies per model")
+
+
+def test_no_sentence_for_the_page_or_an_export_carries_markdown_backticks(tmp_path):
+    """Seen on the Model comparison page: the no-baseline sentence showed its command between literal backticks
+    (the page escapes Markdown), and LaTeX, HTML and the CLI printed them too."""
+    from core.learn.report import comparison_headline, comparison_title, excluded_note, report_notes, verdict_lines
+
+    runs = [r for r in _folds(tmp_path / "runs") if r.model_name != "baseline"]
+    left_out, shown = runs[-1:], runs[:-1]
+    texts = [*verdict_lines(shown), *report_notes(shown, summary_table(shown), excluded=left_out),
+             comparison_title(shown, excluded=left_out), *comparison_headline(shown, excluded=left_out),
+             excluded_note(shown, runs)]
+    assert any("No gradient-boosting baseline" in t for t in texts)
+    assert not [t for t in texts if "`" in t]
+    out = write_report(shown, tmp_path / "out", excluded=left_out)
+    html = out["report.html"].read_text()
+    assert "No gradient-boosting baseline" in html and "`" not in html.split("<h2>Test-set metrics")[0]
+    tex = out["summary.tex"].read_text()
+    body = "\n".join(line for line in tex.splitlines() if not line.startswith("%"))
+    assert "python -m core train -{}-models baseline" in body and "`" not in body and "textasciigrave" not in body
+
+
 def test_the_exports_name_models_the_protocol_n_and_the_corrected_verdict(tmp_path):
     runs = _folds(tmp_path / "runs")
     paths = write_report(runs, tmp_path / "out")

@@ -81,11 +81,14 @@ class ModelEntry:
     tuned : mapping or None
         The model's own recipe under the tuned protocol (``TrainConfig`` fields); None: it has none,
         and asking for it is an error.
-    cpu_images_per_second : float or None
-        Training images per second at 64 px on a 2-core CPU (:mod:`core.learn.estimate`); None: not measured.
+    cpu_images_per_second : float, mapping or None
+        Training images per second on a 2-core CPU (:mod:`core.learn.estimate`), by the side in pixels
+        of the images the network computes on: ``{64: 1400.0, 32: 2400.0}``; a single number is the
+        speed at 64 px. Stored as a read-only mapping; None: not measured.
     fixed_input : bool
-        The network resizes every input to its own side (LeNet-5 to 32 px), so a larger dataset
-        costs it no more per image.
+        The network resizes every input to its own ``input_size`` (LeNet-5 to 32 px) unless it is built
+        with ``native_size=True`` (the equal protocol's option), so a larger dataset costs it no more per
+        image under a protocol without that option.
     """
 
     name: str
@@ -101,7 +104,7 @@ class ModelEntry:
     equal_options: Mapping[str, Any] = field(default_factory=dict)
     equal_reasons: tuple[str, ...] = ()
     tuned: Mapping[str, Any] | None = None
-    cpu_images_per_second: float | None = None
+    cpu_images_per_second: Mapping[int, float] | float | None = None
     fixed_input: bool = False
 
     def __post_init__(self) -> None:
@@ -124,11 +127,15 @@ class ModelEntry:
         if self.tuned is not None and not set(self.tuned) <= _RECIPE_KEYS:
             raise ConfigError(f"tuned recipe of model {self.name} may set only {', '.join(sorted(_RECIPE_KEYS))}; "
                               f"got {', '.join(sorted(set(self.tuned) - _RECIPE_KEYS))}.")
-        speed = self.cpu_images_per_second
-        if speed is not None and (isinstance(speed, bool) or not isinstance(speed, (int, float))
-                                  or not math.isfinite(speed) or speed <= 0):
-            raise ConfigError(f"cpu_images_per_second of model {self.name} must be a positive number or None; "
-                              f"got {speed!r}.")
+        speeds = self.cpu_images_per_second
+        if speeds is not None:
+            by_side = dict(speeds) if isinstance(speeds, Mapping) else {64: speeds}
+            if not by_side or not all(_valid_side(k) and _valid_speed(v) for k, v in by_side.items()):
+                raise ConfigError(f"cpu_images_per_second of model {self.name} must be a positive number (at 64 px), "
+                                  f"a mapping of image sides (integers >= 8) to positive numbers, or None; got "
+                                  f"{speeds!r}. Use e.g. {{64: 140.0}}.")
+            object.__setattr__(self, "cpu_images_per_second", MappingProxyType({int(k): float(v)
+                                                                                for k, v in by_side.items()}))
         # Read-only views: an entry is shared by every caller, and a recipe handed out must not be edited in place.
         for name in ("builder_options", "equal_options"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
@@ -162,6 +169,15 @@ class ModelEntry:
         if self.kind == NETWORK:
             raise ConfigError(f"model {self.name} is a network; train it with core.learn.training.train_many.")
         return _resolve(self.trainer, what=f"trainer of model {self.name}")(dataset_path, **options)
+
+
+def _valid_side(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 8
+
+
+def _valid_speed(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and value > 0)
 
 
 _ENTRIES: dict[str, ModelEntry] = {}
@@ -321,7 +337,11 @@ register_model(
         "convolutions need at least 32 px); larger ones are seen at their own size like every model",
     ),
     tuned={"epochs": 40, "learning_rate": 1e-3, "model_options": {"activation": "relu", "pooling": "max"}},
-    cpu_images_per_second=2400.0,  # 652 x 40 images in ~11 s, epoch overheads included
+    # End to end, epoch overheads included, on the walkthrough's 64-px galaxies: at 32 px (tuned: resized inside
+    # the model) 652 x 40 images in ~11 s; at 64 px (equal: native_size) 667 x 30 in 14.2 s (the walkthrough's
+    # run of 2026-12-07). benchmarks/bench_estimate.py agrees on the ratio: the bare training step takes
+    # 1,239 images per CPU-second at 64 px against 2,433 at 32 px (nice -n 19, 3 x 5 steps, batch 32).
+    cpu_images_per_second={64: 1400.0, 32: 2400.0},
     fixed_input=True,
 )
 register_model(

@@ -121,7 +121,8 @@ def dataset_source(path: str) -> str | None:
 def training_estimate(dataset_path: str, models: list[str], *, protocol: str, epochs: int | None,
                       runs_per_model: int) -> float | None:
     """Seconds a training job should take on a 2-core CPU (:func:`core.learn.estimate.training_seconds`), from the
-    dataset's training galaxies and image side and the protocol's epochs; None when the manifest lacks them."""
+    dataset's training galaxies and image side and the protocol's epochs and input sizes; None when the manifest
+    lacks them."""
     from core.learn.estimate import training_seconds  # noqa: PLC0415
     from core.learn.training import model_defaults  # noqa: PLC0415 - imports Keras: only once a form is drawn
 
@@ -132,7 +133,8 @@ def training_estimate(dataset_path: str, models: list[str], *, protocol: str, ep
     if not n_train or not isinstance(shape[0], int):
         return None
     per_model = {m: epochs or int(model_defaults(m, protocol=protocol).get("epochs", 40)) for m in models}
-    return training_seconds(models, n_train=n_train, side=shape[0], epochs=per_model, runs_per_model=runs_per_model)
+    return training_seconds(models, n_train=n_train, side=shape[0], epochs=per_model, runs_per_model=runs_per_model,
+                            protocol=protocol)
 
 
 def device_label() -> str:

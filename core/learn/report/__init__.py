@@ -44,7 +44,8 @@ from core.learn.report.tables import (
     split_key, summary_table,
 )
 from core.learn.report.text import (
-    METRIC_LABELS, N_TEST_LABEL, PROTOCOL_WORDS, best_note, comparison_title, excluded_note, floor_sentences,
+    METRIC_LABELS, N_TEST_LABEL, PROTOCOL_MEANINGS, PROTOCOL_WORDS, best_note, comparison_headline, comparison_title,
+    excluded_note, floor_sentences,
     format_p, format_summary, interval_note, n_test_cell, pooled_note, protocol_words, report_notes, run_name,
     summary_cells, verdict_lines, verdict_sentence, verdicts,
 )
@@ -60,9 +61,10 @@ from core.learn.report.export import (
 
 __all__ = [
     "ACCURACY_RANGE", "ALPHA", "BASELINE", "FAMILIES", "FIGURE_NAMES", "FIGURE_TITLES", "FORMULA_STARTS",
-    "INTERVAL_METRICS", "LATEX_PACKAGES", "METRIC_LABELS", "N_TEST_LABEL", "PAIRED_COLUMNS", "PROTOCOL_WORDS",
+    "INTERVAL_METRICS", "LATEX_PACKAGES", "METRIC_LABELS", "N_TEST_LABEL", "PAIRED_COLUMNS", "PROTOCOL_MEANINGS",
+    "PROTOCOL_WORDS",
     "P_VALUE_COLORSCALE", "SUMMARY_METRICS", "accuracy_figure", "best_model", "best_note", "by_dataset",
-    "comparable", "comparison_title", "confusion_figure", "confusion_matrices", "dataset_hash", "dataset_name",
+    "comparable", "comparison_headline", "comparison_title", "confusion_figure", "confusion_matrices", "dataset_hash", "dataset_name",
     "deduplicate", "excluded_note", "experiment_protocol", "figures", "figures_zip", "finished", "first_seed_runs",
     "floor_sentences", "fold_ensembles", "FoldEnsemble", "format_p", "format_summary", "in_model_order", "inert_csv", "integer_epoch_axis",
     "interval_note", "latex_document", "latex_escape", "latex_table", "latex_tests_table", "learning_curves",

@@ -4,6 +4,7 @@ HTML report, written by :func:`write_report` (``python -m core compare``)."""
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -75,10 +76,11 @@ def latex_escape(text: str) -> str:
 
     Examples
     --------
-    >>> print(latex_escape(r"$\input{x}$ 50% a_b ~^"))
-    \$\textbackslash{}input\{x\}\$ 50\% a\_b \textasciitilde{}\textasciicircum{}
+    >>> print(latex_escape(r"$\input{x}$ 50% a_b ~^ --models"))
+    \$\textbackslash{}input\{x\}\$ 50\% a\_b \textasciitilde{}\textasciicircum{} -{}-models
     """
-    text = str(text).translate(_LATEX_SPECIALS)
+    # "--" and "---" are dashes to TeX: a command's "--models" must print as two hyphens.
+    text = re.sub(r"-(?=-)", "-\x00", str(text).replace("\x00", "")).translate(_LATEX_SPECIALS).replace("\x00", "{}")
     # Any other character outside ASCII would need inputenc and a font that has it: a placeholder instead.
     return "".join(c if ord(c) < 128 else "?" for c in text)
 

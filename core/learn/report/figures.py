@@ -247,7 +247,8 @@ def reliability_figure(runs: list[Run]) -> Any:
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], line=dict(color=_GREY, dash="dot"), name="calibrated"))
     fig.update_xaxes(title="mean confidence in bin", range=list(ACCURACY_RANGE))
     fig.update_yaxes(title="accuracy in bin", range=list(ACCURACY_RANGE))
-    return _titled(fig, "Reliability diagram (15 confidence bins, pooled held-out predictions)")
+    # Short enough for half the page at 1440 px: the longer title lost its closing bracket there.
+    return _titled(fig, "Reliability diagram (15 bins, pooled held-out predictions)")
 
 
 def paired_figure(runs: list[Run]) -> Any:

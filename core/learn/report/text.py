@@ -32,8 +32,8 @@ METRIC_LABELS = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced acc.", "
                  "roc_auc_macro": "ROC AUC (OvR)", "ece": "ECE", "params": "Parameters", "train_seconds": "Train time (s)",
                  "inference_img_per_s": "Inference (img/s)"}
 
-PROTOCOL_WORDS = {"equal": "one recipe for every model (equal protocol)",
-                  "tuned": "per-model recipes (tuned protocol)"}
+PROTOCOL_MEANINGS = {"equal": "one recipe for every model", "tuned": "per-model recipes"}
+PROTOCOL_WORDS = {name: f"{meaning} ({name} protocol)" for name, meaning in PROTOCOL_MEANINGS.items()}
 
 
 def protocol_words(name: str) -> str:
@@ -199,18 +199,61 @@ def _format_cell(metric: str, mean: float, std: float, low: float = float("nan")
 
 
 def comparison_title(runs: list[Run], *, excluded: list[Run] | tuple[Run, ...] = ()) -> str:
-    """The headline of a comparison: ``LeNet-5 vs AlexNet vs ResNet-18 · tiny · one recipe for every model
-    (equal protocol) · 5 folds``, then ``· left out: ResNet-18 s0 f2`` when runs of the experiment were
-    excluded by hand.
+    """The headline of a comparison on one line (the CLI, the exports): ``LeNet-5 vs AlexNet vs ResNet-18 · tiny ·
+    one recipe for every model (equal protocol) · 5 folds``, then ``· left out: ResNet-18 s0 f2`` when runs of the
+    experiment were excluded by hand.
 
     The models smallest first, the dataset folder, the protocol (always), how many runs each model's
-    numbers pool (seeds on one split, or ``5 folds × 2 seeds``), and the runs left out.
+    numbers pool (seeds on one split, or ``5 folds × 2 seeds``), and the runs left out. The dashboard
+    splits the same content over a short title and a line under it (:func:`comparison_headline`).
     """
+    done = _titled(runs)
+    title = f"{_models(done)} · {_dataset(done)} · {protocol_words(experiment_protocol(done))} · {_pooled(done)}"
+    if excluded:
+        title += f" · left out: {_left_out(excluded)}"
+    return title
+
+
+def comparison_headline(runs: list[Run], *, excluded: list[Run] | tuple[Run, ...] = ()) -> tuple[str, str]:
+    """The comparison's title and the smaller line under it, for a page or a projector.
+
+    The title is short enough for two lines of a 1024-px projector: the models, the protocol (always)
+    and how many runs were left out by hand (``LeNet-5 vs AlexNet vs ResNet-18 · equal protocol · 1 run
+    left out``). The line under it holds the long details: the dataset folder, what the protocol means,
+    what the figures pool with the test galaxies per model (n), and the runs left out by name
+    (``sample-hubble3 · one recipe for every model · one split and seed: 143 test galaxies per model``).
+    """
+    done = _titled(runs)
+    protocol = experiment_protocol(done)
+    title = f"{_models(done)} · {protocol} protocol"
+    if excluded:
+        title += f" · {_count(len(excluded), 'run')} left out"
+    details = [_dataset(done)]
+    if protocol in PROTOCOL_MEANINGS:
+        details.append(PROTOCOL_MEANINGS[protocol])
+    details.append(pooled_note(done))
+    if excluded:
+        details.append(f"left out: {_left_out(excluded)}")
+    return title, " · ".join(details)
+
+
+def _titled(runs: list[Run]) -> list[Run]:
     done = deduplicate(finished(runs))
     if not done:
         raise GalaxyMorphError("no finished runs to title. Train some with `python -m core train`.")
-    models = " vs ".join(model_label(m) for m in smallest_first([r.model_name for r in done]))
-    dataset = Path(str(done[0].config.get("dataset", {}).get("path", "dataset"))).name
+    return done
+
+
+def _models(done: list[Run]) -> str:
+    return " vs ".join(model_label(m) for m in smallest_first([r.model_name for r in done]))
+
+
+def _dataset(done: list[Run]) -> str:
+    return Path(str(done[0].config.get("dataset", {}).get("path", "dataset"))).name
+
+
+def _pooled(done: list[Run]) -> str:
+    # "1 seed", "3 seeds", "5 folds", "5 folds × 2 seeds": what each model's numbers pool.
     networks = [r for r in done if r.model_name != BASELINE] or done
     splits = {split_key(r) for r in networks}
     seeds = _count(len({r.seed for r in networks}), "seed")
@@ -218,12 +261,13 @@ def comparison_title(runs: list[Run], *, excluded: list[Run] | tuple[Run, ...] =
         kind = "fold" if all(s.startswith("k") for s in splits) else "split"
         seeds = (f"{_count(len(splits), kind)} × {seeds}" if len({r.seed for r in networks}) > 1
                  else _count(len(splits), kind))
-    title = f"{models} · {dataset} · {protocol_words(experiment_protocol(done))} · {seeds}"
-    if excluded:
-        shown = [run_name(r) for r in excluded[:4]]
-        more = f" and {len(excluded) - 4} more" if len(excluded) > 4 else ""
-        title += f" · left out: {', '.join(shown)}{more}"
-    return title
+    return seeds
+
+
+def _left_out(excluded: list[Run] | tuple[Run, ...]) -> str:
+    shown = [run_name(r) for r in excluded[:4]]
+    more = f" and {len(excluded) - 4} more" if len(excluded) > 4 else ""
+    return f"{', '.join(shown)}{more}"
 
 
 def run_name(run: Run) -> str:
@@ -279,9 +323,10 @@ def verdict_lines(runs: list[Run]) -> list[str]:
     lines += [line[0].upper() + line[1:] + "." for line in floors]
     networks = {r.model_name for r in finished(runs)} - {BASELINE}
     if networks and not floors:
-        lines.append("No gradient-boosting baseline shares these splits, so the page cannot say whether a network "
-                     "learned more than hand-made features: train one (`python -m core train --models baseline`, "
-                     "on the same split).")
+        # Plain words, no Markdown: the line goes to the page (escaped), the CLI, LaTeX and HTML alike.
+        lines.append("No gradient-boosting baseline shares these splits, so this comparison cannot say whether a "
+                     "network learned more than hand-made features: train one on the same split "
+                     "with python -m core train --models baseline.")
     if not tests.empty:
         families = [f"{FAMILIES[f]} ({_count(int(n), 'pair')})" for f, n in tests["family"].value_counts().items()]
         lines.append("Holm-corrected within each family: " + "; ".join(families) + ".")
