@@ -312,7 +312,7 @@ def test_folds_on_a_dataset_with_a_frozen_test_set_never_train_on_it_and_score_i
     # galaxies and is scored on the frozen test set; the comparison scores the folds as one ensemble.
     import shutil
 
-    from core.learn.report import summary_table
+    from core.learn.report import format_summary, summary_table
     from core.learn.runs import iter_runs, set_status
 
     shapes = load_dataset(make_separable_dataset(tmp_path / "shapes", n=90, size=16))
@@ -338,6 +338,8 @@ def test_folds_on_a_dataset_with_a_frozen_test_set_never_train_on_it_and_score_i
     summary = summary_table(runs)
     assert summary.loc["lenet5", "n_test"] == len(frozen) == summary.loc["lenet5", "n_test_pooled"]
     assert summary.loc["lenet5", "interval"] == "frozen test set, fold ensemble"
+    # The table counts the trained fold models behind the one ensemble it scores.
+    assert "3 fold models, 1 ensemble" in format_summary(summary)
 
 
 def test_runs_recorded_under_the_former_tuned_default_keep_their_config_hash():

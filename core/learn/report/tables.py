@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,6 +227,9 @@ def summary_table(runs: list[Run], *, pool_datasets: bool = False) -> pd.DataFra
     summary["interval"] = np.where(summary["n_splits"] > 1, "between splits", "test set")
     ensembled = grouped["split"].agg(lambda s: s.str.startswith("frozen test").all())
     summary.loc[ensembled[ensembled].index, "interval"] = "frozen test set, fold ensemble"
+    # The trained models behind each row: an ensemble counts its fold models, not itself.
+    summary["n_models"] = [sum(len(r.members) if isinstance(r, FoldEnsemble) else 1 for r in done
+                               if r.model_name == model) for model in summary.index]
     # n beside every accuracy: galaxies in one run's test set, and the held-out predictions the figures
     # pool (every split once; seeds repeat the same galaxies).
     summary["n_test"] = grouped["n_test"].mean().astype(float)
@@ -542,7 +546,12 @@ def paired_tests(runs: list[Run], *, alpha: float = ALPHA) -> pd.DataFrame:
                 else float("nan")
             method = f"corrected resampled t over {len(per_split)} splits (Nadeau & Bengio 2003)"
         elif len(part) == 1:
-            p_value, method = float(part["p_value"].iloc[0]), f"McNemar ({part['method'].iloc[0]}), one split and seed"
+            split = str(part["split"].iloc[0])  # split_key's words
+            folds = re.fullmatch(r"frozen test, k(\d+) ensemble", split)
+            where = (f"the {folds.group(1)}-fold ensemble on the frozen test set, one seed" if folds else
+                     "the re-split ensemble on the frozen test set, one seed" if split.startswith("frozen test")
+                     else "one split and seed")
+            p_value, method = float(part["p_value"].iloc[0]), f"McNemar ({part['method'].iloc[0]}), {where}"
         elif (part["diff"] > 0).all() or (part["diff"] < 0).all():
             p_value, method = float(part["p_value"].max()), f"McNemar, largest p of {len(part)} seeds"
         else:

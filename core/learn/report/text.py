@@ -133,7 +133,7 @@ def summary_cells(summary: pd.DataFrame) -> pd.DataFrame:
                  N_TEST_LABEL: n_test_cell(row.get("n_test", np.nan), row.get("n_test_pooled", np.nan),
                                             int(row.get("n_splits", 1))), **cells}
         cells["Runs"] = _runs_cell(int(row.get("n_runs", row.get("n_seeds", 1))), int(row.get("n_splits", 1)),
-                                   int(row.get("n_seeds", 1)))
+                                   int(row.get("n_seeds", 1)), int(row.get("n_models", 0) or 0))
         columns[model] = cells
     return pd.DataFrame(columns)
 
@@ -150,7 +150,10 @@ def n_test_cell(n_test: float, pooled: float, n_splits: int) -> str:
     return f"{n_test:,.0f}"
 
 
-def _runs_cell(n_runs: int, n_splits: int, n_seeds: int) -> str:
+def _runs_cell(n_runs: int, n_splits: int, n_seeds: int, n_models: int = 0) -> str:
+    """``15: 5 splits × 3 seeds``; ``5 fold models, 1 ensemble`` where fold models were ensembled."""
+    if n_models > n_runs:
+        return f"{n_models} fold models, {n_runs} ensemble{'s' if n_runs != 1 else ''}"
     parts = [f"{n} {word}{'s' if n != 1 else ''}" for n, word in ((n_splits, "split"), (n_seeds, "seed")) if n > 1]
     return f"{n_runs}: {' × '.join(parts)}" if parts else str(n_runs)
 
