@@ -505,6 +505,12 @@ def test_each_network_is_tested_against_the_baseline_in_its_own_holm_family(tmp_
     assert said[2].startswith("ResNet-18 beats the gradient-boosting baseline") and "learned more" in said[2]
     assert best_model(tests, list(summary_table(runs).index)) != "baseline"
     assert any(line.startswith("Holm-corrected within each family") for line in verdict_lines(runs))
+    # When no network beats the baseline, one sentence says so for all of them.
+    no_floor = tests.assign(better=np.where(tests["family"] == "baseline", None, tests["better"]))
+    assert floor_sentences(no_floor) == [
+        "None of LeNet-5, AlexNet and ResNet-18 beats the gradient-boosting baseline (every p ≥ "
+        f"{no_floor.loc[no_floor['family'] == 'baseline', 'p_holm'].min():.2g}, Holm-corrected): no evidence that "
+        "they learned more than the hand-made morphology features"]
     # Without a baseline the page says how to get the floor.
     assert any("No gradient-boosting baseline" in line for line in verdict_lines(
         [r for r in runs if r.model_name != "baseline"]))

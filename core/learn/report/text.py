@@ -99,9 +99,17 @@ def verdicts(tests: pd.DataFrame) -> list[str]:
 
 def floor_sentences(tests: pd.DataFrame) -> list[str]:
     """Per network, in words, whether it beat the gradient-boosting baseline on hand-made features
-    (the ``baseline`` family of :func:`paired_tests`)."""
+    (the ``baseline`` family of :func:`paired_tests`); one sentence for all of them when none of
+    several beats it."""
+    floor = tests[tests["family"] == "baseline"]
+    if len(floor) > 1 and not floor["better"].notna().any():
+        names = [model_label(r.model_b if r.model_a == BASELINE else r.model_a) for r in floor.itertuples()]
+        shown = {format_p(value) for value in floor["p_holm"]}
+        p = f"{shown.pop()} each" if len(shown) == 1 else f"every p ≥ {floor['p_holm'].min():.2g}"
+        return [f"None of {', '.join(names[:-1])} and {names[-1]} beats the gradient-boosting baseline ({p}, "
+                "Holm-corrected): no evidence that they learned more than the hand-made morphology features"]
     lines = []
-    for row in tests[tests["family"] == "baseline"].itertuples():
+    for row in floor.itertuples():
         network = row.model_b if row.model_a == BASELINE else row.model_a
         name, p = model_label(network), _holm_tag(row)
         if row.better == network and row.replicated:
