@@ -267,7 +267,9 @@ class TrainSpec:
     seeds : tuple of int
         One run per model, seed, fold and repeat.
     protocol : {"equal", "tuned"}
-        equal (the default): one recipe for every model; tuned: per-model recipes.
+        equal (the default): one recipe for every model; tuned: per-model recipes, each run picking
+        its learning rate and schedule on validation from the same candidates for every model
+        (nested: :mod:`core.learn.tuning`).
     folds : int
         0: the dataset's own split; K >= 3: stratified K-fold by object.
     repeats : int
@@ -288,7 +290,9 @@ class TrainSpec:
     seeds: tuple[int, ...] = field(default=(0,), metadata=option("random seeds, one run each"))
     protocol: Literal["equal", "tuned"] = field(default="equal", metadata=option(
         "equal: one recipe for every model (optimiser, schedule, epochs, batch, augmentation, input size, epoch "
-        "selection; each run records what its architecture cannot go without); tuned: per-model recipes"))
+        "selection; each run records what its architecture cannot go without); tuned: per-model recipes, each run "
+        "picking learning rate and schedule from the same candidates for every model on its validation galaxies "
+        "(nested: test scores only the one kept; costs one run per candidate)"))
     folds: int = field(default=0, metadata=option(
         "stratified K-fold by object: one run per fold, test fold rotating, validation the next fold; a dataset "
         "with a frozen test set keeps it, and the folds rotate validation over the rest (0: the dataset's own "
