@@ -127,8 +127,9 @@ class ModelEntry:
         if isinstance(self.input_size, bool) or not isinstance(self.input_size, int) or self.input_size < 8:
             raise ConfigError(f"input_size of model {self.name} must be an integer >= 8; got {self.input_size!r}.")
         if self.tuned is not None and not set(self.tuned) <= _TUNED_KEYS:
+            extra = ", ".join(sorted(set(self.tuned) - _TUNED_KEYS))
             raise ConfigError(f"tuned form of model {self.name} may set only {', '.join(sorted(_TUNED_KEYS))} (the "
-                              f"recipe is searched, core.learn.tuning); got {', '.join(sorted(set(self.tuned) - _TUNED_KEYS))}.")
+                              f"recipe is searched, core.learn.tuning); got {extra}.")
         speeds = self.cpu_images_per_second
         if speeds is not None:
             by_side = dict(speeds) if isinstance(speeds, Mapping) else {64: speeds}

@@ -7,8 +7,8 @@ weights restored and a checkpoint every epoch (:mod:`core.learn.checkpoint`, so 
 continues a killed run at the right epoch), progress events in ``events.jsonl``, then one evaluation
 on the test split written to the run folder. Under the tuned protocol a run first trains every
 candidate recipe (:mod:`core.learn.tuning`) on its training split and keeps the best on its
-validation split (nested: test is evaluated once, on the one kept). :func:`train_many` trains every model for every seed,
-fold and repeat. The model comes from its registry entry (:mod:`core.learn.registry`).
+validation split (nested: test is evaluated once, on the one kept). :func:`train_many` trains every
+model for every seed, fold and repeat. The model comes from its registry entry (:mod:`core.learn.registry`).
 
 Models and augmentation use only ``keras.layers``/``keras.ops``; TensorFlow appears only in the
 input pipeline, determinism and distribution code, behind ``keras.backend.backend()`` checks.
@@ -358,7 +358,8 @@ def _search(config: TrainConfig, data: _FitData, candidates: list[dict[str, Any]
                                      work_dir=search_dir / f"candidate-{k}", resume=False,
                                      progress_callback=progress_callback,
                                      event_fields={"candidate": k, "candidates": len(candidates)})
-        result: dict[str, Any] = {"recipe": candidate, "epochs_done": state["epoch"], "best_epoch": state["best_epoch"]}
+        result: dict[str, Any] = {"recipe": candidate, "epochs_done": state["epoch"], "best_epoch": state["best_epoch"],
+                                  "train_seconds": round(state["train_seconds"], 3)}
         if state.get("diverged"):
             result.update(val_correct=None, val_accuracy=None, val_loss=None, diverged=True)
         else:

@@ -73,6 +73,6 @@ __all__ = [
     "per_class_recall", "per_class_table", "pooled_confusion", "pooled_note", "pooled_predictions", "protocol",
     "protocol_words", "readable_mcnemar", "readable_tests", "reliability", "reliability_figure", "report_notes",
     "roc_curves", "roc_figure", "run_holding_out", "run_metrics", "run_name", "runs_table", "sections",
-    "size_accuracy_figure", "smallest_first", "split_key", "summary_cells", "summary_table", "tuning_note", "verdict_lines",
-    "verdict_sentence", "verdicts", "write_report",
+    "size_accuracy_figure", "smallest_first", "split_key", "summary_cells", "summary_table", "tuning_note",
+    "verdict_lines", "verdict_sentence", "verdicts", "write_report",
 ]
