@@ -11,6 +11,7 @@ from core.learn.runs import iter_runs
 from core.learn.training import default_config, train_many
 from core.learn.tuning import TUNING_CANDIDATES, best_candidate, check_candidates, describe
 from core.prepare.dataset import load_dataset, save_dataset
+from core.spec import TrainSpec
 from tests.test_training import make_separable_dataset
 
 #: Two candidates, one epoch each: enough to see the search work, quick on a shared CPU.
@@ -94,3 +95,17 @@ def test_the_choice_never_depends_on_the_test_labels(tuned_runs, tmp_path):
 def test_the_search_picks_the_learning_rate_and_schedule_so_they_cannot_also_be_given():
     with pytest.raises(ConfigError, match="the search picks learning_rate, schedule for every model; got schedule"):
         default_config("alexnet", protocol="tuned", schedule="constant")
+    with pytest.raises(ConfigError, match="the search picks learning_rate, schedule for every model; got learning_rate"):
+        TrainSpec(dataset="d", protocol="tuned", learning_rate=0.01)
+    assert TrainSpec(dataset="d", learning_rate=0.01).learning_rate == 0.01
+
+
+def test_the_comparison_says_when_tuned_runs_predate_the_search(tmp_path):
+    from tests.test_report import _fake_run
+
+    _fake_run(tmp_path, "lenet5", 0, wrong=[1], protocol="tuned")
+    _fake_run(tmp_path, "resnet18", 0, wrong=[2], protocol="tuned")
+    assert tuning_note(iter_runs(tmp_path)) == ("Tuned runs recorded before the search used fixed per-model recipes, "
+                                               "chosen on folds that also scored them (not nested).")
+    _fake_run(tmp_path / "equal", "lenet5", 0, wrong=[1], protocol="equal")
+    assert tuning_note(iter_runs(tmp_path / "equal")) == ""
