@@ -267,7 +267,9 @@ class TrainSpec:
     seeds : tuple of int
         One run per model, seed, fold and repeat.
     protocol : {"equal", "tuned"}
-        equal (the default): one recipe for every model; tuned: per-model recipes.
+        equal (the default): one recipe for every model; tuned: per-model recipes, each run picking
+        its learning rate and schedule on validation from the same candidates for every model
+        (nested: :mod:`core.learn.tuning`).
     folds : int
         0: the dataset's own split; K >= 3: stratified K-fold by object.
     repeats : int
@@ -288,7 +290,9 @@ class TrainSpec:
     seeds: tuple[int, ...] = field(default=(0,), metadata=option("random seeds, one run each"))
     protocol: Literal["equal", "tuned"] = field(default="equal", metadata=option(
         "equal: one recipe for every model (optimiser, schedule, epochs, batch, augmentation, input size, epoch "
-        "selection; each run records what its architecture cannot go without); tuned: per-model recipes"))
+        "selection; each run records what its architecture cannot go without); tuned: per-model recipes, each run "
+        "picking learning rate and schedule from the same candidates for every model on its validation galaxies "
+        "(nested: test scores only the one kept; costs one run per candidate)"))
     folds: int = field(default=0, metadata=option(
         "stratified K-fold by object: one run per fold, test fold rotating, validation the next fold; a dataset "
         "with a frozen test set keeps it, and the folds rotate validation over the rest (0: the dataset's own "
@@ -299,7 +303,8 @@ class TrainSpec:
     batch_size: int | None = field(default=None, metadata=option("batch size per device", default_help="32"))
     optimizer: Literal["adam", "adamw", "sgd"] | None = field(default=None, metadata=option(
         "optimiser", default_help="per model"))
-    learning_rate: float | None = field(default=None, metadata=option("learning rate", default_help="per model"))
+    learning_rate: float | None = field(default=None, metadata=option(
+        "learning rate", default_help="1e-3 under equal; under tuned the search picks it and refuses this flag"))
     weight_decay: float | None = field(default=None, metadata=option(
         "decoupled weight decay", default_help="per model"))
     shift: float | None = field(default=None, metadata=option(
@@ -308,7 +313,8 @@ class TrainSpec:
     patience: int | None = field(default=None, metadata=option(
         "early-stopping patience in epochs; 0 = off", default_help="10"))
     schedule: Literal["constant", "cosine"] | None = field(default=None, metadata=option(
-        "learning-rate schedule", default_help="per protocol; cosine under equal"))
+        "learning-rate schedule", default_help="cosine under equal; under tuned the search picks it and refuses "
+        "this flag"))
     label_smoothing: float | None = field(default=None, metadata=option(
         "share of each target spread over all classes, against label noise", default_help="0"))
     augment: bool = field(default=True, metadata=option(
@@ -350,6 +356,10 @@ class TrainSpec:
                 allowed = f"an integer >= {low}" if whole else (
                     f"a number in [{low}, {high})" if high is not None else f"a number {'>=' if closed else '>'} {low}")
                 raise ConfigError(f"{name} must be None (the model's default) or {allowed}; got {value!r}.")
+        searched = [name for name in ("learning_rate", "schedule") if getattr(self, name) is not None]
+        if self.protocol == "tuned" and searched:  # refused before any run, the baseline's too
+            raise ConfigError(f"under the tuned protocol the search picks learning_rate, schedule for every model; got "
+                              f"{', '.join(searched)} as well. Leave them out, or use --protocol equal.")
 
     @property
     def n_runs(self) -> int:

@@ -103,7 +103,9 @@ with left:
     st.plotly_chart(charts.style(report.accuracy_figure(summary), height=90 + 55 * len(summary)),
                     key="cmp_accuracy_chart")
     # The protocol and what the figures pool are in the title and the line under it: not said a third time.
-    st.caption("n = test galaxies per model; every figure below pools the same predictions.")
+    # How tuned recipes were picked is not there (empty under the equal protocol).
+    pooling = "n = test galaxies per model; every figure below pools the same predictions."
+    st.caption(common.md(" ".join(filter(None, (report.tuning_note(runs_list), pooling)))))
 if right is not None:
     with right:
         st.plotly_chart(charts.style(report.paired_figure(runs_list), height=90 + 55 * len(summary)),

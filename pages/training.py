@@ -14,6 +14,7 @@ from core import jobs
 from core.errors import GalaxyMorphError
 from core.progress import format_estimate
 from core.learn import registry
+from core.learn.tuning import TUNING_CANDIDATES, describe
 from core.spec import TrainSpec
 from ui import charts, common, grid, palette, present, session
 from ui.services import builds, results
@@ -42,9 +43,10 @@ PROTOCOL_TEXT = {  # the first is the default (core.spec.TrainSpec)
     "equal": "one recipe for every model, so a difference is the architecture's: AdamW (lr 1e-3, weight decay 1e-4), "
              "a cosine schedule over 30 epochs, early stopping after 10 epochs without a better validation loss, "
              "every model at the dataset's image size.",
-    "tuned": "each model's own recipe. LeNet-5: Adam at a constant rate, stopped early when validation loss has "
-             "not improved for 10 epochs (at most 40). AlexNet and ResNet-18: a 40-epoch cosine schedule run to its "
-             "end, no early stopping; every model keeps its best epoch's weights (lowest validation loss).",
+    "tuned": "per-model recipes, picked by a nested search with the same budget for every model: each run trains "
+             f"every candidate ({'; '.join(describe(c) for c in TUNING_CANDIDATES)}; the equal recipe otherwise) "
+             "on its training galaxies and keeps the best on its validation galaxies; only that one is scored on "
+             "test. A run costs one equal run per candidate.",
 }
 gpu = device.nvidia_driver_present()
 
@@ -78,7 +80,8 @@ else:
             c4.caption(f"Device: {common.md(builds.device_label())}. GPU options appear where a GPU is found.")
         c1, c2, c3 = st.columns([1, 1, 1])
         protocol = c1.selectbox("Protocol", list(PROTOCOL_TEXT), key="train_protocol",
-                                help="equal: one recipe for every model; tuned: each model's own recipe.")
+                                help="equal: one recipe for every model; tuned: per-model recipes, each picked on "
+                                     "validation from the same candidates for every model (nested).")
         folds = c2.number_input("Folds (0 = the dataset's split)", 0, 10, 0, key="train_folds",
                                 help="K >= 3: stratified K-fold by object, every galaxy tested once; the comparison "
                                      "then reports the spread over folds and a corrected paired test. A dataset "

@@ -249,11 +249,13 @@ def test_config_round_trip_and_per_model_defaults():
     assert config.model_options == {"normalization": "batchnorm"} and config.class_weight is None
     assert TrainConfig.from_dict(config.to_dict()) == config
     assert default_config("resnet18", learning_rate=0.01).learning_rate == 0.01
-    # The big models' tuned recipe: a cosine schedule run to its end (chosen on gz1 validation folds).
-    for model in ("alexnet", "resnet18"):
-        tuned = default_config(model, protocol="tuned")
-        assert (tuned.schedule, tuned.epochs, tuned.patience) == ("cosine", 40, 0)
-    assert default_config("lenet5", protocol="tuned").schedule == "constant"
+    # Under tuned every model starts from the same base recipe; only its architecture options are its own
+    # (the learning rate and schedule are searched, the same way for every model: tests/test_tuning.py).
+    base = {(c.optimizer, c.weight_decay, c.epochs, c.patience, c.batch_size)
+            for c in (default_config(m, protocol="tuned") for m in ("lenet5", "alexnet", "resnet18"))}
+    assert base == {("adamw", 1e-4, 30, 10, 32)}
+    with pytest.raises(ConfigError, match="under the tuned protocol the search picks learning_rate, schedule"):
+        default_config("lenet5", protocol="tuned", learning_rate=0.01)
     with pytest.raises(ConfigError, match="unknown training parameters"):
         TrainConfig.from_dict({"model": "lenet5", "lr": 0.1})
 
@@ -291,8 +293,8 @@ def test_the_equal_protocol_is_the_default_and_every_model_records_what_it_alone
     # A model option changed away from the protocol's is listed as such, not as the protocol's reason.
     assert protocol_differences(default_config("alexnet", model_options={"normalization": "lrn"})) == [
         "alexnet: model options {'normalization': 'lrn'}"]
-    assert protocol_differences(default_config("resnet18", protocol="tuned"))[0].startswith(
-        "resnet18: per-model recipe (adamw, lr 0.001, weight decay 0.0001, cosine schedule, 40 epochs")
+    assert protocol_differences(default_config("resnet18", protocol="tuned")) == [
+        "resnet18: per-model recipe picked on validation from 3 candidates"]
 
 
 def test_a_run_of_train_many_records_its_protocol_differences(tmp_path):
@@ -342,15 +344,15 @@ def test_folds_on_a_dataset_with_a_frozen_test_set_never_train_on_it_and_score_i
     assert "3 fold models, 1 ensemble" in format_summary(summary)
 
 
-def test_runs_recorded_under_the_former_tuned_default_keep_their_config_hash():
-    # Runs trained before `equal` became the default were tuned ones: `train --protocol tuned --resume` must
-    # find them, so the tuned recipe's parameters are exactly those they recorded.
+def test_runs_recorded_under_the_former_fixed_tuned_recipes_are_not_resumed_as_searched_ones():
+    # Runs trained before the nested search applied a fixed per-model recipe chosen on folds that also
+    # scored it: `train --protocol tuned --resume` must not take one for a run of the search (another hash).
     recorded = {"model": "alexnet", "epochs": 40, "batch_size": 32, "optimizer": "adam", "learning_rate": 3e-4,
                 "weight_decay": 0.0, "schedule": "cosine", "protocol": "tuned", "augment": True, "shift": 0.05,
                 "zoom": 0.1, "class_weight": "balanced", "patience": 0, "seed": 0, "mixed_precision": False,
                 "xla": False, "distribute": "auto", "model_options": {"normalization": "batchnorm"},
                 "events_every": 5, "deterministic": True, "folds": 0, "fold": 0, "split_seed": None}
-    assert default_config("alexnet", protocol="tuned").to_dict() == recorded
+    assert default_config("alexnet", protocol="tuned").to_dict() != recorded
 
 
 def test_equal_protocol_gives_every_model_the_same_recipe_and_input_size():
@@ -360,7 +362,7 @@ def test_equal_protocol_gives_every_model_the_same_recipe_and_input_size():
     assert recipe == {("adamw", 1e-3, 1e-4, "cosine", 30, 32, 10, "equal")}
     assert configs["lenet5"].model_options["native_size"] is True
     tuned = default_config("lenet5", protocol="tuned")
-    assert tuned.protocol == "tuned" and tuned.schedule == "constant" and "native_size" not in tuned.model_options
+    assert tuned.protocol == "tuned" and "native_size" not in tuned.model_options
     # LeNet-5 at the dataset's 64 px: no resizing layer, and F6 sees C5's 9 x 9 x 120 map.
     from core.learn.models import build_model
 

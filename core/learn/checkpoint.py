@@ -61,12 +61,18 @@ class RunCallback(keras.callbacks.Callback):
 
     One callback holds all of it because resuming needs their state together (best loss, wait
     counter, history, epoch) and Keras' own EarlyStopping resets its state on every ``fit``.
+
+    Events go to ``run_dir/events.jsonl`` (with ``event_fields`` added to each); the checkpoint and
+    ``history.csv`` to ``work_dir`` (default ``run_dir``; a tuning candidate's own folder).
     """
 
     def __init__(self, *, run_dir: Path, run_id: str, config: TrainConfig, batches: int, state: dict[str, Any],
-                 progress_callback: Callable[[dict[str, Any]], None] | None) -> None:
+                 progress_callback: Callable[[dict[str, Any]], None] | None, work_dir: Path | None = None,
+                 event_fields: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.run_dir = run_dir
+        self.work_dir = run_dir if work_dir is None else work_dir
+        self.event_fields = dict(event_fields or {})
         self.run_id = run_id
         self.config = config
         self.batches = batches
@@ -76,7 +82,7 @@ class RunCallback(keras.callbacks.Callback):
 
     def emit(self, **fields: Any) -> dict[str, Any]:
         event = {"time": time.time(), "run_id": self.run_id, "model": self.config.model, "seed": self.config.seed,
-                 "epochs": self.config.epochs, "batches": self.batches}
+                 "epochs": self.config.epochs, "batches": self.batches, **self.event_fields}
         event.update({k: (None if isinstance(v, float) and v != v else v) for k, v in fields.items()})
         event = {k: event.get(k) for k in EVENT_FIELDS} | {k: v for k, v in event.items() if k not in EVENT_FIELDS}
         append_jsonl(self.run_dir / "events.jsonl", event)
@@ -112,7 +118,7 @@ class RunCallback(keras.callbacks.Callback):
         state["epoch"] = epoch + 1
         state["train_seconds"] += seconds
         val_loss = logs.get("val_loss", np.inf)
-        ckpt = self.run_dir / "checkpoint"
+        ckpt = self.work_dir / "checkpoint"
         improved, state["wait"], stop = _stopping_step(val_loss, state["best_val_loss"], state["wait"],
                                                        self.config.patience)
         if improved:
@@ -123,7 +129,7 @@ class RunCallback(keras.callbacks.Callback):
         if stop:
             self.model.stop_training = True
             state["stopped_early"] = True
-        atomic_write_text(self.run_dir / "history.csv", pd.DataFrame(state["history"]).to_csv(index=False))
+        atomic_write_text(self.work_dir / "history.csv", pd.DataFrame(state["history"]).to_csv(index=False))
         save_checkpoint(self.model, ckpt, state)
         self.emit(epoch=epoch + 1, batch=self.batches, loss=row["loss"], accuracy=row["accuracy"],
                   val_loss=row["val_loss"], val_accuracy=row["val_accuracy"], status="running", seconds=row["seconds"])

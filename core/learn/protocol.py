@@ -1,8 +1,9 @@
 """What one training run is: :class:`TrainConfig`, and the two protocols' defaults per model.
 
 Under the ``equal`` protocol every network gets one recipe (:data:`EQUAL_RECIPE`) and only the
-builder options it cannot run without; under ``tuned`` each its own recipe. Both come from the
-model's entry in :mod:`core.learn.registry`. Importing this module is cheap (no Keras): a page can
+builder options it cannot run without; under ``tuned`` each its own recipe, picked by a nested
+search that gives every model the same candidates (:mod:`core.learn.tuning`). The options come
+from the model's entry in :mod:`core.learn.registry`. Importing this module is cheap (no Keras): a page can
 show a model's defaults before anything trains.
 """
 
@@ -14,6 +15,7 @@ from typing import Any
 
 from core.errors import ConfigError
 from core.learn.registry import NETWORK, ModelEntry, model_entry, network_names
+from core.learn.tuning import TUNED_FIELDS, TUNING_CANDIDATES
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
@@ -46,6 +48,9 @@ class TrainConfig:
     protocol : {"tuned", "equal"}
         Which defaults :func:`default_config` started from (recorded with the run). The field's
         own default stays "tuned": runs recorded before the protocol existed were tuned ones.
+        Under "tuned", :func:`core.learn.training.train` searches ``learning_rate`` and
+        ``schedule`` (:data:`core.learn.tuning.TUNING_CANDIDATES`); the run's ``config.json``
+        records the candidates and the one it kept under ``tuning``.
     augment : bool
         Random 90° rotations, flips, shifts and zoom during training only.
     shift, zoom : float
@@ -207,16 +212,14 @@ def model_defaults(model: str, *, protocol: str = "equal") -> dict[str, Any]:
     :func:`protocol_differences` says what and why: ReLU/max pooling in LeNet-5 and batch norm
     in AlexNet (in place of LRN).
 
-    ``"tuned"``: per-model recipes, chosen for this project on validation folds of the shipped
-    Galaxy Zoo cutouts, one model at a time (not nested: the folds that chose a recipe also
-    scored it, so a tuned comparison favours the models whose recipe was searched longest).
-    All: batch 32.
-
-    - LeNet-5: lr 1e-3, 40 epochs, ReLU/max-pool, a constant rate and early stopping with patience 10.
-    - AlexNet (scaled form): lr 3e-4 and batch norm in place of LRN.
-    - ResNet: AdamW lr 1e-3, weight decay 1e-4, BN momentum 0.9 (built into :func:`core.learn.models.resnet`).
-    - AlexNet and ResNet: a cosine schedule over 40 epochs without early stopping (the best epoch's
-      weights are still restored).
+    ``"tuned"``: per-model recipes, picked by a nested search with the same budget for every
+    model. The base is the equal recipe, with the model's own architecture options (its registry
+    entry's ``tuned`` ``model_options``: LeNet-5 ReLU/max-pool at 32 px, AlexNet batch norm,
+    ResNet the builder's own); each run then trains every candidate of
+    :data:`core.learn.tuning.TUNING_CANDIDATES` (learning rate and schedule) on its training
+    galaxies and keeps the one with the best validation accuracy; its test galaxies score only
+    the one kept (:func:`core.learn.training.train`). ``learning_rate`` and ``schedule`` here are
+    the search's starting point, not the recipe used.
 
     Both come from the model's registry entry (``equal_options`` / ``equal_reasons``, ``tuned``).
 
@@ -234,15 +237,16 @@ def model_defaults(model: str, *, protocol: str = "equal") -> dict[str, Any]:
     if entry.tuned is None:
         raise ConfigError(f"protocol must be 'equal' for model {model}: its registry entry has no tuned recipe; got "
                           "'tuned'. Use the equal protocol, or give the entry a tuned recipe (core/learn/registry.py).")
-    return {key: dict(value) if key == "model_options" else value for key, value in entry.tuned.items()}
+    return {**EQUAL_RECIPE, "protocol": "tuned", "model_options": dict(entry.tuned.get("model_options", {}))}
 
 
-def protocol_differences(config: TrainConfig) -> list[str]:
+def protocol_differences(config: TrainConfig, *, candidates: int | None = None, chosen: str | None = None) -> list[str]:
     """What ``config`` gives its model that the protocol does not give every model, one sentence each.
 
     Under ``equal``: the architecture options a model cannot run without (empty for ResNet). Under
-    ``tuned``: the model's own recipe. Written to each run's ``config.json`` so a comparison can
-    list them.
+    ``tuned``: that its recipe was picked on validation from ``candidates`` (default: every one of
+    :data:`core.learn.tuning.TUNING_CANDIDATES`), and once the search is over the ``chosen`` one.
+    Written to each run's ``config.json`` so a comparison can list them.
     """
     if config.protocol == "equal":
         entry = network_entry(config.model)
@@ -250,15 +254,26 @@ def protocol_differences(config: TrainConfig) -> list[str]:
         # An option a user changed away from the protocol's is no longer the protocol's difference.
         return list(reasons) if all(config.model_options.get(k) == v for k, v in options.items()) else [
             f"{config.model}: model options {config.model_options}"]
-    recipe = (f"{config.optimizer}, lr {config.learning_rate:g}, weight decay {config.weight_decay:g}, "
-              f"{config.schedule} schedule, {config.epochs} epochs, patience {config.patience}")
-    extra = f", model options {config.model_options}" if config.model_options else ""
-    return [f"{config.model}: per-model recipe ({recipe}{extra})"]
+    n = len(TUNING_CANDIDATES) if candidates is None else candidates
+    picked = f" (chosen: {chosen})" if chosen else ""
+    extra = f"; model options {config.model_options}" if config.model_options else ""
+    return [f"{config.model}: per-model recipe picked on validation from {n} candidates{picked}{extra}"]
 
 
 def default_config(model: str, *, protocol: str | None = "equal", **overrides: Any) -> TrainConfig:
     """A :class:`TrainConfig` with :func:`model_defaults` for ``model`` and ``protocol`` (None = equal), then
-    ``overrides`` (``None`` = default)."""
+    ``overrides`` (``None`` = default).
+
+    Raises
+    ------
+    ConfigError
+        Also if ``protocol`` is ``"tuned"`` and ``overrides`` set what the search picks (learning
+        rate, schedule): the search would overwrite them.
+    """
+    searched = sorted(k for k in TUNED_FIELDS if overrides.get(k) is not None)
+    if protocol == "tuned" and searched:
+        raise ConfigError(f"under the tuned protocol the search picks {', '.join(TUNED_FIELDS)} for every model; got "
+                          f"{', '.join(searched)} as well. Leave them out, or use --protocol equal.")
     params = {"model": model, **model_defaults(model, protocol=protocol or "equal")}
     params.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig(**params)

@@ -4,7 +4,8 @@ An entry holds what the rest of the tool needs to know about a model without bui
 name (stored in every run's ``config.json``, so never renamed), display label, colour, a
 reference to its builder (``"module:function"``, imported only when a model is built, so
 importing this module never imports Keras), the paper, the input size the architecture was
-designed for, its place in the equal protocol (what it cannot run without) and its tuned recipe.
+designed for, its place in the equal protocol (what it cannot run without) and its tuned form
+(architecture options; the recipe is searched).
 :func:`core.learn.models.build_model`, :mod:`core.learn.training`, :mod:`core.learn.report`, the
 ``train`` command's choices and help, and the Training page all read it.
 
@@ -41,9 +42,9 @@ BASELINE = "baseline"
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 _COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
-_RECIPE_KEYS = frozenset({"epochs", "batch_size", "optimizer", "learning_rate", "weight_decay", "schedule",
-                          "augment", "shift", "zoom", "class_weight", "label_smoothing", "patience",
-                          "model_options"})
+#: What a model's tuned form may set: its architecture only. The recipe is searched, the same way for
+#: every model (:mod:`core.learn.tuning`).
+_TUNED_KEYS = frozenset({"model_options"})
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,9 @@ class ModelEntry:
         Under the equal protocol, the builder options this model cannot run without, and why (one
         sentence each, written to every run's ``config.json``). Empty: the protocol as it is.
     tuned : mapping or None
-        The model's own recipe under the tuned protocol (``TrainConfig`` fields); None: it has none,
-        and asking for it is an error.
+        The model's own form under the tuned protocol: ``{"model_options": {...}}``, its architecture
+        options (``{}``: the builder's defaults). The recipe is not here: every model gets the same
+        search (:mod:`core.learn.tuning`). None: it has no tuned form, and asking for it is an error.
     cpu_images_per_second : float, mapping or None
         Training images per second on a 2-core CPU (:mod:`core.learn.estimate`), by the side in pixels
         of the images the network computes on: ``{64: 1400.0, 32: 2400.0}``; a single number is the
@@ -124,9 +126,10 @@ class ModelEntry:
                               f"got {ref!r}.")
         if isinstance(self.input_size, bool) or not isinstance(self.input_size, int) or self.input_size < 8:
             raise ConfigError(f"input_size of model {self.name} must be an integer >= 8; got {self.input_size!r}.")
-        if self.tuned is not None and not set(self.tuned) <= _RECIPE_KEYS:
-            raise ConfigError(f"tuned recipe of model {self.name} may set only {', '.join(sorted(_RECIPE_KEYS))}; "
-                              f"got {', '.join(sorted(set(self.tuned) - _RECIPE_KEYS))}.")
+        if self.tuned is not None and not set(self.tuned) <= _TUNED_KEYS:
+            extra = ", ".join(sorted(set(self.tuned) - _TUNED_KEYS))
+            raise ConfigError(f"tuned form of model {self.name} may set only {', '.join(sorted(_TUNED_KEYS))} (the "
+                              f"recipe is searched, core.learn.tuning); got {extra}.")
         speeds = self.cpu_images_per_second
         if speeds is not None:
             by_side = dict(speeds) if isinstance(speeds, Mapping) else {64: speeds}
@@ -322,8 +325,7 @@ def _resolve(ref: str | Callable[..., Any] | None, *, what: str) -> Callable[...
 # In display order (smallest first): the order of every table, figure, help text and the Training page.
 
 _MODELS = "core.learn.models"
-_COSINE_40 = {"epochs": 40, "schedule": "cosine", "patience": 0}
-_RESNET_TUNED = {**_COSINE_40, "learning_rate": 1e-3, "weight_decay": 1e-4, "optimizer": "adamw"}
+_RESNET_TUNED: dict[str, Any] = {}  # BN momentum 0.9 is built into core.learn.models.resnet
 _HE_2016 = 'He, Zhang, Ren & Sun (2016), "Deep residual learning for image recognition"'
 
 register_model(
@@ -336,7 +338,7 @@ register_model(
         "LeNet-5: images smaller than 32 px are enlarged to 32 px inside the model (its three 5x5 "
         "convolutions need at least 32 px); larger ones are seen at their own size like every model",
     ),
-    tuned={"epochs": 40, "learning_rate": 1e-3, "model_options": {"activation": "relu", "pooling": "max"}},
+    tuned={"model_options": {"activation": "relu", "pooling": "max"}},
     # End to end, epoch overheads included, on the walkthrough's 64-px galaxies: at 32 px (tuned: resized inside
     # the model) 652 x 40 images in ~11 s; at 64 px (equal: native_size) 667 x 30 in 14.2 s (the walkthrough's
     # run of 2026-12-07). benchmarks/bench_estimate.py agrees on the ratio: the bare training step takes
@@ -352,7 +354,7 @@ register_model(
         "AlexNet: batch normalisation in place of local response normalisation after conv1 and conv2 "
         "(with LRN the 9 M-parameter net stays at chance for many epochs on ~1,000 images)",
     ),
-    tuned={**_COSINE_40, "learning_rate": 3e-4, "model_options": {"normalization": "batchnorm"}},
+    tuned={"model_options": {"normalization": "batchnorm"}},
     cpu_images_per_second=137.0,  # 652 x 40 in 190 s
 )
 for _depth, _color in ((20, "#3B7EA1"), (32, "#5A6FA8"), (56, "#2C5E6E")):

@@ -5,8 +5,10 @@ run needs: the dataset's own split, augmentation as layers in front of the model
 (:mod:`core.learn.augment`), balanced class weights, early stopping on validation loss with the best
 weights restored and a checkpoint every epoch (:mod:`core.learn.checkpoint`, so ``resume=True``
 continues a killed run at the right epoch), progress events in ``events.jsonl``, then one evaluation
-on the test split written to the run folder. :func:`train_many` trains every model for every seed,
-fold and repeat. The model comes from its registry entry (:mod:`core.learn.registry`).
+on the test split written to the run folder. Under the tuned protocol a run first trains every
+candidate recipe (:mod:`core.learn.tuning`) on its training split and keeps the best on its
+validation split (nested: test is evaluated once, on the one kept). :func:`train_many` trains every
+model for every seed, fold and repeat. The model comes from its registry entry (:mod:`core.learn.registry`).
 
 Models and augmentation use only ``keras.layers``/``keras.ops``; TensorFlow appears only in the
 input pipeline, determinism and distribution code, behind ``keras.backend.backend()`` checks.
@@ -15,11 +17,12 @@ input pipeline, determinism and distribution code, behind ``keras.backend.backen
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,7 @@ from core.learn.metrics import evaluate_predictions
 from core.learn.models import build_model, count_params
 from core.learn.protocol import (EQUAL_RECIPE, PROTOCOLS, TrainConfig, default_config, model_defaults,
                                  protocol_differences)
+from core.learn.tuning import TUNING_CANDIDATES, best_candidate, check_candidates, describe
 from core.prepare.dataset import Dataset
 from core.prepare.splits import kept_frozen_test, resplit
 
@@ -177,6 +181,7 @@ def train(
     run_dir: str | Path,
     progress_callback: Callable[[dict[str, Any]], None] | None = None,
     resume: bool = False,
+    candidates: Sequence[Mapping[str, Any]] | None = None,
 ) -> TrainResult:
     """Train ``config.model`` on ``dataset`` into the run folder ``run_dir`` and evaluate it on test.
 
@@ -190,7 +195,13 @@ def train(
     progress_callback : callable or None
         Called with each progress event (the dict also appended to ``events.jsonl``).
     resume : bool
-        Continue from ``run_dir/checkpoint`` if it exists (at the epoch after the last saved).
+        Continue from ``run_dir/checkpoint`` if it exists (at the epoch after the last saved). A
+        tuned run's search starts again from its first candidate instead.
+    candidates : sequence of mapping or None
+        Under ``config.protocol == "tuned"``: the recipes searched (None:
+        :data:`core.learn.tuning.TUNING_CANDIDATES`). Each trains on the training split, the best
+        on the validation split is kept and only it is evaluated on test; ``config.json`` records
+        the search under ``tuning``. Ignored under ``equal``.
 
     Returns
     -------
@@ -205,7 +216,7 @@ def train(
     run_id = runs.read_config(run_dir).get("id", run_dir.name)
     try:
         return _train(dataset, config, run_dir=run_dir, run_id=run_id, progress_callback=progress_callback,
-                      resume=resume)
+                      resume=resume, candidates=candidates)
     except KeyboardInterrupt:
         runs.set_status(run_dir, "stopped")
         raise
@@ -220,8 +231,23 @@ def train(
             keras.mixed_precision.set_global_policy("float32")
 
 
+@dataclass
+class _FitData:
+    """What every fit of one run shares: its training and validation galaxies and where it trains."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    n_classes: int
+    size: int
+    channels: int
+    strategy: Any
+
+
 def _train(dataset: Dataset, config: TrainConfig, *, run_dir: Path, run_id: str,
-           progress_callback: Callable[[dict[str, Any]], None] | None, resume: bool) -> TrainResult:
+           progress_callback: Callable[[dict[str, Any]], None] | None, resume: bool,
+           candidates: Sequence[Mapping[str, Any]] | None = None) -> TrainResult:
     dataset = resplit(dataset, folds=config.folds, fold=config.fold, split_seed=config.split_seed)
     _check_dataset(dataset)
     _seed_everything(config)
@@ -237,10 +263,31 @@ def _train(dataset: Dataset, config: TrainConfig, *, run_dir: Path, run_id: str,
         if "GPU" not in device and "NVIDIA" not in device:
             logger.warning("mixed precision on a CPU is slower than float32; use it on a GPU.")
         keras.mixed_precision.set_global_policy("mixed_float16")
-    strategy = _strategy(config)
+    data = _FitData(x_train, y_train, x_val, y_val, n_classes, size, channels, _strategy(config))
+    if config.protocol == "tuned":
+        config, base, state, callback, tuned = _search(
+            config, data, check_candidates(TUNING_CANDIDATES if candidates is None else candidates),
+            run_dir=run_dir, run_id=run_id, progress_callback=progress_callback)
+    else:
+        base, state, callback = _fit(config, data, run_dir=run_dir, run_id=run_id, work_dir=run_dir, resume=resume,
+                                     progress_callback=progress_callback)
+        if state.get("diverged"):
+            raise TrainingError(f"run {run_id}: the training loss became NaN/inf in epoch {state['epoch'] + 1}. "
+                                f"Lower learning_rate (now {config.learning_rate}).")
+        tuned = None
+    return _finish(base, dataset, config, state, run_dir=run_dir, run_id=run_id, callback=callback,
+                   test=(x_test, y_test, names_test), tuned=tuned)
+
+
+def _fit(config: TrainConfig, data: _FitData, *, run_dir: Path, run_id: str, work_dir: Path, resume: bool,
+         progress_callback: Callable[[dict[str, Any]], None] | None,
+         event_fields: dict[str, Any] | None = None) -> tuple[keras.Model, dict[str, Any], RunCallback]:
+    """Train one model of ``config`` with its checkpoint in ``work_dir``; return the inference model with the
+    best epoch's weights, the training state and the callback (``state["diverged"]`` if the loss did)."""
+    strategy = data.strategy
     batch_size = config.batch_size * (strategy.num_replicas_in_sync if strategy is not None else 1)
-    batches = int(np.ceil(len(y_train) / batch_size))
-    ckpt = run_dir / "checkpoint"
+    batches = int(np.ceil(len(data.y_train) / batch_size))
+    ckpt = work_dir / "checkpoint"
     state = load_state(ckpt) if resume else None
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         if state is not None:
@@ -250,7 +297,7 @@ def _train(dataset: Dataset, config: TrainConfig, *, run_dir: Path, run_id: str,
             if ckpt.exists():
                 shutil.rmtree(ckpt)
             state = fresh_state()
-            base = build_model(config.model, input_size=size, channels=channels, num_classes=n_classes,
+            base = build_model(config.model, input_size=data.size, channels=data.channels, num_classes=data.n_classes,
                                **config.model_options)
             fit_model = training_model(base, config)
             fit_model.compile(optimizer=_optimizer(config, steps_per_epoch=batches),
@@ -262,13 +309,13 @@ def _train(dataset: Dataset, config: TrainConfig, *, run_dir: Path, run_id: str,
             logger.warning("run %s: Keras did not compile the training step with XLA; training without it.", run_id)
     base = fit_model.layers[-1]
     callback = RunCallback(run_dir=run_dir, run_id=run_id, config=config, batches=batches, state=state,
-                            progress_callback=progress_callback)
+                           progress_callback=progress_callback, work_dir=work_dir, event_fields=event_fields)
     done = state["epoch"] >= config.epochs or state.get("stopped_early", False)
     if not done:
         on_tf = keras.backend.backend() == "tensorflow"
-        train_data = input_pipeline(x_train, y_train, batch_size=batch_size, shuffle=True, seed=config.seed)
-        val_data = input_pipeline(x_val, y_val, batch_size=_val_batch_size(len(y_val), strategy), shuffle=False,
-                                  seed=config.seed)
+        train_data = input_pipeline(data.x_train, data.y_train, batch_size=batch_size, shuffle=True, seed=config.seed)
+        val_data = input_pipeline(data.x_val, data.y_val, batch_size=_val_batch_size(len(data.y_val), strategy),
+                                  shuffle=False, seed=config.seed)
         fit_model.fit(
             train_data if on_tf else train_data[0],
             None if on_tf else train_data[1],
@@ -277,22 +324,79 @@ def _train(dataset: Dataset, config: TrainConfig, *, run_dir: Path, run_id: str,
             validation_data=val_data,
             epochs=config.epochs,
             initial_epoch=state["epoch"],
-            class_weight=balanced_class_weight(y_train, n_classes) if config.class_weight == "balanced" else None,
+            class_weight=balanced_class_weight(data.y_train, data.n_classes) if config.class_weight == "balanced"
+            else None,
             callbacks=[callback],
             verbose=0,
         )
-    if state.get("diverged"):
-        raise TrainingError(f"run {run_id}: the training loss became NaN/inf in epoch {state['epoch'] + 1}. "
-                            f"Lower learning_rate (now {config.learning_rate}).")
-    if (ckpt / "best.weights.h5").exists():
+    if not state.get("diverged") and (ckpt / "best.weights.h5").exists():
         fit_model.load_weights(ckpt / "best.weights.h5")
-    return _finish(base, dataset, config, state, run_dir=run_dir, run_id=run_id, callback=callback,
-                   test=(x_test, y_test, names_test))
+    return base, state, callback
+
+
+def _search(config: TrainConfig, data: _FitData, candidates: list[dict[str, Any]], *, run_dir: Path, run_id: str,
+            progress_callback: Callable[[dict[str, Any]], None] | None,
+            ) -> tuple[TrainConfig, keras.Model, dict[str, Any], RunCallback, dict[str, Any]]:
+    """The tuned protocol's nested search: train every candidate on the run's training galaxies, keep the one
+    :func:`core.learn.tuning.best_candidate` picks on its validation galaxies. Test galaxies are not passed
+    here: the search cannot see them.
+
+    Each candidate trains from the run's seed in ``run_dir/search/candidate-K`` (its ``history.csv``
+    stays; its checkpoint is dropped once the search is over). A killed search starts again from
+    the first candidate: ``resume`` does not continue it. Returns the kept candidate's config, model
+    (best epoch's weights), state and callback, and the search's record.
+    """
+    search_dir = run_dir / "search"
+    if search_dir.exists():
+        shutil.rmtree(search_dir)
+    results: list[dict[str, Any]] = []
+    kept: tuple[TrainConfig, keras.Model, dict[str, Any], RunCallback] | None = None
+    for k, candidate in enumerate(candidates):
+        trial = dataclasses.replace(config, **candidate)
+        _seed_everything(trial)
+        base, state, callback = _fit(trial, data, run_dir=run_dir, run_id=run_id,
+                                     work_dir=search_dir / f"candidate-{k}", resume=False,
+                                     progress_callback=progress_callback,
+                                     event_fields={"candidate": k, "candidates": len(candidates)})
+        result: dict[str, Any] = {"recipe": candidate, "epochs_done": state["epoch"], "best_epoch": state["best_epoch"],
+                                  "train_seconds": round(state["train_seconds"], 3)}
+        if state.get("diverged"):
+            result.update(val_correct=None, val_accuracy=None, val_loss=None, diverged=True)
+        else:
+            proba = base.predict(data.x_val, batch_size=256, verbose=0).astype(np.float64)
+            correct = int(np.sum(proba.argmax(axis=1) == data.y_val))
+            p_true = np.clip(proba[np.arange(len(data.y_val)), data.y_val], 1e-7, 1.0)
+            result.update(val_correct=correct, val_accuracy=round(correct / len(data.y_val), 6),
+                          val_loss=round(float(-np.mean(np.log(p_true))), 6))
+        results.append(result)
+        logger.info("run %s: candidate %d/%d (%s): validation accuracy %s, loss %s", run_id, k + 1,
+                    len(candidates), describe(candidate), result["val_accuracy"], result["val_loss"])
+        try:
+            if best_candidate(results) == k:
+                kept = (trial, base, state, callback)
+        except ValueError:  # every candidate so far diverged
+            pass
+    if kept is None:
+        raise TrainingError(f"run {run_id}: the training loss became NaN/inf under every tuning candidate "
+                            f"({'; '.join(describe(c) for c in candidates)}).")
+    chosen = best_candidate(results)
+    for k in range(len(candidates)):
+        shutil.rmtree(search_dir / f"candidate-{k}" / "checkpoint", ignore_errors=True)
+    record = {"candidates": candidates, "results": results, "chosen": chosen, "chosen_recipe": candidates[chosen],
+              "picked_by": "validation accuracy, then validation loss, then candidate order",
+              "note": "nested: each candidate trained on this run's training galaxies and scored on its validation "
+                      "galaxies; only the chosen one was evaluated on test"}
+    runs.set_status(run_dir, "running", tuning=record, protocol_differences=protocol_differences(
+        config, candidates=len(candidates), chosen=describe(candidates[chosen])))
+    return (*kept, record)
 
 
 def _finish(base: keras.Model, dataset: Dataset, config: TrainConfig, state: dict[str, Any], *, run_dir: Path,
-            run_id: str, callback: RunCallback, test: tuple[np.ndarray, np.ndarray, np.ndarray]) -> TrainResult:
-    """Evaluate the best weights on test, write model, predictions and metrics, mark the run finished."""
+            run_id: str, callback: RunCallback, test: tuple[np.ndarray, np.ndarray, np.ndarray],
+            tuned: dict[str, Any] | None = None) -> TrainResult:
+    """Evaluate the best weights on test, write model, predictions and metrics, mark the run finished.
+
+    ``tuned``: the search's record (:func:`_search`); its chosen recipe goes into the metrics."""
     x_test, y_test, names_test = test
     base.predict(x_test, batch_size=256, verbose=0)  # warm-up (tracing), so the timing below is inference only
     started = time.perf_counter()
@@ -309,6 +413,8 @@ def _finish(base: keras.Model, dataset: Dataset, config: TrainConfig, state: dic
         stopped_early=bool(state.get("stopped_early")),
         inference_img_per_s=round(len(x_test) / infer_seconds, 1) if infer_seconds > 0 else None,
     )
+    if tuned is not None:
+        metrics["tuned_recipe"] = tuned["chosen_recipe"]
     predictions = pd.DataFrame({"name": names_test, "true": np.asarray(dataset.classes, dtype=object)[y_test],
                                 "pred": np.asarray(dataset.classes, dtype=object)[proba.argmax(axis=1)]})
     for k, cls in enumerate(dataset.classes):
@@ -337,6 +443,7 @@ def train_many(
     progress_callback: Callable[[dict[str, Any]], None] | None = None,
     folds: int = 0,
     repeats: int = 1,
+    candidates: Sequence[Mapping[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Train every model for every seed (and every fold and repeat) on one dataset; a failing run does not
     stop the others.
@@ -353,6 +460,8 @@ def train_many(
         Number of split seeds (0 .. repeats-1): repeated K-fold with ``folds``, otherwise
         stratified re-splits with the dataset's own proportions. 1 with ``folds=0`` keeps the
         dataset's split.
+    candidates : sequence of mapping or None
+        The tuned protocol's search (:func:`train`); the same for every model.
 
     Returns
     -------
@@ -396,7 +505,7 @@ def train_many(
             extra={"protocol_differences": protocol_differences(config)})
         try:
             result = train(dataset, config, run_dir=run_dir, progress_callback=progress_callback,
-                           resume=run is not None)
+                           resume=run is not None, candidates=candidates)
             outcomes.append({"model": config.model, "seed": config.seed, **where, "run_dir": str(run_dir),
                              "status": result.status, "accuracy": result.metrics["accuracy"], "error": None})
         except KeyboardInterrupt:

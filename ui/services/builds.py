@@ -121,10 +121,11 @@ def dataset_source(path: str) -> str | None:
 def training_estimate(dataset_path: str, models: list[str], *, protocol: str, epochs: int | None,
                       runs_per_model: int) -> float | None:
     """Seconds a training job should take on a 2-core CPU (:func:`core.learn.estimate.training_seconds`), from the
-    dataset's training galaxies and image side and the protocol's epochs and input sizes; None when the manifest
-    lacks them."""
+    dataset's training galaxies and image side and the protocol's epochs (under tuned, times the search's
+    candidates) and input sizes; None when the manifest lacks them."""
     from core.learn.estimate import training_seconds  # noqa: PLC0415
     from core.learn.training import model_defaults  # noqa: PLC0415 - imports Keras: only once a form is drawn
+    from core.learn.tuning import TUNING_CANDIDATES  # noqa: PLC0415
 
     manifest = dataset_manifest(dataset_path)
     counts, shape = manifest.get("counts", {}), manifest.get("image_shape") or [None]
@@ -133,6 +134,8 @@ def training_estimate(dataset_path: str, models: list[str], *, protocol: str, ep
     if not n_train or not isinstance(shape[0], int):
         return None
     per_model = {m: epochs or int(model_defaults(m, protocol=protocol).get("epochs", 40)) for m in models}
+    if protocol == "tuned":  # every candidate of the search trains as long as one run
+        per_model = {m: e * len(TUNING_CANDIDATES) for m, e in per_model.items()}
     return training_seconds(models, n_train=n_train, side=shape[0], epochs=per_model, runs_per_model=runs_per_model,
                             protocol=protocol)
 

@@ -47,7 +47,7 @@ from core.learn.report.text import (
     METRIC_LABELS, N_TEST_LABEL, PROTOCOL_MEANINGS, PROTOCOL_WORDS, best_note, comparison_headline, comparison_title,
     excluded_note, floor_sentences,
     format_p, format_summary, interval_note, n_test_cell, pooled_note, protocol_words, report_notes, run_name,
-    summary_cells, verdict_lines, verdict_sentence, verdicts,
+    summary_cells, tuning_note, verdict_lines, verdict_sentence, verdicts,
 )
 from core.learn.report.figures import (
     ACCURACY_RANGE, FIGURE_NAMES, FIGURE_TITLES, P_VALUE_COLORSCALE, accuracy_figure, confusion_figure, figures,
@@ -73,6 +73,6 @@ __all__ = [
     "per_class_recall", "per_class_table", "pooled_confusion", "pooled_note", "pooled_predictions", "protocol",
     "protocol_words", "readable_mcnemar", "readable_tests", "reliability", "reliability_figure", "report_notes",
     "roc_curves", "roc_figure", "run_holding_out", "run_metrics", "run_name", "runs_table", "sections",
-    "size_accuracy_figure", "smallest_first", "split_key", "summary_cells", "summary_table", "verdict_lines",
-    "verdict_sentence", "verdicts", "write_report",
+    "size_accuracy_figure", "smallest_first", "split_key", "summary_cells", "summary_table", "tuning_note",
+    "verdict_lines", "verdict_sentence", "verdicts", "write_report",
 ]

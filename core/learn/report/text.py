@@ -351,12 +351,33 @@ def best_note(best: str | None) -> str:
     return f"{model_label(best)} is significantly more accurate than every other network (Holm-corrected)."
 
 
+def tuning_note(runs: list[Run]) -> str:
+    """How the recipes of tuned ``runs`` were picked (empty unless the experiment is a tuned one): a nested
+    search with the same candidates for every model, or, for runs recorded before it, fixed recipes."""
+    if experiment_protocol(runs) != "tuned":
+        return ""
+    searched = [r.config["tuning"] for r in runs if isinstance(r.config.get("tuning"), dict)]
+    networks = [r for r in runs if r.model_name != BASELINE]
+    sizes = sorted({len(t.get("candidates", [])) for t in searched})
+    note = ""
+    if searched:
+        note = (f"Each tuned run picked its learning rate and schedule on its own validation galaxies from the same "
+                f"{' or '.join(map(str, sizes))} candidates for every model (nested: its test galaxies scored only "
+                "the one kept).")
+    if len(searched) < len(networks):
+        note += (" " if note else "") + ("Tuned runs recorded before the search used fixed per-model recipes, "
+                                         "chosen on folds that also scored them (not nested).")
+    return note
+
+
 def report_notes(runs: list[Run], summary: pd.DataFrame, *, excluded: list[Run] | tuple[Run, ...] = ()) -> list[str]:
     """The sentences that go with every export: the verdict in words (:func:`verdict_lines`), what the figures
     pool, what the intervals are, and the runs left out."""
     notes = verdict_lines(runs)
     notes.append(f"Protocol: {protocol_words(experiment_protocol(runs))}. Figures and per-class intervals: "
                  f"{pooled_note(runs)}.")
+    if tuning_note(runs):
+        notes.append(tuning_note(runs))
     notes.append(interval_note(summary)[0].upper() + interval_note(summary)[1:])
     if excluded:
         notes.append(f"Left out by hand: {', '.join(run_name(r) for r in excluded)}; the Holm families cover "
