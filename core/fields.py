@@ -1,14 +1,36 @@
-"""Field metadata that every stage's config uses to describe its command-line flag.
+"""A spec's fields, and everything made from them: command-line flags, command lines and spec files.
 
-It sits below the stages so that a stage's config (preprocessing, quality) can say how its fields
-are offered on the command line without importing :mod:`core.spec`, which assembles the specs of
-every stage and therefore sits above them all.
+Every stage's spec (:mod:`core.acquire.spec`, :mod:`core.prepare.spec`, :mod:`core.learn.spec`) and
+every config nested in one (preprocessing, quality thresholds) writes each field once: its type,
+its default and, in its :func:`option` metadata, its help and flag name. From them come
+
+- the command's flags (:func:`add_spec_options`, :func:`spec_from_args`): ``--crop`` exists
+  because ``PreprocessConfig.crop`` does, with its type, choices and default;
+- the command line that rebuilds a spec (:func:`spec_argv`, ``spec.to_argv()``);
+- the JSON file a dashboard job runs from (:func:`write_spec_file`; ``python -m core build
+  --spec FILE`` reads it back with :func:`read_spec_file`, as hostile input: size-checked, typed,
+  range-checked, unknown keys refused).
+
+It sits below the stages, so a stage describes and reads its own spec without importing a later
+one. Importing it is cheap (no numpy, no pandas).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import argparse
+import dataclasses
+import json
+import math
+import os
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Literal
+
+from core.errors import ConfigError, shorten
+from core.io import RefusedFileError, atomic_write_json, read_regular_bytes
 
 
 def option(help: str | Callable[[], str], *, flag: str | None = None, default_help: str | None = None,
@@ -44,7 +66,8 @@ SPEC_FILE_MAX_BYTES = 64_000
 """A spec file is a few hundred bytes; a larger one is not one (and is not read whole)."""
 
 
-def _number(value: object) -> bool:
+def finite_number(value: object) -> bool:
+    """A finite int or float (not a bool): what a numeric field of a spec file may hold."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return False
     try:
@@ -52,9 +75,11 @@ def _number(value: object) -> bool:
     except OverflowError:  # an integer past float's range, e.g. 1e400 written out in a JSON file
         return False
 
-def _plain_fields(spec: Any) -> dict[str, Any]:
+
+def plain_fields(spec: Any) -> dict[str, Any]:
     """A flat spec's fields as JSON-ready values, in field order (tuples as lists)."""
     return {f.name: (list(v) if isinstance(v := getattr(spec, f.name), tuple) else v) for f in dataclasses.fields(spec)}
+
 
 # --------------------------------------------------------------------------- fields, flags and files
 
@@ -93,8 +118,13 @@ class SpecOption:
 
 @cache
 def _hints(cls: type) -> dict[str, Any]:
-    """The resolved annotations of a spec or config class (``int | None``, ``Literal[...]``, nested classes)."""
-    return typing.get_type_hints(cls, localns=_build_parts() if cls is BuildSpec else None)
+    """The resolved annotations of a spec or config class (``int | None``, ``Literal[...]``, nested classes).
+
+    A class whose annotations name classes it imports only when needed (a build spec's nested
+    configs, to stay cheap to import) gives them through an ``annotation_types()`` class method.
+    """
+    lazy = getattr(cls, "annotation_types", None)
+    return typing.get_type_hints(cls, localns=lazy() if lazy is not None else None)
 
 
 def _unwrap(tp: Any) -> tuple[Any, bool]:
@@ -123,7 +153,7 @@ def _choices(f: dataclasses.Field, tp: Any) -> tuple[Any, ...] | None:
     return choices() if callable(choices) else choices
 
 
-def _check_choices(spec: Any) -> None:
+def check_choices(spec: Any) -> None:
     """Refuse a value outside its field's choices (a ``Literal`` type or ``option(choices=...)``)."""
     hints = _hints(type(spec))
     for f in dataclasses.fields(spec):
@@ -298,7 +328,7 @@ def spec_argv(spec: Any) -> list[str]:
     hidden = [(name, value) for name, value in _flagless(spec) if value]
     if hidden:
         raise ConfigError(f"{', '.join(name for name, _ in hidden)} have no `{spec.kind}` option; got a spec that "
-                          f"changes them. Write it to a file with core.spec.write_spec_file and run "
+                          f"changes them. Write it to a file with core.fields.write_spec_file and run "
                           f"`python -m core {spec.kind} --spec FILE`.")
     return argv
 
@@ -330,7 +360,7 @@ def spec_from_dict(cls: type, values: Any, *, where: str) -> Any:
     names = [f.name for f in dataclasses.fields(cls)]
     if not isinstance(values, dict):
         raise ConfigError(f"{where} must be a JSON object with keys among {', '.join(names)}; "
-                          f"got a JSON {type(values).__name__}. Write it with core.spec.write_spec_file.")
+                          f"got a JSON {type(values).__name__}. Write it with core.fields.write_spec_file.")
     unknown = sorted(str(k) for k in set(values) - set(names))
     if unknown:
         raise ConfigError(f"{where} has unknown key(s) {shorten(', '.join(unknown))}; allowed are {', '.join(names)}. "
@@ -375,7 +405,7 @@ def _typed(value: Any, tp: Any, *, where: str, name: str) -> Any:
     good = {
         bool: isinstance(value, bool),
         int: isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63,
-        float: _number(value),
+        float: finite_number(value),
         str: isinstance(value, str),
     }.get(base)
     if good is None:
@@ -407,13 +437,13 @@ def read_spec_file(path: str | os.PathLike[str], cls: type) -> Any:
     try:
         raw = read_regular_bytes(path, max_bytes=SPEC_FILE_MAX_BYTES)
     except RefusedFileError as exc:
-        raise ConfigError(f"{where} is refused: {exc}. Write a spec with core.spec.write_spec_file.") from None
+        raise ConfigError(f"{where} is refused: {exc}. Write a spec with core.fields.write_spec_file.") from None
     except OSError as exc:
         raise ConfigError(f"{where} cannot be read ({exc.strerror or exc}). Check the path.") from None
     try:
         values = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: "[[[[…" nested too deep
-        raise ConfigError(f"{where} is not JSON ({shorten(str(exc))}). Write it with core.spec.write_spec_file.") from None
+        raise ConfigError(f"{where} is not JSON ({shorten(str(exc))}). Write it with core.fields.write_spec_file.") from None
     if isinstance(values, dict) and "kind" in values:
         values = dict(values)
         kind = values.pop("kind")

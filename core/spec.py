@@ -1,25 +1,45 @@
-"""What a build or a training is: frozen specs that travel as files, and the CLI generated from them.
+"""Every stage's spec in one place, for the code above the stages: the command line, the jobs and the dashboard.
 
-:class:`BuildSpec` holds every choice of ``python -m core build`` (source, scheme, catalogue,
-survey and band, conflict policy, exclusions, :class:`~core.prepare.preprocessing.PreprocessConfig`,
-:class:`~core.prepare.quality.QualityThresholds`, split); :class:`TrainSpec` every choice of
-``python -m core train``; :class:`ScrapeSpec`, :class:`FetchSpec` and :class:`ImportSpec` those of
-the Data page's commands.
+Each stage owns its own: :class:`~core.acquire.spec.ScrapeSpec`, :class:`~core.acquire.spec.FetchSpec`
+and :class:`~core.acquire.spec.ImportSpec` (the Data page's commands),
+:class:`~core.prepare.spec.BuildSpec` (``python -m core build``) and :class:`~core.learn.spec.TrainSpec`
+(``python -m core train``); a stage imports its own spec module, never this one. Their flags,
+command lines and spec files come from their fields (:mod:`core.fields`).
 
-Each field is written once, here (or in the nested config's module): its type, its default and,
-in its metadata, its help and flag name. From them come
-
-- the command's flags (:func:`add_spec_options`, :func:`spec_from_args`): ``--crop`` exists
-  because ``PreprocessConfig.crop`` does, with its type, choices and default;
-- the command line that rebuilds a spec (:func:`spec_argv`, ``spec.to_argv()``);
-- the JSON file a dashboard job runs from (:func:`write_spec_file`; ``python -m core build
-  --spec FILE`` reads it back with :func:`read_spec_file`, as hostile input: size-checked, typed,
-  range-checked, unknown keys refused).
-
-Importing this module is cheap (no numpy, no pandas): the nested configs of a build are imported
-when a build spec is made or its flags are generated, in one place (:func:`_build_parts`).
+Importing this module is cheap (no numpy, no pandas).
 """
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+from core.acquire.spec import FetchSpec, ImportSpec, ScrapeSpec
+from core.errors import ConfigError
+from core.learn.spec import TrainSpec
+from core.prepare.spec import BuildSpec
+
+__all__ = ["SPEC_KINDS", "BuildSpec", "FetchSpec", "ImportSpec", "ScrapeSpec", "Spec", "TrainSpec", "spec_from_argv"]
+
 Spec = typing.Union[BuildSpec, TrainSpec, ScrapeSpec, FetchSpec, ImportSpec]
 #: Every kind of spec, by the command that runs it.
 SPEC_KINDS: dict[str, type] = {cls.kind: cls for cls in (BuildSpec, TrainSpec, ScrapeSpec, FetchSpec, ImportSpec)}
 
+
+def spec_from_argv(cls: type, argv: Sequence[str], **keywords: Any) -> Any:
+    """The spec of a command line as ``spec.to_argv()`` writes it (``["train", "--dataset", ...]``).
+
+    ``keywords`` go to ``cls.from_args`` (a build's ``default_source``, ``default_size``).
+
+    Raises
+    ------
+    ConfigError
+        When ``argv`` is not a command of ``cls``'s kind.
+    """
+    from core.cli import build_parser  # noqa: PLC0415 - the CLI imports the specs
+
+    args = build_parser().parse_args(list(argv))
+    if args.command != cls.kind:
+        raise ConfigError(f"argv must be a `{cls.kind}` command; got {list(argv)[:1]}. Start it with '{cls.kind}'.")
+    return cls.from_args(args, **keywords)

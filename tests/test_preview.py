@@ -20,7 +20,7 @@ from core.errors import ConfigError, GalaxyMorphError
 from core.acquire.labels import CONFLICT_POLICIES
 from core.prepare.preprocessing import PreprocessConfig
 from core.prepare.quality import QualityThresholds
-from core.spec import BuildSpec
+from core.spec import BuildSpec, spec_from_argv
 from tests.conftest import _copy_gz1
 
 
@@ -122,10 +122,10 @@ def test_spec_round_trips_through_the_command_line(sources: dict[str, Path]) -> 
     )
     argv = spec.to_argv(out="/tmp/x", force=True)
     assert argv[:3] == ["build", "--source", str(sources["sample"])] and argv[-3:] == ["--out", "/tmp/x", "--force"]
-    again = BuildSpec.from_argv(argv)
+    again = spec_from_argv(BuildSpec, argv)
     assert again == spec and again.digest() == spec.digest()
     assert spec.replace(seed=5).digest() != spec.digest()
-    assert BuildSpec.from_argv(["build", "--source", "s"]) == BuildSpec(source="s")
+    assert spec_from_argv(BuildSpec, ["build", "--source", "s"]) == BuildSpec(source="s")
 
 
 def test_spec_refuses_what_the_command_line_cannot_say() -> None:

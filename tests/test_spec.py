@@ -14,6 +14,7 @@ import pytest
 from core import jobs
 from core.cli import build_parser
 from core.errors import ConfigError
+from core.fields import read_spec_file, write_spec_file
 from core.prepare.preprocessing import PreprocessConfig
 from core.prepare.quality import QualityThresholds
 from core.spec import (
@@ -23,8 +24,7 @@ from core.spec import (
     ImportSpec,
     ScrapeSpec,
     TrainSpec,
-    read_spec_file,
-    write_spec_file,
+    spec_from_argv,
 )
 from tests.test_jobs import data_dir  # noqa: F401 - a fixture: a data folder of its own, its jobs killed after
 
@@ -33,11 +33,11 @@ def test_train_spec_round_trips_through_its_command_line() -> None:
     spec = TrainSpec(dataset="data/datasets/h3", models=("lenet5", "resnet18"), seeds=(0, 2), protocol="equal",
                      folds=5, repeats=2, epochs=7, learning_rate=3e-4, augment=False, xla=True, schedule="cosine",
                      label_smoothing=0.1)
-    assert TrainSpec.from_argv(spec.to_argv()) == spec
+    assert spec_from_argv(TrainSpec, spec.to_argv()) == spec
     assert spec.overrides()["label_smoothing"] == 0.1
-    assert TrainSpec.from_argv(spec.to_argv(resume=True)) == spec  # how to run is not what to train
+    assert spec_from_argv(TrainSpec, spec.to_argv(resume=True)) == spec  # how to run is not what to train
     assert TrainSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
-    assert spec.digest() == TrainSpec.from_argv(spec.to_argv()).digest()
+    assert spec.digest() == spec_from_argv(TrainSpec, spec.to_argv()).digest()
     assert spec.digest() != spec.__class__(**{**spec.to_dict(), "seeds": (0, 1)}).digest()
     assert spec.n_runs == 2 * 2 * 5 * 2
 
@@ -228,7 +228,7 @@ def test_a_spec_the_command_line_cannot_say_travels_as_a_file(tmp_path: Path) ->
     spec = BuildSpec(source="s", preprocess=PreprocessConfig(percentiles=(1.0, 99.0)))
     with pytest.raises(ConfigError, match="percentiles=.*have no `build` option.*--spec FILE"):
         spec.to_argv()
-    assert BuildSpec.from_argv(BuildSpec(source="s").to_argv(), default_source="x") == BuildSpec(source="s")
+    assert spec_from_argv(BuildSpec, BuildSpec(source="s").to_argv(), default_source="x") == BuildSpec(source="s")
 
 
 def test_spec_and_flags_together_are_refused(tmp_path: Path) -> None:

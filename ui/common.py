@@ -23,7 +23,7 @@ from core.errors import GalaxyMorphError
 from core.io import read_jsonl
 from core.progress import format_duration
 from core.learn.runs import DAMAGED
-from core.spec import TrainSpec
+from core.spec import TrainSpec, spec_from_argv
 from ui.services import sources as source_service
 
 
@@ -329,7 +329,7 @@ def _planned_runs(job: jobs.Job) -> int:
     job started without one)."""
     try:
         spec = TrainSpec.from_dict({k: v for k, v in job.spec.items() if k != "kind"}) if job.spec \
-            else TrainSpec.from_argv(job.command[3:])
+            else spec_from_argv(TrainSpec, job.command[3:])
     except (GalaxyMorphError, SystemExit):  # argparse exits on a command line it cannot read
         return 1
     return spec.n_runs

@@ -1,3 +1,21 @@
+"""What the Data page's commands get: :class:`ScrapeSpec` (NED's classification search),
+:class:`FetchSpec` (the images of a scraped catalogue) and :class:`ImportSpec` (a user's catalogue
+and image folder).
+
+Each field is written once with its help in :func:`core.fields.option` metadata; the flags, command
+line and spec file come from the fields (:mod:`core.fields`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from core.errors import ConfigError
+from core.fields import option, plain_fields, spec_argv, spec_from_args
+
+
 #: What `scrape` searches when ``--classes`` is left out.
 DEFAULT_NED_CLASSES: tuple[str, ...] = ("E", "S0", "S0/a", "SA", "SAB", "SB")
 
@@ -23,7 +41,7 @@ class ScrapeSpec:
             raise ConfigError(f"max_pages must be an integer >= 0 (0: all); got {self.max_pages!r}.")
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain_fields(self)
+        return plain_fields(self)
 
     def to_argv(self) -> list[str]:
         return spec_argv(self)
@@ -51,7 +69,7 @@ class FetchSpec:
                 object.__setattr__(self, name, str(getattr(self, name)))
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain_fields(self)
+        return plain_fields(self)
 
     def to_argv(self) -> list[str]:
         return spec_argv(self)
@@ -78,7 +96,7 @@ class ImportSpec:
             object.__setattr__(self, name, str(getattr(self, name)))
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain_fields(self)
+        return plain_fields(self)
 
     def to_argv(self) -> list[str]:
         return spec_argv(self)
@@ -87,5 +105,3 @@ class ImportSpec:
     def from_args(cls, args: argparse.Namespace) -> Any:
         """The spec of parsed arguments (or of their ``--spec FILE``)."""
         return spec_from_args(cls, args)
-
-

@@ -1,3 +1,31 @@
+"""What a training is: :class:`TrainSpec`, every choice of ``python -m core train`` and of the Training page.
+
+Each field is written once with its help in :func:`core.fields.option` metadata; the flags, command
+line and spec file come from the fields (:mod:`core.fields`). Keras-free and cheap to import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from core.errors import ConfigError
+from core.fields import (
+    SPEC_VERSION,
+    check_choices,
+    finite_number,
+    option,
+    plain_fields,
+    spec_argv,
+    spec_from_args,
+    spec_from_dict,
+)
+from core.learn.registry import FEATURES, default_models, entries
+
+
 #: What `train` runs when ``--models`` is left out (the registry's default entries).
 DEFAULT_MODELS: tuple[str, ...] = default_models()
 
@@ -99,7 +127,7 @@ class TrainSpec:
             raise ConfigError("models must name at least one model; got none. Use e.g. ('lenet5',).")
         if not self.seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in self.seeds):
             raise ConfigError(f"seeds must be one or more integers; got {self.seeds!r}. Use e.g. (0, 1, 2).")
-        _check_choices(self)
+        check_choices(self)
         if isinstance(self.folds, bool) or not isinstance(self.folds, int) or self.folds < 0 or self.folds in (1, 2):
             raise ConfigError(f"folds must be 0 (the dataset's own split) or an integer >= 3; got {self.folds!r}.")
         if isinstance(self.repeats, bool) or not isinstance(self.repeats, int) or self.repeats < 1:
@@ -113,7 +141,7 @@ class TrainSpec:
             if value is None:
                 continue
             whole = name in ("epochs", "batch_size", "patience")
-            ok = (not isinstance(value, bool) and isinstance(value, int)) if whole else _number(value)
+            ok = (not isinstance(value, bool) and isinstance(value, int)) if whole else finite_number(value)
             ok = ok and (value >= low if closed else value > low) and (high is None or value < high)
             if not ok:
                 allowed = f"an integer >= {low}" if whole else (
@@ -131,12 +159,12 @@ class TrainSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (tuples as lists)."""
-        return _plain_fields(self)
+        return plain_fields(self)
 
     @classmethod
     def from_dict(cls, values: Any, *, where: str = "a train spec") -> TrainSpec:
         """The spec of :meth:`to_dict`'s output, read back from a file that may be damaged
-        (:func:`spec_from_dict`)."""
+        (:func:`core.fields.spec_from_dict`)."""
         return spec_from_dict(cls, values, where=where)
 
     def digest(self) -> str:
@@ -160,9 +188,3 @@ class TrainSpec:
     def from_args(cls, args: argparse.Namespace) -> TrainSpec:
         """The spec of parsed ``train`` arguments (or of their ``--spec FILE``)."""
         return spec_from_args(cls, args)
-
-    @classmethod
-    def from_argv(cls, argv: Sequence[str]) -> TrainSpec:
-        """The spec of a ``train`` command line (as :meth:`to_argv` writes it)."""
-        return cls.from_args(_parse_command(cls, argv))
-

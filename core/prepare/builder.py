@@ -60,7 +60,7 @@ from core.prepare.quality import (
     file_key,
 )
 from core.progress import Progress
-from core.spec import BuildSpec
+from core.prepare.spec import BuildSpec
 from core.prepare.splits import SPLIT_FILE, read_split_file, split_around_test
 
 logger = logging.getLogger(__name__)
@@ -215,7 +215,7 @@ def resolve_scheme(spec: BuildSpec, source: Source) -> Scheme:
 
 @dataclasses.dataclass(frozen=True)
 class Selection:
-    """What a :class:`~core.spec.BuildSpec` keeps of a source, one row per object, before preprocessing.
+    """What a :class:`~core.prepare.spec.BuildSpec` keeps of a source, one row per object, before preprocessing.
 
     Attributes
     ----------
@@ -387,7 +387,7 @@ def build(
     Parameters
     ----------
     spec : BuildSpec
-        What to build (:class:`core.spec.BuildSpec` documents each choice).
+        What to build (:class:`core.prepare.spec.BuildSpec` documents each choice).
     out : path, optional
         Dataset folder; default ``<data_dir>/datasets/<name from the parameters>``. It must be
         absent, empty, or a dataset this tool wrote with the same parameters (or ``force``);
@@ -422,7 +422,7 @@ def build(
         split (the message names the class and what to change).
     """
     if not isinstance(spec, BuildSpec):
-        raise ConfigError(f"spec must be a BuildSpec; got {type(spec).__name__}. Build one with core.spec.BuildSpec(...).")
+        raise ConfigError(f"spec must be a BuildSpec; got {type(spec).__name__}. Build one with core.prepare.spec.BuildSpec(...).")
     source = source if source is not None else load_source(spec.source)
     config = resolve_centre(spec.preprocess, source.kind)
     # Checked now, before any image is read; apply_quality_filter's messages name the parameter.
@@ -560,7 +560,7 @@ def build_dataset(
 ) -> Path:
     """:func:`build` with the spec's fields as keywords (tests and scripts build from Python this way).
 
-    ``choices`` are :class:`~core.spec.BuildSpec` fields (``catalog="all"``, ``seed=1``, ...) and
+    ``choices`` are :class:`~core.prepare.spec.BuildSpec` fields (``catalog="all"``, ``seed=1``, ...) and
     :class:`~core.prepare.quality.QualityThresholds` fields (``min_quality=0.0``); the rest is as in :func:`build`.
     """
     thresholds = {name: choices.pop(name) for name in QUALITY_FIELDS if name in choices}

@@ -1,20 +1,9 @@
-"""What a build or a training is: frozen specs that travel as files, and the CLI generated from them.
+"""What a build is: :class:`BuildSpec`, every choice of ``python -m core build`` and of the dashboard's build.
 
-:class:`BuildSpec` holds every choice of ``python -m core build`` (source, scheme, catalogue,
-survey and band, conflict policy, exclusions, :class:`~core.prepare.preprocessing.PreprocessConfig`,
-:class:`~core.prepare.quality.QualityThresholds`, split); :class:`TrainSpec` every choice of
-``python -m core train``; :class:`ScrapeSpec`, :class:`FetchSpec` and :class:`ImportSpec` those of
-the Data page's commands.
-
-Each field is written once, here (or in the nested config's module): its type, its default and,
-in its metadata, its help and flag name. From them come
-
-- the command's flags (:func:`add_spec_options`, :func:`spec_from_args`): ``--crop`` exists
-  because ``PreprocessConfig.crop`` does, with its type, choices and default;
-- the command line that rebuilds a spec (:func:`spec_argv`, ``spec.to_argv()``);
-- the JSON file a dashboard job runs from (:func:`write_spec_file`; ``python -m core build
-  --spec FILE`` reads it back with :func:`read_spec_file`, as hostile input: size-checked, typed,
-  range-checked, unknown keys refused).
+Source, scheme, catalogue, survey and band, conflict policy, exclusions,
+:class:`~core.prepare.preprocessing.PreprocessConfig`, :class:`~core.prepare.quality.QualityThresholds`
+and split, each field written once with its help in :func:`core.fields.option` metadata; the
+flags, command line and spec file come from the fields (:mod:`core.fields`).
 
 Importing this module is cheap (no numpy, no pandas): the nested configs of a build are imported
 when a build spec is made or its flags are generated, in one place (:func:`_build_parts`).
@@ -26,19 +15,11 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import math
-import os
-import types
-import typing
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from core.errors import ConfigError, shorten
-from core.fields import option
-from core.io import RefusedFileError, atomic_write_json, read_regular_bytes
-from core.learn.registry import FEATURES, default_models, entries
+from core.errors import ConfigError
+from core.fields import SPEC_VERSION, check_choices, finite_number, option, spec_argv, spec_from_args, spec_from_dict
 
 if TYPE_CHECKING:
     from core.prepare.preprocessing import PreprocessConfig
@@ -143,10 +124,10 @@ class BuildSpec:
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 raise ConfigError(f"{name} must be 'auto', 'all' or a name; got {value!r}. Use e.g. 'auto'.")
-        _check_choices(self)
+        check_choices(self)
         for name in ("val_fraction", "test_fraction"):
             value = getattr(self, name)
-            if not _number(value) or not 0 <= value < 1:
+            if not finite_number(value) or not 0 <= value < 1:
                 raise ConfigError(f"{name} must be in [0, 1); got {value!r}. Use e.g. 0.15.")
         if self.val_fraction + self.test_fraction >= 1:
             raise ConfigError(
@@ -155,7 +136,7 @@ class BuildSpec:
             )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError(f"seed must be an integer; got {self.seed!r}.")
-        if not _number(self.duplicate_arcsec) or self.duplicate_arcsec < 0:
+        if not finite_number(self.duplicate_arcsec) or self.duplicate_arcsec < 0:
             raise ConfigError(f"duplicate_arcsec must be a non-negative number; got {self.duplicate_arcsec!r}. Use e.g. 3.")
 
     def to_dict(self) -> dict[str, Any]:
@@ -168,7 +149,7 @@ class BuildSpec:
     @classmethod
     def from_dict(cls, values: Any, *, where: str = "a build spec") -> BuildSpec:
         """The spec of :meth:`to_dict`'s output, read back from a file that may be damaged
-        (:func:`spec_from_dict`)."""
+        (:func:`core.fields.spec_from_dict`)."""
         return spec_from_dict(cls, values, where=where)
 
     def digest(self) -> str:
@@ -187,12 +168,12 @@ class BuildSpec:
         ------
         ConfigError
             If the preprocessing sets something the command line cannot say (percentiles,
-            background subtraction): write a spec file instead (:func:`write_spec_file`).
+            background subtraction): write a spec file instead (:func:`core.fields.write_spec_file`).
         """
         return spec_argv(self) + (["--out", str(out)] if out is not None else []) + (["--force"] if force else [])
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace, *, default_source: str, default_size: int,
+    def from_args(cls, args: argparse.Namespace, *, default_source: str = "", default_size: int = 64,
                   defaults: PreprocessConfig | None = None) -> BuildSpec:
         """The spec of parsed ``build`` arguments (or of their ``--spec FILE``); options left out take
         ``defaults``, the source's own preprocessing defaults (:func:`core.prepare.builder.preprocess_defaults`),
@@ -202,7 +183,6 @@ class BuildSpec:
                               preprocess=dataclasses.replace(preprocess, size=default_size))
 
     @classmethod
-    def from_argv(cls, argv: Sequence[str], *, default_source: str = "", default_size: int = 64) -> BuildSpec:
-        """The spec of a ``build`` command line (as :meth:`to_argv` writes it)."""
-        return cls.from_args(_parse_command(cls, argv), default_source=default_source, default_size=default_size)
-
+    def annotation_types(cls) -> dict[str, type]:
+        """The nested configs its annotations name, imported only now (:func:`core.fields.spec_options`)."""
+        return _build_parts()
