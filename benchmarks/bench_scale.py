@@ -46,7 +46,7 @@ def run_stage(stage: str, folder: Path, n: int) -> dict[str, float]:
 
     if stage == "train":
         from core.prepare.dataset import load_dataset
-        from core.learn.runs import create_run
+        from core.runs import create_run
         from core.learn.training import default_config, train
 
     tracemalloc.start()

@@ -94,7 +94,7 @@ def config_hash(params: dict[str, Any], dataset_hash: str) -> str:
 
 def package_versions() -> dict[str, str]:
     """Versions of the packages that change results, for the run's config."""
-    import keras  # noqa: PLC0415 - keep `core.learn.runs` importable without loading Keras
+    import keras  # noqa: PLC0415 - keep `core.runs` importable without loading Keras
 
     versions = {"python": platform.python_version(), "numpy": np.__version__, "keras": keras.__version__,
                 "keras_backend": keras.backend.backend()}

@@ -8,9 +8,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.learn import device, runs
+from core.learn import device
 
-from core import jobs
+from core import jobs, runs
 from core.errors import GalaxyMorphError
 from core.progress import format_estimate
 from core.learn import registry

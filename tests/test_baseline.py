@@ -15,7 +15,7 @@ from core.learn.baseline import BaselineConfig, feature_names, morphology_featur
 from core.cli import main
 from core.prepare.dataset import save_dataset
 from core.errors import ConfigError
-from core.learn.runs import list_runs, load_run
+from core.runs import list_runs, load_run
 from core.acquire.sample import generate_sample
 
 SIZE = 32

@@ -270,7 +270,7 @@ def test_row14_a_catalogue_file_name_too_long_is_one_line_naming_the_row(tmp_pat
 
 
 def test_row18_build_force_is_refused_while_a_training_reads_the_dataset(source: Path, tmp_path: Path) -> None:
-    from core.learn import runs
+    from core import runs
 
     out = tmp_path / "datasets" / "ds"
     shutil.copytree(source.parent / "first", out)  # what `build` wrote from this source with these options

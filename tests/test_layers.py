@@ -16,7 +16,7 @@ KNOWN_UPWARD = {
     # The synthetic sky writes each image's quality metrics as it renders it (one read instead of two).
     ("core.acquire.sample", "core.prepare.quality"),
     # A build refuses to replace a dataset that runs are training on or were trained on.
-    ("core.prepare.provenance", "core.learn.runs"),
+    ("core.prepare.provenance", "core.runs"),
     # A stage's entry point takes its spec, and core.spec still holds every stage's spec in one module
     # (splitting it by stage is the next step).
     ("core.prepare.builder", "core.spec"),

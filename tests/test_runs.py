@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from core.io import atomic_write_json
-from core.learn.runs import (
+from core.runs import (
     LIST_COLUMNS,
     RunNotFoundError,
     create_run,

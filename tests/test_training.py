@@ -18,7 +18,7 @@ import pytest
 from core.prepare.dataset import load_dataset, save_dataset
 from core.errors import ConfigError
 from core.io import read_jsonl
-from core.learn.runs import create_run, list_runs, load_run
+from core.runs import create_run, list_runs, load_run
 from core.learn.training import (
     EVENT_FIELDS,
     RandomDihedral,
@@ -262,7 +262,7 @@ def test_config_round_trip_and_per_model_defaults():
 
 def test_train_folds_rotates_the_test_fold_and_compare_aggregates_over_them(tmp_path):
     from core.learn.report import paired_tests, summary_table
-    from core.learn.runs import iter_runs
+    from core.runs import iter_runs
 
     path = make_separable_dataset(tmp_path / "tiny", n=90, size=16)
     outcomes = train_many(path, models=["lenet5"], seeds=[0], runs_dir=tmp_path / "runs", folds=3,
@@ -298,7 +298,7 @@ def test_the_equal_protocol_is_the_default_and_every_model_records_what_it_alone
 
 
 def test_a_run_of_train_many_records_its_protocol_differences(tmp_path):
-    from core.learn.runs import iter_runs
+    from core.runs import iter_runs
 
     path = make_separable_dataset(tmp_path / "tiny", n=60, size=16)
     outcomes = train_many(path, models=["lenet5"], seeds=[0], runs_dir=tmp_path / "runs",
@@ -315,7 +315,7 @@ def test_folds_on_a_dataset_with_a_frozen_test_set_never_train_on_it_and_score_i
     import shutil
 
     from core.learn.report import format_summary, summary_table
-    from core.learn.runs import iter_runs, set_status
+    from core.runs import iter_runs, set_status
 
     shapes = load_dataset(make_separable_dataset(tmp_path / "shapes", n=90, size=16))
     path = save_dataset(tmp_path / "frozen", x=np.asarray(shapes.x), meta=shapes.meta, classes=shapes.classes,

@@ -33,7 +33,7 @@ import pandas as pd
 
 from core.errors import ConfigError
 from core.io import append_jsonl, atomic_path, atomic_write_json, atomic_write_text, is_out_of_space
-from core.learn import runs
+from core import runs
 from core.learn.augment import RandomDihedral, SparseSmoothedCrossentropy, augmentation, training_loss, training_model
 from core.learn.checkpoint import (EVENT_FIELDS, RunCallback, TrainingError, check_room, damaged_state,
                                    early_stopping_replay, fresh_state, load_state)
@@ -191,7 +191,7 @@ def train(
         From :func:`core.prepare.dataset.load_dataset`; its split is used as is.
     config : TrainConfig
     run_dir : Path
-        A folder made by :func:`core.learn.runs.create_run`; every file of the run is written there.
+        A folder made by :func:`core.runs.create_run`; every file of the run is written there.
     progress_callback : callable or None
         Called with each progress event (the dict also appended to ``events.jsonl``).
     resume : bool

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.learn import report, runs
+from core import runs
+from core.learn import report
 from core.paths import runs_root
 from core.prepare import provenance
 from ui.services.builds import dataset_source as dataset_source_of
@@ -19,7 +20,7 @@ from ui.services.pictures import for_display
 
 
 def runs_table() -> pd.DataFrame:
-    """Every run under the runs folder (see :func:`core.learn.runs.list_runs`), newest last."""
+    """Every run under the runs folder (see :func:`core.runs.list_runs`), newest last."""
     return runs.list_runs(runs_root())
 
 
