@@ -1,5 +1,33 @@
+"""An image's sky and the centre of its galaxy, measured the same way wherever they are needed.
+
+The quality metrics (:mod:`core.acquire.measure`) and the preprocessing
+(:mod:`core.prepare.preprocessing`) both measure with this module's sky (:func:`fit_background`)
+and centring (:func:`locate_centre`), so the metrics and the network input see the same galaxy,
+and the preprocessing reuses the sky the metrics stored. Every function is a pure function of
+arrays; it sits below the stages, since the sample measures its images as it writes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from astropy.stats import sigma_clip
+from scipy import ndimage
+
+from core.errors import ConfigError
+from core.images import ImageData, luminance
+
+logger = logging.getLogger(__name__)
+
+#: Where to centre the crop (:class:`core.prepare.preprocessing.PreprocessConfig` explains each).
 CentreMode = Literal["auto", "wcs", "peak", "none"]
 CENTRE_MODES: tuple[str, ...] = ("auto", "wcs", "peak", "none")
+
 
 def finite_or_none(value: float | None) -> float | None:
     """``value`` as a float, or None for a missing or non-finite catalogue position."""
@@ -134,9 +162,10 @@ def _fit_plane(
     return float(coef[0]), float(coef[1]), float(coef[2])
 
 
-def _plane_values(
+def plane_values(
     plane: tuple[float, float, float], x0: float, y0: float, shape: tuple[int, ...]
 ) -> np.ndarray:
+    """The sky ``plane`` over a ``shape`` window whose pixel (0, 0) sits at ``(x0, y0)`` in the image (float32)."""
     a, b, c = plane
     ys = (y0 + np.arange(shape[0], dtype=np.float32)) * np.float32(c)
     xs = (x0 + np.arange(shape[1], dtype=np.float32)) * np.float32(b)
@@ -144,7 +173,7 @@ def _plane_values(
 
 
 # --------------------------------------------------------------------------------------------
-# centring and cropping
+# centring
 
 
 def find_centre(
@@ -163,7 +192,7 @@ def find_centre(
     ra, dec : float, optional
         Catalogue position in degrees.
     mode : {"auto", "wcs", "peak", "none"}
-        See :class:`PreprocessConfig`.
+        See :class:`core.prepare.preprocessing.PreprocessConfig`.
 
     Returns
     -------
@@ -219,7 +248,7 @@ def _wcs_position(
 
 def sky_subtracted(data: np.ndarray, background: Background) -> np.ndarray:
     """``data`` minus the sky plane, with missing pixels set to the sky (0) for the detectors."""
-    sub = data - _plane_values(background.plane, 0.0, 0.0, data.shape)
+    sub = data - plane_values(background.plane, 0.0, 0.0, data.shape)
     missing = np.isnan(sub)
     if missing.any():
         sub[missing] = 0.0

@@ -17,6 +17,7 @@ import pytest
 import core.prepare.builder
 import core.images
 import core.prepare.preprocessing
+import core.acquire.measure
 import core.prepare.quality
 from core.prepare.builder import build_dataset, select_candidates, split_by_object
 from core.prepare.quality import compute_metrics
@@ -288,14 +289,15 @@ def test_a_new_quality_version_measures_every_image_again(sample, tmp_path, monk
     measured = _record_measured_paths(monkeypatch)
     compute_metrics(source, n_jobs=1)
     assert measured == []
-    monkeypatch.setattr(core.prepare.quality, "QUALITY_VERSION", core.prepare.quality.QUALITY_VERSION + 1)
+    monkeypatch.setattr(core.acquire.measure, "QUALITY_VERSION", core.acquire.measure.QUALITY_VERSION + 1)
     compute_metrics(source, n_jobs=1)
     assert sorted(measured) == sorted(first["path"])
     assert "pixel_scale_arcsec" in first and (first.loc[first["read_error"] == "", "pixel_scale_arcsec"] > 0).all()
 
 
 def test_thresholds_default_to_the_spec_and_are_recorded(built):
-    from core.prepare.quality import QUALITY_VERSION, QualityThresholds
+    from core.acquire.measure import QUALITY_VERSION
+    from core.prepare.quality import QualityThresholds
 
     params = load_dataset(built).manifest["params"]
     library = inspect.signature(core.prepare.quality.apply_quality_filter).parameters
@@ -432,13 +434,13 @@ def test_cli_passes_thresholds_and_centre(sample, tmp_path, capsys):
 def _record_measured_paths(monkeypatch) -> list[str]:
     """Let the builder measure as usual, and list every image path it measures."""
     measured: list[str] = []
-    real = core.prepare.quality._measure_chunk
+    real = core.acquire.measure._measure_chunk
 
     def counting(items):
         measured.extend(path for path, _, _ in items)
         return real(items)
 
-    monkeypatch.setattr(core.prepare.quality, "_measure_chunk", counting)
+    monkeypatch.setattr(core.acquire.measure, "_measure_chunk", counting)
     return measured
 
 

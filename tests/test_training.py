@@ -18,6 +18,7 @@ import pytest
 from core.prepare.dataset import load_dataset, save_dataset
 from core.errors import ConfigError
 from core.io import read_jsonl
+from core.learn.models import load_run_model
 from core.runs import create_run, list_runs, load_run
 from core.learn.training import (
     EVENT_FIELDS,
@@ -88,7 +89,7 @@ def test_each_model_learns_a_separable_set_well_above_chance(dataset_path, tmp_p
     assert run.metrics["params"] == result.model.count_params()
     assert run.config["device"].startswith("CPU") and run.config["n_train"] == 180
     # The saved inference model has no augmentation and reproduces the stored predictions.
-    loaded = run.model()
+    loaded = load_run_model(run)
     assert not any(isinstance(layer, RandomDihedral) for layer in loaded.layers)
     x_test = load_dataset(dataset_path).subset("test")[0]
     np.testing.assert_allclose(loaded.predict(x_test, verbose=0)[:, 0], run.predictions["prob_blob"], atol=1e-5)

@@ -1,3 +1,48 @@
+"""Every image measured once: its quality metrics, of the whole frame and inside each crop, cached per source.
+
+:func:`measure_quality` gives one image's metrics (with :mod:`core.sky`'s sky and centre, the
+ones the preprocessing uses); :func:`compute_metrics` measures every image of a source once and
+caches the rows in ``<source>/.cache/metrics.parquet``, keyed by file, size, modification time,
+:data:`METRICS_VERSION` and :data:`QUALITY_VERSION`. After that a threshold or a crop only
+filters the table (:mod:`core.prepare.quality`). It belongs to getting the data: the built-in
+sample measures each image as it writes it (:func:`measure_images`), while the file is in the page
+cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from core.acquire.catalogue import Source, load_source
+from core.errors import ImageReadError
+from core.images import ImageData
+from core.io import atomic_path, check_regular
+from core.parallel import resolve_jobs, run_parallel
+from core.progress import Progress
+from core.sky import (
+    as_image,
+    block_average,
+    finite_or_none,
+    fit_background,
+    locate_centre,
+    sky_subtracted,
+    working_data,
+)
+
+logger = logging.getLogger(__name__)
+
+
 # --------------------------------------------------------------------------- measuring one image
 
 
@@ -241,6 +286,8 @@ CACHE_FILE = Path(".cache") / "metrics.parquet"
 _KEY_COLUMNS = ("path", "size", "mtime_ns", "ra", "dec", "metrics_version", "quality_version")
 SURVEY_KEYWORDS = ("SURVEY",)
 BAND_KEYWORDS = ("FILTER", "BAND")
+
+
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]

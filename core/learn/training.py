@@ -39,7 +39,7 @@ from core.learn.checkpoint import (EVENT_FIELDS, RunCallback, TrainingError, che
                                    early_stopping_replay, fresh_state, load_state)
 from core.learn.device import device_name
 from core.learn.metrics import evaluate_predictions
-from core.learn.models import build_model, count_params
+from core.learn.models import build_model, count_params, load_keras_model
 from core.learn.protocol import (EQUAL_RECIPE, PROTOCOLS, TrainConfig, default_config, model_defaults,
                                  protocol_differences)
 from core.learn.tuning import TUNING_CANDIDATES, best_candidate, check_candidates, describe
@@ -291,7 +291,7 @@ def _fit(config: TrainConfig, data: _FitData, *, run_dir: Path, run_id: str, wor
     state = load_state(ckpt) if resume else None
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         if state is not None:
-            fit_model = runs.load_keras_model(ckpt / state["model_file"], damaged=damaged_state)
+            fit_model = load_keras_model(ckpt / state["model_file"], damaged=damaged_state)
             logger.info("run %s: resuming after epoch %d", run_id, state["epoch"])
         else:
             if ckpt.exists():

@@ -8,7 +8,7 @@ object -> save.
 
 Quality metrics are the slow part (every image is read); :func:`core.prepare.quality.compute_metrics` caches them
 per source in ``<source>/.cache/metrics.parquet``, keyed by file, size, modification time,
-:data:`core.prepare.quality.METRICS_VERSION` and :data:`core.prepare.quality.QUALITY_VERSION`, so moving a quality slider
+:data:`core.acquire.measure.METRICS_VERSION` and :data:`core.acquire.measure.QUALITY_VERSION`, so moving a quality slider
 or rebuilding with another crop never reads an unchanged image twice, and a change to
 :func:`~core.prepare.quality.measure_quality` measures everything again. Preprocessing reuses each
 image's stored sky and centre. A build with the same parameters over an unchanged source returns
@@ -48,17 +48,11 @@ from core.acquire.labels import (
     resolve_conflicts,
     unclassified_types,
 )
+from core.acquire.measure import METRICS_VERSION, QUALITY_VERSION, file_key
 from core.prepare import preprocessing, provenance
-from core.prepare.preprocessing import PreprocessConfig, finite_or_none
-from core.prepare.quality import (
-    METRICS_VERSION,
-    QUALITY_FIELDS,
-    QUALITY_VERSION,
-    QualityThresholds,
-    apply_quality_filter,
-    compute_metrics,
-    file_key,
-)
+from core.prepare.preprocessing import PreprocessConfig
+from core.prepare.quality import QUALITY_FIELDS, QualityThresholds, apply_quality_filter, compute_metrics
+from core.sky import finite_or_none
 from core.progress import Progress
 from core.prepare.spec import BuildSpec
 from core.prepare.splits import SPLIT_FILE, read_split_file, split_around_test

@@ -4,9 +4,10 @@ The pipeline (:func:`preprocess`, step by step in :func:`preprocess_steps`) is: 
 subtraction, centring on the galaxy, a square crop, an intensity stretch to [0, 1], and an
 anti-aliased resize to ``size x size``. Every step is a pure function of arrays.
 
-Quality is judged apart, once per image, by :mod:`core.prepare.quality`; it measures with this
-module's sky (:func:`fit_background`) and centring (:func:`locate_centre`), so the metrics and
-the network input see the same galaxy, and :func:`preprocess` reuses the sky it stored.
+Quality is measured apart, once per image, by :mod:`core.acquire.measure`; it and this module
+both measure with :mod:`core.sky`'s sky (:func:`~core.sky.fit_background`) and centring
+(:func:`~core.sky.locate_centre`), so the metrics and the network input see the same galaxy, and
+:func:`preprocess` reuses the sky it stored.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import dataclasses
 import functools
 import logging
 import math
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -23,13 +23,23 @@ from typing import Any, Literal
 import numpy as np
 from astropy.nddata import Cutout2D
 from astropy.nddata.utils import NoOverlapError
-from astropy.stats import sigma_clip
 from astropy.visualization import AsinhStretch, LinearStretch, LogStretch, ManualInterval, SqrtStretch
-from scipy import ndimage, sparse
+from scipy import sparse
 
 from core.errors import ConfigError
 from core.images import ImageData, luminance
 from core.fields import option
+from core.sky import (
+    CENTRE_MODES,
+    Background,
+    CentreMode,
+    as_image,
+    fit_background,
+    locate_centre,
+    plane_values,
+    sky_subtracted,
+    working_data,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -456,8 +466,8 @@ def _minus_sky(
     if not planes:
         return data
     if data.ndim == 2:
-        return data - _plane_values(planes[0], float(origin[0]), float(origin[1]), data.shape)
-    skies = [_plane_values(plane, float(origin[0]), float(origin[1]), data.shape[:2]) for plane in planes]
+        return data - plane_values(planes[0], float(origin[0]), float(origin[1]), data.shape)
+    skies = [plane_values(plane, float(origin[0]), float(origin[1]), data.shape[:2]) for plane in planes]
     return data - np.stack(skies, axis=-1)
 
 

@@ -1,53 +1,37 @@
-"""Image quality, in one place: the thresholds, the metrics of an image, their cache, the score and the filter.
+"""Image quality, in one place: the thresholds, the score and the filter, over the metrics measured once per image.
 
 :class:`QualityThresholds` owns the filter's defaults; the builder, the CLI and the sliders read
 them from here. Every image is measured once (:func:`compute_metrics`: :func:`measure_quality`
-per image, cached per source in ``<source>/.cache/metrics.parquet``, keyed by file, size,
-modification time, :data:`METRICS_VERSION` and :data:`QUALITY_VERSION`); after
-that the sliders only filter the table. The filter's rules are polars expressions evaluated lazily,
-so they scale to a full NED scrape's million-row metrics table: :func:`filter_lazy` is the one
-implementation of the rules; :func:`apply_quality_filter` (pandas in, pandas out) calls it, and so
-does everything that decides which images a dataset keeps.
+per image, cached per source in ``<source>/.cache/metrics.parquet``; both live in
+:mod:`core.acquire.measure`, since the sample measures its images as it writes them, and are
+imported from here by the stages above); after that the sliders only filter the table. The
+filter's rules are polars expressions evaluated lazily, so they scale to a full NED scrape's
+million-row metrics table: :func:`filter_lazy` is the one implementation of the rules;
+:func:`apply_quality_filter` (pandas in, pandas out) calls it, and so does everything that
+decides which images a dataset keeps.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
-import math
-import os
-import time
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import polars as pl
-from scipy import ndimage
 
-from core.acquire.catalogue import Source, load_source
-from core.errors import ConfigError, ImageReadError
-from core.io import atomic_path, check_regular
-from core.parallel import resolve_jobs, run_parallel
-from core.images import ImageData
-from core.prepare.preprocessing import (
-    PreprocessConfig,
-    as_image,
-    block_average,
-    finite_or_none,
-    fit_background,
-    is_integer,
-    is_number,
-    locate_centre,
-    sky_subtracted,
-    working_data,
-)
-from core.progress import Progress
+from core.acquire.measure import CROP_FRACTIONS, CROP_METRICS, compute_metrics, crop_column, measure_quality
+from core.errors import ConfigError
 from core.fields import option
+from core.prepare.preprocessing import PreprocessConfig, is_integer, is_number
 
-logger = logging.getLogger(__name__)
+__all__ = [  # the measuring (core.acquire.measure) too: the filter's callers measure through here
+    "COLUMNS", "CROP_COLUMNS", "QUALITY_FIELDS", "REASONS", "QualityThresholds", "apply_quality_filter", "at_crop",
+    "compute_metrics", "count_lazy", "filter_lazy", "from_pandas", "measure_quality", "quality_expr",
+    "quality_score", "reason_code", "with_quality",
+]
+
+
 
 
 # --------------------------------------------------------------------------- the thresholds

@@ -27,7 +27,9 @@ def runs_table() -> pd.DataFrame:
 @st.cache_resource(max_entries=8, show_spinner="Loading the model …")
 def load_model(run_path: str, mtime: float) -> Any:
     """The trained Keras model of a run, loaded once per server."""
-    return runs.load_run(run_path).model()
+    from core.learn.models import load_run_model  # noqa: PLC0415 - Keras, only when a model is shown
+
+    return load_run_model(runs.load_run(run_path))
 
 
 def _model(run_path: str) -> Any:
