@@ -1,3 +1,40 @@
+"""Reading a FITS file's first image: its layout scanned from the headers alone, then its pixels, scaling and WCS.
+
+:func:`read_fits` is what :func:`core.images.read_image` calls for a FITS file (plain, gzip or
+bzip2). Every HDU the scan walks is refused before decoding when it is larger than
+``max_image_pixels`` (:func:`too_large`), or ends further into the file than such an image can
+need (:func:`inflate_limit`), so a hostile header costs a few blocks of I/O.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import logging
+import math
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS
+from astropy.wcs.utils import proj_plane_pixel_scales
+
+from core.errors import ImageReadError, one_line
+
+logger = logging.getLogger(__name__)
+
+# Pixels converted at a time (whole rows) when scaling the data, and bytes copied at a time out of
+# a gzip stream.
+_BAND = 1 << 20
+_COPY_CHUNK = 1 << 20
+# Gunzipped FITS up to this size is parsed in memory: a temporary file costs ~10 ms to create and
+# remove, and astropy's three in-memory copies are still small here.
+_IN_MEMORY = 64 * 2**20
+
 # -- FITS layout, read from the headers alone --------------------------------------------------
 
 _BLOCK = 2880
@@ -72,7 +109,7 @@ def _scan_fits(path: Path, stream: Any, *, max_pixels: int, file_size: int | Non
             pixel_axes = [_header_int(path, cards, f"ZNAXIS{n}", index) for n in range(1, znaxis + 1)]
         image = (index == 0 or extension == "IMAGE" or compressed_image) and not groups and bool(pixel_axes)
         if image and math.prod(pixel_axes) > max_pixels:
-            raise _too_large(path, pixel_axes, max_pixels, what="image" if naxis <= 2 else f"{naxis}-D cube")
+            raise too_large(path, pixel_axes, max_pixels, what="image" if naxis <= 2 else f"{naxis}-D cube")
         elements = math.prod(n for n in axes if not (groups and n == 0)) if axes else 0
         data_bytes = bitpix // 8 * _header_int(path, cards, "GCOUNT", index, default=1) * (
             _header_int(path, cards, "PCOUNT", index, default=0) + elements
@@ -94,7 +131,16 @@ def _scan_fits(path: Path, stream: Any, *, max_pixels: int, file_size: int | Non
     raise AssertionError("unreachable")  # pragma: no cover - itertools.count never ends
 
 
-def _read_fits(path: Path, stream: Any, *, compressed: bool, max_pixels: int, file_size: int | None) -> ImageData:
+def read_fits(path: Path, stream: Any, *, compressed: bool, max_pixels: int,
+              file_size: int | None) -> tuple[np.ndarray, fits.Header, WCS | None]:
+    """The pixels (float32, NaN for missing), header and celestial WCS (or None) of the first 2-D
+    HDU of the FITS file ``stream`` (``path`` names it; ``file_size`` when it is not compressed).
+
+    Raises
+    ------
+    ImageReadError
+        For a file that is damaged, holds no image, or is larger than ``max_pixels`` allows.
+    """
     end = _scan_fits(path, stream, max_pixels=max_pixels, file_size=file_size)
     stream.seek(0)
     if not compressed:
@@ -120,7 +166,7 @@ def _copy(stream: Any, target: Any, size: int | None) -> None:
         left = left - len(chunk) if left > 0 else left
 
 
-def _parse_fits(path: Path, source: Any, *, max_pixels: int) -> ImageData:
+def _parse_fits(path: Path, source: Any, *, max_pixels: int) -> tuple[np.ndarray, fits.Header, WCS | None]:
     # Everything astropy may raise on a damaged file (OSError, ValueError, VerifyError, IndexError,
     # KeyError, TypeError...) becomes one ImageReadError naming the file.
     try:
@@ -132,16 +178,16 @@ def _parse_fits(path: Path, source: Any, *, max_pixels: int) -> ImageData:
                     raise ImageReadError(path, reason)
                 # The scan checked the HDUs it walked; this holds whichever HDU astropy settles on.
                 if math.prod(hdu.shape) > max_pixels:
-                    raise _too_large(path, hdu.shape[::-1], max_pixels)
+                    raise too_large(path, hdu.shape[::-1], max_pixels)
                 header = hdu.header.copy()
                 data, squeezed_ok = _image_plane(path, hdu)
                 data = _scale(data, header)
     except ImageReadError:
         raise
     except Exception as exc:  # noqa: BLE001 - see comment above
-        raise ImageReadError(path, f"corrupt FITS file ({type(exc).__name__}: {_short(str(exc))}).") from exc
+        raise ImageReadError(path, f"corrupt FITS file ({type(exc).__name__}: {one_line(str(exc))}).") from exc
     wcs = _celestial_wcs(path, header, data.shape) if squeezed_ok else None
-    return ImageData(data=data, header=header, wcs=wcs, path=path, format="fits")
+    return data, header, wcs
 
 
 def _first_image_hdu(hdul: fits.HDUList) -> tuple[fits.hdu.base.ExtensionHDU | None, str]:
@@ -255,7 +301,7 @@ def inflate_limit(max_pixels: int) -> int:
     return max_pixels * _MAX_BYTES_PER_PIXEL + _HEADER_SLACK
 
 
-def _too_large(path: Path, shape: Sequence[int], max_pixels: int, *, what: str = "image") -> ImageReadError:
+def too_large(path: Path, shape: Sequence[int], max_pixels: int, *, what: str = "image") -> ImageReadError:
     """The refusal of an image of ``shape`` (width first, as FITS axes and people give it)."""
     pixels = math.prod(shape)
     size = " x ".join(str(n) for n in shape)

@@ -13,14 +13,12 @@ import bz2
 import contextlib
 import gzip
 import io
-import itertools
 import logging
-import math
 import os
 import tempfile
 import warnings
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -32,7 +30,8 @@ from astropy.wcs.utils import proj_plane_pixel_scales
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.config import get_settings
-from core.errors import ImageReadError
+from core.errors import ImageReadError, one_line
+from core.fits import inflate_limit, read_fits, too_large
 from core.io import RefusedFileError, open_regular
 
 logger = logging.getLogger(__name__)
@@ -54,13 +53,10 @@ _FITS_MAGIC = b"SIMPLE  ="
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
-# Pixels converted at a time (whole rows) when scaling FITS data or converting a Pillow image,
-# and bytes copied at a time out of a gzip stream.
+# Pixels converted at a time (whole rows) when converting a Pillow image, and bytes read at a time
+# when counting a JPEG's scans.
 _BAND = 1 << 20
 _COPY_CHUNK = 1 << 20
-# Gunzipped FITS up to this size is parsed in memory: a temporary file costs ~10 ms to create and
-# remove, and astropy's three in-memory copies are still small here.
-_IN_MEMORY = 64 * 2**20
 
 # Scans (SOS markers) a JPEG may hold. libjpeg's default progressive script writes 10 scans for
 # colour and 6 for grey, mozjpeg's optimised scripts a few more; each scan costs a full pass over
@@ -174,7 +170,7 @@ def read_image(
         raise ImageReadError(path, "cannot be read (its structure nests too deeply).") from exc
     except Exception as exc:  # noqa: BLE001 - see comment above
         logger.debug("%s: unexpected %s while reading", path, type(exc).__name__, exc_info=True)
-        raise ImageReadError(path, f"cannot be read ({type(exc).__name__}: {_short(str(exc))}).") from exc
+        raise ImageReadError(path, f"cannot be read ({type(exc).__name__}: {one_line(str(exc))}).") from exc
 
 
 def _read_any(path: Path, *, rgb: bool, max_pixels: int) -> ImageData:
@@ -207,7 +203,8 @@ def _read_any(path: Path, *, rgb: bool, max_pixels: int) -> ImageData:
             stream.seek(0)
             if head.startswith(_FITS_MAGIC):
                 file_size = None if compressed else os.fstat(handle.fileno()).st_size
-                return _read_fits(path, stream, compressed=compressed, max_pixels=limit, file_size=file_size)
+                data, header, wcs = read_fits(path, stream, compressed=compressed, max_pixels=limit, file_size=file_size)
+                return ImageData(data=data, header=header, wcs=wcs, path=path, format="fits")
             if head.startswith(_JPEG_MAGIC):
                 _check_jpeg_scans(path, stream)
                 return _read_pillow(path, stream, "jpeg", rgb=rgb, max_pixels=limit)
@@ -404,7 +401,7 @@ def _read_pillow(path: Path, stream: Any, fmt: ImageFormat, *, rgb: bool, max_pi
     with opened:
         # Image.open has read only the header: refuse a bomb before a pixel is decoded.
         if opened.width * opened.height > max_pixels:
-            raise _too_large(path, opened.size, max_pixels)
+            raise too_large(path, opened.size, max_pixels)
         try:
             opened.load()
             ImageOps.exif_transpose(opened, in_place=True)  # in place: no copy of a large image
