@@ -52,7 +52,7 @@ INCUMBENT, VARIANTS = "resnet18", ("resnet20",)
 
 def default_spec() -> BuildSpec:
     """The spec ``python -m core build --source data/gz1`` builds (the CLI's own parser and defaults)."""
-    from core.prepare.builder import preprocess_defaults  # noqa: PLC0415
+    from core.prepare.selection import preprocess_defaults  # noqa: PLC0415
     from core.acquire.catalogue import load_source  # noqa: PLC0415
     from core.cli import build_parser  # noqa: PLC0415
     from core.config import get_settings  # noqa: PLC0415

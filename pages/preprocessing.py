@@ -1,6 +1,6 @@
 """Preprocessing preview: crop, size, stretch and quality sliders with instant kept / rejected counts.
 
-The sliders make a :class:`core.spec.BuildSpec`; the counts are :func:`core.prepare.builder.select` of it
+The sliders make a :class:`core.spec.BuildSpec`; the counts are :func:`core.prepare.selection.select` of it
 over the per-image metrics (computed once per source and cached), the function ``build`` itself
 calls, so they are the build's counts, in objects. Moving a slider never re-reads an image; the
 before / after grid re-processes only the few images shown.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.prepare.builder import REASON_TEXT
+from core.prepare.selection import REASON_TEXT
 from core.errors import GalaxyMorphError
 from core.io import check_folder_name
 from ui import charts, common, present, session, state

@@ -133,7 +133,7 @@ def _cli_preprocess(source: Path):
     """What `build --size 32` gives this source: its kind's defaults (colour cutouts differ) at 32 px."""
     import dataclasses
 
-    from core.prepare.builder import preprocess_defaults
+    from core.prepare.selection import preprocess_defaults
     from core.acquire.catalogue import load_source
 
     return dataclasses.replace(preprocess_defaults(load_source(source)), size=32)

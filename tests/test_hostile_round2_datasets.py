@@ -86,7 +86,7 @@ def cli_preprocess(source: str | Path):
     """What `build --size 32` gives this source."""
     import dataclasses
 
-    from core.prepare.builder import preprocess_defaults
+    from core.prepare.selection import preprocess_defaults
     from core.acquire.catalogue import load_source
 
     return dataclasses.replace(preprocess_defaults(load_source(source)), size=32)

@@ -1,4 +1,4 @@
-"""The preview's numbers are the build's: :func:`core.prepare.builder.select` (what the Preprocessing page
+"""The preview's numbers are the build's: :func:`core.prepare.selection.select` (what the Preprocessing page
 shows) against what ``build`` writes in ``manifest.json`` and ``images.parquet``, over random slider
 settings, every catalogue choice and every conflict policy, on a generated sample and on shipped
 Galaxy Zoo galaxies. The page itself is checked against ``select`` in tests/test_app.py."""
@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.prepare.builder import REASON_TEXT, build, select, split_sizes
+from core.prepare.builder import build
+from core.prepare.selection import REASON_TEXT, select, split_sizes
 from core.prepare.quality import compute_metrics
 from core.acquire.catalogue import catalogue_prefix, load_source
 from core.errors import ConfigError, GalaxyMorphError
@@ -139,7 +140,7 @@ def test_spec_refuses_what_the_command_line_cannot_say() -> None:
 def test_a_kept_label_stage_gives_the_same_selection(sources: dict[str, Path]) -> None:
     """The preview keeps select()'s catalogue-only stage while sliders move: same answer, and a stage
     of other label choices is refused rather than silently reused."""
-    from core.prepare.builder import label_stage
+    from core.prepare.selection import label_stage
 
     source = load_source(sources["sample"])
     metrics = compute_metrics(source, n_jobs=1)

@@ -17,7 +17,7 @@ from core.acquire.sample import ensure_sample
 from core.acquire.sources import SourceKind, register_source_kind
 from core.errors import ConfigError
 from core.paths import DataLayout
-from core.prepare.builder import preprocess_defaults, select
+from core.prepare.selection import preprocess_defaults, select
 from core.prepare.preprocessing import PreprocessConfig
 from core.prepare.quality import compute_metrics
 from core.prepare.quality import QualityThresholds

@@ -44,7 +44,7 @@ def exclusions() -> dict[str, bool]:
 
 def default_preprocess(source: str) -> dict[str, Any]:
     """Slider defaults: those of ``python -m core build`` for this source (its kind's preprocessing,
-    :func:`core.prepare.builder.preprocess_defaults`, and :class:`core.spec.BuildSpec`'s choices)."""
+    :func:`core.prepare.selection.preprocess_defaults`, and :class:`core.spec.BuildSpec`'s choices)."""
     spec = BuildSpec(source=source, preprocess=preprocess_defaults(source))
     return {
         "crop": float(spec.preprocess.crop),

@@ -48,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build, then print the folder, the counts per split and the reasons images were left out."""
-    from core.prepare.builder import build, preprocess_defaults
+    from core.prepare.builder import build
+    from core.prepare.selection import preprocess_defaults
     from core.prepare.quality import QUALITY_FIELDS
     from core.acquire.catalogue import load_source
     from core.config import get_settings

@@ -1,10 +1,9 @@
 """The dataset builder: from a source folder to a dataset folder every model trains on.
 
-:func:`build_dataset` runs the whole chain, recording why each candidate was left out:
-
-labels (a class scheme) -> label conflicts -> one catalogue -> positional duplicates ->
-quality metrics -> one survey and band -> quality filter -> preprocessing -> stratified split by
-object -> save.
+:func:`build` (and :func:`build_dataset`, its keyword form) runs the whole chain, recording why each
+candidate was left out: quality metrics -> :func:`core.prepare.selection.select` (labels, conflicts,
+one catalogue, positional duplicates, one survey and band, quality filter) -> preprocessing ->
+stratified split by object -> save.
 
 Quality metrics are the slow part (every image is read); :func:`core.prepare.quality.compute_metrics` caches them
 per source in ``<source>/.cache/metrics.parquet``, keyed by file, size, modification time,
@@ -30,28 +29,28 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.acquire.catalogue import Source, catalogue_prefix, find_duplicates, load_source
-from core.acquire.sources import get_source_kind
+from core.acquire.catalogue import Source, load_source
 from core.prepare.dataset import NAME_OVERHEAD, dataset_writer, is_dataset, save_dataset, staging_folder
-from core.errors import ConfigError, GalaxyMorphError, ImageReadError
-from core.images import IMAGE_SUFFIXES
+from core.errors import ConfigError, ImageReadError
 from core.io import DATASET, check_output_path, check_replaceable, out_of_space_as_error, preallocate
 from core.parallel import resolve_jobs, run_parallel
 from core.paths import data_layout
-from core.acquire.labels import (
-    UNCLASSIFIED,
-    ConflictReport,
-    Scheme,
-    exclusion_reasons,
-    get_scheme,
-    label_table,
-    resolve_conflicts,
-    unclassified_types,
-)
+from core.acquire.labels import Scheme, unclassified_types
 from core.acquire.measure import METRICS_VERSION, QUALITY_VERSION, file_key
 from core.prepare import preprocessing, provenance
 from core.prepare.preprocessing import PreprocessConfig
 from core.prepare.quality import QUALITY_FIELDS, QualityThresholds, apply_quality_filter, compute_metrics
+from core.prepare.selection import (
+    check_classes,
+    check_positions,
+    preprocess_defaults,
+    resolve_catalog,
+    resolve_centre,
+    resolve_scheme,
+    select,
+    select_candidates,
+    split_by_object,
+)
 from core.sky import finite_or_none
 from core.progress import Progress
 from core.prepare.spec import BuildSpec
@@ -130,7 +129,7 @@ def build(
 ) -> Path:
     """Build (or find) the dataset of ``spec``; return its folder.
 
-    The chain is :func:`select` (labels, conflicts, catalogue, duplicates, survey, quality),
+    The chain is :func:`~core.prepare.selection.select` (labels, conflicts, catalogue, duplicates, survey, quality),
     then preprocessing, a stratified split by object and the save.
 
     Parameters
@@ -219,7 +218,7 @@ def _build_locked(spec: BuildSpec, *, source: Source, config: PreprocessConfig, 
         exclude_dwarfs=spec.exclude_dwarfs, exclude_uncertain=spec.exclude_uncertain, catalog=params["catalog"],
         duplicate_arcsec=spec.duplicate_arcsec,
     )
-    _check_positions(candidates, catalog=params["catalog"], allow_duplicates=spec.allow_duplicates)
+    check_positions(candidates, catalog=params["catalog"], allow_duplicates=spec.allow_duplicates)
     n_jobs = resolve_jobs(n_jobs)
     metrics = compute_metrics(
         source, paths=candidates.loc[candidates["reason"] == "", "path"].tolist(), n_jobs=n_jobs, backend=backend,
@@ -233,7 +232,7 @@ def _build_locked(spec: BuildSpec, *, source: Source, config: PreprocessConfig, 
         logger.warning("%s left out: %s: %s", name, path, error)  # one line per bad file; the batch goes on
 
     kept = candidates[candidates["kept"]].reset_index(drop=True)
-    _check_classes(kept, the_scheme.classes, val_fraction=val_fraction, test_fraction=test_fraction,
+    check_classes(kept, the_scheme.classes, val_fraction=val_fraction, test_fraction=test_fraction,
                    reasons=selection.reasons())
     metric_columns = [c for c in metrics.columns if c not in ("path", "read_error")]
     # The array is written in a marked staging folder: a build killed meanwhile leaves nothing
@@ -254,7 +253,7 @@ def _build_locked(spec: BuildSpec, *, source: Source, config: PreprocessConfig, 
             keep_rows = ~kept["name"].isin(list(failures)).to_numpy()
             _drop_rows(x_path, keep_rows)
             kept = kept[keep_rows].reset_index(drop=True)
-            _check_classes(kept, the_scheme.classes, val_fraction=val_fraction, test_fraction=test_fraction)
+            check_classes(kept, the_scheme.classes, val_fraction=val_fraction, test_fraction=test_fraction)
         if frozen is None:
             kept["split"] = split_by_object(kept["label"], seed=spec.seed, val_fraction=val_fraction, test_fraction=test_fraction)
         else:  # the source's own test set, whatever crop or threshold kept the rest

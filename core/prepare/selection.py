@@ -1,3 +1,42 @@
+"""What a build spec keeps of a source, and why each other object is left out, from its metrics alone.
+
+:func:`select` runs the selection chain: labels (a class scheme) -> label conflicts -> one
+catalogue -> positional duplicates -> one survey and band -> quality filter, and gives a
+:class:`Selection` (kept / reason per object). The build (:func:`core.prepare.builder.build`) and
+the dashboard's preview call it alike, so the preview's counts are the build's; :func:`split_sizes`
+gives the split the build will make (:func:`split_by_object`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.acquire.catalogue import Source, catalogue_prefix, find_duplicates, load_source
+from core.acquire.labels import (
+    UNCLASSIFIED,
+    ConflictReport,
+    Scheme,
+    exclusion_reasons,
+    get_scheme,
+    label_table,
+    resolve_conflicts,
+)
+from core.acquire.sources import get_source_kind
+from core.errors import ConfigError, GalaxyMorphError
+from core.images import IMAGE_SUFFIXES
+from core.prepare.preprocessing import PreprocessConfig
+from core.prepare.quality import QualityThresholds, apply_quality_filter
+from core.prepare.spec import BuildSpec
+
+logger = logging.getLogger(__name__)
+
+
 def resolve_catalog(source: Source, catalog: str) -> str:
     """``"auto"`` -> the most common name prefix of the source; ``"all"`` and prefixes pass through.
 
@@ -27,7 +66,7 @@ def image_surveys(table: pd.DataFrame, metrics: pd.DataFrame | None = None) -> p
 
     A NED source has them from the fetch manifest, an import from its catalogue columns; the
     built-in sample (and any FITS with ``SURVEY`` / ``FILTER`` cards) from the headers, which
-    :func:`compute_metrics` reads once (``header_survey``, ``header_band``, joined on ``path``).
+    :func:`~core.prepare.quality.compute_metrics` reads once (``header_survey``, ``header_band``, joined on ``path``).
     Unknown is ``""``.
     """
     out = table.copy()
@@ -201,14 +240,14 @@ def select(spec: BuildSpec, metrics: pd.DataFrame, *, source: Source | None = No
            labels: LabelStage | None = None) -> Selection:
     """Which objects a build of ``spec`` keeps, and why each other one is left out, from metrics alone.
 
-    :func:`build` calls this, and so does the dashboard's preview, so the preview's counts are
+    :func:`core.prepare.builder.build` calls this, and so does the dashboard's preview, so the preview's counts are
     the build's counts (before preprocessing errors, which only reading every image can find).
 
     Parameters
     ----------
     spec : BuildSpec
     metrics : DataFrame
-        :func:`compute_metrics` of the source (all its images, or at least those of the objects
+        :func:`~core.prepare.quality.compute_metrics` of the source (all its images, or at least those of the objects
         the labels leave eligible).
     source : Source, optional
         ``spec.source`` loaded already.
@@ -229,7 +268,7 @@ def select(spec: BuildSpec, metrics: pd.DataFrame, *, source: Source | None = No
                           "Pass the label_stage() of this spec, or none.")
     scheme, catalog, conflict_report = labels.scheme, labels.catalog, labels.conflicts
     config = resolve_centre(spec.preprocess, source.kind)
-    unplaced = _check_positions(labels.candidates, catalog=catalog, allow_duplicates=spec.allow_duplicates)
+    unplaced = check_positions(labels.candidates, catalog=catalog, allow_duplicates=spec.allow_duplicates)
     candidates = image_surveys(labels.candidates, metrics)
     eligible = candidates[candidates["reason"] == ""]
     mix = survey_mix(eligible)
@@ -342,7 +381,7 @@ def _mark_surveys(candidates: pd.DataFrame, metrics: pd.DataFrame, *, survey: st
         candidates.loc[eligible & other, "reason"] = why
 
 
-def _check_positions(candidates: pd.DataFrame, *, catalog: str, allow_duplicates: bool) -> int:
+def check_positions(candidates: pd.DataFrame, *, catalog: str, allow_duplicates: bool) -> int:
     """How many candidates with an image lack RA/Dec; with ``catalog="all"`` over several catalogues
     that is an error unless allowed.
 
@@ -458,7 +497,7 @@ REASON_TEXT: dict[str, str] = {
 """What each reason a build leaves an object out for means, in words (``duplicate_of:<name>`` as ``duplicate_of``)."""
 
 
-def _check_classes(
+def check_classes(
     kept: pd.DataFrame, classes: Sequence[str], *, val_fraction: float, test_fraction: float,
     reasons: dict[str, int] | None = None,
 ) -> None:
@@ -499,7 +538,7 @@ def split_sizes(selection: Selection, spec: BuildSpec) -> dict[str, int]:
         the message names what left the galaxies out.
     """
     kept = selection.table[selection.table["kept"]].reset_index(drop=True)
-    _check_classes(kept, selection.scheme.classes, val_fraction=spec.val_fraction, test_fraction=spec.test_fraction,
+    check_classes(kept, selection.scheme.classes, val_fraction=spec.val_fraction, test_fraction=spec.test_fraction,
                    reasons=selection.reasons())
     split = split_by_object(kept["label"], seed=spec.seed, val_fraction=spec.val_fraction,
                             test_fraction=spec.test_fraction)

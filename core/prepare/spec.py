@@ -60,7 +60,7 @@ class BuildSpec:
 
     ``auto`` values (catalogue, survey, band, the preprocessing's centre) and ``scheme=None``
     stay unresolved here: the builder resolves them against the source, in one place
-    (:func:`core.prepare.builder.select`), for the preview and the build alike. Where the dataset goes
+    (:func:`core.prepare.selection.select`), for the preview and the build alike. Where the dataset goes
     (``--out``), parallelism and ``--force`` are how to run the build, not what it builds, and
     are not part of the spec.
 
@@ -176,7 +176,7 @@ class BuildSpec:
     def from_args(cls, args: argparse.Namespace, *, default_source: str = "", default_size: int = 64,
                   defaults: PreprocessConfig | None = None) -> BuildSpec:
         """The spec of parsed ``build`` arguments (or of their ``--spec FILE``); options left out take
-        ``defaults``, the source's own preprocessing defaults (:func:`core.prepare.builder.preprocess_defaults`),
+        ``defaults``, the source's own preprocessing defaults (:func:`core.prepare.selection.preprocess_defaults`),
         else :class:`~core.prepare.preprocessing.PreprocessConfig`'s, and ``default_size``."""
         preprocess = defaults if defaults is not None else _default_preprocess()
         return spec_from_args(cls, args, source=default_source,
