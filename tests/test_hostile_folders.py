@@ -24,8 +24,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.prepare.dataset import (STAGING_MARKER, STALE_AFTER_S, DatasetBusyError, dataset_writer, is_dataset, load_dataset,
-                          save_dataset)
+from core.prepare.dataset import is_dataset, load_dataset
+from core.prepare.save import (STAGING_MARKER, STALE_AFTER_S, DatasetBusyError, dataset_writer,
+                               save_dataset)
 from core.errors import ConfigError
 from core.io import check_folder_name
 from tests.conftest import _copy_gz1
@@ -278,7 +279,7 @@ def test_a_name_with_spaces_gets_a_hint() -> None:
 _STALLED_SAVE = textwrap.dedent("""
     import sys
     import numpy as np, pandas as pd
-    from core.prepare.dataset import save_dataset
+    from core.prepare.save import save_dataset
 
     class Stall:
         '''images table whose writing reports the staging folder, then waits for a line on stdin.'''

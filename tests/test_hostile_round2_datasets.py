@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.prepare.dataset import STAGING_MARKER, content_hash, load_dataset, save_dataset
+from core.prepare.dataset import content_hash, load_dataset
+from core.prepare.save import STAGING_MARKER, save_dataset
 from tests.conftest import _copy_gz1
 from tests.fixture_server import ned_server  # noqa: F401 - fixture
 
@@ -130,7 +131,7 @@ _REBUILDER = textwrap.dedent("""
     import sys
     import numpy as np
     import pandas as pd
-    from core.prepare.dataset import save_dataset
+    from core.prepare.save import save_dataset
 
     out, rounds = sys.argv[1], int(sys.argv[2])
     n = 4000

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from core.prepare.builder import build
 from core.acquire.catalogue import load_source
-from core.prepare.dataset import load_dataset, save_dataset
+from core.prepare.dataset import load_dataset
+from core.prepare.save import save_dataset
 from core.errors import ConfigError, GalaxyMorphError
 from core.prepare.preprocessing import PreprocessConfig
 from core.prepare.quality import QualityThresholds

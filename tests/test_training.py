@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.prepare.dataset import load_dataset, save_dataset
+from core.prepare.dataset import load_dataset
+from core.prepare.save import save_dataset
 from core.errors import ConfigError
 from core.io import read_jsonl
 from core.learn.models import load_run_model

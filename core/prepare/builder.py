@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from core.acquire.catalogue import Source, load_source
-from core.prepare.dataset import NAME_OVERHEAD, dataset_writer, is_dataset, save_dataset, staging_folder
+from core.prepare.dataset import is_dataset
+from core.prepare.save import NAME_OVERHEAD, dataset_writer, save_dataset, staging_folder
 from core.errors import ConfigError, ImageReadError
 from core.io import DATASET, check_output_path, check_replaceable, out_of_space_as_error, preallocate
 from core.parallel import resolve_jobs, run_parallel
@@ -166,7 +167,7 @@ def build(
     GalaxyMorphError
         For bad parameters, an ``out`` that may not be replaced (or too long a name for the file
         system, or under a file), when another build is writing ``out``
-        (:class:`core.prepare.dataset.DatasetBusyError`), and when a class has too few images left to
+        (:class:`core.prepare.save.DatasetBusyError`), and when a class has too few images left to
         split (the message names the class and what to change).
     """
     if not isinstance(spec, BuildSpec):

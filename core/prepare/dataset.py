@@ -1,6 +1,6 @@
-"""The dataset container: arrays, per-image table and manifest in one folder.
+"""The dataset container: arrays, per-image table and manifest in one folder, and reading it back.
 
-A dataset folder (written by :func:`save_dataset`, read by :func:`load_dataset`) holds
+A dataset folder (written by :func:`core.prepare.save.save_dataset`, read by :func:`load_dataset`) holds
 
 - ``x.npy``: float32 images ``(N, S, S, C)`` in [0, 1];
 - ``meta.parquet``: one row per image of ``x``: ``name, label, y, split`` (and ``path``);
@@ -12,37 +12,19 @@ split and the preprocessing are the same for every model. Reading checks every f
 (:func:`check_dataset`): a truncated, mistyped or misaligned file raises
 :class:`DatasetDamagedError` naming it, and ``x.npy`` is never unpickled.
 
-Writers and readers of one dataset folder never see each other half-way:
-
-- A writer holds ``.<name>.lock`` beside the folder (:func:`dataset_writer`, an exclusive
-  ``flock``) for the whole build, so a second build into the same folder is refused with one line.
-- A save writes the new version into a fresh staging folder ``.<name>.XXXXXXXX.tmp/`` beside it,
-  marked as the tool's own by :data:`STAGING_MARKER` inside, and swaps it with the live folder in
-  one atomic step (``renameat2(RENAME_EXCHANGE)`` on Linux; two renames elsewhere).
-- A reader opens the folder once and reads every file relative to that open folder, under a
-  shared ``flock`` (:func:`_open_version`), so a swap during a load leaves it on the version it
-  started with. The replaced version is deleted only once no reader holds it; otherwise it stays
-  in its staging folder and the next build of the same target removes it.
-
-A build killed with ``kill -9`` leaves its staging folder behind; the next build of the same target
-removes it (:func:`remove_stale_staging`), and never a folder without the marker. The layout of
-the folder itself is unchanged, so datasets written before these rules load as they are.
+A reader opens the folder once and reads every file relative to that open folder, under a shared
+``flock`` (:func:`_open_version`), so a build that swaps in a new version during a load
+(:mod:`core.prepare.save`) leaves the reader on the version it started with. The layout of the
+folder itself is unchanged, so datasets written before these rules load as they are.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import logging
 import os
-import re
-import shutil
-import stat
-import sys
-import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -53,8 +35,8 @@ import numpy as np
 import pandas as pd
 import pyarrow
 
-from core.errors import ConfigError, GalaxyMorphError
-from core.io import DATASET, RefusedFileError, check_replaceable, open_regular, process_umask
+from core.errors import GalaxyMorphError
+from core.io import RefusedFileError, open_regular
 
 try:
     import fcntl
@@ -68,6 +50,8 @@ SPLITS = ("train", "val", "test")
 REQUIRED_META = ("name", "label", "y", "split")
 #: A manifest is a few kilobytes; a larger file is not one and is not read whole.
 MAX_MANIFEST_BYTES = 8 * 2**20
+
+
 class DatasetDamagedError(GalaxyMorphError):
     """A file of a dataset folder is truncated, of the wrong type or shape, or disagrees with the others."""
 
@@ -144,7 +128,7 @@ def count_by_split(meta: pd.DataFrame, classes: list[str]) -> dict[str, dict[str
 
 
 def load_dataset(path: str | Path, *, mmap: bool = False) -> Dataset:
-    """Read a dataset folder written by :func:`save_dataset`.
+    """Read a dataset folder written by :func:`core.prepare.save.save_dataset`.
 
     Every file comes from one version of the folder, even while a build replaces it
     (:func:`_open_version`).
@@ -179,7 +163,7 @@ def load_dataset(path: str | Path, *, mmap: bool = False) -> Dataset:
 def check_dataset(path: str | Path) -> None:
     """Check a dataset folder without reading its images; raise if it cannot be loaded.
 
-    ``manifest.json`` must be an object with the classes, counts and hash :func:`save_dataset`
+    ``manifest.json`` must be an object with the classes, counts and hash :func:`core.prepare.save.save_dataset`
     writes; ``x.npy`` a float32 ``(N, S, S, C)`` array whose header matches the file's size (read
     from the header, no pickles); ``meta.parquet`` one row per image with ``name, label, y,
     split`` of the right types, ``y`` indexing the manifest's classes. Every file must be a
@@ -385,7 +369,7 @@ def _read_meta(folder: _Folder, classes: list[str]) -> pd.DataFrame:
         if not meta[column].map(lambda v: isinstance(v, str)).all():
             raise _damaged(file, f"its {column!r} column must hold text in every row")
     try:
-        _validate(np.empty((len(meta), 1, 1, 1), dtype=np.float32), meta, classes)
+        validate(np.empty((len(meta), 1, 1, 1), dtype=np.float32), meta, classes)
     except GalaxyMorphError as exc:
         raise _damaged(file, str(exc).rstrip(".")) from exc
     return meta
@@ -397,7 +381,8 @@ def is_dataset(path: str | Path) -> bool:
     return all((path / n).exists() for n in ("x.npy", "meta.parquet", "manifest.json"))
 
 
-def _validate(x: np.ndarray, meta: pd.DataFrame, classes: list[str]) -> None:
+def validate(x: np.ndarray, meta: pd.DataFrame, classes: list[str]) -> None:
+    """Refuse images ``x``, table ``meta`` and ``classes`` that do not make a dataset (shapes, labels, splits)."""
     if x.ndim != 4:
         raise GalaxyMorphError(f"x must be 4-D (N, S, S, C); got shape {x.shape}.")
     missing = [c for c in REQUIRED_META if c not in meta.columns]

@@ -1,3 +1,54 @@
+"""Writing a dataset folder so that writers and readers never see each other half-way.
+
+- A writer holds ``.<name>.lock`` beside the folder (:func:`dataset_writer`, an exclusive
+  ``flock``) for the whole build, so a second build into the same folder is refused with one line.
+- A save (:func:`save_dataset`) writes the new version into a fresh staging folder
+  ``.<name>.XXXXXXXX.tmp/`` beside it, marked as the tool's own by :data:`STAGING_MARKER` inside,
+  and swaps it with the live folder in one atomic step (``renameat2(RENAME_EXCHANGE)`` on Linux;
+  two renames elsewhere).
+- A reader (:func:`core.prepare.dataset.load_dataset`) holds the version it opened under a shared
+  ``flock``; the replaced version is deleted only once no reader holds it, otherwise it stays in
+  its staging folder and the next build of the same target removes it.
+
+A build killed with ``kill -9`` leaves its staging folder behind; the next build of the same target
+removes it (:func:`remove_stale_staging`), and never a folder without the marker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import re
+import shutil
+import stat
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.errors import ConfigError
+from core.io import DATASET, check_replaceable, process_umask
+from core.prepare.dataset import FORMAT_VERSION, content_hash, count_by_split, is_dataset, validate
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so only the age tells a dead save from a live one
+    fcntl = None  # type: ignore[assignment]
+
+logger = logging.getLogger(__name__)
+
+#: Tries to take the writer lock when its file is replaced under us (the previous holder removing it).
+_LOCK_ATTEMPTS = 200
+
 #: Names of staging folders (``tempfile.mkdtemp``'s 8 characters); only those holding
 #: :data:`STAGING_MARKER` for the same target are ever removed.
 STAGING_PATTERN = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")
@@ -61,7 +112,7 @@ _LOCK_TEXT = b"galaxy-morph dataset writer lock\n"
 def _take_lock(lock: Path, out: Path) -> int:
     """Open, lock and return ``lock``'s descriptor, or raise :class:`DatasetBusyError`."""
     flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    for _ in range(_OPEN_ATTEMPTS):
+    for _ in range(_LOCK_ATTEMPTS):
         try:
             fd = os.open(lock, flags, 0o666 & ~process_umask())
         except OSError as exc:
@@ -153,7 +204,7 @@ def save_dataset(
         x_file = None if isinstance(x, np.ndarray) else Path(x)
         if x_file is not None:
             x = np.load(x_file, mmap_mode="r")
-        _validate(x, meta, classes)
+        validate(x, meta, classes)
         meta = meta.reset_index(drop=True)
         manifest = dict(manifest)
         manifest.update(
@@ -208,7 +259,7 @@ def _swap_into_place(new: Path, out: Path, stage: Path) -> None:
 
     On Linux one ``renameat2(RENAME_EXCHANGE)`` swaps the two folders, so there is no moment
     without ``out``. Elsewhere the old folder is renamed to ``stage/old`` first (and back if the
-    second rename fails); a reader that looks in between retries (:func:`_open_version`).
+    second rename fails); a reader that looks in between retries (:func:`core.prepare.dataset.load_dataset`).
     """
     if not out.exists():
         new.rename(out)

@@ -13,7 +13,8 @@ import pandas as pd
 import streamlit as st
 
 from core.prepare import quality
-from core.prepare.selection import LabelStage, Selection, image_surveys, label_stage, label_stage_key, select, split_sizes
+from core.prepare.selection import LabelStage, Selection, image_surveys, label_stage, label_stage_key, select
+from core.prepare.selection import split_sizes as selection_split_sizes
 from core.prepare.quality import compute_metrics
 from core.progress import Progress
 from core.spec import BuildSpec
@@ -102,7 +103,7 @@ def selection(spec: BuildSpec) -> Selection:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def _split_sizes(spec: BuildSpec, fingerprint: tuple[float, ...]) -> dict[str, int]:
-    return split_sizes(_selection(spec, fingerprint), spec)
+    return selection_split_sizes(_selection(spec, fingerprint), spec)
 
 
 def split_sizes(spec: BuildSpec) -> dict[str, int]:
