@@ -35,8 +35,8 @@ from core.io import RefusedFileError, atomic_write_json, read_regular_bytes
 
 def option(help: str | Callable[[], str], *, flag: str | None = None, default_help: str | None = None,
            choices: tuple[Any, ...] | Callable[[], tuple[Any, ...]] | None = None, negate: str | None = None,
-           cli: bool = True) -> dict[str, Any]:
-    """A spec field's metadata: what its command-line flag says and does.
+           cli: bool = True, label: str | None = None) -> dict[str, Any]:
+    """A spec field's metadata: what its command-line flag and its dashboard widget say and do.
 
     Parameters
     ----------
@@ -55,9 +55,49 @@ def option(help: str | Callable[[], str], *, flag: str | None = None, default_he
         For a bool that is on by default: the flag that turns it off (``--no-augment``).
     cli : bool
         False: no flag (the value can be set only in a spec file or from Python).
+    label : str, optional
+        The label of the dashboard widget that sets the field (:func:`describe`); its help is ``help``.
     """
     return {"help": help, "flag": flag, "default_help": default_help, "choices": choices, "negate": negate,
-            "cli": cli}
+            "cli": cli, "label": label}
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    """What a field says about itself, for a widget that sets it (:func:`describe`).
+
+    Attributes
+    ----------
+    label : str or None
+        The widget's label (``option(label=...)``).
+    help : str
+        The field's help (``option(help)``), without the command line's ``(default: ...)``.
+    default : object
+        The field's default (``dataclasses.MISSING`` for a required field).
+    choices : tuple or None
+        Its allowed values: a ``Literal`` type's, else ``option(choices=...)``'s.
+    """
+
+    label: str | None
+    help: str
+    default: Any
+    choices: tuple[Any, ...] | None
+
+
+def describe(cls: type, path: str) -> FieldInfo:
+    """The label, help, default and choices of the field ``path`` of the spec class ``cls``
+    (``"preprocess.crop"`` for a nested config's field), read from its declaration, so a widget
+    shows what the flag and the spec say instead of typing it again."""
+    owner, parts = cls, path.split(".")
+    for part in parts[:-1]:
+        owner = _hints(owner)[part]
+    found = {f.name: f for f in dataclasses.fields(owner)}.get(parts[-1])
+    if found is None:
+        raise KeyError(f"{cls.__name__} has no field {path!r}")
+    meta = found.metadata
+    text = meta.get("help", "")
+    return FieldInfo(label=meta.get("label"), help=text() if callable(text) else text,
+                     default=_field_default(found), choices=_choices(found, _hints(owner)[parts[-1]]))
 
 
 SPEC_VERSION = 1

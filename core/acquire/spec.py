@@ -27,9 +27,11 @@ class ScrapeSpec:
     kind: ClassVar[str] = "scrape"
 
     classes: tuple[str, ...] = field(default=DEFAULT_NED_CLASSES, metadata=option(
-        "class terms: E S0 S0/a S Irr, bar families A AB B, spirals S[A|AB|B][a..d]"))
+        "class terms: E S0 S0/a S Irr, bar families A AB B, spirals S[A|AB|B][a..d]",
+            label="Classes to search"))
     out: str | None = field(default=None, metadata=option("output folder", default_help="<data_dir>/ned"))
-    max_pages: int = field(default=0, metadata=option("stop each class after this many pages (0: all)"))
+    max_pages: int = field(default=0, metadata=option("stop each class after this many pages (0: all)",
+        label="Max pages per class (0 = all)"))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
@@ -86,10 +88,12 @@ class ImportSpec:
 
     kind: ClassVar[str] = "import"
 
-    catalog: str = field(metadata=option("catalogue CSV"))
+    catalog: str = field(metadata=option("catalogue CSV", label="Catalogue CSV (path on this machine)"))
     images: str = field(metadata=option(
-        "folder of images (searched recursively), or a fetch output folder (matched through its manifest)"))
-    name: str | None = field(default=None, metadata=option("source name", default_help="the CSV's file name"))
+        "folder of images (searched recursively), or a fetch output folder (matched through its manifest)",
+            label="Image folder"))
+    name: str | None = field(default=None, metadata=option("source name", default_help="the CSV's file name",
+        label="Source name"))
 
     def __post_init__(self) -> None:
         for name in ("catalog", "images"):

@@ -75,23 +75,27 @@ class TrainSpec:
 
     kind: ClassVar[str] = "train"
 
-    dataset: str = field(metadata=option("dataset folder written by `python -m core build`"))
+    dataset: str = field(metadata=option("dataset folder written by `python -m core build`", label="Dataset"))
     # No choices: an unknown name gets the one-line error naming every registered model (train_spec).
-    models: tuple[str, ...] = field(default=DEFAULT_MODELS, metadata=option(_models_help))
-    seeds: tuple[int, ...] = field(default=(0,), metadata=option("random seeds, one run each"))
+    models: tuple[str, ...] = field(default=DEFAULT_MODELS, metadata=option(_models_help, label="Models"))
+    seeds: tuple[int, ...] = field(default=(0,), metadata=option("random seeds, one run each",
+        label="Seeds (comma-separated)"))
     protocol: Literal["equal", "tuned"] = field(default="equal", metadata=option(
         "equal: one recipe for every model (optimiser, schedule, epochs, batch, augmentation, input size, epoch "
         "selection; each run records what its architecture cannot go without); tuned: per-model recipes, each run "
         "picking learning rate and schedule from the same candidates for every model on its validation galaxies "
-        "(nested: test scores only the one kept; costs one run per candidate)"))
+        "(nested: test scores only the one kept; costs one run per candidate)", label="Protocol"))
     folds: int = field(default=0, metadata=option(
         "stratified K-fold by object: one run per fold, test fold rotating, validation the next fold; a dataset "
         "with a frozen test set keeps it, and the folds rotate validation over the rest (0: the dataset's own "
-        "split)"))
+        "split)", label="Folds (0 = the dataset's split)"))
     repeats: int = field(default=1, metadata=option(
-        "split seeds 0..R-1: repeated K-fold with --folds, else stratified re-splits"))
-    epochs: int | None = field(default=None, metadata=option("maximum epochs", default_help="per model"))
-    batch_size: int | None = field(default=None, metadata=option("batch size per device", default_help="32"))
+        "split seeds 0..R-1: repeated K-fold with --folds, else stratified re-splits",
+            label="Repeats (split seeds)"))
+    epochs: int | None = field(default=None, metadata=option("maximum epochs", default_help="per model",
+        label="Epochs (at most)"))
+    batch_size: int | None = field(default=None, metadata=option("batch size per device", default_help="32",
+        label="Batch size"))
     optimizer: Literal["adam", "adamw", "sgd"] | None = field(default=None, metadata=option(
         "optimiser", default_help="per model"))
     learning_rate: float | None = field(default=None, metadata=option(
@@ -112,8 +116,10 @@ class TrainSpec:
         "no rotations/flips/shift/zoom during training", negate="--no-augment"))
     class_weight: Literal["balanced", "none"] = field(default="balanced", metadata=option(
         "weight classes against imbalance"))
-    mixed_precision: bool = field(default=False, metadata=option("mixed_float16 (GPU)"))
-    xla: bool = field(default=False, metadata=option("compile the train step with XLA (jit_compile)"))
+    mixed_precision: bool = field(default=False, metadata=option("mixed_float16 (GPU)",
+        label="Mixed precision (GPU)"))
+    xla: bool = field(default=False, metadata=option("compile the train step with XLA (jit_compile)",
+        label="XLA compile (GPU)"))
     distribute: Literal["auto", "none", "mirrored", "multiworker"] = field(default="auto", metadata=option(
         "auto: MirroredStrategy when >1 GPU; multiworker needs TF_CONFIG"))
 

@@ -76,17 +76,18 @@ class PreprocessConfig:
         1: luminance; 3: colour (a grey image is repeated in the three channels).
     """
 
-    crop: float = field(default=0.5, metadata=option("crop side as a fraction of the image side"))
+    crop: float = field(default=0.5, metadata=option("crop side as a fraction of the image side",
+        label="Crop (fraction of the image side)"))
     crop_arcsec: float | None = field(default=None, metadata=option("crop side in arcsec where the WCS allows"))
-    size: int = field(default=64, metadata=option("output side in pixels"))
-    stretch: Stretch = field(default="asinh", metadata=option("intensity stretch"))
+    size: int = field(default=64, metadata=option("output side in pixels", label="Output size (pixels)"))
+    stretch: Stretch = field(default="asinh", metadata=option("intensity stretch", label="Stretch"))
     percentiles: tuple[float, float] = field(default=(0.5, 99.5), metadata=option(
         "pixel percentiles mapped to 0 and 1", cli=False))
     subtract_background: bool = field(default=True, metadata=option("subtract the sky plane", cli=False))
     centre: CentreMode = field(default="auto", metadata=option(
         "crop centre: wcs (catalogue position), peak (brightest source), none (image centre); auto = none for "
         "Galaxy Zoo cutouts, else wcs where the WCS allows, else peak"))
-    channels: Literal[1, 3] = field(default=1, metadata=option("1 grey, 3 colour"))
+    channels: Literal[1, 3] = field(default=1, metadata=option("1 grey, 3 colour", label="Colour"))
 
     def __post_init__(self) -> None:
         if not is_number(self.crop) or not 0 < self.crop <= 1:

@@ -62,8 +62,10 @@ class QualityThresholds:
         Half-light radii of the galaxy that must fit in the crop (rule 8; 0 turns the rule off).
     """
 
-    min_quality: float = field(default=0.5, metadata=option("quality score threshold in [0, 1]"))
-    min_size: int = field(default=32, metadata=option("smallest image side in pixels"))
+    min_quality: float = field(default=0.5, metadata=option("quality score threshold in [0, 1]",
+        label="Minimum quality score"))
+    min_size: int = field(default=32, metadata=option("smallest image side in pixels",
+        label="Minimum image side (pixels)"))
     min_snr: float = field(default=25.0, metadata=option("smallest galaxy S/N"))
     min_finite: float = field(default=0.99, metadata=option("smallest fraction of valid pixels"))
     max_saturated: float = field(default=1e-4, metadata=option("largest fraction of saturated pixels"))

@@ -85,26 +85,33 @@ class BuildSpec:
 
     kind: ClassVar[str] = "build"
 
-    source: str = field(metadata=option("source folder", default_help="<data_dir>/sample"))
+    source: str = field(metadata=option("source folder", default_help="<data_dir>/sample", label="Data source"))
     scheme: str | None = field(default=None, metadata=option(
-        "hubble3, hubble4, seed6, gz1, or a .json/.csv mapping file",
-        default_help="gz1 for a Galaxy Zoo source, else hubble3"))
+        "how raw morphological types are grouped into the classes the models learn: hubble3, hubble4, seed6, "
+        "gz1, or a .json/.csv mapping file",
+        default_help="gz1 for a Galaxy Zoo source, else hubble3", label="Class scheme"))
     preprocess: PreprocessConfig = field(default_factory=_default_preprocess)
     thresholds: QualityThresholds = field(default_factory=_default_thresholds)
     catalog: str = field(default="auto", metadata=option(
-        "name prefix to keep (NGC, UGC, ...), 'auto' (the most common) or 'all'"))
+        "name prefix to keep (NGC, UGC, ...), 'auto' (the most common) or 'all'",
+            label="Catalogue (name prefix)"))
     survey: str = field(default="auto", metadata=option(
-        "keep images of one survey ('DSS2', 'SDSS r', ...), 'auto' (the most common) or 'all'"))
+        "keep images of one survey ('DSS2', 'SDSS r', ...), 'auto' (the most common) or 'all'",
+            label="Survey"))
     band: str = field(default="auto", metadata=option(
         "keep one band of that survey, 'auto' (its most common) or 'all'"))
     label_from: str = field(default="classification", metadata=option(
         "label from NED's type string or from the searched term", choices=_label_sources))
     conflicts: str = field(default="drop", metadata=option(
-        "objects with several labels", choices=_conflict_policies))
+        "objects with several labels: drop leaves them out, majority takes the most frequent class, first the "
+        "first listed", choices=_conflict_policies,
+            label="Label conflicts (an object listed under different classes)"))
     exclude_dwarfs: bool = field(default=False, metadata=option(
-        "leave out dwarfs (dE, dS0, dSph, dIrr) the scheme would classify"))
+        "leave out dwarfs (dE, dS0, dSph, dIrr) the scheme would classify",
+            label="Exclude dwarfs (dE, dS0, dSph, dIrr)"))
     exclude_uncertain: bool = field(default=False, metadata=option(
-        "leave out uncertain types (E?, Sb:) the scheme would classify"))
+        "leave out uncertain types (E?, Sb:) the scheme would classify",
+            label="Exclude uncertain types (E?, Sb:)"))
     duplicate_arcsec: float = field(default=3.0, metadata=option("positional duplicate radius"))
     allow_duplicates: bool = field(default=False, metadata=option(
         "with --catalog all, build even if objects have no ra/dec (a galaxy under two names may land in two splits)"))
