@@ -45,25 +45,21 @@ else:
     with st.sidebar:
         common.bind("sidebar_source", "source")
         st.selectbox(
-            "Data source",
-            options,
+            options=options,
             # The folder name only: the sidebar is narrow, and a long label was cut off mid-word.
             format_func=lambda p: Path(p).name,
-            key="sidebar_source",
             on_change=common.adopt,
             args=("sidebar_source", "source"),
             kwargs={"then": state.adopt_source_scheme},
-            help="Every page reads this source. Add sources on the Data page.",
+            **state.widget_args("sidebar_source"),
         )
         st.caption(common.md(sources[st.session_state["source"]].split(" — ", 1)[-1]))
         common.bind("sidebar_scheme", "scheme")
         st.selectbox(
-            "Class scheme",
-            source_service.scheme_names(),
-            key="sidebar_scheme",
+            options=source_service.scheme_names(),
             on_change=common.adopt,
             args=("sidebar_scheme", "scheme"),
-            help="How raw morphological types are grouped into the classes the models learn.",
+            **state.widget_args("sidebar_scheme"),
         )
         st.button("Presentation mode", key="sidebar_present", on_click=present.enter, icon=":material/slideshow:",
                   help="Results only, for a projector: no sidebar and no controls on any page. The address "

@@ -46,7 +46,7 @@ def run_stage(stage: str, folder: Path, n: int) -> dict[str, float]:
 
     if stage == "train":
         from core.prepare.dataset import load_dataset
-        from core.learn.runs import create_run
+        from core.runs import create_run
         from core.learn.training import default_config, train
 
     tracemalloc.start()
@@ -70,7 +70,7 @@ def run_stage(stage: str, folder: Path, n: int) -> dict[str, float]:
 def metrics_pass(sample: Path) -> dict[str, float]:
     """Cold-cache quality metrics of ``sample`` with 1 worker, all cores, and a 2-worker LocalCluster."""
     sys.path.insert(0, str(ROOT))
-    from core.prepare.quality import CACHE_FILE, _measure_chunk, compute_metrics
+    from core.acquire.measure import CACHE_FILE, compute_metrics, measure_images
     from core.acquire.catalogue import load_source
     from core.config import get_settings
     from core.parallel import close_dask_clients, dask_client, run_parallel
@@ -84,7 +84,7 @@ def metrics_pass(sample: Path) -> dict[str, float]:
     results["cluster_start"] = time.perf_counter() - started
     for label, options in (("1 worker", {"n_jobs": 1}), (f"loky, {cores} workers", {"n_jobs": cores}),
                            ("LocalCluster, 2 workers", {"scheduler": "local:2"})):
-        list(run_parallel(_measure_chunk, warm, **options))  # pool started and modules imported
+        list(run_parallel(measure_images, warm, **options))  # pool started and modules imported
         (sample / CACHE_FILE).unlink(missing_ok=True)
         started = time.perf_counter()
         if "scheduler" in options:

@@ -52,7 +52,7 @@ INCUMBENT, VARIANTS = "resnet18", ("resnet20",)
 
 def default_spec() -> BuildSpec:
     """The spec ``python -m core build --source data/gz1`` builds (the CLI's own parser and defaults)."""
-    from core.prepare.builder import preprocess_defaults  # noqa: PLC0415
+    from core.prepare.selection import preprocess_defaults  # noqa: PLC0415
     from core.acquire.catalogue import load_source  # noqa: PLC0415
     from core.cli import build_parser  # noqa: PLC0415
     from core.config import get_settings  # noqa: PLC0415
@@ -91,7 +91,8 @@ def run_fold(dataset: Dataset, model: str, *, fold: int, k: int, seed: int, out:
     """Train ``model`` on outer fold ``fold`` under the equal protocol; one result row."""
     import keras  # noqa: PLC0415
 
-    from core.learn import runs, training  # noqa: PLC0415
+    from core import runs  # noqa: PLC0415
+    from core.learn import training  # noqa: PLC0415
 
     data = fold_dataset(dataset, fold=fold, k=k, seed=seed)
     config = training.default_config(model, seed=seed)
@@ -185,7 +186,7 @@ def epoch_budget(results: pd.DataFrame, *,
 def default_split_best_epochs(runs_dir: Path) -> dict[str, list[int]]:
     """Best epochs of the finished equal-protocol runs in ``runs_dir`` trained on a default build's own split
     (no folds): validation evidence for the epoch budget beside the study's folds."""
-    from core.learn.runs import iter_runs  # noqa: PLC0415
+    from core.runs import iter_runs  # noqa: PLC0415
 
     best: dict[str, list[int]] = {}
     for run in iter_runs(runs_dir):

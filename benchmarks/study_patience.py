@@ -27,7 +27,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.learn.runs import scan_runs  # noqa: E402
+from core.runs import scan_runs  # noqa: E402
 from core.learn.training import early_stopping_replay  # noqa: E402
 
 PATIENCES = (3, 5, 7, 10)

@@ -63,3 +63,9 @@ def shorten_message(message: object) -> str:
 
 
 _LONG_RUN = re.compile(rf"[^\s'\",()\[\]{{}}]{{{NAME_LIMIT + 1},}}")
+
+
+def one_line(text: str, width: int = 200) -> str:
+    """One line of at most ``width`` characters of a library's message (it may quote file content)."""
+    line = " ".join(text.split())
+    return line if len(line) <= width else f"{line[:width]}… ({len(line) - width} more characters)"

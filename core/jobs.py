@@ -50,7 +50,8 @@ from core.errors import GalaxyMorphError
 from core.io import RefusedFileError, atomic_write_json, open_regular, read_regular_bytes
 from core.paths import data_layout
 from core.progress import read_progress
-from core.spec import Spec, write_spec_file
+from core.fields import write_spec_file
+from core.spec import Spec
 
 RUNNING = "running"
 FINISHED = "finished"
@@ -240,7 +241,7 @@ def start_job(
 def submit(spec: Spec, *, label: str | None = None, env: Mapping[str, str] | None = None, **options: Any) -> Job:
     """Start ``python -m core <spec.kind> --spec JOB_ID.spec.json`` in the background.
 
-    The spec travels as a file the command reads (:func:`core.spec.read_spec_file`), never as
+    The spec travels as a file the command reads (:func:`core.fields.read_spec_file`), never as
     argv. ``options`` are how to run it, not what it does: ``out="data/datasets/x"`` becomes
     ``--out data/datasets/x``, ``force=True`` / ``resume=True`` the bare flag. The record keeps
     the spec, so a page finds its jobs by :attr:`Job.kind` and reads what a job does from

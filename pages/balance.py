@@ -22,8 +22,8 @@ if presenting:
     scheme = st.session_state["scheme"]
 else:
     common.bind("balance_scheme", "scheme")
-    scheme = st.selectbox("Class scheme", sources.scheme_names(), key="balance_scheme", on_change=common.adopt,
-                          args=("balance_scheme", "scheme"), help="Also in the sidebar; every page uses the same scheme.")
+    scheme = st.selectbox(options=sources.scheme_names(), on_change=common.adopt, args=("balance_scheme", "scheme"),
+                          **state.widget_args("balance_scheme"))
 TOP_TYPES = 15
 classes = sources.scheme_classes(scheme)
 colors = palette.class_colors(classes)
@@ -35,14 +35,10 @@ if table.empty:
 type_strings = catalogue.has_type_strings(table)
 if type_strings and not presenting:
     switches = st.columns(2)
-    for column, name, label, tip in (
-        (switches[0], "dwarfs", "Exclude dwarfs (dE, dS0, dSph, dIrr)", "build --exclude-dwarfs"),
-        (switches[1], "uncertain", "Exclude uncertain types (E?, Sb:)", "build --exclude-uncertain"),
-    ):
+    for column, name in ((switches[0], "dwarfs"), (switches[1], "uncertain")):
         common.bind(f"balance_exclude_{name}", f"exclude_{name}")
-        column.toggle(label, key=f"balance_exclude_{name}", on_change=common.adopt,
-                      args=(f"balance_exclude_{name}", f"exclude_{name}"),
-                      help=f"Leaves these types out of every class; the Preprocessing page's build passes `{tip}`.")
+        column.toggle(on_change=common.adopt, args=(f"balance_exclude_{name}", f"exclude_{name}"),
+                      **state.widget_args(f"balance_exclude_{name}"))
 table = catalogue.with_exclusions(table, **state.exclusions())
 excluded_names = set(table.loc[table["excluded"] != "", "name"])
 
@@ -51,13 +47,11 @@ definitions = sources.class_definitions(scheme)
 if definitions:
     st.markdown("\n".join(f"- **{common.md(c)}**: {text}" for c, text in definitions.items()))
 if presenting:
-    policy = st.session_state.get("balance_policy") or "drop"
+    policy = st.session_state.get("balance_policy") or state.field_default("balance_policy")
 else:
-    policy = st.segmented_control(
-        "Label conflicts (an object listed under different classes)",
-        ["drop", "majority", "first"], default="drop", key="balance_policy", required=True,
-        help="drop: leave the object out; majority: most frequent class wins; first: first listed class wins.",
-    )
+    policy = st.segmented_control(options=state.field_choices("balance_policy"),
+                                  default=state.field_default("balance_policy"), required=True,
+                                  **state.widget_args("balance_policy"))
 resolved, report = catalogue.resolved(source, scheme, policy)
 counted = catalogue.source_counts(source, scheme, policy)
 before = pd.Series(counted.per_class)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.learn import report, runs
+from core import runs
+from core.learn import report
 from core.errors import GalaxyMorphError
 from core.images import display_name
 from ui import charts, common, palette, present, session

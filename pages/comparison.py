@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.learn import report, runs
+from core import runs
+from core.learn import report
 from ui import charts, common, present, session
 from ui.services import builds, results
 

@@ -39,8 +39,10 @@ with scrape_tab:
     st.caption("NED asks for at most one request per second; the scraper keeps to it. Server: "
                + common.md_code(settings.ned_base_url))
     c1, c2 = st.columns([3, 1])
-    terms = c1.multiselect("Classes to search", CLASS_TERMS, default=["E", "S0", "SA", "SB"], key="data_classes")
-    max_pages = c2.number_input("Max pages per class (0 = all)", 0, 10_000, 2, key="data_max_pages")
+    terms = c1.multiselect(options=CLASS_TERMS, default=list(state.field_default("data_classes")),
+                           **state.widget_args("data_classes"))
+    max_pages = c2.number_input(min_value=0, max_value=10_000, value=state.field_default("data_max_pages"),
+                                **state.widget_args("data_max_pages"))
     b1, b2, b3, _ = st.columns([1, 1, 1, 2])
     if b1.button("1. Scrape NED", key="data_scrape", type="primary", disabled=not terms, icon=":material/travel_explore:"):
         spec = state.scrape_spec(terms, max_pages=int(max_pages))
@@ -72,9 +74,9 @@ with scrape_tab:
 with import_tab:
     st.caption("A CSV with at least `name` and `classification` (or `label`) columns, and a `file` column naming each "
                "image inside the folder (FITS, JPEG or PNG). Bad rows are reported, the rest is imported.")
-    csv_path = st.text_input("Catalogue CSV (path on this machine)", key="data_import_csv", placeholder="/path/to/catalog.csv")
-    images_dir = st.text_input("Image folder", key="data_import_images", placeholder="/path/to/images")
-    name = st.text_input("Source name", key="data_import_name", placeholder="my-galaxies")
+    csv_path = st.text_input(placeholder="/path/to/catalog.csv", **state.widget_args("data_import_csv"))
+    images_dir = st.text_input(placeholder="/path/to/images", **state.widget_args("data_import_images"))
+    name = st.text_input(placeholder="my-galaxies", **state.widget_args("data_import_name"))
     if st.button("Import", key="data_import", disabled=not (csv_path and images_dir), icon=":material/upload_file:"):
         try:
             for label, value in (("catalogue CSV", csv_path), ("image folder", images_dir)):

@@ -1,6 +1,6 @@
 """Preprocessing preview: crop, size, stretch and quality sliders with instant kept / rejected counts.
 
-The sliders make a :class:`core.spec.BuildSpec`; the counts are :func:`core.prepare.builder.select` of it
+The sliders make a :class:`core.spec.BuildSpec`; the counts are :func:`core.prepare.selection.select` of it
 over the per-image metrics (computed once per source and cached), the function ``build`` itself
 calls, so they are the build's counts, in objects. Moving a slider never re-reads an image; the
 before / after grid re-processes only the few images shown.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.prepare.builder import REASON_TEXT
+from core.prepare.selection import REASON_TEXT
 from core.errors import GalaxyMorphError
 from core.io import check_folder_name
 from ui import charts, common, present, session, state
@@ -46,21 +46,14 @@ if st.session_state.get("pp_survey") not in ("auto", "all", *surveys):
 controls = st.container(border=True) if not presenting else None
 if controls is not None:
     c1, c2, c3, c4, c5 = controls.columns(5)
-    c1.slider("Crop (fraction of the image side)", 0.1, 1.0, step=0.05, key="pp_crop",
-              help="The centred square kept around the galaxy, as a fraction of the shorter side.")
-    c2.select_slider("Output size (pixels)", options=[32, 48, 64, 96, 128], key="pp_size")
-    c3.selectbox("Stretch", state.STRETCHES, key="pp_stretch", help="How pixel values are mapped to [0, 1].")
-    c4.slider("Minimum quality score", 0.0, 1.0, step=0.01, key="pp_min_quality",
-              help="Quality score in [0, 1] (signal-to-noise, blank and saturated pixels, centring).")
-    c5.slider("Minimum image side (pixels)", 0, 256, step=4, key="pp_min_size",
-              help="Images whose shorter side is below this are rejected (too little detail to crop from).")
+    c1.slider(min_value=0.1, max_value=1.0, step=0.05, **state.widget_args("pp_crop"))
+    c2.select_slider(options=[32, 48, 64, 96, 128], **state.widget_args("pp_size"))
+    c3.selectbox(options=state.STRETCHES, **state.widget_args("pp_stretch"))
+    c4.slider(min_value=0.0, max_value=1.0, step=0.01, **state.widget_args("pp_min_quality"))
+    c5.slider(min_value=0, max_value=256, step=4, **state.widget_args("pp_min_size"))
     left, middle, right = controls.columns([2, 1, 2])
-    middle.selectbox("Colour", list(state.CHANNELS), key="pp_colour",
-                     help="colour: three channels (gri for SDSS cutouts; the default for JPEG/PNG sources, where "
-                          "colour separates red ellipticals from blue spirals); grey: one (the default for FITS).")
-    left.selectbox("Catalogue (name prefix)", ["auto", "all", *prefixes], key="pp_catalog",
-                   help="Keep only galaxies whose names come from one catalogue (NGC, UGC, …): auto = the most "
-                        "common (build --catalog auto); all = every catalogue, one name per galaxy.")
+    middle.selectbox(options=list(state.CHANNELS), **state.widget_args("pp_colour"))
+    left.selectbox(options=["auto", "all", *prefixes], **state.widget_args("pp_catalog"))
 spec = state.build_spec(source, scheme)
 try:
     chosen = preview.selection(spec)
@@ -69,9 +62,7 @@ except GalaxyMorphError as exc:
     common.stop_with(f"`python -m core build` would refuse these settings: {common.md(str(exc))}", kind="error")
 if controls is not None:
     # No format_func: Streamlit's AppTest cannot set a selectbox whose labels differ from its options.
-    right.selectbox(f"Survey (auto = {common.md(auto)})", ["auto", "all", *surveys], key="pp_survey",
-                    help="Keep one survey's images (build --survey): auto = the most common, so a dataset does not "
-                         "mix photographic plates and CCDs; all = mix them.")
+    right.selectbox(options=["auto", "all", *surveys], **state.widget_args("pp_survey", suffix=f" (auto = {common.md(auto)})"))
 
 filters = state.preprocess_settings(source)
 table = chosen.table

@@ -8,15 +8,15 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.learn import device, runs
+from core.learn import device
 
-from core import jobs
+from core import jobs, runs
 from core.errors import GalaxyMorphError
 from core.progress import format_estimate
 from core.learn import registry
 from core.learn.tuning import TUNING_CANDIDATES, describe
 from core.spec import TrainSpec
-from ui import charts, common, grid, palette, present, session
+from ui import charts, common, grid, palette, present, session, state
 from ui.services import builds, results
 
 session.require_router()
@@ -39,7 +39,7 @@ if not datasets:
 train_jobs = [j for j in jobs.list_jobs() if j.kind == "train"]
 running = [j for j in train_jobs if jobs.job_problem(j) is None and jobs.job_status(j) == jobs.RUNNING]
 presenting = present.presenting()  # results only: no form, the runs of the dataset chosen last
-PROTOCOL_TEXT = {  # the first is the default (core.spec.TrainSpec)
+PROTOCOL_TEXT = {  # what each of TrainSpec.protocol's choices means here
     "equal": "one recipe for every model, so a difference is the architecture's: AdamW (lr 1e-3, weight decay 1e-4), "
              "a cosine schedule over 30 epochs, early stopping after 10 epochs without a better validation loss, "
              "every model at the dataset's image size.",
@@ -58,37 +58,32 @@ if presenting:
 else:
     with st.container(border=True):
         c1, c2 = st.columns([1, 2])  # three model tags fit the field at 1024 px
-        dataset = c1.selectbox("Dataset", [str(p) for p in datasets], format_func=lambda p: Path(p).name,
-                               key="train_dataset")
-        models = c2.multiselect("Models", list(registry.network_names()), default=list(registry.default_models()),
-                                format_func=common.model_label, key="train_models")
+        dataset = c1.selectbox(options=[str(p) for p in datasets], format_func=lambda p: Path(p).name,
+                               **state.widget_args("train_dataset"))
+        # The networks only: the baseline trains from the command line (python -m core train --models baseline).
+        models = c2.multiselect(options=list(registry.network_names()), default=list(state.field_default("train_models")),
+                                format_func=common.model_label, **state.widget_args("train_models"))
         c1, c2, c3, c4 = st.columns([1, 1, 1, 1.2])
-        epochs = c1.number_input("Epochs (at most)", 1, 500, None, key="train_epochs",
-                                 placeholder="default",
-                                 help="Leave empty for the protocol's default per model (see docs/MODELS.md, section "
-                                      "'One protocol'). Early stopping, where the protocol has it, may end sooner.")
-        seeds_text = c2.text_input("Seeds (comma-separated)", "0", key="train_seeds",
-                                   help="One run per model and seed; the comparison averages over seeds.")
-        batch = c3.select_slider("Batch size", [16, 32, 64, 128], value=32, key="train_batch")
+        epochs = c1.number_input(min_value=1, max_value=500, value=state.field_default("train_epochs"),
+                                 placeholder="default", **state.widget_args("train_epochs"))
+        seeds_text = c2.text_input(value=", ".join(map(str, state.field_default("train_seeds"))),
+                                   **state.widget_args("train_seeds"))
+        batch = c3.select_slider(options=[16, 32, 64, 128], value=state.field_default("train_batch"),
+                                 **state.widget_args("train_batch"))
         if gpu:
-            mixed = c4.toggle("Mixed precision (GPU)", key="train_mixed", help="float16 compute on a GPU; slower on a CPU.")
-            xla = c4.toggle("XLA compile (GPU)", key="train_xla",
-                            help="Compiles the training step. Keras cannot compile the shift and zoom augmentation, so "
-                                 "those are off (rotations and flips stay), and so is op determinism.")
+            mixed = c4.toggle(value=state.field_default("train_mixed"), **state.widget_args("train_mixed"))
+            xla = c4.toggle(value=state.field_default("train_xla"), **state.widget_args("train_xla"))
         else:
             mixed = xla = False  # no GPU here: the options would only slow a CPU down
             c4.caption(f"Device: {common.md(builds.device_label())}. GPU options appear where a GPU is found.")
         c1, c2, c3 = st.columns([1, 1, 1])
-        protocol = c1.selectbox("Protocol", list(PROTOCOL_TEXT), key="train_protocol",
-                                help="equal: one recipe for every model; tuned: per-model recipes, each picked on "
-                                     "validation from the same candidates for every model (nested).")
-        folds = c2.number_input("Folds (0 = the dataset's split)", 0, 10, 0, key="train_folds",
-                                help="K >= 3: stratified K-fold by object, every galaxy tested once; the comparison "
-                                     "then reports the spread over folds and a corrected paired test. A dataset "
-                                     "with a frozen test set (data/gz1) keeps it: the folds rotate validation over "
-                                     "the rest, and the comparison scores them as one ensemble on that test set.")
-        repeats = c3.number_input("Repeats (split seeds)", 1, 10, 1, key="train_repeats",
-                                  help="Repeat the split with another seed (repeated K-fold when folds >= 3).")
+        protocols = state.field_choices("train_protocol")
+        protocol = c1.selectbox(options=protocols, index=protocols.index(state.field_default("train_protocol")),
+                                **state.widget_args("train_protocol"))
+        folds = c2.number_input(min_value=0, max_value=10, value=state.field_default("train_folds"),
+                                **state.widget_args("train_folds"))
+        repeats = c3.number_input(min_value=1, max_value=10, value=state.field_default("train_repeats"),
+                                  **state.widget_args("train_repeats"))
         st.caption(f"**Protocol {common.md(protocol)}**: {PROTOCOL_TEXT[protocol]}")
         manifest = builds.dataset_manifest(dataset)
         n_images, side = manifest.get("n_images", "?"), manifest.get("image_shape", ["?"])[0]

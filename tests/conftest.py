@@ -86,7 +86,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _copy_gz1(out: Path, *, n: int) -> None:
-    """The first ``n`` galaxies of the shipped SDSS / Galaxy Zoo source, with its SOURCE.md."""
+    """The first ``n`` galaxies of the shipped SDSS / Galaxy Zoo source, with its SOURCE.md and marker."""
     import shutil
 
     import pandas as pd
@@ -97,6 +97,7 @@ def _copy_gz1(out: Path, *, n: int) -> None:
     for file in rows["file"]:
         shutil.copy2(shipped / file, out / file)
     shutil.copy2(shipped / "SOURCE.md", out / "SOURCE.md")
+    shutil.copy2(shipped / "GZ1.json", out / "GZ1.json")
     rows.to_csv(out / "catalog.csv", index=False)
 
 

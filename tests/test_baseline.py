@@ -13,9 +13,9 @@ import pytest
 from core.learn import report
 from core.learn.baseline import BaselineConfig, feature_names, morphology_features, train_baseline_runs
 from core.cli import main
-from core.prepare.dataset import save_dataset
+from core.prepare.save import save_dataset
 from core.errors import ConfigError
-from core.learn.runs import list_runs, load_run
+from core.runs import list_runs, load_run
 from core.acquire.sample import generate_sample
 
 SIZE = 32

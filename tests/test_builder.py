@@ -15,10 +15,13 @@ import pandas as pd
 import pytest
 
 import core.prepare.builder
+import core.prepare.selection
 import core.images
 import core.prepare.preprocessing
+import core.acquire.measure
 import core.prepare.quality
-from core.prepare.builder import build_dataset, select_candidates, split_by_object
+from core.prepare.builder import build_dataset
+from core.prepare.selection import select_candidates, split_by_object
 from core.prepare.quality import compute_metrics
 from core.acquire.catalogue import load_source
 from core.cli import main
@@ -288,14 +291,15 @@ def test_a_new_quality_version_measures_every_image_again(sample, tmp_path, monk
     measured = _record_measured_paths(monkeypatch)
     compute_metrics(source, n_jobs=1)
     assert measured == []
-    monkeypatch.setattr(core.prepare.quality, "QUALITY_VERSION", core.prepare.quality.QUALITY_VERSION + 1)
+    monkeypatch.setattr(core.acquire.measure, "QUALITY_VERSION", core.acquire.measure.QUALITY_VERSION + 1)
     compute_metrics(source, n_jobs=1)
     assert sorted(measured) == sorted(first["path"])
     assert "pixel_scale_arcsec" in first and (first.loc[first["read_error"] == "", "pixel_scale_arcsec"] > 0).all()
 
 
 def test_thresholds_default_to_the_spec_and_are_recorded(built):
-    from core.prepare.quality import QUALITY_VERSION, QualityThresholds
+    from core.acquire.measure import QUALITY_VERSION
+    from core.prepare.quality import QualityThresholds
 
     params = load_dataset(built).manifest["params"]
     library = inspect.signature(core.prepare.quality.apply_quality_filter).parameters
@@ -348,7 +352,7 @@ def test_duplicates_keep_the_catalogues_name_then_the_better_image(tmp_path):
             kept=candidates["name"].map(kept).fillna(False).astype(bool),
         )
         frame["reason"] = np.where(frame["reason"] != "", frame["reason"], np.where(frame["kept"], "", "low_snr"))
-        resolved = core.prepare.builder.resolve_duplicates(frame)
+        resolved = core.prepare.selection.resolve_duplicates(frame)
         assert (resolved.loc[resolved["reason"].str.startswith("duplicate_of:"), "kept"] == False).all()  # noqa: E712
         return dict(zip(resolved["name"], resolved["reason"]))
 
@@ -383,9 +387,9 @@ def test_a_bad_image_under_one_name_no_longer_loses_its_galaxy(built, truth):
 
 def test_galaxy_zoo_cutouts_are_centred_on_the_image_by_default(tmp_path):
     auto = PreprocessConfig()
-    assert core.prepare.builder.resolve_centre(auto, "gz1").centre == "none"
-    assert core.prepare.builder.resolve_centre(auto, "sample").centre == "auto"
-    assert core.prepare.builder.resolve_centre(PreprocessConfig(centre="peak"), "gz1").centre == "peak"
+    assert core.prepare.selection.resolve_centre(auto, "gz1").centre == "none"
+    assert core.prepare.selection.resolve_centre(auto, "sample").centre == "auto"
+    assert core.prepare.selection.resolve_centre(PreprocessConfig(centre="peak"), "gz1").centre == "peak"
     root = tmp_path / "gz1"
     (root / "images").mkdir(parents=True)
     gz1 = Path(__file__).resolve().parents[1] / "data" / "gz1"
@@ -410,11 +414,11 @@ def test_crop_in_arcsec_judges_each_image_by_its_own_crop_fraction(sample, tmp_p
     measured = frame.drop(columns="reason")
     config = PreprocessConfig(crop=0.5, crop_arcsec=30.0)
     thresholds = core.prepare.quality.QualityThresholds()
-    judged = core.prepare.builder._apply_quality(candidates, measured, config=config, thresholds=thresholds)
+    judged = core.prepare.selection._apply_quality(candidates, measured, config=config, thresholds=thresholds)
     # 30" over 100 px of 1" is a 0.3 crop; of 0.25" a 1.2 crop; no WCS: crop=0.5 as preprocessing does.
     np.testing.assert_allclose(judged["crop_fraction"], [0.3, 1.2, 0.5])
     assert list(judged["reason"]) == ["", "", ""]
-    tight = core.prepare.builder._apply_quality(candidates, measured, config=config, thresholds=dataclasses.replace(thresholds, extent=2.0))
+    tight = core.prepare.selection._apply_quality(candidates, measured, config=config, thresholds=dataclasses.replace(thresholds, extent=2.0))
     assert list(tight["reason"]) == ["galaxy_exceeds_crop", "", ""]
 
 
@@ -432,13 +436,13 @@ def test_cli_passes_thresholds_and_centre(sample, tmp_path, capsys):
 def _record_measured_paths(monkeypatch) -> list[str]:
     """Let the builder measure as usual, and list every image path it measures."""
     measured: list[str] = []
-    real = core.prepare.quality._measure_chunk
+    real = core.acquire.measure._measure_chunk
 
     def counting(items):
         measured.extend(path for path, _, _ in items)
         return real(items)
 
-    monkeypatch.setattr(core.prepare.quality, "_measure_chunk", counting)
+    monkeypatch.setattr(core.acquire.measure, "_measure_chunk", counting)
     return measured
 
 
@@ -506,7 +510,7 @@ def test_catalog_all_without_positions_is_refused_unless_allowed(sample, tmp_pat
     # One catalogue needs no positions, also when it is all the source has (the Galaxy Zoo cutouts).
     candidates, _ = select_candidates(load_source(root), scheme=get_scheme("hubble3"), catalog="all")
     only_ngc = candidates[candidates["prefix"] == "NGC"]
-    assert core.prepare.builder._check_positions(only_ngc, catalog="all", allow_duplicates=False) == (only_ngc["reason"] == "").sum()
+    assert core.prepare.selection.check_positions(only_ngc, catalog="all", allow_duplicates=False) == (only_ngc["reason"] == "").sum()
     # Allowing duplicates builds, and says so in the manifest.
     assert build_dataset(root, preprocess=SMALL, catalog="auto", out=tmp_path / "ngc", n_jobs=1).is_dir()
     out = build_dataset(root, preprocess=SMALL, catalog="all", allow_duplicates=True, out=tmp_path / "all", n_jobs=1)
@@ -530,12 +534,12 @@ def test_survey_and_band_come_from_the_source_else_the_header():
     metrics = pd.DataFrame(
         {"path": ["a", "b", "c", "d"], "header_survey": ["X", "DSS2 red", "DSS2 red", "Y"], "header_band": ["", "RG610", "RG610", ""]}
     )
-    got = core.prepare.builder.image_surveys(table, metrics)
+    got = core.prepare.selection.image_surveys(table, metrics)
     assert got["survey"].tolist() == ["DSS2", "DSS2 red", "DSS2 red", "SDSS", ""]
     assert got["band"].tolist() == ["IIIaF", "RG610", "RG610", "r", ""]
-    mix = core.prepare.builder.survey_mix(got)
+    mix = core.prepare.selection.survey_mix(got)
     assert mix.values.tolist() == [["DSS2 red", "RG610", 2], ["DSS2", "IIIaF", 1], ["SDSS", "r", 1], ["", "", 1]]
-    resolve = core.prepare.builder.resolve_survey
+    resolve = core.prepare.selection.resolve_survey
     assert resolve(got) == ("DSS2 red", "RG610")
     assert resolve(got, survey="sdss") == ("SDSS", "r")
     assert resolve(got, survey="all") == ("all", "all")

@@ -41,7 +41,7 @@ def test_an_unlabelled_table_is_refused() -> None:
 
 
 def test_left_out_objects_counts_galaxies_not_names() -> None:
-    # One row per name, as core.prepare.builder.select gives them. NGC 1 = UGC 1 (kept under NGC 1);
+    # One row per name, as core.prepare.selection.select gives them. NGC 1 = UGC 1 (kept under NGC 1);
     # NGC 2 = UGC 2, both left out (UGC 2 only as NGC 2's duplicate); NGC 3 left out alone.
     selection = pd.DataFrame({
         "name": ["NGC 1", "UGC 1", "NGC 2", "UGC 2", "NGC 3"],

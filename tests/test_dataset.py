@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.prepare.dataset import is_dataset, load_dataset, save_dataset
+from core.prepare.dataset import is_dataset, load_dataset
+from core.prepare.save import save_dataset
 from core.errors import GalaxyMorphError
 
 CLASSES = ["E", "S0", "Spiral"]

@@ -24,8 +24,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.prepare.dataset import (STAGING_MARKER, STALE_AFTER_S, DatasetBusyError, dataset_writer, is_dataset, load_dataset,
-                          save_dataset)
+from core.prepare.dataset import is_dataset, load_dataset
+from core.prepare.save import (STAGING_MARKER, STALE_AFTER_S, DatasetBusyError, dataset_writer,
+                               save_dataset)
 from core.errors import ConfigError
 from core.io import check_folder_name
 from tests.conftest import _copy_gz1
@@ -133,7 +134,7 @@ def _cli_preprocess(source: Path):
     """What `build --size 32` gives this source: its kind's defaults (colour cutouts differ) at 32 px."""
     import dataclasses
 
-    from core.prepare.builder import preprocess_defaults
+    from core.prepare.selection import preprocess_defaults
     from core.acquire.catalogue import load_source
 
     return dataclasses.replace(preprocess_defaults(load_source(source)), size=32)
@@ -213,7 +214,7 @@ CASES = [
     Case("import-into-users-folder", _import("{w}/data/src/catalog.csv", "{w}/mine"), 2,
          r"is not empty and is not an imported source this tool wrote \(it holds thesis.tex\)"),
     Case("import-over-its-own-catalogue", _import("{w}/data/src/catalog.csv", "{w}/data/src"), 2,
-         r"is not an imported source this tool wrote \(it holds .cache, SOURCE.md, catalog.csv"),
+         r"is not an imported source this tool wrote \(it holds .cache, GZ1.json, SOURCE.md and 2 more"),
     Case("import-over-other-import", _import("{w}/data/src/catalog.csv", "{w}/imp"), 2,
          r"holds an imported source made with other parameters. Pass --force", setup=_prior_import),
     Case("import-again-same-inputs", _import("{w}/data/src/other.csv", "{w}/imp"), 0, r"", setup=_prior_import,
@@ -278,7 +279,7 @@ def test_a_name_with_spaces_gets_a_hint() -> None:
 _STALLED_SAVE = textwrap.dedent("""
     import sys
     import numpy as np, pandas as pd
-    from core.prepare.dataset import save_dataset
+    from core.prepare.save import save_dataset
 
     class Stall:
         '''images table whose writing reports the staging folder, then waits for a line on stdin.'''

@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.prepare.dataset import STAGING_MARKER, content_hash, load_dataset, save_dataset
+from core.prepare.dataset import content_hash, load_dataset
+from core.prepare.save import STAGING_MARKER, save_dataset
 from tests.conftest import _copy_gz1
 from tests.fixture_server import ned_server  # noqa: F401 - fixture
 
@@ -86,7 +87,7 @@ def cli_preprocess(source: str | Path):
     """What `build --size 32` gives this source."""
     import dataclasses
 
-    from core.prepare.builder import preprocess_defaults
+    from core.prepare.selection import preprocess_defaults
     from core.acquire.catalogue import load_source
 
     return dataclasses.replace(preprocess_defaults(load_source(source)), size=32)
@@ -130,7 +131,7 @@ _REBUILDER = textwrap.dedent("""
     import sys
     import numpy as np
     import pandas as pd
-    from core.prepare.dataset import save_dataset
+    from core.prepare.save import save_dataset
 
     out, rounds = sys.argv[1], int(sys.argv[2])
     n = 4000
@@ -270,7 +271,7 @@ def test_row14_a_catalogue_file_name_too_long_is_one_line_naming_the_row(tmp_pat
 
 
 def test_row18_build_force_is_refused_while_a_training_reads_the_dataset(source: Path, tmp_path: Path) -> None:
-    from core.learn import runs
+    from core import runs
 
     out = tmp_path / "datasets" / "ds"
     shutil.copytree(source.parent / "first", out)  # what `build` wrote from this source with these options

@@ -335,14 +335,15 @@ def _pad_model_config(model: Path, *, padding: int) -> None:
 
 
 def test_row08_model_config_padded_past_its_cap_is_refused_from_the_zip_directory(copied: dict[str, Path]) -> None:
-    from core.learn.runs import RunDamagedError, load_run
+    from core.learn.models import load_run_model
+    from core.runs import RunDamagedError, load_run
 
     run = load_run(_run_folder(copied, "lenet5"))
     _pad_model_config(run.path / "model.keras", padding=40 * 2**20)
     assert (run.path / "model.keras").stat().st_size < 2**20  # small on disk, 40 MB unpacked
     with pytest.raises(RunDamagedError, match=r"model\.keras is damaged: its member 'config\.json' unpacks to "
                                               r"41,9\d\d,\d\d\d bytes, more than the 16 MB allowed"):
-        run.model()
+        load_run_model(run)
     seen = _page(copied, "classify")
     assert seen["exceptions"] == []
     assert any("model.keras is damaged: its member 'config.json'" in p for table in seen["problems"] for p in table)
@@ -372,7 +373,7 @@ RUN_FILE_CASES = [
 def test_row10_damaged_run_files_are_one_message_naming_the_file(
     case: str, name: str, damage: object, says: str, copied: dict[str, Path]
 ) -> None:
-    from core.learn.runs import load_run, split_damaged
+    from core.runs import load_run, split_damaged
 
     runs = [load_run(p.parent) for p in sorted(copied["runs"].glob("*/config.json"))]
     file = _run_folder(copied, "alexnet") / name
@@ -527,7 +528,7 @@ def _state_cases(outside_model: Path) -> list[tuple[str, object, str]]:
 def test_row15_checkpoint_state_names_only_files_in_its_own_folder(copied: dict[str, Path]) -> None:
     import shutil
 
-    from core.learn import runs
+    from core import runs
     from core.prepare.dataset import load_dataset
     from core.learn.training import TrainingError, default_config, train
 

@@ -79,7 +79,7 @@ def test_singleton_axes_squeezed_and_wcs_kept(tmp_path: Path) -> None:
 
 def test_real_cube_gives_first_plane_and_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     cube = np.arange(3 * 4 * 5, dtype=np.float32).reshape(3, 4, 5)
-    with caplog.at_level(logging.INFO, logger="core.images"):
+    with caplog.at_level(logging.INFO, logger="core.fits"):
         image = read_image(_write(tmp_path / "cube.fits", _fits_bytes(fits.PrimaryHDU(cube))))
     np.testing.assert_array_equal(image.data, cube[0])
     assert "first plane" in caplog.text

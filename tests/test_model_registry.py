@@ -160,7 +160,8 @@ def toy_world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_a_registered_model_trains_through_the_training_api_beside_the_baseline(toy_world):
-    from core.learn.runs import iter_runs, load_keras_model
+    from core.learn.models import load_keras_model
+    from core.runs import iter_runs
 
     outcomes = toy_world["outcomes"]
     assert [(o["model"], o["status"]) for o in outcomes] == [("baseline", "finished"), (TOY, "finished")], outcomes

@@ -15,8 +15,9 @@ import pandas as pd
 import pytest
 
 from core.prepare.builder import build_dataset
-from core.prepare.quality import CACHE_FILE, compute_metrics
-from core.prepare.dataset import content_hash, load_dataset, save_dataset
+from core.acquire.measure import CACHE_FILE, compute_metrics
+from core.prepare.dataset import content_hash, load_dataset
+from core.prepare.save import save_dataset
 from core.errors import ConfigError
 from core.parallel import close_dask_clients, dask_client, resolve_jobs, run_parallel
 from core.prepare.preprocessing import PreprocessConfig

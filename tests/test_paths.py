@@ -9,7 +9,7 @@ import pytest
 from core import jobs
 from core.acquire.http import request_lock_path
 from core.config import get_settings
-from core.learn.runs import default_runs_dir
+from core.runs import default_runs_dir
 from core.paths import data_layout, runs_root
 
 

@@ -21,13 +21,12 @@ from core.prepare.preprocessing import (
     STEP_NAMES,
     PreprocessConfig,
     crop_image,
-    estimate_background,
-    find_centre,
     preprocess,
     preprocess_steps,
     resize,
     stretch_image,
 )
+from core.sky import estimate_background, find_centre
 from core.prepare.quality import REASONS as REJECTION_REASONS
 from core.prepare.quality import QualityThresholds, apply_quality_filter, measure_quality, quality_score
 

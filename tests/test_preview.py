@@ -1,4 +1,4 @@
-"""The preview's numbers are the build's: :func:`core.prepare.builder.select` (what the Preprocessing page
+"""The preview's numbers are the build's: :func:`core.prepare.selection.select` (what the Preprocessing page
 shows) against what ``build`` writes in ``manifest.json`` and ``images.parquet``, over random slider
 settings, every catalogue choice and every conflict policy, on a generated sample and on shipped
 Galaxy Zoo galaxies. The page itself is checked against ``select`` in tests/test_app.py."""
@@ -13,14 +13,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.prepare.builder import REASON_TEXT, build, select, split_sizes
+from core.prepare.builder import build
+from core.prepare.selection import REASON_TEXT, select, split_sizes
 from core.prepare.quality import compute_metrics
 from core.acquire.catalogue import catalogue_prefix, load_source
 from core.errors import ConfigError, GalaxyMorphError
 from core.acquire.labels import CONFLICT_POLICIES
 from core.prepare.preprocessing import PreprocessConfig
 from core.prepare.quality import QualityThresholds
-from core.spec import BuildSpec
+from core.spec import BuildSpec, spec_from_argv
 from tests.conftest import _copy_gz1
 
 
@@ -122,10 +123,10 @@ def test_spec_round_trips_through_the_command_line(sources: dict[str, Path]) -> 
     )
     argv = spec.to_argv(out="/tmp/x", force=True)
     assert argv[:3] == ["build", "--source", str(sources["sample"])] and argv[-3:] == ["--out", "/tmp/x", "--force"]
-    again = BuildSpec.from_argv(argv)
+    again = spec_from_argv(BuildSpec, argv)
     assert again == spec and again.digest() == spec.digest()
     assert spec.replace(seed=5).digest() != spec.digest()
-    assert BuildSpec.from_argv(["build", "--source", "s"]) == BuildSpec(source="s")
+    assert spec_from_argv(BuildSpec, ["build", "--source", "s"]) == BuildSpec(source="s")
 
 
 def test_spec_refuses_what_the_command_line_cannot_say() -> None:
@@ -139,7 +140,7 @@ def test_spec_refuses_what_the_command_line_cannot_say() -> None:
 def test_a_kept_label_stage_gives_the_same_selection(sources: dict[str, Path]) -> None:
     """The preview keeps select()'s catalogue-only stage while sliders move: same answer, and a stage
     of other label choices is refused rather than silently reused."""
-    from core.prepare.builder import label_stage
+    from core.prepare.selection import label_stage
 
     source = load_source(sources["sample"])
     metrics = compute_metrics(source, n_jobs=1)

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.prepare import dataset, provenance
 
-from core.learn import runs
+from core import runs
 from core.prepare.builder import build_dataset
 from core.acquire.catalogue import load_source
 from core.errors import ConfigError

@@ -32,7 +32,7 @@ from core.learn.report import (
     verdicts,
     write_report,
 )
-from core.learn.runs import create_run, iter_runs, set_status
+from core.runs import create_run, iter_runs, set_status
 
 CLASSES = ["E", "S0", "Spiral"]
 NAMES = [f"NGC {i}" for i in range(30)]

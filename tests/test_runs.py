@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from core.io import atomic_write_json
-from core.learn.runs import (
+from core.learn.models import load_run_model
+from core.runs import (
     LIST_COLUMNS,
     RunNotFoundError,
     create_run,
@@ -111,12 +112,12 @@ def test_find_resumable_tells_finished_from_unfinished(tmp_path):
 def test_model_loads_with_safe_mode(tmp_path):
     path = _run(tmp_path)
     with pytest.raises(RunNotFoundError, match="no model.keras"):
-        load_run(path).model()
+        load_run_model(load_run(path))
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
     model.save(path / "model.keras")
     x = np.ones((1, 4), np.float32)
-    np.testing.assert_allclose(load_run(path).model().predict(x, verbose=0), model.predict(x, verbose=0))
+    np.testing.assert_allclose(load_run_model(load_run(path)).predict(x, verbose=0), model.predict(x, verbose=0))
 
 
 def test_set_status_rejects_unknown_status(tmp_path):

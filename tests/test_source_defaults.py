@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from core.acquire.sources import COLOUR_CUTOUT_DEFAULTS
-from core.prepare.builder import build_dataset, is_colour_source, preprocess_defaults
+from core.prepare.builder import build_dataset
+from core.prepare.selection import is_colour_source, preprocess_defaults
 from core.acquire.catalogue import load_source
 from core.cli import main
 from core.prepare.dataset import load_dataset

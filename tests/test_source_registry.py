@@ -17,7 +17,7 @@ from core.acquire.sample import ensure_sample
 from core.acquire.sources import SourceKind, register_source_kind
 from core.errors import ConfigError
 from core.paths import DataLayout
-from core.prepare.builder import preprocess_defaults, select
+from core.prepare.selection import preprocess_defaults, resolve_scheme, select
 from core.prepare.preprocessing import PreprocessConfig
 from core.prepare.quality import compute_metrics
 from core.prepare.quality import QualityThresholds
@@ -120,3 +120,33 @@ def test_a_kind_is_registered_once_and_must_say_how_to_recognise_its_folders(sur
         register_source_kind(survey_x)
     with pytest.raises(ConfigError, match="neither has_marker nor looks_like"):
         register_source_kind(SourceKind(name="nameless", label="?", marker="?"))
+
+
+def test_the_gz1_kind_comes_from_its_marker_file_never_the_folder_name(tmp_path: Path, sky: Path) -> None:
+    # A copy of the shipped SDSS / Galaxy Zoo source under another name: E and Spiral galaxies only, so
+    # its labels alone (no EdgeOn) would not tell; the marker it carries does.
+    shipped = Path(__file__).resolve().parent.parent / "data" / "gz1"
+    copy = tmp_path / "my-cutouts"
+    (copy / "images").mkdir(parents=True)
+    lines = (shipped / "catalog.csv").read_text(encoding="utf-8").splitlines()
+    rows = [line for line in lines[1:] if line.split(",")[1] in ("E", "Spiral")][:6]
+    for row in rows:
+        shutil.copy2(shipped / row.rsplit(",", 1)[1], copy / row.rsplit(",", 1)[1])
+    (copy / "catalog.csv").write_text("\n".join([lines[0], *rows]) + "\n", encoding="utf-8")
+    shutil.copy2(shipped / sources.GZ1_MARKER, copy / sources.GZ1_MARKER)
+    source = load_source(copy)
+    assert source.kind == "gz1"
+    spec = BuildSpec(source=str(copy), preprocess=preprocess_defaults(source))
+    assert resolve_scheme(spec, source).name == "gz1"  # the kind's default scheme
+    assert preprocess_defaults(source) == PreprocessConfig(**sources.COLOUR_CUTOUT_DEFAULTS)
+    (copy / sources.GZ1_MARKER).unlink()
+    assert load_source(copy).kind == "folder"  # without the marker, nothing else makes it Galaxy Zoo
+
+    # The synthetic sample in a folder named gz1 is still the sample; without its own marker, a plain folder.
+    renamed = tmp_path / "data" / "gz1"
+    shutil.copytree(sky, renamed)
+    source = load_source(renamed)
+    assert source.kind == "sample"
+    assert resolve_scheme(BuildSpec(source=str(renamed)), source).name == "hubble3"
+    (renamed / "SAMPLE.json").unlink()
+    assert load_source(renamed).kind == "folder"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import os
@@ -14,6 +15,7 @@ import pytest
 from core import jobs
 from core.cli import build_parser
 from core.errors import ConfigError
+from core.fields import describe, read_spec_file, write_spec_file
 from core.prepare.preprocessing import PreprocessConfig
 from core.prepare.quality import QualityThresholds
 from core.spec import (
@@ -23,8 +25,7 @@ from core.spec import (
     ImportSpec,
     ScrapeSpec,
     TrainSpec,
-    read_spec_file,
-    write_spec_file,
+    spec_from_argv,
 )
 from tests.test_jobs import data_dir  # noqa: F401 - a fixture: a data folder of its own, its jobs killed after
 
@@ -33,11 +34,11 @@ def test_train_spec_round_trips_through_its_command_line() -> None:
     spec = TrainSpec(dataset="data/datasets/h3", models=("lenet5", "resnet18"), seeds=(0, 2), protocol="equal",
                      folds=5, repeats=2, epochs=7, learning_rate=3e-4, augment=False, xla=True, schedule="cosine",
                      label_smoothing=0.1)
-    assert TrainSpec.from_argv(spec.to_argv()) == spec
+    assert spec_from_argv(TrainSpec, spec.to_argv()) == spec
     assert spec.overrides()["label_smoothing"] == 0.1
-    assert TrainSpec.from_argv(spec.to_argv(resume=True)) == spec  # how to run is not what to train
+    assert spec_from_argv(TrainSpec, spec.to_argv(resume=True)) == spec  # how to run is not what to train
     assert TrainSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
-    assert spec.digest() == TrainSpec.from_argv(spec.to_argv()).digest()
+    assert spec.digest() == spec_from_argv(TrainSpec, spec.to_argv()).digest()
     assert spec.digest() != spec.__class__(**{**spec.to_dict(), "seeds": (0, 1)}).digest()
     assert spec.n_runs == 2 * 2 * 5 * 2
 
@@ -228,7 +229,7 @@ def test_a_spec_the_command_line_cannot_say_travels_as_a_file(tmp_path: Path) ->
     spec = BuildSpec(source="s", preprocess=PreprocessConfig(percentiles=(1.0, 99.0)))
     with pytest.raises(ConfigError, match="percentiles=.*have no `build` option.*--spec FILE"):
         spec.to_argv()
-    assert BuildSpec.from_argv(BuildSpec(source="s").to_argv(), default_source="x") == BuildSpec(source="s")
+    assert spec_from_argv(BuildSpec, BuildSpec(source="s").to_argv(), default_source="x") == BuildSpec(source="s")
 
 
 def test_spec_and_flags_together_are_refused(tmp_path: Path) -> None:
@@ -300,3 +301,72 @@ def test_a_spec_file_that_is_a_pipe_is_refused_without_blocking(tmp_path: Path) 
 def test_a_train_spec_file_out_of_range_is_refused(values: dict) -> None:
     with pytest.raises(ConfigError, match="a train spec"):
         TrainSpec.from_dict(values)
+
+
+# ---------------------------------------------------------------------------- the dashboard's widgets, too
+
+ROOT = Path(__file__).resolve().parent.parent
+WIDGET_CALLS = {"slider", "select_slider", "selectbox", "multiselect", "number_input", "text_input", "toggle",
+                "checkbox", "segmented_control", "radio", "pills"}
+SPEC_PAGES = ("app.py", "pages/preprocessing.py", "pages/balance.py", "pages/training.py", "pages/data.py")
+
+
+def _widget_calls(path: Path) -> list[ast.Call]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [node for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr in WIDGET_CALLS]
+
+
+def _field_keys(call: ast.Call) -> list[str] | None:
+    """The WIDGETS keys a call's ``**state.widget_args(KEY)`` names (an f-string: every key it can be)."""
+    from ui import state
+
+    for keyword in call.keywords:
+        value = keyword.value
+        if keyword.arg is None and isinstance(value, ast.Call) and getattr(value.func, "attr", "") == "widget_args":
+            key = value.args[0]
+            if isinstance(key, ast.Constant):
+                return [key.value]
+            prefix = "".join(part.value for part in key.values if isinstance(part, ast.Constant))
+            return [k for k in state.WIDGETS if k.startswith(prefix)]
+    return None
+
+
+def test_every_widget_that_sets_a_spec_field_shows_the_fields_label_help_default_and_choices() -> None:
+    """A field is written once for the dashboard too: the widgets that make a BuildSpec, a TrainSpec or a
+    Data page spec take their label, help, choices and default from the field's declaration
+    (``option(help, label=...)``, its type and default), never from a string typed on the page."""
+    from ui import state
+
+    for key, (cls, path) in state.WIDGETS.items():
+        info = describe(cls, path)
+        assert info.label and info.help, (key, path)  # option(label=...) and its help are declared
+        assert state.widget_args(key) == {"label": info.label, "help": info.help, "key": key}
+        expected = state.DASHBOARD_DEFAULTS.get(key, info.default)
+        assert state.field_default(key) == expected, key
+    # Each start elsewhere than the field's default is one of these, each with its reason in ui/state.py.
+    assert set(state.DASHBOARD_DEFAULTS) == {"data_max_pages", "train_batch"}
+    assert state.STRETCHES == describe(BuildSpec, "preprocess.stretch").choices == ("asinh", "log", "sqrt", "linear")
+    assert set(state.COLOUR_CHOICES) == set(describe(BuildSpec, "preprocess.channels").choices)
+    assert state.field_choices("balance_policy") == describe(BuildSpec, "conflicts").choices
+    assert state.field_choices("train_protocol") == ("equal", "tuned")
+
+    seen: set[str] = set()
+    for page in SPEC_PAGES:
+        for call in _widget_calls(ROOT / page):
+            keys = _field_keys(call)
+            literal_key = next((k.value.value for k in call.keywords if k.arg == "key"
+                                and isinstance(k.value, ast.Constant)), None)
+            where = f"{page}:{call.lineno}"
+            if keys is None:
+                # A widget with its own key may not set a spec field by typing one again.
+                assert literal_key not in state.WIDGETS, f"{where}: use **state.widget_args({literal_key!r})"
+                continue
+            seen.update(keys)
+            assert not call.args, f"{where}: the label comes from the field (option(label=...))"
+            typed = {k.arg for k in call.keywords if k.arg in ("label", "help", "key")}
+            assert not typed, f"{where}: {typed} typed again beside state.widget_args"
+            for k in call.keywords:  # a start value is the field's (state.field_default), not a literal
+                if k.arg in ("value", "default", "index") and isinstance(k.value, (ast.Constant, ast.List)):
+                    assert False, f"{where}: {k.arg}= typed on the page; use state.field_default"
+    assert seen == set(state.WIDGETS), sorted(set(state.WIDGETS) ^ seen)

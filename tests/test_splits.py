@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from core.prepare.builder import build
 from core.acquire.catalogue import load_source
-from core.prepare.dataset import load_dataset, save_dataset
+from core.prepare.dataset import load_dataset
+from core.prepare.save import save_dataset
 from core.errors import ConfigError, GalaxyMorphError
 from core.prepare.preprocessing import PreprocessConfig
 from core.prepare.quality import QualityThresholds
@@ -208,7 +209,7 @@ def test_build_keeps_a_sources_frozen_test_names_whatever_crop_or_threshold_keep
 def test_the_default_build_and_the_study_build_of_gz1_test_the_same_frozen_names(tmp_path, monkeypatch):
     # The study (benchmarks/study_gz1.py, the only benchmark that builds data/gz1) builds exactly what
     # `python -m core build --source data/gz1` builds, and trains and scores on its train + validation only.
-    from core.prepare.builder import preprocess_defaults
+    from core.prepare.selection import preprocess_defaults
     from core.cli import build_parser
     from core.config import get_settings
 

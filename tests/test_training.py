@@ -15,10 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.prepare.dataset import load_dataset, save_dataset
+from core.prepare.dataset import load_dataset
+from core.prepare.save import save_dataset
 from core.errors import ConfigError
 from core.io import read_jsonl
-from core.learn.runs import create_run, list_runs, load_run
+from core.learn.models import load_run_model
+from core.runs import create_run, list_runs, load_run
 from core.learn.training import (
     EVENT_FIELDS,
     RandomDihedral,
@@ -88,7 +90,7 @@ def test_each_model_learns_a_separable_set_well_above_chance(dataset_path, tmp_p
     assert run.metrics["params"] == result.model.count_params()
     assert run.config["device"].startswith("CPU") and run.config["n_train"] == 180
     # The saved inference model has no augmentation and reproduces the stored predictions.
-    loaded = run.model()
+    loaded = load_run_model(run)
     assert not any(isinstance(layer, RandomDihedral) for layer in loaded.layers)
     x_test = load_dataset(dataset_path).subset("test")[0]
     np.testing.assert_allclose(loaded.predict(x_test, verbose=0)[:, 0], run.predictions["prob_blob"], atol=1e-5)
@@ -262,7 +264,7 @@ def test_config_round_trip_and_per_model_defaults():
 
 def test_train_folds_rotates_the_test_fold_and_compare_aggregates_over_them(tmp_path):
     from core.learn.report import paired_tests, summary_table
-    from core.learn.runs import iter_runs
+    from core.runs import iter_runs
 
     path = make_separable_dataset(tmp_path / "tiny", n=90, size=16)
     outcomes = train_many(path, models=["lenet5"], seeds=[0], runs_dir=tmp_path / "runs", folds=3,
@@ -298,7 +300,7 @@ def test_the_equal_protocol_is_the_default_and_every_model_records_what_it_alone
 
 
 def test_a_run_of_train_many_records_its_protocol_differences(tmp_path):
-    from core.learn.runs import iter_runs
+    from core.runs import iter_runs
 
     path = make_separable_dataset(tmp_path / "tiny", n=60, size=16)
     outcomes = train_many(path, models=["lenet5"], seeds=[0], runs_dir=tmp_path / "runs",
@@ -315,7 +317,7 @@ def test_folds_on_a_dataset_with_a_frozen_test_set_never_train_on_it_and_score_i
     import shutil
 
     from core.learn.report import format_summary, summary_table
-    from core.learn.runs import iter_runs, set_status
+    from core.runs import iter_runs, set_status
 
     shapes = load_dataset(make_separable_dataset(tmp_path / "shapes", n=90, size=16))
     path = save_dataset(tmp_path / "frozen", x=np.asarray(shapes.x), meta=shapes.meta, classes=shapes.classes,

@@ -7,10 +7,11 @@ import pytest
 
 from core.errors import ConfigError
 from core.learn.report import comparison_title, tuning_note
-from core.learn.runs import iter_runs
+from core.runs import iter_runs
 from core.learn.training import default_config, train_many
 from core.learn.tuning import TUNING_CANDIDATES, best_candidate, check_candidates, describe
-from core.prepare.dataset import load_dataset, save_dataset
+from core.prepare.dataset import load_dataset
+from core.prepare.save import save_dataset
 from core.spec import TrainSpec
 from tests.test_training import make_separable_dataset
 

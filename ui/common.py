@@ -22,8 +22,8 @@ from core.acquire.counts import SourceCounts
 from core.errors import GalaxyMorphError
 from core.io import read_jsonl
 from core.progress import format_duration
-from core.learn.runs import DAMAGED
-from core.spec import TrainSpec
+from core.runs import DAMAGED
+from core.spec import TrainSpec, spec_from_argv
 from ui.services import sources as source_service
 
 
@@ -149,7 +149,7 @@ def changed_dataset_notice(items: Iterable[tuple[object, str]], *, key: str) -> 
 
 
 def damaged_runs(table: pd.DataFrame) -> list[tuple[str, str]]:
-    """``(folder, message)`` of the damaged rows of :func:`core.learn.runs.list_runs`'s table."""
+    """``(folder, message)`` of the damaged rows of :func:`core.runs.list_runs`'s table."""
     if table.empty:
         return []
     bad = table[table["status"] == DAMAGED]
@@ -329,7 +329,7 @@ def _planned_runs(job: jobs.Job) -> int:
     job started without one)."""
     try:
         spec = TrainSpec.from_dict({k: v for k, v in job.spec.items() if k != "kind"}) if job.spec \
-            else TrainSpec.from_argv(job.command[3:])
+            else spec_from_argv(TrainSpec, job.command[3:])
     except (GalaxyMorphError, SystemExit):  # argparse exits on a command line it cannot read
         return 1
     return spec.n_runs

@@ -35,7 +35,7 @@ WARM_MODULES: tuple[str, ...] = (
     "numpy", "pandas", "polars", "plotly.graph_objects",
     "core.prepare.builder", "core.acquire.catalogue", "core.acquire.counts", "core.prepare.dataset", "core.learn.device", "core.images", "core.io",
     "core.jobs", "core.acquire.labels", "core.learn.metrics", "core.prepare.preprocessing", "core.progress", "core.prepare.provenance",
-    "core.prepare.quality", "core.learn.report", "core.learn.runs", "core.acquire.sample", "core.spec",
+    "core.prepare.quality", "core.learn.report", "core.runs", "core.acquire.sample", "core.spec", "core.learn.protocol",
 )
 """What the pages import beside Streamlit and ``ui`` (``tests/test_serve.py`` checks the list is complete)."""
 

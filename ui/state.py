@@ -17,15 +17,77 @@ import streamlit as st
 
 from core import jobs
 from core.config import get_settings
+from core.fields import describe
 from core.io import check_folder_name
+from core.learn.protocol import TrainConfig
 from core.paths import data_layout
 from core.prepare.quality import QualityThresholds
-from core.spec import BuildSpec, FetchSpec, ScrapeSpec
+from core.spec import BuildSpec, FetchSpec, ImportSpec, ScrapeSpec, TrainSpec
 from ui.services.builds import dataset_path
 from ui.services.sources import default_scheme, preprocess_defaults
 
-STRETCHES = ("asinh", "log", "sqrt", "linear")
-"""The stretches the Preprocessing page offers."""
+#: Every widget that sets a spec field, by its key: the spec and the field's path. Its label, help,
+#: choices and default are the field's own (:func:`widget_args`, :func:`field_choices`,
+#: :func:`field_default`), written once where the field is declared (``option(help, label=...)``).
+WIDGETS: dict[str, tuple[type, str]] = {
+    "pp_crop": (BuildSpec, "preprocess.crop"),
+    "pp_size": (BuildSpec, "preprocess.size"),
+    "pp_stretch": (BuildSpec, "preprocess.stretch"),
+    "pp_colour": (BuildSpec, "preprocess.channels"),
+    "pp_min_quality": (BuildSpec, "thresholds.min_quality"),
+    "pp_min_size": (BuildSpec, "thresholds.min_size"),
+    "pp_catalog": (BuildSpec, "catalog"),
+    "pp_survey": (BuildSpec, "survey"),
+    "sidebar_source": (BuildSpec, "source"),
+    "sidebar_scheme": (BuildSpec, "scheme"),
+    "balance_scheme": (BuildSpec, "scheme"),
+    "balance_policy": (BuildSpec, "conflicts"),
+    "balance_exclude_dwarfs": (BuildSpec, "exclude_dwarfs"),
+    "balance_exclude_uncertain": (BuildSpec, "exclude_uncertain"),
+    "train_dataset": (TrainSpec, "dataset"),
+    "train_models": (TrainSpec, "models"),
+    "train_epochs": (TrainSpec, "epochs"),
+    "train_seeds": (TrainSpec, "seeds"),
+    "train_batch": (TrainSpec, "batch_size"),
+    "train_mixed": (TrainSpec, "mixed_precision"),
+    "train_xla": (TrainSpec, "xla"),
+    "train_protocol": (TrainSpec, "protocol"),
+    "train_folds": (TrainSpec, "folds"),
+    "train_repeats": (TrainSpec, "repeats"),
+    "data_classes": (ScrapeSpec, "classes"),
+    "data_max_pages": (ScrapeSpec, "max_pages"),
+    "data_import_csv": (ImportSpec, "catalog"),
+    "data_import_images": (ImportSpec, "images"),
+    "data_import_name": (ImportSpec, "name"),
+}
+#: Where a widget starts elsewhere than at its field's default, and why (``tests/test_spec.py`` lists them).
+DASHBOARD_DEFAULTS: dict[str, Any] = {
+    # A first search from the dashboard is a trial: two pages a class, not all of NED (the command's 0).
+    "data_max_pages": 2,
+    # A slider needs a number; the field's None (each model's own) is TrainConfig's batch size for every model.
+    "train_batch": TrainConfig.batch_size,
+}
+
+
+def widget_args(key: str, *, suffix: str = "") -> dict[str, Any]:
+    """``label`` (then ``suffix``), ``help`` and ``key`` of the widget ``key`` (:data:`WIDGETS`), from its
+    field's declaration."""
+    info = describe(*WIDGETS[key])
+    return {"label": f"{info.label}{suffix}", "help": info.help, "key": key}
+
+
+def field_choices(key: str) -> tuple[Any, ...]:
+    """The values the field of the widget ``key`` allows, in its declaration's order."""
+    return tuple(describe(*WIDGETS[key]).choices or ())
+
+
+def field_default(key: str) -> Any:
+    """Where the widget ``key`` starts: its field's default, unless :data:`DASHBOARD_DEFAULTS` says otherwise."""
+    return DASHBOARD_DEFAULTS[key] if key in DASHBOARD_DEFAULTS else describe(*WIDGETS[key]).default
+
+
+STRETCHES: tuple[str, ...] = field_choices("pp_stretch")
+"""The stretches the Preprocessing page offers: the field's."""
 COLOUR_CHOICES: dict[int, str] = {1: "grey", 3: "colour"}
 """The Preprocessing page's colour choice, by number of channels."""
 CHANNELS: dict[str, int] = {label: channels for channels, label in COLOUR_CHOICES.items()}
@@ -44,7 +106,7 @@ def exclusions() -> dict[str, bool]:
 
 def default_preprocess(source: str) -> dict[str, Any]:
     """Slider defaults: those of ``python -m core build`` for this source (its kind's preprocessing,
-    :func:`core.prepare.builder.preprocess_defaults`, and :class:`core.spec.BuildSpec`'s choices)."""
+    :func:`core.prepare.selection.preprocess_defaults`, and :class:`core.spec.BuildSpec`'s choices)."""
     spec = BuildSpec(source=source, preprocess=preprocess_defaults(source))
     return {
         "crop": float(spec.preprocess.crop),
@@ -83,7 +145,7 @@ def build_spec(source: str, scheme: str) -> BuildSpec:
                                        channels=CHANNELS.get(settings["colour"], 1)),
         thresholds=QualityThresholds(min_quality=float(settings["min_quality"]), min_size=int(settings["min_size"])),
         catalog=settings["catalog"], survey=settings["survey"],
-        conflicts=st.session_state.get("balance_policy") or "drop",
+        conflicts=st.session_state.get("balance_policy") or field_default("balance_policy"),
         exclude_dwarfs=exclusions()["dwarfs"], exclude_uncertain=exclusions()["uncertain"],
     )
 

@@ -265,7 +265,7 @@ def generate_sample(
     >>> generate_sample("data/sample", n=200, seed=1)  # doctest: +SKIP
     PosixPath('data/sample')
     """
-    from core.prepare.quality import compute_metrics
+    from core.acquire.measure import compute_metrics
     from core.parallel import resolve_jobs, run_parallel
 
     n, seed = _validate(n=n, seed=seed)
@@ -1103,7 +1103,7 @@ def _render_task(task: tuple[dict[str, Any], Path]) -> dict[str, Any]:
 
 def _render_and_write(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     """Render one image, write it atomically, return its truth record and its quality metrics."""
-    from core.prepare.quality import measure_images
+    from core.acquire.measure import measure_images
 
     data, cards, truth = _render(spec)
     survey = {s.name: s for s in _surveys()}[spec["image"]["survey"]]

@@ -28,6 +28,9 @@ from core.paths import DataLayout
 
 GZ1_LABELS = frozenset({"E", "EdgeOn", "Spiral"})
 """Galaxy Zoo 1's three classes, as the shipped sample's catalogue writes them."""
+GZ1_MARKER = "GZ1.json"
+"""The file that marks a folder as the shipped SDSS / Galaxy Zoo 1 source, wherever it sits and whatever
+its name (a copy keeps it; a folder merely named ``gz1`` is not one)."""
 
 COLOUR_CUTOUT_DEFAULTS: Mapping[str, Any] = MappingProxyType(
     {"channels": 3, "crop": 0.3, "stretch": "linear", "centre": "none"})
@@ -157,8 +160,10 @@ register_source_kind(SourceKind(
 ))
 register_source_kind(SourceKind(
     name="gz1", label="built-in SDSS / Galaxy Zoo 1 sample",
-    marker="a folder named gz1, or a catalogue of only E / EdgeOn / Spiral labels with EdgeOn among them",
-    looks_like=lambda root, labels: root.name == "gz1" or ("EdgeOn" in labels and labels <= GZ1_LABELS),
+    marker=f"{GZ1_MARKER} (shipped in data/gz1), or a catalogue of only E / EdgeOn / Spiral labels with EdgeOn "
+           "among them",
+    has_marker=lambda root: (root / GZ1_MARKER).is_file(),
+    looks_like=lambda root, labels: "EdgeOn" in labels and labels <= GZ1_LABELS,
     folders=lambda layout: [layout.gz1], default_scheme="gz1", centred=True, credit=GZ1_CREDIT,
 ))
 register_source_kind(SourceKind(

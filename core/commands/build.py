@@ -7,7 +7,8 @@ import sys
 
 from core.acquire.sources import COLOUR_CUTOUT_DEFAULTS
 from core.prepare.preprocessing import PreprocessConfig
-from core.spec import BuildSpec, add_spec_options
+from core.fields import add_spec_options
+from core.spec import BuildSpec
 
 UNCLASSIFIED_PRINTED = 12
 
@@ -25,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     # Every choice of the build is a BuildSpec field: its flag, type, choices, default and help come from
-    # there (core.spec.add_spec_options). Where the source kind decides a default, the help says so.
+    # there (core.fields.add_spec_options). Where the source kind decides a default, the help says so.
     fixed = PreprocessConfig()
     cutouts = {name: f"{getattr(fixed, name)}; JPEG/PNG colour cutouts: {value}"
                for name, value in COLOUR_CUTOUT_DEFAULTS.items()}
@@ -47,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build, then print the folder, the counts per split and the reasons images were left out."""
-    from core.prepare.builder import build, preprocess_defaults
+    from core.prepare.builder import build
+    from core.prepare.selection import preprocess_defaults
     from core.prepare.quality import QUALITY_FIELDS
     from core.acquire.catalogue import load_source
     from core.config import get_settings

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from core.errors import GalaxyMorphError, shorten_message
     from core.io import REPORT, check_replaceable, out_of_space_as_error
     from core.learn.report import by_dataset, dataset_name, deduplicate, finished
-    from core.learn.runs import resolve_run, scan_runs, split_damaged
+    from core.runs import resolve_run, scan_runs, split_damaged
 
     check_replaceable(args.out, kind=REPORT)  # before any table is printed: the report could not be written
     # A run that cannot be read stops the comparison: leaving it out would change the result

@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the metrics; a run that cannot be read is reported (exit 2) and the others still print."""
     from core.errors import GalaxyMorphError
-    from core.learn.runs import list_runs, resolve_run
+    from core.runs import list_runs, resolve_run
 
     if not args.runs:
         table = list_runs(args.runs_dir)
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     return 2 if failed else 0
 
 
-def format_run(run) -> str:  # noqa: ANN001 - a core.learn.runs.Run, imported lazily
+def format_run(run) -> str:  # noqa: ANN001 - a core.runs.Run, imported lazily
     """A run's metrics as a short text block; a metric the run did not record shows as ``–``."""
     m = run.metrics
     head = f"{run.id}  ({run.model_name}, seed {run.seed}, status {run.status})"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from core.spec import ScrapeSpec, add_spec_options
+from core.fields import add_spec_options
+from core.spec import ScrapeSpec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -6,7 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from core.spec import TrainSpec, add_spec_options
+from core.fields import add_spec_options
+from core.spec import TrainSpec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

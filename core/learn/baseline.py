@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.learn import runs
+from core import runs
 from core.prepare.dataset import Dataset
 from core.errors import ConfigError
 from core.io import atomic_path, atomic_write_json, atomic_write_text
@@ -229,7 +229,7 @@ def train_baseline(dataset: Dataset, config: BaselineConfig, *, run_dir: str | P
         Its split is used as is; ``val`` is only scored (``history.csv``), ``test`` evaluated once.
     config : BaselineConfig
     run_dir : Path
-        A folder made by :func:`core.learn.runs.create_run` (model ``"baseline"``).
+        A folder made by :func:`core.runs.create_run` (model ``"baseline"``).
 
     Returns
     -------

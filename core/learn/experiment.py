@@ -1,4 +1,4 @@
-"""Train what a :class:`~core.spec.TrainSpec` names: each model by the trainer its registry entry says.
+"""Train what a :class:`~core.learn.spec.TrainSpec` names: each model by the trainer its registry entry says.
 
 Networks go to :func:`core.learn.grid.train_runs` (here, or on a dask cluster) under the spec's
 protocol; a feature model (the gradient-boosting baseline) to its own trainer, on the same seeds,
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from core.learn import registry
-from core.spec import TrainSpec
+from core.learn.spec import TrainSpec
 
 
 def train_spec(

@@ -266,7 +266,7 @@ def train_task(task: GridTask) -> dict[str, Any]:
                 raise ConfigError(f"the dataset at {task.dataset} changed since the grid started "
                                   f"(content hash {dataset.content_hash[:12]}, planned {task.dataset_hash[:12]}). "
                                   "Train again on the new dataset.")
-            from core.learn import runs  # noqa: PLC0415
+            from core import runs  # noqa: PLC0415
 
             runs.set_status(task.run_dir, "running", threads=threads, worker=outcome["worker"])
             result = train(dataset, config, run_dir=task.run_dir, resume=True)
@@ -280,7 +280,7 @@ def train_task(task: GridTask) -> dict[str, Any]:
 
 
 def _mark_failed(run_dir: str, exc: BaseException) -> None:
-    from core.learn import runs  # noqa: PLC0415
+    from core import runs  # noqa: PLC0415
     from core.errors import GalaxyMorphError  # noqa: PLC0415
 
     try:
@@ -359,7 +359,7 @@ def run_grid(
     ConfigError
         If the cluster cannot be reached, or a worker cannot read the dataset or write the runs folder.
     """
-    from core.learn import runs  # noqa: PLC0415
+    from core import runs  # noqa: PLC0415
     from core.prepare.dataset import load_dataset  # noqa: PLC0415
     from core.parallel import dask_client  # noqa: PLC0415
 
@@ -433,7 +433,7 @@ def run_grid(
 
 
 def _label(config: Any) -> str:
-    """``alexnet s0 f1 r2``: model, seed, fold and split seed, as :attr:`core.learn.runs.Run.label` writes them."""
+    """``alexnet s0 f1 r2``: model, seed, fold and split seed, as :attr:`core.runs.Run.label` writes them."""
     label = f"{config.model} s{config.seed}"
     if config.folds:
         label += f" f{config.fold}"

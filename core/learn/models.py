@@ -14,13 +14,15 @@ Each builder here has one entry in :mod:`core.learn.registry` (name, label, pape
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import keras
 from keras import layers
 
-from core.errors import ConfigError
-from core.learn.registry import model_entry
+from core.errors import ConfigError, shorten
+from core import runs
+from core.learn.registry import import_builders, model_entry
 
 
 def _check_common(input_size: int, channels: int, num_classes: int, *, min_size: int) -> None:
@@ -367,6 +369,34 @@ def build_model(
         is not accepted by that builder.
     """
     return model_entry(name).build(input_size=input_size, channels=channels, num_classes=num_classes, **options)
+
+
+def load_keras_model(path: Path, *, damaged: Any) -> Any:
+    """:func:`core.runs.check_model_archive`, then ``keras.saving.load_model(path, safe_mode=True)``; whatever
+    Keras raises on a damaged archive becomes ``damaged(path, reason)``."""
+    import_builders()  # each architecture's module registers its custom layers for deserialisation
+
+    runs.check_model_archive(path, damaged=damaged)
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001 - Keras raises anything (KeyError, TypeError, OSError...) on bad input
+        raise damaged(path, f"it cannot be loaded as a Keras model ({type(exc).__name__}: {shorten(exc)})") from exc
+
+
+def load_run_model(run: runs.Run) -> keras.Model:
+    """The trained inference model of ``run``, loaded with ``safe_mode=True`` (:func:`load_keras_model`).
+
+    Raises
+    ------
+    RunNotFoundError
+        If the run has no ``model.keras`` (yet).
+    RunDamagedError
+        If ``model.keras`` is not a regular file, exceeds a size cap or cannot be loaded.
+    """
+    path = run.path / "model.keras"
+    if not path.exists():
+        raise runs.RunNotFoundError(f"run {run.id} has no model.keras (status {run.status}). Finish or resume it first.")
+    return load_keras_model(path, damaged=runs.damaged_file)
 
 
 def count_params(model: keras.Model, *, trainable_only: bool = False) -> int:

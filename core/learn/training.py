@@ -33,13 +33,13 @@ import pandas as pd
 
 from core.errors import ConfigError
 from core.io import append_jsonl, atomic_path, atomic_write_json, atomic_write_text, is_out_of_space
-from core.learn import runs
+from core import runs
 from core.learn.augment import RandomDihedral, SparseSmoothedCrossentropy, augmentation, training_loss, training_model
 from core.learn.checkpoint import (EVENT_FIELDS, RunCallback, TrainingError, check_room, damaged_state,
                                    early_stopping_replay, fresh_state, load_state)
 from core.learn.device import device_name
 from core.learn.metrics import evaluate_predictions
-from core.learn.models import build_model, count_params
+from core.learn.models import build_model, count_params, load_keras_model
 from core.learn.protocol import (EQUAL_RECIPE, PROTOCOLS, TrainConfig, default_config, model_defaults,
                                  protocol_differences)
 from core.learn.tuning import TUNING_CANDIDATES, best_candidate, check_candidates, describe
@@ -191,7 +191,7 @@ def train(
         From :func:`core.prepare.dataset.load_dataset`; its split is used as is.
     config : TrainConfig
     run_dir : Path
-        A folder made by :func:`core.learn.runs.create_run`; every file of the run is written there.
+        A folder made by :func:`core.runs.create_run`; every file of the run is written there.
     progress_callback : callable or None
         Called with each progress event (the dict also appended to ``events.jsonl``).
     resume : bool
@@ -291,7 +291,7 @@ def _fit(config: TrainConfig, data: _FitData, *, run_dir: Path, run_id: str, wor
     state = load_state(ckpt) if resume else None
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         if state is not None:
-            fit_model = runs.load_keras_model(ckpt / state["model_file"], damaged=damaged_state)
+            fit_model = load_keras_model(ckpt / state["model_file"], damaged=damaged_state)
             logger.info("run %s: resuming after epoch %d", run_id, state["epoch"])
         else:
             if ckpt.exists():

@@ -2,7 +2,7 @@
 images the run's way.
 
 A run's ``config.json`` stores its dataset's path, content hash and resolved preprocessing
-(:func:`core.learn.runs.create_run`). Classify and the misclassified gallery read that, not the dataset
+(:func:`core.runs.create_run`). Classify and the misclassified gallery read that, not the dataset
 folder's current manifest: a folder rebuilt under the same name after training (other images,
 another crop) would otherwise make a model see inputs it was not trained on, silently.
 """
@@ -17,7 +17,7 @@ import numpy as np
 
 from core.prepare import dataset, preprocessing
 
-from core.learn import runs
+from core import runs
 from core.errors import GalaxyMorphError
 from core.images import ImageData
 
@@ -147,7 +147,7 @@ def training_runs(dataset_path: str | Path, runs_dir: str | Path | None = None) 
     """Runs in ``runs_dir`` training on the dataset folder ``dataset_path`` right now.
 
     A run counts while its status is ``running`` and, on this host, its process is alive
-    (:func:`core.learn.runs.effective_status`); a killed one is ``stale`` and does not hold the folder.
+    (:func:`core.runs.effective_status`); a killed one is ``stale`` and does not hold the folder.
     """
     target = Path(dataset_path).resolve()
     found, _ = runs.scan_runs(runs_dir)

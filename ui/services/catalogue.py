@@ -16,7 +16,7 @@ import streamlit as st
 from core.acquire import catalogue, counts, labels
 from core.errors import GalaxyMorphError
 from core.images import read_image
-from core.prepare.builder import image_surveys
+from core.prepare.selection import image_surveys
 from ui.services.keys import source_fingerprint
 from ui.services.sources import default_scheme, scheme_classes
 

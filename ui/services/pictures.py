@@ -61,7 +61,7 @@ def before_after(
 ) -> tuple[bytes, bytes]:
     """PNGs of the raw image (display stretch, at most :data:`THUMBNAIL_SIDE` px) and the preprocessed one.
 
-    ``config`` is the build's (:attr:`core.prepare.builder.Selection.preprocess`, its centre resolved for the
+    ``config`` is the build's (:attr:`core.prepare.selection.Selection.preprocess`, its centre resolved for the
     source kind) and ``ra``/``dec`` the catalogue position, so the crop is the one the build makes.
     Encoded once here: every slider step redraws 24 of these, and ``st.image`` of an array re-encodes
     it each time (half the server time of a step), of PNG bytes it only reads the header.

@@ -1,6 +1,6 @@
 """Quality metrics and the builder's own selection, for the Preprocessing preview and the statistics.
 
-:func:`selection` is :func:`core.prepare.builder.select` of the spec the widgets make
+:func:`selection` is :func:`core.prepare.selection.select` of the spec the widgets make
 (:func:`ui.state.build_spec`), cached per spec and source fingerprint: what the preview counts is
 what ``python -m core build`` keeps.
 """
@@ -12,8 +12,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core.prepare import builder, quality
-from core.prepare.builder import LabelStage, Selection, image_surveys, label_stage, label_stage_key, select
+from core.prepare import quality
+from core.prepare.selection import LabelStage, Selection, image_surveys, label_stage, label_stage_key, select
+from core.prepare.selection import split_sizes as selection_split_sizes
 from core.prepare.quality import compute_metrics
 from core.progress import Progress
 from core.spec import BuildSpec
@@ -95,18 +96,18 @@ def _selection(spec: BuildSpec, fingerprint: tuple[float, ...]) -> Selection:
 
 
 def selection(spec: BuildSpec) -> Selection:
-    """What ``python -m core build`` keeps with ``spec``, per object (:func:`core.prepare.builder.select`, the
+    """What ``python -m core build`` keeps with ``spec``, per object (:func:`core.prepare.selection.select`, the
     build's own function); raises its :class:`~core.errors.GalaxyMorphError` for a spec it would refuse."""
     return _selection(spec, source_fingerprint(spec.source))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def _split_sizes(spec: BuildSpec, fingerprint: tuple[float, ...]) -> dict[str, int]:
-    return builder.split_sizes(_selection(spec, fingerprint), spec)
+    return selection_split_sizes(_selection(spec, fingerprint), spec)
 
 
 def split_sizes(spec: BuildSpec) -> dict[str, int]:
-    """Training, validation and test galaxies of a build of ``spec`` (:func:`core.prepare.builder.split_sizes`);
+    """Training, validation and test galaxies of a build of ``spec`` (:func:`core.prepare.selection.split_sizes`);
     raises the build's own :class:`~core.errors.GalaxyMorphError` when it would keep too few."""
     return _split_sizes(spec, source_fingerprint(spec.source))
 

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.learn import report, runs
+from core import runs
+from core.learn import report
 from core.paths import runs_root
 from core.prepare import provenance
 from ui.services.builds import dataset_source as dataset_source_of
@@ -19,14 +20,16 @@ from ui.services.pictures import for_display
 
 
 def runs_table() -> pd.DataFrame:
-    """Every run under the runs folder (see :func:`core.learn.runs.list_runs`), newest last."""
+    """Every run under the runs folder (see :func:`core.runs.list_runs`), newest last."""
     return runs.list_runs(runs_root())
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model …")
 def load_model(run_path: str, mtime: float) -> Any:
     """The trained Keras model of a run, loaded once per server."""
-    return runs.load_run(run_path).model()
+    from core.learn.models import load_run_model  # noqa: PLC0415 - Keras, only when a model is shown
+
+    return load_run_model(runs.load_run(run_path))
 
 
 def _model(run_path: str) -> Any:

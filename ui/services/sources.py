@@ -17,7 +17,7 @@ from core.acquire.sample import ensure_sample
 from core.acquire.sources import SourceKind, detect_kind, get_source_kind
 from core.errors import GalaxyMorphError
 from core.paths import data_layout
-from core.prepare.builder import preprocess_defaults as builder_preprocess_defaults
+from core.prepare.selection import preprocess_defaults as builder_preprocess_defaults
 from core.prepare.preprocessing import PreprocessConfig
 from ui.services.keys import source_fingerprint
 
@@ -80,7 +80,7 @@ def credit(source: str | Path | None) -> str:
 
 def preprocess_defaults(source: str) -> PreprocessConfig:
     """The preprocessing ``build`` gives ``source`` for every option left out
-    (:func:`core.prepare.builder.preprocess_defaults`: its kind's, colour cutouts apart)."""
+    (:func:`core.prepare.selection.preprocess_defaults`: its kind's, colour cutouts apart)."""
     return builder_preprocess_defaults(source_at(source, source_fingerprint(source)))
 
 

@@ -1,6 +1,6 @@
 """Comparing runs: tables, verdicts and figures for the dashboard, and the ``compare`` report on disk.
 
-Every function takes :class:`core.learn.runs.Run` objects and returns plain tables (pandas) or plotly
+Every function takes :class:`core.runs.Run` objects and returns plain tables (pandas) or plotly
 figures, so the dashboard and :func:`write_report` show the same numbers.
 
 - Runs are compared **within one dataset** (its content hash) **and protocol** (``tuned`` /

@@ -35,7 +35,7 @@ from core.learn.report.text import (
     summary_cells,
     verdict_lines,
 )
-from core.learn.runs import Run
+from core.runs import Run
 
 # All ten characters that LaTeX gives a meaning to, in one pass (so the backslashes added for
 # one are never escaped again); a line break would end the table row's paragraph. The non-ASCII

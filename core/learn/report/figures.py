@@ -36,7 +36,7 @@ from core.learn.report.tables import (
     summary_table,
 )
 from core.learn.report.text import n_test_cell
-from core.learn.runs import Run
+from core.runs import Run
 
 logger = logging.getLogger(__name__)
 

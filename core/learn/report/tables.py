@@ -27,7 +27,7 @@ from core.learn.metrics import (
     roc_curve,
     wilson_interval,
 )
-from core.learn.runs import Run
+from core.runs import Run
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from core.learn.report.tables import (
     smallest_first,
     split_key,
 )
-from core.learn.runs import Run
+from core.runs import Run
 
 METRIC_LABELS = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced acc.", "macro_f1": "Macro F1",
                  "roc_auc_macro": "ROC AUC (OvR)", "ece": "ECE", "params": "Parameters", "train_seconds": "Train time (s)",

@@ -94,7 +94,7 @@ def config_hash(params: dict[str, Any], dataset_hash: str) -> str:
 
 def package_versions() -> dict[str, str]:
     """Versions of the packages that change results, for the run's config."""
-    import keras  # noqa: PLC0415 - keep `core.learn.runs` importable without loading Keras
+    import keras  # noqa: PLC0415 - keep `core.runs` importable without loading Keras
 
     versions = {"python": platform.python_version(), "numpy": np.__version__, "keras": keras.__version__,
                 "keras_backend": keras.backend.backend()}
@@ -202,7 +202,8 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
     return config
 
 
-def _damaged(path: Path, reason: str) -> RunDamagedError:
+def damaged_file(path: Path, reason: str) -> RunDamagedError:
+    """The error for a run's file that cannot be used: it names the file, why, and what to do."""
     return RunDamagedError(
         f"{path} is damaged: {reason}. Delete the run folder {path.parent} and train that model again."
     )
@@ -217,7 +218,7 @@ def _read_json_object(path: Path) -> dict[str, Any]:
     try:
         return read_json_object(path, max_bytes=MAX_JSON_BYTES)
     except ValueError as exc:
-        raise _damaged(path, str(exc)) from exc
+        raise damaged_file(path, str(exc)) from exc
 
 
 def _is_number(value: Any) -> bool:
@@ -234,16 +235,16 @@ def _check_config(path: Path, config: dict[str, Any]) -> None:
     for key, kind in required.items():
         value = config.get(key)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise _damaged(path, f"{key!r} must be a {names[kind]}; got {_short(value)}")
+            raise damaged_file(path, f"{key!r} must be a {names[kind]}; got {_short(value)}")
     if config["status"] not in STATUSES[:-1]:
-        raise _damaged(path, f"'status' must be one of {STATUSES[:-1]}; got {_short(config['status'])}")
+        raise damaged_file(path, f"'status' must be one of {STATUSES[:-1]}; got {_short(config['status'])}")
     if not isinstance(config["dataset"].get("path"), str):
-        raise _damaged(path, f"'dataset' must name its 'path'; got {_short(config['dataset'])}")
+        raise damaged_file(path, f"'dataset' must name its 'path'; got {_short(config['dataset'])}")
     classes = config.get("classes", [])
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
-        raise _damaged(path, f"'classes' must be a list of names; got {_short(classes)}")
+        raise damaged_file(path, f"'classes' must be a list of names; got {_short(classes)}")
     if not _is_count(config.get("epochs_done", 0)):
-        raise _damaged(path, f"'epochs_done' must be a whole number >= 0; got {_short(config.get('epochs_done'))}")
+        raise damaged_file(path, f"'epochs_done' must be a whole number >= 0; got {_short(config.get('epochs_done'))}")
 
 
 def _check_metrics(path: Path, metrics: dict[str, Any], classes: list[str]) -> None:
@@ -252,19 +253,19 @@ def _check_metrics(path: Path, metrics: dict[str, Any], classes: list[str]) -> N
     for key in METRIC_NUMBERS:
         value = metrics.get(key)
         if value is not None and (not _is_number(value) or math.isinf(value)):
-            raise _damaged(path, f"{key!r} must be a finite number; got {_short(value)}")
+            raise damaged_file(path, f"{key!r} must be a finite number; got {_short(value)}")
     per_class = metrics.get("per_class", {})
     if not isinstance(per_class, dict) or not all(
         isinstance(scores, dict) and all(_is_number(scores.get(k)) for k in ("precision", "recall", "f1"))
         and _is_count(scores.get("support")) for scores in per_class.values()
     ):
-        raise _damaged(path, "'per_class' must map each class to its precision, recall, f1 and support")
+        raise damaged_file(path, "'per_class' must map each class to its precision, recall, f1 and support")
     if "confusion" in metrics:
         confusion, n = metrics["confusion"], len(classes) or len(per_class)
         if not (isinstance(confusion, list) and len(confusion) == n and all(
             isinstance(row, list) and len(row) == n and all(_is_count(v) for v in row) for row in confusion
         )):
-            raise _damaged(path, f"'confusion' must be a {n} x {n} table of counts")
+            raise damaged_file(path, f"'confusion' must be a {n} x {n} table of counts")
 
 
 def _write_config(path: Path, config: dict[str, Any], *, status: str) -> None:
@@ -351,7 +352,7 @@ class Run:
         path = self.path / "history.csv"
         history = _read_table(path, HISTORY_COLUMNS)
         if not all(pd.api.types.is_numeric_dtype(history[c]) for c in HISTORY_COLUMNS if c in history):
-            raise _damaged(path, f"its columns must hold numbers ({', '.join(HISTORY_COLUMNS)})")
+            raise damaged_file(path, f"its columns must hold numbers ({', '.join(HISTORY_COLUMNS)})")
         return history
 
     @property
@@ -386,27 +387,14 @@ class Run:
             return predictions
         classes = set(self.classes)
         if not (set(predictions["true"].astype(str)) | set(predictions["pred"].astype(str))) <= classes:
-            raise _damaged(path, f"its 'true' and 'pred' columns must hold the run's classes {self.classes}")
+            raise damaged_file(path, f"its 'true' and 'pred' columns must hold the run's classes {self.classes}")
         if not all(pd.api.types.is_numeric_dtype(predictions[c]) for c in probabilities):
-            raise _damaged(path, "its prob_<class> columns must hold numbers")
+            raise damaged_file(path, "its prob_<class> columns must hold numbers")
         return predictions
 
     def events(self) -> list[dict[str, Any]]:
         """Progress events written so far."""
         return read_jsonl(self.path / "events.jsonl")
-
-    def model(self) -> Any:
-        """The trained inference model, loaded with ``safe_mode=True`` (:func:`load_keras_model`).
-
-        Raises
-        ------
-        RunDamagedError
-            If ``model.keras`` is not a regular file, exceeds a size cap or cannot be loaded.
-        """
-        path = self.path / "model.keras"
-        if not path.exists():
-            raise RunNotFoundError(f"run {self.id} has no model.keras (status {self.status}). Finish or resume it first.")
-        return load_keras_model(path, damaged=_damaged)
 
     def files_problem(self, files: Iterable[str] = ("predictions.csv", "history.csv")) -> str | None:
         """Why one of ``files`` (``predictions.csv``, ``history.csv``, ``model.keras``) cannot be used,
@@ -418,7 +406,7 @@ class Run:
                 elif name == "history.csv":
                     self.history  # noqa: B018
                 elif name == "model.keras" and (self.path / name).exists():
-                    check_model_archive(self.path / name, damaged=_damaged)
+                    check_model_archive(self.path / name, damaged=damaged_file)
                 elif name not in ("predictions.csv", "history.csv", "model.keras"):
                     raise ValueError(f"files must name predictions.csv, history.csv or model.keras; got {name!r}.")
         except RunDamagedError as exc:
@@ -448,12 +436,12 @@ def _read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     try:
         table = pd.read_csv(io.BytesIO(read_regular_bytes(path, max_bytes=MAX_TABLE_BYTES)))
     except RefusedFileError as exc:
-        raise _damaged(path, exc.reason) from exc
+        raise damaged_file(path, exc.reason) from exc
     except (OSError, ValueError) as exc:  # EmptyDataError, ParserError and UnicodeDecodeError are ValueErrors
-        raise _damaged(path, f"it is not a readable CSV table ({type(exc).__name__})") from exc
+        raise damaged_file(path, f"it is not a readable CSV table ({type(exc).__name__})") from exc
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise _damaged(path, f"it lacks the columns {shorten(missing)}")
+        raise damaged_file(path, f"it lacks the columns {shorten(missing)}")
     return table
 
 
@@ -479,22 +467,6 @@ def check_model_archive(path: Path, *, damaged: Any) -> None:
         if member.file_size > limit:
             raise damaged(path, f"its member {shorten(member.filename)!r} unpacks to {member.file_size:,} bytes, "
                                 f"more than the {limit // 2**20:,} MB allowed")
-
-
-def load_keras_model(path: Path, *, damaged: Any) -> Any:
-    """:func:`check_model_archive`, then ``keras.saving.load_model(path, safe_mode=True)``; whatever
-    Keras raises on a damaged archive becomes ``damaged(path, reason)``."""
-    import keras  # noqa: PLC0415 - keep listing runs fast
-
-    from core.learn.registry import import_builders  # noqa: PLC0415
-
-    import_builders()  # each architecture's module registers its custom layers for deserialisation
-
-    check_model_archive(path, damaged=damaged)
-    try:
-        return keras.saving.load_model(path, safe_mode=True)
-    except Exception as exc:  # noqa: BLE001 - Keras raises anything (KeyError, TypeError, OSError...) on bad input
-        raise damaged(path, f"it cannot be loaded as a Keras model ({type(exc).__name__}: {shorten(exc)})") from exc
 
 
 def load_run(path: str | Path) -> Run:
