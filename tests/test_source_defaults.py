@@ -13,6 +13,7 @@ from core.acquire.sources import COLOUR_CUTOUT_DEFAULTS
 from core.prepare.builder import build_dataset
 from core.prepare.selection import is_colour_source, preprocess_defaults
 from core.acquire.catalogue import load_source
+from core.acquire.importer import import_source
 from core.cli import main
 from core.prepare.dataset import load_dataset
 from core.prepare.preprocessing import PreprocessConfig
@@ -23,13 +24,16 @@ GZ1 = Path(__file__).resolve().parents[1] / "data" / "gz1"
 
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """24 of the shipped JPEGs as a user's import: kind ``imported``, so only the images say "cutouts"."""
-    root = tmp_path_factory.mktemp("data") / "imported" / "mine"
-    (root / "images").mkdir(parents=True)
+    """24 of the shipped JPEGs imported as a user would (`core import`): kind ``imported``, so only the
+    images say "cutouts"."""
+    own = tmp_path_factory.mktemp("own")
+    (own / "images").mkdir()
     catalogue = pd.read_csv(GZ1 / "catalog.csv").groupby("classification").head(8)
     for file in catalogue["file"]:
-        shutil.copy(GZ1 / file, root / file)
-    catalogue.to_csv(root / "catalog.csv", index=False)
+        shutil.copy(GZ1 / file, own / file)
+    catalogue.to_csv(own / "catalog.csv", index=False)
+    root = tmp_path_factory.mktemp("data") / "imported" / "mine"
+    import_source(own / "catalog.csv", own, out=root)
     return root
 
 

@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.acquire import sources
 from core.acquire.catalogue import list_sources, load_source
+from core.acquire.importer import import_source
 from core.acquire.sample import ensure_sample
 from core.acquire.sources import SourceKind, register_source_kind
 from core.errors import ConfigError
@@ -150,3 +151,15 @@ def test_the_gz1_kind_comes_from_its_marker_file_never_the_folder_name(tmp_path:
     assert resolve_scheme(BuildSpec(source=str(renamed)), source).name == "hubble3"
     (renamed / "SAMPLE.json").unlink()
     assert load_source(renamed).kind == "folder"
+
+
+def test_the_imported_kind_comes_from_the_import_report_never_the_folder_name(tmp_path: Path, sky: Path) -> None:
+    # A hand-made folder inside imported/ is not an import; `core import`'s output is, wherever it lives.
+    by_hand = tmp_path / "data" / "imported" / "by-hand"
+    shutil.copytree(sky, by_hand)
+    (by_hand / "SAMPLE.json").unlink()
+    assert load_source(by_hand).kind == "folder"
+    elsewhere = tmp_path / "elsewhere" / "mine"
+    import_source(by_hand / "catalog.csv", by_hand, out=elsewhere)
+    assert (elsewhere / "import_report.json").is_file()
+    assert load_source(elsewhere).kind == "imported"

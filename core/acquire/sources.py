@@ -171,6 +171,6 @@ register_source_kind(SourceKind(
     has_marker=lambda root: (root / "images" / "manifest.csv").is_file(), folders=lambda layout: [layout.ned],
 ))
 register_source_kind(SourceKind(
-    name="imported", label="imported folder", marker="a folder inside the data folder's imported/",
-    has_marker=lambda root: root.parent.name == "imported", folders=_imported_folders,
+    name="imported", label="imported folder", marker="import_report.json (written by `python -m core import`)",
+    has_marker=lambda root: (root / "import_report.json").is_file(), folders=_imported_folders,
 ))
