@@ -175,8 +175,9 @@ def test_list_sources_in_selector_order(tmp_path):
     _write_catalogue(tmp_path / "ned", "name,classification\nNGC 1,E\n")
     _write_catalogue(tmp_path / "sample", "name,classification\nA,E\nB,S0\n")
     (tmp_path / "sample" / "SAMPLE.json").write_text("{}")
-    _write_catalogue(tmp_path / "imported" / "zeta", "name,classification\nA,E\n")
-    _write_catalogue(tmp_path / "imported" / "alpha", "name,classification\nA,E\n")
+    for name in ("zeta", "alpha"):  # what `core import` writes: a catalogue and its import report
+        _write_catalogue(tmp_path / "imported" / name, "name,classification\nA,E\n")
+        (tmp_path / "imported" / name / "import_report.json").write_text("{}")
     (tmp_path / "imported" / "empty").mkdir()
     summaries = list_sources(tmp_path)
     assert [(s.root.relative_to(tmp_path).as_posix(), s.kind, s.n_rows) for s in summaries] == [
