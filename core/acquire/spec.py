@@ -20,8 +20,23 @@ from core.fields import option, plain_fields, spec_argv, spec_from_args
 DEFAULT_NED_CLASSES: tuple[str, ...] = ("E", "S0", "S0/a", "SA", "SAB", "SB")
 
 
+class _FieldsSpec:
+    """What each spec of this stage does with its fields: a plain dict, a command line, and back."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return plain_fields(self)
+
+    def to_argv(self) -> list[str]:
+        return spec_argv(self)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Any:
+        """The spec of parsed arguments (or of their ``--spec FILE``)."""
+        return spec_from_args(cls, args)
+
+
 @dataclass(frozen=True)
-class ScrapeSpec:
+class ScrapeSpec(_FieldsSpec):
     """``python -m core scrape``: NED's classification search for ``classes`` into ``out``."""
 
     kind: ClassVar[str] = "scrape"
@@ -42,20 +57,9 @@ class ScrapeSpec:
         if isinstance(self.max_pages, bool) or not isinstance(self.max_pages, int) or self.max_pages < 0:
             raise ConfigError(f"max_pages must be an integer >= 0 (0: all); got {self.max_pages!r}.")
 
-    def to_dict(self) -> dict[str, Any]:
-        return plain_fields(self)
-
-    def to_argv(self) -> list[str]:
-        return spec_argv(self)
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> Any:
-        """The spec of parsed arguments (or of their ``--spec FILE``)."""
-        return spec_from_args(cls, args)
-
 
 @dataclass(frozen=True)
-class FetchSpec:
+class FetchSpec(_FieldsSpec):
     """``python -m core fetch``: the images of a scraped catalogue into ``out``."""
 
     kind: ClassVar[str] = "fetch"
@@ -70,20 +74,9 @@ class FetchSpec:
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, str(getattr(self, name)))
 
-    def to_dict(self) -> dict[str, Any]:
-        return plain_fields(self)
-
-    def to_argv(self) -> list[str]:
-        return spec_argv(self)
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> Any:
-        """The spec of parsed arguments (or of their ``--spec FILE``)."""
-        return spec_from_args(cls, args)
-
 
 @dataclass(frozen=True)
-class ImportSpec:
+class ImportSpec(_FieldsSpec):
     """``python -m core import``: a user's catalogue CSV and image folder as a source."""
 
     kind: ClassVar[str] = "import"
@@ -98,14 +91,3 @@ class ImportSpec:
     def __post_init__(self) -> None:
         for name in ("catalog", "images"):
             object.__setattr__(self, name, str(getattr(self, name)))
-
-    def to_dict(self) -> dict[str, Any]:
-        return plain_fields(self)
-
-    def to_argv(self) -> list[str]:
-        return spec_argv(self)
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> Any:
-        """The spec of parsed arguments (or of their ``--spec FILE``)."""
-        return spec_from_args(cls, args)
