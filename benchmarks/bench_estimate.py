@@ -23,28 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.bench_train import _compiled  # noqa: E402
-from core.learn.training import input_pipeline  # noqa: E402
+from benchmarks.bench_train import _compiled, train_step_seconds  # noqa: E402
 from core.learn.models import build_model  # noqa: E402
 from core.learn.protocol import model_defaults  # noqa: E402
 
 CASES = (("lenet5", "equal"), ("lenet5", "tuned"), ("alexnet", "equal"), ("resnet18", "equal"))
-
-
-def step_cpu_seconds(model, x: np.ndarray, y: np.ndarray, *, batch: int, steps: int) -> list[float]:
-    """CPU seconds (every thread of this process) of each of ``steps`` training steps after two warm-up
-    steps. CPU time, not wall time: under ``nice -n 19`` on a shared machine the wall time is mostly
-    waiting for a core, and it varies with the others' load."""
-    data = iter(input_pipeline(x, y, batch_size=batch, shuffle=True, seed=0).repeat())
-    for _ in range(2):
-        model.train_on_batch(*next(data))
-    times = []
-    for _ in range(steps):
-        xb, yb = next(data)
-        started = time.process_time()
-        model.train_on_batch(xb, yb)
-        times.append(time.process_time() - started)
-    return times
 
 
 def main() -> None:
@@ -65,7 +48,10 @@ def main() -> None:
     seconds: dict[tuple[str, str], list[float]] = {case: [] for case in CASES}
     for _ in range(args.rounds):  # interleaved: a change in the machine's load hits every case alike
         for case, model in models.items():
-            seconds[case] += step_cpu_seconds(model, x, y, batch=args.batch, steps=args.steps)
+            # CPU time, not wall time: under `nice -n 19` on a shared machine the wall time is mostly waiting
+            # for a core, and it varies with the others' load.
+            seconds[case] += train_step_seconds(model, x, y, batch=args.batch, steps=args.steps,
+                                                clock=time.process_time)
     print(f"{args.size} px, batch {args.batch}, median of {args.rounds} x {args.steps} steps")
     for (name, protocol), times in seconds.items():
         print(f"{name:9s} {protocol:6s} {args.batch / statistics.median(times):8.0f} images per CPU-second "
